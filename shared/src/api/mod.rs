@@ -1,0 +1,145 @@
+//! HTTP API over `lambda_http` request/response types, so the Lambda functions and the local server run
+//! the very same handlers.
+//!
+//! Routes (all under `/analytics`):
+//! - `POST /analytics/event`: one event → 202 `{ "id" }`.
+//! - `POST /analytics/events`: `{ "events": [...] }` (or a bare array), at most 500 events → 202
+//!   `{ "accepted": [{index, id}], "rejected": [{index, error}] }`; 400 with the same report when no event
+//!   is valid; 413 beyond the limits.
+//! - `GET /health`: liveness (no auth).
+//!
+//! Authentication: `Authorization: Bearer <key>`; the key decides the store. Errors use the shape of
+//! [`response::error`]. Browsers may call the track routes cross-origin (CORS preflight answered here).
+
+pub mod request;
+pub mod response;
+
+use std::sync::Arc;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::auth::KeyRing;
+use crate::config::Limits;
+use crate::error::{Error, Result};
+use crate::tracker::Tracker;
+
+pub use request::PeerAddr;
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    tracker: Arc<Tracker>,
+    keys: Arc<KeyRing>,
+    limits: Limits,
+}
+
+impl Api {
+    pub fn new(tracker: Arc<Tracker>, keys: KeyRing, limits: Limits) -> Self {
+        Self { tracker, keys: Arc::new(keys), limits }
+    }
+
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+
+    /// Handles any request; never fails (errors become JSON error responses).
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let origin = req.headers().get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut resp = match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status() >= 500 {
+                    tracing::error!(error = %e, code = e.code(), "request failed");
+                }
+                response::error(&e)
+            }
+        };
+        if let Some(origin) = origin {
+            response::add_cors(&mut resp, &origin);
+        }
+        resp
+    }
+
+    async fn route(&self, req: Request) -> Result<Response<Body>> {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let method = req.method().clone();
+        match (path.as_str(), &method) {
+            (_, &Method::OPTIONS) => Ok(response::preflight()),
+            ("/health", &Method::GET) => Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))),
+            ("/analytics/event", &Method::POST) => self.track_one(req).await,
+            ("/analytics/events", &Method::POST) => self.track_batch(req).await,
+            ("/analytics/event" | "/analytics/events" | "/health", _) => {
+                Err(Error::MethodNotAllowed { method: method.to_string(), path })
+            }
+            _ => Err(Error::NotFound { method: method.to_string(), path }),
+        }
+    }
+
+    async fn track_one(&self, req: Request) -> Result<Response<Body>> {
+        let principal = self.keys.authenticate(request::authorization(&req))?;
+        let body = request::body_text(&req, self.limits.max_body_bytes)?;
+        let meta = request::meta(&req);
+        let id = self.tracker.track_json(&principal.store_id, body, &meta).await?;
+        Ok(response::json(StatusCode::ACCEPTED, &json!({ "id": id })))
+    }
+
+    async fn track_batch(&self, req: Request) -> Result<Response<Body>> {
+        let principal = self.keys.authenticate(request::authorization(&req))?;
+        let body = request::body_text(&req, self.limits.max_body_bytes)?;
+        let events = parse_batch(body)?;
+        if events.is_empty() {
+            return Err(Error::invalid("empty_batch", "events", "events must hold at least one event"));
+        }
+        if events.len() > self.limits.max_batch_events {
+            return Err(Error::TooLarge {
+                message: format!(
+                    "{} events in one batch; the limit is {}",
+                    events.len(),
+                    self.limits.max_batch_events
+                ),
+                field: "events".into(),
+            });
+        }
+        let meta = request::meta(&req);
+        let report = self.tracker.track_many(&principal.store_id, &events, &meta).await?;
+        if report.accepted.is_empty() {
+            let body = json!({
+                "error": {
+                    "code": "invalid_batch",
+                    "message": "no event in the batch is valid; see rejected",
+                    "field": "events",
+                },
+                "accepted": [],
+                "rejected": report.rejected,
+            });
+            return Ok(response::json(StatusCode::BAD_REQUEST, &body));
+        }
+        Ok(response::json(StatusCode::ACCEPTED, &report))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wrapped<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// `{ "events": [...] }` or `[...]`.
+fn parse_batch(body: &str) -> Result<Vec<&RawValue>> {
+    let bad = |e: serde_json::Error| {
+        Error::invalid(
+            "invalid_json",
+            "events",
+            format!("body must be {{\"events\": [...]}} or a JSON array of events: {e}"),
+        )
+    };
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<&RawValue>>(body).map_err(bad)
+    } else {
+        serde_json::from_str::<Wrapped<'_>>(body).map(|w| w.events).map_err(bad)
+    }
+}

@@ -1,0 +1,520 @@
+//! Typed configuration, read once at start.
+//!
+//! Sources, in order (later wins):
+//! 1. defaults (the spec's: `enabled: true`, `provider: clickhouse`, `batch_size: 1000`,
+//!    `flush_interval_seconds: 5`, `retention_days: 365`);
+//! 2. the YAML file named by `ANALYTICS_CONFIG` (or passed explicitly), shaped like the spec's
+//!    `analytics:` block, with `${VAR}` and `${VAR:-default}` interpolation from the environment;
+//! 3. environment overrides, for Lambda where there is no file (see [`ENV_OVERRIDES`]).
+//!
+//! Loading fails fast with a message that names the bad setting. `provider: bigquery` parses, but
+//! [`Config::ensure_supported`] rejects it at start until that provider exists.
+//!
+//! Secrets (`clickhouse_password`, API keys) are wrapped in [`Secret`], whose `Debug` prints `***`, so a
+//! logged config never shows them.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A string that must never appear in logs.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Clickhouse,
+    Bigquery,
+}
+
+/// What a key may do. Write keys (`pk_…`) can only track; read keys (`sk_…`) can also read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Write,
+    Read,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ApiKeyConfig {
+    pub key: Secret,
+    pub store: String,
+    pub kind: KeyKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseConfig {
+    /// e.g. `http://127.0.0.1:8123` or `https://host:8443`.
+    pub url: String,
+    /// Database holding the module's tables; created by the migrations. Default `commerce_analytics`.
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Secret,
+}
+
+/// Input limits. Defaults are the documented API limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body, bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Most events in one `POST /analytics/events`. Default 500.
+    pub max_batch_events: usize,
+    /// Largest single event (its JSON text), bytes. Default 32 KiB (Firehose allows 1,000 KiB a record).
+    pub max_event_bytes: usize,
+    /// Longest id-like string (`id`, `sessionId`, `customerId`, `orderId`, `productId`). Default 128.
+    pub max_id_len: usize,
+    /// Deepest nesting inside `properties` (an object directly in `properties` is depth 1). Default 8.
+    pub max_property_depth: usize,
+    /// Most keys in `properties` (top level). Default 100.
+    pub max_property_keys: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_batch_events: 500,
+            max_event_bytes: 32 * 1024,
+            max_id_len: 128,
+            max_property_depth: 8,
+            max_property_keys: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `false`: the track endpoints still validate and answer 202, but store nothing (a kill switch that
+    /// does not break storefronts).
+    pub enabled: bool,
+    pub provider: Provider,
+    pub clickhouse: ClickHouseConfig,
+    /// Events per batch write. Default 1000.
+    pub batch_size: usize,
+    /// Longest time an accepted event waits in the local buffer before it is written. Default 5 s.
+    pub flush_interval: Duration,
+    /// Events older than this many days are removed (TTL now; a scheduled job later). Default 365.
+    pub retention_days: u32,
+    /// Capacity of the local buffer, events; beyond it track answers 503 + `Retry-After`. Default
+    /// 100 × `batch_size`.
+    pub max_buffered_events: usize,
+    /// Zero the last IPv4 octet / keep only the IPv6 /48 before storing. Default true.
+    pub anonymize_ip: bool,
+    pub keys: Vec<ApiKeyConfig>,
+    pub limits: Limits,
+}
+
+/// Environment variables that override the file (name, setting).
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("ANALYTICS_ENABLED", "enabled"),
+    ("ANALYTICS_PROVIDER", "provider"),
+    ("CLICKHOUSE_URL", "clickhouse_url"),
+    ("CLICKHOUSE_DATABASE", "clickhouse_database"),
+    ("CLICKHOUSE_USER", "clickhouse_user"),
+    ("CLICKHOUSE_PASSWORD", "clickhouse_password"),
+    ("ANALYTICS_BATCH_SIZE", "batch_size"),
+    ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "flush_interval_seconds"),
+    ("ANALYTICS_RETENTION_DAYS", "retention_days"),
+    ("ANALYTICS_MAX_BUFFERED_EVENTS", "max_buffered_events"),
+    ("ANALYTICS_ANONYMIZE_IP", "anonymize_ip"),
+    ("ANALYTICS_API_KEYS", "keys"),
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoot {
+    analytics: Option<RawSettings>,
+}
+
+/// The `analytics:` block as written; every field optional so defaults and env can fill in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    enabled: Option<bool>,
+    provider: Option<Provider>,
+    clickhouse_url: Option<String>,
+    clickhouse_database: Option<String>,
+    clickhouse_user: Option<String>,
+    clickhouse_password: Option<Secret>,
+    batch_size: Option<usize>,
+    flush_interval_seconds: Option<f64>,
+    retention_days: Option<u32>,
+    max_buffered_events: Option<usize>,
+    anonymize_ip: Option<bool>,
+    keys: Option<Vec<ApiKeyConfig>>,
+}
+
+impl Config {
+    /// Reads `ANALYTICS_CONFIG` (if set) and the process environment.
+    pub fn from_env() -> Result<Self> {
+        let env = |name: &str| std::env::var(name).ok();
+        let text = match env("ANALYTICS_CONFIG") {
+            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                Error::Config(format!("cannot read ANALYTICS_CONFIG file {path}: {e}"))
+            })?),
+            None => None,
+        };
+        Self::from_sources(text.as_deref(), &env)
+    }
+
+    /// Reads the given YAML file plus the process environment.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_sources(Some(&text), &|name: &str| std::env::var(name).ok())
+    }
+
+    /// Builds the config from an optional YAML text and an environment lookup (injectable for tests).
+    pub fn from_sources(yaml: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut raw = match yaml {
+            Some(text) => {
+                let text = interpolate(text, env)?;
+                let root: FileRoot = serde_yaml_ng::from_str(&text)
+                    .map_err(|e| Error::Config(format!("config file: {e}")))?;
+                root.analytics.unwrap_or_default()
+            }
+            None => RawSettings::default(),
+        };
+        apply_env(&mut raw, env)?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawSettings) -> Result<Self> {
+        let batch_size = raw.batch_size.unwrap_or(1000);
+        if !(1..=100_000).contains(&batch_size) {
+            return Err(Error::Config(format!("batch_size must be 1..=100000, got {batch_size}")));
+        }
+        let flush = raw.flush_interval_seconds.unwrap_or(5.0);
+        if !(flush > 0.0 && flush <= 3600.0) {
+            return Err(Error::Config(format!(
+                "flush_interval_seconds must be > 0 and <= 3600, got {flush}"
+            )));
+        }
+        let retention_days = raw.retention_days.unwrap_or(365);
+        if retention_days == 0 {
+            return Err(Error::Config("retention_days must be at least 1".into()));
+        }
+        let max_buffered_events = raw.max_buffered_events.unwrap_or(batch_size * 100);
+        if max_buffered_events < batch_size {
+            return Err(Error::Config(format!(
+                "max_buffered_events ({max_buffered_events}) must be >= batch_size ({batch_size})"
+            )));
+        }
+        let url = raw.clickhouse_url.unwrap_or_default();
+        let provider = raw.provider.unwrap_or(Provider::Clickhouse);
+        if provider == Provider::Clickhouse && url.is_empty() {
+            return Err(Error::Config(
+                "clickhouse_url is not set (set CLICKHOUSE_URL or analytics.clickhouse_url)".into(),
+            ));
+        }
+        if !url.is_empty() {
+            let parsed = url::Url::parse(&url)
+                .map_err(|e| Error::Config(format!("clickhouse_url {url:?} is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(Error::Config(format!(
+                    "clickhouse_url must be http:// or https://, got {url:?}"
+                )));
+            }
+        }
+        let database = raw.clickhouse_database.unwrap_or_else(|| "commerce_analytics".into());
+        if !is_identifier(&database) {
+            return Err(Error::Config(format!(
+                "clickhouse_database {database:?} must match [A-Za-z_][A-Za-z0-9_]*"
+            )));
+        }
+        let keys = raw.keys.unwrap_or_default();
+        for (i, k) in keys.iter().enumerate() {
+            if k.key.expose().len() < 8 {
+                return Err(Error::Config(format!("keys[{i}].key must be at least 8 characters")));
+            }
+            if !crate::auth::is_valid_store_id(&k.store) {
+                return Err(Error::Config(format!(
+                    "keys[{i}].store {:?} must match [a-z0-9][a-z0-9_-]{{0,63}}",
+                    k.store
+                )));
+            }
+        }
+        Ok(Self {
+            enabled: raw.enabled.unwrap_or(true),
+            provider,
+            clickhouse: ClickHouseConfig {
+                url,
+                database,
+                user: raw.clickhouse_user.filter(|u| !u.is_empty()),
+                password: raw.clickhouse_password.unwrap_or_default(),
+            },
+            batch_size,
+            flush_interval: Duration::from_secs_f64(flush),
+            retention_days,
+            max_buffered_events,
+            anonymize_ip: raw.anonymize_ip.unwrap_or(true),
+            keys,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Fails for settings that parse but cannot run yet.
+    pub fn ensure_supported(&self) -> Result<()> {
+        match self.provider {
+            Provider::Clickhouse => Ok(()),
+            Provider::Bigquery => Err(Error::Config(
+                "provider \"bigquery\" is not available yet; set provider: clickhouse \
+                 (ANALYTICS_PROVIDER=clickhouse)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+pub(crate) fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 64
+}
+
+fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
+        v.trim()
+            .parse()
+            .map_err(|_| Error::Config(format!("environment variable {name}={v:?} is not valid")))
+    }
+    for (name, _) in ENV_OVERRIDES {
+        let Some(v) = env(name) else { continue };
+        match *name {
+            "ANALYTICS_ENABLED" => raw.enabled = Some(parse(name, &v)?),
+            "ANALYTICS_PROVIDER" => {
+                raw.provider = Some(match v.trim() {
+                    "clickhouse" => Provider::Clickhouse,
+                    "bigquery" => Provider::Bigquery,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "ANALYTICS_PROVIDER must be clickhouse or bigquery, got {v:?}"
+                        )));
+                    }
+                })
+            }
+            "CLICKHOUSE_URL" => raw.clickhouse_url = Some(v),
+            "CLICKHOUSE_DATABASE" => raw.clickhouse_database = Some(v),
+            "CLICKHOUSE_USER" => raw.clickhouse_user = Some(v),
+            "CLICKHOUSE_PASSWORD" => raw.clickhouse_password = Some(Secret(v)),
+            "ANALYTICS_BATCH_SIZE" => raw.batch_size = Some(parse(name, &v)?),
+            "ANALYTICS_FLUSH_INTERVAL_SECONDS" => raw.flush_interval_seconds = Some(parse(name, &v)?),
+            "ANALYTICS_RETENTION_DAYS" => raw.retention_days = Some(parse(name, &v)?),
+            "ANALYTICS_MAX_BUFFERED_EVENTS" => raw.max_buffered_events = Some(parse(name, &v)?),
+            "ANALYTICS_ANONYMIZE_IP" => raw.anonymize_ip = Some(parse(name, &v)?),
+            "ANALYTICS_API_KEYS" => raw.keys = Some(parse_key_list(&v)?),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `ANALYTICS_API_KEYS`: comma-separated `key:store:kind` triples, e.g. `pk_live_x:shop1:write`.
+fn parse_key_list(v: &str) -> Result<Vec<ApiKeyConfig>> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+        .map(|(i, item)| {
+            let mut parts = item.splitn(3, ':');
+            let (Some(key), Some(store), Some(kind)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(Error::Config(format!(
+                    "ANALYTICS_API_KEYS entry {i} must be key:store:kind"
+                )));
+            };
+            let kind = match kind {
+                "write" => KeyKind::Write,
+                "read" => KeyKind::Read,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "ANALYTICS_API_KEYS entry {i}: kind must be write or read"
+                    )));
+                }
+            };
+            Ok(ApiKeyConfig { key: Secret(key.to_owned()), store: store.to_owned(), kind })
+        })
+        .collect()
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` with environment values. An unset `${VAR}` without a default is
+/// an error naming the variable and the line, so a missing secret cannot silently become an empty string.
+pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    for (lineno, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(Error::Config(format!(
+                    "config line {}: unterminated ${{...}}",
+                    lineno + 1
+                )));
+            };
+            let expr = &after[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            if !is_identifier(name) {
+                return Err(Error::Config(format!(
+                    "config line {}: bad variable name {name:?}",
+                    lineno + 1
+                )));
+            }
+            match (env(name).filter(|v| !v.is_empty()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(Error::Config(format!(
+                        "config line {}: environment variable {name} is not set",
+                        lineno + 1
+                    )));
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const SPEC_YAML: &str = "analytics:
+  enabled: true
+  provider: clickhouse # clickhouse | bigquery
+  clickhouse_url: ${CLICKHOUSE_URL}
+  batch_size: 1000 # events per batch write
+  flush_interval_seconds: 5 # max time between flushes
+  retention_days: 365 # event retention period
+";
+
+    #[test]
+    fn spec_yaml_parses_with_interpolated_url_and_spec_defaults() {
+        let env = env_of(&[("CLICKHOUSE_URL", "http://ch:8123")]);
+        let c = Config::from_sources(Some(SPEC_YAML), &env).expect("valid");
+        assert_eq!(c.clickhouse.url, "http://ch:8123");
+        assert_eq!(c.batch_size, 1000);
+        assert_eq!(c.flush_interval, Duration::from_secs(5));
+        assert_eq!(c.retention_days, 365);
+        assert!(c.enabled);
+        assert_eq!(c.provider, Provider::Clickhouse);
+        assert_eq!(c.clickhouse.database, "commerce_analytics");
+        assert_eq!(c.max_buffered_events, 100_000);
+        assert!(c.anonymize_ip);
+    }
+
+    #[test]
+    fn unset_variable_without_default_is_an_error_naming_it() {
+        let err = Config::from_sources(Some(SPEC_YAML), &env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains("CLICKHOUSE_URL is not set"), "{err}");
+        assert!(err.to_string().contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn default_after_colon_dash_is_used_when_variable_is_unset() {
+        let yaml = "analytics:\n  clickhouse_url: ${CH:-http://127.0.0.1:8123}\n";
+        let c = Config::from_sources(Some(yaml), &env_of(&[])).expect("valid");
+        assert_eq!(c.clickhouse.url, "http://127.0.0.1:8123");
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let env = env_of(&[
+            ("CLICKHOUSE_URL", "http://a:1"),
+            ("ANALYTICS_BATCH_SIZE", "50"),
+            ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5"),
+            ("ANALYTICS_ENABLED", "false"),
+            ("ANALYTICS_API_KEYS", "pk_test_12345:shop-1:write, sk_test_12345:shop-1:read"),
+        ]);
+        let c = Config::from_sources(Some(SPEC_YAML), &env).expect("valid");
+        assert_eq!(c.batch_size, 50);
+        assert_eq!(c.flush_interval, Duration::from_millis(500));
+        assert!(!c.enabled);
+        assert_eq!(c.keys.len(), 2);
+        assert_eq!(c.keys[1].kind, KeyKind::Read);
+        assert_eq!(c.keys[1].store, "shop-1");
+    }
+
+    #[test]
+    fn bad_settings_fail_with_the_setting_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_BATCH_SIZE", "0")], "batch_size"),
+            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_BATCH_SIZE", "x")], "ANALYTICS_BATCH_SIZE"),
+            (&[("CLICKHOUSE_URL", "ftp://a")], "clickhouse_url"),
+            (&[], "clickhouse_url is not set"),
+            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_RETENTION_DAYS", "0")], "retention_days"),
+            (&[("CLICKHOUSE_URL", "http://a:1"), ("CLICKHOUSE_DATABASE", "x;drop")], "clickhouse_database"),
+            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_API_KEYS", "short:s:write")], "keys[0].key"),
+            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_API_KEYS", "pk_123456789:Bad Store:write")], "keys[0].store"),
+            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_PROVIDER", "mysql")], "ANALYTICS_PROVIDER"),
+        ];
+        for (env, needle) in cases {
+            let err = Config::from_sources(None, &env_of(env)).unwrap_err().to_string();
+            assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_setting_in_the_file_is_rejected() {
+        let yaml = "analytics:\n  clickhouse_url: http://a:1\n  batch_sise: 10\n";
+        let err = Config::from_sources(Some(yaml), &env_of(&[])).unwrap_err().to_string();
+        assert!(err.contains("batch_sise"), "{err}");
+    }
+
+    #[test]
+    fn bigquery_parses_but_is_refused_at_start_with_a_clear_message() {
+        let yaml = "analytics:\n  provider: bigquery\n";
+        let c = Config::from_sources(Some(yaml), &env_of(&[])).expect("parses");
+        assert_eq!(c.provider, Provider::Bigquery);
+        let err = c.ensure_supported().unwrap_err().to_string();
+        assert!(err.contains("bigquery") && err.contains("not available yet"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let env = env_of(&[
+            ("CLICKHOUSE_URL", "http://a:1"),
+            ("CLICKHOUSE_PASSWORD", "hunter2-very-secret"),
+            ("ANALYTICS_API_KEYS", "sk_secret_value_1:s:read"),
+        ]);
+        let c = Config::from_sources(None, &env).expect("valid");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("sk_secret_value_1"), "{dbg}");
+    }
+}

@@ -1,0 +1,408 @@
+//! Deterministic, realistic demo traffic.
+//!
+//! Given a seed, [`DemoGenerator`] yields the same wire-format events (the JSON a storefront would send,
+//! with explicit `id` and `timestamp`) every time. Traffic model:
+//! - sessions spread over `days` up to `end`, busier in the afternoon and evening, growing over time;
+//! - each session lands from a source (direct, Google organic, Google Ads, Facebook, Instagram, newsletter)
+//!   with a referrer and UTM parameters where the channel has them;
+//! - page → product → cart → checkout → order with realistic drop-off (about 6% of sessions order);
+//!   carts sometimes lose items; most orders get `payment.captured`, about 4% are refunded days later;
+//! - a pool of customers of whom a popular few come back and order again; guests get an id at checkout;
+//! - nine countries; EUR in the euro area, USD elsewhere (two currencies);
+//! - product popularity skewed (a few best sellers), one `inventory.updated` per product per day.
+
+use std::collections::VecDeque;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub seed: u64,
+    /// Approximate number of events (the generator stops at the first session boundary past it).
+    pub events: usize,
+    /// How many days back from `end` the traffic spans.
+    pub days: u32,
+    pub end: OffsetDateTime,
+}
+
+const COUNTRIES: &[(&str, u32, &str)] = &[
+    ("US", 40, "USD"),
+    ("GB", 12, "USD"),
+    ("DE", 12, "EUR"),
+    ("FR", 8, "EUR"),
+    ("CA", 8, "USD"),
+    ("NL", 5, "EUR"),
+    ("AU", 5, "USD"),
+    ("ES", 5, "EUR"),
+    ("IT", 5, "EUR"),
+];
+
+/// (weight, referrer, utm source, medium, campaign)
+type Source = (u32, &'static str, &'static str, &'static str, &'static str);
+const SOURCES: &[Source] = &[
+    (30, "", "", "", ""),
+    (28, "https://www.google.com/", "", "", ""),
+    (14, "https://www.google.com/", "google", "cpc", "brand_search"),
+    (10, "https://www.facebook.com/", "facebook", "social", "spring_sale"),
+    (6, "https://www.instagram.com/", "instagram", "social", "influencer_q1"),
+    (12, "", "newsletter", "email", "weekly_digest"),
+];
+
+const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+];
+
+const PAGES: &[&str] = &["/", "/collections/new", "/collections/sale", "/about", "/blog/style-guide", "/search"];
+const PAYMENT_METHODS: &[&str] = &["stripe", "paypal", "apple_pay"];
+
+#[derive(Debug, Clone)]
+struct Product {
+    id: String,
+    name: String,
+    usd: i64,
+}
+
+#[derive(Debug)]
+pub struct DemoGenerator {
+    rng: ChaCha8Rng,
+    cfg: DemoConfig,
+    start: OffsetDateTime,
+    products: Vec<Product>,
+    stock: Vec<i64>,
+    customers: usize,
+    produced: usize,
+    pending: VecDeque<Value>,
+    next_inventory_day: u32,
+    session_no: u64,
+}
+
+impl DemoGenerator {
+    pub fn new(cfg: DemoConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let n_products = (cfg.events / 5000).clamp(10, 200);
+        let adjectives = ["Classic", "Premium", "Organic", "Vintage", "Everyday", "Limited"];
+        let nouns = ["T-Shirt", "Hoodie", "Sneakers", "Backpack", "Mug", "Cap", "Jeans", "Scarf"];
+        let products = (0..n_products)
+            .map(|i| Product {
+                id: format!("prod_{i:04}"),
+                name: format!(
+                    "{} {}",
+                    adjectives[rng.random_range(0..adjectives.len())],
+                    nouns[rng.random_range(0..nouns.len())]
+                ),
+                usd: i64::from(rng.random_range(5u32..200)) * 100 - 1,
+            })
+            .collect::<Vec<_>>();
+        let stock = (0..n_products).map(|_| rng.random_range(50..500)).collect();
+        let start = cfg.end - time::Duration::days(i64::from(cfg.days));
+        let customers = (cfg.events / 20).max(20);
+        Self {
+            rng,
+            start,
+            products,
+            stock,
+            customers,
+            produced: 0,
+            pending: VecDeque::new(),
+            next_inventory_day: 0,
+            session_no: 0,
+            cfg,
+        }
+    }
+
+    fn id(&mut self, at: OffsetDateTime) -> String {
+        let ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        format!("evt_{}", ulid::Ulid::from_parts(ms, self.rng.random::<u128>()))
+    }
+
+    fn ts(at: OffsetDateTime) -> String {
+        at.format(&Rfc3339).unwrap_or_default()
+    }
+
+    /// Popularity-skewed product index (a few best sellers).
+    fn pick_product(&mut self) -> usize {
+        let u: f64 = self.rng.random();
+        ((u * u * u) * self.products.len() as f64) as usize % self.products.len()
+    }
+
+    fn session_start(&mut self) -> OffsetDateTime {
+        let span = (self.cfg.end - self.start).whole_seconds().max(1) as f64;
+        loop {
+            // Growth: later days are busier (density rises linearly by 2x over the span).
+            let u: f64 = self.rng.random();
+            let x = ((1.0 + 3.0 * u).sqrt() - 1.0) / 1.0; // inverse CDF of density ∝ (1 + x), x∈[0,1]
+            let at = self.start + time::Duration::seconds((x * span) as i64);
+            let hour = at.hour() as f64;
+            let weight = 0.35 + 0.65 * (((hour - 6.0) / 24.0 * std::f64::consts::TAU).sin() * 0.5 + 0.5);
+            if self.rng.random_bool(weight.clamp(0.05, 1.0)) && at < self.cfg.end {
+                return at;
+            }
+        }
+    }
+
+    fn inventory_day(&mut self, day: u32) {
+        let at = self.start + time::Duration::days(i64::from(day)) + time::Duration::hours(6);
+        if at >= self.cfg.end {
+            return;
+        }
+        for i in 0..self.products.len() {
+            let sold = self.rng.random_range(0..8);
+            self.stock[i] = (self.stock[i] - sold).max(0);
+            if self.stock[i] < 20 && self.rng.random_bool(0.5) {
+                self.stock[i] += self.rng.random_range(100..400);
+            }
+            let id = self.id(at);
+            self.pending.push_back(json!({
+                "id": id,
+                "type": "inventory.updated",
+                "timestamp": Self::ts(at),
+                "properties": {"productId": self.products[i].id, "quantity": self.stock[i]},
+            }));
+        }
+    }
+
+    fn session(&mut self) {
+        self.session_no += 1;
+        let mut at = self.session_start();
+        let rng = &mut self.rng;
+        let country_roll = rng.random_range(0..100);
+        let (country, currency) = {
+            let mut acc = 0;
+            let mut pick = (COUNTRIES[0].0, COUNTRIES[0].2);
+            for (c, w, cur) in COUNTRIES {
+                acc += w;
+                if country_roll < acc {
+                    pick = (c, cur);
+                    break;
+                }
+            }
+            pick
+        };
+        let source_roll = rng.random_range(0..100);
+        let mut acc = 0;
+        let mut source = SOURCES[0];
+        for s in SOURCES {
+            acc += s.0;
+            if source_roll < acc {
+                source = *s;
+                break;
+            }
+        }
+        let ua = USER_AGENTS[rng.random_range(0..USER_AGENTS.len())];
+        let ip = format!("{}.{}.{}.{}", rng.random_range(1..224), rng.random_range(0..256), rng.random_range(0..256), rng.random_range(1..255));
+        // Known customers: skewed so that a few come back often.
+        let known = rng.random_bool(0.35);
+        let customer = known.then(|| {
+            let u: f64 = rng.random();
+            format!("cust_{:06}", ((u * u) * self.customers as f64) as usize)
+        });
+        let session_id = format!("sess_{}_{}", self.cfg.seed, self.session_no);
+        let anonymous_id = format!("anon_{}_{}", self.cfg.seed, self.session_no);
+
+        let mut landing = format!("https://shop.example.com{}", PAGES[rng.random_range(0..PAGES.len())]);
+        if !source.2.is_empty() {
+            landing.push_str(&format!("?utm_source={}&utm_medium={}&utm_campaign={}", source.2, source.3, source.4));
+        }
+        let context = |page_url: &str, with_referrer: bool| {
+            let mut c = json!({"ip": ip, "userAgent": ua, "country": country, "page": {"url": page_url}});
+            if with_referrer && !source.1.is_empty() {
+                c["referrer"] = json!(source.1);
+            }
+            c
+        };
+        let eur = currency == "EUR";
+        let price_of = |p: &Product| if eur { p.usd * 92 / 100 } else { p.usd };
+        let mut out: Vec<Value> = Vec::new();
+        let mut push = |this: &mut Self, at: OffsetDateTime, t: &str, cust: &Option<String>, props: Value, ctx: Value| {
+            let id = this.id(at);
+            let mut e = json!({"id": id, "type": t, "timestamp": Self::ts(at), "sessionId": session_id,
+                               "anonymousId": anonymous_id, "properties": props, "context": ctx});
+            if let Some(c) = cust {
+                e["customerId"] = json!(c);
+            }
+            out.push(e);
+        };
+
+        let pages = 1 + self.rng.random_range(0..3);
+        for i in 0..pages {
+            let url = if i == 0 { landing.clone() } else {
+                format!("https://shop.example.com{}", PAGES[self.rng.random_range(0..PAGES.len())])
+            };
+            let path = url.trim_start_matches("https://shop.example.com").split('?').next().unwrap_or("/").to_owned();
+            push(self, at, "page.viewed", &customer, json!({"path": path}), context(&url, i == 0));
+            at += time::Duration::seconds(self.rng.random_range(5..90));
+        }
+        let mut cart: Vec<(usize, i64)> = Vec::new();
+        if self.rng.random_bool(0.65) {
+            let n = 1 + self.rng.random_range(0..4);
+            for _ in 0..n {
+                let p = self.pick_product();
+                let prod = self.products[p].clone();
+                let url = format!("https://shop.example.com/products/{}", prod.id);
+                push(self, at, "product.viewed", &customer,
+                     json!({"productId": prod.id, "productName": prod.name, "price": price_of(&prod), "currency": currency}),
+                     context(&url, false));
+                at += time::Duration::seconds(self.rng.random_range(10..120));
+                if self.rng.random_bool(0.3) {
+                    let qty = 1 + i64::from(self.rng.random_bool(0.2)) + i64::from(self.rng.random_bool(0.05));
+                    push(self, at, "cart.item_added", &customer,
+                         json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
+                         context(&url, false));
+                    cart.push((p, qty));
+                    at += time::Duration::seconds(self.rng.random_range(5..60));
+                }
+            }
+        }
+        if cart.len() > 1 && self.rng.random_bool(0.15) {
+            let (p, qty) = cart.pop().unwrap_or((0, 1));
+            let prod = self.products[p].clone();
+            push(self, at, "cart.item_removed", &customer,
+                 json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
+                 context("https://shop.example.com/cart", false));
+            at += time::Duration::seconds(self.rng.random_range(5..60));
+        }
+        if !cart.is_empty() && self.rng.random_bool(0.5) {
+            let items: Vec<Value> = cart.iter().map(|(p, q)| {
+                json!({"productId": self.products[*p].id, "quantity": q, "price": price_of(&self.products[*p])})
+            }).collect();
+            let total: i64 = cart.iter().map(|(p, q)| price_of(&self.products[*p]) * q).sum();
+            push(self, at, "checkout.started", &customer,
+                 json!({"total": total, "currency": currency, "items": items}),
+                 context("https://shop.example.com/checkout", false));
+            at += time::Duration::seconds(self.rng.random_range(30..400));
+            if self.rng.random_bool(0.6) {
+                let buyer = customer.clone().or_else(|| {
+                    let u: f64 = self.rng.random();
+                    Some(format!("cust_{:06}", ((u * u) * self.customers as f64) as usize))
+                });
+                let order_id = format!("order_{}_{}", self.cfg.seed, self.session_no);
+                let method = PAYMENT_METHODS[self.rng.random_range(0..PAYMENT_METHODS.len())];
+                let item_count: i64 = cart.iter().map(|(_, q)| q).sum();
+                push(self, at, "order.completed", &buyer,
+                     json!({"orderId": order_id, "total": total, "currency": currency, "itemCount": item_count,
+                            "items": items, "paymentMethod": method}),
+                     context("https://shop.example.com/checkout/thank-you", false));
+                if self.rng.random_bool(0.98) {
+                    let paid = at + time::Duration::seconds(self.rng.random_range(1..30));
+                    push(self, paid, "payment.captured", &buyer,
+                         json!({"orderId": order_id, "amount": total, "currency": currency, "paymentMethod": method}),
+                         json!({"country": country}));
+                }
+                if self.rng.random_bool(0.04) {
+                    let refunded = at + time::Duration::days(self.rng.random_range(1..21));
+                    if refunded < self.cfg.end {
+                        let amount = if self.rng.random_bool(0.7) { total } else { total / 2 };
+                        push(self, refunded, "order.refunded", &buyer,
+                             json!({"orderId": order_id, "amount": amount, "currency": currency, "reason": "customer_request"}),
+                             json!({"country": country}));
+                    }
+                }
+            }
+        }
+        // Server-side events (payments, refunds) may fall after `end` only if clamped; drop any that would.
+        let end = self.cfg.end;
+        self.pending.extend(out.into_iter().filter(|e| {
+            e["timestamp"].as_str().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()).is_some_and(|t| t < end)
+        }));
+    }
+}
+
+impl Iterator for DemoGenerator {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                self.produced += 1;
+                return Some(e);
+            }
+            if self.produced >= self.cfg.events {
+                return None;
+            }
+            // Interleave one inventory day per ~N sessions so that inventory spans the whole period.
+            let sessions_per_day = (self.cfg.events / 5).max(1) as u64 / u64::from(self.cfg.days.max(1));
+            if self.next_inventory_day < self.cfg.days
+                && self.session_no >= u64::from(self.next_inventory_day) * sessions_per_day.max(1)
+            {
+                let d = self.next_inventory_day;
+                self.next_inventory_day += 1;
+                self.inventory_day(d);
+            } else {
+                self.session();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{RequestMeta, Validator};
+    use std::collections::HashSet;
+    use time::macros::datetime;
+
+    fn cfg(seed: u64, events: usize) -> DemoConfig {
+        DemoConfig { seed, events, days: 30, end: datetime!(2025-03-01 00:00 UTC) }
+    }
+
+    #[test]
+    fn the_same_seed_yields_the_same_events() {
+        let a: Vec<Value> = DemoGenerator::new(cfg(7, 2000)).collect();
+        let b: Vec<Value> = DemoGenerator::new(cfg(7, 2000)).collect();
+        let c: Vec<Value> = DemoGenerator::new(cfg(8, 2000)).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.len() >= 2000 && a.len() < 2100, "{}", a.len());
+    }
+
+    #[test]
+    fn every_demo_event_is_valid_unique_and_inside_the_period() {
+        let v = Validator { limits: Default::default(), retention_days: 365, anonymize_ip: true };
+        let now = datetime!(2025-03-01 00:00 UTC);
+        let mut ids = HashSet::new();
+        let mut types = HashSet::new();
+        let mut currencies = HashSet::new();
+        let mut countries = HashSet::new();
+        for e in DemoGenerator::new(cfg(1, 20_000)) {
+            let ev = v.validate(e.clone(), "demo", &RequestMeta::default(), now)
+                .unwrap_or_else(|err| panic!("{e}: {err:?}"));
+            assert!(ev.timestamp < now && ev.timestamp >= now - time::Duration::days(30));
+            assert_eq!(ev.client_timestamp, Some(ev.timestamp), "never clamped");
+            assert!(ids.insert(ev.id.clone()), "duplicate id {}", ev.id);
+            types.insert(ev.event_type.as_str().to_owned());
+            if !ev.facts().currency.is_empty() {
+                currencies.insert(ev.facts().currency.to_owned());
+            }
+            countries.extend(ev.context.country.clone());
+        }
+        assert_eq!(types.len(), 9, "all nine built-in types occur: {types:?}");
+        assert_eq!(currencies.len(), 2);
+        assert!(countries.len() >= 8, "{countries:?}");
+    }
+
+    #[test]
+    fn the_funnel_drops_off_like_a_real_shop() {
+        let events: Vec<Value> = DemoGenerator::new(cfg(3, 50_000)).collect();
+        let count = |t: &str| {
+            events.iter().filter(|e| e["type"] == t).map(|e| e["sessionId"].as_str().unwrap_or("").to_owned())
+                .collect::<HashSet<_>>().len() as f64
+        };
+        let sessions = count("page.viewed");
+        let viewed = count("product.viewed") / sessions;
+        let carted = count("cart.item_added") / sessions;
+        let ordered = count("order.completed") / sessions;
+        assert!((0.55..0.75).contains(&viewed), "{viewed}");
+        assert!((0.2..0.45).contains(&carted), "{carted}");
+        assert!((0.03..0.12).contains(&ordered), "{ordered}");
+        let refunds = events.iter().filter(|e| e["type"] == "order.refunded").count();
+        assert!(refunds > 0);
+    }
+}

@@ -1,0 +1,160 @@
+//! The crate's one error type.
+//!
+//! Every failure a caller can see is a variant of [`Error`]. Each variant knows its HTTP status, its stable
+//! machine-readable `code`, the request field at fault (when there is one) and whether retrying the same
+//! request can succeed. [`crate::api::response`] turns it into the JSON body
+//! `{ "error": { "code", "message", "field"? } }`; nothing else in the crate builds error responses.
+
+use std::time::Duration;
+
+/// A field-level problem with one event or one request parameter.
+///
+/// `code` is stable (clients may branch on it); `message` is for humans; `field` is a dotted path into the
+/// request (`properties.total`, `context.country`, `events[3].type` in batch reports).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub code: &'static str,
+    pub message: String,
+    pub field: String,
+}
+
+impl FieldError {
+    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), field: field.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request (or one event in it) is malformed or violates the event contract. Never retryable.
+    #[error("{0}")]
+    Invalid(FieldError),
+
+    /// The body or a part of it is larger than a documented limit. Never retryable as is.
+    #[error("{message}")]
+    TooLarge { message: String, field: String },
+
+    /// No `Authorization: Bearer <key>` header, or a key that is not known.
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// A valid key that may not do this (e.g. a write key on a read endpoint).
+    #[error("{0}")]
+    Forbidden(String),
+
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+
+    /// The pipeline cannot take more events right now (buffer full, Firehose throttling, ClickHouse down).
+    /// Nothing from the request was accepted unless `accepted_ids` says otherwise; clients should resend the
+    /// events named in `failed_ids` after `retry_after` (event ids make resending harmless).
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: Duration, failed_ids: Vec<String> },
+
+    /// The configuration is unusable; reported at start-up, never per request.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// A storage failure that is not the caller's fault.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+
+    /// A bug or an unexpected state; the message is logged, clients get a generic text.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(FieldError::new(code, field, message))
+    }
+
+    /// Whether sending the same request again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } | Self::Internal(_) => true,
+            Self::Store(e) => e.is_retryable(),
+            Self::Invalid(_)
+            | Self::TooLarge { .. }
+            | Self::Unauthorized(_)
+            | Self::Forbidden(_)
+            | Self::NotFound { .. }
+            | Self::MethodNotAllowed { .. }
+            | Self::Config(_) => false,
+        }
+    }
+
+    /// HTTP status code for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound { .. } => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::TooLarge { .. } => 413,
+            Self::Unavailable { .. } => 503,
+            Self::Store(e) if e.is_retryable() => 503,
+            Self::Store(_) | Self::Config(_) | Self::Internal(_) => 500,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(f) => f.code,
+            Self::TooLarge { .. } => "payload_too_large",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Store(e) if e.is_retryable() => "storage_unavailable",
+            Self::Store(_) => "storage_error",
+            Self::Config(_) => "configuration_error",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The request field at fault, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid(f) => Some(&f.field),
+            Self::TooLarge { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Message safe to show to clients: internal details (SQL, server text) are logged, not returned.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Store(e) if e.is_retryable() => {
+                "storage is temporarily unavailable; retry later".to_owned()
+            }
+            Self::Store(_) | Self::Internal(_) | Self::Config(_) => {
+                "internal error; the incident was logged".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Seconds a client should wait before retrying, when the error says so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            Self::Store(e) if e.is_retryable() => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,896 @@
+//! Parsing, validation and enrichment of incoming events.
+//!
+//! Contract (also in the README):
+//! - Top level: `type` (required), `id`, `timestamp` (RFC 3339), `sessionId`, `customerId`,
+//!   `anonymousId`, `properties` (object), `context` (object). Anything else is rejected by name, so typos
+//!   such as `sessionID` do not silently lose data. `null` means "absent".
+//! - `id`: `[A-Za-z0-9][A-Za-z0-9_.:-]*`, at most 128 characters. Absent: the server assigns
+//!   `evt_<ULID>` (time-sortable). Present: it is the idempotency key (resending is harmless).
+//! - `timestamp`: absent → receive time. More than 5 minutes in the future → clamped to receive time (the
+//!   client value is kept in `client_timestamp`). Older than `retention_days` → rejected, since it would
+//!   be deleted on arrival.
+//! - Per-type required properties are checked by [`check_properties`]; extra properties are kept.
+//! - `context` is completed from the request: IP (anonymized by default), `User-Agent`, `Referer`,
+//!   `CloudFront-Viewer-Country`; `context.campaign` from the `utm_*` parameters of `context.page.url`.
+//!
+//! Every failure is a [`FieldError`] naming the field; nothing here panics on any input.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{Campaign, Context, Event, EventType, Page};
+use crate::config::{Config, Limits};
+use crate::error::FieldError;
+
+/// How far ahead of the receive time a client timestamp may be before it is clamped.
+pub const FUTURE_TOLERANCE: time::Duration = time::Duration::minutes(5);
+/// Largest accepted amount in minor units (10^15, i.e. ten trillion in a two-decimal currency).
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+const MAX_TEXT_LEN: usize = 2048;
+
+/// What the transport knows about the request, used to fill `context`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub referrer: Option<String>,
+    /// From `CloudFront-Viewer-Country`.
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Validator {
+    pub limits: Limits,
+    pub retention_days: u32,
+    pub anonymize_ip: bool,
+}
+
+impl Validator {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            limits: config.limits,
+            retention_days: config.retention_days,
+            anonymize_ip: config.anonymize_ip,
+        }
+    }
+
+    /// Parses and validates one event given as JSON text.
+    pub fn parse(
+        &self,
+        json: &str,
+        store_id: &str,
+        meta: &RequestMeta,
+        now: OffsetDateTime,
+    ) -> Result<Event, FieldError> {
+        if json.len() > self.limits.max_event_bytes {
+            return Err(FieldError::new(
+                "event_too_large",
+                "",
+                format!(
+                    "event is {} bytes; the limit is {} bytes",
+                    json.len(),
+                    self.limits.max_event_bytes
+                ),
+            ));
+        }
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| FieldError::new("invalid_json", "", format!("body is not valid JSON: {e}")))?;
+        self.validate(value, store_id, meta, now)
+    }
+
+    /// Validates one already-parsed event.
+    pub fn validate(
+        &self,
+        value: Value,
+        store_id: &str,
+        meta: &RequestMeta,
+        now: OffsetDateTime,
+    ) -> Result<Event, FieldError> {
+        let Value::Object(mut obj) = value else {
+            return Err(FieldError::new("invalid_type", "", "an event must be a JSON object"));
+        };
+        if let Some(unknown) = obj.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
+            return Err(FieldError::new(
+                "unknown_field",
+                unknown.clone(),
+                format!("unknown field {unknown:?}; expected one of {}", TOP_LEVEL.join(", ")),
+            ));
+        }
+        let now = truncate_to_millis(now);
+
+        let type_name = match obj.remove("type") {
+            Some(Value::String(s)) => s,
+            None | Some(Value::Null) => {
+                return Err(FieldError::new("missing_field", "type", "type is required"));
+            }
+            Some(_) => return Err(FieldError::new("invalid_type", "type", "type must be a string")),
+        };
+        let event_type = EventType::parse(&type_name).ok_or_else(|| {
+            FieldError::new(
+                "invalid_event_type",
+                "type",
+                format!(
+                    "{type_name:?} is not a known event type nor a valid custom name \
+                     (lower-case dot-separated segments, e.g. \"wishlist.item_added\")"
+                ),
+            )
+        })?;
+
+        let id = match opt_string(&mut obj, "id")? {
+            Some(id) => {
+                if !is_valid_client_id(&id, self.limits.max_id_len) {
+                    return Err(FieldError::new(
+                        "invalid_id",
+                        "id",
+                        format!(
+                            "id must match [A-Za-z0-9][A-Za-z0-9_.:-]* and be at most {} characters",
+                            self.limits.max_id_len
+                        ),
+                    ));
+                }
+                id
+            }
+            None => new_event_id(now),
+        };
+
+        let client_timestamp = match opt_string(&mut obj, "timestamp")? {
+            Some(s) => Some(OffsetDateTime::parse(&s, &Rfc3339).map_err(|_| {
+                FieldError::new(
+                    "invalid_timestamp",
+                    "timestamp",
+                    format!("timestamp {s:?} is not RFC 3339 (e.g. 2025-01-15T10:35:00Z)"),
+                )
+            })?),
+            None => None,
+        };
+        let timestamp = match client_timestamp {
+            None => now,
+            Some(ts) if ts > now + FUTURE_TOLERANCE => now,
+            Some(ts) => {
+                let oldest = now - time::Duration::days(i64::from(self.retention_days));
+                if ts < oldest {
+                    return Err(FieldError::new(
+                        "timestamp_out_of_range",
+                        "timestamp",
+                        format!(
+                            "timestamp is more than retention_days ({}) in the past",
+                            self.retention_days
+                        ),
+                    ));
+                }
+                truncate_to_millis(ts.to_offset(time::UtcOffset::UTC))
+            }
+        };
+
+        let session_id = opt_id(&mut obj, "sessionId", self.limits.max_id_len)?;
+        let customer_id = opt_id(&mut obj, "customerId", self.limits.max_id_len)?;
+        let anonymous_id = opt_id(&mut obj, "anonymousId", self.limits.max_id_len)?;
+
+        let properties = match obj.remove("properties") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                return Err(FieldError::new(
+                    "invalid_type",
+                    "properties",
+                    "properties must be an object",
+                ));
+            }
+        };
+        self.check_shape(&properties)?;
+        check_properties(&event_type, &properties, self.limits.max_id_len)?;
+
+        let context = match obj.remove("context") {
+            None | Some(Value::Null) => Context::default(),
+            Some(Value::Object(m)) => parse_context(m)?,
+            Some(_) => {
+                return Err(FieldError::new("invalid_type", "context", "context must be an object"));
+            }
+        };
+        let context = self.enrich(context, meta);
+
+        Ok(Event {
+            id,
+            store_id: store_id.to_owned(),
+            event_type,
+            timestamp,
+            received_at: now,
+            client_timestamp: client_timestamp.map(|t| t.to_offset(time::UtcOffset::UTC)),
+            session_id,
+            customer_id,
+            anonymous_id,
+            properties,
+            context,
+        })
+    }
+
+    fn check_shape(&self, properties: &Map<String, Value>) -> Result<(), FieldError> {
+        if properties.len() > self.limits.max_property_keys {
+            return Err(FieldError::new(
+                "too_many_properties",
+                "properties",
+                format!(
+                    "properties has {} keys; the limit is {}",
+                    properties.len(),
+                    self.limits.max_property_keys
+                ),
+            ));
+        }
+        for (k, v) in properties {
+            if depth(v) > self.limits.max_property_depth {
+                return Err(FieldError::new(
+                    "too_deep",
+                    format!("properties.{k}"),
+                    format!("nesting deeper than {} levels", self.limits.max_property_depth),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn enrich(&self, mut ctx: Context, meta: &RequestMeta) -> Context {
+        if ctx.ip.is_none() {
+            ctx.ip = meta.ip.map(|ip| ip.to_string());
+        }
+        if self.anonymize_ip {
+            ctx.ip = ctx.ip.and_then(|s| s.parse::<IpAddr>().ok()).map(|ip| anonymize(ip).to_string());
+        }
+        if ctx.user_agent.is_none() {
+            ctx.user_agent = meta.user_agent.as_deref().map(|s| truncate(s, 1024));
+        }
+        if ctx.referrer.is_none() {
+            ctx.referrer = meta.referrer.as_deref().map(|s| truncate(s, MAX_TEXT_LEN));
+        }
+        if ctx.country.is_none() {
+            ctx.country = meta
+                .country
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .filter(|c| is_country_code(c));
+        }
+        if ctx.campaign.is_none() {
+            ctx.campaign = ctx
+                .page
+                .as_ref()
+                .and_then(|p| p.url.as_deref())
+                .and_then(campaign_from_url);
+        }
+        ctx
+    }
+}
+
+const TOP_LEVEL: [&str; 8] =
+    ["id", "type", "timestamp", "sessionId", "customerId", "anonymousId", "properties", "context"];
+
+/// `evt_` + a ULID whose time part is `now`.
+pub fn new_event_id(now: OffsetDateTime) -> String {
+    let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    format!("evt_{}", ulid::Ulid::from_parts(ms, rand::random::<u128>()))
+}
+
+fn truncate_to_millis(t: OffsetDateTime) -> OffsetDateTime {
+    let ms = t.millisecond();
+    t.replace_millisecond(ms).unwrap_or(t)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn is_valid_client_id(s: &str, max: usize) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= max
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'))
+}
+
+fn is_country_code(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|c| c.is_ascii_uppercase())
+}
+
+fn is_currency_code(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|c| c.is_ascii_uppercase())
+}
+
+/// IPv4: last octet zeroed. IPv6: only the first 48 bits kept.
+pub fn anonymize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return anonymize(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+        }
+    }
+}
+
+fn campaign_from_url(url: &str) -> Option<Campaign> {
+    let parsed = url::Url::parse(url).ok()?;
+    let mut c = Campaign::default();
+    for (k, v) in parsed.query_pairs() {
+        let v = Some(truncate(&v, 256));
+        match k.as_ref() {
+            "utm_source" => c.source = v,
+            "utm_medium" => c.medium = v,
+            "utm_campaign" => c.name = v,
+            "utm_term" => c.term = v,
+            "utm_content" => c.content = v,
+            _ => {}
+        }
+    }
+    (!c.is_empty()).then_some(c)
+}
+
+fn has_control_chars(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn opt_string(obj: &mut Map<String, Value>, key: &'static str) -> Result<Option<String>, FieldError> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(FieldError::new("invalid_type", key, format!("{key} must be a string"))),
+    }
+}
+
+fn opt_id(
+    obj: &mut Map<String, Value>,
+    key: &'static str,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
+    match opt_string(obj, key)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => {
+            Err(FieldError::new("invalid_value", key, format!("{key} must not be empty")))
+        }
+        Some(s) if s.chars().count() > max => Err(FieldError::new(
+            "too_long",
+            key,
+            format!("{key} is longer than {max} characters"),
+        )),
+        Some(s) if has_control_chars(&s) => Err(FieldError::new(
+            "invalid_value",
+            key,
+            format!("{key} must not contain control characters"),
+        )),
+        Some(s) => Ok(Some(s)),
+    }
+}
+
+fn parse_context(mut m: Map<String, Value>) -> Result<Context, FieldError> {
+    const KEYS: [&str; 6] = ["ip", "userAgent", "referrer", "country", "page", "campaign"];
+    if let Some(unknown) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(FieldError::new(
+            "unknown_field",
+            format!("context.{unknown}"),
+            format!("unknown context field {unknown:?}; expected one of {}", KEYS.join(", ")),
+        ));
+    }
+    let text = |m: &mut Map<String, Value>, key: &'static str, path: &str, max: usize| {
+        match m.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() > max => Err(FieldError::new(
+                "too_long",
+                path,
+                format!("{path} is longer than {max} bytes"),
+            )),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(FieldError::new("invalid_type", path, format!("{path} must be a string"))),
+        }
+    };
+    let ip = text(&mut m, "ip", "context.ip", 64)?;
+    if let Some(ip) = &ip {
+        if ip.parse::<IpAddr>().is_err() {
+            return Err(FieldError::new(
+                "invalid_value",
+                "context.ip",
+                "context.ip must be an IPv4 or IPv6 address",
+            ));
+        }
+    }
+    let user_agent = text(&mut m, "userAgent", "context.userAgent", 1024)?;
+    let referrer = text(&mut m, "referrer", "context.referrer", MAX_TEXT_LEN)?;
+    let country = text(&mut m, "country", "context.country", 2)?;
+    if let Some(c) = &country {
+        if !is_country_code(c) {
+            return Err(FieldError::new(
+                "invalid_value",
+                "context.country",
+                "context.country must be an ISO 3166-1 alpha-2 code in upper case, e.g. US",
+            ));
+        }
+    }
+    let page = match m.remove("page") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(mut p)) => {
+            if let Some(unknown) = p.keys().find(|k| !["url", "path", "title"].contains(&k.as_str())) {
+                return Err(FieldError::new(
+                    "unknown_field",
+                    format!("context.page.{unknown}"),
+                    "context.page takes url, path, title",
+                ));
+            }
+            Some(Page {
+                url: text(&mut p, "url", "context.page.url", MAX_TEXT_LEN)?,
+                path: text(&mut p, "path", "context.page.path", MAX_TEXT_LEN)?,
+                title: text(&mut p, "title", "context.page.title", 512)?,
+            })
+        }
+        Some(_) => {
+            return Err(FieldError::new("invalid_type", "context.page", "context.page must be an object"));
+        }
+    };
+    let campaign = match m.remove("campaign") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(mut c)) => {
+            const CK: [&str; 5] = ["source", "medium", "name", "term", "content"];
+            if let Some(unknown) = c.keys().find(|k| !CK.contains(&k.as_str())) {
+                return Err(FieldError::new(
+                    "unknown_field",
+                    format!("context.campaign.{unknown}"),
+                    "context.campaign takes source, medium, name, term, content",
+                ));
+            }
+            Some(Campaign {
+                source: text(&mut c, "source", "context.campaign.source", 256)?,
+                medium: text(&mut c, "medium", "context.campaign.medium", 256)?,
+                name: text(&mut c, "name", "context.campaign.name", 256)?,
+                term: text(&mut c, "term", "context.campaign.term", 256)?,
+                content: text(&mut c, "content", "context.campaign.content", 256)?,
+            })
+            .filter(|c| !c.is_empty())
+        }
+        Some(_) => {
+            return Err(FieldError::new(
+                "invalid_type",
+                "context.campaign",
+                "context.campaign must be an object",
+            ));
+        }
+    };
+    Ok(Context { ip, user_agent, referrer, country, page, campaign })
+}
+
+/// A property requirement: (name, kind, required).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Non-empty id-like string.
+    Id,
+    /// Integer minor units, 0..=MAX_AMOUNT.
+    Money,
+    /// Upper-case ISO 4217 code; required whenever a money field is present.
+    Currency,
+    /// Integer >= 1.
+    PositiveInt,
+    /// Integer >= 0.
+    NonNegativeInt,
+    /// Any string.
+    Text,
+    /// Array of `{ productId, quantity, price? }`.
+    Items,
+}
+
+/// The per-type contract. Extra properties are always allowed and kept.
+fn rules(t: &EventType) -> &'static [(&'static str, Kind, bool)] {
+    use Kind::*;
+    match t {
+        EventType::PageViewed => &[("url", Text, false), ("path", Text, false), ("title", Text, false)],
+        EventType::ProductViewed => &[
+            ("productId", Id, true),
+            ("productName", Text, false),
+            ("price", Money, false),
+            ("currency", Currency, false),
+        ],
+        EventType::CartItemAdded | EventType::CartItemRemoved => &[
+            ("productId", Id, true),
+            ("quantity", PositiveInt, false),
+            ("price", Money, false),
+            ("currency", Currency, false),
+            ("cartId", Id, false),
+        ],
+        EventType::CheckoutStarted => &[
+            ("cartId", Id, false),
+            ("total", Money, false),
+            ("currency", Currency, false),
+            ("items", Items, false),
+        ],
+        EventType::OrderCompleted => &[
+            ("orderId", Id, true),
+            ("total", Money, true),
+            ("currency", Currency, true),
+            ("itemCount", NonNegativeInt, false),
+            ("items", Items, false),
+            ("paymentMethod", Text, false),
+        ],
+        EventType::PaymentCaptured => &[
+            ("orderId", Id, true),
+            ("amount", Money, true),
+            ("currency", Currency, true),
+            ("paymentMethod", Text, false),
+        ],
+        EventType::OrderRefunded => &[
+            ("orderId", Id, true),
+            ("amount", Money, true),
+            ("currency", Currency, true),
+            ("reason", Text, false),
+        ],
+        EventType::InventoryUpdated => {
+            &[("productId", Id, true), ("quantity", NonNegativeInt, true)]
+        }
+        EventType::Custom(_) => &[],
+    }
+}
+
+/// Checks `properties` against the type's contract.
+pub fn check_properties(
+    t: &EventType,
+    p: &Map<String, Value>,
+    max_id_len: usize,
+) -> Result<(), FieldError> {
+    let mut has_money = false;
+    let mut has_currency = false;
+    for (name, kind, required) in rules(t) {
+        let field = format!("properties.{name}");
+        let value = match p.get(*name) {
+            None | Some(Value::Null) if *required => {
+                return Err(FieldError::new(
+                    "missing_field",
+                    field,
+                    format!("{} requires properties.{name}", t.as_str()),
+                ));
+            }
+            None | Some(Value::Null) => continue,
+            Some(v) => v,
+        };
+        check_value(*kind, value, &field, max_id_len)?;
+        match kind {
+            Kind::Money => has_money = true,
+            Kind::Currency => has_currency = true,
+            _ => {}
+        }
+    }
+    if has_money && !has_currency {
+        return Err(FieldError::new(
+            "missing_field",
+            "properties.currency",
+            "an amount needs properties.currency (ISO 4217, e.g. USD)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<(), FieldError> {
+    match kind {
+        Kind::Id => match v.as_str() {
+            Some(s) if s.is_empty() => {
+                Err(FieldError::new("invalid_value", field, format!("{field} must not be empty")))
+            }
+            Some(s) if s.chars().count() > max_id_len => Err(FieldError::new(
+                "too_long",
+                field,
+                format!("{field} is longer than {max_id_len} characters"),
+            )),
+            Some(s) if has_control_chars(s) => Err(FieldError::new(
+                "invalid_value",
+                field,
+                format!("{field} must not contain control characters"),
+            )),
+            Some(_) => Ok(()),
+            None => Err(FieldError::new("invalid_type", field, format!("{field} must be a string"))),
+        },
+        Kind::Text => match v {
+            Value::String(s) if s.len() > MAX_TEXT_LEN => Err(FieldError::new(
+                "too_long",
+                field,
+                format!("{field} is longer than {MAX_TEXT_LEN} bytes"),
+            )),
+            Value::String(_) => Ok(()),
+            _ => Err(FieldError::new("invalid_type", field, format!("{field} must be a string"))),
+        },
+        Kind::Money => match v.as_i64() {
+            Some(n) if (0..=MAX_AMOUNT).contains(&n) => Ok(()),
+            Some(_) => Err(FieldError::new(
+                "invalid_value",
+                field,
+                format!("{field} must be between 0 and {MAX_AMOUNT} minor units"),
+            )),
+            None if v.is_number() => Err(FieldError::new(
+                "invalid_value",
+                field,
+                format!("{field} must be an integer amount in minor units (cents): 6791, not 67.91"),
+            )),
+            None => Err(FieldError::new(
+                "invalid_type",
+                field,
+                format!("{field} must be an integer amount in minor units"),
+            )),
+        },
+        Kind::Currency => match v.as_str() {
+            Some(s) if is_currency_code(s) => Ok(()),
+            _ => Err(FieldError::new(
+                "invalid_value",
+                field,
+                format!("{field} must be an ISO 4217 code in upper case, e.g. USD"),
+            )),
+        },
+        Kind::PositiveInt | Kind::NonNegativeInt => {
+            let min = if matches!(kind, Kind::PositiveInt) { 1 } else { 0 };
+            match v.as_i64() {
+                Some(n) if n >= min && n <= 1_000_000_000 => Ok(()),
+                _ => Err(FieldError::new(
+                    "invalid_value",
+                    field,
+                    format!("{field} must be an integer from {min} to 1000000000"),
+                )),
+            }
+        }
+        Kind::Items => {
+            let Some(items) = v.as_array() else {
+                return Err(FieldError::new("invalid_type", field, format!("{field} must be an array")));
+            };
+            if items.len() > 1000 {
+                return Err(FieldError::new("too_long", field, format!("{field} has more than 1000 items")));
+            }
+            for (i, item) in items.iter().enumerate() {
+                let base = format!("{field}[{i}]");
+                let Some(obj) = item.as_object() else {
+                    return Err(FieldError::new("invalid_type", base.clone(), format!("{base} must be an object")));
+                };
+                match obj.get("productId") {
+                    Some(pid) => check_value(Kind::Id, pid, &format!("{base}.productId"), max_id_len)?,
+                    None => {
+                        return Err(FieldError::new(
+                            "missing_field",
+                            format!("{base}.productId"),
+                            "each item needs a productId",
+                        ));
+                    }
+                }
+                if let Some(q) = obj.get("quantity") {
+                    check_value(Kind::PositiveInt, q, &format!("{base}.quantity"), max_id_len)?;
+                }
+                if let Some(price) = obj.get("price") {
+                    check_value(Kind::Money, price, &format!("{base}.price"), max_id_len)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2025-01-15 10:40:00 UTC);
+
+    fn validator() -> Validator {
+        Validator { limits: Limits::default(), retention_days: 365, anonymize_ip: true }
+    }
+
+    fn check(v: Value) -> Result<Event, FieldError> {
+        validator().validate(v, "demo", &RequestMeta::default(), NOW)
+    }
+
+    fn spec_order() -> Value {
+        json!({
+            "id": "evt_abc123",
+            "type": "order.completed",
+            "timestamp": "2025-01-15T10:35:00Z",
+            "sessionId": "sess_xyz",
+            "customerId": "cust_abc123",
+            "properties": {"orderId": "order_xyz789", "total": 6791, "currency": "USD",
+                           "itemCount": 2, "paymentMethod": "stripe"},
+            "context": {"ip": "203.0.113.42", "userAgent": "Mozilla/5.0...",
+                        "referrer": "https://google.com", "country": "US"}
+        })
+    }
+
+    #[test]
+    fn spec_example_event_is_accepted_as_sent() {
+        let e = check(spec_order()).expect("valid");
+        assert_eq!(e.id, "evt_abc123");
+        assert_eq!(e.event_type, EventType::OrderCompleted);
+        assert_eq!(e.timestamp, datetime!(2025-01-15 10:35:00 UTC));
+        assert_eq!(e.client_timestamp, Some(datetime!(2025-01-15 10:35:00 UTC)));
+        assert_eq!(e.received_at, NOW);
+        assert_eq!(e.session_id.as_deref(), Some("sess_xyz"));
+        assert_eq!(e.context.country.as_deref(), Some("US"));
+        assert_eq!(e.context.ip.as_deref(), Some("203.0.113.0"), "anonymized by default");
+        let f = e.facts();
+        assert_eq!((f.order_id, f.amount, f.currency, f.quantity), ("order_xyz789", 6791, "USD", 2));
+        assert_eq!(e.properties["paymentMethod"], "stripe", "extra properties are kept");
+    }
+
+    /// One row per rule: (what is sent, the field that must be named, the code).
+    #[test]
+    fn invalid_events_are_rejected_with_the_field_named() {
+        let with = |path: &str, v: Value| {
+            let mut e = spec_order();
+            let mut cur = &mut e;
+            let parts: Vec<&str> = path.split('.').collect();
+            for p in &parts[..parts.len() - 1] {
+                cur = cur.get_mut(*p).expect("path exists");
+            }
+            let last = parts[parts.len() - 1];
+            if v.is_null() {
+                cur.as_object_mut().expect("object").remove(last);
+            } else {
+                cur[last] = v;
+            }
+            e
+        };
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (json!([1, 2]), "", "invalid_type"),
+            (json!({"sessionId": "s"}), "type", "missing_field"),
+            (json!({"type": 5}), "type", "invalid_type"),
+            (json!({"type": "Order Completed"}), "type", "invalid_event_type"),
+            (json!({"type": "page.viewed", "sessionID": "s"}), "sessionID", "unknown_field"),
+            (with("id", json!("has space")), "id", "invalid_id"),
+            (with("id", json!("x".repeat(129))), "id", "invalid_id"),
+            (with("timestamp", json!("15/01/2025")), "timestamp", "invalid_timestamp"),
+            (with("timestamp", json!("2020-01-01T00:00:00Z")), "timestamp", "timestamp_out_of_range"),
+            (with("sessionId", json!("")), "sessionId", "invalid_value"),
+            (with("customerId", json!(42)), "customerId", "invalid_type"),
+            (with("customerId", json!("a\u{0}b")), "customerId", "invalid_value"),
+            (with("properties", json!("x")), "properties", "invalid_type"),
+            (with("properties.orderId", Value::Null), "properties.orderId", "missing_field"),
+            (with("properties.total", Value::Null), "properties.total", "missing_field"),
+            (with("properties.total", json!(67.91)), "properties.total", "invalid_value"),
+            (with("properties.total", json!("6791")), "properties.total", "invalid_type"),
+            (with("properties.total", json!(-1)), "properties.total", "invalid_value"),
+            (with("properties.total", json!(1e20)), "properties.total", "invalid_value"),
+            (with("properties.currency", json!("usd")), "properties.currency", "invalid_value"),
+            (with("properties.currency", Value::Null), "properties.currency", "missing_field"),
+            (with("properties.itemCount", json!(-2)), "properties.itemCount", "invalid_value"),
+            (with("properties.items", json!([{"quantity": 1}])), "properties.items[0].productId", "missing_field"),
+            (with("properties.items", json!([{"productId": "p", "quantity": 0}])), "properties.items[0].quantity", "invalid_value"),
+            (with("context", json!([])), "context", "invalid_type"),
+            (with("context.ip", json!("999.1.1.1")), "context.ip", "invalid_value"),
+            (with("context.country", json!("us")), "context.country", "invalid_value"),
+            (with("context.country", json!("USA")), "context.country", "too_long"),
+            (with("context.locale", json!("en")), "context.locale", "unknown_field"),
+            (json!({"type": "product.viewed"}), "properties.productId", "missing_field"),
+            (json!({"type": "product.viewed", "properties": {"productId": "p", "price": 10}}), "properties.currency", "missing_field"),
+            (json!({"type": "cart.item_added", "properties": {"productId": "p", "quantity": 0}}), "properties.quantity", "invalid_value"),
+            (json!({"type": "payment.captured", "properties": {"orderId": "o", "currency": "USD"}}), "properties.amount", "missing_field"),
+            (json!({"type": "order.refunded", "properties": {"orderId": "o", "amount": 5}}), "properties.currency", "missing_field"),
+            (json!({"type": "inventory.updated", "properties": {"productId": "p"}}), "properties.quantity", "missing_field"),
+            (json!({"type": "inventory.updated", "properties": {"productId": "p", "quantity": -3}}), "properties.quantity", "invalid_value"),
+            (json!({"type": "page.viewed", "properties": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": 1}}}}}}}}}}}), "properties.a", "too_deep"),
+        ];
+        for (input, field, code) in cases {
+            let err = check(input.clone()).expect_err(&format!("should reject {input}"));
+            assert_eq!((err.field.as_str(), err.code), (field, code), "input {input}: {err:?}");
+            assert!(!err.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn each_built_in_type_accepts_its_minimal_event() {
+        let cases = [
+            json!({"type": "page.viewed"}),
+            json!({"type": "product.viewed", "properties": {"productId": "p1"}}),
+            json!({"type": "cart.item_added", "properties": {"productId": "p1"}}),
+            json!({"type": "cart.item_removed", "properties": {"productId": "p1", "quantity": 2}}),
+            json!({"type": "checkout.started"}),
+            json!({"type": "order.completed", "properties": {"orderId": "o", "total": 0, "currency": "EUR"}}),
+            json!({"type": "payment.captured", "properties": {"orderId": "o", "amount": 10, "currency": "EUR"}}),
+            json!({"type": "order.refunded", "properties": {"orderId": "o", "amount": 10, "currency": "EUR"}}),
+            json!({"type": "inventory.updated", "properties": {"productId": "p1", "quantity": 0}}),
+            json!({"type": "wishlist.item_added", "properties": {"anything": [1, {"x": null}]}}),
+        ];
+        for c in cases {
+            check(c.clone()).unwrap_or_else(|e| panic!("{c} rejected: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn server_assigns_a_time_sortable_id_and_receive_time_when_absent() {
+        let a = check(json!({"type": "page.viewed"})).expect("valid");
+        assert!(a.id.starts_with("evt_") && a.id.len() == 30, "{}", a.id);
+        assert_eq!(a.timestamp, NOW);
+        assert_eq!(a.client_timestamp, None);
+        let later = validator()
+            .validate(json!({"type": "page.viewed"}), "demo", &RequestMeta::default(), NOW + time::Duration::SECOND)
+            .expect("valid");
+        assert!(later.id[4..14] > a.id[4..14], "ULID time prefix sorts by time");
+    }
+
+    #[test]
+    fn future_timestamps_are_clamped_and_the_original_is_kept() {
+        let e = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T11:00:00Z"})).expect("valid");
+        assert_eq!(e.timestamp, NOW);
+        assert_eq!(e.client_timestamp, Some(datetime!(2025-01-15 11:00:00 UTC)));
+        let near = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T10:44:00+00:00"})).expect("valid");
+        assert_eq!(near.timestamp, datetime!(2025-01-15 10:44:00 UTC), "within 5 minutes is kept");
+    }
+
+    #[test]
+    fn offsets_are_normalised_to_utc() {
+        let e = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T12:00:00.123+02:00"})).expect("valid");
+        assert_eq!(e.timestamp, datetime!(2025-01-15 10:00:00.123 UTC));
+    }
+
+    #[test]
+    fn context_is_filled_from_the_request_when_absent() {
+        let meta = RequestMeta {
+            ip: Some("2001:db8:abcd:12::1".parse().expect("ip")),
+            user_agent: Some("UA/1.0".into()),
+            referrer: Some("https://ref.example/".into()),
+            country: Some("de".into()),
+        };
+        let e = validator()
+            .validate(
+                json!({"type": "page.viewed", "context": {"page": {"url": "https://shop.example/?utm_source=newsletter&utm_medium=email&utm_campaign=bf"}}}),
+                "demo",
+                &meta,
+                NOW,
+            )
+            .expect("valid");
+        assert_eq!(e.context.ip.as_deref(), Some("2001:db8:abcd::"));
+        assert_eq!(e.context.user_agent.as_deref(), Some("UA/1.0"));
+        assert_eq!(e.context.referrer.as_deref(), Some("https://ref.example/"));
+        assert_eq!(e.context.country.as_deref(), Some("DE"));
+        let c = e.context.campaign.expect("campaign from utm");
+        assert_eq!((c.source.as_deref(), c.medium.as_deref(), c.name.as_deref()), (Some("newsletter"), Some("email"), Some("bf")));
+    }
+
+    #[test]
+    fn client_context_wins_over_request_headers() {
+        let meta = RequestMeta { ip: Some("10.1.2.3".parse().expect("ip")), country: Some("FR".into()), ..Default::default() };
+        let e = validator().validate(spec_order(), "demo", &meta, NOW).expect("valid");
+        assert_eq!(e.context.country.as_deref(), Some("US"));
+        assert_eq!(e.context.ip.as_deref(), Some("203.0.113.0"));
+    }
+
+    #[test]
+    fn raw_ip_is_kept_only_when_anonymization_is_off() {
+        let v = Validator { anonymize_ip: false, ..validator() };
+        let e = v.validate(spec_order(), "demo", &RequestMeta::default(), NOW).expect("valid");
+        assert_eq!(e.context.ip.as_deref(), Some("203.0.113.42"));
+    }
+
+    #[test]
+    fn oversized_and_malformed_json_text_is_rejected() {
+        let big = format!(r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#, "a".repeat(40_000));
+        let err = validator().parse(&big, "demo", &RequestMeta::default(), NOW).unwrap_err();
+        assert_eq!(err.code, "event_too_large");
+        let err = validator().parse("{\"type\":", "demo", &RequestMeta::default(), NOW).unwrap_err();
+        assert_eq!(err.code, "invalid_json");
+    }
+
+    #[test]
+    fn enriched_event_round_trips_through_its_json_form() {
+        let e = check(spec_order()).expect("valid");
+        let text = serde_json::to_string(&e).expect("serializes");
+        let back: Event = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,179 @@
+//! Versioned, idempotent schema migrations, applied by the module itself (dev start, tests, and
+//! `analytics migrate` in production).
+//!
+//! Each migration is a list of statements that are safe to run twice (`IF NOT EXISTS`, `ADD COLUMN IF NOT
+//! EXISTS`), recorded in `schema_migrations` after it succeeds. ClickHouse has no DDL transactions, so a
+//! crash between a statement and its record simply re-runs harmless statements next time.
+//!
+//! ## `commerce_events` design
+//! - One row per event, every row tagged with `store_id` (the tenant).
+//! - `PARTITION BY toYYYYMM(timestamp)`: monthly partitions, so retention drops whole partitions cheaply.
+//! - `ORDER BY (store_id, type, toDate(timestamp), id)`: every query filters by store, almost all by type
+//!   and time range; the sort key serves them all from the primary index. `id` last makes the key unique
+//!   per event.
+//! - `ReplacingMergeTree(ingested_at)`: rows with the same sort key collapse on merge, so an event
+//!   delivered twice (a client resending the same `id` + `timestamp`, or Firehose redelivering a record)
+//!   ends up stored once. Until the merge, readers count `uniqExact(id)` / use `FINAL` where exactness
+//!   matters. Why `id` inside the key rather than a separate dedup table: the dedup costs nothing at
+//!   insert time and stays correct across partitions of different months only if the timestamp is equal
+//!   — which it is for a genuine resend (our SDKs and the `Tracker` stamp the timestamp when the event is
+//!   created, not when it is sent).
+//! - `non_replicated_deduplication_window = 1000` + `insert_deduplication_token` per batch: a whole batch
+//!   retried after an ambiguous failure is dropped by the server before it reaches any materialized view.
+//! - `properties` stays the spec's JSON string (the spec's query runs verbatim); the facts that metrics
+//!   need (`order_id`, `product_id`, `amount`, `currency`, `quantity`, UTM, page) are typed columns filled
+//!   at ingest so queries do not parse JSON.
+//! - `LowCardinality` for small vocabularies (store, type, country, currency, UTM source/medium/campaign);
+//!   ZSTD for long text.
+//! - `TTL toDateTime(timestamp) + INTERVAL retention_days DAY` as a safety net for retention; kept in step
+//!   with `retention_days` by [`migrate`] on every start.
+
+use clickhouse::Client;
+use serde::Deserialize;
+
+use super::classify;
+use crate::store::StoreError;
+
+/// One schema version.
+#[derive(Debug)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    /// Statements; `{db}` is replaced by the database name, `{retention_days}` by the setting.
+    pub statements: &'static [&'static str],
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "create commerce_events",
+    statements: &[r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_events
+(
+    store_id          LowCardinality(String),
+    id                String,
+    type              LowCardinality(String),
+    timestamp         DateTime64(3, 'UTC'),
+    received_at       DateTime64(3, 'UTC'),
+    client_timestamp  Nullable(DateTime64(3, 'UTC')),
+    session_id        String,
+    customer_id       String,
+    anonymous_id      String,
+    properties        String CODEC(ZSTD(3)),
+    ip                String,
+    user_agent        String CODEC(ZSTD(3)),
+    referrer          String CODEC(ZSTD(3)),
+    country           LowCardinality(String),
+    page_url          String CODEC(ZSTD(3)),
+    page_path         String CODEC(ZSTD(3)),
+    utm_source        LowCardinality(String),
+    utm_medium        LowCardinality(String),
+    utm_campaign      LowCardinality(String),
+    utm_term          String,
+    utm_content       String,
+    order_id          String,
+    product_id        String,
+    amount            Int64 COMMENT 'minor units (cents)',
+    currency          LowCardinality(String),
+    quantity          Int64,
+    ingested_at       DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX idx_id id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_customer customer_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_session session_id TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (store_id, type, toDate(timestamp), id)
+TTL toDateTime(timestamp) + INTERVAL {retention_days} DAY
+SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000
+"],
+}];
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub applied: Vec<u32>,
+    pub current_version: u32,
+    pub ttl_updated: bool,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct Applied {
+    version: u32,
+}
+
+/// Creates the database if needed, applies pending migrations in order, and brings the events TTL in line
+/// with `retention_days`. Safe to run concurrently with traffic and to run again.
+pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Report, StoreError> {
+    if !crate::config::is_identifier(db) {
+        return Err(StoreError::Rejected(format!("invalid database name {db:?}")));
+    }
+    let exec = |sql: String| async move { admin.query(&sql).execute().await.map_err(classify) };
+    exec(format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
+    exec(format!(
+        "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
+         (version UInt32, name String, applied_at DateTime DEFAULT now()) \
+         ENGINE = ReplacingMergeTree ORDER BY version"
+    ))
+    .await?;
+    let done: Vec<u32> = admin
+        .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations ORDER BY version"))
+        .fetch_all::<Applied>()
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|a| a.version)
+        .collect();
+
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+        for stmt in m.statements {
+            exec(render(stmt, db, retention_days)).await?;
+        }
+        admin
+            .query(&format!("INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"))
+            .bind(m.version)
+            .bind(m.name)
+            .execute()
+            .await
+            .map_err(classify)?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        applied.push(m.version);
+    }
+
+    let ttl_updated = sync_ttl(admin, db, retention_days).await?;
+    Ok(Report {
+        applied,
+        current_version: MIGRATIONS.last().map_or(0, |m| m.version),
+        ttl_updated,
+    })
+}
+
+fn render(stmt: &str, db: &str, retention_days: u32) -> String {
+    stmt.replace("{db}", db).replace("{retention_days}", &retention_days.to_string())
+}
+
+/// Rewrites the table TTL when `retention_days` changed; existing parts are not rewritten
+/// (`materialize_ttl_after_modify = 0`): the TTL is applied as parts merge and the retention job enforces
+/// the exact cutoff.
+async fn sync_ttl(admin: &Client, db: &str, retention_days: u32) -> Result<bool, StoreError> {
+    let engine: String = admin
+        .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = 'commerce_events'")
+        .bind(db)
+        .fetch_one()
+        .await
+        .map_err(classify)?;
+    let wanted = format!("TTL toDateTime(timestamp) + toIntervalDay({retention_days})");
+    if engine.contains(&wanted) {
+        return Ok(false);
+    }
+    admin
+        .query(&format!(
+            "ALTER TABLE {db}.commerce_events MODIFY TTL toDateTime(timestamp) + INTERVAL {retention_days} DAY"
+        ))
+        .with_setting("materialize_ttl_after_modify", "0")
+        .execute()
+        .await
+        .map_err(classify)?;
+    tracing::info!(retention_days, "updated commerce_events TTL");
+    Ok(true)
+}

@@ -1,0 +1,182 @@
+//! ClickHouse adapter: the only place that knows ClickHouse SQL and row layouts.
+//!
+//! Inserts use the official `clickhouse` crate (RowBinary, schema validated against the table), one
+//! `INSERT` per batch, always finished with `end()`. Each insert carries `insert_deduplication_token`, and
+//! the events table keeps a `non_replicated_deduplication_window`, so a batch retried after an ambiguous
+//! failure (e.g. a timeout after the server committed) is stored once. See [`migrations`] for the schema
+//! and the full idempotency story.
+
+pub mod migrations;
+mod row;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clickhouse::Client;
+
+use super::{EventStore, StoreError};
+use crate::config::ClickHouseConfig;
+use crate::event::Event;
+
+pub use row::EventRow;
+
+/// Name of the events table (the spec's).
+pub const EVENTS_TABLE: &str = "commerce_events";
+
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    /// Client bound to the module's database.
+    client: Client,
+    /// Client without a default database (creating the database needs one).
+    admin: Client,
+    database: String,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore").field("database", &self.database).finish_non_exhaustive()
+    }
+}
+
+impl ClickHouseStore {
+    /// Builds the clients (no I/O). Build once per process and share.
+    pub fn new(cfg: &ClickHouseConfig) -> Self {
+        let mut admin = Client::default().with_url(&cfg.url);
+        if let Some(user) = &cfg.user {
+            admin = admin.with_user(user);
+        }
+        if !cfg.password.is_empty() {
+            admin = admin.with_password(cfg.password.expose());
+        }
+        let client = admin.clone().with_database(&cfg.database);
+        Self { client, admin, database: cfg.database.clone() }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The client bound to the module's database (for the query layer and tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `SELECT 1`: whether the server answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.admin.query("SELECT 1").execute().await.map_err(classify)
+    }
+
+    /// Applies pending migrations; see [`migrations::migrate`].
+    pub async fn migrate(&self, retention_days: u32) -> Result<migrations::Report, StoreError> {
+        migrations::migrate(&self.admin, &self.database, retention_days).await
+    }
+
+    /// Rows stored for a store (duplicates not yet merged away included); for tests and tools.
+    pub async fn count_rows(&self, store_id: &str) -> Result<u64, StoreError> {
+        self.client
+            .query("SELECT count() FROM commerce_events WHERE store_id = ?")
+            .bind(store_id)
+            .fetch_one::<u64>()
+            .await
+            .map_err(classify)
+    }
+
+    /// Distinct events stored for a store (what every metric counts).
+    pub async fn count_events(&self, store_id: &str) -> Result<u64, StoreError> {
+        self.client
+            .query("SELECT uniqExact(id) FROM commerce_events WHERE store_id = ?")
+            .bind(store_id)
+            .fetch_one::<u64>()
+            .await
+            .map_err(classify)
+    }
+
+    /// Lightweight-deletes every row of a store (demo reset).
+    pub async fn delete_store(&self, store_id: &str) -> Result<(), StoreError> {
+        self.client
+            .query("DELETE FROM commerce_events WHERE store_id = ?")
+            .bind(store_id)
+            .execute()
+            .await
+            .map_err(classify)
+    }
+}
+
+#[async_trait]
+impl EventStore for ClickHouseStore {
+    async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .client
+            .insert::<EventRow>(EVENTS_TABLE)
+            .await
+            .map_err(classify)?
+            .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
+            .with_setting("insert_deduplication_token", dedup_token);
+        for e in events {
+            insert.write(&EventRow::from_event(e)).await.map_err(classify)?;
+        }
+        insert.end().await.map_err(classify)
+    }
+}
+
+/// ClickHouse server error codes worth retrying: overload, timeouts, network, shutdown, memory pressure.
+const RETRYABLE_CODES: &[u32] = &[
+    3,   // UNEXPECTED_END_OF_FILE
+    159, // TIMEOUT_EXCEEDED
+    164, // READONLY (replica temporarily read-only)
+    202, // TOO_MANY_SIMULTANEOUS_QUERIES
+    209, // SOCKET_TIMEOUT
+    210, // NETWORK_ERROR
+    241, // MEMORY_LIMIT_EXCEEDED
+    242, // TABLE_IS_READ_ONLY
+    252, // TOO_MANY_PARTS
+    319, // UNKNOWN_STATUS_OF_INSERT
+    394, // QUERY_WAS_CANCELLED
+    425, // SYSTEM_ERROR
+    999, // KEEPER_EXCEPTION
+];
+
+/// Maps a client error to retryable or not. Transport failures and overload codes are retryable;
+/// parse/type/schema errors are not.
+pub fn classify(e: clickhouse::error::Error) -> StoreError {
+    use clickhouse::error::Error as E;
+    match &e {
+        E::Network(_) | E::TimedOut => StoreError::Unavailable(e.to_string()),
+        E::BadResponse(text) => match server_code(text) {
+            Some(code) if RETRYABLE_CODES.contains(&code) => StoreError::Unavailable(e.to_string()),
+            Some(_) => StoreError::Rejected(e.to_string()),
+            // No ClickHouse error code: a proxy or load balancer answered (502/503...). Retry.
+            None => StoreError::Unavailable(e.to_string()),
+        },
+        _ => StoreError::Rejected(e.to_string()),
+    }
+}
+
+fn server_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + 6..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_error_codes_decide_retryability() {
+        let cases = [
+            ("Code: 252. DB::Exception: Too many parts", true),
+            ("Code: 27. DB::Exception: Cannot parse input", false),
+            ("Code: 60. DB::Exception: Unknown table", false),
+            ("<html>502 Bad Gateway</html>", true),
+        ];
+        for (text, retryable) in cases {
+            let err = classify(clickhouse::error::Error::BadResponse(text.into()));
+            assert_eq!(err.is_retryable(), retryable, "{text}");
+        }
+        assert!(classify(clickhouse::error::Error::TimedOut).is_retryable());
+    }
+}

@@ -1,0 +1,55 @@
+//! Storage of events behind a narrow trait.
+//!
+//! [`EventStore`] is what the sinks and the ingest path need: insert a batch idempotently. The ClickHouse
+//! adapter ([`clickhouse::ClickHouseStore`]) owns all SQL; the in-memory [`MemoryStore`] backs unit tests
+//! and can inject failures. A BigQuery adapter will implement the same trait.
+//!
+//! Idempotency contract: inserting the same batch again with the same `dedup_token` (a retry after a
+//! timeout whose first attempt did land) must not store it twice. [`dedup_token`] derives the token from
+//! the batch's store and event ids, so a retried batch always carries the same one.
+
+pub mod clickhouse;
+pub mod memory;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use crate::event::Event;
+
+pub use self::clickhouse::ClickHouseStore;
+pub use memory::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Transport failure, timeout, overload or another state that a later retry can get past.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The storage refused the request itself (schema or data problem); retrying the same data is useless.
+    #[error("storage rejected the request: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + std::fmt::Debug {
+    /// Inserts `events` as one batch. Succeeds only when every row is durably stored.
+    async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError>;
+}
+
+/// A stable token for a batch: hex SHA-256 over each event's store and id, in order.
+pub fn dedup_token(events: &[Event]) -> String {
+    let mut h = Sha256::new();
+    for e in events {
+        h.update(e.store_id.as_bytes());
+        h.update([0]);
+        h.update(e.id.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
