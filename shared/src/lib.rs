@@ -22,6 +22,7 @@ pub mod event;
 pub mod retry;
 pub mod sink;
 pub mod store;
+pub mod telemetry;
 pub mod tracker;
 
 pub use error::{Error, Result};

@@ -1,1 +1,27 @@
-fn main(){}
+//! Lambda `track`: `POST /analytics/event` and `POST /analytics/events` behind API Gateway (HTTP API).
+//!
+//! Wiring only. Without Firehose configured, each invocation inserts its events into ClickHouse as one
+//! batch before answering (a Lambda is frozen between invocations, so no background flushing).
+
+use std::sync::Arc;
+
+use commerce_analytics::api::Api;
+use commerce_analytics::auth::KeyRing;
+use commerce_analytics::clock::SystemClock;
+use commerce_analytics::config::Config;
+use commerce_analytics::event::Validator;
+use commerce_analytics::sink;
+use commerce_analytics::tracker::Tracker;
+use lambda_http::{Error, Request, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    commerce_analytics::telemetry::init(true);
+    let config = Config::from_env()?;
+    config.ensure_supported()?;
+    let sink = sink::direct_from_config(&config);
+    let tracker = Tracker::new(Validator::from_config(&config), sink, Arc::new(SystemClock));
+    let api = Api::new(Arc::new(tracker), KeyRing::from_config(&config.keys), config.limits);
+    let api = &api;
+    run(service_fn(move |req: Request| async move { Ok::<_, Error>(api.handle(req).await) })).await
+}

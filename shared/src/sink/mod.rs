@@ -132,3 +132,13 @@ impl EventSink for MemorySink {
         Ok(())
     }
 }
+
+/// The sink for a Lambda without Firehose: direct inserts into ClickHouse, or nothing when disabled.
+pub fn direct_from_config(config: &crate::config::Config) -> Arc<dyn EventSink> {
+    if config.enabled {
+        let store: Arc<dyn EventStore> = Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
+        Arc::new(StoreSink::new(store))
+    } else {
+        Arc::new(DiscardSink)
+    }
+}
