@@ -1,0 +1,242 @@
+//! Handler tests: requests built from the Lambda event fixtures in `events/`, the in-memory sink and a
+//! fixed clock. The same fixtures drive `cargo lambda invoke --data-file` and `sam local invoke -e`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_analytics::api::Api;
+use commerce_analytics::auth::KeyRing;
+use commerce_analytics::clock::FixedClock;
+use commerce_analytics::config::Config;
+use commerce_analytics::event::{EventType, Validator};
+use commerce_analytics::sink::{EventSink, MemorySink, SinkError};
+use commerce_analytics::tracker::Tracker;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use time::macros::datetime;
+
+const NOW: time::OffsetDateTime = datetime!(2025-01-15 10:40:00 UTC);
+
+fn config() -> Config {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/local.yaml");
+    let text = std::fs::read_to_string(path).expect("config/local.yaml");
+    Config::from_sources(Some(&text), &|_| None).expect("local config is valid")
+}
+
+fn api_with(sink: Arc<dyn EventSink>) -> Api {
+    let c = config();
+    let tracker = Tracker::new(Validator::from_config(&c), sink, Arc::new(FixedClock::new(NOW)));
+    Api::new(Arc::new(tracker), KeyRing::from_config(&c.keys), c.limits)
+}
+
+fn fixture(name: &str) -> Request {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn with_body(mut req: Request, body: String) -> Request {
+    *req.body_mut() = Body::Text(body);
+    req
+}
+
+fn body_json(resp: &Response<Body>) -> Value {
+    serde_json::from_slice(resp.body().as_ref()).expect("JSON body")
+}
+
+fn assert_error(resp: &Response<Body>, status: u16, code: &str, field: Option<&str>) {
+    assert_eq!(resp.status().as_u16(), status, "{:?}", resp.body());
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = body_json(resp);
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(body["error"]["field"].as_str(), field, "{body}");
+}
+
+#[tokio::test]
+async fn spec_track_example_is_accepted_and_enriched_from_the_gateway_request() {
+    let sink = Arc::new(MemorySink::new());
+    let resp = api_with(sink.clone()).handle(fixture("track-event.json")).await;
+    assert_eq!(resp.status(), 202);
+    let id = body_json(&resp)["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("evt_"), "{id}");
+    let events = sink.events();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        (e.id.as_str(), &e.event_type, e.store_id.as_str()),
+        (id.as_str(), &EventType::ProductViewed, "demo")
+    );
+    assert_eq!(e.timestamp, NOW, "receive time when the client sends none");
+    assert_eq!(e.context.ip.as_deref(), Some("203.0.113.0"), "API Gateway source IP, anonymized");
+    assert_eq!(e.context.country.as_deref(), Some("DE"), "from CloudFront-Viewer-Country");
+    assert_eq!(
+        e.context.referrer.as_deref(),
+        Some("https://shop.example.com/products/prod_abc123")
+    );
+    assert!(e.context.user_agent.as_deref().is_some_and(|ua| ua.contains("Safari")));
+    assert_eq!(e.properties["price"], 2999);
+}
+
+#[tokio::test]
+async fn base64_encoded_bodies_are_decoded_like_plain_ones() {
+    let sink = Arc::new(MemorySink::new());
+    let resp = api_with(sink.clone()).handle(fixture("track-event-base64.json")).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(sink.events()[0].properties["productId"], "prod_abc123");
+}
+
+#[tokio::test]
+async fn client_ids_and_context_are_kept() {
+    let sink = Arc::new(MemorySink::new());
+    let resp = api_with(sink.clone()).handle(fixture("track-order.json")).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(body_json(&resp)["id"], "evt_abc123");
+    let e = &sink.events()[0];
+    assert_eq!(e.context.referrer.as_deref(), Some("https://google.com"));
+    assert_eq!(e.context.country.as_deref(), Some("US"));
+    assert_eq!(e.customer_id.as_deref(), Some("cust_abc123"));
+}
+
+#[tokio::test]
+async fn batch_accepts_valid_events_and_reports_invalid_ones_by_index() {
+    let sink = Arc::new(MemorySink::new());
+    let resp = api_with(sink.clone()).handle(fixture("track-batch.json")).await;
+    assert_eq!(resp.status(), 202);
+    let body = body_json(&resp);
+    let accepted: Vec<u64> = body["accepted"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|a| a["index"].as_u64().expect("index"))
+        .collect();
+    assert_eq!(accepted, vec![0, 1]);
+    assert_eq!(body["rejected"][0]["index"], 2);
+    assert_eq!(body["rejected"][0]["error"]["field"], "properties.total");
+    assert_eq!(body["rejected"][0]["error"]["code"], "invalid_value");
+    let stored = sink.events();
+    assert_eq!(stored.len(), 2);
+    let campaign = stored[0].context.campaign.clone().expect("utm from page url");
+    assert_eq!(campaign.name.as_deref(), Some("weekly_digest"));
+}
+
+/// One row per bad request: (request, status, code, field).
+#[tokio::test]
+async fn bad_requests_get_a_json_error_naming_the_field() {
+    let too_many = json!({"events": vec![json!({"type": "page.viewed"}); 501]}).to_string();
+    let huge = format!(r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#, "a".repeat(1024 * 1024));
+    let big_event = format!(r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#, "a".repeat(40 * 1024));
+    let cases: Vec<(Request, u16, &str, Option<&str>)> = vec![
+        (fixture("track-invalid.json"), 400, "invalid_value", Some("properties.currency")),
+        (fixture("track-unauthorized.json"), 401, "unauthorized", None),
+        (fixture("track-malformed-json.json"), 400, "invalid_json", Some("")),
+        (with_body(fixture("track-event.json"), String::new()), 400, "empty_body", Some("body")),
+        (with_body(fixture("track-event.json"), huge), 413, "payload_too_large", Some("body")),
+        (with_body(fixture("track-event.json"), big_event), 413, "payload_too_large", Some("body")),
+        (with_body(fixture("track-batch.json"), too_many), 413, "payload_too_large", Some("events")),
+        (
+            with_body(fixture("track-batch.json"), r#"{"events": []}"#.into()),
+            400,
+            "empty_batch",
+            Some("events"),
+        ),
+        (
+            with_body(fixture("track-batch.json"), r#"{"evnts": []}"#.into()),
+            400,
+            "invalid_json",
+            Some("events"),
+        ),
+        (
+            with_body(fixture("track-event.json"), r#"{"type":"page.viewed","sesionId":"x"}"#.into()),
+            400,
+            "unknown_field",
+            Some("sesionId"),
+        ),
+    ];
+    for (req, status, code, field) in cases {
+        let sink = Arc::new(MemorySink::new());
+        let resp = api_with(sink.clone()).handle(req).await;
+        assert_error(&resp, status, code, field);
+        assert!(sink.events().is_empty(), "nothing stored for a rejected request");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_no_valid_event_is_a_400_with_the_per_index_report() {
+    let sink = Arc::new(MemorySink::new());
+    let req = with_body(fixture("track-batch.json"), r#"[{"type":"nope"},{"sessionId":"s"}]"#.into());
+    let resp = api_with(sink).handle(req).await;
+    assert_error(&resp, 400, "invalid_batch", Some("events"));
+    let body = body_json(&resp);
+    assert_eq!(body["rejected"][1]["error"]["field"], "type");
+}
+
+#[tokio::test]
+async fn a_full_pipeline_answers_503_with_retry_after_and_the_ids_not_accepted() {
+    let sink = Arc::new(MemorySink::new());
+    sink.fail_next(SinkError::Full { capacity: 10, retry_after: Duration::from_secs(5) });
+    let resp = api_with(sink.clone()).handle(fixture("track-order.json")).await;
+    assert_error(&resp, 503, "unavailable", None);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert_eq!(body_json(&resp)["failedIds"], json!(["evt_abc123"]));
+    assert!(sink.events().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let api = api_with(Arc::new(MemorySink::new()));
+    let mut req = fixture("track-event.json");
+    *req.uri_mut() =
+        "https://abc123.execute-api.us-east-1.amazonaws.com/analytics/nope".parse().expect("uri");
+    assert_error(&api.handle(req).await, 404, "not_found", None);
+    let mut req = fixture("track-event.json");
+    *req.method_mut() = lambda_http::http::Method::GET;
+    assert_error(&api.handle(req).await, 405, "method_not_allowed", None);
+}
+
+#[tokio::test]
+async fn browsers_get_cors_headers_and_preflight_answers() {
+    let api = api_with(Arc::new(MemorySink::new()));
+    let mut req = fixture("track-event.json");
+    req.headers_mut().insert("origin", "https://shop.example.com".parse().expect("header"));
+    let resp = api.handle(req).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://shop.example.com");
+    let mut pre = fixture("track-event.json");
+    *pre.method_mut() = lambda_http::http::Method::OPTIONS;
+    let resp = api.handle(pre).await;
+    assert_eq!(resp.status(), 204);
+    assert!(
+        resp.headers()["access-control-allow-headers"]
+            .to_str()
+            .expect("ascii")
+            .contains("authorization")
+    );
+}
+
+#[tokio::test]
+async fn disabled_analytics_acknowledges_and_stores_nothing() {
+    let api = api_with(Arc::new(commerce_analytics::sink::DiscardSink));
+    let resp = api.handle(fixture("track-event.json")).await;
+    assert_eq!(resp.status(), 202);
+}
+
+#[tokio::test]
+async fn server_side_tracker_uses_the_same_validation() {
+    let sink = Arc::new(MemorySink::new());
+    let c = config();
+    let tracker =
+        Tracker::new(Validator::from_config(&c), sink.clone(), Arc::new(FixedClock::new(NOW)));
+    let id = tracker
+        .track(
+            "shop-1",
+            json!({"id": "order_1_completed", "type": "order.completed", "customerId": "c1",
+                   "properties": {"orderId": "order_1", "total": 100, "currency": "USD"}}),
+        )
+        .await
+        .expect("valid");
+    assert_eq!(id, "order_1_completed");
+    assert_eq!(sink.events()[0].store_id, "shop-1");
+    let err = tracker.track("shop-1", json!({"type": "order.completed"})).await.expect_err("invalid");
+    assert_eq!((err.status(), err.field()), (400, Some("properties.orderId")));
+}
