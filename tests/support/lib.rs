@@ -1,1 +1,150 @@
+//! Shared set-up for the integration tests: each test gets its own ClickHouse database on the real server
+//! (so tests never see each other's rows), and helpers to run extra servers for fault tests.
+//!
+//! Integration tests never skip: when ClickHouse is not reachable they fail with how to start it.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use commerce_analytics::config::Config;
+use commerce_analytics::store::ClickHouseStore;
+
+pub const WRITE_KEY: &str = "pk_test_write_key_0001";
+pub const READ_KEY: &str = "sk_test_read_key_00001";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+pub fn clickhouse_url() -> String {
+    std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// A fresh database on the shared test server.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub config: Config,
+    pub store: ClickHouseStore,
+}
+
+impl TestDb {
+    /// Creates `it_<hint>_<random>` and applies the migrations. Panics (fails the test) when ClickHouse
+    /// cannot be reached.
+    pub async fn new(hint: &str) -> Self {
+        Self::on(&clickhouse_url(), hint, &[]).await
+    }
+
+    /// Same, on a given server URL with extra config overrides (`ENV_NAME`, value).
+    pub async fn on(url: &str, hint: &str, overrides: &[(&str, &str)]) -> Self {
+        let name = format!("it_{hint}_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let keys = format!("{WRITE_KEY}:shop-a:write,{READ_KEY}:shop-a:read");
+        let mut env: Vec<(String, String)> = vec![
+            ("CLICKHOUSE_URL".into(), url.into()),
+            ("CLICKHOUSE_DATABASE".into(), name.clone()),
+            ("ANALYTICS_API_KEYS".into(), keys),
+        ];
+        env.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let config = Config::from_sources(None, &|k: &str| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+        .expect("test config");
+        let store = ClickHouseStore::new(&config.clickhouse);
+        if let Err(e) = store.ping().await {
+            panic!(
+                "ClickHouse is not reachable at {url} ({e}). Integration tests need the real server: \
+                 start it with `scripts/clickhouse start`, or run the whole suite with `scripts/test`."
+            );
+        }
+        store.migrate(config.retention_days).await.expect("migrations apply");
+        Self { name, config, store }
+    }
+
+    /// Runs a query returning one value.
+    pub async fn scalar<T>(&self, sql: &str) -> T
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.store.client().query(sql).fetch_one::<T>().await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn drop_database(&self) {
+        let _ = self
+            .store
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS {}", self.name))
+            .execute()
+            .await;
+    }
+}
+
+/// Polls `f` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A private ClickHouse server (own port and data directory) for tests that stop and start it.
+#[derive(Debug)]
+pub struct PrivateClickHouse {
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl PrivateClickHouse {
+    pub fn new(port: u16) -> Self {
+        let data_dir = repo_root().join("var").join(format!("it-clickhouse-{port}"));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        Self { port, data_dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, cmd: &str) {
+        let out = std::process::Command::new(repo_root().join("scripts/clickhouse"))
+            .arg(cmd)
+            .env("CLICKHOUSE_PORT", self.port.to_string())
+            .env("CLICKHOUSE_DATA_DIR", &self.data_dir)
+            .output()
+            .expect("run scripts/clickhouse");
+        assert!(
+            out.status.success(),
+            "scripts/clickhouse {cmd} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start(&self) {
+        self.script("start");
+    }
+
+    pub fn stop(&self) {
+        self.script("stop");
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo_root().join("scripts/clickhouse"))
+            .arg("stop")
+            .env("CLICKHOUSE_PORT", self.port.to_string())
+            .env("CLICKHOUSE_DATA_DIR", &self.data_dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
