@@ -164,6 +164,7 @@ async fn the_buffer_writes_full_batches_at_once_and_the_rest_after_the_interval(
         batch_size: 100,
         flush_interval: Duration::from_millis(1500),
         capacity: 10_000,
+        concurrency: 1,
         backoff: Default::default(),
     };
     let (sink, handle) = BufferedSink::start(store, cfg);

@@ -1,0 +1,202 @@
+//! End-to-end ingest benchmark (prints figures; not a test).
+//!
+//! `cargo run --release -p analytics-cli --bin bench -- ingest [--events 1000000]`
+//!
+//! In one run, against the ClickHouse at `CLICKHOUSE_URL` (default http://127.0.0.1:8123), each side in a
+//! fresh database:
+//! - **ours**: the demo events are POSTed to the local API (`/analytics/events`, 500 per request, 8 in
+//!   flight) and the clock stops when all of them are counted in ClickHouse;
+//! - **baseline**: the same rows (as our pipeline stores them) are POSTed straight to ClickHouse with
+//!   `INSERT INTO commerce_events FORMAT JSONEachRow`, 500 rows per request, 8 in flight.
+//!
+//! Prints events/s for both and the ratio ours / baseline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use analytics_cli::server::{self, ServerOptions};
+use commerce_analytics::config::Config;
+use commerce_analytics::demo::{DemoConfig, DemoGenerator};
+use commerce_analytics::event::{RequestMeta, Validator};
+use commerce_analytics::store::ClickHouseStore;
+use commerce_analytics::store::clickhouse::EventRow;
+use serde_json::Value;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+const BATCH: usize = 500;
+const IN_FLIGHT: usize = 8;
+const KEY: &str = "pk_bench_write_key_000";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("ingest") {
+        eprintln!("usage: bench ingest [--events N]");
+        std::process::exit(2);
+    }
+    let events: usize = args
+        .iter()
+        .position(|a| a == "--events")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+
+    eprintln!("generating {events} demo events ...");
+    let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let wire: Vec<Value> =
+        DemoGenerator::new(DemoConfig { seed: 7, events, days: 90, end }).collect();
+    let n = wire.len();
+    let bodies: Vec<String> = wire
+        .chunks(BATCH)
+        .map(|c| serde_json::json!({ "events": c }).to_string())
+        .collect();
+
+    // --- ours -----------------------------------------------------------------------------------
+    let db_ours = format!("bench_ours_{}", std::process::id());
+    let config = config(&url, &db_ours)?;
+    let srv = server::start(
+        &config,
+        ServerOptions {
+            addr: "127.0.0.1:0".parse()?,
+            spill_dir: "var/bench-spill".into(),
+            shutdown_grace: Duration::from_secs(30),
+        },
+    )
+    .await?;
+    let endpoint = format!("http://{}/analytics/events", srv.addr);
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    send_all(&client, &bodies, |body| {
+        client.post(&endpoint).bearer_auth(KEY).header("content-type", "application/json").body(body)
+    }, 202)
+    .await?;
+    let accepted_at = started.elapsed();
+    wait_for_count(&srv.store, "bench", n as u64).await?;
+    let ours = started.elapsed();
+    srv.stop().await;
+
+    // --- baseline ---------------------------------------------------------------------------------
+    let db_base = format!("bench_base_{}", std::process::id());
+    let base_cfg = config_for(&url, &db_base)?;
+    let base_store = ClickHouseStore::new(&base_cfg.clickhouse);
+    base_store.migrate(base_cfg.retention_days).await?;
+    let v = Validator::from_config(&base_cfg);
+    let now = time::OffsetDateTime::now_utc();
+    let rows: Vec<String> = wire
+        .chunks(BATCH)
+        .map(|chunk| {
+            let mut out = String::new();
+            for w in chunk {
+                let ev = v.validate(w.clone(), "bench", &RequestMeta::default(), now).expect("valid");
+                out.push_str(&row_json(&ev));
+                out.push('\n');
+            }
+            out
+        })
+        .collect();
+    let insert_url = format!(
+        "{url}/?query={}",
+        urlencode(&format!("INSERT INTO {db_base}.commerce_events FORMAT JSONEachRow"))
+    );
+    let started = Instant::now();
+    send_all(&client, &rows, |body| client.post(&insert_url).body(body), 200).await?;
+    wait_for_count(&base_store, "bench", n as u64).await?;
+    let base = started.elapsed();
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!("events: {n} in batches of {BATCH}, {IN_FLIGHT} requests in flight");
+    println!("ours     (API -> buffer -> ClickHouse, until counted): {:>9.0} events/s  ({:.2?}; all 202s after {:.2?})",
+        rate(ours), ours, accepted_at);
+    println!("baseline (INSERT ... FORMAT JSONEachRow over HTTP):    {:>9.0} events/s  ({:.2?})", rate(base), base);
+    println!("ratio ours / baseline: {:.2}", rate(ours) / rate(base));
+
+    for db in [&db_ours, &db_base] {
+        base_store.client().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
+    }
+    Ok(())
+}
+
+fn config_for(url: &str, db: &str) -> Result<Config, Box<dyn std::error::Error>> {
+    config(url, db)
+}
+
+fn config(url: &str, db: &str) -> Result<Config, Box<dyn std::error::Error>> {
+    let env = [
+        ("CLICKHOUSE_URL", url.to_owned()),
+        ("CLICKHOUSE_DATABASE", db.to_owned()),
+        ("ANALYTICS_API_KEYS", format!("{KEY}:bench:write")),
+        ("ANALYTICS_MAX_BUFFERED_EVENTS", "2000000".to_owned()),
+    ];
+    Ok(Config::from_sources(None, &|k: &str| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })?)
+}
+
+async fn send_all<F>(
+    client: &reqwest::Client,
+    bodies: &[String],
+    build: F,
+    expect: u16,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    F: Fn(String) -> reqwest::RequestBuilder,
+{
+    let _ = client;
+    let sem = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let permit = sem.clone().acquire_owned().await?;
+        let req = build(body.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = req.send().await;
+            drop(permit);
+            match resp {
+                Ok(r) if r.status().as_u16() == expect => Ok(()),
+                Ok(r) => Err(format!("status {}: {}", r.status(), r.text().await.unwrap_or_default())),
+                Err(e) => Err(e.to_string()),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?.map_err(|e| format!("request failed: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn wait_for_count(store: &ClickHouseStore, store_id: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if store.count_rows(store_id).await? >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("timed out waiting for rows".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const CH_TS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
+
+/// The row our pipeline stores, as a JSONEachRow line.
+fn row_json(e: &commerce_analytics::event::Event) -> String {
+    let row = EventRow::from_event(e);
+    let mut v = serde_json::to_value(&row).expect("row serializes");
+    let fmt = |t: time::OffsetDateTime| t.format(CH_TS).expect("format");
+    v["timestamp"] = fmt(e.timestamp).into();
+    v["received_at"] = fmt(e.received_at).into();
+    v["client_timestamp"] = e.client_timestamp.map(fmt).into();
+    v.to_string()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
