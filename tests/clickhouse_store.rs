@@ -10,17 +10,28 @@ use integration_tests::{TestDb, eventually};
 use serde_json::json;
 
 fn validator() -> Validator {
-    Validator { limits: Default::default(), retention_days: 365, anonymize_ip: true }
+    Validator {
+        limits: Default::default(),
+        retention_days: 365,
+        anonymize_ip: true,
+    }
 }
 
 fn event(v: serde_json::Value) -> Event {
     validator()
-        .validate(v, "shop-a", &RequestMeta::default(), time::OffsetDateTime::now_utc())
+        .validate(
+            v,
+            "shop-a",
+            &RequestMeta::default(),
+            time::OffsetDateTime::now_utc(),
+        )
         .expect("valid event")
 }
 
 fn page_views(n: usize) -> Vec<Event> {
-    (0..n).map(|_| event(json!({"type": "page.viewed"}))).collect()
+    (0..n)
+        .map(|_| event(json!({"type": "page.viewed"})))
+        .collect()
 }
 
 const SPEC_QUERY: &str = "SELECT
@@ -47,16 +58,34 @@ async fn migrations_are_idempotent_and_the_spec_query_runs_verbatim() {
     let again = db.store.migrate(365).await.expect("second run");
     assert!(again.applied.is_empty(), "nothing left to apply: {again:?}");
     assert!(!again.ttl_updated);
-    let versions: u64 = db.scalar(&format!("SELECT count() FROM {}.schema_migrations FINAL", db.name)).await;
+    let versions: u64 = db
+        .scalar(&format!(
+            "SELECT count() FROM {}.schema_migrations FINAL",
+            db.name
+        ))
+        .await;
     assert_eq!(versions, 1);
 
     let order = |id: &str, total: i64| {
         event(json!({"id": id, "type": "order.completed",
                      "properties": {"orderId": id, "total": total, "currency": "USD"}}))
     };
-    let batch = vec![order("o1", 6791), order("o2", 1000), event(json!({"type": "page.viewed"}))];
-    db.store.insert(&batch, &dedup_token(&batch)).await.expect("insert");
-    let rows = db.store.client().query(SPEC_QUERY).fetch_all::<SpecRow>().await.expect("spec query");
+    let batch = vec![
+        order("o1", 6791),
+        order("o2", 1000),
+        event(json!({"type": "page.viewed"})),
+    ];
+    db.store
+        .insert(&batch, &dedup_token(&batch))
+        .await
+        .expect("insert");
+    let rows = db
+        .store
+        .client()
+        .query(SPEC_QUERY)
+        .fetch_all::<SpecRow>()
+        .await
+        .expect("spec query");
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].orders, rows[0].revenue), (2, 7791));
     db.drop_database().await;
@@ -104,7 +133,13 @@ async fn every_field_of_an_event_is_stored_as_validated() {
         "context": {"ip": "198.51.100.77", "country": "FR",
                      "page": {"url": "https://s.example/?utm_source=fb&utm_campaign=summer"}}
     }));
-    db.store.insert(std::slice::from_ref(&e), &dedup_token(std::slice::from_ref(&e))).await.expect("insert");
+    db.store
+        .insert(
+            std::slice::from_ref(&e),
+            &dedup_token(std::slice::from_ref(&e)),
+        )
+        .await
+        .expect("insert");
     let row = db
         .store
         .client()
@@ -114,15 +149,43 @@ async fn every_field_of_an_event_is_stored_as_validated() {
         .fetch_one::<StoredRow>()
         .await
         .expect("row");
-    assert_eq!((row.store_id.as_str(), row.id.as_str(), row.event_type.as_str()), ("shop-a", "evt_fields_1", "order.completed"));
-    assert_eq!(row.customer_id, "c'1\"--; DROP TABLE x", "stored verbatim, never executed");
-    assert_eq!((row.ip.as_str(), row.country.as_str(), row.utm_campaign.as_str()), ("198.51.100.0", "FR", "summer"));
-    assert_eq!((row.order_id.as_str(), row.amount, row.currency.as_str(), row.quantity), ("o1", 6791, "EUR", 3));
+    assert_eq!(
+        (
+            row.store_id.as_str(),
+            row.id.as_str(),
+            row.event_type.as_str()
+        ),
+        ("shop-a", "evt_fields_1", "order.completed")
+    );
+    assert_eq!(
+        row.customer_id, "c'1\"--; DROP TABLE x",
+        "stored verbatim, never executed"
+    );
+    assert_eq!(
+        (
+            row.ip.as_str(),
+            row.country.as_str(),
+            row.utm_campaign.as_str()
+        ),
+        ("198.51.100.0", "FR", "summer")
+    );
+    assert_eq!(
+        (
+            row.order_id.as_str(),
+            row.amount,
+            row.currency.as_str(),
+            row.quantity
+        ),
+        ("o1", 6791, "EUR", 3)
+    );
     assert_eq!(row.ts, "2026-01-02 03:04:05.678");
     assert_eq!(row.client_ts.as_deref(), Some("2026-01-02 03:04:05.678"));
     let props: serde_json::Value = serde_json::from_str(&row.properties).expect("json");
     assert_eq!(props, serde_json::Value::Object(e.properties.clone()));
-    assert!(row.properties.find("zeta") < row.properties.find("alpha"), "key order kept as sent");
+    assert!(
+        row.properties.find("zeta") < row.properties.find("alpha"),
+        "key order kept as sent"
+    );
     db.drop_database().await;
 }
 
@@ -136,23 +199,51 @@ async fn a_retried_batch_with_the_same_token_is_stored_once() {
     }
     assert_eq!(db.store.count_rows("shop-a").await.expect("count"), 100);
     let other = page_views(100);
-    db.store.insert(&other, &dedup_token(&other)).await.expect("insert");
-    assert_eq!(db.store.count_rows("shop-a").await.expect("count"), 200, "different batches both land");
+    db.store
+        .insert(&other, &dedup_token(&other))
+        .await
+        .expect("insert");
+    assert_eq!(
+        db.store.count_rows("shop-a").await.expect("count"),
+        200,
+        "different batches both land"
+    );
     db.drop_database().await;
 }
 
 #[tokio::test]
 async fn a_resent_event_collapses_to_one_row_on_merge() {
     let db = TestDb::new("replacing").await;
-    let e = event(json!({"id": "evt_resent", "type": "page.viewed", "timestamp": "2026-01-02T03:04:05Z"}));
+    let e = event(
+        json!({"id": "evt_resent", "type": "page.viewed", "timestamp": "2026-01-02T03:04:05Z"}),
+    );
     // Two separate deliveries of the same event (different batches, so insert dedup does not apply).
-    db.store.insert(std::slice::from_ref(&e), "delivery-1").await.expect("insert");
-    db.store.insert(std::slice::from_ref(&e), "delivery-2").await.expect("insert");
-    assert_eq!(db.store.count_events("shop-a").await.expect("count"), 1, "uniqExact(id) counts it once");
+    db.store
+        .insert(std::slice::from_ref(&e), "delivery-1")
+        .await
+        .expect("insert");
+    db.store
+        .insert(std::slice::from_ref(&e), "delivery-2")
+        .await
+        .expect("insert");
+    assert_eq!(
+        db.store.count_events("shop-a").await.expect("count"),
+        1,
+        "uniqExact(id) counts it once"
+    );
     let final_rows: u64 = db.scalar("SELECT count() FROM commerce_events FINAL").await;
     assert_eq!(final_rows, 1, "FINAL collapses duplicates");
-    db.store.client().query("OPTIMIZE TABLE commerce_events FINAL").execute().await.expect("optimize");
-    assert_eq!(db.store.count_rows("shop-a").await.expect("count"), 1, "merge keeps one row");
+    db.store
+        .client()
+        .query("OPTIMIZE TABLE commerce_events FINAL")
+        .execute()
+        .await
+        .expect("optimize");
+    assert_eq!(
+        db.store.count_rows("shop-a").await.expect("count"),
+        1,
+        "merge keeps one row"
+    );
     db.drop_database().await;
 }
 
@@ -170,12 +261,26 @@ async fn the_buffer_writes_full_batches_at_once_and_the_rest_after_the_interval(
     let (sink, handle) = BufferedSink::start(store, cfg);
     sink.send_batch(page_views(250)).await.expect("accepted");
     let s = &db.store;
-    assert!(eventually(Duration::from_secs(1), || async { s.count_rows("shop-a").await.unwrap_or(0) == 200 }).await,
-        "two full batches are written right away");
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            s.count_rows("shop-a").await.unwrap_or(0) == 200
+        })
+        .await,
+        "two full batches are written right away"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(s.count_rows("shop-a").await.expect("count"), 200, "the partial batch waits for the interval");
-    assert!(eventually(Duration::from_secs(3), || async { s.count_rows("shop-a").await.unwrap_or(0) == 250 }).await,
-        "the partial batch is written once the oldest event waited flush_interval");
+    assert_eq!(
+        s.count_rows("shop-a").await.expect("count"),
+        200,
+        "the partial batch waits for the interval"
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            s.count_rows("shop-a").await.unwrap_or(0) == 250
+        })
+        .await,
+        "the partial batch is written once the oldest event waited flush_interval"
+    );
     assert_eq!(handle.stats().written_batches, 3);
     assert!(handle.shutdown(Duration::from_secs(5)).await.is_empty());
     db.drop_database().await;

@@ -16,11 +16,17 @@ use integration_tests::{PrivateClickHouse, TestDb, WRITE_KEY, eventually, repo_r
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn spill_dir(name: &str) -> std::path::PathBuf {
-    let dir = repo_root().join("var").join(format!("it-spill-{name}-{}", ulid::Ulid::new()));
+    let dir = repo_root()
+        .join("var")
+        .join(format!("it-spill-{name}-{}", ulid::Ulid::new()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -31,7 +37,9 @@ async fn start(db: &TestDb, spill: &std::path::Path, grace: Duration) -> LocalSe
         spill_dir: spill.to_path_buf(),
         shutdown_grace: grace,
     };
-    server::start(&db.config, opts).await.expect("server starts")
+    server::start(&db.config, opts)
+        .await
+        .expect("server starts")
 }
 
 async fn post(srv: &LocalServer, path: &str, body: &Value) -> (u16, Value, Option<String>) {
@@ -43,7 +51,10 @@ async fn post(srv: &LocalServer, path: &str, body: &Value) -> (u16, Value, Optio
         .await
         .expect("request");
     let status = resp.status().as_u16();
-    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_owned());
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
     let body = resp.json::<Value>().await.unwrap_or(Value::Null);
     (status, body, retry_after)
 }
@@ -51,8 +62,10 @@ async fn post(srv: &LocalServer, path: &str, body: &Value) -> (u16, Value, Optio
 /// Sends `n` page views in batches of 100 with ids `<prefix>_<i>`; asserts each batch is accepted.
 async fn send_page_views(srv: &LocalServer, prefix: &str, n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-        let events: Vec<Value> =
-            chunk.iter().map(|i| json!({"id": format!("{prefix}_{i}"), "type": "page.viewed"})).collect();
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"id": format!("{prefix}_{i}"), "type": "page.viewed"}))
+            .collect();
         let (status, body, _) = post(srv, "/analytics/events", &json!({ "events": events })).await;
         assert_eq!(status, 202, "{body}");
         assert_eq!(body["accepted"].as_array().map(Vec::len), Some(chunk.len()));
@@ -61,7 +74,12 @@ async fn send_page_views(srv: &LocalServer, prefix: &str, n: usize) {
 
 #[tokio::test]
 async fn spec_curl_example_is_accepted_and_queryable_after_the_flush_interval() {
-    let db = TestDb::on(&integration_tests::clickhouse_url(), "e2e", &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")]).await;
+    let db = TestDb::on(
+        &integration_tests::clickhouse_url(),
+        "e2e",
+        &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")],
+    )
+    .await;
     let spill = spill_dir("e2e");
     let srv = start(&db, &spill, Duration::from_secs(5)).await;
     let spec = json!({"type": "product.viewed", "sessionId": "sess_xyz",
@@ -74,14 +92,25 @@ async fn spec_curl_example_is_accepted_and_queryable_after_the_flush_interval() 
     assert_eq!(post(&srv, "/analytics/event", &order).await.0, 202);
 
     let s = &db.store;
-    assert!(eventually(Duration::from_secs(5), || async { s.count_rows("shop-a").await.unwrap_or(0) == 2 }).await);
-    let stored_id: String = db.scalar("SELECT id FROM commerce_events WHERE type = 'product.viewed'").await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            s.count_rows("shop-a").await.unwrap_or(0) == 2
+        })
+        .await
+    );
+    let stored_id: String = db
+        .scalar("SELECT id FROM commerce_events WHERE type = 'product.viewed'")
+        .await;
     assert_eq!(stored_id, id);
-    let ip: String = db.scalar("SELECT ip FROM commerce_events WHERE type = 'product.viewed'").await;
+    let ip: String = db
+        .scalar("SELECT ip FROM commerce_events WHERE type = 'product.viewed'")
+        .await;
     assert_eq!(ip, "127.0.0.0", "socket peer, anonymized");
     let revenue: i64 = db
-        .scalar("SELECT sum(JSONExtractInt(properties, 'total')) FROM commerce_events \
-                 WHERE type = 'order.completed' AND timestamp >= now() - INTERVAL 30 DAY")
+        .scalar(
+            "SELECT sum(JSONExtractInt(properties, 'total')) FROM commerce_events \
+                 WHERE type = 'order.completed' AND timestamp >= now() - INTERVAL 30 DAY",
+        )
         .await;
     assert_eq!(revenue, 6791);
     assert_eq!(srv.stop().await.spilled, 0);
@@ -92,31 +121,48 @@ async fn spec_curl_example_is_accepted_and_queryable_after_the_flush_interval() 
 async fn nothing_accepted_is_lost_across_a_clickhouse_restart() {
     let ch = PrivateClickHouse::new(free_port());
     ch.start();
-    let db = TestDb::on(&ch.url(), "restart", &[
-        ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2"),
-        ("ANALYTICS_BATCH_SIZE", "50"),
-    ])
+    let db = TestDb::on(
+        &ch.url(),
+        "restart",
+        &[
+            ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2"),
+            ("ANALYTICS_BATCH_SIZE", "50"),
+        ],
+    )
     .await;
     let spill = spill_dir("restart");
     let srv = start(&db, &spill, Duration::from_secs(30)).await;
 
     send_page_views(&srv, "before", 300).await;
     let s = &db.store;
-    assert!(eventually(Duration::from_secs(10), || async { s.count_events("shop-a").await.unwrap_or(0) == 300 }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            s.count_events("shop-a").await.unwrap_or(0) == 300
+        })
+        .await
+    );
 
     ch.stop();
     // Accepted while ClickHouse is down: held in the buffer and retried.
     send_page_views(&srv, "during", 300).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(srv.buffer_stats().expect("buffer").failed_attempts > 0, "writes failed while ClickHouse was down");
+    assert!(
+        srv.buffer_stats().expect("buffer").failed_attempts > 0,
+        "writes failed while ClickHouse was down"
+    );
     ch.start();
 
     assert!(
-        eventually(Duration::from_secs(30), || async { s.count_events("shop-a").await.unwrap_or(0) == 600 }).await,
+        eventually(Duration::from_secs(30), || async {
+            s.count_events("shop-a").await.unwrap_or(0) == 600
+        })
+        .await,
         "all 600 accepted events are stored after the restart; got {:?}",
         s.count_events("shop-a").await
     );
-    let during: u64 = db.scalar("SELECT uniqExact(id) FROM commerce_events WHERE id LIKE 'during_%'").await;
+    let during: u64 = db
+        .scalar("SELECT uniqExact(id) FROM commerce_events WHERE id LIKE 'during_%'")
+        .await;
     assert_eq!(during, 300);
     assert_eq!(srv.stop().await.spilled, 0);
 }
@@ -125,7 +171,12 @@ async fn nothing_accepted_is_lost_across_a_clickhouse_restart() {
 async fn events_unwritten_at_shutdown_are_spilled_and_replayed_on_the_next_start() {
     let ch = PrivateClickHouse::new(free_port());
     ch.start();
-    let db = TestDb::on(&ch.url(), "spill", &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2")]).await;
+    let db = TestDb::on(
+        &ch.url(),
+        "spill",
+        &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2")],
+    )
+    .await;
     let spill = spill_dir("spill");
     let srv = start(&db, &spill, Duration::from_secs(1)).await;
     ch.stop();
@@ -136,8 +187,15 @@ async fn events_unwritten_at_shutdown_are_spilled_and_replayed_on_the_next_start
 
     ch.start();
     let srv = start(&db, &spill, Duration::from_secs(5)).await;
-    assert_eq!(db.store.count_events("shop-a").await.expect("count"), 150, "replayed at start");
-    assert!(!report.spill_file.expect("file").exists(), "spill file removed once stored");
+    assert_eq!(
+        db.store.count_events("shop-a").await.expect("count"),
+        150,
+        "replayed at start"
+    );
+    assert!(
+        !report.spill_file.expect("file").exists(),
+        "spill file removed once stored"
+    );
     srv.stop().await;
     let _ = std::fs::remove_dir_all(&spill);
 }
@@ -146,26 +204,40 @@ async fn events_unwritten_at_shutdown_are_spilled_and_replayed_on_the_next_start
 async fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_accepted() {
     let ch = PrivateClickHouse::new(free_port());
     ch.start();
-    let db = TestDb::on(&ch.url(), "full", &[
-        ("ANALYTICS_BATCH_SIZE", "100"),
-        ("ANALYTICS_MAX_BUFFERED_EVENTS", "200"),
-        ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2"),
-    ])
+    let db = TestDb::on(
+        &ch.url(),
+        "full",
+        &[
+            ("ANALYTICS_BATCH_SIZE", "100"),
+            ("ANALYTICS_MAX_BUFFERED_EVENTS", "200"),
+            ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2"),
+        ],
+    )
     .await;
     let spill = spill_dir("full");
     let srv = start(&db, &spill, Duration::from_secs(30)).await;
     ch.stop();
     send_page_views(&srv, "kept", 200).await;
-    let events: Vec<Value> = (0..50).map(|i| json!({"id": format!("refused_{i}"), "type": "page.viewed"})).collect();
-    let (status, body, retry_after) = post(&srv, "/analytics/events", &json!({ "events": events })).await;
+    let events: Vec<Value> = (0..50)
+        .map(|i| json!({"id": format!("refused_{i}"), "type": "page.viewed"}))
+        .collect();
+    let (status, body, retry_after) =
+        post(&srv, "/analytics/events", &json!({ "events": events })).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     assert_eq!(body["failedIds"].as_array().map(Vec::len), Some(50));
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
     ch.start();
     let s = &db.store;
-    assert!(eventually(Duration::from_secs(30), || async { s.count_events("shop-a").await.unwrap_or(0) == 200 }).await);
-    let refused: u64 = db.scalar("SELECT count() FROM commerce_events WHERE id LIKE 'refused_%'").await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            s.count_events("shop-a").await.unwrap_or(0) == 200
+        })
+        .await
+    );
+    let refused: u64 = db
+        .scalar("SELECT count() FROM commerce_events WHERE id LIKE 'refused_%'")
+        .await;
     assert_eq!(refused, 0, "a 503 means not accepted");
     srv.stop().await;
 }
@@ -174,13 +246,29 @@ async fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_accepted()
 async fn the_lambda_track_path_inserts_each_request_directly() {
     let db = TestDb::new("lambda").await;
     let store: Arc<dyn EventStore> = Arc::new(db.store.clone());
-    let tracker = Tracker::new(Validator::from_config(&db.config), Arc::new(StoreSink::new(store)), Arc::new(SystemClock));
-    let api = Api::new(Arc::new(tracker), KeyRing::from_config(&db.config.keys), db.config.limits);
-    let text = std::fs::read_to_string(repo_root().join("events/track-order.json")).expect("fixture");
+    let tracker = Tracker::new(
+        Validator::from_config(&db.config),
+        Arc::new(StoreSink::new(store)),
+        Arc::new(SystemClock),
+    );
+    let api = Api::new(
+        Arc::new(tracker),
+        KeyRing::from_config(&db.config.keys),
+        db.config.limits,
+    );
+    let text =
+        std::fs::read_to_string(repo_root().join("events/track-order.json")).expect("fixture");
     let mut req = lambda_http::request::from_str(&text).expect("request");
-    req.headers_mut().insert("authorization", format!("Bearer {WRITE_KEY}").parse().expect("header"));
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {WRITE_KEY}").parse().expect("header"),
+    );
     let resp = api.handle(req).await;
     assert_eq!(resp.status(), 202);
-    assert_eq!(db.store.count_events("shop-a").await.expect("count"), 1, "stored before answering");
+    assert_eq!(
+        db.store.count_events("shop-a").await.expect("count"),
+        1,
+        "stored before answering"
+    );
     db.drop_database().await;
 }

@@ -18,7 +18,11 @@ pub async fn load(
     for value in DemoGenerator::new(cfg) {
         match validator.validate(value, store_id, &meta, now) {
             Ok(ev) => batch.push(ev),
-            Err(e) => return Err(StoreError::Rejected(format!("demo generator produced an invalid event: {e}"))),
+            Err(e) => {
+                return Err(StoreError::Rejected(format!(
+                    "demo generator produced an invalid event: {e}"
+                )));
+            }
         }
         if batch.len() == 50_000 {
             store.insert(&batch, &dedup_token(&batch)).await?;

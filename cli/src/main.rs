@@ -17,10 +17,18 @@ use commerce_analytics::event::Validator;
 use commerce_analytics::store::ClickHouseStore;
 
 #[derive(Parser)]
-#[command(name = "analytics", about = "Commerce analytics: local server and admin commands")]
+#[command(
+    name = "analytics",
+    about = "Commerce analytics: local server and admin commands"
+)]
 struct Cli {
     /// YAML config file (the spec's `analytics:` block).
-    #[arg(long, env = "ANALYTICS_CONFIG", default_value = "config/local.yaml", global = true)]
+    #[arg(
+        long,
+        env = "ANALYTICS_CONFIG",
+        default_value = "config/local.yaml",
+        global = true
+    )]
     config: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
@@ -76,35 +84,70 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     config.ensure_supported()?;
     match cli.cmd {
         Cmd::Migrate => {
-            let report = ClickHouseStore::new(&config.clickhouse).migrate(config.retention_days).await?;
-            eprintln!("schema at version {} (applied now: {:?})", report.current_version, report.applied);
+            let report = ClickHouseStore::new(&config.clickhouse)
+                .migrate(config.retention_days)
+                .await?;
+            eprintln!(
+                "schema at version {} (applied now: {:?})",
+                report.current_version, report.applied
+            );
         }
-        Cmd::Demo { store, events, seed, days, replace } => {
+        Cmd::Demo {
+            store,
+            events,
+            seed,
+            days,
+            replace,
+        } => {
             let ch = ClickHouseStore::new(&config.clickhouse);
             ch.migrate(config.retention_days).await?;
             if replace {
                 ch.delete_store(&store).await?;
             } else if ch.count_rows(&store).await? > 0 {
-                return Err(format!("store {store:?} already has events; pass --replace to regenerate").into());
+                return Err(format!(
+                    "store {store:?} already has events; pass --replace to regenerate"
+                )
+                .into());
             }
             let started = std::time::Instant::now();
             let n = load_demo(&ch, &config, &store, events, seed, days).await?;
-            eprintln!("loaded {n} demo events into store {store:?} in {:.1?}", started.elapsed());
+            eprintln!(
+                "loaded {n} demo events into store {store:?} in {:.1?}",
+                started.elapsed()
+            );
         }
-        Cmd::Serve { addr, demo_if_empty, demo_store, spill_dir } => {
-            let opts = server::ServerOptions { addr, spill_dir, shutdown_grace: Duration::from_secs(15) };
+        Cmd::Serve {
+            addr,
+            demo_if_empty,
+            demo_store,
+            spill_dir,
+        } => {
+            let opts = server::ServerOptions {
+                addr,
+                spill_dir,
+                shutdown_grace: Duration::from_secs(15),
+            };
             let srv = server::start(&config, opts).await?;
             if demo_if_empty > 0 && srv.store.count_rows(&demo_store).await? == 0 {
                 let started = std::time::Instant::now();
                 let n = load_demo(&srv.store, &config, &demo_store, demo_if_empty, 42, 90).await?;
-                eprintln!("loaded {n} demo events into store {demo_store:?} in {:.1?}", started.elapsed());
+                eprintln!(
+                    "loaded {n} demo events into store {demo_store:?} in {:.1?}",
+                    started.elapsed()
+                );
             }
-            eprintln!("commerce analytics listening on http://{} (Ctrl-C to stop)", srv.addr);
+            eprintln!(
+                "commerce analytics listening on http://{} (Ctrl-C to stop)",
+                srv.addr
+            );
             shutdown_signal().await;
             eprintln!("shutting down: flushing buffered events");
             let report = srv.stop().await;
             if report.spilled > 0 {
-                eprintln!("{} events spilled to {:?}", report.spilled, report.spill_file);
+                eprintln!(
+                    "{} events spilled to {:?}",
+                    report.spilled, report.spill_file
+                );
             }
         }
     }
@@ -132,13 +175,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

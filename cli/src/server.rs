@@ -71,25 +71,39 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         let (sink, handle) = BufferedSink::start(store_dyn, BufferConfig::from_config(config));
         (Arc::new(sink), Some(handle))
     } else {
-        tracing::warn!("analytics.enabled is false: events are validated and acknowledged but not stored");
+        tracing::warn!(
+            "analytics.enabled is false: events are validated and acknowledged but not stored"
+        );
         (Arc::new(DiscardSink), None)
     };
-    let tracker = Arc::new(Tracker::new(Validator::from_config(config), sink, Arc::new(SystemClock)));
+    let tracker = Arc::new(Tracker::new(
+        Validator::from_config(config),
+        sink,
+        Arc::new(SystemClock),
+    ));
     let api = Api::new(tracker, KeyRing::from_config(&config.keys), config.limits);
-    let state = AppState { api, max_body: config.limits.max_body_bytes };
+    let state = AppState {
+        api,
+        max_body: config.limits.max_body_bytes,
+    };
 
     let app = axum::Router::new().fallback(handle).with_state(state);
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", opts.addr)))?;
-    let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let serve_task = tokio::spawn(async move {
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "local server failed");
         }
@@ -121,20 +135,34 @@ impl LocalServer {
     pub async fn stop(self) -> StopReport {
         let _ = self.stop_tx.send(());
         let _ = self.serve_task.await;
-        let Some(buffer) = self.buffer else { return StopReport { spilled: 0, spill_file: None } };
+        let Some(buffer) = self.buffer else {
+            return StopReport {
+                spilled: 0,
+                spill_file: None,
+            };
+        };
         let left = buffer.shutdown(self.grace).await;
         if left.is_empty() {
-            return StopReport { spilled: 0, spill_file: None };
+            return StopReport {
+                spilled: 0,
+                spill_file: None,
+            };
         }
         match crate::spill::write(&self.spill_dir, &left) {
             Ok(path) => {
                 tracing::error!(events = left.len(), file = %path.display(),
                     "ClickHouse unavailable at shutdown: events spilled to disk, replayed on next start");
-                StopReport { spilled: left.len(), spill_file: Some(path) }
+                StopReport {
+                    spilled: left.len(),
+                    spill_file: Some(path),
+                }
             }
             Err(e) => {
                 tracing::error!(events = left.len(), error = %e, "could not spill events; they are lost");
-                StopReport { spilled: 0, spill_file: None }
+                StopReport {
+                    spilled: 0,
+                    spill_file: None,
+                }
             }
         }
     }
@@ -146,7 +174,10 @@ async fn handle(
     req: axum::extract::Request,
 ) -> axum::response::Response {
     let (parts, body) = req.into_parts();
-    let bytes = match http_body_util::Limited::new(body, state.max_body).collect().await {
+    let bytes = match http_body_util::Limited::new(body, state.max_body)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             let err = Error::TooLarge {
@@ -156,7 +187,8 @@ async fn handle(
             return to_axum(response::error(&err));
         }
     };
-    let mut lreq = lambda_http::http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()));
+    let mut lreq =
+        lambda_http::http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()));
     lreq.extensions_mut().insert(PeerAddr(peer));
     to_axum(state.api.handle(lreq).await)
 }

@@ -10,7 +10,10 @@ use commerce_analytics::store::{EventStore, dedup_token};
 
 pub fn write(dir: &Path, events: &[Event]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let name = format!("spill-{}.ndjson", time::OffsetDateTime::now_utc().unix_timestamp_nanos());
+    let name = format!(
+        "spill-{}.ndjson",
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+    );
     let path = dir.join(name);
     let tmp = path.with_extension("tmp");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
@@ -26,7 +29,9 @@ pub fn write(dir: &Path, events: &[Event]) -> std::io::Result<PathBuf> {
 /// Replays every spill file in `dir`; returns the number of events stored. Files that cannot be stored
 /// now are kept for the next start.
 pub async fn replay(dir: &Path, store: &dyn EventStore) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))

@@ -35,7 +35,11 @@ const SPEC_EVENT: &str = r#"{
 }"#;
 
 fn pipeline(c: &mut Criterion) {
-    let v = Validator { limits: Default::default(), retention_days: 3650, anonymize_ip: true };
+    let v = Validator {
+        limits: Default::default(),
+        retention_days: 3650,
+        anonymize_ip: true,
+    };
     let meta = RequestMeta {
         ip: Some("198.51.100.7".parse().expect("ip")),
         user_agent: Some("Mozilla/5.0".into()),
@@ -48,7 +52,9 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("parse_validate_enrich_encode/spec_event", |b| {
         let mut buf = Vec::with_capacity(1024);
         b.iter(|| {
-            let event = v.parse(black_box(SPEC_EVENT), "demo", &meta, now).expect("valid");
+            let event = v
+                .parse(black_box(SPEC_EVENT), "demo", &meta, now)
+                .expect("valid");
             let row = EventRow::from_event(&event);
             black_box(&row);
             buf.clear();

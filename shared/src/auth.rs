@@ -39,7 +39,8 @@ pub fn is_valid_store_id(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
 #[derive(Debug, Default, Clone)]
@@ -52,7 +53,13 @@ impl KeyRing {
         let by_digest = keys
             .iter()
             .map(|k| {
-                (digest(k.key.expose()), Principal { store_id: k.store.clone(), kind: k.kind })
+                (
+                    digest(k.key.expose()),
+                    Principal {
+                        store_id: k.store.clone(),
+                        kind: k.kind,
+                    },
+                )
             })
             .collect();
         Self { by_digest }
@@ -61,7 +68,9 @@ impl KeyRing {
     /// Resolves the `Authorization` header value to a principal.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal> {
         let header = authorization.ok_or_else(|| {
-            Error::Unauthorized("missing Authorization header; send `Authorization: Bearer <key>`".into())
+            Error::Unauthorized(
+                "missing Authorization header; send `Authorization: Bearer <key>`".into(),
+            )
         })?;
         let key = header
             .strip_prefix("Bearer ")
@@ -89,30 +98,55 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::from_config(&[
-            ApiKeyConfig { key: Secret::new("pk_test_write"), store: "s1".into(), kind: KeyKind::Write },
-            ApiKeyConfig { key: Secret::new("sk_test_read1"), store: "s1".into(), kind: KeyKind::Read },
+            ApiKeyConfig {
+                key: Secret::new("pk_test_write"),
+                store: "s1".into(),
+                kind: KeyKind::Write,
+            },
+            ApiKeyConfig {
+                key: Secret::new("sk_test_read1"),
+                store: "s1".into(),
+                kind: KeyKind::Read,
+            },
         ])
     }
 
     #[test]
     fn bearer_key_resolves_to_its_store_and_kind() {
-        let p = ring().authenticate(Some("Bearer pk_test_write")).expect("known");
-        assert_eq!(p, Principal { store_id: "s1".into(), kind: KeyKind::Write });
+        let p = ring()
+            .authenticate(Some("Bearer pk_test_write"))
+            .expect("known");
+        assert_eq!(
+            p,
+            Principal {
+                store_id: "s1".into(),
+                kind: KeyKind::Write
+            }
+        );
     }
 
     #[test]
     fn missing_malformed_and_unknown_keys_are_unauthorized() {
-        for header in [None, Some("pk_test_write"), Some("Bearer "), Some("Bearer pk_nope_nope")] {
-            let err = ring().authenticate(header).unwrap_err();
+        for header in [
+            None,
+            Some("pk_test_write"),
+            Some("Bearer "),
+            Some("Bearer pk_nope_nope"),
+        ] {
+            let err = ring().authenticate(header).expect_err("must fail");
             assert_eq!(err.status(), 401, "{header:?}");
         }
     }
 
     #[test]
     fn write_key_cannot_read_but_read_key_can() {
-        let w = ring().authenticate(Some("Bearer pk_test_write")).expect("known");
-        assert_eq!(w.require_read().unwrap_err().status(), 403);
-        let r = ring().authenticate(Some("Bearer sk_test_read1")).expect("known");
+        let w = ring()
+            .authenticate(Some("Bearer pk_test_write"))
+            .expect("known");
+        assert_eq!(w.require_read().expect_err("must fail").status(), 403);
+        let r = ring()
+            .authenticate(Some("Bearer sk_test_read1"))
+            .expect("known");
         assert!(r.require_read().is_ok());
     }
 

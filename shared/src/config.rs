@@ -205,7 +205,9 @@ impl Config {
     fn from_raw(raw: RawSettings) -> Result<Self> {
         let batch_size = raw.batch_size.unwrap_or(1000);
         if !(1..=100_000).contains(&batch_size) {
-            return Err(Error::Config(format!("batch_size must be 1..=100000, got {batch_size}")));
+            return Err(Error::Config(format!(
+                "batch_size must be 1..=100000, got {batch_size}"
+            )));
         }
         let flush = raw.flush_interval_seconds.unwrap_or(5.0);
         if !(flush > 0.0 && flush <= 3600.0) {
@@ -239,7 +241,9 @@ impl Config {
                 )));
             }
         }
-        let database = raw.clickhouse_database.unwrap_or_else(|| "commerce_analytics".into());
+        let database = raw
+            .clickhouse_database
+            .unwrap_or_else(|| "commerce_analytics".into());
         if !is_identifier(&database) {
             return Err(Error::Config(format!(
                 "clickhouse_database {database:?} must match [A-Za-z_][A-Za-z0-9_]*"
@@ -248,7 +252,9 @@ impl Config {
         let keys = raw.keys.unwrap_or_default();
         for (i, k) in keys.iter().enumerate() {
             if k.key.expose().len() < 8 {
-                return Err(Error::Config(format!("keys[{i}].key must be at least 8 characters")));
+                return Err(Error::Config(format!(
+                    "keys[{i}].key must be at least 8 characters"
+                )));
             }
             if !crate::auth::is_valid_store_id(&k.store) {
                 return Err(Error::Config(format!(
@@ -322,7 +328,9 @@ fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Res
             "CLICKHOUSE_USER" => raw.clickhouse_user = Some(v),
             "CLICKHOUSE_PASSWORD" => raw.clickhouse_password = Some(Secret(v)),
             "ANALYTICS_BATCH_SIZE" => raw.batch_size = Some(parse(name, &v)?),
-            "ANALYTICS_FLUSH_INTERVAL_SECONDS" => raw.flush_interval_seconds = Some(parse(name, &v)?),
+            "ANALYTICS_FLUSH_INTERVAL_SECONDS" => {
+                raw.flush_interval_seconds = Some(parse(name, &v)?)
+            }
             "ANALYTICS_RETENTION_DAYS" => raw.retention_days = Some(parse(name, &v)?),
             "ANALYTICS_MAX_BUFFERED_EVENTS" => raw.max_buffered_events = Some(parse(name, &v)?),
             "ANALYTICS_ANONYMIZE_IP" => raw.anonymize_ip = Some(parse(name, &v)?),
@@ -356,7 +364,11 @@ fn parse_key_list(v: &str) -> Result<Vec<ApiKeyConfig>> {
                     )));
                 }
             };
-            Ok(ApiKeyConfig { key: Secret(key.to_owned()), store: store.to_owned(), kind })
+            Ok(ApiKeyConfig {
+                key: Secret(key.to_owned()),
+                store: store.to_owned(),
+                kind,
+            })
         })
         .collect()
 }
@@ -410,8 +422,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -441,8 +455,11 @@ mod tests {
 
     #[test]
     fn unset_variable_without_default_is_an_error_naming_it() {
-        let err = Config::from_sources(Some(SPEC_YAML), &env_of(&[])).unwrap_err();
-        assert!(err.to_string().contains("CLICKHOUSE_URL is not set"), "{err}");
+        let err = Config::from_sources(Some(SPEC_YAML), &env_of(&[])).expect_err("must fail");
+        assert!(
+            err.to_string().contains("CLICKHOUSE_URL is not set"),
+            "{err}"
+        );
         assert!(err.to_string().contains("line 4"), "{err}");
     }
 
@@ -460,7 +477,10 @@ mod tests {
             ("ANALYTICS_BATCH_SIZE", "50"),
             ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5"),
             ("ANALYTICS_ENABLED", "false"),
-            ("ANALYTICS_API_KEYS", "pk_test_12345:shop-1:write, sk_test_12345:shop-1:read"),
+            (
+                "ANALYTICS_API_KEYS",
+                "pk_test_12345:shop-1:write, sk_test_12345:shop-1:read",
+            ),
         ]);
         let c = Config::from_sources(Some(SPEC_YAML), &env).expect("valid");
         assert_eq!(c.batch_size, 50);
@@ -474,18 +494,62 @@ mod tests {
     #[test]
     fn bad_settings_fail_with_the_setting_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_BATCH_SIZE", "0")], "batch_size"),
-            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_BATCH_SIZE", "x")], "ANALYTICS_BATCH_SIZE"),
+            (
+                &[
+                    ("CLICKHOUSE_URL", "http://a:1"),
+                    ("ANALYTICS_BATCH_SIZE", "0"),
+                ],
+                "batch_size",
+            ),
+            (
+                &[
+                    ("CLICKHOUSE_URL", "http://a:1"),
+                    ("ANALYTICS_BATCH_SIZE", "x"),
+                ],
+                "ANALYTICS_BATCH_SIZE",
+            ),
             (&[("CLICKHOUSE_URL", "ftp://a")], "clickhouse_url"),
             (&[], "clickhouse_url is not set"),
-            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_RETENTION_DAYS", "0")], "retention_days"),
-            (&[("CLICKHOUSE_URL", "http://a:1"), ("CLICKHOUSE_DATABASE", "x;drop")], "clickhouse_database"),
-            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_API_KEYS", "short:s:write")], "keys[0].key"),
-            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_API_KEYS", "pk_123456789:Bad Store:write")], "keys[0].store"),
-            (&[("CLICKHOUSE_URL", "http://a:1"), ("ANALYTICS_PROVIDER", "mysql")], "ANALYTICS_PROVIDER"),
+            (
+                &[
+                    ("CLICKHOUSE_URL", "http://a:1"),
+                    ("ANALYTICS_RETENTION_DAYS", "0"),
+                ],
+                "retention_days",
+            ),
+            (
+                &[
+                    ("CLICKHOUSE_URL", "http://a:1"),
+                    ("CLICKHOUSE_DATABASE", "x;drop"),
+                ],
+                "clickhouse_database",
+            ),
+            (
+                &[
+                    ("CLICKHOUSE_URL", "http://a:1"),
+                    ("ANALYTICS_API_KEYS", "short:s:write"),
+                ],
+                "keys[0].key",
+            ),
+            (
+                &[
+                    ("CLICKHOUSE_URL", "http://a:1"),
+                    ("ANALYTICS_API_KEYS", "pk_123456789:Bad Store:write"),
+                ],
+                "keys[0].store",
+            ),
+            (
+                &[
+                    ("CLICKHOUSE_URL", "http://a:1"),
+                    ("ANALYTICS_PROVIDER", "mysql"),
+                ],
+                "ANALYTICS_PROVIDER",
+            ),
         ];
         for (env, needle) in cases {
-            let err = Config::from_sources(None, &env_of(env)).unwrap_err().to_string();
+            let err = Config::from_sources(None, &env_of(env))
+                .expect_err("must fail")
+                .to_string();
             assert!(err.contains(needle), "expected {needle:?} in {err:?}");
         }
     }
@@ -493,7 +557,9 @@ mod tests {
     #[test]
     fn unknown_setting_in_the_file_is_rejected() {
         let yaml = "analytics:\n  clickhouse_url: http://a:1\n  batch_sise: 10\n";
-        let err = Config::from_sources(Some(yaml), &env_of(&[])).unwrap_err().to_string();
+        let err = Config::from_sources(Some(yaml), &env_of(&[]))
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("batch_sise"), "{err}");
     }
 
@@ -502,8 +568,11 @@ mod tests {
         let yaml = "analytics:\n  provider: bigquery\n";
         let c = Config::from_sources(Some(yaml), &env_of(&[])).expect("parses");
         assert_eq!(c.provider, Provider::Bigquery);
-        let err = c.ensure_supported().unwrap_err().to_string();
-        assert!(err.contains("bigquery") && err.contains("not available yet"), "{err}");
+        let err = c.ensure_supported().expect_err("must fail").to_string();
+        assert!(
+            err.contains("bigquery") && err.contains("not available yet"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -515,6 +584,9 @@ mod tests {
         ]);
         let c = Config::from_sources(None, &env).expect("valid");
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("hunter2") && !dbg.contains("sk_secret_value_1"), "{dbg}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("sk_secret_value_1"),
+            "{dbg}"
+        );
     }
 }

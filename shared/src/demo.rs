@@ -46,9 +46,27 @@ type Source = (u32, &'static str, &'static str, &'static str, &'static str);
 const SOURCES: &[Source] = &[
     (30, "", "", "", ""),
     (28, "https://www.google.com/", "", "", ""),
-    (14, "https://www.google.com/", "google", "cpc", "brand_search"),
-    (10, "https://www.facebook.com/", "facebook", "social", "spring_sale"),
-    (6, "https://www.instagram.com/", "instagram", "social", "influencer_q1"),
+    (
+        14,
+        "https://www.google.com/",
+        "google",
+        "cpc",
+        "brand_search",
+    ),
+    (
+        10,
+        "https://www.facebook.com/",
+        "facebook",
+        "social",
+        "spring_sale",
+    ),
+    (
+        6,
+        "https://www.instagram.com/",
+        "instagram",
+        "social",
+        "influencer_q1",
+    ),
     (12, "", "newsletter", "email", "weekly_digest"),
 ];
 
@@ -60,7 +78,14 @@ const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
 ];
 
-const PAGES: &[&str] = &["/", "/collections/new", "/collections/sale", "/about", "/blog/style-guide", "/search"];
+const PAGES: &[&str] = &[
+    "/",
+    "/collections/new",
+    "/collections/sale",
+    "/about",
+    "/blog/style-guide",
+    "/search",
+];
 const PAYMENT_METHODS: &[&str] = &["stripe", "paypal", "apple_pay"];
 
 #[derive(Debug, Clone)]
@@ -88,8 +113,12 @@ impl DemoGenerator {
     pub fn new(cfg: DemoConfig) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let n_products = (cfg.events / 5000).clamp(10, 200);
-        let adjectives = ["Classic", "Premium", "Organic", "Vintage", "Everyday", "Limited"];
-        let nouns = ["T-Shirt", "Hoodie", "Sneakers", "Backpack", "Mug", "Cap", "Jeans", "Scarf"];
+        let adjectives = [
+            "Classic", "Premium", "Organic", "Vintage", "Everyday", "Limited",
+        ];
+        let nouns = [
+            "T-Shirt", "Hoodie", "Sneakers", "Backpack", "Mug", "Cap", "Jeans", "Scarf",
+        ];
         let products = (0..n_products)
             .map(|i| Product {
                 id: format!("prod_{i:04}"),
@@ -120,7 +149,10 @@ impl DemoGenerator {
 
     fn id(&mut self, at: OffsetDateTime) -> String {
         let ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        format!("evt_{}", ulid::Ulid::from_parts(ms, self.rng.random::<u128>()))
+        format!(
+            "evt_{}",
+            ulid::Ulid::from_parts(ms, self.rng.random::<u128>())
+        )
     }
 
     fn ts(at: OffsetDateTime) -> String {
@@ -141,7 +173,8 @@ impl DemoGenerator {
             let x = ((1.0 + 3.0 * u).sqrt() - 1.0) / 1.0; // inverse CDF of density ∝ (1 + x), x∈[0,1]
             let at = self.start + time::Duration::seconds((x * span) as i64);
             let hour = at.hour() as f64;
-            let weight = 0.35 + 0.65 * (((hour - 6.0) / 24.0 * std::f64::consts::TAU).sin() * 0.5 + 0.5);
+            let weight =
+                0.35 + 0.65 * (((hour - 6.0) / 24.0 * std::f64::consts::TAU).sin() * 0.5 + 0.5);
             if self.rng.random_bool(weight.clamp(0.05, 1.0)) && at < self.cfg.end {
                 return at;
             }
@@ -197,7 +230,13 @@ impl DemoGenerator {
             }
         }
         let ua = USER_AGENTS[rng.random_range(0..USER_AGENTS.len())];
-        let ip = format!("{}.{}.{}.{}", rng.random_range(1..224), rng.random_range(0..256), rng.random_range(0..256), rng.random_range(1..255));
+        let ip = format!(
+            "{}.{}.{}.{}",
+            rng.random_range(1..224),
+            rng.random_range(0..256),
+            rng.random_range(0..256),
+            rng.random_range(1..255)
+        );
         // Known customers: skewed so that a few come back often.
         let known = rng.random_bool(0.35);
         let customer = known.then(|| {
@@ -207,12 +246,19 @@ impl DemoGenerator {
         let session_id = format!("sess_{}_{}", self.cfg.seed, self.session_no);
         let anonymous_id = format!("anon_{}_{}", self.cfg.seed, self.session_no);
 
-        let mut landing = format!("https://shop.example.com{}", PAGES[rng.random_range(0..PAGES.len())]);
+        let mut landing = format!(
+            "https://shop.example.com{}",
+            PAGES[rng.random_range(0..PAGES.len())]
+        );
         if !source.2.is_empty() {
-            landing.push_str(&format!("?utm_source={}&utm_medium={}&utm_campaign={}", source.2, source.3, source.4));
+            landing.push_str(&format!(
+                "?utm_source={}&utm_medium={}&utm_campaign={}",
+                source.2, source.3, source.4
+            ));
         }
         let context = |page_url: &str, with_referrer: bool| {
-            let mut c = json!({"ip": ip, "userAgent": ua, "country": country, "page": {"url": page_url}});
+            let mut c =
+                json!({"ip": ip, "userAgent": ua, "country": country, "page": {"url": page_url}});
             if with_referrer && !source.1.is_empty() {
                 c["referrer"] = json!(source.1);
             }
@@ -221,7 +267,12 @@ impl DemoGenerator {
         let eur = currency == "EUR";
         let price_of = |p: &Product| if eur { p.usd * 92 / 100 } else { p.usd };
         let mut out: Vec<Value> = Vec::new();
-        let mut push = |this: &mut Self, at: OffsetDateTime, t: &str, cust: &Option<String>, props: Value, ctx: Value| {
+        let mut push = |this: &mut Self,
+                        at: OffsetDateTime,
+                        t: &str,
+                        cust: &Option<String>,
+                        props: Value,
+                        ctx: Value| {
             let id = this.id(at);
             let mut e = json!({"id": id, "type": t, "timestamp": Self::ts(at), "sessionId": session_id,
                                "anonymousId": anonymous_id, "properties": props, "context": ctx});
@@ -233,11 +284,28 @@ impl DemoGenerator {
 
         let pages = 1 + self.rng.random_range(0..3);
         for i in 0..pages {
-            let url = if i == 0 { landing.clone() } else {
-                format!("https://shop.example.com{}", PAGES[self.rng.random_range(0..PAGES.len())])
+            let url = if i == 0 {
+                landing.clone()
+            } else {
+                format!(
+                    "https://shop.example.com{}",
+                    PAGES[self.rng.random_range(0..PAGES.len())]
+                )
             };
-            let path = url.trim_start_matches("https://shop.example.com").split('?').next().unwrap_or("/").to_owned();
-            push(self, at, "page.viewed", &customer, json!({"path": path}), context(&url, i == 0));
+            let path = url
+                .trim_start_matches("https://shop.example.com")
+                .split('?')
+                .next()
+                .unwrap_or("/")
+                .to_owned();
+            push(
+                self,
+                at,
+                "page.viewed",
+                &customer,
+                json!({"path": path}),
+                context(&url, i == 0),
+            );
             at += time::Duration::seconds(self.rng.random_range(5..90));
         }
         let mut cart: Vec<(usize, i64)> = Vec::new();
@@ -247,15 +315,27 @@ impl DemoGenerator {
                 let p = self.pick_product();
                 let prod = self.products[p].clone();
                 let url = format!("https://shop.example.com/products/{}", prod.id);
-                push(self, at, "product.viewed", &customer,
-                     json!({"productId": prod.id, "productName": prod.name, "price": price_of(&prod), "currency": currency}),
-                     context(&url, false));
+                push(
+                    self,
+                    at,
+                    "product.viewed",
+                    &customer,
+                    json!({"productId": prod.id, "productName": prod.name, "price": price_of(&prod), "currency": currency}),
+                    context(&url, false),
+                );
                 at += time::Duration::seconds(self.rng.random_range(10..120));
                 if self.rng.random_bool(0.3) {
-                    let qty = 1 + i64::from(self.rng.random_bool(0.2)) + i64::from(self.rng.random_bool(0.05));
-                    push(self, at, "cart.item_added", &customer,
-                         json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
-                         context(&url, false));
+                    let qty = 1
+                        + i64::from(self.rng.random_bool(0.2))
+                        + i64::from(self.rng.random_bool(0.05));
+                    push(
+                        self,
+                        at,
+                        "cart.item_added",
+                        &customer,
+                        json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
+                        context(&url, false),
+                    );
                     cart.push((p, qty));
                     at += time::Duration::seconds(self.rng.random_range(5..60));
                 }
@@ -264,45 +344,80 @@ impl DemoGenerator {
         if cart.len() > 1 && self.rng.random_bool(0.15) {
             let (p, qty) = cart.pop().unwrap_or((0, 1));
             let prod = self.products[p].clone();
-            push(self, at, "cart.item_removed", &customer,
-                 json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
-                 context("https://shop.example.com/cart", false));
+            push(
+                self,
+                at,
+                "cart.item_removed",
+                &customer,
+                json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
+                context("https://shop.example.com/cart", false),
+            );
             at += time::Duration::seconds(self.rng.random_range(5..60));
         }
         if !cart.is_empty() && self.rng.random_bool(0.5) {
             let items: Vec<Value> = cart.iter().map(|(p, q)| {
                 json!({"productId": self.products[*p].id, "quantity": q, "price": price_of(&self.products[*p])})
             }).collect();
-            let total: i64 = cart.iter().map(|(p, q)| price_of(&self.products[*p]) * q).sum();
-            push(self, at, "checkout.started", &customer,
-                 json!({"total": total, "currency": currency, "items": items}),
-                 context("https://shop.example.com/checkout", false));
+            let total: i64 = cart
+                .iter()
+                .map(|(p, q)| price_of(&self.products[*p]) * q)
+                .sum();
+            push(
+                self,
+                at,
+                "checkout.started",
+                &customer,
+                json!({"total": total, "currency": currency, "items": items}),
+                context("https://shop.example.com/checkout", false),
+            );
             at += time::Duration::seconds(self.rng.random_range(30..400));
             if self.rng.random_bool(0.6) {
                 let buyer = customer.clone().or_else(|| {
                     let u: f64 = self.rng.random();
-                    Some(format!("cust_{:06}", ((u * u) * self.customers as f64) as usize))
+                    Some(format!(
+                        "cust_{:06}",
+                        ((u * u) * self.customers as f64) as usize
+                    ))
                 });
                 let order_id = format!("order_{}_{}", self.cfg.seed, self.session_no);
                 let method = PAYMENT_METHODS[self.rng.random_range(0..PAYMENT_METHODS.len())];
                 let item_count: i64 = cart.iter().map(|(_, q)| q).sum();
-                push(self, at, "order.completed", &buyer,
-                     json!({"orderId": order_id, "total": total, "currency": currency, "itemCount": item_count,
+                push(
+                    self,
+                    at,
+                    "order.completed",
+                    &buyer,
+                    json!({"orderId": order_id, "total": total, "currency": currency, "itemCount": item_count,
                             "items": items, "paymentMethod": method}),
-                     context("https://shop.example.com/checkout/thank-you", false));
+                    context("https://shop.example.com/checkout/thank-you", false),
+                );
                 if self.rng.random_bool(0.98) {
                     let paid = at + time::Duration::seconds(self.rng.random_range(1..30));
-                    push(self, paid, "payment.captured", &buyer,
-                         json!({"orderId": order_id, "amount": total, "currency": currency, "paymentMethod": method}),
-                         json!({"country": country}));
+                    push(
+                        self,
+                        paid,
+                        "payment.captured",
+                        &buyer,
+                        json!({"orderId": order_id, "amount": total, "currency": currency, "paymentMethod": method}),
+                        json!({"country": country}),
+                    );
                 }
                 if self.rng.random_bool(0.04) {
                     let refunded = at + time::Duration::days(self.rng.random_range(1..21));
                     if refunded < self.cfg.end {
-                        let amount = if self.rng.random_bool(0.7) { total } else { total / 2 };
-                        push(self, refunded, "order.refunded", &buyer,
-                             json!({"orderId": order_id, "amount": amount, "currency": currency, "reason": "customer_request"}),
-                             json!({"country": country}));
+                        let amount = if self.rng.random_bool(0.7) {
+                            total
+                        } else {
+                            total / 2
+                        };
+                        push(
+                            self,
+                            refunded,
+                            "order.refunded",
+                            &buyer,
+                            json!({"orderId": order_id, "amount": amount, "currency": currency, "reason": "customer_request"}),
+                            json!({"country": country}),
+                        );
                     }
                 }
             }
@@ -310,7 +425,10 @@ impl DemoGenerator {
         // Server-side events (payments, refunds) may fall after `end` only if clamped; drop any that would.
         let end = self.cfg.end;
         self.pending.extend(out.into_iter().filter(|e| {
-            e["timestamp"].as_str().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()).is_some_and(|t| t < end)
+            e["timestamp"]
+                .as_str()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                .is_some_and(|t| t < end)
         }));
     }
 }
@@ -328,7 +446,8 @@ impl Iterator for DemoGenerator {
                 return None;
             }
             // Interleave one inventory day per ~N sessions so that inventory spans the whole period.
-            let sessions_per_day = (self.cfg.events / 5).max(1) as u64 / u64::from(self.cfg.days.max(1));
+            let sessions_per_day =
+                (self.cfg.events / 5).max(1) as u64 / u64::from(self.cfg.days.max(1));
             if self.next_inventory_day < self.cfg.days
                 && self.session_no >= u64::from(self.next_inventory_day) * sessions_per_day.max(1)
             {
@@ -350,7 +469,12 @@ mod tests {
     use time::macros::datetime;
 
     fn cfg(seed: u64, events: usize) -> DemoConfig {
-        DemoConfig { seed, events, days: 30, end: datetime!(2025-03-01 00:00 UTC) }
+        DemoConfig {
+            seed,
+            events,
+            days: 30,
+            end: datetime!(2025-03-01 00:00 UTC),
+        }
     }
 
     #[test]
@@ -365,14 +489,19 @@ mod tests {
 
     #[test]
     fn every_demo_event_is_valid_unique_and_inside_the_period() {
-        let v = Validator { limits: Default::default(), retention_days: 365, anonymize_ip: true };
+        let v = Validator {
+            limits: Default::default(),
+            retention_days: 365,
+            anonymize_ip: true,
+        };
         let now = datetime!(2025-03-01 00:00 UTC);
         let mut ids = HashSet::new();
         let mut types = HashSet::new();
         let mut currencies = HashSet::new();
         let mut countries = HashSet::new();
         for e in DemoGenerator::new(cfg(1, 20_000)) {
-            let ev = v.validate(e.clone(), "demo", &RequestMeta::default(), now)
+            let ev = v
+                .validate(e.clone(), "demo", &RequestMeta::default(), now)
                 .unwrap_or_else(|err| panic!("{e}: {err:?}"));
             assert!(ev.timestamp < now && ev.timestamp >= now - time::Duration::days(30));
             assert_eq!(ev.client_timestamp, Some(ev.timestamp), "never clamped");
@@ -392,8 +521,12 @@ mod tests {
     fn the_funnel_drops_off_like_a_real_shop() {
         let events: Vec<Value> = DemoGenerator::new(cfg(3, 50_000)).collect();
         let count = |t: &str| {
-            events.iter().filter(|e| e["type"] == t).map(|e| e["sessionId"].as_str().unwrap_or("").to_owned())
-                .collect::<HashSet<_>>().len() as f64
+            events
+                .iter()
+                .filter(|e| e["type"] == t)
+                .map(|e| e["sessionId"].as_str().unwrap_or("").to_owned())
+                .collect::<HashSet<_>>()
+                .len() as f64
         };
         let sessions = count("page.viewed");
         let viewed = count("product.viewed") / sessions;
@@ -402,7 +535,10 @@ mod tests {
         assert!((0.55..0.75).contains(&viewed), "{viewed}");
         assert!((0.2..0.45).contains(&carted), "{carted}");
         assert!((0.03..0.12).contains(&ordered), "{ordered}");
-        let refunds = events.iter().filter(|e| e["type"] == "order.refunded").count();
+        let refunds = events
+            .iter()
+            .filter(|e| e["type"] == "order.refunded")
+            .count();
         assert!(refunds > 0);
     }
 }

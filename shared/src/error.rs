@@ -20,7 +20,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: field.into() }
+        Self {
+            code,
+            message: message.into(),
+            field: field.into(),
+        }
     }
 }
 
@@ -58,7 +62,11 @@ pub enum Error {
     /// Nothing from the request was accepted unless `accepted_ids` says otherwise; clients should resend the
     /// events named in `failed_ids` after `retry_after` (event ids make resending harmless).
     #[error("{message}")]
-    Unavailable { message: String, retry_after: Duration, failed_ids: Vec<String> },
+    Unavailable {
+        message: String,
+        retry_after: Duration,
+        failed_ids: Vec<String>,
+    },
 
     /// The configuration is unusable; reported at start-up, never per request.
     #[error("configuration error: {0}")]
@@ -74,7 +82,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Invalid(FieldError::new(code, field, message))
     }
 

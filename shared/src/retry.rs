@@ -16,7 +16,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(100), max: Duration::from_secs(10) }
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
     }
 }
 
@@ -25,7 +28,10 @@ impl Backoff {
     /// jitter" (a uniformly random value between half and all of it) so that many clients do not retry in
     /// lock-step.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self.initial.saturating_mul(1u32 << attempt.min(20)).min(self.max);
+        let base = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max);
         let half = base / 2;
         let jitter_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
         half + Duration::from_millis(rand::rng().random_range(0..=jitter_ms))
@@ -38,11 +44,25 @@ mod tests {
 
     #[test]
     fn delays_grow_exponentially_within_jitter_and_stay_capped() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
-        for (attempt, full_ms) in [(0u32, 100u64), (1, 200), (2, 400), (3, 800), (4, 1600), (5, 2000), (30, 2000)] {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        for (attempt, full_ms) in [
+            (0u32, 100u64),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1600),
+            (5, 2000),
+            (30, 2000),
+        ] {
             for _ in 0..50 {
                 let d = b.delay(attempt).as_millis() as u64;
-                assert!((full_ms / 2..=full_ms).contains(&d), "attempt {attempt}: {d} ms");
+                assert!(
+                    (full_ms / 2..=full_ms).contains(&d),
+                    "attempt {attempt}: {d} ms"
+                );
             }
         }
     }

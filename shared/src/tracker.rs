@@ -58,7 +58,11 @@ pub struct RejectedEvent {
 
 impl Tracker {
     pub fn new(validator: Validator, sink: Arc<dyn EventSink>, clock: Arc<dyn Clock>) -> Self {
-        Self { validator, sink, clock }
+        Self {
+            validator,
+            sink,
+            clock,
+        }
     }
 
     pub fn validator(&self) -> &Validator {
@@ -68,8 +72,9 @@ impl Tracker {
     /// Server-side tracking for `store_id`: `event` is anything that serializes to the event JSON shape.
     /// Returns the event id.
     pub async fn track(&self, store_id: &str, event: impl Serialize) -> Result<String> {
-        let value = serde_json::to_value(event)
-            .map_err(|e| Error::invalid("invalid_json", "", format!("event does not serialize: {e}")))?;
+        let value = serde_json::to_value(event).map_err(|e| {
+            Error::invalid("invalid_json", "", format!("event does not serialize: {e}"))
+        })?;
         let ev = self
             .validator
             .validate(value, store_id, &RequestMeta::default(), self.clock.now())
@@ -78,14 +83,25 @@ impl Tracker {
     }
 
     /// One event as JSON text (the single-event endpoint).
-    pub async fn track_json(&self, store_id: &str, json: &str, meta: &RequestMeta) -> Result<String> {
-        let ev = self.validator.parse(json, store_id, meta, self.clock.now()).map_err(|e| {
-            if e.code == "event_too_large" {
-                Error::TooLarge { message: e.message, field: "body".into() }
-            } else {
-                Error::Invalid(e)
-            }
-        })?;
+    pub async fn track_json(
+        &self,
+        store_id: &str,
+        json: &str,
+        meta: &RequestMeta,
+    ) -> Result<String> {
+        let ev = self
+            .validator
+            .parse(json, store_id, meta, self.clock.now())
+            .map_err(|e| {
+                if e.code == "event_too_large" {
+                    Error::TooLarge {
+                        message: e.message,
+                        field: "body".into(),
+                    }
+                } else {
+                    Error::Invalid(e)
+                }
+            })?;
         self.send(vec![ev]).await.map(|mut ids| ids.remove(0))
     }
 
@@ -113,8 +129,11 @@ impl Tracker {
         }
         if !valid.is_empty() {
             let ids = self.send(valid).await?;
-            report.accepted =
-                valid_idx.into_iter().zip(ids).map(|(index, id)| AcceptedEvent { index, id }).collect();
+            report.accepted = valid_idx
+                .into_iter()
+                .zip(ids)
+                .map(|(index, id)| AcceptedEvent { index, id })
+                .collect();
         }
         Ok(report)
     }

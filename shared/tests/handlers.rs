@@ -25,7 +25,11 @@ fn config() -> Config {
 
 fn api_with(sink: Arc<dyn EventSink>) -> Api {
     let c = config();
-    let tracker = Tracker::new(Validator::from_config(&c), sink, Arc::new(FixedClock::new(NOW)));
+    let tracker = Tracker::new(
+        Validator::from_config(&c),
+        sink,
+        Arc::new(FixedClock::new(NOW)),
+    );
     Api::new(Arc::new(tracker), KeyRing::from_config(&c.keys), c.limits)
 }
 
@@ -49,14 +53,21 @@ fn assert_error(resp: &Response<Body>, status: u16, code: &str, field: Option<&s
     assert_eq!(resp.headers()["content-type"], "application/json");
     let body = body_json(resp);
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert_eq!(body["error"]["field"].as_str(), field, "{body}");
 }
 
 #[tokio::test]
 async fn spec_track_example_is_accepted_and_enriched_from_the_gateway_request() {
     let sink = Arc::new(MemorySink::new());
-    let resp = api_with(sink.clone()).handle(fixture("track-event.json")).await;
+    let resp = api_with(sink.clone())
+        .handle(fixture("track-event.json"))
+        .await;
     assert_eq!(resp.status(), 202);
     let id = body_json(&resp)["id"].as_str().expect("id").to_owned();
     assert!(id.starts_with("evt_"), "{id}");
@@ -68,20 +79,35 @@ async fn spec_track_example_is_accepted_and_enriched_from_the_gateway_request() 
         (id.as_str(), &EventType::ProductViewed, "demo")
     );
     assert_eq!(e.timestamp, NOW, "receive time when the client sends none");
-    assert_eq!(e.context.ip.as_deref(), Some("203.0.113.0"), "API Gateway source IP, anonymized");
-    assert_eq!(e.context.country.as_deref(), Some("DE"), "from CloudFront-Viewer-Country");
+    assert_eq!(
+        e.context.ip.as_deref(),
+        Some("203.0.113.0"),
+        "API Gateway source IP, anonymized"
+    );
+    assert_eq!(
+        e.context.country.as_deref(),
+        Some("DE"),
+        "from CloudFront-Viewer-Country"
+    );
     assert_eq!(
         e.context.referrer.as_deref(),
         Some("https://shop.example.com/products/prod_abc123")
     );
-    assert!(e.context.user_agent.as_deref().is_some_and(|ua| ua.contains("Safari")));
+    assert!(
+        e.context
+            .user_agent
+            .as_deref()
+            .is_some_and(|ua| ua.contains("Safari"))
+    );
     assert_eq!(e.properties["price"], 2999);
 }
 
 #[tokio::test]
 async fn base64_encoded_bodies_are_decoded_like_plain_ones() {
     let sink = Arc::new(MemorySink::new());
-    let resp = api_with(sink.clone()).handle(fixture("track-event-base64.json")).await;
+    let resp = api_with(sink.clone())
+        .handle(fixture("track-event-base64.json"))
+        .await;
     assert_eq!(resp.status(), 202);
     assert_eq!(sink.events()[0].properties["productId"], "prod_abc123");
 }
@@ -89,7 +115,9 @@ async fn base64_encoded_bodies_are_decoded_like_plain_ones() {
 #[tokio::test]
 async fn client_ids_and_context_are_kept() {
     let sink = Arc::new(MemorySink::new());
-    let resp = api_with(sink.clone()).handle(fixture("track-order.json")).await;
+    let resp = api_with(sink.clone())
+        .handle(fixture("track-order.json"))
+        .await;
     assert_eq!(resp.status(), 202);
     assert_eq!(body_json(&resp)["id"], "evt_abc123");
     let e = &sink.events()[0];
@@ -101,7 +129,9 @@ async fn client_ids_and_context_are_kept() {
 #[tokio::test]
 async fn batch_accepts_valid_events_and_reports_invalid_ones_by_index() {
     let sink = Arc::new(MemorySink::new());
-    let resp = api_with(sink.clone()).handle(fixture("track-batch.json")).await;
+    let resp = api_with(sink.clone())
+        .handle(fixture("track-batch.json"))
+        .await;
     assert_eq!(resp.status(), 202);
     let body = body_json(&resp);
     let accepted: Vec<u64> = body["accepted"]
@@ -116,7 +146,11 @@ async fn batch_accepts_valid_events_and_reports_invalid_ones_by_index() {
     assert_eq!(body["rejected"][0]["error"]["code"], "invalid_value");
     let stored = sink.events();
     assert_eq!(stored.len(), 2);
-    let campaign = stored[0].context.campaign.clone().expect("utm from page url");
+    let campaign = stored[0]
+        .context
+        .campaign
+        .clone()
+        .expect("utm from page url");
     assert_eq!(campaign.name.as_deref(), Some("weekly_digest"));
 }
 
@@ -124,16 +158,57 @@ async fn batch_accepts_valid_events_and_reports_invalid_ones_by_index() {
 #[tokio::test]
 async fn bad_requests_get_a_json_error_naming_the_field() {
     let too_many = json!({"events": vec![json!({"type": "page.viewed"}); 501]}).to_string();
-    let huge = format!(r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#, "a".repeat(1024 * 1024));
-    let big_event = format!(r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#, "a".repeat(40 * 1024));
+    let huge = format!(
+        r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#,
+        "a".repeat(1024 * 1024)
+    );
+    let big_event = format!(
+        r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#,
+        "a".repeat(40 * 1024)
+    );
     let cases: Vec<(Request, u16, &str, Option<&str>)> = vec![
-        (fixture("track-invalid.json"), 400, "invalid_value", Some("properties.currency")),
-        (fixture("track-unauthorized.json"), 401, "unauthorized", None),
-        (fixture("track-malformed-json.json"), 400, "invalid_json", Some("")),
-        (with_body(fixture("track-event.json"), String::new()), 400, "empty_body", Some("body")),
-        (with_body(fixture("track-event.json"), huge), 413, "payload_too_large", Some("body")),
-        (with_body(fixture("track-event.json"), big_event), 413, "payload_too_large", Some("body")),
-        (with_body(fixture("track-batch.json"), too_many), 413, "payload_too_large", Some("events")),
+        (
+            fixture("track-invalid.json"),
+            400,
+            "invalid_value",
+            Some("properties.currency"),
+        ),
+        (
+            fixture("track-unauthorized.json"),
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            fixture("track-malformed-json.json"),
+            400,
+            "invalid_json",
+            Some(""),
+        ),
+        (
+            with_body(fixture("track-event.json"), String::new()),
+            400,
+            "empty_body",
+            Some("body"),
+        ),
+        (
+            with_body(fixture("track-event.json"), huge),
+            413,
+            "payload_too_large",
+            Some("body"),
+        ),
+        (
+            with_body(fixture("track-event.json"), big_event),
+            413,
+            "payload_too_large",
+            Some("body"),
+        ),
+        (
+            with_body(fixture("track-batch.json"), too_many),
+            413,
+            "payload_too_large",
+            Some("events"),
+        ),
         (
             with_body(fixture("track-batch.json"), r#"{"events": []}"#.into()),
             400,
@@ -147,7 +222,10 @@ async fn bad_requests_get_a_json_error_naming_the_field() {
             Some("events"),
         ),
         (
-            with_body(fixture("track-event.json"), r#"{"type":"page.viewed","sesionId":"x"}"#.into()),
+            with_body(
+                fixture("track-event.json"),
+                r#"{"type":"page.viewed","sesionId":"x"}"#.into(),
+            ),
             400,
             "unknown_field",
             Some("sesionId"),
@@ -157,14 +235,20 @@ async fn bad_requests_get_a_json_error_naming_the_field() {
         let sink = Arc::new(MemorySink::new());
         let resp = api_with(sink.clone()).handle(req).await;
         assert_error(&resp, status, code, field);
-        assert!(sink.events().is_empty(), "nothing stored for a rejected request");
+        assert!(
+            sink.events().is_empty(),
+            "nothing stored for a rejected request"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_batch_with_no_valid_event_is_a_400_with_the_per_index_report() {
     let sink = Arc::new(MemorySink::new());
-    let req = with_body(fixture("track-batch.json"), r#"[{"type":"nope"},{"sessionId":"s"}]"#.into());
+    let req = with_body(
+        fixture("track-batch.json"),
+        r#"[{"type":"nope"},{"sessionId":"s"}]"#.into(),
+    );
     let resp = api_with(sink).handle(req).await;
     assert_error(&resp, 400, "invalid_batch", Some("events"));
     let body = body_json(&resp);
@@ -174,8 +258,13 @@ async fn a_batch_with_no_valid_event_is_a_400_with_the_per_index_report() {
 #[tokio::test]
 async fn a_full_pipeline_answers_503_with_retry_after_and_the_ids_not_accepted() {
     let sink = Arc::new(MemorySink::new());
-    sink.fail_next(SinkError::Full { capacity: 10, retry_after: Duration::from_secs(5) });
-    let resp = api_with(sink.clone()).handle(fixture("track-order.json")).await;
+    sink.fail_next(SinkError::Full {
+        capacity: 10,
+        retry_after: Duration::from_secs(5),
+    });
+    let resp = api_with(sink.clone())
+        .handle(fixture("track-order.json"))
+        .await;
     assert_error(&resp, 503, "unavailable", None);
     assert_eq!(resp.headers()["retry-after"], "5");
     assert_eq!(body_json(&resp)["failedIds"], json!(["evt_abc123"]));
@@ -186,8 +275,9 @@ async fn a_full_pipeline_answers_503_with_retry_after_and_the_ids_not_accepted()
 async fn unknown_routes_and_methods_get_json_errors() {
     let api = api_with(Arc::new(MemorySink::new()));
     let mut req = fixture("track-event.json");
-    *req.uri_mut() =
-        "https://abc123.execute-api.us-east-1.amazonaws.com/analytics/nope".parse().expect("uri");
+    *req.uri_mut() = "https://abc123.execute-api.us-east-1.amazonaws.com/analytics/nope"
+        .parse()
+        .expect("uri");
     assert_error(&api.handle(req).await, 404, "not_found", None);
     let mut req = fixture("track-event.json");
     *req.method_mut() = lambda_http::http::Method::GET;
@@ -198,10 +288,16 @@ async fn unknown_routes_and_methods_get_json_errors() {
 async fn browsers_get_cors_headers_and_preflight_answers() {
     let api = api_with(Arc::new(MemorySink::new()));
     let mut req = fixture("track-event.json");
-    req.headers_mut().insert("origin", "https://shop.example.com".parse().expect("header"));
+    req.headers_mut().insert(
+        "origin",
+        "https://shop.example.com".parse().expect("header"),
+    );
     let resp = api.handle(req).await;
     assert_eq!(resp.status(), 202);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "https://shop.example.com");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
     let mut pre = fixture("track-event.json");
     *pre.method_mut() = lambda_http::http::Method::OPTIONS;
     let resp = api.handle(pre).await;
@@ -225,8 +321,11 @@ async fn disabled_analytics_acknowledges_and_stores_nothing() {
 async fn server_side_tracker_uses_the_same_validation() {
     let sink = Arc::new(MemorySink::new());
     let c = config();
-    let tracker =
-        Tracker::new(Validator::from_config(&c), sink.clone(), Arc::new(FixedClock::new(NOW)));
+    let tracker = Tracker::new(
+        Validator::from_config(&c),
+        sink.clone(),
+        Arc::new(FixedClock::new(NOW)),
+    );
     let id = tracker
         .track(
             "shop-1",
@@ -237,6 +336,12 @@ async fn server_side_tracker_uses_the_same_validation() {
         .expect("valid");
     assert_eq!(id, "order_1_completed");
     assert_eq!(sink.events()[0].store_id, "shop-1");
-    let err = tracker.track("shop-1", json!({"type": "order.completed"})).await.expect_err("invalid");
-    assert_eq!((err.status(), err.field()), (400, Some("properties.orderId")));
+    let err = tracker
+        .track("shop-1", json!({"type": "order.completed"}))
+        .await
+        .expect_err("invalid");
+    assert_eq!(
+        (err.status(), err.field()),
+        (400, Some("properties.orderId"))
+    );
 }

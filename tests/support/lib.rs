@@ -13,7 +13,10 @@ pub const WRITE_KEY: &str = "pk_test_write_key_0001";
 pub const READ_KEY: &str = "sk_test_read_key_00001";
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 pub fn clickhouse_url() -> String {
@@ -44,7 +47,11 @@ impl TestDb {
             ("CLICKHOUSE_DATABASE".into(), name.clone()),
             ("ANALYTICS_API_KEYS".into(), keys),
         ];
-        env.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let config = Config::from_sources(None, &|k: &str| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
@@ -56,8 +63,15 @@ impl TestDb {
                  start it with `scripts/clickhouse start`, or run the whole suite with `scripts/test`."
             );
         }
-        store.migrate(config.retention_days).await.expect("migrations apply");
-        Self { name, config, store }
+        store
+            .migrate(config.retention_days)
+            .await
+            .expect("migrations apply");
+        Self {
+            name,
+            config,
+            store,
+        }
     }
 
     /// Runs a query returning one value.
@@ -65,7 +79,12 @@ impl TestDb {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        self.store.client().query(sql).fetch_one::<T>().await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.store
+            .client()
+            .query(sql)
+            .fetch_one::<T>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     pub async fn drop_database(&self) {
@@ -105,7 +124,9 @@ pub struct PrivateClickHouse {
 
 impl PrivateClickHouse {
     pub fn new(port: u16) -> Self {
-        let data_dir = repo_root().join("var").join(format!("it-clickhouse-{port}"));
+        let data_dir = repo_root()
+            .join("var")
+            .join(format!("it-clickhouse-{port}"));
         let _ = std::fs::remove_dir_all(&data_dir);
         Self { port, data_dir }
     }

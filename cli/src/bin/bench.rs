@@ -11,6 +11,9 @@
 //!
 //! Prints events/s for both and the ratio ours / baseline.
 
+// Printing the figures on stdout is this binary's purpose.
+#![allow(clippy::print_stdout)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,8 +48,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     eprintln!("generating {events} demo events ...");
     let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    let wire: Vec<Value> =
-        DemoGenerator::new(DemoConfig { seed: 7, events, days: 90, end }).collect();
+    let wire: Vec<Value> = DemoGenerator::new(DemoConfig {
+        seed: 7,
+        events,
+        days: 90,
+        end,
+    })
+    .collect();
     let n = wire.len();
     let bodies: Vec<String> = wire
         .chunks(BATCH)
@@ -55,9 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // --- ours -----------------------------------------------------------------------------------
     let db_ours = format!("bench_ours_{}", std::process::id());
-    let config = config(&url, &db_ours)?;
+    let ours_cfg = config(&url, &db_ours)?;
     let srv = server::start(
-        &config,
+        &ours_cfg,
         ServerOptions {
             addr: "127.0.0.1:0".parse()?,
             spill_dir: "var/bench-spill".into(),
@@ -68,9 +76,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = format!("http://{}/analytics/events", srv.addr);
     let client = reqwest::Client::new();
     let started = Instant::now();
-    send_all(&client, &bodies, |body| {
-        client.post(&endpoint).bearer_auth(KEY).header("content-type", "application/json").body(body)
-    }, 202)
+    send_all(
+        &bodies,
+        |body| {
+            client
+                .post(&endpoint)
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body(body)
+        },
+        202,
+    )
     .await?;
     let accepted_at = started.elapsed();
     wait_for_count(&srv.store, "bench", n as u64).await?;
@@ -79,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // --- baseline ---------------------------------------------------------------------------------
     let db_base = format!("bench_base_{}", std::process::id());
-    let base_cfg = config_for(&url, &db_base)?;
+    let base_cfg = config(&url, &db_base)?;
     let base_store = ClickHouseStore::new(&base_cfg.clickhouse);
     base_store.migrate(base_cfg.retention_days).await?;
     let v = Validator::from_config(&base_cfg);
@@ -89,7 +105,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|chunk| {
             let mut out = String::new();
             for w in chunk {
-                let ev = v.validate(w.clone(), "bench", &RequestMeta::default(), now).expect("valid");
+                let ev = v
+                    .validate(w.clone(), "bench", &RequestMeta::default(), now)
+                    .expect("valid");
                 out.push_str(&row_json(&ev));
                 out.push('\n');
             }
@@ -98,28 +116,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let insert_url = format!(
         "{url}/?query={}",
-        urlencode(&format!("INSERT INTO {db_base}.commerce_events FORMAT JSONEachRow"))
+        urlencode(&format!(
+            "INSERT INTO {db_base}.commerce_events FORMAT JSONEachRow"
+        ))
     );
     let started = Instant::now();
-    send_all(&client, &rows, |body| client.post(&insert_url).body(body), 200).await?;
+    send_all(&rows, |body| client.post(&insert_url).body(body), 200).await?;
     wait_for_count(&base_store, "bench", n as u64).await?;
     let base = started.elapsed();
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!("events: {n} in batches of {BATCH}, {IN_FLIGHT} requests in flight");
-    println!("ours     (API -> buffer -> ClickHouse, until counted): {:>9.0} events/s  ({:.2?}; all 202s after {:.2?})",
-        rate(ours), ours, accepted_at);
-    println!("baseline (INSERT ... FORMAT JSONEachRow over HTTP):    {:>9.0} events/s  ({:.2?})", rate(base), base);
+    println!(
+        "ours     (API -> buffer -> ClickHouse, until counted): {:>9.0} events/s  ({:.2?}; all 202s after {:.2?})",
+        rate(ours),
+        ours,
+        accepted_at
+    );
+    println!(
+        "baseline (INSERT ... FORMAT JSONEachRow over HTTP):    {:>9.0} events/s  ({:.2?})",
+        rate(base),
+        base
+    );
     println!("ratio ours / baseline: {:.2}", rate(ours) / rate(base));
 
     for db in [&db_ours, &db_base] {
-        base_store.client().query(&format!("DROP DATABASE IF EXISTS {db}")).execute().await?;
+        base_store
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute()
+            .await?;
     }
     Ok(())
-}
-
-fn config_for(url: &str, db: &str) -> Result<Config, Box<dyn std::error::Error>> {
-    config(url, db)
 }
 
 fn config(url: &str, db: &str) -> Result<Config, Box<dyn std::error::Error>> {
@@ -135,7 +163,6 @@ fn config(url: &str, db: &str) -> Result<Config, Box<dyn std::error::Error>> {
 }
 
 async fn send_all<F>(
-    client: &reqwest::Client,
     bodies: &[String],
     build: F,
     expect: u16,
@@ -143,7 +170,6 @@ async fn send_all<F>(
 where
     F: Fn(String) -> reqwest::RequestBuilder,
 {
-    let _ = client;
     let sem = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = Vec::with_capacity(bodies.len());
     for body in bodies {
@@ -154,7 +180,11 @@ where
             drop(permit);
             match resp {
                 Ok(r) if r.status().as_u16() == expect => Ok(()),
-                Ok(r) => Err(format!("status {}: {}", r.status(), r.text().await.unwrap_or_default())),
+                Ok(r) => Err(format!(
+                    "status {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                )),
                 Err(e) => Err(e.to_string()),
             }
         }));
@@ -165,7 +195,11 @@ where
     Ok(())
 }
 
-async fn wait_for_count(store: &ClickHouseStore, store_id: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+async fn wait_for_count(
+    store: &ClickHouseStore,
+    store_id: &str,
+    n: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         if store.count_rows(store_id).await? >= n {
@@ -195,7 +229,9 @@ fn row_json(e: &commerce_analytics::event::Event) -> String {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

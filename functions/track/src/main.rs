@@ -21,7 +21,14 @@ async fn main() -> Result<(), Error> {
     config.ensure_supported()?;
     let sink = sink::direct_from_config(&config);
     let tracker = Tracker::new(Validator::from_config(&config), sink, Arc::new(SystemClock));
-    let api = Api::new(Arc::new(tracker), KeyRing::from_config(&config.keys), config.limits);
+    let api = Api::new(
+        Arc::new(tracker),
+        KeyRing::from_config(&config.keys),
+        config.limits,
+    );
     let api = &api;
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(api.handle(req).await) })).await
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(api.handle(req).await)
+    }))
+    .await
 }

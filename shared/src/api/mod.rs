@@ -38,7 +38,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(tracker: Arc<Tracker>, keys: KeyRing, limits: Limits) -> Self {
-        Self { tracker, keys: Arc::new(keys), limits }
+        Self {
+            tracker,
+            keys: Arc::new(keys),
+            limits,
+        }
     }
 
     pub fn tracker(&self) -> &Arc<Tracker> {
@@ -47,7 +51,11 @@ impl Api {
 
     /// Handles any request; never fails (errors become JSON error responses).
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let origin = req.headers().get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let origin = req
+            .headers()
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -68,13 +76,21 @@ impl Api {
         let method = req.method().clone();
         match (path.as_str(), &method) {
             (_, &Method::OPTIONS) => Ok(response::preflight()),
-            ("/health", &Method::GET) => Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))),
+            ("/health", &Method::GET) => {
+                Ok(response::json(StatusCode::OK, &json!({"status": "ok"})))
+            }
             ("/analytics/event", &Method::POST) => self.track_one(req).await,
             ("/analytics/events", &Method::POST) => self.track_batch(req).await,
             ("/analytics/event" | "/analytics/events" | "/health", _) => {
-                Err(Error::MethodNotAllowed { method: method.to_string(), path })
+                Err(Error::MethodNotAllowed {
+                    method: method.to_string(),
+                    path,
+                })
             }
-            _ => Err(Error::NotFound { method: method.to_string(), path }),
+            _ => Err(Error::NotFound {
+                method: method.to_string(),
+                path,
+            }),
         }
     }
 
@@ -82,7 +98,10 @@ impl Api {
         let principal = self.keys.authenticate(request::authorization(&req))?;
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let meta = request::meta(&req);
-        let id = self.tracker.track_json(&principal.store_id, body, &meta).await?;
+        let id = self
+            .tracker
+            .track_json(&principal.store_id, body, &meta)
+            .await?;
         Ok(response::json(StatusCode::ACCEPTED, &json!({ "id": id })))
     }
 
@@ -91,7 +110,11 @@ impl Api {
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let events = parse_batch(body)?;
         if events.is_empty() {
-            return Err(Error::invalid("empty_batch", "events", "events must hold at least one event"));
+            return Err(Error::invalid(
+                "empty_batch",
+                "events",
+                "events must hold at least one event",
+            ));
         }
         if events.len() > self.limits.max_batch_events {
             return Err(Error::TooLarge {
@@ -104,7 +127,10 @@ impl Api {
             });
         }
         let meta = request::meta(&req);
-        let report = self.tracker.track_many(&principal.store_id, &events, &meta).await?;
+        let report = self
+            .tracker
+            .track_many(&principal.store_id, &events, &meta)
+            .await?;
         if report.accepted.is_empty() {
             let body = json!({
                 "error": {
@@ -140,6 +166,8 @@ fn parse_batch(body: &str) -> Result<Vec<&RawValue>> {
     if body.trim_start().starts_with('[') {
         serde_json::from_str::<Vec<&RawValue>>(body).map_err(bad)
     } else {
-        serde_json::from_str::<Wrapped<'_>>(body).map(|w| w.events).map_err(bad)
+        serde_json::from_str::<Wrapped<'_>>(body)
+            .map(|w| w.events)
+            .map_err(bad)
     }
 }

@@ -14,7 +14,9 @@ use crate::event::RequestMeta;
 pub struct PeerAddr(pub SocketAddr);
 
 pub fn authorization(req: &Request) -> Option<&str> {
-    req.headers().get("authorization").and_then(|v| v.to_str().ok())
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -31,7 +33,9 @@ fn header(req: &Request, name: &str) -> Option<String> {
 pub fn meta(req: &Request) -> RequestMeta {
     #[allow(unreachable_patterns)]
     let gateway_ip = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref().and_then(|s| s.parse().ok()),
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.http.source_ip.as_deref().and_then(|s| s.parse().ok())
+        }
         _ => None,
     };
     let ip: Option<IpAddr> =
@@ -54,7 +58,11 @@ pub fn body_text(req: &Request, max: usize) -> Result<&str> {
         });
     }
     if bytes.is_empty() {
-        return Err(Error::invalid("empty_body", "body", "request body is empty; send JSON"));
+        return Err(Error::invalid(
+            "empty_body",
+            "body",
+            "request body is empty; send JSON",
+        ));
     }
     std::str::from_utf8(bytes)
         .map_err(|_| Error::invalid("invalid_encoding", "body", "body must be UTF-8 JSON"))

@@ -114,7 +114,8 @@ pub fn is_custom_type_name(s: &str) -> bool {
             let b = seg.as_bytes();
             !b.is_empty()
                 && b[0].is_ascii_lowercase()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
         })
 }
 
@@ -187,7 +188,11 @@ pub struct Event {
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
     /// The timestamp the client sent, verbatim, if any (kept even when clamped).
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_timestamp: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
@@ -256,10 +261,27 @@ mod tests {
 
     #[test]
     fn custom_type_names_follow_the_documented_pattern() {
-        for ok in ["product.impression", "wishlist.item_added", "a.b", "x.y.z.w", "app2.v1_x"] {
+        for ok in [
+            "product.impression",
+            "wishlist.item_added",
+            "a.b",
+            "x.y.z.w",
+            "app2.v1_x",
+        ] {
             assert!(is_custom_type_name(ok), "{ok}");
         }
-        for bad in ["", "single", "Upper.case", "a..b", ".a", "a.", "a.b.c.d.e", "a-b.c", "1a.b", "a.b c"] {
+        for bad in [
+            "",
+            "single",
+            "Upper.case",
+            "a..b",
+            ".a",
+            "a.",
+            "a.b.c.d.e",
+            "a-b.c",
+            "1a.b",
+            "a.b c",
+        ] {
             assert!(!is_custom_type_name(bad), "{bad}");
         }
     }

@@ -76,8 +76,9 @@ impl Validator {
                 ),
             ));
         }
-        let value: Value = serde_json::from_str(json)
-            .map_err(|e| FieldError::new("invalid_json", "", format!("body is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(json).map_err(|e| {
+            FieldError::new("invalid_json", "", format!("body is not valid JSON: {e}"))
+        })?;
         self.validate(value, store_id, meta, now)
     }
 
@@ -90,13 +91,20 @@ impl Validator {
         now: OffsetDateTime,
     ) -> Result<Event, FieldError> {
         let Value::Object(mut obj) = value else {
-            return Err(FieldError::new("invalid_type", "", "an event must be a JSON object"));
+            return Err(FieldError::new(
+                "invalid_type",
+                "",
+                "an event must be a JSON object",
+            ));
         };
         if let Some(unknown) = obj.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
             return Err(FieldError::new(
                 "unknown_field",
                 unknown.clone(),
-                format!("unknown field {unknown:?}; expected one of {}", TOP_LEVEL.join(", ")),
+                format!(
+                    "unknown field {unknown:?}; expected one of {}",
+                    TOP_LEVEL.join(", ")
+                ),
             ));
         }
         let now = truncate_to_millis(now);
@@ -106,7 +114,13 @@ impl Validator {
             None | Some(Value::Null) => {
                 return Err(FieldError::new("missing_field", "type", "type is required"));
             }
-            Some(_) => return Err(FieldError::new("invalid_type", "type", "type must be a string")),
+            Some(_) => {
+                return Err(FieldError::new(
+                    "invalid_type",
+                    "type",
+                    "type must be a string",
+                ));
+            }
         };
         let event_type = EventType::parse(&type_name).ok_or_else(|| {
             FieldError::new(
@@ -187,7 +201,11 @@ impl Validator {
             None | Some(Value::Null) => Context::default(),
             Some(Value::Object(m)) => parse_context(m)?,
             Some(_) => {
-                return Err(FieldError::new("invalid_type", "context", "context must be an object"));
+                return Err(FieldError::new(
+                    "invalid_type",
+                    "context",
+                    "context must be an object",
+                ));
             }
         };
         let context = self.enrich(context, meta);
@@ -224,7 +242,10 @@ impl Validator {
                 return Err(FieldError::new(
                     "too_deep",
                     format!("properties.{k}"),
-                    format!("nesting deeper than {} levels", self.limits.max_property_depth),
+                    format!(
+                        "nesting deeper than {} levels",
+                        self.limits.max_property_depth
+                    ),
                 ));
             }
         }
@@ -236,7 +257,10 @@ impl Validator {
             ctx.ip = meta.ip.map(|ip| ip.to_string());
         }
         if self.anonymize_ip {
-            ctx.ip = ctx.ip.and_then(|s| s.parse::<IpAddr>().ok()).map(|ip| anonymize(ip).to_string());
+            ctx.ip = ctx
+                .ip
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .map(|ip| anonymize(ip).to_string());
         }
         if ctx.user_agent.is_none() {
             ctx.user_agent = meta.user_agent.as_deref().map(|s| truncate(s, 1024));
@@ -262,8 +286,16 @@ impl Validator {
     }
 }
 
-const TOP_LEVEL: [&str; 8] =
-    ["id", "type", "timestamp", "sessionId", "customerId", "anonymousId", "properties", "context"];
+const TOP_LEVEL: [&str; 8] = [
+    "id",
+    "type",
+    "timestamp",
+    "sessionId",
+    "customerId",
+    "anonymousId",
+    "properties",
+    "context",
+];
 
 /// `evt_` + a ULID whose time part is `now`.
 pub fn new_event_id(now: OffsetDateTime) -> String {
@@ -300,7 +332,8 @@ fn is_valid_client_id(s: &str, max: usize) -> bool {
     !b.is_empty()
         && b.len() <= max
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'))
 }
 
 fn is_country_code(s: &str) -> bool {
@@ -349,11 +382,18 @@ fn has_control_chars(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-fn opt_string(obj: &mut Map<String, Value>, key: &'static str) -> Result<Option<String>, FieldError> {
+fn opt_string(
+    obj: &mut Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<String>, FieldError> {
     match obj.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(FieldError::new("invalid_type", key, format!("{key} must be a string"))),
+        Some(_) => Err(FieldError::new(
+            "invalid_type",
+            key,
+            format!("{key} must be a string"),
+        )),
     }
 }
 
@@ -364,9 +404,11 @@ fn opt_id(
 ) -> Result<Option<String>, FieldError> {
     match opt_string(obj, key)? {
         None => Ok(None),
-        Some(s) if s.is_empty() => {
-            Err(FieldError::new("invalid_value", key, format!("{key} must not be empty")))
-        }
+        Some(s) if s.is_empty() => Err(FieldError::new(
+            "invalid_value",
+            key,
+            format!("{key} must not be empty"),
+        )),
         Some(s) if s.chars().count() > max => Err(FieldError::new(
             "too_long",
             key,
@@ -387,47 +429,53 @@ fn parse_context(mut m: Map<String, Value>) -> Result<Context, FieldError> {
         return Err(FieldError::new(
             "unknown_field",
             format!("context.{unknown}"),
-            format!("unknown context field {unknown:?}; expected one of {}", KEYS.join(", ")),
+            format!(
+                "unknown context field {unknown:?}; expected one of {}",
+                KEYS.join(", ")
+            ),
         ));
     }
-    let text = |m: &mut Map<String, Value>, key: &'static str, path: &str, max: usize| {
-        match m.remove(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.len() > max => Err(FieldError::new(
-                "too_long",
-                path,
-                format!("{path} is longer than {max} bytes"),
-            )),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(FieldError::new("invalid_type", path, format!("{path} must be a string"))),
-        }
+    let text = |m: &mut Map<String, Value>, key: &'static str, path: &str, max: usize| match m
+        .remove(key)
+    {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() > max => Err(FieldError::new(
+            "too_long",
+            path,
+            format!("{path} is longer than {max} bytes"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(FieldError::new(
+            "invalid_type",
+            path,
+            format!("{path} must be a string"),
+        )),
     };
     let ip = text(&mut m, "ip", "context.ip", 64)?;
-    if let Some(ip) = &ip {
-        if ip.parse::<IpAddr>().is_err() {
-            return Err(FieldError::new(
-                "invalid_value",
-                "context.ip",
-                "context.ip must be an IPv4 or IPv6 address",
-            ));
-        }
+    if ip.as_ref().is_some_and(|ip| ip.parse::<IpAddr>().is_err()) {
+        return Err(FieldError::new(
+            "invalid_value",
+            "context.ip",
+            "context.ip must be an IPv4 or IPv6 address",
+        ));
     }
     let user_agent = text(&mut m, "userAgent", "context.userAgent", 1024)?;
     let referrer = text(&mut m, "referrer", "context.referrer", MAX_TEXT_LEN)?;
     let country = text(&mut m, "country", "context.country", 2)?;
-    if let Some(c) = &country {
-        if !is_country_code(c) {
-            return Err(FieldError::new(
-                "invalid_value",
-                "context.country",
-                "context.country must be an ISO 3166-1 alpha-2 code in upper case, e.g. US",
-            ));
-        }
+    if country.as_deref().is_some_and(|c| !is_country_code(c)) {
+        return Err(FieldError::new(
+            "invalid_value",
+            "context.country",
+            "context.country must be an ISO 3166-1 alpha-2 code in upper case, e.g. US",
+        ));
     }
     let page = match m.remove("page") {
         None | Some(Value::Null) => None,
         Some(Value::Object(mut p)) => {
-            if let Some(unknown) = p.keys().find(|k| !["url", "path", "title"].contains(&k.as_str())) {
+            if let Some(unknown) = p
+                .keys()
+                .find(|k| !["url", "path", "title"].contains(&k.as_str()))
+            {
                 return Err(FieldError::new(
                     "unknown_field",
                     format!("context.page.{unknown}"),
@@ -441,7 +489,11 @@ fn parse_context(mut m: Map<String, Value>) -> Result<Context, FieldError> {
             })
         }
         Some(_) => {
-            return Err(FieldError::new("invalid_type", "context.page", "context.page must be an object"));
+            return Err(FieldError::new(
+                "invalid_type",
+                "context.page",
+                "context.page must be an object",
+            ));
         }
     };
     let campaign = match m.remove("campaign") {
@@ -472,7 +524,14 @@ fn parse_context(mut m: Map<String, Value>) -> Result<Context, FieldError> {
             ));
         }
     };
-    Ok(Context { ip, user_agent, referrer, country, page, campaign })
+    Ok(Context {
+        ip,
+        user_agent,
+        referrer,
+        country,
+        page,
+        campaign,
+    })
 }
 
 /// A property requirement: (name, kind, required).
@@ -498,7 +557,11 @@ enum Kind {
 fn rules(t: &EventType) -> &'static [(&'static str, Kind, bool)] {
     use Kind::*;
     match t {
-        EventType::PageViewed => &[("url", Text, false), ("path", Text, false), ("title", Text, false)],
+        EventType::PageViewed => &[
+            ("url", Text, false),
+            ("path", Text, false),
+            ("title", Text, false),
+        ],
         EventType::ProductViewed => &[
             ("productId", Id, true),
             ("productName", Text, false),
@@ -586,9 +649,11 @@ pub fn check_properties(
 fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<(), FieldError> {
     match kind {
         Kind::Id => match v.as_str() {
-            Some(s) if s.is_empty() => {
-                Err(FieldError::new("invalid_value", field, format!("{field} must not be empty")))
-            }
+            Some("") => Err(FieldError::new(
+                "invalid_value",
+                field,
+                format!("{field} must not be empty"),
+            )),
             Some(s) if s.chars().count() > max_id_len => Err(FieldError::new(
                 "too_long",
                 field,
@@ -600,7 +665,11 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
                 format!("{field} must not contain control characters"),
             )),
             Some(_) => Ok(()),
-            None => Err(FieldError::new("invalid_type", field, format!("{field} must be a string"))),
+            None => Err(FieldError::new(
+                "invalid_type",
+                field,
+                format!("{field} must be a string"),
+            )),
         },
         Kind::Text => match v {
             Value::String(s) if s.len() > MAX_TEXT_LEN => Err(FieldError::new(
@@ -609,7 +678,11 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
                 format!("{field} is longer than {MAX_TEXT_LEN} bytes"),
             )),
             Value::String(_) => Ok(()),
-            _ => Err(FieldError::new("invalid_type", field, format!("{field} must be a string"))),
+            _ => Err(FieldError::new(
+                "invalid_type",
+                field,
+                format!("{field} must be a string"),
+            )),
         },
         Kind::Money => match v.as_i64() {
             Some(n) if (0..=MAX_AMOUNT).contains(&n) => Ok(()),
@@ -621,7 +694,9 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
             None if v.is_number() => Err(FieldError::new(
                 "invalid_value",
                 field,
-                format!("{field} must be an integer amount in minor units (cents): 6791, not 67.91"),
+                format!(
+                    "{field} must be an integer amount in minor units (cents): 6791, not 67.91"
+                ),
             )),
             None => Err(FieldError::new(
                 "invalid_type",
@@ -638,7 +713,11 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
             )),
         },
         Kind::PositiveInt | Kind::NonNegativeInt => {
-            let min = if matches!(kind, Kind::PositiveInt) { 1 } else { 0 };
+            let min = if matches!(kind, Kind::PositiveInt) {
+                1
+            } else {
+                0
+            };
             match v.as_i64() {
                 Some(n) if n >= min && n <= 1_000_000_000 => Ok(()),
                 _ => Err(FieldError::new(
@@ -650,18 +729,32 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
         }
         Kind::Items => {
             let Some(items) = v.as_array() else {
-                return Err(FieldError::new("invalid_type", field, format!("{field} must be an array")));
+                return Err(FieldError::new(
+                    "invalid_type",
+                    field,
+                    format!("{field} must be an array"),
+                ));
             };
             if items.len() > 1000 {
-                return Err(FieldError::new("too_long", field, format!("{field} has more than 1000 items")));
+                return Err(FieldError::new(
+                    "too_long",
+                    field,
+                    format!("{field} has more than 1000 items"),
+                ));
             }
             for (i, item) in items.iter().enumerate() {
                 let base = format!("{field}[{i}]");
                 let Some(obj) = item.as_object() else {
-                    return Err(FieldError::new("invalid_type", base.clone(), format!("{base} must be an object")));
+                    return Err(FieldError::new(
+                        "invalid_type",
+                        base.clone(),
+                        format!("{base} must be an object"),
+                    ));
                 };
                 match obj.get("productId") {
-                    Some(pid) => check_value(Kind::Id, pid, &format!("{base}.productId"), max_id_len)?,
+                    Some(pid) => {
+                        check_value(Kind::Id, pid, &format!("{base}.productId"), max_id_len)?
+                    }
                     None => {
                         return Err(FieldError::new(
                             "missing_field",
@@ -671,7 +764,12 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
                     }
                 }
                 if let Some(q) = obj.get("quantity") {
-                    check_value(Kind::PositiveInt, q, &format!("{base}.quantity"), max_id_len)?;
+                    check_value(
+                        Kind::PositiveInt,
+                        q,
+                        &format!("{base}.quantity"),
+                        max_id_len,
+                    )?;
                 }
                 if let Some(price) = obj.get("price") {
                     check_value(Kind::Money, price, &format!("{base}.price"), max_id_len)?;
@@ -691,7 +789,11 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2025-01-15 10:40:00 UTC);
 
     fn validator() -> Validator {
-        Validator { limits: Limits::default(), retention_days: 365, anonymize_ip: true }
+        Validator {
+            limits: Limits::default(),
+            retention_days: 365,
+            anonymize_ip: true,
+        }
     }
 
     fn check(v: Value) -> Result<Event, FieldError> {
@@ -722,10 +824,20 @@ mod tests {
         assert_eq!(e.received_at, NOW);
         assert_eq!(e.session_id.as_deref(), Some("sess_xyz"));
         assert_eq!(e.context.country.as_deref(), Some("US"));
-        assert_eq!(e.context.ip.as_deref(), Some("203.0.113.0"), "anonymized by default");
+        assert_eq!(
+            e.context.ip.as_deref(),
+            Some("203.0.113.0"),
+            "anonymized by default"
+        );
         let f = e.facts();
-        assert_eq!((f.order_id, f.amount, f.currency, f.quantity), ("order_xyz789", 6791, "USD", 2));
-        assert_eq!(e.properties["paymentMethod"], "stripe", "extra properties are kept");
+        assert_eq!(
+            (f.order_id, f.amount, f.currency, f.quantity),
+            ("order_xyz789", 6791, "USD", 2)
+        );
+        assert_eq!(
+            e.properties["paymentMethod"], "stripe",
+            "extra properties are kept"
+        );
     }
 
     /// One row per rule: (what is sent, the field that must be named, the code).
@@ -750,44 +862,163 @@ mod tests {
             (json!([1, 2]), "", "invalid_type"),
             (json!({"sessionId": "s"}), "type", "missing_field"),
             (json!({"type": 5}), "type", "invalid_type"),
-            (json!({"type": "Order Completed"}), "type", "invalid_event_type"),
-            (json!({"type": "page.viewed", "sessionID": "s"}), "sessionID", "unknown_field"),
+            (
+                json!({"type": "Order Completed"}),
+                "type",
+                "invalid_event_type",
+            ),
+            (
+                json!({"type": "page.viewed", "sessionID": "s"}),
+                "sessionID",
+                "unknown_field",
+            ),
             (with("id", json!("has space")), "id", "invalid_id"),
             (with("id", json!("x".repeat(129))), "id", "invalid_id"),
-            (with("timestamp", json!("15/01/2025")), "timestamp", "invalid_timestamp"),
-            (with("timestamp", json!("2020-01-01T00:00:00Z")), "timestamp", "timestamp_out_of_range"),
+            (
+                with("timestamp", json!("15/01/2025")),
+                "timestamp",
+                "invalid_timestamp",
+            ),
+            (
+                with("timestamp", json!("2020-01-01T00:00:00Z")),
+                "timestamp",
+                "timestamp_out_of_range",
+            ),
             (with("sessionId", json!("")), "sessionId", "invalid_value"),
             (with("customerId", json!(42)), "customerId", "invalid_type"),
-            (with("customerId", json!("a\u{0}b")), "customerId", "invalid_value"),
+            (
+                with("customerId", json!("a\u{0}b")),
+                "customerId",
+                "invalid_value",
+            ),
             (with("properties", json!("x")), "properties", "invalid_type"),
-            (with("properties.orderId", Value::Null), "properties.orderId", "missing_field"),
-            (with("properties.total", Value::Null), "properties.total", "missing_field"),
-            (with("properties.total", json!(67.91)), "properties.total", "invalid_value"),
-            (with("properties.total", json!("6791")), "properties.total", "invalid_type"),
-            (with("properties.total", json!(-1)), "properties.total", "invalid_value"),
-            (with("properties.total", json!(1e20)), "properties.total", "invalid_value"),
-            (with("properties.currency", json!("usd")), "properties.currency", "invalid_value"),
-            (with("properties.currency", Value::Null), "properties.currency", "missing_field"),
-            (with("properties.itemCount", json!(-2)), "properties.itemCount", "invalid_value"),
-            (with("properties.items", json!([{"quantity": 1}])), "properties.items[0].productId", "missing_field"),
-            (with("properties.items", json!([{"productId": "p", "quantity": 0}])), "properties.items[0].quantity", "invalid_value"),
+            (
+                with("properties.orderId", Value::Null),
+                "properties.orderId",
+                "missing_field",
+            ),
+            (
+                with("properties.total", Value::Null),
+                "properties.total",
+                "missing_field",
+            ),
+            (
+                with("properties.total", json!(67.91)),
+                "properties.total",
+                "invalid_value",
+            ),
+            (
+                with("properties.total", json!("6791")),
+                "properties.total",
+                "invalid_type",
+            ),
+            (
+                with("properties.total", json!(-1)),
+                "properties.total",
+                "invalid_value",
+            ),
+            (
+                with("properties.total", json!(1e20)),
+                "properties.total",
+                "invalid_value",
+            ),
+            (
+                with("properties.currency", json!("usd")),
+                "properties.currency",
+                "invalid_value",
+            ),
+            (
+                with("properties.currency", Value::Null),
+                "properties.currency",
+                "missing_field",
+            ),
+            (
+                with("properties.itemCount", json!(-2)),
+                "properties.itemCount",
+                "invalid_value",
+            ),
+            (
+                with("properties.items", json!([{"quantity": 1}])),
+                "properties.items[0].productId",
+                "missing_field",
+            ),
+            (
+                with(
+                    "properties.items",
+                    json!([{"productId": "p", "quantity": 0}]),
+                ),
+                "properties.items[0].quantity",
+                "invalid_value",
+            ),
             (with("context", json!([])), "context", "invalid_type"),
-            (with("context.ip", json!("999.1.1.1")), "context.ip", "invalid_value"),
-            (with("context.country", json!("us")), "context.country", "invalid_value"),
-            (with("context.country", json!("USA")), "context.country", "too_long"),
-            (with("context.locale", json!("en")), "context.locale", "unknown_field"),
-            (json!({"type": "product.viewed"}), "properties.productId", "missing_field"),
-            (json!({"type": "product.viewed", "properties": {"productId": "p", "price": 10}}), "properties.currency", "missing_field"),
-            (json!({"type": "cart.item_added", "properties": {"productId": "p", "quantity": 0}}), "properties.quantity", "invalid_value"),
-            (json!({"type": "payment.captured", "properties": {"orderId": "o", "currency": "USD"}}), "properties.amount", "missing_field"),
-            (json!({"type": "order.refunded", "properties": {"orderId": "o", "amount": 5}}), "properties.currency", "missing_field"),
-            (json!({"type": "inventory.updated", "properties": {"productId": "p"}}), "properties.quantity", "missing_field"),
-            (json!({"type": "inventory.updated", "properties": {"productId": "p", "quantity": -3}}), "properties.quantity", "invalid_value"),
-            (json!({"type": "page.viewed", "properties": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": 1}}}}}}}}}}}), "properties.a", "too_deep"),
+            (
+                with("context.ip", json!("999.1.1.1")),
+                "context.ip",
+                "invalid_value",
+            ),
+            (
+                with("context.country", json!("us")),
+                "context.country",
+                "invalid_value",
+            ),
+            (
+                with("context.country", json!("USA")),
+                "context.country",
+                "too_long",
+            ),
+            (
+                with("context.locale", json!("en")),
+                "context.locale",
+                "unknown_field",
+            ),
+            (
+                json!({"type": "product.viewed"}),
+                "properties.productId",
+                "missing_field",
+            ),
+            (
+                json!({"type": "product.viewed", "properties": {"productId": "p", "price": 10}}),
+                "properties.currency",
+                "missing_field",
+            ),
+            (
+                json!({"type": "cart.item_added", "properties": {"productId": "p", "quantity": 0}}),
+                "properties.quantity",
+                "invalid_value",
+            ),
+            (
+                json!({"type": "payment.captured", "properties": {"orderId": "o", "currency": "USD"}}),
+                "properties.amount",
+                "missing_field",
+            ),
+            (
+                json!({"type": "order.refunded", "properties": {"orderId": "o", "amount": 5}}),
+                "properties.currency",
+                "missing_field",
+            ),
+            (
+                json!({"type": "inventory.updated", "properties": {"productId": "p"}}),
+                "properties.quantity",
+                "missing_field",
+            ),
+            (
+                json!({"type": "inventory.updated", "properties": {"productId": "p", "quantity": -3}}),
+                "properties.quantity",
+                "invalid_value",
+            ),
+            (
+                json!({"type": "page.viewed", "properties": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": 1}}}}}}}}}}}),
+                "properties.a",
+                "too_deep",
+            ),
         ];
         for (input, field, code) in cases {
             let err = check(input.clone()).expect_err(&format!("should reject {input}"));
-            assert_eq!((err.field.as_str(), err.code), (field, code), "input {input}: {err:?}");
+            assert_eq!(
+                (err.field.as_str(), err.code),
+                (field, code),
+                "input {input}: {err:?}"
+            );
             assert!(!err.message.is_empty());
         }
     }
@@ -818,23 +1049,38 @@ mod tests {
         assert_eq!(a.timestamp, NOW);
         assert_eq!(a.client_timestamp, None);
         let later = validator()
-            .validate(json!({"type": "page.viewed"}), "demo", &RequestMeta::default(), NOW + time::Duration::SECOND)
+            .validate(
+                json!({"type": "page.viewed"}),
+                "demo",
+                &RequestMeta::default(),
+                NOW + time::Duration::SECOND,
+            )
             .expect("valid");
-        assert!(later.id[4..14] > a.id[4..14], "ULID time prefix sorts by time");
+        assert!(
+            later.id[4..14] > a.id[4..14],
+            "ULID time prefix sorts by time"
+        );
     }
 
     #[test]
     fn future_timestamps_are_clamped_and_the_original_is_kept() {
-        let e = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T11:00:00Z"})).expect("valid");
+        let e = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T11:00:00Z"}))
+            .expect("valid");
         assert_eq!(e.timestamp, NOW);
         assert_eq!(e.client_timestamp, Some(datetime!(2025-01-15 11:00:00 UTC)));
-        let near = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T10:44:00+00:00"})).expect("valid");
-        assert_eq!(near.timestamp, datetime!(2025-01-15 10:44:00 UTC), "within 5 minutes is kept");
+        let near = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T10:44:00+00:00"}))
+            .expect("valid");
+        assert_eq!(
+            near.timestamp,
+            datetime!(2025-01-15 10:44:00 UTC),
+            "within 5 minutes is kept"
+        );
     }
 
     #[test]
     fn offsets_are_normalised_to_utc() {
-        let e = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T12:00:00.123+02:00"})).expect("valid");
+        let e = check(json!({"type": "page.viewed", "timestamp": "2025-01-15T12:00:00.123+02:00"}))
+            .expect("valid");
         assert_eq!(e.timestamp, datetime!(2025-01-15 10:00:00.123 UTC));
     }
 
@@ -859,30 +1105,51 @@ mod tests {
         assert_eq!(e.context.referrer.as_deref(), Some("https://ref.example/"));
         assert_eq!(e.context.country.as_deref(), Some("DE"));
         let c = e.context.campaign.expect("campaign from utm");
-        assert_eq!((c.source.as_deref(), c.medium.as_deref(), c.name.as_deref()), (Some("newsletter"), Some("email"), Some("bf")));
+        assert_eq!(
+            (c.source.as_deref(), c.medium.as_deref(), c.name.as_deref()),
+            (Some("newsletter"), Some("email"), Some("bf"))
+        );
     }
 
     #[test]
     fn client_context_wins_over_request_headers() {
-        let meta = RequestMeta { ip: Some("10.1.2.3".parse().expect("ip")), country: Some("FR".into()), ..Default::default() };
-        let e = validator().validate(spec_order(), "demo", &meta, NOW).expect("valid");
+        let meta = RequestMeta {
+            ip: Some("10.1.2.3".parse().expect("ip")),
+            country: Some("FR".into()),
+            ..Default::default()
+        };
+        let e = validator()
+            .validate(spec_order(), "demo", &meta, NOW)
+            .expect("valid");
         assert_eq!(e.context.country.as_deref(), Some("US"));
         assert_eq!(e.context.ip.as_deref(), Some("203.0.113.0"));
     }
 
     #[test]
     fn raw_ip_is_kept_only_when_anonymization_is_off() {
-        let v = Validator { anonymize_ip: false, ..validator() };
-        let e = v.validate(spec_order(), "demo", &RequestMeta::default(), NOW).expect("valid");
+        let v = Validator {
+            anonymize_ip: false,
+            ..validator()
+        };
+        let e = v
+            .validate(spec_order(), "demo", &RequestMeta::default(), NOW)
+            .expect("valid");
         assert_eq!(e.context.ip.as_deref(), Some("203.0.113.42"));
     }
 
     #[test]
     fn oversized_and_malformed_json_text_is_rejected() {
-        let big = format!(r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#, "a".repeat(40_000));
-        let err = validator().parse(&big, "demo", &RequestMeta::default(), NOW).unwrap_err();
+        let big = format!(
+            r#"{{"type":"page.viewed","properties":{{"x":"{}"}}}}"#,
+            "a".repeat(40_000)
+        );
+        let err = validator()
+            .parse(&big, "demo", &RequestMeta::default(), NOW)
+            .expect_err("must fail");
         assert_eq!(err.code, "event_too_large");
-        let err = validator().parse("{\"type\":", "demo", &RequestMeta::default(), NOW).unwrap_err();
+        let err = validator()
+            .parse("{\"type\":", "demo", &RequestMeta::default(), NOW)
+            .expect_err("must fail");
         assert_eq!(err.code, "invalid_json");
     }
 

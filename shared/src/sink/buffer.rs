@@ -119,7 +119,12 @@ impl BufferedSink {
             failed_attempts: AtomicU64::new(0),
         });
         let task = tokio::spawn(run(shared.clone()));
-        (Self { shared: shared.clone() }, BufferHandle { shared, task })
+        (
+            Self {
+                shared: shared.clone(),
+            },
+            BufferHandle { shared, task },
+        )
     }
 
     pub fn stats(&self) -> BufferStats {
@@ -202,7 +207,11 @@ fn next(shared: &Shared) -> Next {
     let cfg = shared.cfg;
     let mut st = shared.lock();
     let Some((oldest, _)) = st.queue.front() else {
-        return if st.closing { Next::Stop } else { Next::WaitUntil(None) };
+        return if st.closing {
+            Next::Stop
+        } else {
+            Next::WaitUntil(None)
+        };
     };
     let due = *oldest + cfg.flush_interval;
     if st.queue.len() >= cfg.batch_size || st.closing || Instant::now() >= due {
@@ -238,14 +247,21 @@ async fn run(shared: Arc<Shared>) -> Vec<Event> {
             return unwritten;
         }
         let can_write = writers.len() < shared.cfg.concurrency.max(1);
-        let next = if can_write { next(&shared) } else { Next::WaitUntil(None) };
+        let next = if can_write {
+            next(&shared)
+        } else {
+            Next::WaitUntil(None)
+        };
         match next {
             Next::Write(batch) => {
                 writers.spawn(write_with_retry(shared.clone(), batch));
             }
             Next::Stop if writers.is_empty() => return Vec::new(),
             Next::Stop => {
-                let _ = writers.join_next().await.map(|r| r.map(|w| w.map_err(|b| unwritten.extend(b))));
+                let _ = writers
+                    .join_next()
+                    .await
+                    .map(|r| r.map(|w| w.map_err(|b| unwritten.extend(b))));
             }
             Next::WaitUntil(due) => {
                 let timer = async {
@@ -277,10 +293,16 @@ async fn write_with_retry(shared: Arc<Shared>, batch: Vec<Event>) -> Result<(), 
         match shared.store.insert(&batch, &token).await {
             Ok(()) => {
                 shared.lock().in_flight -= batch.len();
-                shared.written_events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                shared
+                    .written_events
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 shared.written_batches.fetch_add(1, Ordering::Relaxed);
                 if attempt > 0 {
-                    tracing::info!(events = batch.len(), attempts = attempt + 1, "batch written after retries");
+                    tracing::info!(
+                        events = batch.len(),
+                        attempts = attempt + 1,
+                        "batch written after retries"
+                    );
                 }
                 return Ok(());
             }
@@ -317,12 +339,21 @@ mod tests {
     use serde_json::json;
 
     fn events(n: usize) -> Vec<Event> {
-        let v = Validator { limits: Default::default(), retention_days: 365, anonymize_ip: true };
+        let v = Validator {
+            limits: Default::default(),
+            retention_days: 365,
+            anonymize_ip: true,
+        };
         let now = time::OffsetDateTime::now_utc();
         (0..n)
             .map(|_| {
-                v.validate(json!({"type": "page.viewed"}), "s", &RequestMeta::default(), now)
-                    .expect("valid")
+                v.validate(
+                    json!({"type": "page.viewed"}),
+                    "s",
+                    &RequestMeta::default(),
+                    now,
+                )
+                .expect("valid")
             })
             .collect()
     }
@@ -333,7 +364,10 @@ mod tests {
             flush_interval: Duration::from_millis(flush_ms),
             capacity,
             concurrency: 1,
-            backoff: Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(50) },
+            backoff: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(50),
+            },
         }
     }
 
@@ -343,9 +377,17 @@ mod tests {
         let (sink, handle) = BufferedSink::start(store.clone(), cfg(10, 60_000, 100));
         sink.send_batch(events(25)).await.expect("accepted");
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(store.batch_sizes(), vec![10, 10], "two full batches, 5 left waiting");
+        assert_eq!(
+            store.batch_sizes(),
+            vec![10, 10],
+            "two full batches, 5 left waiting"
+        );
         assert!(handle.shutdown(Duration::from_secs(1)).await.is_empty());
-        assert_eq!(store.batch_sizes(), vec![10, 10, 5], "shutdown flushes the rest");
+        assert_eq!(
+            store.batch_sizes(),
+            vec![10, 10, 5],
+            "shutdown flushes the rest"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -366,8 +408,13 @@ mod tests {
         let (sink, _handle) = BufferedSink::start(store.clone(), cfg(10, 1000, 20));
         sink.send_batch(events(15)).await.expect("fits");
         let err = sink.send_batch(events(6)).await.expect_err("over capacity");
-        assert!(matches!(err, SinkError::Full { capacity: 20, .. }), "{err:?}");
-        sink.send_batch(events(5)).await.expect("exactly at capacity still fits");
+        assert!(
+            matches!(err, SinkError::Full { capacity: 20, .. }),
+            "{err:?}"
+        );
+        sink.send_batch(events(5))
+            .await
+            .expect("exactly at capacity still fits");
     }
 
     #[tokio::test(start_paused = true)]
@@ -388,7 +435,10 @@ mod tests {
         for concurrency in [1, 2, 4] {
             let store = Arc::new(MemoryStore::new());
             store.fail_next(usize::MAX);
-            let cfg = BufferConfig { concurrency, ..cfg(4, 100, 100) };
+            let cfg = BufferConfig {
+                concurrency,
+                ..cfg(4, 100, 100)
+            };
             let (sink, handle) = BufferedSink::start(store.clone(), cfg);
             let sent = events(10);
             let mut want: Vec<String> = sent.iter().map(|e| e.id.clone()).collect();
@@ -398,8 +448,14 @@ mod tests {
             let mut left_ids: Vec<String> = left.iter().map(|e| e.id.clone()).collect();
             left_ids.sort();
             want.sort();
-            assert_eq!(left_ids, want, "nothing accepted is lost (concurrency {concurrency})");
-            assert!(matches!(sink.send_batch(events(1)).await, Err(SinkError::Closed)));
+            assert_eq!(
+                left_ids, want,
+                "nothing accepted is lost (concurrency {concurrency})"
+            );
+            assert!(matches!(
+                sink.send_batch(events(1)).await,
+                Err(SinkError::Closed)
+            ));
         }
     }
 
@@ -407,7 +463,10 @@ mod tests {
     async fn concurrent_writers_store_every_event_exactly_once() {
         let store = Arc::new(MemoryStore::new());
         store.fail_next(5);
-        let cfg = BufferConfig { concurrency: 3, ..cfg(10, 100, 10_000) };
+        let cfg = BufferConfig {
+            concurrency: 3,
+            ..cfg(10, 100, 10_000)
+        };
         let (sink, handle) = BufferedSink::start(store.clone(), cfg);
         let mut want = Vec::new();
         for _ in 0..20 {
@@ -420,6 +479,9 @@ mod tests {
         got.sort();
         want.sort();
         assert_eq!(got, want);
-        assert!(store.batch_sizes().iter().all(|n| *n <= 10), "batches never exceed batch_size");
+        assert!(
+            store.batch_sizes().iter().all(|n| *n <= 10),
+            "batches never exceed batch_size"
+        );
     }
 }

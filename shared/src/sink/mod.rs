@@ -27,10 +27,17 @@ pub use buffer::{BufferConfig, BufferHandle, BufferedSink};
 pub enum SinkError {
     /// The buffer is at capacity; nothing from this call was accepted.
     #[error("the event buffer is full ({capacity} events); retry after {retry_after:?}")]
-    Full { capacity: usize, retry_after: Duration },
+    Full {
+        capacity: usize,
+        retry_after: Duration,
+    },
     /// Delivery failed for `failed_ids` (the others were accepted).
     #[error("{message}")]
-    Unavailable { message: String, retry_after: Duration, failed_ids: Vec<String> },
+    Unavailable {
+        message: String,
+        retry_after: Duration,
+        failed_ids: Vec<String>,
+    },
     /// Shutting down; nothing from this call was accepted.
     #[error("the service is shutting down")]
     Closed,
@@ -45,9 +52,15 @@ impl SinkError {
                 retry_after,
                 failed_ids: all_ids(),
             },
-            SinkError::Unavailable { message, retry_after, failed_ids } => {
-                Error::Unavailable { message, retry_after, failed_ids }
-            }
+            SinkError::Unavailable {
+                message,
+                retry_after,
+                failed_ids,
+            } => Error::Unavailable {
+                message,
+                retry_after,
+                failed_ids,
+            },
             SinkError::Closed => Error::Unavailable {
                 message: self.to_string(),
                 retry_after: Duration::from_secs(5),
@@ -114,7 +127,10 @@ impl MemorySink {
         Self::default()
     }
     pub fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     /// The next call fails with this error.
     pub fn fail_next(&self, err: SinkError) {
@@ -125,10 +141,18 @@ impl MemorySink {
 #[async_trait]
 impl EventSink for MemorySink {
     async fn send_batch(&self, events: Vec<Event>) -> Result<(), SinkError> {
-        if let Some(err) = self.reject_with.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(err) = self
+            .reject_with
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             return Err(err);
         }
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).extend(events);
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(events);
         Ok(())
     }
 }
@@ -136,7 +160,8 @@ impl EventSink for MemorySink {
 /// The sink for a Lambda without Firehose: direct inserts into ClickHouse, or nothing when disabled.
 pub fn direct_from_config(config: &crate::config::Config) -> Arc<dyn EventSink> {
     if config.enabled {
-        let store: Arc<dyn EventStore> = Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
+        let store: Arc<dyn EventStore> =
+            Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
         Arc::new(StoreSink::new(store))
     } else {
         Arc::new(DiscardSink)

@@ -105,7 +105,9 @@ struct Applied {
 /// with `retention_days`. Safe to run concurrently with traffic and to run again.
 pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Report, StoreError> {
     if !crate::config::is_identifier(db) {
-        return Err(StoreError::Rejected(format!("invalid database name {db:?}")));
+        return Err(StoreError::Rejected(format!(
+            "invalid database name {db:?}"
+        )));
     }
     let exec = |sql: String| async move { admin.query(&sql).execute().await.map_err(classify) };
     exec(format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
@@ -116,7 +118,9 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
     ))
     .await?;
     let done: Vec<u32> = admin
-        .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations ORDER BY version"))
+        .query(&format!(
+            "SELECT DISTINCT version FROM {db}.schema_migrations ORDER BY version"
+        ))
         .fetch_all::<Applied>()
         .await
         .map_err(classify)?
@@ -130,7 +134,9 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
             exec(render(stmt, db, retention_days)).await?;
         }
         admin
-            .query(&format!("INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"))
+            .query(&format!(
+                "INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"
+            ))
             .bind(m.version)
             .bind(m.name)
             .execute()
@@ -149,7 +155,8 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{db}", db).replace("{retention_days}", &retention_days.to_string())
+    stmt.replace("{db}", db)
+        .replace("{retention_days}", &retention_days.to_string())
 }
 
 /// Rewrites the table TTL when `retention_days` changed; existing parts are not rewritten
@@ -157,7 +164,9 @@ fn render(stmt: &str, db: &str, retention_days: u32) -> String {
 /// the exact cutoff.
 async fn sync_ttl(admin: &Client, db: &str, retention_days: u32) -> Result<bool, StoreError> {
     let engine: String = admin
-        .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = 'commerce_events'")
+        .query(
+            "SELECT engine_full FROM system.tables WHERE database = ? AND name = 'commerce_events'",
+        )
         .bind(db)
         .fetch_one()
         .await

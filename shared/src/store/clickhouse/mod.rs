@@ -34,7 +34,9 @@ pub struct ClickHouseStore {
 
 impl std::fmt::Debug for ClickHouseStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseStore").field("database", &self.database).finish_non_exhaustive()
+        f.debug_struct("ClickHouseStore")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,7 +51,11 @@ impl ClickHouseStore {
             admin = admin.with_password(cfg.password.expose());
         }
         let client = admin.clone().with_database(&cfg.database);
-        Self { client, admin, database: cfg.database.clone() }
+        Self {
+            client,
+            admin,
+            database: cfg.database.clone(),
+        }
     }
 
     pub fn database(&self) -> &str {
@@ -63,7 +69,11 @@ impl ClickHouseStore {
 
     /// `SELECT 1`: whether the server answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.admin.query("SELECT 1").execute().await.map_err(classify)
+        self.admin
+            .query("SELECT 1")
+            .execute()
+            .await
+            .map_err(classify)
     }
 
     /// Applies pending migrations; see [`migrations::migrate`].
@@ -116,7 +126,10 @@ impl EventStore for ClickHouseStore {
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
             .with_setting("insert_deduplication_token", dedup_token);
         for e in events {
-            insert.write(&EventRow::from_event(e)).await.map_err(classify)?;
+            insert
+                .write(&EventRow::from_event(e))
+                .await
+                .map_err(classify)?;
         }
         insert.end().await.map_err(classify)
     }
