@@ -19,6 +19,7 @@ use commerce_analytics::clock::SystemClock;
 use commerce_analytics::config::Config;
 use commerce_analytics::error::{Error, Result};
 use commerce_analytics::event::Validator;
+use commerce_analytics::ingest::Ingest;
 use commerce_analytics::sink::{BufferConfig, BufferHandle, BufferedSink, DiscardSink, EventSink};
 use commerce_analytics::store::{ClickHouseStore, EventStore};
 use commerce_analytics::tracker::Tracker;
@@ -81,7 +82,16 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         sink,
         Arc::new(SystemClock),
     ));
-    let api = Api::new(tracker, KeyRing::from_config(&config.keys), config.limits);
+    let ingest = Ingest::new(
+        Arc::new(store.clone()),
+        Validator::from_config(config),
+        Some(config.firehose_access_key.clone()),
+        config.batch_size,
+        config.limits.max_ingest_bytes,
+        Arc::new(SystemClock),
+    );
+    let api = Api::new(tracker, KeyRing::from_config(&config.keys), config.limits)
+        .with_ingest(Arc::new(ingest));
     let state = AppState {
         api,
         max_body: config.limits.max_body_bytes,

@@ -90,6 +90,9 @@ pub struct Limits {
     pub max_property_depth: usize,
     /// Most keys in `properties` (top level). Default 100.
     pub max_property_keys: usize,
+    /// Largest Firehose delivery accepted by `ingest`, after gzip decompression, bytes. Default 64 MiB
+    /// (Firehose's largest buffer is 64 MiB; on Lambda the Function URL's 6 MB request limit comes first).
+    pub max_ingest_bytes: usize,
 }
 
 impl Default for Limits {
@@ -101,6 +104,7 @@ impl Default for Limits {
             max_id_len: 128,
             max_property_depth: 8,
             max_property_keys: 100,
+            max_ingest_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -124,6 +128,11 @@ pub struct Config {
     /// Zero the last IPv4 octet / keep only the IPv6 /48 before storing. Default true.
     pub anonymize_ip: bool,
     pub keys: Vec<ApiKeyConfig>,
+    /// Delivery stream of the `track` Lambda. Set: events go to Firehose; unset: straight to ClickHouse.
+    pub firehose_stream_name: Option<String>,
+    /// The access key Firehose sends in `X-Amz-Firehose-Access-Key` to `ingest`. Required by the ingest
+    /// Lambda; when empty (local tests against moto, which sends no such header) ingest accepts any caller.
+    pub firehose_access_key: Secret,
     pub limits: Limits,
 }
 
@@ -141,6 +150,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ANALYTICS_MAX_BUFFERED_EVENTS", "max_buffered_events"),
     ("ANALYTICS_ANONYMIZE_IP", "anonymize_ip"),
     ("ANALYTICS_API_KEYS", "keys"),
+    ("FIREHOSE_STREAM_NAME", "firehose_stream_name"),
+    ("FIREHOSE_ACCESS_KEY", "firehose_access_key"),
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +176,8 @@ struct RawSettings {
     max_buffered_events: Option<usize>,
     anonymize_ip: Option<bool>,
     keys: Option<Vec<ApiKeyConfig>>,
+    firehose_stream_name: Option<String>,
+    firehose_access_key: Option<Secret>,
 }
 
 impl Config {
@@ -278,8 +291,20 @@ impl Config {
             max_buffered_events,
             anonymize_ip: raw.anonymize_ip.unwrap_or(true),
             keys,
+            firehose_stream_name: raw.firehose_stream_name.filter(|s| !s.is_empty()),
+            firehose_access_key: raw.firehose_access_key.unwrap_or_default(),
             limits: Limits::default(),
         })
+    }
+
+    /// The ingest Lambda refuses to start without an access key: its Function URL is public.
+    pub fn require_firehose_access_key(&self) -> Result<&Secret> {
+        if self.firehose_access_key.expose().len() < 16 {
+            return Err(Error::Config(
+                "FIREHOSE_ACCESS_KEY must be set (at least 16 characters) for the ingest function".into(),
+            ));
+        }
+        Ok(&self.firehose_access_key)
     }
 
     /// Fails for settings that parse but cannot run yet.
@@ -335,6 +360,8 @@ fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Res
             "ANALYTICS_MAX_BUFFERED_EVENTS" => raw.max_buffered_events = Some(parse(name, &v)?),
             "ANALYTICS_ANONYMIZE_IP" => raw.anonymize_ip = Some(parse(name, &v)?),
             "ANALYTICS_API_KEYS" => raw.keys = Some(parse_key_list(&v)?),
+            "FIREHOSE_STREAM_NAME" => raw.firehose_stream_name = Some(v),
+            "FIREHOSE_ACCESS_KEY" => raw.firehose_access_key = Some(Secret(v)),
             _ => {}
         }
     }

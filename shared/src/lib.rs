@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod ingest;
 pub mod retry;
 pub mod sink;
 pub mod store;

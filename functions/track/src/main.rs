@@ -1,7 +1,8 @@
 //! Lambda `track`: `POST /analytics/event` and `POST /analytics/events` behind API Gateway (HTTP API).
 //!
-//! Wiring only. Without Firehose configured, each invocation inserts its events into ClickHouse as one
-//! batch before answering (a Lambda is frozen between invocations, so no background flushing).
+//! Wiring only. With `FIREHOSE_STREAM_NAME` set, events go to Firehose (PutRecordBatch); without it, each
+//! invocation inserts its events into ClickHouse as one batch before answering (a Lambda is frozen between
+//! invocations, so no background flushing).
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ async fn main() -> Result<(), Error> {
     commerce_analytics::telemetry::init(true);
     let config = Config::from_env()?;
     config.ensure_supported()?;
-    let sink = sink::direct_from_config(&config);
+    let sink = sink::lambda_sink(&config).await;
     let tracker = Tracker::new(Validator::from_config(&config), sink, Arc::new(SystemClock));
     let api = Api::new(
         Arc::new(tracker),

@@ -6,6 +6,8 @@
 //! - `POST /analytics/events`: `{ "events": [...] }` (or a bare array), at most 500 events → 202
 //!   `{ "accepted": [{index, id}], "rejected": [{index, error}] }`; 400 with the same report when no event
 //!   is valid; 413 beyond the limits.
+//! - `POST /analytics/ingest/firehose`: the Firehose HTTP endpoint destination ([`crate::ingest`]),
+//!   mounted when configured (the local server; on AWS it is its own function behind a Function URL).
 //! - `GET /health`: liveness (no auth).
 //!
 //! Authentication: `Authorization: Bearer <key>`; the key decides the store. Errors use the shape of
@@ -25,6 +27,7 @@ use serde_json::value::RawValue;
 use crate::auth::KeyRing;
 use crate::config::Limits;
 use crate::error::{Error, Result};
+use crate::ingest::Ingest;
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -34,15 +37,18 @@ pub struct Api {
     tracker: Arc<Tracker>,
     keys: Arc<KeyRing>,
     limits: Limits,
+    ingest: Option<Arc<Ingest>>,
 }
 
 impl Api {
     pub fn new(tracker: Arc<Tracker>, keys: KeyRing, limits: Limits) -> Self {
-        Self {
-            tracker,
-            keys: Arc::new(keys),
-            limits,
-        }
+        Self { tracker, keys: Arc::new(keys), limits, ingest: None }
+    }
+
+    /// Also serve the Firehose destination at `/analytics/ingest/firehose`.
+    pub fn with_ingest(mut self, ingest: Arc<Ingest>) -> Self {
+        self.ingest = Some(ingest);
+        self
     }
 
     pub fn tracker(&self) -> &Arc<Tracker> {
@@ -81,6 +87,10 @@ impl Api {
             }
             ("/analytics/event", &Method::POST) => self.track_one(req).await,
             ("/analytics/events", &Method::POST) => self.track_batch(req).await,
+            ("/analytics/ingest/firehose", _) => match &self.ingest {
+                Some(ingest) => Ok(ingest.handle(req).await),
+                None => Err(Error::NotFound { method: method.to_string(), path }),
+            },
             ("/analytics/event" | "/analytics/events" | "/health", _) => {
                 Err(Error::MethodNotAllowed {
                     method: method.to_string(),

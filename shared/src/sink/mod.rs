@@ -11,6 +11,7 @@
 //! - [`MemorySink`]: unit tests.
 
 pub mod buffer;
+pub mod firehose;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -157,13 +158,21 @@ impl EventSink for MemorySink {
     }
 }
 
-/// The sink for a Lambda without Firehose: direct inserts into ClickHouse, or nothing when disabled.
-pub fn direct_from_config(config: &crate::config::Config) -> Arc<dyn EventSink> {
-    if config.enabled {
-        let store: Arc<dyn EventStore> =
-            Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
-        Arc::new(StoreSink::new(store))
-    } else {
-        Arc::new(DiscardSink)
+/// The sink of the `track` Lambda: Firehose when `FIREHOSE_STREAM_NAME` is set, else direct inserts into
+/// ClickHouse; nothing when disabled. Clients are built here, once per cold start.
+pub async fn lambda_sink(config: &crate::config::Config) -> Arc<dyn EventSink> {
+    if !config.enabled {
+        return Arc::new(DiscardSink);
+    }
+    match &config.firehose_stream_name {
+        Some(stream) => {
+            let api = firehose::SdkFirehose::from_env(stream.clone()).await;
+            Arc::new(firehose::FirehoseSink::new(Arc::new(api)))
+        }
+        None => {
+            let store: Arc<dyn EventStore> =
+                Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
+            Arc::new(StoreSink::new(store))
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
-use super::{EventStore, StoreError};
+use super::{EventStore, Reject, StoreError};
 use crate::event::Event;
 
 #[derive(Debug, Default)]
@@ -22,6 +22,7 @@ struct Inner {
     events: Vec<Event>,
     batches: Vec<usize>,
     tokens: HashSet<String>,
+    rejects: Vec<Reject>,
 }
 
 impl MemoryStore {
@@ -41,6 +42,10 @@ impl MemoryStore {
     /// Sizes of the batches stored, in order.
     pub fn batch_sizes(&self) -> Vec<usize> {
         self.lock().batches.clone()
+    }
+
+    pub fn rejects(&self) -> Vec<Reject> {
+        self.lock().rejects.clone()
     }
 
     /// Insert calls made, failed ones included.
@@ -68,6 +73,14 @@ impl EventStore for MemoryStore {
         if inner.tokens.insert(dedup_token.to_owned()) {
             inner.events.extend_from_slice(events);
             inner.batches.push(events.len());
+        }
+        Ok(())
+    }
+
+    async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.tokens.insert(format!("rejects:{dedup_token}")) {
+            inner.rejects.extend_from_slice(rejects);
         }
         Ok(())
     }

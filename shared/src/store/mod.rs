@@ -35,10 +35,29 @@ impl StoreError {
     }
 }
 
+/// A record that can never become an event (undecodable, invalid), kept with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub received_at: time::OffsetDateTime,
+    /// Where it came from, e.g. `firehose`.
+    pub source: &'static str,
+    pub request_id: String,
+    pub record_index: u32,
+    /// Store and event id when they could be read; empty otherwise.
+    pub store_id: String,
+    pub event_id: String,
+    pub reason: String,
+    /// The payload as received (decoded from base64 when possible, else the base64 text).
+    pub raw: String,
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Inserts `events` as one batch. Succeeds only when every row is durably stored.
     async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError>;
+
+    /// Stores rejected records (idempotent per `dedup_token` like [`EventStore::insert`]).
+    async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str) -> Result<(), StoreError>;
 }
 
 /// A stable token for a batch: hex SHA-256 over each event's store and id, in order.

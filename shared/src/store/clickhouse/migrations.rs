@@ -18,8 +18,12 @@
 //!   insert time and stays correct across partitions of different months only if the timestamp is equal
 //!   — which it is for a genuine resend (our SDKs and the `Tracker` stamp the timestamp when the event is
 //!   created, not when it is sent).
-//! - `non_replicated_deduplication_window = 1000` + `insert_deduplication_token` per batch: a whole batch
-//!   retried after an ambiguous failure is dropped by the server before it reaches any materialized view.
+//! - `non_replicated_deduplication_window` (10,000 blocks since v2) + `insert_deduplication_token` per
+//!   batch: a whole batch retried after an ambiguous failure is dropped by the server before it reaches
+//!   any materialized view.
+//! - Before inserting, the adapter drops events whose `(store_id, id)` is already stored (bloom-filter index
+//!   on `id`, bounded to timestamps within 7 days of the batch's), so a client or Firehose resending an
+//!   event in a *different* batch does not add a row either; see [`super::ClickHouseStore`].
 //! - `properties` stays the spec's JSON string (the spec's query runs verbatim); the facts that metrics
 //!   need (`order_id`, `product_id`, `amount`, `currency`, `quantity`, UTM, page) are typed columns filled
 //!   at ingest so queries do not parse JSON.
@@ -43,7 +47,8 @@ pub struct Migration {
     pub statements: &'static [&'static str],
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
     version: 1,
     name: "create commerce_events",
     statements: &[r"
@@ -86,7 +91,35 @@ ORDER BY (store_id, type, toDate(timestamp), id)
 TTL toDateTime(timestamp) + INTERVAL {retention_days} DAY
 SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000
 "],
-}];
+    },
+    Migration {
+        version: 2,
+        name: "rejects table; longer insert dedup window",
+        statements: &[
+            // Firehose retries a failed delivery for up to `retry_duration` (2 h at most); in between, other
+            // deliveries insert blocks. 10,000 remembered blocks cover that at the stream's buffering pace.
+            "ALTER TABLE {db}.commerce_events MODIFY SETTING non_replicated_deduplication_window = 10000",
+            r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_events_rejects
+(
+    received_at   DateTime64(3, 'UTC'),
+    source        LowCardinality(String),
+    request_id    String,
+    record_index  UInt32,
+    store_id      LowCardinality(String),
+    event_id      String,
+    reason        String,
+    raw           String CODEC(ZSTD(3))
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(received_at)
+ORDER BY (received_at, request_id, record_index)
+TTL toDateTime(received_at) + INTERVAL {retention_days} DAY
+SETTINGS non_replicated_deduplication_window = 10000
+",
+        ],
+    },
+];
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,17 @@
 //! ClickHouse adapter: the only place that knows ClickHouse SQL and row layouts.
 //!
 //! Inserts use the official `clickhouse` crate (RowBinary, schema validated against the table), one
-//! `INSERT` per batch, always finished with `end()`. Each insert carries `insert_deduplication_token`, and
-//! the events table keeps a `non_replicated_deduplication_window`, so a batch retried after an ambiguous
-//! failure (e.g. a timeout after the server committed) is stored once. See [`migrations`] for the schema
-//! and the full idempotency story.
+//! `INSERT` per batch, always finished with `end()`. Exactly-once storage of events rests on three layers:
+//! 1. within a batch, repeated `(store_id, id)` pairs are dropped (first one kept);
+//! 2. before inserting, ids already stored are looked up and dropped (`id` bloom-filter index, timestamps
+//!    bounded to [`DEDUP_HORIZON`] around the batch), so a resent event never adds a second row — which
+//!    matters for materialized rollups, since they see every inserted row;
+//! 3. each insert carries `insert_deduplication_token` and the table keeps a
+//!    `non_replicated_deduplication_window`, so a batch retried after an ambiguous failure (timeout after
+//!    the server committed) is stored once even when step 2 ran before the first attempt landed.
+//!
+//! Two inserts of the same new event racing each other can still both land; `ReplacingMergeTree` collapses
+//! such rows on merge and readers count `uniqExact(id)`/`FINAL` where it matters. See [`migrations`].
 
 pub mod migrations;
 mod row;
@@ -14,11 +21,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clickhouse::Client;
 
-use super::{EventStore, StoreError};
+use std::collections::HashSet;
+
+use super::{EventStore, Reject, StoreError};
 use crate::config::ClickHouseConfig;
 use crate::event::Event;
 
-pub use row::EventRow;
+pub use row::{EventRow, RejectRow};
+
+/// How far around a batch's timestamps the pre-insert lookup searches for already-stored ids.
+pub const DEDUP_HORIZON: time::Duration = time::Duration::days(7);
 
 /// Name of the events table (the spec's).
 pub const EVENTS_TABLE: &str = "commerce_events";
@@ -112,10 +124,48 @@ impl ClickHouseStore {
     }
 }
 
+impl ClickHouseStore {
+    /// `(store_id, id)` pairs of `events` that are already stored.
+    async fn stored_ids(&self, events: &[Event]) -> Result<HashSet<(String, String)>, StoreError> {
+        let stores: HashSet<&str> = events.iter().map(|e| e.store_id.as_str()).collect();
+        let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let (mut from, mut to) = (events[0].timestamp, events[0].timestamp);
+        for e in events {
+            from = from.min(e.timestamp);
+            to = to.max(e.timestamp);
+        }
+        let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        let found = self
+            .client
+            .query(
+                "SELECT store_id, id FROM commerce_events \
+                 WHERE store_id IN ? AND id IN ? \
+                 AND timestamp >= fromUnixTimestamp64Milli(?) AND timestamp <= fromUnixTimestamp64Milli(?)",
+            )
+            .bind(stores.into_iter().collect::<Vec<_>>())
+            .bind(ids.into_iter().collect::<Vec<_>>())
+            .bind(ms(from - DEDUP_HORIZON))
+            .bind(ms(to + DEDUP_HORIZON))
+            .fetch_all::<(String, String)>()
+            .await
+            .map_err(classify)?;
+        Ok(found.into_iter().collect())
+    }
+}
+
 #[async_trait]
 impl EventStore for ClickHouseStore {
     async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError> {
         if events.is_empty() {
+            return Ok(());
+        }
+        let mut seen = self.stored_ids(events).await?;
+        let fresh: Vec<&Event> =
+            events.iter().filter(|e| seen.insert((e.store_id.clone(), e.id.clone()))).collect();
+        if fresh.len() < events.len() {
+            tracing::info!(skipped = events.len() - fresh.len(), "skipped events already stored");
+        }
+        if fresh.is_empty() {
             return Ok(());
         }
         let mut insert = self
@@ -125,11 +175,25 @@ impl EventStore for ClickHouseStore {
             .map_err(classify)?
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
             .with_setting("insert_deduplication_token", dedup_token);
-        for e in events {
-            insert
-                .write(&EventRow::from_event(e))
-                .await
-                .map_err(classify)?;
+        for e in fresh {
+            insert.write(&EventRow::from_event(e)).await.map_err(classify)?;
+        }
+        insert.end().await.map_err(classify)
+    }
+
+    async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str) -> Result<(), StoreError> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .client
+            .insert::<RejectRow>("commerce_events_rejects")
+            .await
+            .map_err(classify)?
+            .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
+            .with_setting("insert_deduplication_token", dedup_token);
+        for r in rejects {
+            insert.write(&RejectRow::from_reject(r)).await.map_err(classify)?;
         }
         insert.end().await.map_err(classify)
     }

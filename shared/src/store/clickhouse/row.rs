@@ -81,3 +81,32 @@ impl<'a> EventRow<'a> {
         }
     }
 }
+
+/// Row layout of `commerce_events_rejects`.
+#[derive(Debug, Row, Serialize)]
+pub struct RejectRow<'a> {
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub received_at: OffsetDateTime,
+    pub source: &'a str,
+    pub request_id: &'a str,
+    pub record_index: u32,
+    pub store_id: &'a str,
+    pub event_id: &'a str,
+    pub reason: &'a str,
+    pub raw: &'a str,
+}
+
+impl<'a> RejectRow<'a> {
+    pub fn from_reject(r: &'a crate::store::Reject) -> Self {
+        Self {
+            received_at: r.received_at,
+            source: r.source,
+            request_id: &r.request_id,
+            record_index: r.record_index,
+            store_id: &r.store_id,
+            event_id: &r.event_id,
+            reason: &r.reason,
+            raw: &r.raw,
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `ingest`: the destination of the Firehose delivery stream, implementing Amazon Data Firehose's "HTTP
+//! endpoint delivery request and response specifications" (protocol version 1.0).
+//!
+//! Request: `POST`, `X-Amz-Firehose-Request-Id` (stable across retries of one batch),
+//! `X-Amz-Firehose-Access-Key`, `X-Amz-Firehose-Protocol-Version`, `X-Amz-Firehose-Source-Arn`, optional
+//! `Content-Encoding: gzip`; body `{ "requestId", "timestamp" (ms), "records": [{ "data": base64 }] }`.
+//! Each record holds one or more NDJSON lines, each a canonical enriched [`Event`] written by `track`.
+//!
+//! Response: `{ "requestId", "timestamp" }` (+ `"errorMessage"` on failure), JSON, with `Content-Length`:
+//! - 200 once every good record is in ClickHouse (inserts in `batch_size` chunks, each finished);
+//! - records that can never be inserted (not base64, not JSON, not a valid event) go to
+//!   `commerce_events_rejects` with the reason and the raw payload, and do not block the others;
+//! - 401 without the access key, 403 with a wrong one (compared in constant time);
+//! - 400 for a body that is not a Firehose delivery; 413 when it is larger than `max_ingest_bytes`
+//!   (after gzip); 405 for other methods;
+//! - 503 when ClickHouse is unavailable or overloaded (Firehose retries the same request id), 500 when it
+//!   refuses the rows (Firehose retries, then backs the batch up to S3).
+//!
+//! Idempotency: a retried delivery recomputes the same chunks, so the insert dedup tokens match and the
+//! store's pre-insert id check skips events already stored; rejects use a token from the request id.
+//! Nothing runs after the response: a Lambda is frozen between invocations.
+//!
+//! Accepted variants (the real service can send them too): a missing request-id header falls back to the
+//! body's `requestId`; `timestamp` in seconds is tolerated (moto sends seconds); without a configured
+//! access key any caller is accepted (only for local runs; the ingest Lambda refuses to start so).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use base64::Engine;
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::event::{Event, Validator};
+use crate::store::{EventStore, Reject, StoreError, dedup_token};
+
+#[derive(Debug)]
+pub struct Ingest {
+    store: Arc<dyn EventStore>,
+    validator: Validator,
+    access_key: Option<Secret>,
+    batch_size: usize,
+    max_bytes: usize,
+    clock: Arc<dyn Clock>,
+}
+
+/// What one delivery produced (also logged).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub records: usize,
+    pub events: usize,
+    pub rejected: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Delivery {
+    request_id: Option<String>,
+    #[allow(dead_code)]
+    timestamp: Option<i64>,
+    records: Vec<DeliveryRecord>,
+}
+
+#[derive(Deserialize)]
+struct DeliveryRecord {
+    data: String,
+}
+
+impl Ingest {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        validator: Validator,
+        access_key: Option<Secret>,
+        batch_size: usize,
+        max_bytes: usize,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let access_key = access_key.filter(|k| !k.is_empty());
+        Self { store, validator, access_key, batch_size: batch_size.max(1), max_bytes, clock }
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let header_id = header_str(&req, "x-amz-firehose-request-id").map(str::to_owned);
+        let id_for_errors = header_id.clone().unwrap_or_default();
+        if req.method() != Method::POST {
+            return self.respond(StatusCode::METHOD_NOT_ALLOWED, &id_for_errors, Some("only POST is accepted"));
+        }
+        if let Some(expected) = &self.access_key {
+            match header_str(&req, "x-amz-firehose-access-key") {
+                None => {
+                    return self.respond(StatusCode::UNAUTHORIZED, &id_for_errors, Some("missing X-Amz-Firehose-Access-Key"));
+                }
+                Some(given) if !keys_match(given, expected.expose()) => {
+                    return self.respond(StatusCode::FORBIDDEN, &id_for_errors, Some("wrong access key"));
+                }
+                Some(_) => {}
+            }
+        }
+        let body = match self.body(&req) {
+            Ok(b) => b,
+            Err((status, msg)) => return self.respond(status, &id_for_errors, Some(&msg)),
+        };
+        let delivery: Delivery = match serde_json::from_slice(&body) {
+            Ok(d) => d,
+            Err(e) => {
+                return self.respond(
+                    StatusCode::BAD_REQUEST,
+                    &id_for_errors,
+                    Some(&format!("body is not a Firehose delivery request: {e}")),
+                );
+            }
+        };
+        let request_id = header_id.or(delivery.request_id.clone()).unwrap_or_default();
+        if request_id.is_empty() {
+            return self.respond(StatusCode::BAD_REQUEST, "", Some("no request id (header or body)"));
+        }
+        match self.deliver(&request_id, delivery).await {
+            Ok(outcome) => {
+                tracing::info!(request_id, records = outcome.records, events = outcome.events,
+                    rejected = outcome.rejected, "delivery stored");
+                self.respond(StatusCode::OK, &request_id, None)
+            }
+            Err(e) => {
+                let status =
+                    if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+                tracing::error!(request_id, error = %e, "delivery failed; Firehose will retry");
+                self.respond(status, &request_id, Some("storage unavailable; retry"))
+            }
+        }
+    }
+
+    /// The body, gunzipped when `Content-Encoding: gzip`, within `max_bytes`.
+    fn body(&self, req: &Request) -> Result<Vec<u8>, (StatusCode, String)> {
+        let raw: &[u8] = req.body().as_ref();
+        let too_large = |n: usize| {
+            (StatusCode::PAYLOAD_TOO_LARGE, format!("delivery is larger than {} bytes (at least {n})", self.max_bytes))
+        };
+        if raw.len() > self.max_bytes {
+            return Err(too_large(raw.len()));
+        }
+        let gzip = header_str(req, "content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        if !gzip {
+            return Ok(raw.to_vec());
+        }
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw)
+            .take(self.max_bytes as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body is not valid gzip: {e}")))?;
+        if out.len() > self.max_bytes {
+            return Err(too_large(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Decodes, validates and stores one delivery.
+    async fn deliver(&self, request_id: &str, delivery: Delivery) -> Result<Outcome, StoreError> {
+        let now = self.clock.now();
+        let mut events: Vec<Event> = Vec::new();
+        let mut rejects: Vec<Reject> = Vec::new();
+        let records = delivery.records.len();
+        for (index, record) in delivery.records.into_iter().enumerate() {
+            let reject = |raw: String, reason: String, store_id: &str, event_id: &str| Reject {
+                received_at: now,
+                source: "firehose",
+                request_id: request_id.to_owned(),
+                record_index: u32::try_from(index).unwrap_or(u32::MAX),
+                store_id: store_id.to_owned(),
+                event_id: event_id.to_owned(),
+                reason,
+                raw,
+            };
+            let bytes = match base64::engine::general_purpose::STANDARD.decode(record.data.as_bytes()) {
+                Ok(b) => b,
+                Err(e) => {
+                    rejects.push(reject(record.data, format!("record data is not base64: {e}"), "", ""));
+                    continue;
+                }
+            };
+            let text = match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    rejects.push(reject(record.data, format!("record is not UTF-8: {e}"), "", ""));
+                    continue;
+                }
+            };
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                match serde_json::from_str::<Event>(line) {
+                    Ok(event) => match self.validator.revalidate(&event) {
+                        Ok(()) => events.push(event),
+                        Err(fe) => rejects.push(reject(
+                            line.to_owned(),
+                            format!("{}: {} ({})", fe.code, fe.message, fe.field),
+                            &event.store_id,
+                            &event.id,
+                        )),
+                    },
+                    Err(e) => rejects.push(reject(line.to_owned(), format!("not an event: {e}"), "", "")),
+                }
+            }
+        }
+        // Same delivery → same chunks → same tokens: a retried request id is stored once.
+        for chunk in events.chunks(self.batch_size) {
+            self.store.insert(chunk, &dedup_token(chunk)).await?;
+        }
+        if !rejects.is_empty() {
+            tracing::warn!(request_id, rejected = rejects.len(), first_reason = %rejects[0].reason,
+                "records rejected to commerce_events_rejects");
+            let token = format!("{:x}", Sha256::digest(format!("rejects:{request_id}:{}", rejects.len())));
+            self.store.insert_rejects(&rejects, &token).await?;
+        }
+        Ok(Outcome { records, events: events.len(), rejected: rejects.len() })
+    }
+
+    fn respond(&self, status: StatusCode, request_id: &str, error: Option<&str>) -> Response<Body> {
+        let ms = i64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let mut body = serde_json::json!({ "requestId": request_id, "timestamp": ms });
+        if let Some(msg) = error {
+            body["errorMessage"] = msg.into();
+        }
+        let text = body.to_string();
+        let len = text.len();
+        let mut resp = Response::new(Body::Text(text));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        resp
+    }
+}
+
+fn header_str<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Constant-time comparison (over SHA-256 digests, so lengths leak nothing either).
+fn keys_match(given: &str, expected: &str) -> bool {
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
+}
