@@ -301,7 +301,8 @@ impl Config {
     pub fn require_firehose_access_key(&self) -> Result<&Secret> {
         if self.firehose_access_key.expose().len() < 16 {
             return Err(Error::Config(
-                "FIREHOSE_ACCESS_KEY must be set (at least 16 characters) for the ingest function".into(),
+                "FIREHOSE_ACCESS_KEY must be set (at least 16 characters) for the ingest function"
+                    .into(),
             ));
         }
         Ok(&self.firehose_access_key)

@@ -81,22 +81,41 @@ impl Ingest {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let access_key = access_key.filter(|k| !k.is_empty());
-        Self { store, validator, access_key, batch_size: batch_size.max(1), max_bytes, clock }
+        Self {
+            store,
+            validator,
+            access_key,
+            batch_size: batch_size.max(1),
+            max_bytes,
+            clock,
+        }
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let header_id = header_str(&req, "x-amz-firehose-request-id").map(str::to_owned);
         let id_for_errors = header_id.clone().unwrap_or_default();
         if req.method() != Method::POST {
-            return self.respond(StatusCode::METHOD_NOT_ALLOWED, &id_for_errors, Some("only POST is accepted"));
+            return self.respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &id_for_errors,
+                Some("only POST is accepted"),
+            );
         }
         if let Some(expected) = &self.access_key {
             match header_str(&req, "x-amz-firehose-access-key") {
                 None => {
-                    return self.respond(StatusCode::UNAUTHORIZED, &id_for_errors, Some("missing X-Amz-Firehose-Access-Key"));
+                    return self.respond(
+                        StatusCode::UNAUTHORIZED,
+                        &id_for_errors,
+                        Some("missing X-Amz-Firehose-Access-Key"),
+                    );
                 }
                 Some(given) if !keys_match(given, expected.expose()) => {
-                    return self.respond(StatusCode::FORBIDDEN, &id_for_errors, Some("wrong access key"));
+                    return self.respond(
+                        StatusCode::FORBIDDEN,
+                        &id_for_errors,
+                        Some("wrong access key"),
+                    );
                 }
                 Some(_) => {}
             }
@@ -115,19 +134,33 @@ impl Ingest {
                 );
             }
         };
-        let request_id = header_id.or(delivery.request_id.clone()).unwrap_or_default();
+        let request_id = header_id
+            .or(delivery.request_id.clone())
+            .unwrap_or_default();
         if request_id.is_empty() {
-            return self.respond(StatusCode::BAD_REQUEST, "", Some("no request id (header or body)"));
+            return self.respond(
+                StatusCode::BAD_REQUEST,
+                "",
+                Some("no request id (header or body)"),
+            );
         }
         match self.deliver(&request_id, delivery).await {
             Ok(outcome) => {
-                tracing::info!(request_id, records = outcome.records, events = outcome.events,
-                    rejected = outcome.rejected, "delivery stored");
+                tracing::info!(
+                    request_id,
+                    records = outcome.records,
+                    events = outcome.events,
+                    rejected = outcome.rejected,
+                    "delivery stored"
+                );
                 self.respond(StatusCode::OK, &request_id, None)
             }
             Err(e) => {
-                let status =
-                    if e.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+                let status = if e.is_retryable() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
                 tracing::error!(request_id, error = %e, "delivery failed; Firehose will retry");
                 self.respond(status, &request_id, Some("storage unavailable; retry"))
             }
@@ -138,12 +171,19 @@ impl Ingest {
     fn body(&self, req: &Request) -> Result<Vec<u8>, (StatusCode, String)> {
         let raw: &[u8] = req.body().as_ref();
         let too_large = |n: usize| {
-            (StatusCode::PAYLOAD_TOO_LARGE, format!("delivery is larger than {} bytes (at least {n})", self.max_bytes))
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "delivery is larger than {} bytes (at least {n})",
+                    self.max_bytes
+                ),
+            )
         };
         if raw.len() > self.max_bytes {
             return Err(too_large(raw.len()));
         }
-        let gzip = header_str(req, "content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        let gzip =
+            header_str(req, "content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
         if !gzip {
             return Ok(raw.to_vec());
         }
@@ -151,7 +191,12 @@ impl Ingest {
         flate2::read::GzDecoder::new(raw)
             .take(self.max_bytes as u64 + 1)
             .read_to_end(&mut out)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body is not valid gzip: {e}")))?;
+            .map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("body is not valid gzip: {e}"),
+                )
+            })?;
         if out.len() > self.max_bytes {
             return Err(too_large(out.len()));
         }
@@ -175,17 +220,28 @@ impl Ingest {
                 reason,
                 raw,
             };
-            let bytes = match base64::engine::general_purpose::STANDARD.decode(record.data.as_bytes()) {
-                Ok(b) => b,
-                Err(e) => {
-                    rejects.push(reject(record.data, format!("record data is not base64: {e}"), "", ""));
-                    continue;
-                }
-            };
+            let bytes =
+                match base64::engine::general_purpose::STANDARD.decode(record.data.as_bytes()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        rejects.push(reject(
+                            record.data,
+                            format!("record data is not base64: {e}"),
+                            "",
+                            "",
+                        ));
+                        continue;
+                    }
+                };
             let text = match String::from_utf8(bytes) {
                 Ok(t) => t,
                 Err(e) => {
-                    rejects.push(reject(record.data, format!("record is not UTF-8: {e}"), "", ""));
+                    rejects.push(reject(
+                        record.data,
+                        format!("record is not UTF-8: {e}"),
+                        "",
+                        "",
+                    ));
                     continue;
                 }
             };
@@ -200,7 +256,12 @@ impl Ingest {
                             &event.id,
                         )),
                     },
-                    Err(e) => rejects.push(reject(line.to_owned(), format!("not an event: {e}"), "", "")),
+                    Err(e) => rejects.push(reject(
+                        line.to_owned(),
+                        format!("not an event: {e}"),
+                        "",
+                        "",
+                    )),
                 }
             }
         }
@@ -211,10 +272,17 @@ impl Ingest {
         if !rejects.is_empty() {
             tracing::warn!(request_id, rejected = rejects.len(), first_reason = %rejects[0].reason,
                 "records rejected to commerce_events_rejects");
-            let token = format!("{:x}", Sha256::digest(format!("rejects:{request_id}:{}", rejects.len())));
+            let token = format!(
+                "{:x}",
+                Sha256::digest(format!("rejects:{request_id}:{}", rejects.len()))
+            );
             self.store.insert_rejects(&rejects, &token).await?;
         }
-        Ok(Outcome { records, events: events.len(), rejected: rejects.len() })
+        Ok(Outcome {
+            records,
+            events: events.len(),
+            rejected: rejects.len(),
+        })
     }
 
     fn respond(&self, status: StatusCode, request_id: &str, error: Option<&str>) -> Response<Body> {
@@ -228,14 +296,21 @@ impl Ingest {
         let mut resp = Response::new(Body::Text(text));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         resp
     }
 }
 
 fn header_str<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty())
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 /// Constant-time comparison (over SHA-256 digests, so lengths leak nothing either).

@@ -26,5 +26,8 @@ async fn main() -> Result<(), Error> {
         Arc::new(SystemClock),
     );
     let ingest = &ingest;
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(ingest.handle(req).await) })).await
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(ingest.handle(req).await)
+    }))
+    .await
 }

@@ -42,7 +42,12 @@ pub struct Api {
 
 impl Api {
     pub fn new(tracker: Arc<Tracker>, keys: KeyRing, limits: Limits) -> Self {
-        Self { tracker, keys: Arc::new(keys), limits, ingest: None }
+        Self {
+            tracker,
+            keys: Arc::new(keys),
+            limits,
+            ingest: None,
+        }
     }
 
     /// Also serve the Firehose destination at `/analytics/ingest/firehose`.
@@ -89,7 +94,10 @@ impl Api {
             ("/analytics/events", &Method::POST) => self.track_batch(req).await,
             ("/analytics/ingest/firehose", _) => match &self.ingest {
                 Some(ingest) => Ok(ingest.handle(req).await),
-                None => Err(Error::NotFound { method: method.to_string(), path }),
+                None => Err(Error::NotFound {
+                    method: method.to_string(),
+                    path,
+                }),
             },
             ("/analytics/event" | "/analytics/events" | "/health", _) => {
                 Err(Error::MethodNotAllowed {

@@ -229,10 +229,18 @@ impl Validator {
     /// trusts nothing it decodes): store id, id, type contract, property shape and limits.
     pub fn revalidate(&self, e: &Event) -> Result<(), FieldError> {
         if !crate::auth::is_valid_store_id(&e.store_id) {
-            return Err(FieldError::new("invalid_value", "storeId", "storeId is missing or malformed"));
+            return Err(FieldError::new(
+                "invalid_value",
+                "storeId",
+                "storeId is missing or malformed",
+            ));
         }
         if !is_valid_client_id(&e.id, self.limits.max_id_len) {
-            return Err(FieldError::new("invalid_id", "id", "id is missing or malformed"));
+            return Err(FieldError::new(
+                "invalid_id",
+                "id",
+                "id is missing or malformed",
+            ));
         }
         self.check_shape(&e.properties)?;
         check_properties(&e.event_type, &e.properties, self.limits.max_id_len)

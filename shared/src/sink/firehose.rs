@@ -52,7 +52,10 @@ pub struct SdkFirehose {
 
 impl SdkFirehose {
     pub fn new(client: aws_sdk_firehose::Client, stream: impl Into<String>) -> Self {
-        Self { client, stream: stream.into() }
+        Self {
+            client,
+            stream: stream.into(),
+        }
     }
 
     /// Client from the standard AWS configuration chain (`AWS_REGION`, credentials,
@@ -70,7 +73,10 @@ impl RecordBatchApi for SdkFirehose {
             .iter()
             .map(|r| Record::builder().data(Blob::new(r.clone())).build())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PutError { retryable: false, message: e.to_string() })?;
+            .map_err(|e| PutError {
+                retryable: false,
+                message: e.to_string(),
+            })?;
         let n = records.len();
         let out = self
             .client
@@ -84,10 +90,16 @@ impl RecordBatchApi for SdkFirehose {
                     Some(service) => service.is_service_unavailable_exception(),
                     None => true, // transport failure, timeout, unparseable response
                 };
-                PutError { retryable, message: aws_sdk_firehose::error::DisplayErrorContext(&e).to_string() }
+                PutError {
+                    retryable,
+                    message: aws_sdk_firehose::error::DisplayErrorContext(&e).to_string(),
+                }
             })?;
-        let codes: Vec<Option<String>> =
-            out.request_responses().iter().map(|r| r.error_code().map(str::to_owned)).collect();
+        let codes: Vec<Option<String>> = out
+            .request_responses()
+            .iter()
+            .map(|r| r.error_code().map(str::to_owned))
+            .collect();
         if codes.len() != n {
             return Err(PutError {
                 retryable: true,
@@ -108,7 +120,14 @@ pub struct FirehoseSink {
 
 impl FirehoseSink {
     pub fn new(api: Arc<dyn RecordBatchApi>) -> Self {
-        Self { api, backoff: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1) }, max_attempts: 4 }
+        Self {
+            api,
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+            },
+            max_attempts: 4,
+        }
     }
 
     pub fn with_retry(mut self, backoff: Backoff, max_attempts: u32) -> Self {
@@ -134,9 +153,18 @@ impl FirehoseSink {
                         .map(|(&i, _)| i)
                         .collect();
                     if !failed.is_empty() {
-                        tracing::warn!(failed = failed.len(), sent = pending.len(), attempt,
-                            code = codes.iter().flatten().next().map(String::as_str).unwrap_or(""),
-                            "Firehose rejected some records; resending only those");
+                        tracing::warn!(
+                            failed = failed.len(),
+                            sent = pending.len(),
+                            attempt,
+                            code = codes
+                                .iter()
+                                .flatten()
+                                .next()
+                                .map(String::as_str)
+                                .unwrap_or(""),
+                            "Firehose rejected some records; resending only those"
+                        );
                     }
                     pending = failed;
                 }
@@ -208,7 +236,10 @@ impl EventSink for FirehoseSink {
             Ok(())
         } else {
             Err(SinkError::Unavailable {
-                message: format!("{} events were not accepted by Firehose; resend them", failed_ids.len()),
+                message: format!(
+                    "{} events were not accepted by Firehose; resend them",
+                    failed_ids.len()
+                ),
                 retry_after: Duration::from_secs(1),
                 failed_ids,
             })
@@ -239,7 +270,10 @@ mod tests {
     }
 
     impl ScriptedFirehose {
-        fn then(self, f: impl Fn(usize) -> Result<Vec<Option<String>>, PutError> + Send + 'static) -> Self {
+        fn then(
+            self,
+            f: impl Fn(usize) -> Result<Vec<Option<String>>, PutError> + Send + 'static,
+        ) -> Self {
             self.answers.lock().expect("lock").insert(0, Box::new(f));
             self
         }
@@ -250,7 +284,10 @@ mod tests {
 
     #[async_trait]
     impl RecordBatchApi for ScriptedFirehose {
-        async fn put_record_batch(&self, records: &[Vec<u8>]) -> Result<Vec<Option<String>>, PutError> {
+        async fn put_record_batch(
+            &self,
+            records: &[Vec<u8>],
+        ) -> Result<Vec<Option<String>>, PutError> {
             self.calls.lock().expect("lock").push(records.to_vec());
             let answer = self.answers.lock().expect("lock").pop();
             match answer {
@@ -261,32 +298,56 @@ mod tests {
     }
 
     fn events(n: usize) -> Vec<Event> {
-        let v = Validator { limits: Default::default(), retention_days: 365, anonymize_ip: true };
+        let v = Validator {
+            limits: Default::default(),
+            retention_days: 365,
+            anonymize_ip: true,
+        };
         let now = time::OffsetDateTime::now_utc();
         (0..n)
             .map(|i| {
-                v.validate(json!({"id": format!("e{i}"), "type": "page.viewed"}), "s", &RequestMeta::default(), now)
-                    .expect("valid")
+                v.validate(
+                    json!({"id": format!("e{i}"), "type": "page.viewed"}),
+                    "s",
+                    &RequestMeta::default(),
+                    now,
+                )
+                .expect("valid")
             })
             .collect()
     }
 
     fn ids_in(call: &[Vec<u8>]) -> Vec<String> {
         call.iter()
-            .map(|r| serde_json::from_slice::<Event>(r).expect("record is an event").id)
+            .map(|r| {
+                serde_json::from_slice::<Event>(r)
+                    .expect("record is an event")
+                    .id
+            })
             .collect()
     }
 
     fn fast(api: Arc<ScriptedFirehose>) -> FirehoseSink {
-        FirehoseSink::new(api).with_retry(Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(2) }, 4)
+        FirehoseSink::new(api).with_retry(
+            Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(2),
+            },
+            4,
+        )
     }
 
     #[tokio::test]
     async fn only_the_records_that_failed_are_sent_again() {
         let api = Arc::new(ScriptedFirehose::default().then(|n| {
-            Ok((0..n).map(|i| (i % 2 == 1).then(|| "ServiceUnavailableException".to_owned())).collect())
+            Ok((0..n)
+                .map(|i| (i % 2 == 1).then(|| "ServiceUnavailableException".to_owned()))
+                .collect())
         }));
-        fast(api.clone()).send_batch(events(6)).await.expect("all accepted in the end");
+        fast(api.clone())
+            .send_batch(events(6))
+            .await
+            .expect("all accepted in the end");
         let calls = api.calls();
         assert_eq!(calls.len(), 2);
         assert_eq!(ids_in(&calls[1]), vec!["e1", "e3", "e5"]);
@@ -296,35 +357,69 @@ mod tests {
     async fn records_still_failing_after_the_last_attempt_are_named_in_the_error() {
         let api = Arc::new(
             ScriptedFirehose::default()
-                .then(|n| Ok((0..n).map(|i| (i == 0).then(|| "InternalFailure".to_owned())).collect()))
+                .then(|n| {
+                    Ok((0..n)
+                        .map(|i| (i == 0).then(|| "InternalFailure".to_owned()))
+                        .collect())
+                })
                 .then(|n| Ok(vec![Some("InternalFailure".to_owned()); n]))
                 .then(|n| Ok(vec![Some("InternalFailure".to_owned()); n]))
                 .then(|n| Ok(vec![Some("InternalFailure".to_owned()); n])),
         );
-        let err = fast(api.clone()).send_batch(events(3)).await.expect_err("e0 never lands");
-        let SinkError::Unavailable { failed_ids, .. } = err else { panic!("{err:?}") };
+        let err = fast(api.clone())
+            .send_batch(events(3))
+            .await
+            .expect_err("e0 never lands");
+        let SinkError::Unavailable { failed_ids, .. } = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(failed_ids, vec!["e0"]);
         assert_eq!(api.calls().len(), 4, "bounded attempts");
     }
 
     #[tokio::test]
     async fn a_retryable_call_failure_resends_everything_and_a_fatal_one_stops_at_once() {
-        let api = Arc::new(ScriptedFirehose::default().then(|_| Err(PutError { retryable: true, message: "503".into() })));
-        fast(api.clone()).send_batch(events(2)).await.expect("second call succeeds");
+        let api = Arc::new(ScriptedFirehose::default().then(|_| {
+            Err(PutError {
+                retryable: true,
+                message: "503".into(),
+            })
+        }));
+        fast(api.clone())
+            .send_batch(events(2))
+            .await
+            .expect("second call succeeds");
         assert_eq!(api.calls().len(), 2);
         assert_eq!(ids_in(&api.calls()[1]), vec!["e0", "e1"]);
 
-        let api = Arc::new(ScriptedFirehose::default().then(|_| Err(PutError { retryable: false, message: "no such stream".into() })));
-        let err = fast(api.clone()).send_batch(events(2)).await.expect_err("fatal");
-        assert!(matches!(err, SinkError::Unavailable { ref failed_ids, .. } if failed_ids.len() == 2));
+        let api = Arc::new(ScriptedFirehose::default().then(|_| {
+            Err(PutError {
+                retryable: false,
+                message: "no such stream".into(),
+            })
+        }));
+        let err = fast(api.clone())
+            .send_batch(events(2))
+            .await
+            .expect_err("fatal");
+        assert!(
+            matches!(err, SinkError::Unavailable { ref failed_ids, .. } if failed_ids.len() == 2)
+        );
         assert_eq!(api.calls().len(), 1);
     }
 
     #[test]
     fn calls_respect_the_record_count_and_byte_limits() {
-        assert_eq!(plan_calls(&vec![100; 1200]), vec![0..500, 500..1000, 1000..1200]);
+        assert_eq!(
+            plan_calls(&vec![100; 1200]),
+            vec![0..500, 500..1000, 1000..1200]
+        );
         let big = 1000 * 1024;
-        assert_eq!(plan_calls(&[big, big, big, big, big]), vec![0..4, 4..5], "4 MiB per call");
+        assert_eq!(
+            plan_calls(&[big, big, big, big, big]),
+            vec![0..4, 4..5],
+            "4 MiB per call"
+        );
         assert_eq!(plan_calls(&[]), Vec::<std::ops::Range<usize>>::new());
     }
 
@@ -332,7 +427,10 @@ mod tests {
     async fn each_record_is_one_ndjson_line_of_the_enriched_event() {
         let api = Arc::new(ScriptedFirehose::default());
         let sent = events(1);
-        fast(api.clone()).send_batch(sent.clone()).await.expect("ok");
+        fast(api.clone())
+            .send_batch(sent.clone())
+            .await
+            .expect("ok");
         let record = &api.calls()[0][0];
         assert_eq!(record.last(), Some(&b'\n'));
         assert_eq!(record.iter().filter(|b| **b == b'\n').count(), 1);

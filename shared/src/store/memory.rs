@@ -14,6 +14,7 @@ use crate::event::Event;
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     fail_next: AtomicUsize,
+    reject_next: AtomicUsize,
     attempts: AtomicUsize,
 }
 
@@ -33,6 +34,11 @@ impl MemoryStore {
     /// The next `n` inserts fail with [`StoreError::Unavailable`].
     pub fn fail_next(&self, n: usize) {
         self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` inserts fail with [`StoreError::Rejected`] (the data itself refused).
+    pub fn reject_next(&self, n: usize) {
+        self.reject_next.store(n, Ordering::SeqCst);
     }
 
     pub fn events(&self) -> Vec<Event> {
@@ -69,6 +75,13 @@ impl EventStore for MemoryStore {
         if failing {
             return Err(StoreError::Unavailable("injected failure".into()));
         }
+        let rejecting = self
+            .reject_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if rejecting {
+            return Err(StoreError::Rejected("injected rejection".into()));
+        }
         let mut inner = self.lock();
         if inner.tokens.insert(dedup_token.to_owned()) {
             inner.events.extend_from_slice(events);
@@ -77,7 +90,11 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
-    async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str) -> Result<(), StoreError> {
+    async fn insert_rejects(
+        &self,
+        rejects: &[Reject],
+        dedup_token: &str,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if inner.tokens.insert(format!("rejects:{dedup_token}")) {
             inner.rejects.extend_from_slice(rejects);

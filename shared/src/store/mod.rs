@@ -57,7 +57,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError>;
 
     /// Stores rejected records (idempotent per `dedup_token` like [`EventStore::insert`]).
-    async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str) -> Result<(), StoreError>;
+    async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str)
+    -> Result<(), StoreError>;
 }
 
 /// A stable token for a batch: hex SHA-256 over each event's store and id, in order.

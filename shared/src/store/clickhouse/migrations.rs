@@ -49,9 +49,9 @@ pub struct Migration {
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
-    version: 1,
-    name: "create commerce_events",
-    statements: &[r"
+        version: 1,
+        name: "create commerce_events",
+        statements: &[r"
 CREATE TABLE IF NOT EXISTS {db}.commerce_events
 (
     store_id          LowCardinality(String),

@@ -160,10 +160,15 @@ impl EventStore for ClickHouseStore {
             return Ok(());
         }
         let mut seen = self.stored_ids(events).await?;
-        let fresh: Vec<&Event> =
-            events.iter().filter(|e| seen.insert((e.store_id.clone(), e.id.clone()))).collect();
+        let fresh: Vec<&Event> = events
+            .iter()
+            .filter(|e| seen.insert((e.store_id.clone(), e.id.clone())))
+            .collect();
         if fresh.len() < events.len() {
-            tracing::info!(skipped = events.len() - fresh.len(), "skipped events already stored");
+            tracing::info!(
+                skipped = events.len() - fresh.len(),
+                "skipped events already stored"
+            );
         }
         if fresh.is_empty() {
             return Ok(());
@@ -176,12 +181,19 @@ impl EventStore for ClickHouseStore {
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
             .with_setting("insert_deduplication_token", dedup_token);
         for e in fresh {
-            insert.write(&EventRow::from_event(e)).await.map_err(classify)?;
+            insert
+                .write(&EventRow::from_event(e))
+                .await
+                .map_err(classify)?;
         }
         insert.end().await.map_err(classify)
     }
 
-    async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str) -> Result<(), StoreError> {
+    async fn insert_rejects(
+        &self,
+        rejects: &[Reject],
+        dedup_token: &str,
+    ) -> Result<(), StoreError> {
         if rejects.is_empty() {
             return Ok(());
         }
@@ -193,7 +205,10 @@ impl EventStore for ClickHouseStore {
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
             .with_setting("insert_deduplication_token", dedup_token);
         for r in rejects {
-            insert.write(&RejectRow::from_reject(r)).await.map_err(classify)?;
+            insert
+                .write(&RejectRow::from_reject(r))
+                .await
+                .map_err(classify)?;
         }
         insert.end().await.map_err(classify)
     }
