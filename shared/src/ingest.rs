@@ -37,7 +37,7 @@ use subtle::ConstantTimeEq;
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::event::{Event, Validator};
-use crate::store::{EventStore, Reject, StoreError, dedup_token};
+use crate::store::{EventStore, Reject, StoreError};
 
 #[derive(Debug)]
 pub struct Ingest {
@@ -206,6 +206,7 @@ impl Ingest {
     /// Decodes, validates and stores one delivery.
     async fn deliver(&self, request_id: &str, delivery: Delivery) -> Result<Outcome, StoreError> {
         let now = self.clock.now();
+        let started = std::time::Instant::now();
         let mut events: Vec<Event> = Vec::new();
         let mut rejects: Vec<Reject> = Vec::new();
         let records = delivery.records.len();
@@ -265,10 +266,10 @@ impl Ingest {
                 }
             }
         }
-        // Same delivery → same chunks → same tokens: a retried request id is stored once.
-        for chunk in events.chunks(self.batch_size) {
-            self.store.insert(chunk, &dedup_token(chunk)).await?;
-        }
+        let decoded = started.elapsed();
+        // Same delivery → same chunks → same tokens, and ids already stored are skipped: a retried
+        // request id (or a duplicate delivery) is stored once.
+        self.store.insert_batches(&events, self.batch_size).await?;
         if !rejects.is_empty() {
             tracing::warn!(request_id, rejected = rejects.len(), first_reason = %rejects[0].reason,
                 "records rejected to commerce_events_rejects");
@@ -278,6 +279,12 @@ impl Ingest {
             );
             self.store.insert_rejects(&rejects, &token).await?;
         }
+        tracing::debug!(
+            request_id,
+            decode_ms = decoded.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "delivery timings"
+        );
         Ok(Outcome {
             records,
             events: events.len(),

@@ -1,6 +1,9 @@
-//! End-to-end ingest benchmark (prints figures; not a test).
+//! Benchmarks that print figures (not tests).
 //!
-//! `cargo run --release -p analytics-cli --bin bench -- ingest [--events 1000000]`
+//! `cargo run --release -p analytics-cli --bin bench -- track [--events 1000000]`
+//! `cargo run --release -p analytics-cli --bin bench -- firehose`
+//!
+//! ## track
 //!
 //! In one run, against the ClickHouse at `CLICKHOUSE_URL` (default http://127.0.0.1:8123), each side in a
 //! fresh database:
@@ -10,6 +13,12 @@
 //!   `INSERT INTO commerce_events FORMAT JSONEachRow`, 500 rows per request, 8 in flight.
 //!
 //! Prints events/s for both and the ratio ours / baseline.
+//!
+//! ## firehose
+//! The `ingest` function's path (parse the delivery, base64-decode, validate, insert in `batch_size`
+//! chunks) called in-process with prebuilt spec-shaped requests, for deliveries of 500 records and of
+//! 5 MiB, against the same rows sent as one `INSERT … FORMAT JSONEachRow` per delivery. Deliveries are
+//! sent one after another, as one Lambda instance receives them.
 
 // Printing the figures on stdout is this binary's purpose.
 #![allow(clippy::print_stdout)]
@@ -33,10 +42,16 @@ const KEY: &str = "pk_bench_write_key_000";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    commerce_analytics::telemetry::init(false);
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("ingest") {
-        eprintln!("usage: bench ingest [--events N]");
-        std::process::exit(2);
+    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    match args.get(1).map(String::as_str) {
+        Some("track") => {}
+        Some("firehose") => return firehose(&url).await,
+        _ => {
+            eprintln!("usage: bench track [--events N] | bench firehose");
+            std::process::exit(2);
+        }
     }
     let events: usize = args
         .iter()
@@ -44,7 +59,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
 
     eprintln!("generating {events} demo events ...");
     let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
@@ -235,4 +249,148 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Demo events, validated as `track` would, for store `bench`.
+fn demo_events(n: usize, seed: u64, v: &Validator) -> Vec<commerce_analytics::event::Event> {
+    let now = time::OffsetDateTime::now_utc();
+    let end = now - time::Duration::minutes(1);
+    DemoGenerator::new(DemoConfig {
+        seed,
+        events: n,
+        days: 30,
+        end,
+    })
+    .take(n)
+    .map(|w| {
+        v.validate(w, "bench", &RequestMeta::default(), now)
+            .expect("valid")
+    })
+    .collect()
+}
+
+/// A spec-shaped Firehose delivery request (plain JSON body, all headers).
+fn delivery_request(
+    request_id: &str,
+    events: &[commerce_analytics::event::Event],
+) -> lambda_http::Request {
+    use base64::Engine;
+    let records: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let data = commerce_analytics::sink::firehose::encode_record(e);
+            serde_json::json!({ "data": base64::engine::general_purpose::STANDARD.encode(data) })
+        })
+        .collect();
+    let body = serde_json::json!({ "requestId": request_id, "timestamp": 1_764_000_000_000_i64, "records": records });
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("https://example.lambda-url.us-east-1.on.aws/")
+        .header("x-amz-firehose-request-id", request_id)
+        .header("x-amz-firehose-protocol-version", "1.0")
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::from(body.to_string()))
+        .expect("request")
+}
+
+async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use commerce_analytics::ingest::Ingest;
+    let pid = std::process::id();
+    println!(
+        "ingest path (decode + validate + insert) vs INSERT ... FORMAT JSONEachRow, same rows, sequential deliveries"
+    );
+    for (label, per_delivery, deliveries) in [("500 records", 500usize, 40usize), ("5 MiB", 0, 6)] {
+        // Fresh names per case: DROP DATABASE completes lazily, so a reused name can vanish under us.
+        let db_ours = format!("bench_fh_ours_{pid}_{deliveries}");
+        let db_base = format!("bench_fh_base_{pid}_{deliveries}");
+        let cfg = config(url, &db_ours)?;
+        let v = Validator::from_config(&cfg);
+        // 5 MiB deliveries: as many records as fit in 5 MiB of request body.
+        let per = if per_delivery > 0 {
+            per_delivery
+        } else {
+            let sample = demo_events(2000, 1, &v);
+            let bytes = delivery_request("x", &sample).body().as_ref().len();
+            (5 * 1024 * 1024) * 2000 / bytes
+        };
+        let events = demo_events(per * deliveries, 11, &v);
+        let requests: Vec<lambda_http::Request> = events
+            .chunks(per)
+            .enumerate()
+            .map(|(i, c)| delivery_request(&format!("bench-{i}"), c))
+            .collect();
+        let body_mib = requests[0].body().as_ref().len() as f64 / 1024.0 / 1024.0;
+
+        let store = ClickHouseStore::new(&cfg.clickhouse);
+        store.migrate(cfg.retention_days).await?;
+        let ingest = Ingest::new(
+            Arc::new(store.clone()),
+            v.clone(),
+            None,
+            cfg.batch_size,
+            cfg.limits.max_ingest_bytes,
+            Arc::new(commerce_analytics::clock::SystemClock),
+        );
+        let started = Instant::now();
+        for req in requests {
+            let resp = ingest.handle(req).await;
+            if resp.status() != 200 {
+                return Err(format!("ingest answered {}", resp.status()).into());
+            }
+        }
+        let ours = started.elapsed();
+
+        let base_cfg = config(url, &db_base)?;
+        let base_store = ClickHouseStore::new(&base_cfg.clickhouse);
+        base_store.migrate(base_cfg.retention_days).await?;
+        let bodies: Vec<String> = events
+            .chunks(per)
+            .map(|c| c.iter().map(|e| row_json(e) + "\n").collect())
+            .collect();
+        let insert_url = format!(
+            "{url}/?query={}",
+            urlencode(&format!(
+                "INSERT INTO {db_base}.commerce_events FORMAT JSONEachRow"
+            ))
+        );
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        for body in bodies {
+            let resp = client.post(&insert_url).body(body).send().await?;
+            if !resp.status().is_success() {
+                return Err(format!("baseline insert: {}", resp.text().await?).into());
+            }
+        }
+        let base = started.elapsed();
+        let (a, b) = (
+            store.count_rows("bench").await?,
+            base_store.count_rows("bench").await?,
+        );
+        if a != b || a != events.len() as u64 {
+            return Err(format!(
+                "row counts differ: ours {a}, baseline {b}, sent {}",
+                events.len()
+            )
+            .into());
+        }
+        let rate = |d: Duration| events.len() as f64 / d.as_secs_f64();
+        println!(
+            "{label:>11} ({per} records, {body_mib:.2} MiB/delivery, {deliveries} deliveries): ours {:>8.0} records/s, baseline {:>8.0} rows/s, ratio {:.2}",
+            rate(ours),
+            rate(base),
+            rate(ours) / rate(base)
+        );
+        // Each through its own client: a client bound to a dropped database cannot run queries.
+        store
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS {db_ours}"))
+            .execute()
+            .await?;
+        base_store
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS {db_base}"))
+            .execute()
+            .await?;
+    }
+    Ok(())
 }

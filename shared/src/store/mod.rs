@@ -56,13 +56,22 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Inserts `events` as one batch. Succeeds only when every row is durably stored.
     async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError>;
 
+    /// Inserts many events in chunks of at most `batch_size`, each chunk idempotent like
+    /// [`EventStore::insert`]. Succeeds only when every chunk is stored. Adapters may overlap chunks.
+    async fn insert_batches(&self, events: &[Event], batch_size: usize) -> Result<(), StoreError> {
+        for chunk in events.chunks(batch_size.max(1)) {
+            self.insert(chunk, &dedup_token(chunk)).await?;
+        }
+        Ok(())
+    }
+
     /// Stores rejected records (idempotent per `dedup_token` like [`EventStore::insert`]).
     async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str)
     -> Result<(), StoreError>;
 }
 
 /// A stable token for a batch: hex SHA-256 over each event's store and id, in order.
-pub fn dedup_token(events: &[Event]) -> String {
+pub fn dedup_token<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
     let mut h = Sha256::new();
     for e in events {
         h.update(e.store_id.as_bytes());
