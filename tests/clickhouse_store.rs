@@ -288,3 +288,26 @@ async fn the_buffer_writes_full_batches_at_once_and_the_rest_after_the_interval(
     assert!(handle.shutdown(Duration::from_secs(5)).await.is_empty());
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_large_batch_sent_again_in_other_batches_adds_no_rows() {
+    let db = TestDb::new("resend").await;
+    let batch = page_views(4_000);
+    db.store
+        .insert(&batch, &dedup_token(&batch))
+        .await
+        .expect("insert");
+    // The same events again, regrouped (different dedup tokens), partly mixed with new ones.
+    let mut again: Vec<Event> = batch.iter().rev().cloned().collect();
+    again.extend(page_views(10));
+    db.store
+        .insert_batches(&again, 700)
+        .await
+        .expect("insert again");
+    assert_eq!(
+        db.store.count_rows("shop-a").await.expect("count"),
+        4_010,
+        "only the 10 new events are added"
+    );
+    db.drop_database().await;
+}

@@ -91,7 +91,8 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         Arc::new(SystemClock),
     );
     let api = Api::new(tracker, KeyRing::from_config(&config.keys), config.limits)
-        .with_ingest(Arc::new(ingest));
+        .with_ingest(Arc::new(ingest))
+        .with_queries(Arc::new(store.clone()), Arc::new(SystemClock));
     let state = AppState {
         api,
         max_body: config.limits.max_body_bytes,

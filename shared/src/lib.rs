@@ -20,6 +20,7 @@ pub mod demo;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod query;
 pub mod retry;
 pub mod sink;
 pub mod store;

@@ -8,6 +8,8 @@
 //!   is valid; 413 beyond the limits.
 //! - `POST /analytics/ingest/firehose`: the Firehose HTTP endpoint destination ([`crate::ingest`]),
 //!   mounted when configured (the local server; on AWS it is its own function behind a Function URL).
+//! - `GET /analytics/metrics?metric=…` and `GET /analytics/funnel?steps=…` (read key): see
+//!   [`crate::query`]; mounted when a query store is configured.
 //! - `GET /health`: liveness (no auth).
 //!
 //! Authentication: `Authorization: Bearer <key>`; the key decides the store. Errors use the shape of
@@ -25,9 +27,11 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::auth::KeyRing;
+use crate::clock::Clock;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
+use crate::query::{QueryStore, funnel, metrics};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -38,6 +42,7 @@ pub struct Api {
     keys: Arc<KeyRing>,
     limits: Limits,
     ingest: Option<Arc<Ingest>>,
+    queries: Option<(Arc<dyn QueryStore>, Arc<dyn Clock>)>,
 }
 
 impl Api {
@@ -47,7 +52,14 @@ impl Api {
             keys: Arc::new(keys),
             limits,
             ingest: None,
+            queries: None,
         }
+    }
+
+    /// Also serve the read endpoints (metrics, funnel) from `store`.
+    pub fn with_queries(mut self, store: Arc<dyn QueryStore>, clock: Arc<dyn Clock>) -> Self {
+        self.queries = Some((store, clock));
+        self
     }
 
     /// Also serve the Firehose destination at `/analytics/ingest/firehose`.
@@ -92,6 +104,8 @@ impl Api {
             }
             ("/analytics/event", &Method::POST) => self.track_one(req).await,
             ("/analytics/events", &Method::POST) => self.track_batch(req).await,
+            ("/analytics/metrics", &Method::GET) => self.metrics(req).await,
+            ("/analytics/funnel", &Method::GET) => self.funnel(req).await,
             ("/analytics/ingest/firehose", _) => match &self.ingest {
                 Some(ingest) => Ok(ingest.handle(req).await),
                 None => Err(Error::NotFound {
@@ -99,17 +113,51 @@ impl Api {
                     path,
                 }),
             },
-            ("/analytics/event" | "/analytics/events" | "/health", _) => {
-                Err(Error::MethodNotAllowed {
-                    method: method.to_string(),
-                    path,
-                })
-            }
+            (
+                "/analytics/event" | "/analytics/events" | "/analytics/metrics"
+                | "/analytics/funnel" | "/health",
+                _,
+            ) => Err(Error::MethodNotAllowed {
+                method: method.to_string(),
+                path,
+            }),
             _ => Err(Error::NotFound {
                 method: method.to_string(),
                 path,
             }),
         }
+    }
+
+    /// The query store and "now" for a read request, after checking the read key.
+    fn reader(&self, req: &Request) -> Result<(String, &dyn QueryStore, jiff::Timestamp)> {
+        let principal = self.keys.authenticate(request::authorization(req))?;
+        principal.require_read()?;
+        let (store, clock) = self.queries.as_ref().ok_or_else(|| Error::NotFound {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+        })?;
+        let ms = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let now =
+            jiff::Timestamp::from_millisecond(ms).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((principal.store_id, store.as_ref(), now))
+    }
+
+    async fn metrics(&self, req: Request) -> Result<Response<Body>> {
+        let (store_id, store, now) = self.reader(&req)?;
+        let q = metrics::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await?;
+        Ok(response::json(
+            StatusCode::OK,
+            &metrics::run(store, &q).await?,
+        ))
+    }
+
+    async fn funnel(&self, req: Request) -> Result<Response<Body>> {
+        let (store_id, store, now) = self.reader(&req)?;
+        let q = funnel::parse(&store_id, req.uri().query().unwrap_or(""), now)?;
+        Ok(response::json(
+            StatusCode::OK,
+            &funnel::run(store, &q).await?,
+        ))
     }
 
     async fn track_one(&self, req: Request) -> Result<Response<Body>> {

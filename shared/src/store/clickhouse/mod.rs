@@ -15,6 +15,7 @@
 //! such rows on merge and readers count `uniqExact(id)`/`FINAL` where it matters. See [`migrations`].
 
 pub mod migrations;
+mod query;
 mod row;
 
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub use row::{EventRow, RejectRow};
 /// same timestamp, as our SDKs and the `Tracker` do, always is; a later identical row also collapses on
 /// merge).
 pub const DEDUP_HORIZON: time::Duration = time::Duration::days(1);
+
+/// Events per already-stored lookup query: ids are at most 128 bytes, so 1,500 of them stay inside 256 KiB.
+const LOOKUP_GROUP: usize = 1_500;
 
 /// Chunks of one `insert_batches` call written at the same time.
 const CHUNK_CONCURRENCY: usize = 4;
@@ -177,6 +181,16 @@ impl ClickHouseStore {
 
     /// `(store_id, id)` pairs of `events` that are already stored.
     async fn stored_ids(&self, events: &[Event]) -> Result<HashSet<(String, String)>, StoreError> {
+        let mut found = HashSet::new();
+        // Groups keep each lookup far below ClickHouse's `max_query_size` (256 KiB): a 50,000-event batch
+        // inlined as one IN list would not parse.
+        for group in events.chunks(LOOKUP_GROUP) {
+            found.extend(self.stored_ids_in(group).await?);
+        }
+        Ok(found)
+    }
+
+    async fn stored_ids_in(&self, events: &[Event]) -> Result<Vec<(String, String)>, StoreError> {
         let stores: HashSet<&str> = events.iter().map(|e| e.store_id.as_str()).collect();
         let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let (mut from, mut to) = (events[0].timestamp, events[0].timestamp);
@@ -185,8 +199,7 @@ impl ClickHouseStore {
             to = to.max(e.timestamp);
         }
         let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
-        let found = self
-            .client
+        self.client
             .query(
                 "SELECT store_id, id FROM commerce_events \
                  WHERE store_id IN ? AND id IN ? \
@@ -198,8 +211,7 @@ impl ClickHouseStore {
             .bind(ms(to + DEDUP_HORIZON))
             .fetch_all::<(String, String)>()
             .await
-            .map_err(classify)?;
-        Ok(found.into_iter().collect())
+            .map_err(classify)
     }
 }
 

@@ -1,0 +1,27 @@
+//! Read side: metrics and funnels for the dashboards.
+//!
+//! The domain here (parameters, catalog, response shapes, arithmetic on aggregates) is storage-agnostic;
+//! the SQL lives in the store adapter behind [`QueryStore`] (`store::clickhouse::query`), so a BigQuery
+//! adapter can answer the same questions. Every query is scoped to the caller's store, taken from the key.
+
+pub mod funnel;
+pub mod metrics;
+pub mod params;
+
+use async_trait::async_trait;
+
+use crate::store::StoreError;
+
+pub use funnel::{FunnelCounts, FunnelQuery};
+pub use metrics::{Aggregates, MetricQuery};
+
+/// What the read endpoints need from storage.
+#[async_trait]
+pub trait QueryStore: Send + Sync + std::fmt::Debug {
+    /// Raw aggregates of a metric per bucket and over the whole range (see [`metrics::Metric`]).
+    async fn metric(&self, q: &MetricQuery) -> Result<Aggregates, StoreError>;
+    /// The currency most of the store's orders of the last 90 days use, if it has any.
+    async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError>;
+    /// Keys (sessions or customers) reaching each funnel step, and median step times.
+    async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
+}

@@ -1,0 +1,232 @@
+//! SQL for the read side ([`QueryStore`]). Every request value travels as a server-side query parameter
+//! (`{name:Type}`), never pasted into SQL; the only text composed here comes from allow-lists (metric,
+//! granularity, funnel mode, step count).
+//!
+//! Duplicates: the insert path stores each event once, and these queries are written to stay exact even
+//! if a duplicate row slipped in (orders and refunds are deduplicated by `orderId` / event id, sessions
+//! and visitors are distinct counts).
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{ClickHouseStore, classify};
+use crate::query::QueryStore;
+use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
+use crate::query::metrics::{Aggregates, Metric, MetricQuery};
+use crate::query::params::Granularity;
+use crate::store::StoreError;
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct BucketRow {
+    b: i64,
+    a: i64,
+    c: i64,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct FunnelRow {
+    reached: Vec<u64>,
+    medians: Vec<f64>,
+}
+
+/// Unix seconds of the bucket start of `ts` in the zone parameter `{tz:String}`.
+fn bucket_expr(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Hour => "toInt64(toUnixTimestamp(toStartOfHour(ts, {tz:String})))",
+        Granularity::Day => {
+            "toInt64(toUnixTimestamp(toDateTime(toDate(ts, {tz:String}), {tz:String})))"
+        }
+        Granularity::Week => {
+            "toInt64(toUnixTimestamp(toDateTime(toMonday(ts, {tz:String}), {tz:String})))"
+        }
+        Granularity::Month => {
+            "toInt64(toUnixTimestamp(toDateTime(toStartOfMonth(ts, {tz:String}), {tz:String})))"
+        }
+    }
+}
+
+/// The per-row source of a metric (columns `ts` plus what the aggregates read) and its two aggregates.
+fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
+    let mut base = String::from(
+        "store_id = {store:String} AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
+         AND timestamp < fromUnixTimestamp64Milli({to:Int64})",
+    );
+    if q.country.is_some() {
+        base.push_str(" AND country = {country:String}");
+    }
+    let orders = |currency: bool| {
+        format!(
+            "SELECT min(timestamp) AS ts, any(amount) AS v FROM commerce_events \
+             WHERE {base} AND type = 'order.completed'{} GROUP BY order_id",
+            if currency {
+                " AND currency = {currency:String}"
+            } else {
+                ""
+            }
+        )
+    };
+    match q.metric {
+        Metric::Revenue | Metric::Aov => (orders(true), "sum(v)", "count()"),
+        Metric::Orders => (orders(false), "count()", "0"),
+        Metric::NetRevenue => (
+            format!(
+                "{} UNION ALL SELECT min(timestamp) AS ts, -any(amount) AS v FROM commerce_events \
+                 WHERE {base} AND type = 'order.refunded' AND currency = {{currency:String}} GROUP BY id",
+                orders(true)
+            ),
+            "sum(v)",
+            "0",
+        ),
+        Metric::Sessions | Metric::ConversionRate => (
+            format!(
+                "SELECT min(timestamp) AS ts, max(type = 'order.completed') AS v FROM commerce_events \
+                 WHERE {base} AND session_id != '' GROUP BY session_id"
+            ),
+            "count()",
+            "sum(v)",
+        ),
+        Metric::Visitors => (
+            format!(
+                "SELECT timestamp AS ts, if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, \
+                 session_id)) AS visitor FROM commerce_events WHERE {base} AND visitor != ''"
+            ),
+            "uniqExact(visitor)",
+            "0",
+        ),
+        Metric::ProductViews => (
+            format!(
+                "SELECT timestamp AS ts, id FROM commerce_events WHERE {base} AND type = 'product.viewed'{}",
+                if q.product_id.is_some() {
+                    " AND product_id = {product:String}"
+                } else {
+                    ""
+                }
+            ),
+            "uniqExact(id)",
+            "0",
+        ),
+    }
+}
+
+impl ClickHouseStore {
+    fn metric_query(&self, sql: &str, q: &MetricQuery) -> clickhouse::query::Query {
+        let mut query = self
+            .client()
+            .query(sql)
+            .param("store", &q.store_id)
+            .param("from", q.range.from_ms())
+            .param("to", q.range.to_ms())
+            .param("tz", &q.range.tz_name);
+        if let Some(c) = &q.currency {
+            query = query.param("currency", c);
+        }
+        if let Some(c) = &q.country {
+            query = query.param("country", c);
+        }
+        if let Some(p) = &q.product_id {
+            query = query.param("product", p);
+        }
+        query
+    }
+}
+
+#[async_trait]
+impl QueryStore for ClickHouseStore {
+    async fn metric(&self, q: &MetricQuery) -> Result<Aggregates, StoreError> {
+        let (source, a, c) = metric_sql(q);
+        let bucketed = format!(
+            "SELECT {} AS b, toInt64({a}) AS a, toInt64({c}) AS c FROM ({source}) GROUP BY b ORDER BY b",
+            bucket_expr(q.range.granularity)
+        );
+        let total =
+            format!("SELECT toInt64(0) AS b, toInt64({a}) AS a, toInt64({c}) AS c FROM ({source})");
+        let (rows, total) = tokio::join!(
+            self.metric_query(&bucketed, q).fetch_all::<BucketRow>(),
+            self.metric_query(&total, q).fetch_one::<BucketRow>(),
+        );
+        let total = total.map_err(classify)?;
+        Ok(Aggregates {
+            buckets: rows
+                .map_err(classify)?
+                .into_iter()
+                .map(|r| (r.b, r.a, r.c))
+                .collect(),
+            total: (total.a, total.c),
+        })
+    }
+
+    async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT currency FROM commerce_events WHERE store_id = {store:String} \
+                 AND type = 'order.completed' AND timestamp >= now() - INTERVAL 90 DAY \
+                 GROUP BY currency ORDER BY count() DESC, currency LIMIT 1",
+            )
+            .param("store", store_id)
+            .fetch_all::<String>()
+            .await
+            .map_err(classify)?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
+        let n = q.steps.len();
+        let key = match q.by {
+            FunnelKey::Session => "session_id",
+            FunnelKey::Customer => "customer_id",
+        };
+        let conditions: Vec<String> = (0..n).map(|i| format!("type = {{s{i}:String}}")).collect();
+        let firsts: Vec<String> = (0..n)
+            .map(|i| format!("minIf(timestamp, type = {{s{i}:String}}) AS t{i}"))
+            .collect();
+        let reached: Vec<String> = (1..=n).map(|k| format!("countIf(level >= {k})")).collect();
+        let medians: Vec<String> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    "nan".to_owned()
+                } else {
+                    format!(
+                        "quantileExactIf(0.5)(toFloat64(dateDiff('millisecond', t{p}, t{i})) / 1000, level >= {k})",
+                        p = i - 1,
+                        k = i + 1
+                    )
+                }
+            })
+            .collect();
+        let sql = format!(
+            "SELECT [{reached}] AS reached, [{medians}] AS medians FROM ( \
+               SELECT {key} AS k, windowFunnel({{window:UInt64}}{mode})(toDateTime(timestamp), {conds}) AS level, {firsts} \
+               FROM commerce_events \
+               WHERE store_id = {{store:String}} AND type IN {{steps:Array(String)}} \
+                 AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}) AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) \
+                 AND {key} != '' \
+               GROUP BY k)",
+            reached = reached.join(", "),
+            medians = medians.join(", "),
+            mode = if q.strict { ", 'strict_order'" } else { "" },
+            conds = conditions.join(", "),
+            firsts = firsts.join(", "),
+        );
+        let mut query = self
+            .client()
+            .query(&sql)
+            .param("store", &q.store_id)
+            .param("from", q.range.from_ms())
+            .param("to", q.range.to_ms())
+            .param("window", q.window_secs)
+            .param("steps", &q.steps);
+        for (i, s) in q.steps.iter().enumerate() {
+            query = query.param(&format!("s{i}"), s);
+        }
+        let row = query.fetch_one::<FunnelRow>().await.map_err(classify)?;
+        Ok(FunnelCounts {
+            reached: row.reached,
+            median_secs: row
+                .medians
+                .into_iter()
+                .map(|m| m.is_finite().then_some(m))
+                .collect(),
+        })
+    }
+}

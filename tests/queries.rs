@@ -1,0 +1,459 @@
+//! Metrics and funnels against the real ClickHouse, each number checked against a straightforward
+//! computation in Rust over the same generated events (the definitions in `query::metrics` and
+//! `query::funnel`, written a second time, independently of the SQL).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use analytics_cli::demo_load;
+use commerce_analytics::api::Api;
+use commerce_analytics::auth::KeyRing;
+use commerce_analytics::clock::FixedClock;
+use commerce_analytics::demo::{DemoConfig, DemoGenerator};
+use commerce_analytics::event::Validator;
+use commerce_analytics::sink::DiscardSink;
+use commerce_analytics::tracker::Tracker;
+use integration_tests::{READ_KEY, TestDb, WRITE_KEY};
+use jiff::ToSpan;
+use jiff::tz::TimeZone;
+use serde_json::Value;
+
+/// One generated event, as the checks need it.
+#[derive(Debug, Clone)]
+struct Ev {
+    t: jiff::Timestamp,
+    kind: String,
+
+    session: String,
+    visitor: String,
+    amount: i64,
+    currency: String,
+}
+
+fn flatten(v: &Value) -> Ev {
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let kind = s("/type");
+    let amount = match kind.as_str() {
+        "order.completed" => v.pointer("/properties/total"),
+        "order.refunded" => v.pointer("/properties/amount"),
+        _ => None,
+    }
+    .and_then(Value::as_i64)
+    .unwrap_or(0);
+    let visitor = [s("/customerId"), s("/anonymousId"), s("/sessionId")]
+        .into_iter()
+        .find(|x| !x.is_empty())
+        .unwrap_or_default();
+    Ev {
+        t: s("/timestamp").parse().expect("timestamp"),
+        kind,
+
+        session: s("/sessionId"),
+        visitor,
+        amount,
+        currency: s("/properties/currency"),
+    }
+}
+
+struct Fixture {
+    db: TestDb,
+    api: Api,
+    events: Vec<Ev>,
+    now: jiff::Timestamp,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDb::new("queries").await;
+    let now_time = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("ns");
+    let now = jiff::Timestamp::from_second(now_time.unix_timestamp()).expect("ts");
+    let cfg = DemoConfig {
+        seed: 99,
+        events: 30_000,
+        days: 40,
+        end: now_time - time::Duration::minutes(1),
+    };
+    let events: Vec<Ev> = DemoGenerator::new(cfg.clone())
+        .map(|v| flatten(&v))
+        .collect();
+    let validator = Validator::from_config(&db.config);
+    demo_load::load(&db.store, &validator, "shop-a", cfg)
+        .await
+        .expect("demo loads");
+    // Another store with overlapping ids must never leak into shop-a's numbers.
+    let other = DemoConfig {
+        seed: 99,
+        events: 5_000,
+        days: 40,
+        end: now_time - time::Duration::minutes(1),
+    };
+    demo_load::load(&db.store, &validator, "shop-b", other)
+        .await
+        .expect("demo loads");
+
+    let clock = Arc::new(FixedClock::new(now_time));
+    let tracker = Tracker::new(validator, Arc::new(DiscardSink), clock.clone());
+    let api = Api::new(
+        Arc::new(tracker),
+        KeyRing::from_config(&db.config.keys),
+        db.config.limits,
+    )
+    .with_queries(Arc::new(db.store.clone()), clock);
+    Fixture {
+        db,
+        api,
+        events,
+        now,
+    }
+}
+
+async fn get(api: &Api, path_and_query: &str, key: &str) -> (u16, Value) {
+    let req = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri(format!("https://api.example.com{path_and_query}"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(lambda_http::Body::Empty)
+        .expect("request");
+    let resp = api.handle(req).await;
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null),
+    )
+}
+
+/// `[from, to)` of `period=30d` in `tz`, and the local-day key of an instant.
+fn thirty_days(now: jiff::Timestamp, tz: &TimeZone) -> (jiff::Timestamp, jiff::Timestamp) {
+    let today = now
+        .to_zoned_datetime(tz.clone())
+        .start_of_day()
+        .expect("day");
+    (today.checked_sub(29.days()).expect("sub").timestamp(), now)
+}
+
+fn day(t: jiff::Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned_datetime(tz.clone())
+        .strftime("%Y-%m-%d")
+        .to_string()
+}
+
+fn series(body: &Value) -> BTreeMap<String, i64> {
+    body["dataPoints"]
+        .as_array()
+        .expect("dataPoints")
+        .iter()
+        .map(|p| {
+            (
+                p["date"].as_str().expect("date").to_owned(),
+                p["value"].as_i64().expect("integer"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change() {
+    let f = fixture().await;
+    for tz_name in ["UTC", "America/New_York"] {
+        let tz = TimeZone::get(tz_name).expect("tz");
+        let (from, to) = thirty_days(f.now, &tz);
+        let in_range: Vec<&Ev> = f
+            .events
+            .iter()
+            .filter(|e| e.t >= from && e.t < to)
+            .collect();
+
+        // Expected revenue and orders per local day.
+        let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
+        let mut orders: BTreeMap<String, i64> = BTreeMap::new();
+        let mut net = 0;
+        for e in &in_range {
+            match e.kind.as_str() {
+                "order.completed" => {
+                    *orders.entry(day(e.t, &tz)).or_default() += 1;
+                    if e.currency == "USD" {
+                        *revenue.entry(day(e.t, &tz)).or_default() += e.amount;
+                        net += e.amount;
+                    }
+                }
+                "order.refunded" if e.currency == "USD" => net -= e.amount,
+                _ => {}
+            }
+        }
+        // Sessions by their first event in range; conversion; visitors.
+        let mut first: HashMap<&str, jiff::Timestamp> = HashMap::new();
+        let mut converted: HashSet<&str> = HashSet::new();
+        for e in in_range.iter().filter(|e| !e.session.is_empty()) {
+            let t = first.entry(e.session.as_str()).or_insert(e.t);
+            if e.t < *t {
+                *t = e.t;
+            }
+            if e.kind == "order.completed" {
+                converted.insert(e.session.as_str());
+            }
+        }
+        let mut sessions: BTreeMap<String, i64> = BTreeMap::new();
+        for t in first.values() {
+            *sessions.entry(day(*t, &tz)).or_default() += 1;
+        }
+        let visitors: HashSet<&str> = in_range
+            .iter()
+            .map(|e| e.visitor.as_str())
+            .filter(|v| !v.is_empty())
+            .collect();
+
+        let q = |m: &str| {
+            format!("/analytics/metrics?metric={m}&period=30d&timezone={tz_name}&currency=USD")
+        };
+        let (status, body) = get(&f.api, &q("revenue"), READ_KEY).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["currency"], "USD");
+        let got = series(&body);
+        assert_eq!(got.len(), 30, "every day present, zero-filled ({tz_name})");
+        for (d, v) in &got {
+            assert_eq!(
+                *v,
+                revenue.get(d).copied().unwrap_or(0),
+                "revenue on {d} ({tz_name})"
+            );
+        }
+        assert_eq!(body["total"].as_i64(), Some(revenue.values().sum::<i64>()));
+
+        let (_, body) = get(&f.api, &q("orders"), READ_KEY).await;
+        for (d, v) in series(&body) {
+            assert_eq!(
+                v,
+                orders.get(&d).copied().unwrap_or(0),
+                "orders on {d} ({tz_name})"
+            );
+        }
+        let (_, body) = get(&f.api, &q("sessions"), READ_KEY).await;
+        for (d, v) in series(&body) {
+            assert_eq!(
+                v,
+                sessions.get(&d).copied().unwrap_or(0),
+                "sessions on {d} ({tz_name})"
+            );
+        }
+        let (_, body) = get(&f.api, &q("net_revenue"), READ_KEY).await;
+        assert_eq!(body["total"].as_i64(), Some(net), "net revenue ({tz_name})");
+        let (_, body) = get(&f.api, &q("visitors"), READ_KEY).await;
+        assert_eq!(
+            body["total"].as_u64(),
+            Some(visitors.len() as u64),
+            "visitors ({tz_name})"
+        );
+        let (_, body) = get(&f.api, &q("conversion_rate"), READ_KEY).await;
+        let want = ((converted.len() as f64 / first.len() as f64) * 10_000.0).round() / 10_000.0;
+        assert_eq!(body["total"].as_f64(), Some(want), "conversion ({tz_name})");
+        let (_, body) = get(&f.api, &q("aov"), READ_KEY).await;
+        let usd_orders = in_range
+            .iter()
+            .filter(|e| e.kind == "order.completed" && e.currency == "USD")
+            .count() as i64;
+        let sum: i64 = revenue.values().sum();
+        assert_eq!(
+            body["total"].as_i64(),
+            Some((2 * sum + usd_orders) / (2 * usd_orders)),
+            "aov ({tz_name})"
+        );
+    }
+    f.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_funnel_equals_a_window_funnel_computed_in_rust() {
+    let f = fixture().await;
+    let steps = [
+        "page.viewed",
+        "product.viewed",
+        "cart.item_added",
+        "order.completed",
+    ];
+    let window = 86_400_i64;
+    let tz = TimeZone::UTC;
+    let (from, to) = thirty_days(f.now, &tz);
+
+    let mut by_session: HashMap<&str, Vec<&Ev>> = HashMap::new();
+    for e in f
+        .events
+        .iter()
+        .filter(|e| e.t >= from && e.t < to && !e.session.is_empty())
+    {
+        if steps.contains(&e.kind.as_str()) {
+            by_session.entry(e.session.as_str()).or_default().push(e);
+        }
+    }
+    let mut reached = [0u64; 4];
+    let mut deltas: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    for evs in by_session.values_mut() {
+        evs.sort_by_key(|e| e.t);
+        // windowFunnel: per level, the start time of the chain that reached it.
+        let mut starts: [Option<i64>; 4] = [None; 4];
+        for e in evs.iter() {
+            let secs = e.t.as_second();
+            let Some(i) = steps.iter().position(|s| *s == e.kind) else {
+                continue;
+            };
+            if i == 0 {
+                starts[0] = Some(secs);
+            } else if let Some(start) = starts[i - 1]
+                && secs <= start + window
+            {
+                starts[i] = Some(start);
+            }
+        }
+        let level = starts
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        let first_of = |k: usize| evs.iter().find(|e| e.kind == steps[k]).map(|e| e.t);
+        for k in 0..level {
+            reached[k] += 1;
+            if k > 0
+                && let (Some(a), Some(b)) = (first_of(k - 1), first_of(k))
+            {
+                deltas[k].push((b - a).as_millis() as f64 / 1000.0);
+            }
+        }
+    }
+    let (status, body) = get(
+        &f.api,
+        &format!("/analytics/funnel?steps={}&period=30d", steps.join(",")),
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<u64> = body["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["count"].as_u64().expect("count"))
+        .collect();
+    assert_eq!(got, reached.to_vec());
+    assert!(
+        reached[3] > 0 && reached[3] < reached[0],
+        "a real funnel: {reached:?}"
+    );
+    for k in 1..4 {
+        let mut d = deltas[k].clone();
+        d.sort_by(f64::total_cmp);
+        let want = d[d.len() / 2];
+        assert_eq!(
+            body["steps"][k]["medianSecondsToConvert"].as_f64(),
+            Some(want),
+            "median at step {k}"
+        );
+        let prev = reached[k - 1];
+        assert_eq!(
+            body["steps"][k]["dropOff"].as_u64(),
+            Some(prev - reached[k])
+        );
+    }
+    assert!(body["steps"][0]["medianSecondsToConvert"].is_null());
+    let overall = ((reached[3] as f64 / reached[0] as f64) * 10_000.0).round() / 10_000.0;
+    assert_eq!(body["overallConversionRate"].as_f64(), Some(overall));
+    f.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn read_endpoints_check_keys_and_parameters() {
+    let f = fixture().await;
+    let cases = [
+        (
+            "/analytics/metrics?metric=revenue",
+            WRITE_KEY,
+            403,
+            "forbidden",
+            None,
+        ),
+        (
+            "/analytics/metrics?metric=revenue",
+            "sk_nope_nope_nope",
+            401,
+            "unauthorized",
+            None,
+        ),
+        (
+            "/analytics/metrics?metric=profit",
+            READ_KEY,
+            400,
+            "unknown_metric",
+            Some("metric"),
+        ),
+        (
+            "/analytics/metrics?metric=revenue&granulatiry=day",
+            READ_KEY,
+            400,
+            "unknown_parameter",
+            Some("granulatiry"),
+        ),
+        (
+            "/analytics/metrics?metric=revenue&timezone=Nowhere/City",
+            READ_KEY,
+            400,
+            "invalid_parameter",
+            Some("timezone"),
+        ),
+        (
+            "/analytics/metrics?metric=revenue&currency=usd",
+            READ_KEY,
+            400,
+            "invalid_parameter",
+            Some("currency"),
+        ),
+        (
+            "/analytics/metrics?metric=revenue&country=%27%20OR%201%3D1",
+            READ_KEY,
+            400,
+            "invalid_parameter",
+            Some("country"),
+        ),
+        (
+            "/analytics/funnel?steps=page.viewed",
+            READ_KEY,
+            400,
+            "invalid_parameter",
+            Some("steps"),
+        ),
+    ];
+    for (path, key, status, code, field) in cases {
+        let (got, body) = get(&f.api, path, key).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{path}");
+        assert_eq!(body["error"]["field"].as_str(), field, "{path}");
+    }
+    let (_, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=unknown_metric_x",
+        READ_KEY,
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("revenue, net_revenue"),
+        "lists the valid metrics"
+    );
+    // Request values are parameters, never SQL: a product id full of SQL is just a product with no views.
+    let (status, body) = get(&f.api, "/analytics/metrics?metric=product_views&productId=x%27%3B%20DROP%20TABLE%20commerce_events%3B--", READ_KEY).await;
+    assert_eq!((status, body["total"].as_i64()), (200, Some(0)));
+    let rows: u64 = f.db.scalar("SELECT count() FROM commerce_events").await;
+    assert!(rows > 0);
+    // Default currency: the store's main one (the demo's USD).
+    let (_, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=revenue&period=7d",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(body["currency"], "USD");
+    f.db.drop_database().await;
+}
