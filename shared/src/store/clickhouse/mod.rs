@@ -43,6 +43,10 @@ const LOOKUP_GROUP: usize = 1_500;
 /// Chunks of one `insert_batches` call written at the same time.
 const CHUNK_CONCURRENCY: usize = 4;
 
+type LookupFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<(String, String)>, StoreError>> + Send + 'a>,
+>;
+
 type WriteFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
@@ -184,8 +188,15 @@ impl ClickHouseStore {
         let mut found = HashSet::new();
         // Groups keep each lookup far below ClickHouse's `max_query_size` (256 KiB): a 50,000-event batch
         // inlined as one IN list would not parse.
-        for group in events.chunks(LOOKUP_GROUP) {
-            found.extend(self.stored_ids_in(group).await?);
+        let groups: Vec<&[Event]> = events.chunks(LOOKUP_GROUP).collect();
+        for wave in groups.chunks(CHUNK_CONCURRENCY) {
+            let mut lookups: Vec<LookupFuture<'_>> = Vec::with_capacity(wave.len());
+            for group in wave {
+                lookups.push(Box::pin(self.stored_ids_in(group)));
+            }
+            for result in futures_util::future::join_all(lookups).await {
+                found.extend(result?);
+            }
         }
         Ok(found)
     }
