@@ -56,6 +56,24 @@ impl Api {
         }
     }
 
+    /// The API of a read-only Lambda (`metrics`, `funnel`): keys and ClickHouse from `config`; its tracker
+    /// discards (the track routes live in the `track` function). Clients are built here, once.
+    pub fn for_reads(config: &crate::config::Config) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let tracker = Tracker::new(
+            crate::event::Validator::from_config(config),
+            Arc::new(crate::sink::DiscardSink),
+            clock.clone(),
+        );
+        let store = Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
+        Self::new(
+            Arc::new(tracker),
+            KeyRing::from_config(&config.keys),
+            config.limits,
+        )
+        .with_queries(store, clock)
+    }
+
     /// Also serve the read endpoints (metrics, funnel) from `store`.
     pub fn with_queries(mut self, store: Arc<dyn QueryStore>, clock: Arc<dyn Clock>) -> Self {
         self.queries = Some((store, clock));

@@ -255,6 +255,28 @@ impl Event {
     }
 }
 
+/// `n` valid `page.viewed` events for store `s` with ids `<prefix>0`, `<prefix>1`, …; for unit tests.
+#[cfg(test)]
+pub(crate) fn test_page_views(prefix: &str, n: usize) -> Vec<Event> {
+    let v = Validator {
+        limits: Default::default(),
+        retention_days: 365,
+        anonymize_ip: true,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    (0..n)
+        .map(|i| {
+            v.validate(
+                serde_json::json!({"id": format!("{prefix}{i}"), "type": "page.viewed"}),
+                "s",
+                &RequestMeta::default(),
+                now,
+            )
+            .expect("valid")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -334,28 +334,11 @@ async fn write_with_retry(shared: Arc<Shared>, batch: Vec<Event>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{RequestMeta, Validator};
     use crate::store::MemoryStore;
-    use serde_json::json;
 
     fn events(n: usize) -> Vec<Event> {
-        let v = Validator {
-            limits: Default::default(),
-            retention_days: 365,
-            anonymize_ip: true,
-        };
-        let now = time::OffsetDateTime::now_utc();
-        (0..n)
-            .map(|_| {
-                v.validate(
-                    json!({"type": "page.viewed"}),
-                    "s",
-                    &RequestMeta::default(),
-                    now,
-                )
-                .expect("valid")
-            })
-            .collect()
+        // A fresh prefix per call: batches must not repeat ids (repeats would deduplicate).
+        crate::event::test_page_views(&format!("{}_", ulid::Ulid::new()), n)
     }
 
     fn cfg(batch_size: usize, flush_ms: u64, capacity: usize) -> BufferConfig {

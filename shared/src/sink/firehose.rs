@@ -250,8 +250,6 @@ impl EventSink for FirehoseSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{RequestMeta, Validator};
-    use serde_json::json;
     use std::sync::Mutex;
 
     type Answer = Box<dyn Fn(usize) -> Result<Vec<Option<String>>, PutError> + Send>;
@@ -298,23 +296,7 @@ mod tests {
     }
 
     fn events(n: usize) -> Vec<Event> {
-        let v = Validator {
-            limits: Default::default(),
-            retention_days: 365,
-            anonymize_ip: true,
-        };
-        let now = time::OffsetDateTime::now_utc();
-        (0..n)
-            .map(|i| {
-                v.validate(
-                    json!({"id": format!("e{i}"), "type": "page.viewed"}),
-                    "s",
-                    &RequestMeta::default(),
-                    now,
-                )
-                .expect("valid")
-            })
-            .collect()
+        crate::event::test_page_views("e", n)
     }
 
     fn ids_in(call: &[Vec<u8>]) -> Vec<String> {
