@@ -28,6 +28,14 @@ struct Ev {
     visitor: String,
     amount: i64,
     currency: String,
+    /// `(productId, quantity, price)` of order items.
+    items: Vec<(String, i64, i64)>,
+    order: String,
+    product: String,
+    quantity: i64,
+    utm_source: String,
+    utm_campaign: String,
+    referrer: String,
 }
 
 fn flatten(v: &Value) -> Ev {
@@ -57,7 +65,43 @@ fn flatten(v: &Value) -> Ev {
         visitor,
         amount,
         currency: s("/properties/currency"),
+        items: v
+            .pointer("/properties/items")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["productId"].as_str().unwrap_or("").to_owned(),
+                            i["quantity"].as_i64().unwrap_or(1),
+                            i["price"].as_i64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        order: s("/properties/orderId"),
+        product: s("/properties/productId"),
+        quantity: v
+            .pointer("/properties/quantity")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        utm_source: url_param(&s("/context/page/url"), "utm_source"),
+        utm_campaign: url_param(&s("/context/page/url"), "utm_campaign"),
+        referrer: s("/context/referrer"),
     }
+}
+
+fn url_param(url: &str, name: &str) -> String {
+    url.split_once('?')
+        .and_then(|(_, q)| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+        })
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
 }
 
 struct Fixture {
@@ -455,5 +499,186 @@ async fn read_endpoints_check_keys_and_parameters() {
     )
     .await;
     assert_eq!(body["currency"], "USD");
+    f.db.drop_database().await;
+}
+
+fn rows(body: &Value) -> Vec<Value> {
+    body["rows"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn ranked_metrics_equal_an_independent_computation() {
+    let f = fixture().await;
+    let tz = TimeZone::UTC;
+    let (from, to) = thirty_days(f.now, &tz);
+    let in_range: Vec<&Ev> = f
+        .events
+        .iter()
+        .filter(|e| e.t >= from && e.t < to)
+        .collect();
+
+    // best_sellers: items of USD orders; sold units per product (all currencies) for sell-through.
+    let mut best: HashMap<&str, (i64, i64, HashSet<&str>)> = HashMap::new();
+    let mut sold: HashMap<&str, i64> = HashMap::new();
+    for e in in_range.iter().filter(|e| e.kind == "order.completed") {
+        for (p, q, price) in &e.items {
+            *sold.entry(p.as_str()).or_default() += q;
+            if e.currency == "USD" {
+                let b = best.entry(p.as_str()).or_default();
+                b.0 += q;
+                b.1 += q * price;
+                b.2.insert(e.order.as_str());
+            }
+        }
+    }
+    let mut want: Vec<(&str, i64, i64, usize)> = best
+        .iter()
+        .map(|(p, (u, r, o))| (*p, *u, *r, o.len()))
+        .collect();
+    want.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(b.0)));
+    let (status, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=best_sellers&period=30d&currency=USD&limit=5",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<(String, i64, i64, u64)> = rows(&body)
+        .iter()
+        .map(|r| {
+            (
+                r["productId"].as_str().unwrap_or("").to_owned(),
+                r["units"].as_i64().unwrap_or(-1),
+                r["revenue"].as_i64().unwrap_or(-1),
+                r["orders"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let want5: Vec<(String, i64, i64, u64)> = want
+        .iter()
+        .take(5)
+        .map(|(p, u, r, o)| ((*p).to_owned(), *u, *r, *o as u64))
+        .collect();
+    assert_eq!(got, want5);
+
+    // traffic_sources: first utm_source, else first referrer's domain, else direct; per session.
+    let mut sessions: HashMap<&str, Vec<&Ev>> = HashMap::new();
+    for e in in_range.iter().filter(|e| !e.session.is_empty()) {
+        sessions.entry(e.session.as_str()).or_default().push(e);
+    }
+    let mut by_source: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut by_campaign: HashMap<String, (u64, u64)> = HashMap::new();
+    for evs in sessions.values_mut() {
+        evs.sort_by_key(|e| e.t);
+        let source = evs
+            .iter()
+            .find(|e| !e.utm_source.is_empty())
+            .map(|e| e.utm_source.clone())
+            .or_else(|| {
+                evs.iter().find(|e| !e.referrer.is_empty()).map(|e| {
+                    let host = e
+                        .referrer
+                        .trim_start_matches("https://")
+                        .trim_start_matches("http://");
+                    host.split('/')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("www.")
+                        .to_owned()
+                })
+            })
+            .unwrap_or_else(|| "direct".to_owned());
+        let converted = evs.iter().any(|e| e.kind == "order.completed") as u64;
+        let s = by_source.entry(source).or_default();
+        s.0 += 1;
+        s.1 += converted;
+        if let Some(c) = evs.iter().find(|e| !e.utm_campaign.is_empty()) {
+            let c = by_campaign.entry(c.utm_campaign.clone()).or_default();
+            c.0 += 1;
+            c.1 += converted;
+        }
+    }
+    for (metric, key, want) in [
+        ("traffic_sources", "source", &by_source),
+        ("campaign_performance", "campaign", &by_campaign),
+    ] {
+        let (status, body) = get(
+            &f.api,
+            &format!("/analytics/metrics?metric={metric}&period=30d&limit=100"),
+            READ_KEY,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let got: HashMap<String, (u64, u64)> = rows(&body)
+            .iter()
+            .map(|r| {
+                (
+                    r[key].as_str().unwrap_or("").to_owned(),
+                    (
+                        r["sessions"].as_u64().unwrap_or(0),
+                        r["orders"].as_u64().unwrap_or(0),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(&got, want, "{metric}");
+    }
+
+    // stock_levels: latest inventory quantity per product before the end of the period.
+    let mut stock: HashMap<&str, (jiff::Timestamp, i64)> = HashMap::new();
+    for e in f
+        .events
+        .iter()
+        .filter(|e| e.kind == "inventory.updated" && e.t < to)
+    {
+        let s = stock.entry(e.product.as_str()).or_insert((e.t, e.quantity));
+        if e.t >= s.0 {
+            *s = (e.t, e.quantity);
+        }
+    }
+    let (_, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=stock_levels&period=30d&limit=100",
+        READ_KEY,
+    )
+    .await;
+    let got: HashMap<String, i64> = rows(&body)
+        .iter()
+        .map(|r| {
+            (
+                r["productId"].as_str().unwrap_or("").to_owned(),
+                r["quantity"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    let want_stock: HashMap<String, i64> = stock
+        .iter()
+        .map(|(p, (_, q))| ((*p).to_owned(), *q))
+        .collect();
+    assert_eq!(got, want_stock);
+    let lowest = rows(&body)[0]["quantity"].as_i64();
+    assert_eq!(
+        lowest,
+        want_stock.values().min().copied(),
+        "lowest stock first"
+    );
+
+    // sell_through_rate: sold / (sold + stock on hand at the end).
+    let (_, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=sell_through_rate&period=30d&limit=100",
+        READ_KEY,
+    )
+    .await;
+    for r in rows(&body) {
+        let p = r["productId"].as_str().unwrap_or("");
+        let s = sold.get(p).copied().unwrap_or(0);
+        let h = want_stock.get(p).copied().unwrap_or(0);
+        assert_eq!(
+            (r["unitsSold"].as_i64(), r["stockOnHand"].as_i64()),
+            (Some(s), Some(h)),
+            "{p}"
+        );
+    }
     f.db.drop_database().await;
 }

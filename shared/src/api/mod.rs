@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
-use crate::query::{QueryStore, funnel, metrics};
+use crate::query::{QueryStore, funnel, metrics, ranked};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -162,11 +162,16 @@ impl Api {
 
     async fn metrics(&self, req: Request) -> Result<Response<Body>> {
         let (store_id, store, now) = self.reader(&req)?;
-        let q = metrics::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await?;
-        Ok(response::json(
-            StatusCode::OK,
-            &metrics::run(store, &q).await?,
-        ))
+        match metrics::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await? {
+            metrics::Request::Series(q) => Ok(response::json(
+                StatusCode::OK,
+                &metrics::run(store, &q).await?,
+            )),
+            metrics::Request::Ranked(q) => {
+                let rows = store.ranked(&q).await?;
+                Ok(response::json(StatusCode::OK, &ranked::response(&q, rows)))
+            }
+        }
     }
 
     async fn funnel(&self, req: Request) -> Result<Response<Body>> {

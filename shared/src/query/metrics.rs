@@ -63,14 +63,7 @@ impl Metric {
         Self::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-                Error::invalid(
-                    "unknown_metric",
-                    "metric",
-                    format!("unknown metric {s:?}; valid metrics: {}", names.join(", ")),
-                )
-            })
+            .ok_or_else(|| unknown_metric(s))
     }
 
     /// Money metrics are reported in one currency.
@@ -138,7 +131,28 @@ pub const PARAMS: &[&str] = &[
     "currency",
     "country",
     "productId",
+    "limit",
 ];
+
+/// A parsed metrics request: a time series or a ranked metric.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Series(MetricQuery),
+    Ranked(super::ranked::RankedQuery),
+}
+
+fn unknown_metric(s: &str) -> Error {
+    let names: Vec<&str> = Metric::ALL
+        .iter()
+        .map(|m| m.name())
+        .chain(super::ranked::Ranked::ALL.iter().map(|m| m.name()))
+        .collect();
+    Error::invalid(
+        "unknown_metric",
+        "metric",
+        format!("unknown metric {s:?}; valid metrics: {}", names.join(", ")),
+    )
+}
 
 /// Parses and validates a metrics request for `store_id`.
 pub async fn parse(
@@ -146,11 +160,77 @@ pub async fn parse(
     store_id: &str,
     query: &str,
     now: jiff::Timestamp,
-) -> Result<MetricQuery> {
+) -> Result<Request> {
     let p = Params::parse(query, PARAMS)?;
-    let metric = Metric::parse(p.require("metric")?)?;
+    let name = p.require("metric")?;
+    if let Some(ranked) = super::ranked::Ranked::parse(name) {
+        let range = p.range(now)?;
+        let currency = currency_param(store, store_id, &p, ranked.uses_currency()).await?;
+        if p.get("productId").is_some() {
+            return Err(Error::invalid(
+                "invalid_parameter",
+                "productId",
+                "productId filters product_views only",
+            ));
+        }
+        if p.get("country").is_some()
+            && matches!(
+                ranked,
+                super::ranked::Ranked::StockLevels | super::ranked::Ranked::SellThroughRate
+            )
+        {
+            return Err(Error::invalid(
+                "invalid_parameter",
+                "country",
+                "inventory metrics have no country filter",
+            ));
+        }
+        return Ok(Request::Ranked(super::ranked::RankedQuery {
+            store_id: store_id.to_owned(),
+            metric: ranked,
+            range,
+            currency,
+            country: country_param(&p)?,
+            limit: super::ranked::parse_limit(p.get("limit"))?,
+        }));
+    }
+    let metric = Metric::parse(name)?;
+    if p.get("limit").is_some() {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            "limit",
+            "limit applies to ranked metrics only",
+        ));
+    }
     let range = p.range(now)?;
-    let currency = match (metric.is_money(), p.get("currency")) {
+    let currency = currency_param(store, store_id, &p, metric.is_money()).await?;
+    let country = country_param(&p)?;
+    let product_id = p.get("productId").map(str::to_owned);
+    if product_id.is_some() && metric != Metric::ProductViews {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            "productId",
+            "productId filters product_views only",
+        ));
+    }
+    Ok(Request::Series(MetricQuery {
+        store_id: store_id.to_owned(),
+        metric,
+        range,
+        currency,
+        country,
+        product_id,
+    }))
+}
+
+/// `currency` for money metrics: as given, else the store's main currency.
+async fn currency_param(
+    store: &dyn QueryStore,
+    store_id: &str,
+    p: &Params,
+    money: bool,
+) -> Result<Option<String>> {
+    Ok(match (money, p.get("currency")) {
         (_, Some(c)) if !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) => {
             return Err(Error::invalid(
                 "invalid_parameter",
@@ -166,34 +246,21 @@ pub async fn parse(
                 .unwrap_or_else(|| "USD".into()),
         ),
         (false, _) => None,
-    };
-    let country = match p.get("country") {
-        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => Some(c.to_owned()),
-        Some(_) => {
-            return Err(Error::invalid(
-                "invalid_parameter",
-                "country",
-                "country must be an ISO 3166-1 alpha-2 code, e.g. US",
-            ));
-        }
-        None => None,
-    };
-    let product_id = p.get("productId").map(str::to_owned);
-    if product_id.is_some() && metric != Metric::ProductViews {
-        return Err(Error::invalid(
-            "invalid_parameter",
-            "productId",
-            "productId filters product_views only",
-        ));
-    }
-    Ok(MetricQuery {
-        store_id: store_id.to_owned(),
-        metric,
-        range,
-        currency,
-        country,
-        product_id,
     })
+}
+
+fn country_param(p: &Params) -> Result<Option<String>> {
+    match p.get("country") {
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => {
+            Ok(Some(c.to_owned()))
+        }
+        Some(_) => Err(Error::invalid(
+            "invalid_parameter",
+            "country",
+            "country must be an ISO 3166-1 alpha-2 code, e.g. US",
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Runs a metric query: every bucket present (zero-filled), total over the range.

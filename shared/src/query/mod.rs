@@ -7,6 +7,7 @@
 pub mod funnel;
 pub mod metrics;
 pub mod params;
+pub mod ranked;
 
 use async_trait::async_trait;
 
@@ -22,6 +23,8 @@ pub trait QueryStore: Send + Sync + std::fmt::Debug {
     async fn metric(&self, q: &MetricQuery) -> Result<Aggregates, StoreError>;
     /// The currency most of the store's orders of the last 90 days use, if it has any.
     async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError>;
+    /// Rows of a ranked metric (see [`ranked::Ranked`]), ordered and limited.
+    async fn ranked(&self, q: &ranked::RankedQuery) -> Result<ranked::RankedRows, StoreError>;
     /// Keys (sessions or customers) reaching each funnel step, and median step times.
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
 }

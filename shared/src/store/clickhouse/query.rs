@@ -14,6 +14,7 @@ use crate::query::QueryStore;
 use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
 use crate::query::metrics::{Aggregates, Metric, MetricQuery};
 use crate::query::params::Granularity;
+use crate::query::ranked::{Ranked, RankedQuery, RankedRows};
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -21,6 +22,81 @@ struct BucketRow {
     b: i64,
     a: i64,
     c: i64,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct RankedRow {
+    key: String,
+    a: i64,
+    b: i64,
+    c: i64,
+}
+
+/// Units of an order item: `quantity`, 1 when absent.
+const ITEM_QTY: &str = "if(JSONHas(item, 'quantity'), JSONExtractInt(item, 'quantity'), 1)";
+
+fn ranked_sql(q: &RankedQuery) -> String {
+    let mut base = String::from(
+        "store_id = {store:String} AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
+         AND timestamp < fromUnixTimestamp64Milli({to:Int64})",
+    );
+    if q.country.is_some() {
+        base.push_str(" AND country = {country:String}");
+    }
+    let orders = |currency: bool| {
+        format!(
+            "SELECT order_id, any(properties) AS p FROM commerce_events WHERE {base} AND type = 'order.completed'{} \
+             GROUP BY order_id",
+            if currency {
+                " AND currency = {currency:String}"
+            } else {
+                ""
+            }
+        )
+    };
+    let stock = "SELECT product_id AS key, argMax(quantity, timestamp) AS stock, max(timestamp) AS at \
+                 FROM commerce_events WHERE store_id = {store:String} AND type = 'inventory.updated' \
+                 AND timestamp < fromUnixTimestamp64Milli({to:Int64}) GROUP BY key";
+    let sessions = |key: &str| {
+        format!(
+            "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c FROM ( \
+               SELECT session_id, {key} AS key, uniqExactIf(order_id, type = 'order.completed') AS orders, \
+                 arraySum(arrayMap(x -> x.2, groupUniqArrayIf((order_id, amount), \
+                   type = 'order.completed' AND currency = {{currency:String}}))) AS revenue \
+               FROM commerce_events WHERE {base} AND session_id != '' GROUP BY session_id) \
+             WHERE key != '' GROUP BY key ORDER BY a DESC, key LIMIT {{limit:UInt32}}"
+        )
+    };
+    match q.metric {
+        Ranked::BestSellers => format!(
+            "SELECT JSONExtractString(item, 'productId') AS key, toInt64(sum({ITEM_QTY})) AS a, \
+             toInt64(sum({ITEM_QTY} * JSONExtractInt(item, 'price'))) AS b, toInt64(uniqExact(order_id)) AS c \
+             FROM ({}) ARRAY JOIN JSONExtractArrayRaw(p, 'items') AS item \
+             GROUP BY key ORDER BY b DESC, a DESC, key LIMIT {{limit:UInt32}}",
+            orders(true)
+        ),
+        Ranked::TrafficSources => sessions(
+            "if(argMinIf(utm_source, timestamp, utm_source != '') != '', \
+                argMinIf(utm_source, timestamp, utm_source != ''), \
+                if(argMinIf(referrer, timestamp, referrer != '') != '', \
+                   domainWithoutWWW(argMinIf(referrer, timestamp, referrer != '')), 'direct'))",
+        ),
+        Ranked::CampaignPerformance => {
+            sessions("argMinIf(utm_campaign, timestamp, utm_campaign != '')")
+        }
+        Ranked::StockLevels => format!(
+            "SELECT key, toInt64(stock) AS a, toInt64(toUnixTimestamp(at)) AS b, toInt64(0) AS c FROM ({stock}) \
+             ORDER BY a, key LIMIT {{limit:UInt32}}"
+        ),
+        Ranked::SellThroughRate => format!(
+            "SELECT key, toInt64(sold) AS a, toInt64(stock) AS b, toInt64(0) AS c FROM ({stock}) AS s \
+             FULL OUTER JOIN ( \
+               SELECT JSONExtractString(item, 'productId') AS key, sum({ITEM_QTY}) AS sold \
+               FROM ({}) ARRAY JOIN JSONExtractArrayRaw(p, 'items') AS item GROUP BY key) AS o USING key \
+             WHERE key != '' ORDER BY if(a + b = 0, 0, a / (a + b)) DESC, key LIMIT {{limit:UInt32}}",
+            orders(false)
+        ),
+    }
 }
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -153,6 +229,24 @@ impl QueryStore for ClickHouseStore {
                 .collect(),
             total: (total.a, total.c),
         })
+    }
+
+    async fn ranked(&self, q: &RankedQuery) -> Result<RankedRows, StoreError> {
+        let mut query = self
+            .client()
+            .query(&ranked_sql(q))
+            .param("store", &q.store_id)
+            .param("from", q.range.from_ms())
+            .param("to", q.range.to_ms())
+            .param("limit", q.limit);
+        if let Some(c) = &q.currency {
+            query = query.param("currency", c);
+        }
+        if let Some(c) = &q.country {
+            query = query.param("country", c);
+        }
+        let rows = query.fetch_all::<RankedRow>().await.map_err(classify)?;
+        Ok(rows.into_iter().map(|r| (r.key, r.a, r.b, r.c)).collect())
     }
 
     async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError> {
