@@ -23,6 +23,7 @@ use serde_json::Value;
 struct Ev {
     t: jiff::Timestamp,
     kind: String,
+    customer: String,
 
     session: String,
     visitor: String,
@@ -59,6 +60,7 @@ fn flatten(v: &Value) -> Ev {
         .unwrap_or_default();
     Ev {
         t: s("/timestamp").parse().expect("timestamp"),
+        customer: s("/customerId"),
         kind,
 
         session: s("/sessionId"),
@@ -680,5 +682,89 @@ async fn ranked_metrics_equal_an_independent_computation() {
             "{p}"
         );
     }
+    f.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn weekly_cohorts_equal_an_independent_computation() {
+    let f = fixture().await;
+    let tz = TimeZone::UTC;
+    let (from, to) = thirty_days(f.now, &tz);
+    let monday = |t: jiff::Timestamp| {
+        let z = t.to_zoned_datetime(tz.clone()).start_of_day().expect("day");
+        let back = i64::from(z.weekday().to_monday_zero_offset());
+        z.checked_sub(back.days()).expect("monday")
+    };
+    let orders: Vec<&Ev> = f
+        .events
+        .iter()
+        .filter(|e| e.kind == "order.completed" && !e.customer.is_empty() && e.t < to)
+        .collect();
+    let mut first: HashMap<&str, jiff::Timestamp> = HashMap::new();
+    for o in &orders {
+        let t = first.entry(o.customer.as_str()).or_insert(o.t);
+        if o.t < *t {
+            *t = o.t;
+        }
+    }
+    // (cohort label, offset) -> (customers, USD revenue)
+    let mut cells: BTreeMap<(String, i64), (HashSet<&str>, i64)> = BTreeMap::new();
+    for o in &orders {
+        let f0 = first[o.customer.as_str()];
+        if f0 < from {
+            continue;
+        }
+        let start = monday(f0);
+        let offset = (monday(o.t).timestamp() - start.timestamp()).as_hours() as i64 / (24 * 7);
+        let cell = cells
+            .entry((start.strftime("%Y-%m-%d").to_string(), offset))
+            .or_default();
+        cell.0.insert(o.customer.as_str());
+        if o.currency == "USD" {
+            cell.1 += o.amount;
+        }
+    }
+    let (status, body) = get(
+        &f.api,
+        "/analytics/cohorts?interval=week&period=30d&currency=USD",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let cohorts = body["cohorts"].as_array().expect("cohorts");
+    assert!(cohorts.len() >= 4, "{body}");
+    let mut seen = 0;
+    for c in cohorts {
+        let label = c["cohort"].as_str().expect("label").to_owned();
+        let size = c["size"].as_i64().expect("size");
+        for p in c["periods"].as_array().expect("periods") {
+            let k = p["offset"].as_i64().expect("offset");
+            let (n, rev) = cells
+                .get(&(label.clone(), k))
+                .map(|(s, r)| (s.len() as i64, *r))
+                .unwrap_or((0, 0));
+            assert_eq!(
+                (p["customers"].as_i64(), p["revenue"].as_i64()),
+                (Some(n), Some(rev)),
+                "{label} +{k}"
+            );
+            if k == 0 {
+                assert_eq!(size, n);
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        seen,
+        cohorts
+            .iter()
+            .map(|c| c["periods"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    );
+    assert_eq!(
+        cells.keys().filter(|(_, k)| *k == 0).count(),
+        cohorts.len(),
+        "every cohort reported"
+    );
     f.db.drop_database().await;
 }

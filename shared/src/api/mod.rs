@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
-use crate::query::{QueryStore, funnel, metrics, ranked};
+use crate::query::{QueryStore, cohorts, funnel, metrics, ranked};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -124,6 +124,7 @@ impl Api {
             ("/analytics/events", &Method::POST) => self.track_batch(req).await,
             ("/analytics/metrics", &Method::GET) => self.metrics(req).await,
             ("/analytics/funnel", &Method::GET) => self.funnel(req).await,
+            ("/analytics/cohorts", &Method::GET) => self.cohorts(req).await,
             ("/analytics/ingest/firehose", _) => match &self.ingest {
                 Some(ingest) => Ok(ingest.handle(req).await),
                 None => Err(Error::NotFound {
@@ -172,6 +173,15 @@ impl Api {
                 Ok(response::json(StatusCode::OK, &ranked::response(&q, rows)))
             }
         }
+    }
+
+    async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
+        let (store_id, store, now) = self.reader(&req)?;
+        let q = cohorts::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await?;
+        Ok(response::json(
+            StatusCode::OK,
+            &cohorts::run(store, &q).await?,
+        ))
     }
 
     async fn funnel(&self, req: Request) -> Result<Response<Body>> {

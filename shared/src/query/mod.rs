@@ -4,6 +4,7 @@
 //! the SQL lives in the store adapter behind [`QueryStore`] (`store::clickhouse::query`), so a BigQuery
 //! adapter can answer the same questions. Every query is scoped to the caller's store, taken from the key.
 
+pub mod cohorts;
 pub mod funnel;
 pub mod metrics;
 pub mod params;
@@ -25,6 +26,8 @@ pub trait QueryStore: Send + Sync + std::fmt::Debug {
     async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError>;
     /// Rows of a ranked metric (see [`ranked::Ranked`]), ordered and limited.
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<ranked::RankedRows, StoreError>;
+    /// Cohort cells (see [`cohorts`]).
+    async fn cohorts(&self, q: &cohorts::CohortQuery) -> Result<cohorts::CohortCells, StoreError>;
     /// Keys (sessions or customers) reaching each funnel step, and median step times.
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
 }

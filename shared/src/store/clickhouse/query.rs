@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{ClickHouseStore, classify};
 use crate::query::QueryStore;
+use crate::query::cohorts::{CohortCells, CohortQuery};
 use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
 use crate::query::metrics::{Aggregates, Metric, MetricQuery};
 use crate::query::params::Granularity;
@@ -22,6 +23,14 @@ struct BucketRow {
     b: i64,
     a: i64,
     c: i64,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct CohortRow {
+    cohort: i64,
+    k: i64,
+    customers: i64,
+    revenue: i64,
 }
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -247,6 +256,52 @@ impl QueryStore for ClickHouseStore {
         }
         let rows = query.fetch_all::<RankedRow>().await.map_err(classify)?;
         Ok(rows.into_iter().map(|r| (r.key, r.a, r.b, r.c)).collect())
+    }
+
+    async fn cohorts(&self, q: &CohortQuery) -> Result<CohortCells, StoreError> {
+        let (start, offset) = match q.range.granularity {
+            Granularity::Week => (
+                "toMonday(f.first_ts, {tz:String})",
+                "intDiv(dateDiff('day', toMonday(f.first_ts, {tz:String}), toMonday(o.ts, {tz:String})), 7)",
+            ),
+            _ => (
+                "toStartOfMonth(f.first_ts, {tz:String})",
+                "dateDiff('month', toStartOfMonth(f.first_ts, {tz:String}), toStartOfMonth(o.ts, {tz:String}))",
+            ),
+        };
+        let sql = format!(
+            "SELECT toInt64(toUnixTimestamp(toDateTime({start}, {{tz:String}}))) AS cohort, toInt64({offset}) AS k, \
+               toInt64(uniqExact(o.cust)) AS customers, \
+               toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS revenue \
+             FROM ( \
+               SELECT order_id, any(customer_id) AS cust, min(timestamp) AS ts, any(amount) AS amt, \
+                 any(currency) AS cur \
+               FROM commerce_events WHERE store_id = {{store:String}} AND type = 'order.completed' \
+                 AND customer_id != '' AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) \
+               GROUP BY order_id) AS o \
+             INNER JOIN ( \
+               SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
+               WHERE store_id = {{store:String}} AND type = 'order.completed' AND customer_id != '' \
+               GROUP BY customer_id) AS f ON o.cust = f.customer_id \
+             WHERE f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}) \
+               AND f.first_ts < fromUnixTimestamp64Milli({{to:Int64}}) \
+             GROUP BY cohort, k ORDER BY cohort, k"
+        );
+        let rows = self
+            .client()
+            .query(&sql)
+            .param("store", &q.store_id)
+            .param("from", q.range.from_ms())
+            .param("to", q.range.to_ms())
+            .param("tz", &q.range.tz_name)
+            .param("currency", &q.currency)
+            .fetch_all::<CohortRow>()
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.cohort, r.k, r.customers, r.revenue))
+            .collect())
     }
 
     async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError> {
