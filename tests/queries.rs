@@ -715,7 +715,7 @@ async fn weekly_cohorts_equal_an_independent_computation() {
             continue;
         }
         let start = monday(f0);
-        let offset = (monday(o.t).timestamp() - start.timestamp()).as_hours() as i64 / (24 * 7);
+        let offset = (monday(o.t).timestamp() - start.timestamp()).as_hours() / (24 * 7);
         let cell = cells
             .entry((start.strftime("%Y-%m-%d").to_string(), offset))
             .or_default();
