@@ -298,6 +298,27 @@ async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change
         let (_, body) = get(&f.api, &q("conversion_rate"), READ_KEY).await;
         let want = ((converted.len() as f64 / first.len() as f64) * 10_000.0).round() / 10_000.0;
         assert_eq!(body["total"].as_f64(), Some(want), "conversion ({tz_name})");
+        let mut viewed: HashSet<&str> = HashSet::new();
+        let mut added: HashSet<&str> = HashSet::new();
+        for e in in_range.iter().filter(|e| !e.session.is_empty()) {
+            match e.kind.as_str() {
+                "product.viewed" => {
+                    viewed.insert(e.session.as_str());
+                }
+                "cart.item_added" => {
+                    added.insert(e.session.as_str());
+                }
+                _ => {}
+            }
+        }
+        let carted = viewed.iter().filter(|s| added.contains(*s)).count();
+        let (_, body) = get(&f.api, &q("add_to_cart_rate"), READ_KEY).await;
+        let want = ((carted as f64 / viewed.len() as f64) * 10_000.0).round() / 10_000.0;
+        assert_eq!(
+            body["total"].as_f64(),
+            Some(want),
+            "add to cart rate ({tz_name})"
+        );
         let (_, body) = get(&f.api, &q("aov"), READ_KEY).await;
         let usd_orders = in_range
             .iter()

@@ -10,6 +10,7 @@
 //! | `conversion_rate` | sessions with an `order.completed` / sessions, by session start; 0–1, 4 decimals | |
 //! | `visitors` | distinct visitors active in the bucket: `customerId`, else `anonymousId`, else `sessionId` | total is distinct over the range |
 //! | `product_views` | `product.viewed` events (`productId` filter: one product) | |
+//! | `add_to_cart_rate` | sessions with a `cart.item_added` / sessions with a `product.viewed`, by the session's first product view; 0–1 | `productId`: that product's views and adds |
 //!
 //! Money is integer minor units in one currency (`currency`, default the store's main currency: the one
 //! most of its orders of the last 90 days use). Filters: `country` (the event's `context.country`),
@@ -32,10 +33,11 @@ pub enum Metric {
     ConversionRate,
     Visitors,
     ProductViews,
+    AddToCartRate,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::Revenue,
         Metric::NetRevenue,
         Metric::Orders,
@@ -44,6 +46,7 @@ impl Metric {
         Metric::ConversionRate,
         Metric::Visitors,
         Metric::ProductViews,
+        Metric::AddToCartRate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Metric {
             Self::ConversionRate => "conversion_rate",
             Self::Visitors => "visitors",
             Self::ProductViews => "product_views",
+            Self::AddToCartRate => "add_to_cart_rate",
         }
     }
 
@@ -75,7 +79,7 @@ impl Metric {
     pub fn value(self, a: i64, c: i64) -> Value {
         match self {
             Self::Aov => json!(if c == 0 { 0 } else { (2 * a + c) / (2 * c) }),
-            Self::ConversionRate => {
+            Self::ConversionRate | Self::AddToCartRate => {
                 let rate = if a == 0 { 0.0 } else { c as f64 / a as f64 };
                 json!((rate * 10_000.0).round() / 10_000.0)
             }
@@ -170,7 +174,7 @@ pub async fn parse(
             return Err(Error::invalid(
                 "invalid_parameter",
                 "productId",
-                "productId filters product_views only",
+                "productId filters product_views and add_to_cart_rate only",
             ));
         }
         if p.get("country").is_some()
@@ -206,11 +210,11 @@ pub async fn parse(
     let currency = currency_param(store, store_id, &p, metric.is_money()).await?;
     let country = country_param(&p)?;
     let product_id = p.get("productId").map(str::to_owned);
-    if product_id.is_some() && metric != Metric::ProductViews {
+    if product_id.is_some() && !matches!(metric, Metric::ProductViews | Metric::AddToCartRate) {
         return Err(Error::invalid(
             "invalid_parameter",
             "productId",
-            "productId filters product_views only",
+            "productId filters product_views and add_to_cart_rate only",
         ));
     }
     Ok(Request::Series(MetricQuery {

@@ -178,6 +178,21 @@ fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
             "uniqExact(visitor)",
             "0",
         ),
+        Metric::AddToCartRate => (
+            format!(
+                "SELECT minIf(timestamp, type = 'product.viewed') AS ts, max(type = 'cart.item_added') AS v \
+                 FROM commerce_events WHERE {base} AND session_id != '' \
+                 AND type IN ('product.viewed', 'cart.item_added'){} \
+                 GROUP BY session_id HAVING countIf(type = 'product.viewed') > 0",
+                if q.product_id.is_some() {
+                    " AND product_id = {product:String}"
+                } else {
+                    ""
+                }
+            ),
+            "count()",
+            "sum(v)",
+        ),
         Metric::ProductViews => (
             format!(
                 "SELECT timestamp AS ts, id FROM commerce_events WHERE {base} AND type = 'product.viewed'{}",
