@@ -789,3 +789,194 @@ async fn weekly_cohorts_equal_an_independent_computation() {
     );
     f.db.drop_database().await;
 }
+
+async fn send(api: &Api, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let req = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(format!("https://api.example.com{path}"))
+        .header("authorization", format!("Bearer {READ_KEY}"))
+        .body(body.map_or(lambda_http::Body::Empty, |b| {
+            lambda_http::Body::Text(b.to_string())
+        }))
+        .expect("request");
+    let resp = api.handle(req).await;
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
+    let f = fixture().await;
+    let (status, body) = send(&f.api, "GET", "/analytics/dashboards", None).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["dashboards"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "overview",
+            "products",
+            "customers",
+            "marketing",
+            "inventory"
+        ]
+    );
+
+    for id in [
+        "overview",
+        "products",
+        "customers",
+        "marketing",
+        "inventory",
+    ] {
+        let (status, body) = send(
+            &f.api,
+            "GET",
+            &format!("/analytics/dashboards/{id}?period=30d&currency=USD"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{id}: {body}");
+        for w in body["widgets"].as_array().expect("widgets") {
+            assert!(
+                w.get("error").is_none() && w["data"].is_object(),
+                "{id}: {w}"
+            );
+        }
+    }
+    // A widget shows exactly what its endpoint answers.
+    let (_, overview) = send(
+        &f.api,
+        "GET",
+        "/analytics/dashboards/overview?period=30d&currency=USD&timezone=Europe/Paris",
+        None,
+    )
+    .await;
+    let (_, direct) = get(
+        &f.api,
+        "/analytics/metrics?metric=revenue&period=30d&currency=USD&timezone=Europe/Paris",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(overview["widgets"][0]["data"], direct);
+
+    let custom = serde_json::json!({"name": "Daily revenue", "widgets": [
+        {"title": "Revenue", "endpoint": "metrics", "params": {"metric": "revenue", "granularity": "week"}},
+        {"title": "Checkout funnel", "endpoint": "funnel", "params": {"steps": "checkout.started,order.completed", "window": "2h"}}
+    ]});
+    let (status, created) = send(&f.api, "POST", "/analytics/dashboards", Some(custom)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("dash_"));
+    let (_, list) = send(&f.api, "GET", "/analytics/dashboards", None).await;
+    assert!(
+        list["dashboards"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| d["id"] == id.as_str())
+    );
+    let (status, body) = send(
+        &f.api,
+        "GET",
+        &format!("/analytics/dashboards/{id}?period=90d"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["widgets"][0]["data"]["granularity"], "week");
+    assert!(body["widgets"][1]["data"]["steps"].is_array());
+
+    let renamed = serde_json::json!({"name": "Weekly revenue", "widgets": [
+        {"title": "Revenue", "endpoint": "metrics", "params": {"metric": "revenue"}}]});
+    let (status, body) = send(
+        &f.api,
+        "PUT",
+        &format!("/analytics/dashboards/{id}"),
+        Some(renamed),
+    )
+    .await;
+    assert_eq!(
+        (status, body["name"].as_str()),
+        (200, Some("Weekly revenue"))
+    );
+    let (status, _) = send(
+        &f.api,
+        "DELETE",
+        &format!("/analytics/dashboards/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&f.api, "GET", &format!("/analytics/dashboards/{id}"), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        &f.api,
+        "DELETE",
+        &format!("/analytics/dashboards/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "deleting twice finds nothing");
+
+    let bad = [
+        (
+            serde_json::json!({"name": "x", "widgets": [{"title": "t", "endpoint": "metrics", "params": {"metric": "profit"}}]}),
+            "widgets[0].params.metric",
+        ),
+        (
+            serde_json::json!({"name": "x", "widgets": [{"title": "t", "endpoint": "metrics", "params": {"metric": "revenue", "period": "7d"}}]}),
+            "widgets[0].params.period",
+        ),
+        (
+            serde_json::json!({"name": "", "widgets": [{"title": "t", "endpoint": "metrics", "params": {"metric": "revenue"}}]}),
+            "name",
+        ),
+        (serde_json::json!({"name": "x", "widgets": []}), "widgets"),
+        (
+            serde_json::json!({"name": "x", "widgets": [{"title": "t", "endpoint": "sql", "params": {}}]}),
+            "body",
+        ),
+    ];
+    for (input, field) in bad {
+        let (status, body) =
+            send(&f.api, "POST", "/analytics/dashboards", Some(input.clone())).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{input}: {body}"
+        );
+    }
+    let (status, body) = send(
+        &f.api,
+        "PUT",
+        "/analytics/dashboards/overview",
+        Some(serde_json::json!({"name": "x", "widgets": []})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("read_only_dashboard"))
+    );
+    let (status, body) = send(
+        &f.api,
+        "GET",
+        "/analytics/dashboards/overview?granularity=day",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("granularity"))
+    );
+    let (status, _) = get(&f.api, "/analytics/dashboards", WRITE_KEY).await;
+    assert_eq!(status, 403);
+    f.db.drop_database().await;
+}

@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
-use crate::query::{QueryStore, cohorts, funnel, metrics, ranked};
+use crate::query::{QueryStore, cohorts, dashboards, funnel, metrics, ranked};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -125,6 +125,11 @@ impl Api {
             ("/analytics/metrics", &Method::GET) => self.metrics(req).await,
             ("/analytics/funnel", &Method::GET) => self.funnel(req).await,
             ("/analytics/cohorts", &Method::GET) => self.cohorts(req).await,
+            ("/analytics/dashboards", _) => self.dashboards(req, None).await,
+            (p, _) if p.starts_with("/analytics/dashboards/") => {
+                let id = p.trim_start_matches("/analytics/dashboards/").to_owned();
+                self.dashboards(req, Some(id)).await
+            }
             ("/analytics/ingest/firehose", _) => match &self.ingest {
                 Some(ingest) => Ok(ingest.handle(req).await),
                 None => Err(Error::NotFound {
@@ -172,6 +177,102 @@ impl Api {
                 let rows = store.ranked(&q).await?;
                 Ok(response::json(StatusCode::OK, &ranked::response(&q, rows)))
             }
+        }
+    }
+
+    /// `GET /analytics/dashboards` (list), `POST` (create); `GET /analytics/dashboards/{id}` (every widget's
+    /// data), `PUT` (replace), `DELETE`. Built-in dashboards are read-only.
+    async fn dashboards(&self, req: Request, id: Option<String>) -> Result<Response<Body>> {
+        let (store_id, store, now) = self.reader(&req)?;
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let find = |id: &str, custom: Vec<dashboards::Dashboard>| {
+            dashboards::built_in()
+                .into_iter()
+                .chain(custom)
+                .find(|d| d.id == id)
+                .ok_or_else(|| Error::NotFound {
+                    method: method.to_string(),
+                    path: path.clone(),
+                })
+        };
+        let input = |req: &Request| -> Result<dashboards::DashboardInput> {
+            let body = request::body_text(req, self.limits.max_body_bytes)?;
+            serde_json::from_str(body).map_err(|e| {
+                Error::invalid(
+                    "invalid_json",
+                    "body",
+                    format!("body must be {{\"name\", \"widgets\": [...]}}: {e}"),
+                )
+            })
+        };
+        match (id, &method) {
+            (None, &Method::GET) => {
+                let mut all = dashboards::built_in();
+                all.extend(store.dashboards(&store_id).await?);
+                Ok(response::json(
+                    StatusCode::OK,
+                    &json!({ "dashboards": all }),
+                ))
+            }
+            (None, &Method::POST) => {
+                let input = input(&req)?;
+                dashboards::validate(store, &store_id, &input, now).await?;
+                let d = dashboards::Dashboard {
+                    id: format!("dash_{}", ulid::Ulid::new()),
+                    name: input.name.trim().to_owned(),
+                    built_in: false,
+                    widgets: input.widgets,
+                };
+                store.save_dashboard(&store_id, &d).await?;
+                Ok(response::json(StatusCode::CREATED, &d))
+            }
+            (Some(id), &Method::GET) => {
+                let d = find(&id, store.dashboards(&store_id).await?)?;
+                let data =
+                    dashboards::render(store, &store_id, &d, req.uri().query().unwrap_or(""), now)
+                        .await?;
+                Ok(response::json(StatusCode::OK, &data))
+            }
+            (Some(id), &Method::PUT | &Method::DELETE)
+                if dashboards::BUILT_IN.contains(&id.as_str()) =>
+            {
+                Err(Error::invalid(
+                    "read_only_dashboard",
+                    "id",
+                    format!("{id} is a built-in dashboard and cannot be changed"),
+                ))
+            }
+            (Some(id), &Method::PUT) => {
+                find(&id, store.dashboards(&store_id).await?)?;
+                let input = input(&req)?;
+                dashboards::validate(store, &store_id, &input, now).await?;
+                let d = dashboards::Dashboard {
+                    id,
+                    name: input.name.trim().to_owned(),
+                    built_in: false,
+                    widgets: input.widgets,
+                };
+                store.save_dashboard(&store_id, &d).await?;
+                Ok(response::json(StatusCode::OK, &d))
+            }
+            (Some(id), &Method::DELETE) => {
+                if store.delete_dashboard(&store_id, &id).await? {
+                    Ok(response::json(
+                        StatusCode::OK,
+                        &json!({ "id": id, "deleted": true }),
+                    ))
+                } else {
+                    Err(Error::NotFound {
+                        method: method.to_string(),
+                        path,
+                    })
+                }
+            }
+            _ => Err(Error::MethodNotAllowed {
+                method: method.to_string(),
+                path,
+            }),
         }
     }
 

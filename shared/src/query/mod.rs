@@ -5,6 +5,7 @@
 //! adapter can answer the same questions. Every query is scoped to the caller's store, taken from the key.
 
 pub mod cohorts;
+pub mod dashboards;
 pub mod funnel;
 pub mod metrics;
 pub mod params;
@@ -28,6 +29,16 @@ pub trait QueryStore: Send + Sync + std::fmt::Debug {
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<ranked::RankedRows, StoreError>;
     /// Cohort cells (see [`cohorts`]).
     async fn cohorts(&self, q: &cohorts::CohortQuery) -> Result<cohorts::CohortCells, StoreError>;
+    /// The store's custom dashboards.
+    async fn dashboards(&self, store_id: &str) -> Result<Vec<dashboards::Dashboard>, StoreError>;
+    /// Creates or replaces a custom dashboard.
+    async fn save_dashboard(
+        &self,
+        store_id: &str,
+        d: &dashboards::Dashboard,
+    ) -> Result<(), StoreError>;
+    /// Deletes a custom dashboard; false when it did not exist.
+    async fn delete_dashboard(&self, store_id: &str, id: &str) -> Result<bool, StoreError>;
     /// Keys (sessions or customers) reaching each funnel step, and median step times.
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
 }

@@ -119,6 +119,23 @@ SETTINGS non_replicated_deduplication_window = 10000
 ",
         ],
     },
+    Migration {
+        version: 3,
+        name: "custom dashboards",
+        statements: &[r"
+CREATE TABLE IF NOT EXISTS {db}.analytics_dashboards
+(
+    store_id    LowCardinality(String),
+    id          String,
+    name        String,
+    widgets     String COMMENT 'JSON array of widgets',
+    version     UInt64 COMMENT 'milliseconds; the latest version wins',
+    deleted     UInt8
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (store_id, id)
+"],
+    },
 ];
 
 /// What [`migrate`] did.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::{ClickHouseStore, classify};
 use crate::query::QueryStore;
 use crate::query::cohorts::{CohortCells, CohortQuery};
+use crate::query::dashboards::Dashboard;
 use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
 use crate::query::metrics::{Aggregates, Metric, MetricQuery};
 use crate::query::params::Granularity;
@@ -23,6 +24,20 @@ struct BucketRow {
     b: i64,
     a: i64,
     c: i64,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, clickhouse::Row)]
+struct DashboardRow {
+    store_id: String,
+    id: String,
+    name: String,
+    widgets: String,
+    version: u64,
+    deleted: u8,
+}
+
+fn version_now() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -317,6 +332,73 @@ impl QueryStore for ClickHouseStore {
             .into_iter()
             .map(|r| (r.cohort, r.k, r.customers, r.revenue))
             .collect())
+    }
+
+    async fn dashboards(&self, store_id: &str) -> Result<Vec<Dashboard>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT store_id, id, name, widgets, version, deleted FROM analytics_dashboards FINAL \
+                 WHERE store_id = {store:String} AND deleted = 0 ORDER BY name, id",
+            )
+            .param("store", store_id)
+            .fetch_all::<DashboardRow>()
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|r| {
+                let widgets = serde_json::from_str(&r.widgets).map_err(|e| {
+                    StoreError::Rejected(format!("dashboard {} has unreadable widgets: {e}", r.id))
+                })?;
+                Ok(Dashboard {
+                    id: r.id,
+                    name: r.name,
+                    built_in: false,
+                    widgets,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_dashboard(&self, store_id: &str, d: &Dashboard) -> Result<(), StoreError> {
+        let row = DashboardRow {
+            store_id: store_id.to_owned(),
+            id: d.id.clone(),
+            name: d.name.clone(),
+            widgets: serde_json::to_string(&d.widgets).unwrap_or_else(|_| "[]".into()),
+            version: version_now(),
+            deleted: 0,
+        };
+        let mut insert = self
+            .client()
+            .insert::<DashboardRow>("analytics_dashboards")
+            .await
+            .map_err(classify)?;
+        insert.write(&row).await.map_err(classify)?;
+        insert.end().await.map_err(classify)
+    }
+
+    async fn delete_dashboard(&self, store_id: &str, id: &str) -> Result<bool, StoreError> {
+        let exists = self.dashboards(store_id).await?.iter().any(|d| d.id == id);
+        if !exists {
+            return Ok(false);
+        }
+        let row = DashboardRow {
+            store_id: store_id.to_owned(),
+            id: id.to_owned(),
+            name: String::new(),
+            widgets: "[]".into(),
+            version: version_now(),
+            deleted: 1,
+        };
+        let mut insert = self
+            .client()
+            .insert::<DashboardRow>("analytics_dashboards")
+            .await
+            .map_err(classify)?;
+        insert.write(&row).await.map_err(classify)?;
+        insert.end().await.map_err(classify)?;
+        Ok(true)
     }
 
     async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError> {

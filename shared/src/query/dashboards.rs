@@ -1,0 +1,307 @@
+//! Dashboards: the five built-in ones of the spec and each store's custom ones.
+//!
+//! A dashboard is a named list of widgets (at most [`MAX_WIDGETS`]); a widget names an endpoint
+//! (`metrics`, `funnel`, `cohorts`) and its parameters, minus the period ones (`period`, `from`, `to`,
+//! `timezone`), which come from the dashboard request so every widget shows the same period. Widgets are
+//! validated with the endpoint's own parser when saved. `GET /analytics/dashboards/{id}` runs every widget
+//! concurrently and returns each one's data (the endpoint's own response) or its error.
+//!
+//! Built-in dashboards (ids `overview`, `products`, `customers`, `marketing`, `inventory`) are read-only;
+//! custom ones get ids `dash_<ULID>` and are stored per store (`analytics_dashboards` table).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{QueryStore, cohorts, funnel, metrics, ranked};
+use crate::error::{Error, Result};
+
+pub const MAX_WIDGETS: usize = 20;
+pub const BUILT_IN: [&str; 5] = [
+    "overview",
+    "products",
+    "customers",
+    "marketing",
+    "inventory",
+];
+const PERIOD_PARAMS: [&str; 4] = ["period", "from", "to", "timezone"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    Metrics,
+    Funnel,
+    Cohorts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Widget {
+    pub title: String,
+    pub endpoint: Endpoint,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dashboard {
+    pub id: String,
+    pub name: String,
+    pub built_in: bool,
+    pub widgets: Vec<Widget>,
+}
+
+/// Body of `POST` / `PUT /analytics/dashboards[/{id}]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardInput {
+    pub name: String,
+    pub widgets: Vec<Widget>,
+}
+
+fn w(title: &str, endpoint: Endpoint, params: &[(&str, &str)]) -> Widget {
+    Widget {
+        title: title.to_owned(),
+        endpoint,
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+/// The spec's five dashboards.
+pub fn built_in() -> Vec<Dashboard> {
+    use Endpoint::*;
+    let d = |id: &str, name: &str, widgets: Vec<Widget>| Dashboard {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        built_in: true,
+        widgets,
+    };
+    vec![
+        d(
+            "overview",
+            "Overview",
+            vec![
+                w("Revenue", Metrics, &[("metric", "revenue")]),
+                w("Orders", Metrics, &[("metric", "orders")]),
+                w("Average order value", Metrics, &[("metric", "aov")]),
+                w("Conversion rate", Metrics, &[("metric", "conversion_rate")]),
+            ],
+        ),
+        d(
+            "products",
+            "Products",
+            vec![
+                w("Best sellers", Metrics, &[("metric", "best_sellers")]),
+                w("Product views", Metrics, &[("metric", "product_views")]),
+                w(
+                    "Add-to-cart rate",
+                    Metrics,
+                    &[("metric", "add_to_cart_rate")],
+                ),
+            ],
+        ),
+        d(
+            "customers",
+            "Customers",
+            vec![
+                w("Orders", Metrics, &[("metric", "orders")]),
+                w("Visitors", Metrics, &[("metric", "visitors")]),
+                w(
+                    "Retention by monthly cohort",
+                    Cohorts,
+                    &[("interval", "month")],
+                ),
+            ],
+        ),
+        d(
+            "marketing",
+            "Marketing",
+            vec![
+                w("Traffic sources", Metrics, &[("metric", "traffic_sources")]),
+                w(
+                    "Campaign performance",
+                    Metrics,
+                    &[("metric", "campaign_performance")],
+                ),
+                w(
+                    "Funnel",
+                    Funnel,
+                    &[(
+                        "steps",
+                        "page.viewed,product.viewed,cart.item_added,checkout.started,order.completed",
+                    )],
+                ),
+            ],
+        ),
+        d(
+            "inventory",
+            "Inventory",
+            vec![
+                w("Stock levels", Metrics, &[("metric", "stock_levels")]),
+                w(
+                    "Sell-through rate",
+                    Metrics,
+                    &[("metric", "sell_through_rate")],
+                ),
+            ],
+        ),
+    ]
+}
+
+fn query_string(params: &BTreeMap<String, String>, period: &BTreeMap<String, String>) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params.iter().chain(period.iter()) {
+        q.append_pair(k, v);
+    }
+    q.finish()
+}
+
+/// Runs one widget; its endpoint's response, or the error.
+async fn run_widget(
+    store: &dyn QueryStore,
+    store_id: &str,
+    widget: &Widget,
+    period: &BTreeMap<String, String>,
+    now: jiff::Timestamp,
+) -> Result<Value> {
+    let q = query_string(&widget.params, period);
+    let to_value = |v: std::result::Result<Value, serde_json::Error>| {
+        v.map_err(|e| Error::Internal(e.to_string()))
+    };
+    match widget.endpoint {
+        Endpoint::Metrics => match metrics::parse(store, store_id, &q, now).await? {
+            metrics::Request::Series(m) => {
+                to_value(serde_json::to_value(metrics::run(store, &m).await?))
+            }
+            metrics::Request::Ranked(r) => Ok(ranked::response(&r, store.ranked(&r).await?)),
+        },
+        Endpoint::Funnel => to_value(serde_json::to_value(
+            funnel::run(store, &funnel::parse(store_id, &q, now)?).await?,
+        )),
+        Endpoint::Cohorts => {
+            let c = cohorts::parse(store, store_id, &q, now).await?;
+            to_value(serde_json::to_value(cohorts::run(store, &c).await?))
+        }
+    }
+}
+
+/// Checks a dashboard before it is saved; errors name `widgets[i].…`.
+pub async fn validate(
+    store: &dyn QueryStore,
+    store_id: &str,
+    input: &DashboardInput,
+    now: jiff::Timestamp,
+) -> Result<()> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::invalid(
+            "invalid_value",
+            "name",
+            "name must be 1 to 100 characters",
+        ));
+    }
+    if input.widgets.is_empty() || input.widgets.len() > MAX_WIDGETS {
+        return Err(Error::invalid(
+            "invalid_value",
+            "widgets",
+            format!("a dashboard has 1 to {MAX_WIDGETS} widgets"),
+        ));
+    }
+    for (i, widget) in input.widgets.iter().enumerate() {
+        if widget.title.trim().is_empty() || widget.title.chars().count() > 100 {
+            return Err(Error::invalid(
+                "invalid_value",
+                format!("widgets[{i}].title"),
+                "title must be 1 to 100 characters",
+            ));
+        }
+        if let Some(k) = widget
+            .params
+            .keys()
+            .find(|k| PERIOD_PARAMS.contains(&k.as_str()))
+        {
+            return Err(Error::invalid(
+                "invalid_parameter",
+                format!("widgets[{i}].params.{k}"),
+                "the period comes from the dashboard request, not from a widget",
+            ));
+        }
+        let q = query_string(&widget.params, &BTreeMap::new());
+        let checked = match widget.endpoint {
+            Endpoint::Metrics => metrics::parse(store, store_id, &q, now).await.map(|_| ()),
+            Endpoint::Funnel => funnel::parse(store_id, &q, now).map(|_| ()),
+            Endpoint::Cohorts => cohorts::parse(store, store_id, &q, now).await.map(|_| ()),
+        };
+        if let Err(Error::Invalid(mut fe)) = checked {
+            fe.field = format!("widgets[{i}].params.{}", fe.field);
+            return Err(Error::Invalid(fe));
+        }
+        checked?;
+    }
+    Ok(())
+}
+
+/// Every widget's data for the dashboard, queries run concurrently.
+pub async fn render(
+    store: &dyn QueryStore,
+    store_id: &str,
+    dashboard: &Dashboard,
+    query: &str,
+    now: jiff::Timestamp,
+) -> Result<Value> {
+    let mut period = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !PERIOD_PARAMS.contains(&k.as_ref()) && k != "currency" {
+            return Err(Error::invalid(
+                "unknown_parameter",
+                k.to_string(),
+                format!(
+                    "unknown parameter {k:?}; a dashboard takes period, from, to, timezone, currency"
+                ),
+            ));
+        }
+        period.insert(k.into_owned(), v.into_owned());
+    }
+    // Validate the period once, for a clear error instead of one per widget.
+    super::params::Params::parse(
+        &query_string(&period, &BTreeMap::new()),
+        &["period", "from", "to", "timezone", "currency"],
+    )?;
+    // Funnels take no currency; every other endpoint does.
+    let periods: Vec<BTreeMap<String, String>> = dashboard
+        .widgets
+        .iter()
+        .map(|w| {
+            let mut p = period.clone();
+            if w.endpoint == Endpoint::Funnel {
+                p.remove("currency");
+            }
+            p
+        })
+        .collect();
+    let mut runs = Vec::with_capacity(dashboard.widgets.len());
+    for (widget, p) in dashboard.widgets.iter().zip(&periods) {
+        runs.push(run_widget(store, store_id, widget, p, now));
+    }
+    let results = futures_util::future::join_all(runs).await;
+    let widgets: Vec<Value> = dashboard
+        .widgets
+        .iter()
+        .zip(results)
+        .map(|(w, r)| match r {
+            Ok(data) => {
+                json!({"title": w.title, "endpoint": w.endpoint, "params": w.params, "data": data})
+            }
+            Err(e) => json!({"title": w.title, "endpoint": w.endpoint, "params": w.params,
+                             "error": {"code": e.code(), "message": e.public_message()}}),
+        })
+        .collect();
+    Ok(
+        json!({"id": dashboard.id, "name": dashboard.name, "builtIn": dashboard.built_in, "widgets": widgets}),
+    )
+}
