@@ -11,6 +11,12 @@ pub async fn load(
     store_id: &str,
     cfg: DemoConfig,
 ) -> Result<usize, StoreError> {
+    if cfg.days >= validator.retention_days {
+        return Err(StoreError::Rejected(format!(
+            "demo traffic over {} days would start beyond retention_days ({}); use fewer days",
+            cfg.days, validator.retention_days
+        )));
+    }
     let now = time::OffsetDateTime::now_utc();
     let meta = RequestMeta::default();
     let mut total = 0;
