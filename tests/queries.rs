@@ -980,3 +980,92 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
     assert_eq!(status, 403);
     f.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn customer_metrics_equal_an_independent_computation() {
+    let f = fixture().await;
+    let (from, to) = thirty_days(f.now, &TimeZone::UTC);
+    let orders: Vec<&Ev> = f
+        .events
+        .iter()
+        .filter(|e| e.kind == "order.completed" && !e.customer.is_empty() && e.t < to)
+        .collect();
+    let mut first: HashMap<&str, jiff::Timestamp> = HashMap::new();
+    for o in &orders {
+        let t = first.entry(o.customer.as_str()).or_insert(o.t);
+        if o.t < *t {
+            *t = o.t;
+        }
+    }
+    // ltv (USD): customers acquired in the period who ordered in USD; their USD revenue to date.
+    let acquired: HashSet<&str> = first
+        .iter()
+        .filter(|(_, t)| **t >= from)
+        .map(|(c, _)| *c)
+        .collect();
+    let usd_customers: HashSet<&str> = orders
+        .iter()
+        .filter(|o| o.currency == "USD" && acquired.contains(o.customer.as_str()))
+        .map(|o| o.customer.as_str())
+        .collect();
+    let usd_revenue: i64 = orders
+        .iter()
+        .filter(|o| o.currency == "USD" && acquired.contains(o.customer.as_str()))
+        .map(|o| o.amount)
+        .sum();
+    let n = usd_customers.len() as i64;
+    let (status, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=ltv&period=30d&currency=USD",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["total"].as_i64(),
+        Some((2 * usd_revenue + n) / (2 * n)),
+        "ltv"
+    );
+
+    // new_vs_returning over the period.
+    let mut seg: BTreeMap<&str, (HashSet<&str>, u64, i64)> = BTreeMap::new();
+    for o in orders.iter().filter(|o| o.t >= from) {
+        let s = seg
+            .entry(if first[o.customer.as_str()] >= from {
+                "new"
+            } else {
+                "returning"
+            })
+            .or_default();
+        s.0.insert(o.customer.as_str());
+        s.1 += 1;
+        if o.currency == "USD" {
+            s.2 += o.amount;
+        }
+    }
+    let (status, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=new_vs_returning&period=30d&currency=USD",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<(String, u64, u64, i64)> = rows(&body)
+        .iter()
+        .map(|r| {
+            (
+                r["segment"].as_str().unwrap_or("").to_owned(),
+                r["customers"].as_u64().unwrap_or(0),
+                r["orders"].as_u64().unwrap_or(0),
+                r["revenue"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64, i64)> = seg
+        .iter()
+        .map(|(k, (c, o, r))| ((*k).to_owned(), c.len() as u64, *o, *r))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2, "both segments occur in the demo data");
+    f.db.drop_database().await;
+}

@@ -109,8 +109,12 @@ pub fn built_in() -> Vec<Dashboard> {
             "customers",
             "Customers",
             vec![
-                w("Orders", Metrics, &[("metric", "orders")]),
-                w("Visitors", Metrics, &[("metric", "visitors")]),
+                w(
+                    "New vs returning",
+                    Metrics,
+                    &[("metric", "new_vs_returning")],
+                ),
+                w("Lifetime value", Metrics, &[("metric", "ltv")]),
                 w(
                     "Retention by monthly cohort",
                     Cohorts,

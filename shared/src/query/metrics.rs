@@ -10,6 +10,7 @@
 //! | `conversion_rate` | sessions with an `order.completed` / sessions, by session start; 0–1, 4 decimals | |
 //! | `visitors` | distinct visitors active in the bucket: `customerId`, else `anonymousId`, else `sessionId` | total is distinct over the range |
 //! | `product_views` | `product.viewed` events (`productId` filter: one product) | |
+//! | `ltv` | lifetime revenue in `currency` (orders up to the period's end) per customer, for the customers whose first order falls in the bucket and who ordered in `currency`; integer minor units | customers by `customerId` |
 //! | `add_to_cart_rate` | sessions with a `cart.item_added` / sessions with a `product.viewed`, by the session's first product view; 0–1 | `productId`: that product's views and adds |
 //!
 //! Money is integer minor units in one currency (`currency`, default the store's main currency: the one
@@ -34,10 +35,11 @@ pub enum Metric {
     Visitors,
     ProductViews,
     AddToCartRate,
+    Ltv,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Revenue,
         Metric::NetRevenue,
         Metric::Orders,
@@ -47,6 +49,7 @@ impl Metric {
         Metric::Visitors,
         Metric::ProductViews,
         Metric::AddToCartRate,
+        Metric::Ltv,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Metric {
             Self::Visitors => "visitors",
             Self::ProductViews => "product_views",
             Self::AddToCartRate => "add_to_cart_rate",
+            Self::Ltv => "ltv",
         }
     }
 
@@ -72,13 +76,16 @@ impl Metric {
 
     /// Money metrics are reported in one currency.
     pub fn is_money(self) -> bool {
-        matches!(self, Self::Revenue | Self::NetRevenue | Self::Aov)
+        matches!(
+            self,
+            Self::Revenue | Self::NetRevenue | Self::Aov | Self::Ltv
+        )
     }
 
     /// The value from the store's two raw aggregates `(a, c)` (see the adapter for what they hold).
     pub fn value(self, a: i64, c: i64) -> Value {
         match self {
-            Self::Aov => json!(if c == 0 { 0 } else { (2 * a + c) / (2 * c) }),
+            Self::Aov | Self::Ltv => json!(if c == 0 { 0 } else { (2 * a + c) / (2 * c) }),
             Self::ConversionRate | Self::AddToCartRate => {
                 let rate = if a == 0 { 0.0 } else { c as f64 / a as f64 };
                 json!((rate * 10_000.0).round() / 10_000.0)
@@ -209,6 +216,13 @@ pub async fn parse(
     let range = p.range(now)?;
     let currency = currency_param(store, store_id, &p, metric.is_money()).await?;
     let country = country_param(&p)?;
+    if country.is_some() && metric == Metric::Ltv {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            "country",
+            "ltv has no country filter",
+        ));
+    }
     let product_id = p.get("productId").map(str::to_owned);
     if product_id.is_some() && !matches!(metric, Metric::ProductViews | Metric::AddToCartRate) {
         return Err(Error::invalid(

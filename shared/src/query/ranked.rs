@@ -9,6 +9,7 @@
 //! | `traffic_sources` | `{source, sessions, orders, revenue, conversionRate}` | sessions | a session's source: its first `utm_source`, else its first referrer's domain, else `direct`; `orders` = sessions with an order; `revenue` = their orders in `currency` |
 //! | `campaign_performance` | `{campaign, sessions, orders, revenue, conversionRate}` | sessions | as above, by the session's first `utm_campaign`; sessions without one are left out |
 //! | `stock_levels` | `{productId, quantity, updatedAt}` | quantity, lowest first | the latest `inventory.updated` quantity per product before the period's end |
+//! | `new_vs_returning` | `{segment, customers, orders, revenue}` | `new`, `returning` | customers with orders in the period: `new` when their first order ever falls in the period; `revenue` in `currency` |
 //! | `sell_through_rate` | `{productId, unitsSold, stockOnHand, sellThroughRate}` | rate, highest first | units sold in the period (order items, all currencies) / (units sold + stock on hand at the period's end) |
 
 use serde_json::{Map, Value, json};
@@ -23,15 +24,17 @@ pub enum Ranked {
     CampaignPerformance,
     StockLevels,
     SellThroughRate,
+    NewVsReturning,
 }
 
 impl Ranked {
-    pub const ALL: [Ranked; 5] = [
+    pub const ALL: [Ranked; 6] = [
         Ranked::BestSellers,
         Ranked::TrafficSources,
         Ranked::CampaignPerformance,
         Ranked::StockLevels,
         Ranked::SellThroughRate,
+        Ranked::NewVsReturning,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Ranked {
             Self::CampaignPerformance => "campaign_performance",
             Self::StockLevels => "stock_levels",
             Self::SellThroughRate => "sell_through_rate",
+            Self::NewVsReturning => "new_vs_returning",
         }
     }
 
@@ -51,7 +55,10 @@ impl Ranked {
     pub fn uses_currency(self) -> bool {
         matches!(
             self,
-            Self::BestSellers | Self::TrafficSources | Self::CampaignPerformance
+            Self::BestSellers
+                | Self::TrafficSources
+                | Self::CampaignPerformance
+                | Self::NewVsReturning
         )
     }
 
@@ -77,6 +84,9 @@ impl Ranked {
                     .map(|t| t.to_string())
                     .unwrap_or_default();
                 json!({"productId": key, "quantity": a, "updatedAt": updated})
+            }
+            Self::NewVsReturning => {
+                json!({"segment": key, "customers": a, "orders": b, "revenue": c})
             }
             Self::SellThroughRate => {
                 json!({"productId": key, "unitsSold": a, "stockOnHand": b, "sellThroughRate": rate(a, a + b)})

@@ -112,6 +112,20 @@ fn ranked_sql(q: &RankedQuery) -> String {
         Ranked::CampaignPerformance => {
             sessions("argMinIf(utm_campaign, timestamp, utm_campaign != '')")
         }
+        Ranked::NewVsReturning => format!(
+            "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \
+               toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, \
+               toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS c \
+             FROM ( \
+               SELECT order_id, any(customer_id) AS cust, any(amount) AS amt, any(currency) AS cur \
+               FROM commerce_events WHERE {base} AND type = 'order.completed' AND customer_id != '' \
+               GROUP BY order_id) AS o \
+             INNER JOIN ( \
+               SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
+               WHERE store_id = {{store:String}} AND type = 'order.completed' AND customer_id != '' \
+               GROUP BY customer_id) AS f ON o.cust = f.customer_id \
+             GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}"
+        ),
         Ranked::StockLevels => format!(
             "SELECT key, toInt64(stock) AS a, toInt64(toUnixTimestamp(at)) AS b, toInt64(0) AS c FROM ({stock}) \
              ORDER BY a, key LIMIT {{limit:UInt32}}"
@@ -196,6 +210,23 @@ fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
             ),
             "uniqExact(cityHash64(visitor))",
             "0",
+        ),
+        Metric::Ltv => (
+            // One row per order of a customer acquired in the range; `ts` is the acquisition time.
+            "SELECT f.first_ts AS ts, if(o.cur = {currency:String}, o.amt, 0) AS v, o.cust AS cust, \
+               o.cur = {currency:String} AS in_cur FROM ( \
+               SELECT order_id, any(customer_id) AS cust, any(amount) AS amt, any(currency) AS cur \
+               FROM commerce_events WHERE store_id = {store:String} AND type = 'order.completed' \
+                 AND customer_id != '' AND timestamp < fromUnixTimestamp64Milli({to:Int64}) GROUP BY order_id) AS o \
+             INNER JOIN ( \
+               SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
+               WHERE store_id = {store:String} AND type = 'order.completed' AND customer_id != '' \
+               GROUP BY customer_id) AS f ON o.cust = f.customer_id \
+             WHERE f.first_ts >= fromUnixTimestamp64Milli({from:Int64}) \
+               AND f.first_ts < fromUnixTimestamp64Milli({to:Int64})"
+                .to_owned(),
+            "sum(v)",
+            "uniqExactIf(cust, in_cur)",
         ),
         Metric::AddToCartRate => (
             format!(
