@@ -506,6 +506,8 @@ async fn queries(url: &str, events: usize) -> Result<(), Box<dyn std::error::Err
         "campaign_performance",
         "stock_levels",
         "sell_through_rate",
+        "ltv",
+        "new_vs_returning",
     ] {
         let d = p50(9, || {
             get(format!("/analytics/metrics?metric={m}&period=30d"))

@@ -217,7 +217,8 @@ fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
                o.cur = {currency:String} AS in_cur FROM ( \
                SELECT order_id, any(customer_id) AS cust, any(amount) AS amt, any(currency) AS cur \
                FROM commerce_events WHERE store_id = {store:String} AND type = 'order.completed' \
-                 AND customer_id != '' AND timestamp < fromUnixTimestamp64Milli({to:Int64}) GROUP BY order_id) AS o \
+                 AND customer_id != '' AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
+                 AND timestamp < fromUnixTimestamp64Milli({to:Int64}) GROUP BY order_id) AS o \
              INNER JOIN ( \
                SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
                WHERE store_id = {store:String} AND type = 'order.completed' AND customer_id != '' \
@@ -342,7 +343,8 @@ impl QueryStore for ClickHouseStore {
                SELECT order_id, any(customer_id) AS cust, min(timestamp) AS ts, any(amount) AS amt, \
                  any(currency) AS cur \
                FROM commerce_events WHERE store_id = {{store:String}} AND type = 'order.completed' \
-                 AND customer_id != '' AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) \
+                 AND customer_id != '' AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}) \
+                 AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) \
                GROUP BY order_id) AS o \
              INNER JOIN ( \
                SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
