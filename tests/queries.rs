@@ -525,6 +525,18 @@ async fn read_endpoints_check_keys_and_parameters() {
     f.db.drop_database().await;
 }
 
+/// Each customer's first order time.
+fn first_orders<'a>(orders: &[&'a Ev]) -> HashMap<&'a str, jiff::Timestamp> {
+    let mut first: HashMap<&str, jiff::Timestamp> = HashMap::new();
+    for o in orders {
+        let t = first.entry(o.customer.as_str()).or_insert(o.t);
+        if o.t < *t {
+            *t = o.t;
+        }
+    }
+    first
+}
+
 fn rows(body: &Value) -> Vec<Value> {
     body["rows"].as_array().cloned().unwrap_or_default()
 }
@@ -721,13 +733,7 @@ async fn weekly_cohorts_equal_an_independent_computation() {
         .iter()
         .filter(|e| e.kind == "order.completed" && !e.customer.is_empty() && e.t < to)
         .collect();
-    let mut first: HashMap<&str, jiff::Timestamp> = HashMap::new();
-    for o in &orders {
-        let t = first.entry(o.customer.as_str()).or_insert(o.t);
-        if o.t < *t {
-            *t = o.t;
-        }
-    }
+    let first = first_orders(&orders);
     // (cohort label, offset) -> (customers, USD revenue)
     let mut cells: BTreeMap<(String, i64), (HashSet<&str>, i64)> = BTreeMap::new();
     for o in &orders {
@@ -990,13 +996,7 @@ async fn customer_metrics_equal_an_independent_computation() {
         .iter()
         .filter(|e| e.kind == "order.completed" && !e.customer.is_empty() && e.t < to)
         .collect();
-    let mut first: HashMap<&str, jiff::Timestamp> = HashMap::new();
-    for o in &orders {
-        let t = first.entry(o.customer.as_str()).or_insert(o.t);
-        if o.t < *t {
-            *t = o.t;
-        }
-    }
+    let first = first_orders(&orders);
     // ltv (USD): customers acquired in the period who ordered in USD; their USD revenue to date.
     let acquired: HashSet<&str> = first
         .iter()

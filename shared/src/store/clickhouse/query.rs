@@ -60,17 +60,23 @@ struct RankedRow {
     c: i64,
 }
 
-/// Units of an order item: `quantity`, 1 when absent.
-const ITEM_QTY: &str = "if(JSONHas(item, 'quantity'), JSONExtractInt(item, 'quantity'), 1)";
-
-fn ranked_sql(q: &RankedQuery) -> String {
+/// The store and `[from, to)` conditions every read shares, plus the optional country filter.
+fn base_filter(country: bool) -> String {
     let mut base = String::from(
         "store_id = {store:String} AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
          AND timestamp < fromUnixTimestamp64Milli({to:Int64})",
     );
-    if q.country.is_some() {
+    if country {
         base.push_str(" AND country = {country:String}");
     }
+    base
+}
+
+/// Units of an order item: `quantity`, 1 when absent.
+const ITEM_QTY: &str = "if(JSONHas(item, 'quantity'), JSONExtractInt(item, 'quantity'), 1)";
+
+fn ranked_sql(q: &RankedQuery) -> String {
+    let base = base_filter(q.country.is_some());
     let orders = |currency: bool| {
         format!(
             "SELECT order_id, any(properties) AS p FROM commerce_events WHERE {base} AND type = 'order.completed'{} \
@@ -165,13 +171,7 @@ fn bucket_expr(g: Granularity) -> &'static str {
 
 /// The per-row source of a metric (columns `ts` plus what the aggregates read) and its two aggregates.
 fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
-    let mut base = String::from(
-        "store_id = {store:String} AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
-         AND timestamp < fromUnixTimestamp64Milli({to:Int64})",
-    );
-    if q.country.is_some() {
-        base.push_str(" AND country = {country:String}");
-    }
+    let base = base_filter(q.country.is_some());
     let orders = |currency: bool| {
         format!(
             "SELECT min(timestamp) AS ts, any(amount) AS v FROM commerce_events \
