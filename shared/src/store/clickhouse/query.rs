@@ -72,6 +72,10 @@ fn base_filter(country: bool) -> String {
     base
 }
 
+/// Each customer's first order ever (`customer_id`, `first_ts`).
+const FIRST_ORDERS: &str = "SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
+    WHERE store_id = {store:String} AND type = 'order.completed' AND customer_id != '' GROUP BY customer_id";
+
 /// Units of an order item: `quantity`, 1 when absent.
 const ITEM_QTY: &str = "if(JSONHas(item, 'quantity'), JSONExtractInt(item, 'quantity'), 1)";
 
@@ -126,10 +130,7 @@ fn ranked_sql(q: &RankedQuery) -> String {
                SELECT order_id, any(customer_id) AS cust, any(amount) AS amt, any(currency) AS cur \
                FROM commerce_events WHERE {base} AND type = 'order.completed' AND customer_id != '' \
                GROUP BY order_id) AS o \
-             INNER JOIN ( \
-               SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
-               WHERE store_id = {{store:String}} AND type = 'order.completed' AND customer_id != '' \
-               GROUP BY customer_id) AS f ON o.cust = f.customer_id \
+             INNER JOIN ({FIRST_ORDERS}) AS f ON o.cust = f.customer_id \
              GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}"
         ),
         Ranked::StockLevels => format!(
@@ -213,19 +214,17 @@ fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
         ),
         Metric::Ltv => (
             // One row per order of a customer acquired in the range; `ts` is the acquisition time.
-            "SELECT f.first_ts AS ts, if(o.cur = {currency:String}, o.amt, 0) AS v, o.cust AS cust, \
-               o.cur = {currency:String} AS in_cur FROM ( \
-               SELECT order_id, any(customer_id) AS cust, any(amount) AS amt, any(currency) AS cur \
-               FROM commerce_events WHERE store_id = {store:String} AND type = 'order.completed' \
-                 AND customer_id != '' AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
-                 AND timestamp < fromUnixTimestamp64Milli({to:Int64}) GROUP BY order_id) AS o \
-             INNER JOIN ( \
-               SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
-               WHERE store_id = {store:String} AND type = 'order.completed' AND customer_id != '' \
-               GROUP BY customer_id) AS f ON o.cust = f.customer_id \
-             WHERE f.first_ts >= fromUnixTimestamp64Milli({from:Int64}) \
-               AND f.first_ts < fromUnixTimestamp64Milli({to:Int64})"
-                .to_owned(),
+            format!(
+                "SELECT f.first_ts AS ts, if(o.cur = {{currency:String}}, o.amt, 0) AS v, o.cust AS cust, \
+                   o.cur = {{currency:String}} AS in_cur FROM ( \
+                   SELECT order_id, any(customer_id) AS cust, any(amount) AS amt, any(currency) AS cur \
+                   FROM commerce_events WHERE store_id = {{store:String}} AND type = 'order.completed' \
+                     AND customer_id != '' AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}) \
+                     AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) GROUP BY order_id) AS o \
+                 INNER JOIN ({FIRST_ORDERS}) AS f ON o.cust = f.customer_id \
+                 WHERE f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}) \
+                   AND f.first_ts < fromUnixTimestamp64Milli({{to:Int64}})"
+            ),
             "sum(v)",
             "uniqExactIf(cust, in_cur)",
         ),
@@ -346,10 +345,7 @@ impl QueryStore for ClickHouseStore {
                  AND customer_id != '' AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}) \
                  AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) \
                GROUP BY order_id) AS o \
-             INNER JOIN ( \
-               SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
-               WHERE store_id = {{store:String}} AND type = 'order.completed' AND customer_id != '' \
-               GROUP BY customer_id) AS f ON o.cust = f.customer_id \
+             INNER JOIN ({FIRST_ORDERS}) AS f ON o.cust = f.customer_id \
              WHERE f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}) \
                AND f.first_ts < fromUnixTimestamp64Milli({{to:Int64}}) \
              GROUP BY cohort, k ORDER BY cohort, k"
