@@ -259,6 +259,17 @@ fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
 }
 
 impl ClickHouseStore {
+    /// One row into `analytics_dashboards` (saves and deletions are both new versions of the row).
+    async fn write_dashboard_row(&self, row: &DashboardRow) -> Result<(), StoreError> {
+        let mut insert = self
+            .client()
+            .insert::<DashboardRow>("analytics_dashboards")
+            .await
+            .map_err(classify)?;
+        insert.write(row).await.map_err(classify)?;
+        insert.end().await.map_err(classify)
+    }
+
     fn metric_query(&self, sql: &str, q: &MetricQuery) -> clickhouse::query::Query {
         let mut query = self
             .client()
@@ -402,13 +413,7 @@ impl QueryStore for ClickHouseStore {
             version: version_now(),
             deleted: 0,
         };
-        let mut insert = self
-            .client()
-            .insert::<DashboardRow>("analytics_dashboards")
-            .await
-            .map_err(classify)?;
-        insert.write(&row).await.map_err(classify)?;
-        insert.end().await.map_err(classify)
+        self.write_dashboard_row(&row).await
     }
 
     async fn delete_dashboard(&self, store_id: &str, id: &str) -> Result<bool, StoreError> {
@@ -424,13 +429,7 @@ impl QueryStore for ClickHouseStore {
             version: version_now(),
             deleted: 1,
         };
-        let mut insert = self
-            .client()
-            .insert::<DashboardRow>("analytics_dashboards")
-            .await
-            .map_err(classify)?;
-        insert.write(&row).await.map_err(classify)?;
-        insert.end().await.map_err(classify)?;
+        self.write_dashboard_row(&row).await?;
         Ok(true)
     }
 
