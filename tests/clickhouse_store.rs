@@ -103,6 +103,10 @@ async fn changing_retention_days_updates_the_table_ttl() {
         .scalar(&format!("SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'commerce_events'", db.name))
         .await;
     assert!(engine.contains("toIntervalDay(30)"), "{engine}");
+    let rejects: String = db
+        .scalar(&format!("SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'commerce_events_rejects'", db.name))
+        .await;
+    assert!(rejects.contains("toIntervalDay(30)"), "{rejects}");
     db.drop_database().await;
 }
 

@@ -85,7 +85,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.cmd {
         Cmd::Migrate => {
             let report = ClickHouseStore::new(&config.clickhouse)
-                .migrate(config.retention_days)
+                .migrate(config.max_retention_days())
                 .await?;
             eprintln!(
                 "schema at version {} (applied now: {:?})",
@@ -100,7 +100,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             replace,
         } => {
             let ch = ClickHouseStore::new(&config.clickhouse);
-            ch.migrate(config.retention_days).await?;
+            ch.migrate(config.max_retention_days()).await?;
             if replace {
                 ch.delete_store(&store).await?;
             } else if ch.count_rows(&store).await? > 0 {

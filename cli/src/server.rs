@@ -56,7 +56,7 @@ struct AppState {
 pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> {
     config.ensure_supported()?;
     let store = ClickHouseStore::new(&config.clickhouse);
-    store.migrate(config.retention_days).await.map_err(|e| {
+    store.migrate(config.max_retention_days()).await.map_err(|e| {
         Error::Config(format!(
             "cannot prepare ClickHouse at {} ({e}); is it running? try `scripts/clickhouse start`",
             config.clickhouse.url

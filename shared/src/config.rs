@@ -120,8 +120,12 @@ pub struct Config {
     pub batch_size: usize,
     /// Longest time an accepted event waits in the local buffer before it is written. Default 5 s.
     pub flush_interval: Duration,
-    /// Events older than this many days are removed (TTL now; a scheduled job later). Default 365.
+    /// Events older than this many days are removed by the scheduled retention job (see
+    /// [`crate::retention`]); table TTL is a safety net at the longest retention. Default 365.
     pub retention_days: u32,
+    /// Per-store overrides of `retention_days` (YAML `store_retention_days: {shop-a: 30}`, env
+    /// `ANALYTICS_STORE_RETENTION_DAYS=shop-a:30,shop-b:730`).
+    pub store_retention_days: std::collections::BTreeMap<String, u32>,
     /// Capacity of the local buffer, events; beyond it track answers 503 + `Retry-After`. Default
     /// 100 × `batch_size`.
     pub max_buffered_events: usize,
@@ -147,6 +151,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ANALYTICS_BATCH_SIZE", "batch_size"),
     ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "flush_interval_seconds"),
     ("ANALYTICS_RETENTION_DAYS", "retention_days"),
+    ("ANALYTICS_STORE_RETENTION_DAYS", "store_retention_days"),
     ("ANALYTICS_MAX_BUFFERED_EVENTS", "max_buffered_events"),
     ("ANALYTICS_ANONYMIZE_IP", "anonymize_ip"),
     ("ANALYTICS_API_KEYS", "keys"),
@@ -173,6 +178,7 @@ struct RawSettings {
     batch_size: Option<usize>,
     flush_interval_seconds: Option<f64>,
     retention_days: Option<u32>,
+    store_retention_days: Option<std::collections::BTreeMap<String, u32>>,
     max_buffered_events: Option<usize>,
     anonymize_ip: Option<bool>,
     keys: Option<Vec<ApiKeyConfig>>,
@@ -232,6 +238,19 @@ impl Config {
         if retention_days == 0 {
             return Err(Error::Config("retention_days must be at least 1".into()));
         }
+        let store_retention_days = raw.store_retention_days.unwrap_or_default();
+        for (store, days) in &store_retention_days {
+            if !crate::auth::is_valid_store_id(store) {
+                return Err(Error::Config(format!(
+                    "store_retention_days: store {store:?} must match [a-z0-9][a-z0-9_-]{{0,63}}"
+                )));
+            }
+            if *days == 0 {
+                return Err(Error::Config(format!(
+                    "store_retention_days.{store} must be at least 1"
+                )));
+            }
+        }
         let max_buffered_events = raw.max_buffered_events.unwrap_or(batch_size * 100);
         if max_buffered_events < batch_size {
             return Err(Error::Config(format!(
@@ -288,6 +307,7 @@ impl Config {
             batch_size,
             flush_interval: Duration::from_secs_f64(flush),
             retention_days,
+            store_retention_days,
             max_buffered_events,
             anonymize_ip: raw.anonymize_ip.unwrap_or(true),
             keys,
@@ -295,6 +315,22 @@ impl Config {
             firehose_access_key: raw.firehose_access_key.unwrap_or_default(),
             limits: Limits::default(),
         })
+    }
+
+    /// Retention of one store: its override, else `retention_days`.
+    pub fn retention_days_for(&self, store_id: &str) -> u32 {
+        self.store_retention_days
+            .get(store_id)
+            .copied()
+            .unwrap_or(self.retention_days)
+    }
+
+    /// The longest retention of any store: the table TTL (a safety net) must not cut below it.
+    pub fn max_retention_days(&self) -> u32 {
+        self.store_retention_days
+            .values()
+            .copied()
+            .fold(self.retention_days, u32::max)
     }
 
     /// The ingest Lambda refuses to start without an access key: its Function URL is public.
@@ -358,6 +394,9 @@ fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Res
                 raw.flush_interval_seconds = Some(parse(name, &v)?)
             }
             "ANALYTICS_RETENTION_DAYS" => raw.retention_days = Some(parse(name, &v)?),
+            "ANALYTICS_STORE_RETENTION_DAYS" => {
+                raw.store_retention_days = Some(parse_store_days(&v)?)
+            }
             "ANALYTICS_MAX_BUFFERED_EVENTS" => raw.max_buffered_events = Some(parse(name, &v)?),
             "ANALYTICS_ANONYMIZE_IP" => raw.anonymize_ip = Some(parse(name, &v)?),
             "ANALYTICS_API_KEYS" => raw.keys = Some(parse_key_list(&v)?),
@@ -367,6 +406,27 @@ fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Res
         }
     }
     Ok(())
+}
+
+/// `ANALYTICS_STORE_RETENTION_DAYS`: comma-separated `store:days` pairs, e.g. `shop-a:30,shop-b:730`.
+fn parse_store_days(v: &str) -> Result<std::collections::BTreeMap<String, u32>> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let (store, days) = item.split_once(':').ok_or_else(|| {
+                Error::Config(format!(
+                    "ANALYTICS_STORE_RETENTION_DAYS entry {item:?} must be store:days"
+                ))
+            })?;
+            let days = days.trim().parse().map_err(|_| {
+                Error::Config(format!(
+                    "ANALYTICS_STORE_RETENTION_DAYS entry {item:?}: days must be a whole number"
+                ))
+            })?;
+            Ok((store.trim().to_owned(), days))
+        })
+        .collect()
 }
 
 /// `ANALYTICS_API_KEYS`: comma-separated `key:store:kind` triples, e.g. `pk_live_x:shop1:write`.
@@ -479,6 +539,43 @@ mod tests {
         assert_eq!(c.clickhouse.database, "commerce_analytics");
         assert_eq!(c.max_buffered_events, 100_000);
         assert!(c.anonymize_ip);
+    }
+
+    #[test]
+    fn store_retention_overrides_come_from_yaml_or_env_and_raise_the_ttl_floor() {
+        let yaml = "analytics:\n  clickhouse_url: http://ch:8123\n  retention_days: 90\n  store_retention_days:\n    shop-a: 30\n    shop-b: 730\n";
+        let c = Config::from_sources(Some(yaml), &env_of(&[])).expect("valid");
+        assert_eq!(c.retention_days_for("shop-a"), 30);
+        assert_eq!(c.retention_days_for("shop-b"), 730);
+        assert_eq!(c.retention_days_for("shop-c"), 90);
+        assert_eq!(c.max_retention_days(), 730);
+
+        let env = env_of(&[
+            ("CLICKHOUSE_URL", "http://ch:8123"),
+            ("ANALYTICS_STORE_RETENTION_DAYS", "shop-x:7, shop-y:14"),
+        ]);
+        let c = Config::from_sources(None, &env).expect("valid");
+        assert_eq!(c.retention_days_for("shop-x"), 7);
+        assert_eq!(c.retention_days_for("shop-y"), 14);
+        assert_eq!(c.max_retention_days(), 365);
+    }
+
+    #[test]
+    fn bad_store_retention_overrides_are_refused_with_the_entry_named() {
+        for (value, needle) in [
+            ("shop-a", "must be store:days"),
+            ("shop-a:x", "days must be a whole number"),
+            ("shop-a:0", "store_retention_days.shop-a must be at least 1"),
+            ("Shop A:10", "must match"),
+        ] {
+            let pairs = [
+                ("CLICKHOUSE_URL", "http://ch:8123"),
+                ("ANALYTICS_STORE_RETENTION_DAYS", value),
+            ];
+            let env = env_of(&pairs);
+            let err = Config::from_sources(None, &env).expect_err(value);
+            assert!(err.to_string().contains(needle), "{value}: {err}");
+        }
     }
 
     #[test]

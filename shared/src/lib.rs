@@ -10,6 +10,7 @@
 //! - [`store`]: storage behind [`store::EventStore`]; ClickHouse today (schema, migrations, inserts);
 //! - [`tracker`]: the one entry point that validates and sends events (HTTP handlers and server-side code);
 //! - [`api`]: HTTP handlers over `lambda_http` types, and the single error → HTTP mapping;
+//! - [`retention`] and [`erasure`]: the scheduled retention job and per-customer erasure;
 //! - [`demo`]: deterministic realistic demo traffic.
 
 pub mod api;
@@ -17,10 +18,12 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod erasure;
 pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod query;
+pub mod retention;
 pub mod retry;
 pub mod sink;
 pub mod store;

@@ -10,6 +10,7 @@
 //!   mounted when configured (the local server; on AWS it is its own function behind a Function URL).
 //! - `GET /analytics/metrics?metric=…` and `GET /analytics/funnel?steps=…` (read key): see
 //!   [`crate::query`]; mounted when a query store is configured.
+//! - `DELETE /analytics/customers/{customerId}` (read key): erase a customer ([`crate::erasure`]).
 //! - `GET /health`: liveness (no auth).
 //!
 //! Authentication: `Authorization: Bearer <key>`; the key decides the store. Errors use the shape of
@@ -29,6 +30,7 @@ use serde_json::value::RawValue;
 use crate::auth::KeyRing;
 use crate::clock::Clock;
 use crate::config::Limits;
+use crate::erasure;
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
 use crate::query::{QueryStore, cohorts, dashboards, funnel, metrics, ranked};
@@ -129,6 +131,10 @@ impl Api {
             (p, _) if p.starts_with("/analytics/dashboards/") => {
                 let id = p.trim_start_matches("/analytics/dashboards/").to_owned();
                 self.dashboards(req, Some(id)).await
+            }
+            (p, &Method::DELETE) if p.starts_with("/analytics/customers/") => {
+                let id = p.trim_start_matches("/analytics/customers/").to_owned();
+                self.erase_customer(&req, &id).await
             }
             ("/analytics/ingest/firehose", _) => match &self.ingest {
                 Some(ingest) => Ok(ingest.handle(req).await),
@@ -274,6 +280,29 @@ impl Api {
                 path,
             }),
         }
+    }
+
+    /// `DELETE /analytics/customers/{customerId}`: see [`crate::erasure`].
+    async fn erase_customer(&self, req: &Request, raw_id: &str) -> Result<Response<Body>> {
+        let (store_id, store, _) = self.reader(req)?;
+        let decoded = percent_encoding::percent_decode_str(raw_id)
+            .decode_utf8()
+            .map_err(|_| {
+                Error::invalid(
+                    "invalid_customer_id",
+                    "customerId",
+                    "customerId must be UTF-8 (percent-encoded in the path)",
+                )
+            })?;
+        let id = erasure::parse_customer_id(&decoded, self.limits.max_id_len)?;
+        let report = store.erase_customer(&store_id, &id).await?;
+        tracing::info!(
+            store = %store_id,
+            events = report.events_deleted,
+            rejects = report.rejects_deleted,
+            "customer erased"
+        );
+        Ok(response::json(StatusCode::OK, &report))
     }
 
     async fn cohorts(&self, req: Request) -> Result<Response<Body>> {

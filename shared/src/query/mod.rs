@@ -18,7 +18,7 @@ use crate::store::StoreError;
 pub use funnel::{FunnelCounts, FunnelQuery};
 pub use metrics::{Aggregates, MetricQuery};
 
-/// What the read endpoints need from storage.
+/// What the store-backed endpoints (reads, custom dashboards, erasure) need from storage.
 #[async_trait]
 pub trait QueryStore: Send + Sync + std::fmt::Debug {
     /// Raw aggregates of a metric per bucket and over the whole range (see [`metrics::Metric`]).
@@ -41,4 +41,10 @@ pub trait QueryStore: Send + Sync + std::fmt::Debug {
     async fn delete_dashboard(&self, store_id: &str, id: &str) -> Result<bool, StoreError>;
     /// Keys (sessions or customers) reaching each funnel step, and median step times.
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
+    /// Removes a customer's data from the store (see [`crate::erasure`]).
+    async fn erase_customer(
+        &self,
+        store_id: &str,
+        customer_id: &str,
+    ) -> Result<crate::erasure::ErasureReport, StoreError>;
 }

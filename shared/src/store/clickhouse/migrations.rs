@@ -209,30 +209,36 @@ fn render(stmt: &str, db: &str, retention_days: u32) -> String {
         .replace("{retention_days}", &retention_days.to_string())
 }
 
-/// Rewrites the table TTL when `retention_days` changed; existing parts are not rewritten
-/// (`materialize_ttl_after_modify = 0`): the TTL is applied as parts merge and the retention job enforces
-/// the exact cutoff.
+/// Rewrites the TTL of every table with per-event rows when `retention_days` changed; existing parts are
+/// not rewritten (`materialize_ttl_after_modify = 0`): the TTL is applied as parts merge and the retention
+/// job enforces the exact cutoff. Returns whether any table changed.
 async fn sync_ttl(admin: &Client, db: &str, retention_days: u32) -> Result<bool, StoreError> {
-    let engine: String = admin
-        .query(
-            "SELECT engine_full FROM system.tables WHERE database = ? AND name = 'commerce_events'",
-        )
-        .bind(db)
-        .fetch_one()
-        .await
-        .map_err(classify)?;
-    let wanted = format!("TTL toDateTime(timestamp) + toIntervalDay({retention_days})");
-    if engine.contains(&wanted) {
-        return Ok(false);
+    let mut changed = false;
+    for (table, column) in [
+        ("commerce_events", "timestamp"),
+        ("commerce_events_rejects", "received_at"),
+    ] {
+        let engine: String = admin
+            .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = ?")
+            .bind(db)
+            .bind(table)
+            .fetch_one()
+            .await
+            .map_err(classify)?;
+        let wanted = format!("TTL toDateTime({column}) + toIntervalDay({retention_days})");
+        if engine.contains(&wanted) {
+            continue;
+        }
+        admin
+            .query(&format!(
+                "ALTER TABLE {db}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {retention_days} DAY"
+            ))
+            .with_setting("materialize_ttl_after_modify", "0")
+            .execute()
+            .await
+            .map_err(classify)?;
+        tracing::info!(table, retention_days, "updated TTL");
+        changed = true;
     }
-    admin
-        .query(&format!(
-            "ALTER TABLE {db}.commerce_events MODIFY TTL toDateTime(timestamp) + INTERVAL {retention_days} DAY"
-        ))
-        .with_setting("materialize_ttl_after_modify", "0")
-        .execute()
-        .await
-        .map_err(classify)?;
-    tracing::info!(retention_days, "updated commerce_events TTL");
-    Ok(true)
+    Ok(changed)
 }

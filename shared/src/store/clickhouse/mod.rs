@@ -14,6 +14,7 @@
 //! Two inserts of the same new event racing each other can still both land; `ReplacingMergeTree` collapses
 //! such rows on merge and readers count `uniqExact(id)`/`FINAL` where it matters. See [`migrations`].
 
+mod lifecycle;
 pub mod migrations;
 mod query;
 mod row;
@@ -52,6 +53,8 @@ type WriteFuture<'a> =
 
 /// Name of the events table (the spec's).
 pub const EVENTS_TABLE: &str = "commerce_events";
+/// Records that could never become events, with the reason and the raw payload.
+pub const REJECTS_TABLE: &str = "commerce_events_rejects";
 
 #[derive(Clone)]
 pub struct ClickHouseStore {
@@ -269,7 +272,7 @@ impl EventStore for ClickHouseStore {
         }
         let mut insert = self
             .client
-            .insert::<RejectRow>("commerce_events_rejects")
+            .insert::<RejectRow>(REJECTS_TABLE)
             .await
             .map_err(classify)?
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))

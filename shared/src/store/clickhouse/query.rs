@@ -293,6 +293,14 @@ impl ClickHouseStore {
 
 #[async_trait]
 impl QueryStore for ClickHouseStore {
+    async fn erase_customer(
+        &self,
+        store_id: &str,
+        customer_id: &str,
+    ) -> Result<crate::erasure::ErasureReport, StoreError> {
+        self.erase(store_id, customer_id).await
+    }
+
     async fn metric(&self, q: &MetricQuery) -> Result<Aggregates, StoreError> {
         let (source, a, c) = metric_sql(q);
         let bucketed = format!(

@@ -1,0 +1,213 @@
+//! Data lifecycle SQL: retention ([`crate::retention`]) and customer erasure ([`crate::erasure`]).
+//!
+//! Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
+//! whole partitions with `ALTER TABLE … DROP PARTITION ID`. Table names come from the fixed list below;
+//! every value is a server-side parameter.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{ClickHouseStore, EVENTS_TABLE, classify};
+use crate::erasure::ErasureReport;
+use crate::retention::{Partition, RetentionStore, Scope, month_partition_end};
+use crate::store::StoreError;
+
+/// Tables with per-event rows and the time column each is cut on.
+const RETAINED: &[(&str, &str)] = &[
+    (EVENTS_TABLE, "timestamp"),
+    (super::REJECTS_TABLE, "received_at"),
+];
+
+fn time_column(table: &str) -> Result<&'static str, StoreError> {
+    RETAINED
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| StoreError::Rejected(format!("{table} is not a retained table")))
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// `store_id` condition of a scope, reading the `{stores:Array(String)}` parameter.
+fn scope_sql(scope: &Scope) -> (&'static str, &[String]) {
+    match scope {
+        Scope::Stores(s) => ("has({stores:Array(String)}, store_id)", s),
+        Scope::AllExcept(s) => ("NOT has({stores:Array(String)}, store_id)", s),
+    }
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct PartitionRow {
+    partition: String,
+    rows: u64,
+}
+
+#[async_trait]
+impl RetentionStore for ClickHouseStore {
+    fn retained_tables(&self) -> Vec<&'static str> {
+        RETAINED.iter().map(|(t, _)| *t).collect()
+    }
+
+    async fn partitions(&self, table: &str) -> Result<Vec<Partition>, StoreError> {
+        time_column(table)?;
+        let rows = self
+            .client
+            .query(&format!(
+                "SELECT _partition_id AS partition, count() AS rows FROM {table} \
+                 GROUP BY partition ORDER BY partition"
+            ))
+            .fetch_all::<PartitionRow>()
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(Partition {
+                    end: month_partition_end(&r.partition)?,
+                    id: r.partition,
+                    rows: r.rows,
+                })
+            })
+            .collect())
+    }
+
+    async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), StoreError> {
+        time_column(table)?;
+        self.client
+            .query(&format!("ALTER TABLE {table} DROP PARTITION ID ?"))
+            .bind(partition)
+            .execute()
+            .await
+            .map_err(classify)
+    }
+
+    async fn count_expired(
+        &self,
+        table: &str,
+        scope: &Scope,
+        cutoff: OffsetDateTime,
+        skip: &[String],
+    ) -> Result<u64, StoreError> {
+        let column = time_column(table)?;
+        let (scope, stores) = scope_sql(scope);
+        self.client
+            .query(&format!(
+                "SELECT count() FROM {table} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
+                 AND {scope} AND NOT has({{skip:Array(String)}}, _partition_id)"
+            ))
+            .param("cutoff", ms(cutoff))
+            .param("stores", stores)
+            .param("skip", skip)
+            .fetch_one::<u64>()
+            .await
+            .map_err(classify)
+    }
+
+    async fn delete_expired(
+        &self,
+        table: &str,
+        scope: &Scope,
+        cutoff: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let column = time_column(table)?;
+        let (scope, stores) = scope_sql(scope);
+        self.client
+            .query(&format!(
+                "DELETE FROM {table} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
+                 AND {scope}"
+            ))
+            .param("cutoff", ms(cutoff))
+            .param("stores", stores)
+            .execute()
+            .await
+            .map_err(classify)
+    }
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct Linked {
+    anonymous_ids: Vec<String>,
+    sessions: Vec<String>,
+}
+
+impl ClickHouseStore {
+    /// See [`crate::erasure`]: the customer's own events, the anonymous ids and sessions they used (rows of
+    /// those without another customer's id), and rejected records that name them.
+    pub(super) async fn erase(
+        &self,
+        store_id: &str,
+        customer_id: &str,
+    ) -> Result<ErasureReport, StoreError> {
+        let linked = self
+            .client
+            .query(&format!(
+                "SELECT groupUniqArrayIf(anonymous_id, anonymous_id != '') AS anonymous_ids, \
+                 groupUniqArrayIf(session_id, session_id != '') AS sessions \
+                 FROM {EVENTS_TABLE} WHERE store_id = {{store:String}} AND customer_id = {{customer:String}}"
+            ))
+            .param("store", store_id)
+            .param("customer", customer_id)
+            .fetch_one::<Linked>()
+            .await
+            .map_err(classify)?;
+        let events_where = "store_id = {store:String} AND (customer_id = {customer:String} \
+             OR (customer_id = '' AND (has({anon:Array(String)}, anonymous_id) \
+                                       OR has({sessions:Array(String)}, session_id))))";
+        let events = self
+            .client
+            .query(&format!(
+                "SELECT count() FROM {EVENTS_TABLE} WHERE {events_where}"
+            ))
+            .param("store", store_id)
+            .param("customer", customer_id)
+            .param("anon", &linked.anonymous_ids)
+            .param("sessions", &linked.sessions)
+            .fetch_one::<u64>()
+            .await
+            .map_err(classify)?;
+        if events > 0 {
+            self.client
+                .query(&format!("DELETE FROM {EVENTS_TABLE} WHERE {events_where}"))
+                .param("store", store_id)
+                .param("customer", customer_id)
+                .param("anon", &linked.anonymous_ids)
+                .param("sessions", &linked.sessions)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        // A rejected record is raw text: it names the customer when their id appears as a JSON string.
+        // Records whose store could not be read are included (better to erase too much of a reject).
+        let rejects_where = "(store_id = {store:String} OR store_id = '') \
+             AND position(raw, concat('\"', {customer:String}, '\"')) > 0";
+        let table = super::REJECTS_TABLE;
+        let rejects = self
+            .client
+            .query(&format!(
+                "SELECT count() FROM {table} WHERE {rejects_where}"
+            ))
+            .param("store", store_id)
+            .param("customer", customer_id)
+            .fetch_one::<u64>()
+            .await
+            .map_err(classify)?;
+        if rejects > 0 {
+            self.client
+                .query(&format!("DELETE FROM {table} WHERE {rejects_where}"))
+                .param("store", store_id)
+                .param("customer", customer_id)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(ErasureReport {
+            customer_id: customer_id.to_owned(),
+            events_deleted: events,
+            rejects_deleted: rejects,
+            anonymous_ids: linked.anonymous_ids.len() as u64,
+            sessions: linked.sessions.len() as u64,
+        })
+    }
+}
