@@ -2,5 +2,6 @@
 //! (see [`server`]), plus migrations, demo data, spill files and benchmarks for the `analytics` command.
 
 pub mod demo_load;
+pub mod runtime_api;
 pub mod server;
 pub mod spill;

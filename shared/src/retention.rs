@@ -271,6 +271,17 @@ pub async fn run(
     Ok(report)
 }
 
+/// The retention Lambda's handler: runs retention at the clock's "now" (a dry run when the input asks, see
+/// [`is_dry_run`]) and returns the report.
+pub async fn handle(
+    store: &dyn RetentionStore,
+    policy: &Policy,
+    clock: &dyn crate::clock::Clock,
+    input: &serde_json::Value,
+) -> Result<Report, StoreError> {
+    run(store, policy, clock.now(), is_dry_run(input)).await
+}
+
 /// The input of the retention Lambda: an EventBridge schedule event (run for real), or any JSON object with
 /// `"dryRun": true` at the top level or in `detail` (what would go; nothing changes).
 pub fn is_dry_run(input: &serde_json::Value) -> bool {

@@ -2,17 +2,11 @@
 
 use commerce_analytics::api::Api;
 use commerce_analytics::config::Config;
-use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     commerce_analytics::telemetry::init(true);
     let config = Config::from_env()?;
     config.ensure_supported()?;
-    let api = Api::for_reads(&config);
-    let api = &api;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(api.handle(req).await)
-    }))
-    .await
+    Api::for_reads(&config).run_on_lambda().await
 }

@@ -13,10 +13,9 @@ use commerce_analytics::config::Config;
 use commerce_analytics::event::Validator;
 use commerce_analytics::sink;
 use commerce_analytics::tracker::Tracker;
-use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     commerce_analytics::telemetry::init(true);
     let config = Config::from_env()?;
     config.ensure_supported()?;
@@ -27,9 +26,5 @@ async fn main() -> Result<(), Error> {
         KeyRing::from_config(&config.keys),
         config.limits,
     );
-    let api = &api;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(api.handle(req).await)
-    }))
-    .await
+    api.run_on_lambda().await
 }

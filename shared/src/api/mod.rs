@@ -88,6 +88,16 @@ impl Api {
         self
     }
 
+    /// Serves this API on the Lambda runtime (API Gateway HTTP API or Function URL events) until the
+    /// runtime stops. Every function binary ends with this.
+    pub async fn run_on_lambda(self) -> std::result::Result<(), lambda_http::Error> {
+        let api = &self;
+        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+            Ok::<_, lambda_http::Error>(api.handle(req).await)
+        }))
+        .await
+    }
+
     pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker
     }

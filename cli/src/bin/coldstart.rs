@@ -1,0 +1,143 @@
+//! Cold-start figures of the Lambda functions (a benchmark that prints figures, not a test).
+//!
+//! `cargo lambda build --release` (or `--arm64` where the aarch64 target is installed), then
+//! `cargo run --release -p analytics-cli --bin coldstart -- [--dir target/lambda] [--runs 20]`
+//!
+//! Each function binary (`<dir>/<function>/bootstrap`) is started `--runs` times under a local Lambda
+//! Runtime API (`analytics_cli::runtime_api`, the interface `cargo lambda watch --only-lambda-apis` also
+//! serves), with the Lambda environment (`AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`,
+//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, `AWS_LAMBDA_FUNCTION_VERSION`) and `config/local.yaml` pointing at
+//! the ClickHouse at `CLICKHOUSE_URL`. Two figures per start:
+//! - **init**: process start → first `GET /runtime/invocation/next` (config read, clients built: what Lambda
+//!   bills and reports as `Init Duration`);
+//! - **first response**: process start → the first invocation's response posted (includes the first
+//!   ClickHouse round trips; the event is one of `events/`).
+//!
+//! `track` runs twice: as deployed (Firehose sink: the AWS SDK client is built during init, with
+//! `FIREHOSE_STREAM_NAME` set and static credentials; only init is meaningful there, no Firehose is called
+//! before the first response is measured) and with the direct ClickHouse sink.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use analytics_cli::runtime_api::{self, Reply};
+use commerce_analytics::config::Config;
+use commerce_analytics::store::ClickHouseStore;
+
+/// (label, function, fixture, extra environment)
+const CASES: &[(&str, &str, &str, &[(&str, &str)])] = &[
+    (
+        "track (Firehose sink)",
+        "track",
+        "track-unauthorized.json",
+        &[("FIREHOSE_STREAM_NAME", "coldstart-bench")],
+    ),
+    ("track (ClickHouse sink)", "track", "track-event.json", &[]),
+    ("ingest", "ingest", "firehose-delivery.json", &[]),
+    ("metrics", "metrics", "metrics-revenue.json", &[]),
+    ("funnel", "funnel", "funnel-checkout.json", &[]),
+    ("erasure", "erasure", "erasure-customer.json", &[]),
+    ("retention", "retention", "retention-dry-run.json", &[]),
+];
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("repo root")?
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = arg(&args, "--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.join("lambda"));
+    let runs: usize = arg(&args, "--runs")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let database = "coldstart_bench";
+
+    let config = Config::from_sources(None, &|k: &str| match k {
+        "CLICKHOUSE_URL" => Some(url.clone()),
+        "CLICKHOUSE_DATABASE" => Some(database.to_owned()),
+        _ => None,
+    })?;
+    ClickHouseStore::new(&config.clickhouse).migrate(365).await?;
+
+    let base_env: Vec<(String, String)> = vec![
+        (
+            "ANALYTICS_CONFIG".into(),
+            root.join("config/local.yaml").to_string_lossy().into(),
+        ),
+        ("CLICKHOUSE_URL".into(), url.clone()),
+        ("CLICKHOUSE_DATABASE".into(), database.into()),
+        ("RUST_LOG".into(), "warn".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "bench".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "bench".into()),
+    ];
+    println!(
+        "cold starts: {runs} process starts per function, binaries from {}",
+        dir.display()
+    );
+    println!(
+        "{:<26} {:>9} {:>9} {:>9} {:>16} {:>10}",
+        "function", "init p50", "init p90", "init max", "1st resp p50 ms", "binary"
+    );
+    for (label, function, fixture, extra) in CASES {
+        let binary = dir.join(function).join("bootstrap");
+        let size = std::fs::metadata(&binary)
+            .map_err(|e| format!("{}: {e} (run `cargo lambda build --release` first)", binary.display()))?
+            .len();
+        let event = std::fs::read(root.join("events").join(fixture))?;
+        let mut env = base_env.clone();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let (mut inits, mut firsts) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let run = runtime_api::invoke(
+                &binary,
+                function,
+                &env,
+                vec![event.clone()],
+                Duration::from_secs(30),
+            )
+            .await?;
+            if let Some(Reply::Error(e)) = run.replies.first() {
+                return Err(format!("{label}: {e}").into());
+            }
+            inits.push(run.init);
+            firsts.push(run.first_response);
+        }
+        inits.sort();
+        firsts.sort();
+        println!(
+            "{:<26} {:>9} {:>9} {:>9} {:>16} {:>8.1}MB",
+            label,
+            ms(percentile(&inits, 0.5)),
+            ms(percentile(&inits, 0.9)),
+            ms(percentile(&inits, 1.0)),
+            ms(percentile(&firsts, 0.5)),
+            size as f64 / 1e6,
+        );
+    }
+    Ok(())
+}

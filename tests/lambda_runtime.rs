@@ -1,0 +1,185 @@
+//! Every fixture in `events/` through its function's real binary, under a Lambda Runtime API
+//! (`analytics_cli::runtime_api`), against the real ClickHouse: what `cargo lambda invoke --data-file` and
+//! `sam local invoke -e` do, without Docker. One process per function; its first event is a cold start,
+//! the rest warm invocations.
+//!
+//! The function binaries must be built first (`cargo build --bins --workspace`; `scripts/test` does it).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use analytics_cli::runtime_api::{self, Reply};
+use integration_tests::{TestDb, repo_root};
+use serde_json::Value;
+
+/// What each fixture must produce: the HTTP status for API events, the report's `dryRun` for retention.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    Status(u16),
+    Retention { dry_run: bool },
+}
+
+/// (fixture, function, expectation). Every file in `events/` must be listed.
+const FIXTURES: &[(&str, &str, Expect)] = &[
+    ("track-event.json", "track", Expect::Status(202)),
+    ("track-event-base64.json", "track", Expect::Status(202)),
+    ("track-order.json", "track", Expect::Status(202)),
+    ("track-batch.json", "track", Expect::Status(202)),
+    ("track-invalid.json", "track", Expect::Status(400)),
+    ("track-malformed-json.json", "track", Expect::Status(400)),
+    ("track-unauthorized.json", "track", Expect::Status(401)),
+    ("firehose-delivery.json", "ingest", Expect::Status(200)),
+    ("firehose-delivery-gzip.json", "ingest", Expect::Status(200)),
+    (
+        "firehose-delivery-with-rejects.json",
+        "ingest",
+        Expect::Status(200),
+    ),
+    ("firehose-delivery-malformed.json", "ingest", Expect::Status(400)),
+    ("firehose-delivery-no-key.json", "ingest", Expect::Status(401)),
+    ("firehose-delivery-wrong-key.json", "ingest", Expect::Status(403)),
+    ("metrics-revenue.json", "metrics", Expect::Status(200)),
+    ("metrics-best-sellers.json", "metrics", Expect::Status(200)),
+    ("metrics-cohorts.json", "metrics", Expect::Status(200)),
+    ("metrics-dashboard-overview.json", "metrics", Expect::Status(200)),
+    ("funnel-checkout.json", "funnel", Expect::Status(200)),
+    ("erasure-customer.json", "erasure", Expect::Status(200)),
+    (
+        "retention-dry-run.json",
+        "retention",
+        Expect::Retention { dry_run: true },
+    ),
+    (
+        "retention-schedule.json",
+        "retention",
+        Expect::Retention { dry_run: false },
+    ),
+];
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+fn newest_source(dir: &std::path::Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs")
+                && let Ok(m) = entry.metadata().and_then(|m| m.modified())
+            {
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
+/// The debug binary of a function, refusing a missing or stale one (older than its sources).
+fn binary(function: &str) -> PathBuf {
+    let path = target_dir().join("debug").join(function);
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: build the functions first with `cargo build --bins --workspace` \
+                 (scripts/test does)",
+                path.display()
+            )
+        });
+    let root = repo_root();
+    for src in [root.join("shared/src"), root.join("functions").join(function)] {
+        assert!(
+            newest_source(&src) <= built,
+            "{} is older than {}: rebuild with `cargo build --bins --workspace`",
+            path.display(),
+            src.display()
+        );
+    }
+    path
+}
+
+#[tokio::test]
+async fn every_event_fixture_runs_through_its_function_binary() {
+    let events_dir = repo_root().join("events");
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&events_dir)
+        .expect("events/")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    let listed: BTreeSet<String> = FIXTURES.iter().map(|(f, _, _)| (*f).to_owned()).collect();
+    assert_eq!(
+        on_disk, listed,
+        "every events/ fixture has an expectation here"
+    );
+
+    let db = TestDb::new("runtime").await;
+    let env: Vec<(String, String)> = vec![
+        (
+            "ANALYTICS_CONFIG".into(),
+            repo_root()
+                .join("config/local.yaml")
+                .to_string_lossy()
+                .into(),
+        ),
+        ("CLICKHOUSE_URL".into(), integration_tests::clickhouse_url()),
+        ("CLICKHOUSE_DATABASE".into(), db.name.clone()),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    let functions: BTreeSet<&str> = FIXTURES.iter().map(|(_, f, _)| *f).collect();
+    for function in functions {
+        let cases: Vec<&(&str, &str, Expect)> =
+            FIXTURES.iter().filter(|(_, f, _)| *f == function).collect();
+        let events = cases
+            .iter()
+            .map(|(file, _, _)| std::fs::read(events_dir.join(file)).expect("fixture"))
+            .collect();
+        let run = runtime_api::invoke(
+            &binary(function),
+            function,
+            &env,
+            events,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(run.init > Duration::ZERO && run.init <= run.first_response);
+        for ((file, _, expect), reply) in cases.iter().zip(&run.replies) {
+            let Reply::Response(body) = reply else {
+                panic!("{file}: {function} answered an error: {reply:?}");
+            };
+            match expect {
+                Expect::Status(status) => {
+                    assert_eq!(body["statusCode"], *status, "{file}: {body}");
+                    let inner: Value = serde_json::from_str(body["body"].as_str().unwrap_or(""))
+                        .unwrap_or_else(|e| panic!("{file}: body is JSON: {e}: {body}"));
+                    if *status >= 400 && function != "ingest" {
+                        assert!(inner["error"]["code"].is_string(), "{file}: {inner}");
+                    }
+                }
+                Expect::Retention { dry_run } => {
+                    assert_eq!(body["dryRun"], *dry_run, "{file}: {body}");
+                    assert_eq!(body["retentionDays"], 365, "{file}: {body}");
+                    assert!(body["tables"].as_array().is_some_and(|t| t.len() == 2));
+                }
+            }
+        }
+    }
+    // The track and ingest fixtures really stored their events.
+    let stored: u64 = db
+        .scalar(&format!(
+            "SELECT count() FROM {}.commerce_events WHERE store_id = 'demo'",
+            db.name
+        ))
+        .await;
+    assert!(stored > 0, "track and ingest fixtures store events");
+    db.drop_database().await;
+}
