@@ -36,13 +36,29 @@ const FIXTURES: &[(&str, &str, Expect)] = &[
         "ingest",
         Expect::Status(200),
     ),
-    ("firehose-delivery-malformed.json", "ingest", Expect::Status(400)),
-    ("firehose-delivery-no-key.json", "ingest", Expect::Status(401)),
-    ("firehose-delivery-wrong-key.json", "ingest", Expect::Status(403)),
+    (
+        "firehose-delivery-malformed.json",
+        "ingest",
+        Expect::Status(400),
+    ),
+    (
+        "firehose-delivery-no-key.json",
+        "ingest",
+        Expect::Status(401),
+    ),
+    (
+        "firehose-delivery-wrong-key.json",
+        "ingest",
+        Expect::Status(403),
+    ),
     ("metrics-revenue.json", "metrics", Expect::Status(200)),
     ("metrics-best-sellers.json", "metrics", Expect::Status(200)),
     ("metrics-cohorts.json", "metrics", Expect::Status(200)),
-    ("metrics-dashboard-overview.json", "metrics", Expect::Status(200)),
+    (
+        "metrics-dashboard-overview.json",
+        "metrics",
+        Expect::Status(200),
+    ),
     ("funnel-checkout.json", "funnel", Expect::Status(200)),
     ("erasure-customer.json", "erasure", Expect::Status(200)),
     (
@@ -60,7 +76,13 @@ const FIXTURES: &[(&str, &str, Expect)] = &[
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
@@ -95,7 +117,10 @@ fn binary(function: &str) -> PathBuf {
             )
         });
     let root = repo_root();
-    for src in [root.join("shared/src"), root.join("functions").join(function)] {
+    for src in [
+        root.join("shared/src"),
+        root.join("functions").join(function),
+    ] {
         assert!(
             newest_source(&src) <= built,
             "{} is older than {}: rebuild with `cargo build --bins --workspace`",

@@ -68,7 +68,11 @@ async fn next(State(s): State<Arc<Shared>>) -> (StatusCode, HeaderMap, Vec<u8>) 
             };
             put(&mut h, "lambda-runtime-aws-request-id", &id);
             put(&mut h, "lambda-runtime-deadline-ms", &deadline.to_string());
-            put(&mut h, "lambda-runtime-invoked-function-arn", &s.function_arn);
+            put(
+                &mut h,
+                "lambda-runtime-invoked-function-arn",
+                &s.function_arn,
+            );
             put(
                 &mut h,
                 "lambda-runtime-trace-id",
@@ -92,7 +96,9 @@ async fn response(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> StatusCode {
-    let _ = s.signals.send(Signal::Reply(id, Reply::Response(parse(&body))));
+    let _ = s
+        .signals
+        .send(Signal::Reply(id, Reply::Response(parse(&body))));
     StatusCode::ACCEPTED
 }
 
@@ -101,14 +107,16 @@ async fn error(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> StatusCode {
-    let _ = s.signals.send(Signal::Reply(id, Reply::Error(parse(&body))));
+    let _ = s
+        .signals
+        .send(Signal::Reply(id, Reply::Error(parse(&body))));
     StatusCode::ACCEPTED
 }
 
 async fn init_error(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
-    let _ = s
-        .signals
-        .send(Signal::InitError(String::from_utf8_lossy(&body).into_owned()));
+    let _ = s.signals.send(Signal::InitError(
+        String::from_utf8_lossy(&body).into_owned(),
+    ));
     StatusCode::ACCEPTED
 }
 
@@ -133,7 +141,10 @@ pub async fn invoke(
     });
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(shared);

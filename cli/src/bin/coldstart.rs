@@ -82,7 +82,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "CLICKHOUSE_DATABASE" => Some(database.to_owned()),
         _ => None,
     })?;
-    ClickHouseStore::new(&config.clickhouse).migrate(365).await?;
+    ClickHouseStore::new(&config.clickhouse)
+        .migrate(365)
+        .await?;
 
     let base_env: Vec<(String, String)> = vec![
         (
@@ -106,11 +108,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (label, function, fixture, extra) in CASES {
         let binary = dir.join(function).join("bootstrap");
         let size = std::fs::metadata(&binary)
-            .map_err(|e| format!("{}: {e} (run `cargo lambda build --release` first)", binary.display()))?
+            .map_err(|e| {
+                format!(
+                    "{}: {e} (run `cargo lambda build --release` first)",
+                    binary.display()
+                )
+            })?
             .len();
         let event = std::fs::read(root.join("events").join(fixture))?;
         let mut env = base_env.clone();
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let (mut inits, mut firsts) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             let run = runtime_api::invoke(
