@@ -26,8 +26,11 @@ use analytics_cli::runtime_api::{self, Reply};
 use commerce_analytics::config::Config;
 use commerce_analytics::store::ClickHouseStore;
 
+/// Extra environment variables of one case.
+type Env = &'static [(&'static str, &'static str)];
+
 /// (label, function, fixture, extra environment)
-const CASES: &[(&str, &str, &str, &[(&str, &str)])] = &[
+const CASES: &[(&str, &str, &str, Env)] = &[
     (
         "track (Firehose sink)",
         "track",
