@@ -193,7 +193,10 @@ async fn every_event_fixture_runs_through_its_function_binary() {
                 Expect::Retention { dry_run } => {
                     assert_eq!(body["dryRun"], *dry_run, "{file}: {body}");
                     assert_eq!(body["retentionDays"], 365, "{file}: {body}");
-                    assert!(body["tables"].as_array().is_some_and(|t| t.len() == 2));
+                    assert!(
+                        body["tables"].as_array().is_some_and(|t| t.len() == 3),
+                        "{body}"
+                    );
                 }
             }
         }

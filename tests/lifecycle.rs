@@ -83,7 +83,7 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
     let cut30 = day_start - time::Duration::days(30);
     let cut10 = day_start - time::Duration::days(10);
     let milli = time::Duration::milliseconds(1);
-    let pv = || json!({"type": "page.viewed"});
+    let pv = || json!({"type": "page.viewed", "sessionId": format!("s-{}", ulid::Ulid::new())});
 
     // (store, instant, kept?)
     let plan: Vec<(&str, OffsetDateTime, bool)> = vec![
@@ -197,6 +197,18 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
     ))
     .await;
     assert_eq!(rejects_left, 1);
+    // The rollup keeps exactly the hours whose events are kept.
+    for (store, cutoff) in [("shop-a", cut30), ("shop-b", cut10), ("shop-c", cut30)] {
+        let hours = count(format!(
+            "SELECT count() FROM {db_name}.commerce_hourly WHERE store_id = '{store}' \
+             AND hour < fromUnixTimestamp64Milli({})",
+            ms(cutoff)
+        ))
+        .await;
+        assert_eq!(hours, 0, "{store}: no rollup hour before the cutoff");
+    }
+    assert_rollup_matches_raw(&db, "shop-a").await;
+    assert_rollup_matches_raw(&db, "shop-b").await;
     let partitions: BTreeSet<String> = db
         .store
         .client()
@@ -223,6 +235,51 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
         assert!(t.partitions_dropped.is_empty(), "{t:?}");
     }
     db.drop_database().await;
+}
+
+#[derive(Debug, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+struct HourCounts {
+    hour: u32,
+    visitors: u64,
+    product_views: u64,
+}
+
+/// The `commerce_hourly` rollup of a store, hour by hour, equals the same counts over the raw events.
+async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
+    let fetch = |sql: String| async move {
+        db.store
+            .client()
+            .query(&sql)
+            .fetch_all::<HourCounts>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let rollup = fetch(format!(
+        "SELECT toUnixTimestamp(hour) AS hour, uniqExactMerge(visitors) AS visitors, \
+         uniqExactMergeIf(events, type = 'product.viewed') AS product_views \
+         FROM commerce_hourly WHERE store_id = '{store}' GROUP BY hour HAVING visitors + product_views > 0 \
+         ORDER BY hour"
+    ))
+    .await;
+    let raw = fetch(format!(
+        "SELECT toUnixTimestamp(toStartOfHour(timestamp)) AS hour, \
+         uniqExactIf(visitor, visitor != '') AS visitors, uniqExactIf(id, type = 'product.viewed') AS product_views \
+         FROM (SELECT *, if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, session_id)) AS visitor \
+               FROM commerce_events WHERE store_id = '{store}') \
+         GROUP BY hour HAVING visitors + product_views > 0 ORDER BY hour"
+    ))
+    .await;
+    assert!(!raw.is_empty(), "{store} has events");
+    let differing: Vec<(&HourCounts, &HourCounts)> =
+        rollup.iter().zip(&raw).filter(|(a, b)| a != b).collect();
+    assert!(
+        rollup.len() == raw.len() && differing.is_empty(),
+        "{store}: rollup equals the raw events, hour by hour ({} vs {} hours; rollup vs raw where they \
+         differ: {:?})",
+        rollup.len(),
+        raw.len(),
+        differing.iter().take(5).collect::<Vec<_>>()
+    );
 }
 
 async fn send(api: &Api, method: &str, path: &str, key: &str) -> (u16, Value) {
@@ -450,6 +507,10 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
         rejects_left, 2,
         "other customers' and other stores' rejects stay"
     );
+
+    // The rollup was rebuilt for the hours the erasure touched: it still equals the raw events.
+    assert_rollup_matches_raw(&db, "shop-a").await;
+    assert_rollup_matches_raw(&db, "shop-b").await;
 
     // Idempotent.
     let (status, body) = send(&api, "DELETE", &path, READ_KEY).await;

@@ -206,7 +206,9 @@ fn series(body: &Value) -> BTreeMap<String, i64> {
 #[tokio::test]
 async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change() {
     let f = fixture().await;
-    for tz_name in ["UTC", "America/New_York"] {
+    // UTC and New York read visitors and product views from the hourly rollup; Kolkata's half-hour offset
+    // makes them read the raw events. All must equal the computation here.
+    for tz_name in ["UTC", "America/New_York", "Asia/Kolkata"] {
         let tz = TimeZone::get(tz_name).expect("tz");
         let (from, to) = thirty_days(f.now, &tz);
         let in_range: Vec<&Ev> = f
@@ -295,6 +297,33 @@ async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change
             Some(visitors.len() as u64),
             "visitors ({tz_name})"
         );
+        let mut daily_visitors: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+        let mut daily_views: BTreeMap<String, i64> = BTreeMap::new();
+        for e in &in_range {
+            if !e.visitor.is_empty() {
+                daily_visitors
+                    .entry(day(e.t, &tz))
+                    .or_default()
+                    .insert(e.visitor.as_str());
+            }
+            if e.kind == "product.viewed" {
+                *daily_views.entry(day(e.t, &tz)).or_default() += 1;
+            }
+        }
+        for (d, v) in series(&body) {
+            let want = daily_visitors.get(&d).map_or(0, |s| s.len() as i64);
+            assert_eq!(v, want, "visitors on {d} ({tz_name})");
+        }
+        let (_, body) = get(&f.api, &q("product_views"), READ_KEY).await;
+        assert_eq!(
+            body["total"].as_i64(),
+            Some(daily_views.values().sum::<i64>()),
+            "product views ({tz_name})"
+        );
+        for (d, v) in series(&body) {
+            let want = daily_views.get(&d).copied().unwrap_or(0);
+            assert_eq!(v, want, "product views on {d} ({tz_name})");
+        }
         let (_, body) = get(&f.api, &q("conversion_rate"), READ_KEY).await;
         let want = ((converted.len() as f64 / first.len() as f64) * 10_000.0).round() / 10_000.0;
         assert_eq!(body["total"].as_f64(), Some(want), "conversion ({tz_name})");
@@ -330,6 +359,61 @@ async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change
             Some((2 * sum + usd_orders) / (2 * usd_orders)),
             "aov ({tz_name})"
         );
+    }
+    f.db.drop_database().await;
+}
+
+/// A `24h` period starts mid-hour and ends "now": the rollup answers the whole hours, the raw events the
+/// partial hours at both ends; per hour and in total the counts equal the computation here.
+#[tokio::test]
+async fn hourly_visitors_and_views_over_24h_are_exact_at_the_partial_edges() {
+    let f = fixture().await;
+    for tz_name in ["UTC", "Asia/Kolkata"] {
+        let tz = TimeZone::get(tz_name).expect("tz");
+        let from = f.now.checked_sub(24.hours()).expect("24h");
+        let hour = |t: jiff::Timestamp| {
+            t.to_zoned_datetime(tz.clone())
+                .strftime("%Y-%m-%dT%H:00")
+                .to_string()
+        };
+        let mut visitors: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+        let mut views: BTreeMap<String, i64> = BTreeMap::new();
+        let mut all: HashSet<&str> = HashSet::new();
+        for e in f.events.iter().filter(|e| e.t >= from && e.t < f.now) {
+            if !e.visitor.is_empty() {
+                visitors.entry(hour(e.t)).or_default().insert(&e.visitor);
+                all.insert(&e.visitor);
+            }
+            if e.kind == "product.viewed" {
+                *views.entry(hour(e.t)).or_default() += 1;
+            }
+        }
+        assert!(!all.is_empty(), "the last 24 hours have traffic");
+        let path = |m: &str| {
+            format!("/analytics/metrics?metric={m}&period=24h&granularity=hour&timezone={tz_name}")
+        };
+        let (status, body) = get(&f.api, &path("visitors"), READ_KEY).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["total"].as_u64(), Some(all.len() as u64), "{tz_name}");
+        let got = series(&body);
+        assert!(got.len() >= 24, "{tz_name}: every hour present");
+        for (h, v) in got {
+            let want = visitors.get(&h).map_or(0, |s| s.len() as i64);
+            assert_eq!(v, want, "visitors in {h} ({tz_name})");
+        }
+        let (_, body) = get(&f.api, &path("product_views"), READ_KEY).await;
+        assert_eq!(
+            body["total"].as_i64(),
+            Some(views.values().sum::<i64>()),
+            "{tz_name}"
+        );
+        for (h, v) in series(&body) {
+            assert_eq!(
+                v,
+                views.get(&h).copied().unwrap_or(0),
+                "views in {h} ({tz_name})"
+            );
+        }
     }
     f.db.drop_database().await;
 }

@@ -76,6 +76,25 @@ impl Range {
         self.to.as_millisecond()
     }
 
+    /// Whether every bucket boundary of the range falls on a whole UTC hour, so hourly rollups can serve
+    /// it exactly: the zone's offset is a whole number of hours at both ends and every 7 days between
+    /// (zones with 30- or 45-minute offsets, such as Asia/Kolkata, read the raw events instead).
+    pub fn hour_aligned(&self) -> bool {
+        let whole = |t: Timestamp| self.tz.to_offset(t).seconds() % 3600 == 0;
+        let week = jiff::SignedDuration::from_hours(24 * 7);
+        let mut t = self.from;
+        while t < self.to {
+            if !whole(t) {
+                return false;
+            }
+            t = match t.checked_add(week) {
+                Ok(next) => next,
+                Err(_) => break,
+            };
+        }
+        whole(self.to)
+    }
+
     /// Start of the bucket holding `t`, in the range's zone.
     pub fn bucket_start(&self, t: Timestamp) -> Result<Zoned> {
         let z = t.to_zoned_datetime(self.tz.clone());
@@ -321,6 +340,24 @@ mod tests {
         assert_eq!((err.status(), err.field()), (400, Some("granulatiry")));
         let err = Params::parse("metric=a&metric=b", &["metric"]).expect_err("twice");
         assert_eq!(err.field(), Some("metric"));
+    }
+
+    #[test]
+    fn ranges_are_hour_aligned_only_in_zones_with_whole_hour_offsets() {
+        let now = ts("2026-11-26T10:17:00Z");
+        for (tz, aligned) in [
+            ("UTC", true),
+            ("America/New_York", true),
+            ("Europe/Paris", true),
+            ("Asia/Kolkata", false),
+            ("Asia/Kathmandu", false),
+            ("Australia/Adelaide", false),
+        ] {
+            let r = params(&format!("period=12m&timezone={tz}"))
+                .range(now)
+                .expect("valid");
+            assert_eq!(r.hour_aligned(), aligned, "{tz}");
+        }
     }
 
     #[test]

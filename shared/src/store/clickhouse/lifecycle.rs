@@ -1,12 +1,14 @@
 //! Data lifecycle SQL: retention ([`crate::retention`]) and customer erasure ([`crate::erasure`]).
 //!
-//! Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
+//! Erasure also rebuilds the `commerce_hourly` rollup rows of the hours it touched, so no aggregate keeps
+//! counting an erased customer. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
 //! whole partitions with `ALTER TABLE … DROP PARTITION ID`. Table names come from the fixed list below;
 //! every value is a server-side parameter.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use super::migrations::{HOURLY_GROUP, HOURLY_SELECT};
 use super::{ClickHouseStore, EVENTS_TABLE, classify};
 use crate::erasure::ErasureReport;
 use crate::retention::{Partition, RetentionStore, Scope, month_partition_end};
@@ -16,7 +18,12 @@ use crate::store::StoreError;
 const RETAINED: &[(&str, &str)] = &[
     (EVENTS_TABLE, "timestamp"),
     (super::REJECTS_TABLE, "received_at"),
+    // Per-hour aggregates: the cutoff is a whole UTC day, so `hour < cutoff` removes exactly the hours whose
+    // events are removed.
+    (HOURLY_TABLE, "hour"),
 ];
+
+const HOURLY_TABLE: &str = "commerce_hourly";
 
 fn time_column(table: &str) -> Result<&'static str, StoreError> {
     RETAINED
@@ -126,6 +133,42 @@ impl RetentionStore for ClickHouseStore {
     }
 }
 
+impl ClickHouseStore {
+    /// Rebuilds the rollup rows of `hours` (Unix seconds) of a store from the raw events left: the rows are
+    /// deleted, then the hours aggregated again. An insert landing meanwhile is at worst aggregated twice,
+    /// which the rollup's distinct sets absorb.
+    async fn reaggregate_hours(&self, store_id: &str, hours: &[u32]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (hours.iter().min(), hours.iter().max()) else {
+            return Ok(());
+        };
+        self.client
+            .query(&format!(
+                "DELETE FROM {HOURLY_TABLE} WHERE store_id = {{store:String}} \
+                 AND has({{hours:Array(UInt32)}}, toUnixTimestamp(hour))"
+            ))
+            .param("store", store_id)
+            .param("hours", hours)
+            .execute()
+            .await
+            .map_err(classify)?;
+        self.client
+            .query(&format!(
+                "INSERT INTO {HOURLY_TABLE} {HOURLY_SELECT} FROM {EVENTS_TABLE} \
+                 WHERE store_id = {{store:String}} \
+                 AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
+                 AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
+                 AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) {HOURLY_GROUP}"
+            ))
+            .param("store", store_id)
+            .param("hours", hours)
+            .param("first", *first)
+            .param("last", *last)
+            .execute()
+            .await
+            .map_err(classify)
+    }
+}
+
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct Linked {
     anonymous_ids: Vec<String>,
@@ -168,6 +211,19 @@ impl ClickHouseStore {
             .await
             .map_err(classify)?;
         if events > 0 {
+            let hours: Vec<u32> = self
+                .client
+                .query(&format!(
+                    "SELECT DISTINCT toUnixTimestamp(toStartOfHour(timestamp)) FROM {EVENTS_TABLE} \
+                     WHERE {events_where}"
+                ))
+                .param("store", store_id)
+                .param("customer", customer_id)
+                .param("anon", &linked.anonymous_ids)
+                .param("sessions", &linked.sessions)
+                .fetch_all()
+                .await
+                .map_err(classify)?;
             self.client
                 .query(&format!("DELETE FROM {EVENTS_TABLE} WHERE {events_where}"))
                 .param("store", store_id)
@@ -177,6 +233,7 @@ impl ClickHouseStore {
                 .execute()
                 .await
                 .map_err(classify)?;
+            self.reaggregate_hours(store_id, &hours).await?;
         }
         // A rejected record is raw text: it names the customer when their id appears as a JSON string.
         // Records whose store could not be read are included (better to erase too much of a reject).

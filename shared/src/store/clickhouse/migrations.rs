@@ -31,6 +31,14 @@
 //!   ZSTD for long text.
 //! - `TTL toDateTime(timestamp) + INTERVAL retention_days DAY` as a safety net for retention; kept in step
 //!   with `retention_days` by [`migrate`] on every start.
+//!
+//! ## `commerce_hourly` rollup (v4)
+//! An `AggregatingMergeTree` fed by a materialized view on every insert into `commerce_events`: per store,
+//! UTC hour, type, country and product, the exact distinct sets (`uniqExactState` of 64-bit hashes) of
+//! event ids and visitors. Distinct sets rather than counters make the rollup idempotent: re-aggregating
+//! events (the backfill racing live inserts, the re-aggregation after an erasure) never over-counts.
+//! Read by `visitors` and `product_views` whenever the range's buckets fall on whole UTC hours (see
+//! `query.rs`); partitioned by month like the events, so retention treats it the same way.
 
 use clickhouse::Client;
 use serde::Deserialize;
@@ -136,7 +144,44 @@ ENGINE = ReplacingMergeTree(version)
 ORDER BY (store_id, id)
 "],
     },
+    Migration {
+        version: 4,
+        name: "hourly rollup",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_hourly
+(
+    store_id    LowCardinality(String),
+    hour        DateTime('UTC'),
+    type        LowCardinality(String),
+    country     LowCardinality(String),
+    product_id  String,
+    events      AggregateFunction(uniqExact, UInt64) COMMENT 'cityHash64 of event ids',
+    visitors    AggregateFunction(uniqExact, UInt64) COMMENT 'cityHash64 of customer, else anonymous, else session id'
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (store_id, hour, type, country, product_id)
+TTL toDateTime(hour) + INTERVAL {retention_days} DAY
+",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_hourly_mv TO {db}.commerce_hourly AS \
+             {hourly_select} FROM {db}.commerce_events {hourly_group}",
+            // Backfill what was stored before the view existed. Rows inserted while this runs may be
+            // aggregated twice: harmless, the states are exact distinct sets.
+            "INSERT INTO {db}.commerce_hourly {hourly_select} FROM {db}.commerce_events {hourly_group}",
+        ],
+    },
 ];
+
+/// The rollup's aggregation of raw events (materialized view, backfill, and re-aggregation after an
+/// erasure). Distinct sets, not counters: aggregating the same events twice changes nothing, and a
+/// duplicate row that slipped into the raw table is not counted twice.
+pub const HOURLY_SELECT: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, type, country, product_id, \
+     uniqExactState(cityHash64(id)) AS events, \
+     uniqExactStateIf(cityHash64(if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, session_id))), \
+       customer_id != '' OR anonymous_id != '' OR session_id != '') AS visitors";
+/// The `GROUP BY` of [`HOURLY_SELECT`].
+pub const HOURLY_GROUP: &str = "GROUP BY store_id, hour, type, country, product_id";
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +250,9 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{db}", db)
+    stmt.replace("{hourly_select}", HOURLY_SELECT)
+        .replace("{hourly_group}", HOURLY_GROUP)
+        .replace("{db}", db)
         .replace("{retention_days}", &retention_days.to_string())
 }
 
@@ -217,6 +264,7 @@ async fn sync_ttl(admin: &Client, db: &str, retention_days: u32) -> Result<bool,
     for (table, column) in [
         ("commerce_events", "timestamp"),
         ("commerce_events_rejects", "received_at"),
+        ("commerce_hourly", "hour"),
     ] {
         let engine: String = admin
             .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = ?")
