@@ -255,7 +255,7 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
     let rollup = fetch(format!(
-        "SELECT toUnixTimestamp(hour) AS hour, uniqExactMerge(visitors) AS visitors, \
+        "SELECT toUnixTimestamp(hour) AS hour, uniqExactMergeIf(visitors, type = '*') AS visitors, \
          uniqExactMergeIf(events, type = 'product.viewed') AS product_views \
          FROM commerce_hourly WHERE store_id = '{store}' GROUP BY hour HAVING visitors + product_views > 0 \
          ORDER BY hour"

@@ -8,7 +8,9 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::migrations::{HOURLY_GROUP, HOURLY_SELECT};
+use super::migrations::{
+    HOURLY_EVENTS, HOURLY_EVENTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
+};
 use super::{ClickHouseStore, EVENTS_TABLE, classify};
 use crate::erasure::ErasureReport;
 use crate::retention::{Partition, RetentionStore, Scope, month_partition_end};
@@ -151,21 +153,27 @@ impl ClickHouseStore {
             .execute()
             .await
             .map_err(classify)?;
-        self.client
-            .query(&format!(
-                "INSERT INTO {HOURLY_TABLE} {HOURLY_SELECT} FROM {EVENTS_TABLE} \
-                 WHERE store_id = {{store:String}} \
-                 AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
-                 AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
-                 AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) {HOURLY_GROUP}"
-            ))
-            .param("store", store_id)
-            .param("hours", hours)
-            .param("first", *first)
-            .param("last", *last)
-            .execute()
-            .await
-            .map_err(classify)
+        for (select, group) in [
+            (HOURLY_EVENTS, HOURLY_EVENTS_GROUP),
+            (HOURLY_VISITORS, HOURLY_VISITORS_GROUP),
+        ] {
+            self.client
+                .query(&format!(
+                    "INSERT INTO {HOURLY_TABLE} {select} FROM {EVENTS_TABLE} \
+                     WHERE store_id = {{store:String}} \
+                     AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
+                     AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
+                     AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) {group}"
+                ))
+                .param("store", store_id)
+                .param("hours", hours)
+                .param("first", *first)
+                .param("last", *last)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
 }
 

@@ -33,9 +33,9 @@
 //!   with `retention_days` by [`migrate`] on every start.
 //!
 //! ## `commerce_hourly` rollup (v4)
-//! An `AggregatingMergeTree` fed by a materialized view on every insert into `commerce_events`: per store,
-//! UTC hour, type, country and product, the exact distinct sets (`uniqExactState` of 64-bit hashes) of
-//! event ids and visitors. Distinct sets rather than counters make the rollup idempotent: re-aggregating
+//! An `AggregatingMergeTree` fed by two materialized views on every insert into `commerce_events`: per
+//! store, UTC hour, type and country the exact distinct set (`uniqExactState` of 64-bit hashes) of event
+//! ids, and per store, hour and country (type `'*'`) the distinct set of visitors. Distinct sets rather than counters make the rollup idempotent: re-aggregating
 //! events (the backfill racing live inserts, the re-aggregation after an erasure) never over-counts.
 //! Read by `visitors` and `product_views` whenever the range's buckets fall on whole UTC hours (see
 //! `query.rs`); partitioned by month like the events, so retention treats it the same way.
@@ -153,35 +153,43 @@ CREATE TABLE IF NOT EXISTS {db}.commerce_hourly
 (
     store_id    LowCardinality(String),
     hour        DateTime('UTC'),
-    type        LowCardinality(String),
+    type        LowCardinality(String) COMMENT 'event type; ''*'' rows hold the visitors of all types',
     country     LowCardinality(String),
-    product_id  String,
-    events      AggregateFunction(uniqExact, UInt64) COMMENT 'cityHash64 of event ids',
-    visitors    AggregateFunction(uniqExact, UInt64) COMMENT 'cityHash64 of customer, else anonymous, else session id'
+    events      AggregateFunction(uniqExact, UInt64) COMMENT 'cityHash64 of event ids (per-type rows)',
+    visitors    AggregateFunction(uniqExact, UInt64) COMMENT 'cityHash64 of customer, else anonymous, else session id (''*'' rows)'
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
-ORDER BY (store_id, hour, type, country, product_id)
+ORDER BY (store_id, hour, type, country)
 TTL toDateTime(hour) + INTERVAL {retention_days} DAY
 ",
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_hourly_mv TO {db}.commerce_hourly AS \
-             {hourly_select} FROM {db}.commerce_events {hourly_group}",
-            // Backfill what was stored before the view existed. Rows inserted while this runs may be
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_hourly_events_mv TO {db}.commerce_hourly AS \
+             {hourly_events} FROM {db}.commerce_events {hourly_events_group}",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_hourly_visitors_mv TO {db}.commerce_hourly AS \
+             {hourly_visitors} FROM {db}.commerce_events {hourly_visitors_group}",
+            // Backfill what was stored before the views existed. Rows inserted while this runs may be
             // aggregated twice: harmless, the states are exact distinct sets.
-            "INSERT INTO {db}.commerce_hourly {hourly_select} FROM {db}.commerce_events {hourly_group}",
+            "INSERT INTO {db}.commerce_hourly {hourly_events} FROM {db}.commerce_events {hourly_events_group}",
+            "INSERT INTO {db}.commerce_hourly {hourly_visitors} FROM {db}.commerce_events {hourly_visitors_group}",
         ],
     },
 ];
 
-/// The rollup's aggregation of raw events (materialized view, backfill, and re-aggregation after an
-/// erasure). Distinct sets, not counters: aggregating the same events twice changes nothing, and a
-/// duplicate row that slipped into the raw table is not counted twice.
-pub const HOURLY_SELECT: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, type, country, product_id, \
-     uniqExactState(cityHash64(id)) AS events, \
+/// The rollup's per-type rows: distinct event ids per store, hour, type and country. Used by the
+/// materialized view, the backfill and the re-aggregation after an erasure. Distinct sets, not counters:
+/// aggregating the same events twice changes nothing, and a duplicate raw row is not counted twice.
+pub const HOURLY_EVENTS: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, type, country, \
+     uniqExactState(cityHash64(id)) AS events, uniqExactStateIf(toUInt64(0), 0) AS visitors";
+/// The `GROUP BY` of [`HOURLY_EVENTS`].
+pub const HOURLY_EVENTS_GROUP: &str = "GROUP BY store_id, hour, type, country";
+/// The rollup's `'*'` rows: distinct visitors of every type per store, hour and country (one row per hour
+/// and country, so a visitor seen on many pages is one element, not one per page).
+pub const HOURLY_VISITORS: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, '*' AS type, country, \
+     uniqExactStateIf(toUInt64(0), 0) AS events, \
      uniqExactStateIf(cityHash64(if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, session_id))), \
        customer_id != '' OR anonymous_id != '' OR session_id != '') AS visitors";
-/// The `GROUP BY` of [`HOURLY_SELECT`].
-pub const HOURLY_GROUP: &str = "GROUP BY store_id, hour, type, country, product_id";
+/// The `GROUP BY` of [`HOURLY_VISITORS`].
+pub const HOURLY_VISITORS_GROUP: &str = "GROUP BY store_id, hour, country";
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,8 +258,10 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{hourly_select}", HOURLY_SELECT)
-        .replace("{hourly_group}", HOURLY_GROUP)
+    stmt.replace("{hourly_events_group}", HOURLY_EVENTS_GROUP)
+        .replace("{hourly_visitors_group}", HOURLY_VISITORS_GROUP)
+        .replace("{hourly_events}", HOURLY_EVENTS)
+        .replace("{hourly_visitors}", HOURLY_VISITORS)
         .replace("{db}", db)
         .replace("{retention_days}", &retention_days.to_string())
 }

@@ -272,11 +272,17 @@ fn whole_hours(q: &MetricQuery) -> (i64, i64) {
 }
 
 /// The metric's source from the `commerce_hourly` rollup, when it can answer exactly: `visitors` and
-/// `product_views`, with bucket boundaries on whole UTC hours. The whole hours come from the rollup's
+/// `product_views` (without a product filter), with bucket boundaries on whole UTC hours. The whole hours come from the rollup's
 /// distinct sets; the partial hours at either end (a `24h` period starts mid-hour, `to` is usually "now")
 /// from the raw events, as states of the same type, so buckets and total stay exact distinct counts.
 fn rollup_sql(q: &MetricQuery) -> Option<(String, &'static str, &'static str)> {
-    if !matches!(q.metric, Metric::Visitors | Metric::ProductViews) || !q.range.hour_aligned() {
+    let servable = match q.metric {
+        Metric::Visitors => true,
+        // The rollup has no product dimension: a product filter reads the raw events.
+        Metric::ProductViews => q.product_id.is_none(),
+        _ => false,
+    };
+    if !servable || !q.range.hour_aligned() {
         return None;
     }
     let (inner_from, inner_to) = whole_hours(q);
@@ -297,26 +303,19 @@ fn rollup_sql(q: &MetricQuery) -> Option<(String, &'static str, &'static str)> {
     );
     let source = match q.metric {
         Metric::Visitors => format!(
-            "SELECT hour AS ts, visitors AS s FROM commerce_hourly WHERE {rollup} \
+            "SELECT hour AS ts, visitors AS s FROM commerce_hourly WHERE {rollup} AND type = '*' \
              UNION ALL \
              SELECT toStartOfHour(timestamp) AS ts, uniqExactState(cityHash64(visitor)) AS s FROM ( \
                SELECT timestamp, if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, \
                session_id)) AS visitor FROM commerce_events WHERE {edges}) WHERE visitor != '' GROUP BY ts"
         ),
-        _ => {
-            let product = if q.product_id.is_some() {
-                " AND product_id = {product:String}"
-            } else {
-                ""
-            };
-            format!(
-                "SELECT hour AS ts, events AS s FROM commerce_hourly \
-                 WHERE {rollup} AND type = 'product.viewed'{product} \
-                 UNION ALL \
-                 SELECT toStartOfHour(timestamp) AS ts, uniqExactState(cityHash64(id)) AS s \
-                 FROM commerce_events WHERE {edges} AND type = 'product.viewed'{product} GROUP BY ts"
-            )
-        }
+        _ => format!(
+            "SELECT hour AS ts, events AS s FROM commerce_hourly \
+             WHERE {rollup} AND type = 'product.viewed' \
+             UNION ALL \
+             SELECT toStartOfHour(timestamp) AS ts, uniqExactState(cityHash64(id)) AS s \
+             FROM commerce_events WHERE {edges} AND type = 'product.viewed' GROUP BY ts"
+        ),
     };
     Some((source, "uniqExactMerge(s)", "0"))
 }
