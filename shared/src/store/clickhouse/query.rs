@@ -101,7 +101,7 @@ fn ranked_sql(q: &RankedQuery) -> String {
     let sessions = |key: &str| {
         format!(
             "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c FROM ( \
-               SELECT {key} AS key, uniqExactIf(order_id, type = 'order.completed') AS orders, \
+               SELECT {key} AS key, max(type = 'order.completed') AS orders, \
                  arraySum(arrayMap(x -> x.2, groupUniqArrayIf((order_id, amount), \
                    type = 'order.completed' AND currency = {{currency:String}}))) AS revenue \
                FROM commerce_events WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)) \
