@@ -283,18 +283,7 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
 }
 
 async fn send(api: &Api, method: &str, path: &str, key: &str) -> (u16, Value) {
-    let req = lambda_http::http::Request::builder()
-        .method(method)
-        .uri(format!("https://api.example.com{path}"))
-        .header("authorization", format!("Bearer {key}"))
-        .body(lambda_http::Body::Empty)
-        .expect("request");
-    let resp = api.handle(req).await;
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null),
-    )
+    integration_tests::call(api, method, path, key, None).await
 }
 
 #[derive(Debug, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]

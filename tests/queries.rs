@@ -160,18 +160,7 @@ async fn fixture() -> Fixture {
 }
 
 async fn get(api: &Api, path_and_query: &str, key: &str) -> (u16, Value) {
-    let req = lambda_http::http::Request::builder()
-        .method("GET")
-        .uri(format!("https://api.example.com{path_and_query}"))
-        .header("authorization", format!("Bearer {key}"))
-        .body(lambda_http::Body::Empty)
-        .expect("request");
-    let resp = api.handle(req).await;
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null),
-    )
+    integration_tests::call(api, "GET", path_and_query, key, None).await
 }
 
 /// `[from, to)` of `period=30d` in `tz`, and the local-day key of an instant.
@@ -881,20 +870,7 @@ async fn weekly_cohorts_equal_an_independent_computation() {
 }
 
 async fn send(api: &Api, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let req = lambda_http::http::Request::builder()
-        .method(method)
-        .uri(format!("https://api.example.com{path}"))
-        .header("authorization", format!("Bearer {READ_KEY}"))
-        .body(body.map_or(lambda_http::Body::Empty, |b| {
-            lambda_http::Body::Text(b.to_string())
-        }))
-        .expect("request");
-    let resp = api.handle(req).await;
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(resp.body().as_ref()).unwrap_or(Value::Null),
-    )
+    integration_tests::call(api, method, path, READ_KEY, body).await
 }
 
 #[tokio::test]

@@ -169,3 +169,28 @@ impl Drop for PrivateClickHouse {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
+
+/// Sends one request to an in-process API with a bearer key; returns the status and the JSON body
+/// (`null` when the body is not JSON).
+pub async fn call(
+    api: &commerce_analytics::api::Api,
+    method: &str,
+    path_and_query: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let req = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(format!("https://api.example.com{path_and_query}"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(body.map_or(lambda_http::Body::Empty, |b| {
+            lambda_http::Body::Text(b.to_string())
+        }))
+        .expect("request");
+    let resp = api.handle(req).await;
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(resp.body().as_ref()).unwrap_or(serde_json::Value::Null),
+    )
+}

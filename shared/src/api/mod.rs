@@ -88,6 +88,15 @@ impl Api {
         self
     }
 
+    /// The whole `main` of a read function (`metrics`, `funnel`, `erasure`): logs, configuration from the
+    /// environment, [`Api::for_reads`], served until the runtime stops.
+    pub async fn run_read_function() -> std::result::Result<(), lambda_http::Error> {
+        crate::telemetry::init(true);
+        let config = crate::config::Config::from_env()?;
+        config.ensure_supported()?;
+        Self::for_reads(&config).run_on_lambda().await
+    }
+
     /// Serves this API on the Lambda runtime (API Gateway HTTP API or Function URL events) until the
     /// runtime stops. Every function binary ends with this.
     pub async fn run_on_lambda(self) -> std::result::Result<(), lambda_http::Error> {

@@ -248,7 +248,6 @@ impl EventStore for ClickHouseStore {
             .chunks(batch_size.max(1))
             .map(|c| (c, dedup_token(c.iter().copied())))
             .collect();
-        // Two chunks at a time: most of a small insert is fixed per-insert work on the server.
         // A few chunks at a time: most of a small insert is fixed per-insert work on the server.
         for group in chunks.chunks(CHUNK_CONCURRENCY) {
             let mut writes: Vec<WriteFuture<'_>> = Vec::with_capacity(group.len());
