@@ -3,18 +3,13 @@
 //! erased through the API while every other customer's numbers stay the same.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use analytics_cli::demo_load;
 use commerce_analytics::api::Api;
-use commerce_analytics::auth::KeyRing;
-use commerce_analytics::clock::FixedClock;
 use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::{Event, RequestMeta, Validator};
 use commerce_analytics::retention::{self, Policy};
-use commerce_analytics::sink::DiscardSink;
 use commerce_analytics::store::{EventStore, Reject, dedup_token};
-use commerce_analytics::tracker::Tracker;
 use integration_tests::{READ_KEY, TestDb, WRITE_KEY};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -439,14 +434,7 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
         })
         .collect();
 
-    let clock = Arc::new(FixedClock::new(now));
-    let tracker = Tracker::new(validator, Arc::new(DiscardSink), clock.clone());
-    let api = Api::new(
-        Arc::new(tracker),
-        KeyRing::from_config(&db.config.keys),
-        db.config.limits,
-    )
-    .with_queries(Arc::new(db.store.clone()), clock);
+    let api = db.api(now);
     let path = format!("/analytics/customers/{victim}");
 
     let (status, body) = send(&api, "DELETE", &path, WRITE_KEY).await;

@@ -3,16 +3,11 @@
 //! `query::funnel`, written a second time, independently of the SQL).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use analytics_cli::demo_load;
 use commerce_analytics::api::Api;
-use commerce_analytics::auth::KeyRing;
-use commerce_analytics::clock::FixedClock;
 use commerce_analytics::demo::{DemoConfig, DemoGenerator};
 use commerce_analytics::event::Validator;
-use commerce_analytics::sink::DiscardSink;
-use commerce_analytics::tracker::Tracker;
 use integration_tests::{READ_KEY, TestDb, WRITE_KEY};
 use jiff::ToSpan;
 use jiff::tz::TimeZone;
@@ -143,14 +138,7 @@ async fn fixture() -> Fixture {
         .await
         .expect("demo loads");
 
-    let clock = Arc::new(FixedClock::new(now_time));
-    let tracker = Tracker::new(validator, Arc::new(DiscardSink), clock.clone());
-    let api = Api::new(
-        Arc::new(tracker),
-        KeyRing::from_config(&db.config.keys),
-        db.config.limits,
-    )
-    .with_queries(Arc::new(db.store.clone()), clock);
+    let api = db.api(now_time);
     Fixture {
         db,
         api,

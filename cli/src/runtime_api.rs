@@ -91,25 +91,18 @@ fn parse(body: &Bytes) -> serde_json::Value {
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn response(
+/// `POST …/invocation/{id}/response` and `…/{id}/error`.
+async fn reply(
     State(s): State<Arc<Shared>>,
-    UrlPath(id): UrlPath<String>,
+    UrlPath((id, kind)): UrlPath<(String, String)>,
     body: Bytes,
 ) -> StatusCode {
-    let _ = s
-        .signals
-        .send(Signal::Reply(id, Reply::Response(parse(&body))));
-    StatusCode::ACCEPTED
-}
-
-async fn error(
-    State(s): State<Arc<Shared>>,
-    UrlPath(id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
-    let _ = s
-        .signals
-        .send(Signal::Reply(id, Reply::Error(parse(&body))));
+    let reply = match kind.as_str() {
+        "response" => Reply::Response(parse(&body)),
+        "error" => Reply::Error(parse(&body)),
+        _ => return StatusCode::NOT_FOUND,
+    };
+    let _ = s.signals.send(Signal::Reply(id, reply));
     StatusCode::ACCEPTED
 }
 
@@ -141,11 +134,7 @@ pub async fn invoke(
     });
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(reply))
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

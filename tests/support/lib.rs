@@ -87,6 +87,24 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The API over this database as the local server wires it (reads and erasure; the tracker discards),
+    /// with the clock fixed at `now`.
+    pub fn api(&self, now: time::OffsetDateTime) -> commerce_analytics::api::Api {
+        use std::sync::Arc;
+        let clock = Arc::new(commerce_analytics::clock::FixedClock::new(now));
+        let tracker = commerce_analytics::tracker::Tracker::new(
+            commerce_analytics::event::Validator::from_config(&self.config),
+            Arc::new(commerce_analytics::sink::DiscardSink),
+            clock.clone(),
+        );
+        commerce_analytics::api::Api::new(
+            Arc::new(tracker),
+            commerce_analytics::auth::KeyRing::from_config(&self.config.keys),
+            self.config.limits,
+        )
+        .with_queries(Arc::new(self.store.clone()), clock)
+    }
+
     pub async fn drop_database(&self) {
         let _ = self
             .store
