@@ -91,6 +91,7 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         Arc::new(SystemClock),
     );
     let api = Api::new(tracker, KeyRing::from_config(&config.keys), config.limits)
+        .with_rate_limit(config, Arc::new(SystemClock))
         .with_ingest(Arc::new(ingest))
         .with_queries(Arc::new(store.clone()), Arc::new(SystemClock));
     let state = AppState {

@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 pub struct Principal {
     pub store_id: String,
     pub kind: KeyKind,
+    /// A short, non-secret name of the key (the first 12 hex digits of its SHA-256): rate-limit buckets and
+    /// logs use it, never the key.
+    pub key_id: String,
 }
 
 impl Principal {
@@ -58,6 +61,7 @@ impl KeyRing {
                     Principal {
                         store_id: k.store.clone(),
                         kind: k.kind,
+                        key_id: key_id(k.key.expose()),
                     },
                 )
             })
@@ -85,6 +89,14 @@ impl KeyRing {
             .cloned()
             .ok_or_else(|| Error::Unauthorized("unknown API key".into()))
     }
+}
+
+/// The first 12 hex digits of the key's SHA-256.
+fn key_id(key: &str) -> String {
+    digest(key)[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn digest(key: &str) -> [u8; 32] {
@@ -116,12 +128,11 @@ mod tests {
         let p = ring()
             .authenticate(Some("Bearer pk_test_write"))
             .expect("known");
-        assert_eq!(
-            p,
-            Principal {
-                store_id: "s1".into(),
-                kind: KeyKind::Write
-            }
+        assert_eq!((p.store_id.as_str(), p.kind), ("s1", KeyKind::Write));
+        assert_eq!(p.key_id.len(), 12);
+        assert!(
+            !p.key_id.contains("pk_"),
+            "the key id reveals nothing of the key"
         );
     }
 

@@ -132,6 +132,11 @@ pub struct Config {
     /// Zero the last IPv4 octet / keep only the IPv6 /48 before storing. Default true.
     pub anonymize_ip: bool,
     pub keys: Vec<ApiKeyConfig>,
+    /// Requests per second each API key may make, per process (token bucket; 0 = no in-app limit; see
+    /// [`crate::ratelimit`]). Default 1000: a store's storefronts share one write key.
+    pub rate_limit_per_second: u32,
+    /// Burst size of that bucket. Default 2000.
+    pub rate_limit_burst: u32,
     /// Delivery stream of the `track` Lambda. Set: events go to Firehose; unset: straight to ClickHouse.
     pub firehose_stream_name: Option<String>,
     /// The access key Firehose sends in `X-Amz-Firehose-Access-Key` to `ingest`. Required by the ingest
@@ -155,6 +160,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ANALYTICS_MAX_BUFFERED_EVENTS", "max_buffered_events"),
     ("ANALYTICS_ANONYMIZE_IP", "anonymize_ip"),
     ("ANALYTICS_API_KEYS", "keys"),
+    ("ANALYTICS_RATE_LIMIT_PER_SECOND", "rate_limit_per_second"),
+    ("ANALYTICS_RATE_LIMIT_BURST", "rate_limit_burst"),
     ("FIREHOSE_STREAM_NAME", "firehose_stream_name"),
     ("FIREHOSE_ACCESS_KEY", "firehose_access_key"),
 ];
@@ -182,6 +189,8 @@ struct RawSettings {
     max_buffered_events: Option<usize>,
     anonymize_ip: Option<bool>,
     keys: Option<Vec<ApiKeyConfig>>,
+    rate_limit_per_second: Option<u32>,
+    rate_limit_burst: Option<u32>,
     firehose_stream_name: Option<String>,
     firehose_access_key: Option<Secret>,
 }
@@ -311,6 +320,8 @@ impl Config {
             max_buffered_events,
             anonymize_ip: raw.anonymize_ip.unwrap_or(true),
             keys,
+            rate_limit_per_second: raw.rate_limit_per_second.unwrap_or(1000),
+            rate_limit_burst: raw.rate_limit_burst.unwrap_or(2000),
             firehose_stream_name: raw.firehose_stream_name.filter(|s| !s.is_empty()),
             firehose_access_key: raw.firehose_access_key.unwrap_or_default(),
             limits: Limits::default(),
@@ -400,6 +411,8 @@ fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Res
             "ANALYTICS_MAX_BUFFERED_EVENTS" => raw.max_buffered_events = Some(parse(name, &v)?),
             "ANALYTICS_ANONYMIZE_IP" => raw.anonymize_ip = Some(parse(name, &v)?),
             "ANALYTICS_API_KEYS" => raw.keys = Some(parse_key_list(&v)?),
+            "ANALYTICS_RATE_LIMIT_PER_SECOND" => raw.rate_limit_per_second = Some(parse(name, &v)?),
+            "ANALYTICS_RATE_LIMIT_BURST" => raw.rate_limit_burst = Some(parse(name, &v)?),
             "FIREHOSE_STREAM_NAME" => raw.firehose_stream_name = Some(v),
             "FIREHOSE_ACCESS_KEY" => raw.firehose_access_key = Some(Secret(v)),
             _ => {}

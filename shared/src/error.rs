@@ -68,6 +68,15 @@ pub enum Error {
         failed_ids: Vec<String>,
     },
 
+    /// The key made more requests than its rate limit allows (see [`crate::ratelimit`]).
+    #[error(
+        "rate limit exceeded for this key ({per_second} requests/s); retry after the Retry-After delay"
+    )]
+    RateLimited {
+        per_second: u32,
+        retry_after: Duration,
+    },
+
     /// The configuration is unusable; reported at start-up, never per request.
     #[error("configuration error: {0}")]
     Config(String),
@@ -93,7 +102,7 @@ impl Error {
     /// Whether sending the same request again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::Internal(_) => true,
+            Self::Unavailable { .. } | Self::RateLimited { .. } | Self::Internal(_) => true,
             Self::Store(e) => e.is_retryable(),
             Self::Invalid(_)
             | Self::TooLarge { .. }
@@ -114,6 +123,7 @@ impl Error {
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::TooLarge { .. } => 413,
+            Self::RateLimited { .. } => 429,
             Self::Unavailable { .. } => 503,
             Self::Store(e) if e.is_retryable() => 503,
             Self::Store(_) | Self::Config(_) | Self::Internal(_) => 500,
@@ -130,6 +140,7 @@ impl Error {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unavailable { .. } => "unavailable",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Store(e) if e.is_retryable() => "storage_unavailable",
             Self::Store(_) => "storage_error",
             Self::Config(_) => "configuration_error",
@@ -162,7 +173,9 @@ impl Error {
     /// Seconds a client should wait before retrying, when the error says so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            Self::Unavailable { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
+                Some(*retry_after)
+            }
             Self::Store(e) if e.is_retryable() => Some(Duration::from_secs(1)),
             _ => None,
         }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod query;
+pub mod ratelimit;
 pub mod retention;
 pub mod retry;
 pub mod sink;

@@ -345,3 +345,41 @@ async fn server_side_tracker_uses_the_same_validation() {
         (400, Some("properties.orderId"))
     );
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_limit_gets_429_with_retry_after_and_other_keys_go_on() {
+    let c = Config::from_sources(
+        Some(
+            &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/local.yaml"))
+                .expect("config"),
+        ),
+        &|k: &str| match k {
+            "ANALYTICS_RATE_LIMIT_PER_SECOND" => Some("1".into()),
+            "ANALYTICS_RATE_LIMIT_BURST" => Some("2".into()),
+            _ => None,
+        },
+    )
+    .expect("config");
+    let clock = Arc::new(FixedClock::new(NOW));
+    let sink = Arc::new(MemorySink::new());
+    let tracker = Tracker::new(Validator::from_config(&c), sink.clone(), clock.clone());
+    let api = Api::new(Arc::new(tracker), KeyRing::from_config(&c.keys), c.limits)
+        .with_rate_limit(&c, clock.clone());
+
+    for _ in 0..2 {
+        assert_eq!(api.handle(fixture("track-event.json")).await.status(), 202);
+    }
+    let limited = api.handle(fixture("track-event.json")).await;
+    assert_error(&limited, 429, "rate_limited", None);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(sink.events().len(), 2, "the limited request stored nothing");
+    // Unknown keys are refused before the limiter (they have no bucket to drain).
+    assert_error(
+        &api.handle(fixture("track-unauthorized.json")).await,
+        401,
+        "unauthorized",
+        None,
+    );
+    clock.advance(time::Duration::seconds(1));
+    assert_eq!(api.handle(fixture("track-event.json")).await.status(), 202);
+}

@@ -20,11 +20,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     config.ensure_supported()?;
     let sink = sink::lambda_sink(&config).await;
-    let tracker = Tracker::new(Validator::from_config(&config), sink, Arc::new(SystemClock));
+    let clock = Arc::new(SystemClock);
+    let tracker = Tracker::new(Validator::from_config(&config), sink, clock.clone());
     let api = Api::new(
         Arc::new(tracker),
         KeyRing::from_config(&config.keys),
         config.limits,
-    );
+    )
+    .with_rate_limit(&config, clock);
     api.run_on_lambda().await
 }

@@ -45,6 +45,8 @@ pub struct Api {
     limits: Limits,
     ingest: Option<Arc<Ingest>>,
     queries: Option<(Arc<dyn QueryStore>, Arc<dyn Clock>)>,
+    limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
+    rate_per_second: u32,
 }
 
 impl Api {
@@ -55,7 +57,41 @@ impl Api {
             limits,
             ingest: None,
             queries: None,
+            limiter: None,
+            rate_per_second: 0,
         }
+    }
+
+    /// Limits each key to `config.rate_limit_per_second` (bursts of `rate_limit_burst`) in this process;
+    /// see [`crate::ratelimit`].
+    pub fn with_rate_limit(
+        mut self,
+        config: &crate::config::Config,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        self.limiter = crate::ratelimit::RateLimiter::new(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+            clock,
+        )
+        .map(Arc::new);
+        self.rate_per_second = config.rate_limit_per_second;
+        self
+    }
+
+    /// The caller's principal from `Authorization`, after its key's rate limit.
+    fn authenticate(&self, req: &Request) -> Result<crate::auth::Principal> {
+        let principal = self.keys.authenticate(request::authorization(req))?;
+        if let Some(limiter) = &self.limiter
+            && let Err(retry_after) = limiter.check(&principal.key_id)
+        {
+            tracing::warn!(key = %principal.key_id, store = %principal.store_id, "rate limited");
+            return Err(Error::RateLimited {
+                per_second: self.rate_per_second,
+                retry_after,
+            });
+        }
+        Ok(principal)
     }
 
     /// The API of a read-only Lambda (`metrics`, `funnel`): keys and ClickHouse from `config`; its tracker
@@ -73,6 +109,7 @@ impl Api {
             KeyRing::from_config(&config.keys),
             config.limits,
         )
+        .with_rate_limit(config, clock.clone())
         .with_queries(store, clock)
     }
 
@@ -179,7 +216,7 @@ impl Api {
 
     /// The query store and "now" for a read request, after checking the read key.
     fn reader(&self, req: &Request) -> Result<(String, &dyn QueryStore, jiff::Timestamp)> {
-        let principal = self.keys.authenticate(request::authorization(req))?;
+        let principal = self.authenticate(req)?;
         principal.require_read()?;
         let (store, clock) = self.queries.as_ref().ok_or_else(|| Error::NotFound {
             method: req.method().to_string(),
@@ -343,7 +380,7 @@ impl Api {
     }
 
     async fn track_one(&self, req: Request) -> Result<Response<Body>> {
-        let principal = self.keys.authenticate(request::authorization(&req))?;
+        let principal = self.authenticate(&req)?;
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let meta = request::meta(&req);
         let id = self
@@ -354,7 +391,7 @@ impl Api {
     }
 
     async fn track_batch(&self, req: Request) -> Result<Response<Body>> {
-        let principal = self.keys.authenticate(request::authorization(&req))?;
+        let principal = self.authenticate(&req)?;
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let events = parse_batch(body)?;
         if events.is_empty() {
