@@ -21,6 +21,8 @@ pub mod demo;
 pub mod erasure;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod query;
 pub mod ratelimit;
