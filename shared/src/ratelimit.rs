@@ -42,6 +42,11 @@ impl RateLimiter {
         })
     }
 
+    /// The configured average rate.
+    pub fn per_second(&self) -> u32 {
+        self.per_second as u32
+    }
+
     /// Takes a token from `key`'s bucket; `Err(retry_after)` when it is empty.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         let now = self.clock.now();

@@ -16,10 +16,10 @@
 //!   nothing. The [`Report`] is returned (the Lambda's response) and logged as one structured JSON line.
 //! - Table TTL (`max_retention_days`) stays as a safety net behind the job, never ahead of it.
 //!
-//! Aggregated tables (custom dashboards) hold no per-event rows and are not touched. Rollups, when they
-//! exist, are per-day aggregates partitioned by month: the adapter lists them too and the same rule
-//! (whole days before the cutoff) applies, so what a dashboard reads from a rollup always matches what is
-//! left in the raw events.
+//! Custom dashboards hold no per-event rows and are not touched. The hourly rollup (`commerce_hourly`) is
+//! listed by the adapter like the events and partitioned by month like them: since the cutoff is a whole
+//! UTC day, `hour < cutoff` removes exactly the hours whose events are removed, so what a dashboard reads
+//! from the rollup always matches what is left in the raw events.
 
 use std::collections::BTreeMap;
 

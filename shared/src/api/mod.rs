@@ -46,7 +46,6 @@ pub struct Api {
     ingest: Option<Arc<Ingest>>,
     queries: Option<(Arc<dyn QueryStore>, Arc<dyn Clock>)>,
     limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
-    rate_per_second: u32,
 }
 
 impl Api {
@@ -58,7 +57,6 @@ impl Api {
             ingest: None,
             queries: None,
             limiter: None,
-            rate_per_second: 0,
         }
     }
 
@@ -75,7 +73,6 @@ impl Api {
             clock,
         )
         .map(Arc::new);
-        self.rate_per_second = config.rate_limit_per_second;
         self
     }
 
@@ -87,7 +84,7 @@ impl Api {
         {
             tracing::warn!(key = %principal.key_id, store = %principal.store_id, "rate limited");
             return Err(Error::RateLimited {
-                per_second: self.rate_per_second,
+                per_second: limiter.per_second(),
                 retry_after,
             });
         }
