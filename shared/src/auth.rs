@@ -19,12 +19,30 @@ use crate::error::{Error, Result};
 pub struct Principal {
     pub store_id: String,
     pub kind: KeyKind,
+    /// Write keys: the origins whose browsers may use the key (empty: any).
+    pub origins: Vec<String>,
     /// A short, non-secret name of the key (the first 12 hex digits of its SHA-256): rate-limit buckets and
     /// logs use it, never the key.
     pub key_id: String,
 }
 
 impl Principal {
+    /// A write key limited to storefront origins refuses a browser request from any other origin. A
+    /// request without `Origin` (server-side code, curl) is not a browser's and passes: the allow-list
+    /// stops other websites from spending a store's publishable key in their visitors' browsers, while the
+    /// key itself stays publishable by design.
+    pub fn check_origin(&self, origin: Option<&str>) -> Result<()> {
+        match origin {
+            Some(o) if !self.origins.is_empty() && !self.origins.iter().any(|a| a == o) => {
+                Err(Error::Forbidden(format!(
+                    "origin {o} may not use this key; allowed: {}",
+                    self.origins.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Read endpoints need a secret (read) key.
     pub fn require_read(&self) -> Result<()> {
         match self.kind {
@@ -61,6 +79,7 @@ impl KeyRing {
                     Principal {
                         store_id: k.store.clone(),
                         kind: k.kind,
+                        origins: k.origins.clone(),
                         key_id: key_id(k.key.expose()),
                     },
                 )
@@ -114,11 +133,13 @@ mod tests {
                 key: Secret::new("pk_test_write"),
                 store: "s1".into(),
                 kind: KeyKind::Write,
+                origins: vec![],
             },
             ApiKeyConfig {
                 key: Secret::new("sk_test_read1"),
                 store: "s1".into(),
                 kind: KeyKind::Read,
+                origins: vec![],
             },
         ])
     }

@@ -63,6 +63,10 @@ pub struct ApiKeyConfig {
     pub key: Secret,
     pub store: String,
     pub kind: KeyKind,
+    /// Write keys only: the storefront origins (`https://shop.example.com`) whose browsers may use the key.
+    /// Empty: any origin. See [`crate::auth`].
+    #[serde(default)]
+    pub origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,6 +301,16 @@ impl Config {
                     "keys[{i}].key must be at least 8 characters"
                 )));
             }
+            if k.kind == KeyKind::Read && !k.origins.is_empty() {
+                return Err(Error::Config(format!(
+                    "keys[{i}]: origins apply to write keys only (read keys never belong in a browser)"
+                )));
+            }
+            if let Some(bad) = k.origins.iter().find(|o| !is_origin(o)) {
+                return Err(Error::Config(format!(
+                    "keys[{i}].origins: {bad:?} must be scheme://host[:port], e.g. https://shop.example.com"
+                )));
+            }
             if !crate::auth::is_valid_store_id(&k.store) {
                 return Err(Error::Config(format!(
                     "keys[{i}].store {:?} must match [a-z0-9][a-z0-9_-]{{0,63}}",
@@ -366,6 +380,17 @@ impl Config {
             )),
         }
     }
+}
+
+/// `scheme://host[:port]` with nothing after, as browsers send in `Origin`.
+fn is_origin(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.path() == "/"
+            && u.query().is_none()
+            && !s.ends_with('/')
+    })
 }
 
 pub(crate) fn is_identifier(s: &str) -> bool {
@@ -449,13 +474,24 @@ fn parse_key_list(v: &str) -> Result<Vec<ApiKeyConfig>> {
         .filter(|s| !s.is_empty())
         .enumerate()
         .map(|(i, item)| {
-            let mut parts = item.splitn(3, ':');
+            // key:store:kind, optionally :origin|origin (origins contain ':' themselves, so at most 4 parts).
+            let mut parts = item.splitn(4, ':');
             let (Some(key), Some(store), Some(kind)) = (parts.next(), parts.next(), parts.next())
             else {
                 return Err(Error::Config(format!(
-                    "ANALYTICS_API_KEYS entry {i} must be key:store:kind"
+                    "ANALYTICS_API_KEYS entry {i} must be key:store:kind[:origin|origin...]"
                 )));
             };
+            let origins: Vec<String> = parts
+                .next()
+                .map(|o| {
+                    o.split('|')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
             let kind = match kind {
                 "write" => KeyKind::Write,
                 "read" => KeyKind::Read,
@@ -469,6 +505,7 @@ fn parse_key_list(v: &str) -> Result<Vec<ApiKeyConfig>> {
                 key: Secret(key.to_owned()),
                 store: store.to_owned(),
                 kind,
+                origins,
             })
         })
         .collect()
@@ -571,6 +608,44 @@ mod tests {
         assert_eq!(c.retention_days_for("shop-x"), 7);
         assert_eq!(c.retention_days_for("shop-y"), 14);
         assert_eq!(c.max_retention_days(), 365);
+    }
+
+    #[test]
+    fn write_keys_take_an_origin_allow_list_and_bad_ones_are_refused() {
+        let ok = [
+            ("CLICKHOUSE_URL", "http://ch:8123"),
+            (
+                "ANALYTICS_API_KEYS",
+                "pk_live_key_1:shop-a:write:https://shop.example.com|http://localhost:5173,sk_live_key_1:shop-a:read",
+            ),
+        ];
+        let c = Config::from_sources(None, &env_of(&ok)).expect("valid");
+        assert_eq!(
+            c.keys[0].origins,
+            ["https://shop.example.com", "http://localhost:5173"]
+        );
+        assert!(c.keys[1].origins.is_empty());
+        for (keys, needle) in [
+            (
+                "sk_live_key_1:shop-a:read:https://a.example",
+                "write keys only",
+            ),
+            (
+                "pk_live_key_1:shop-a:write:https://a.example/path",
+                "must be scheme://host",
+            ),
+            (
+                "pk_live_key_1:shop-a:write:shop.example.com",
+                "must be scheme://host",
+            ),
+        ] {
+            let env = [
+                ("CLICKHOUSE_URL", "http://ch:8123"),
+                ("ANALYTICS_API_KEYS", keys),
+            ];
+            let err = Config::from_sources(None, &env_of(&env)).expect_err(keys);
+            assert!(err.to_string().contains(needle), "{keys}: {err}");
+        }
     }
 
     #[test]

@@ -383,3 +383,48 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after_and_other_keys_go_o
     clock.advance(time::Duration::seconds(1));
     assert_eq!(api.handle(fixture("track-event.json")).await.status(), 202);
 }
+
+#[tokio::test]
+async fn a_write_key_limited_to_origins_refuses_other_sites_browsers() {
+    let c = Config::from_sources(None, &|k: &str| match k {
+        "CLICKHOUSE_URL" => Some("http://127.0.0.1:8123".into()),
+        "ANALYTICS_API_KEYS" => {
+            Some("pk_dev_demo_write_0000000000000000:demo:write:https://shop.example.com".into())
+        }
+        _ => None,
+    })
+    .expect("config");
+    let sink = Arc::new(MemorySink::new());
+    let tracker = Tracker::new(
+        Validator::from_config(&c),
+        sink.clone(),
+        Arc::new(FixedClock::new(NOW)),
+    );
+    let api = Api::new(Arc::new(tracker), KeyRing::from_config(&c.keys), c.limits);
+    let from = |origin: Option<&str>| {
+        let mut req = fixture("track-event.json");
+        if let Some(o) = origin {
+            req.headers_mut()
+                .insert("origin", o.parse().expect("header value"));
+        }
+        req
+    };
+    assert_eq!(
+        api.handle(from(Some("https://shop.example.com")))
+            .await
+            .status(),
+        202
+    );
+    assert_error(
+        &api.handle(from(Some("https://evil.example"))).await,
+        403,
+        "forbidden",
+        None,
+    );
+    assert_eq!(
+        api.handle(from(None)).await.status(),
+        202,
+        "server-side calls carry no Origin"
+    );
+    assert_eq!(sink.events().len(), 2, "the refused request stored nothing");
+}

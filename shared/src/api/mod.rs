@@ -79,6 +79,7 @@ impl Api {
     /// The caller's principal from `Authorization`, after its key's rate limit.
     fn authenticate(&self, req: &Request) -> Result<crate::auth::Principal> {
         let principal = self.keys.authenticate(request::authorization(req))?;
+        principal.check_origin(req.headers().get("origin").and_then(|v| v.to_str().ok()))?;
         if let Some(limiter) = &self.limiter
             && let Err(retry_after) = limiter.check(&principal.key_id)
         {
