@@ -86,13 +86,7 @@ fn requests() -> Vec<String> {
         }
     }
     out.push("/analytics/dashboards".into());
-    for id in [
-        "overview",
-        "products",
-        "customers",
-        "marketing",
-        "inventory",
-    ] {
+    for id in commerce_analytics::query::dashboards::BUILT_IN {
         for period in ["7d", "30d"] {
             out.push(format!("/analytics/dashboards/{id}?period={period}"));
         }

@@ -515,13 +515,7 @@ async fn queries(url: &str, events: usize) -> Result<(), Box<dyn std::error::Err
         .await?;
         println!("  metric {m:<22} 30d  {:>8.1} ms", d.as_secs_f64() * 1e3);
     }
-    for id in [
-        "overview",
-        "products",
-        "customers",
-        "marketing",
-        "inventory",
-    ] {
+    for id in commerce_analytics::query::dashboards::BUILT_IN {
         let d = p50(9, || get(format!("/analytics/dashboards/{id}?period=30d"))).await?;
         println!(
             "  dashboard {id:<19} 30d  {:>8.1} ms",
