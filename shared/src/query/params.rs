@@ -321,6 +321,14 @@ impl Params {
 mod tests {
     use super::*;
 
+    fn labels_of(r: &Range) -> Vec<String> {
+        r.buckets()
+            .expect("ok")
+            .iter()
+            .map(|z| r.label_of(z))
+            .collect()
+    }
+
     fn ts(s: &str) -> Timestamp {
         s.parse().expect("timestamp")
     }
@@ -366,12 +374,7 @@ mod tests {
         let r = params("period=7d&timezone=America/New_York")
             .range(now)
             .expect("valid");
-        let labels: Vec<String> = r
-            .buckets()
-            .expect("ok")
-            .iter()
-            .map(|z| r.label_of(z))
-            .collect();
+        let labels: Vec<String> = labels_of(&r);
         assert_eq!(labels.first().map(String::as_str), Some("2025-03-03"));
         assert_eq!(labels.last().map(String::as_str), Some("2025-03-09"));
         assert_eq!(labels.len(), 7);
@@ -401,12 +404,7 @@ mod tests {
         let r = params("from=2025-01-01&to=2025-01-31&granularity=week")
             .range(ts("2025-02-01T00:00:00Z"))
             .expect("ok");
-        let labels: Vec<String> = r
-            .buckets()
-            .expect("ok")
-            .iter()
-            .map(|z| r.label_of(z))
-            .collect();
+        let labels: Vec<String> = labels_of(&r);
         assert_eq!(
             labels,
             [
@@ -420,12 +418,7 @@ mod tests {
         let r = params("period=12m")
             .range(ts("2025-02-15T10:00:00Z"))
             .expect("ok");
-        let labels: Vec<String> = r
-            .buckets()
-            .expect("ok")
-            .iter()
-            .map(|z| r.label_of(z))
-            .collect();
+        let labels: Vec<String> = labels_of(&r);
         assert_eq!(
             (labels.len(), labels[0].as_str(), labels[11].as_str()),
             (12, "2024-03-01", "2025-02-01")
