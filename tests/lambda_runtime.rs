@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use analytics_cli::runtime_api::{self, Reply};
 use integration_tests::{TestDb, repo_root};
@@ -73,62 +73,9 @@ const FIXTURES: &[(&str, &str, Expect)] = &[
     ),
 ];
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                repo_root().join(p)
-            }
-        })
-        .unwrap_or_else(|| repo_root().join("target"))
-}
-
-fn newest_source(dir: &std::path::Path) -> SystemTime {
-    let mut newest = SystemTime::UNIX_EPOCH;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "rs")
-                && let Ok(m) = entry.metadata().and_then(|m| m.modified())
-            {
-                newest = newest.max(m);
-            }
-        }
-    }
-    newest
-}
-
-/// The debug binary of a function, refusing a missing or stale one (older than its sources).
+/// The debug binary of a function, refusing a missing or stale one.
 fn binary(function: &str) -> PathBuf {
-    let path = target_dir().join("debug").join(function);
-    let built = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: build the functions first with `cargo build --bins --workspace` \
-                 (scripts/test does)",
-                path.display()
-            )
-        });
-    let root = repo_root();
-    for src in [
-        root.join("shared/src"),
-        root.join("functions").join(function),
-    ] {
-        assert!(
-            newest_source(&src) <= built,
-            "{} is older than {}: rebuild with `cargo build --bins --workspace`",
-            path.display(),
-            src.display()
-        );
-    }
-    path
+    integration_tests::debug_binary(function, &[format!("functions/{function}").as_str()])
 }
 
 #[tokio::test]
@@ -147,6 +94,14 @@ async fn every_event_fixture_runs_through_its_function_binary() {
     );
 
     let db = TestDb::new("runtime").await;
+    // The functions authenticate against the key table: seed the development keys their config names
+    // (`analytics migrate` does this on a real deployment).
+    let local =
+        commerce_analytics::config::Config::from_file(&repo_root().join("config/local.yaml"))
+            .expect("local config");
+    commerce_analytics::auth::keys::seed(&db.store, &local.keys, time::OffsetDateTime::now_utc())
+        .await
+        .expect("seeded");
     let env: Vec<(String, String)> = vec![
         (
             "ANALYTICS_CONFIG".into(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use analytics_cli::server::{self, LocalServer, ServerOptions};
 use commerce_analytics::api::Api;
-use commerce_analytics::auth::KeyRing;
+use commerce_analytics::auth::Authenticator;
 use commerce_analytics::clock::SystemClock;
 use commerce_analytics::event::Validator;
 use commerce_analytics::sink::StoreSink;
@@ -253,7 +253,7 @@ async fn the_lambda_track_path_inserts_each_request_directly() {
     );
     let api = Api::new(
         Arc::new(tracker),
-        KeyRing::from_config(&db.config.keys),
+        Authenticator::from_config(Arc::new(db.store.clone()), &db.config),
         db.config.limits,
     );
     let text =

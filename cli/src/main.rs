@@ -1,7 +1,9 @@
 //! `analytics`: run the module locally and administer it.
 //!
 //! - `analytics serve`: local API on 127.0.0.1:3000 (same handlers as the Lambda functions);
-//! - `analytics migrate`: apply schema migrations (also what production runs on deploy);
+//! - `analytics migrate`: apply schema migrations and seed the configured keys (also what production runs
+//!   on deploy);
+//! - `analytics keys create|list|revoke`: manage API keys in the key table (see `commerce_analytics::auth`);
 //! - `analytics demo`: load deterministic demo traffic into a store.
 
 use std::net::SocketAddr;
@@ -11,10 +13,12 @@ use std::time::Duration;
 
 use analytics_cli::{demo_load, server};
 use clap::{Parser, Subcommand};
-use commerce_analytics::config::Config;
+use commerce_analytics::auth::{KeyStore, keys};
+use commerce_analytics::config::{Config, KeyKind};
 use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
 use commerce_analytics::store::ClickHouseStore;
+use time::OffsetDateTime;
 
 #[derive(Parser)]
 #[command(
@@ -48,8 +52,13 @@ enum Cmd {
         #[arg(long, default_value = "var/spill")]
         spill_dir: PathBuf,
     },
-    /// Apply pending schema migrations.
+    /// Apply pending schema migrations and seed the configured keys into the key table.
     Migrate,
+    /// Manage API keys (stored hashed in ClickHouse).
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     /// Generate deterministic demo traffic into a store.
     Demo {
         #[arg(long, default_value = "demo")]
@@ -64,6 +73,32 @@ enum Cmd {
         #[arg(long)]
         replace: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key; prints it once (only its SHA-256 and prefix are stored).
+    Create {
+        #[arg(long)]
+        store: String,
+        /// `write` (pk_, publishable, can only track) or `read` (sk_, secret, every endpoint).
+        #[arg(long)]
+        kind: String,
+        /// Write keys: a storefront origin allowed to use the key from a browser (repeatable).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// A label for listings.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (prefix only, never the key).
+    List {
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Revoke the live key with this prefix (as `keys list` shows it) or key id. Warm processes stop
+    /// accepting it within `key_cache_ttl_seconds`.
+    Revoke { prefix: String },
 }
 
 #[tokio::main]
@@ -84,13 +119,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     config.ensure_supported()?;
     match cli.cmd {
         Cmd::Migrate => {
-            let report = ClickHouseStore::new(&config.clickhouse)
-                .migrate(config.max_retention_days())
-                .await?;
+            let store = ClickHouseStore::new(&config.clickhouse);
+            let report = store.migrate(config.max_retention_days()).await?;
+            let seeded = keys::seed(&store, &config.keys, OffsetDateTime::now_utc()).await?;
             eprintln!(
-                "schema at version {} (applied now: {:?})",
+                "schema at version {} (applied now: {:?}); {seeded} configured key(s) seeded",
                 report.current_version, report.applied
             );
+        }
+        Cmd::Keys { cmd } => {
+            let store = ClickHouseStore::new(&config.clickhouse);
+            store.migrate(config.max_retention_days()).await?;
+            manage_keys(&store, cmd).await?;
         }
         Cmd::Demo {
             store,
@@ -190,4 +230,79 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The `keys` subcommands. The created key and listings go to stdout (scriptable); notes to stderr.
+async fn manage_keys(
+    store: &ClickHouseStore,
+    cmd: KeysCmd,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    match cmd {
+        KeysCmd::Create {
+            store: store_id,
+            kind,
+            origins,
+            name,
+        } => {
+            let kind = match kind.as_str() {
+                "write" => KeyKind::Write,
+                "read" => KeyKind::Read,
+                other => return Err(format!("--kind {other:?}: expected write or read").into()),
+            };
+            let (secret, row) = keys::create(
+                store,
+                &store_id,
+                kind,
+                origins,
+                &name,
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+            eprintln!(
+                "created {} key {} for store {:?}; shown once, store it now:",
+                row.kind_name(),
+                row.prefix,
+                row.store_id
+            );
+            writeln!(out, "{secret}")?;
+        }
+        KeysCmd::List { store: store_id } => {
+            writeln!(
+                out,
+                "{:<12} {:<13} {:<20} {:<6} {:<24} {:<24} ORIGINS / NAME",
+                "PREFIX", "KEY ID", "STORE", "KIND", "CREATED", "REVOKED"
+            )?;
+            for k in store.list_keys(store_id.as_deref()).await? {
+                writeln!(
+                    out,
+                    "{:<12} {:<13} {:<20} {:<6} {:<24} {:<24} {} {}",
+                    k.prefix,
+                    &k.sha256[..12],
+                    k.store_id,
+                    k.kind_name(),
+                    rfc3339(k.created_at),
+                    k.revoked_at.map_or_else(|| "-".to_owned(), rfc3339),
+                    k.origins.join(","),
+                    k.name
+                )?;
+            }
+        }
+        KeysCmd::Revoke { prefix } => {
+            let row = keys::revoke(store, &prefix, OffsetDateTime::now_utc()).await?;
+            eprintln!(
+                "revoked {} ({} key of store {:?}); warm functions refuse it within their key cache TTL",
+                row.prefix,
+                row.kind_name(),
+                row.store_id
+            );
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
 use commerce_analytics::api::{Api, PeerAddr, response};
-use commerce_analytics::auth::KeyRing;
+use commerce_analytics::auth::{Authenticator, keys};
 use commerce_analytics::clock::SystemClock;
 use commerce_analytics::config::Config;
 use commerce_analytics::error::{Error, Result};
@@ -62,6 +62,13 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
             config.clickhouse.url
         ))
     })?;
+    let seeded = keys::seed(&store, &config.keys, time::OffsetDateTime::now_utc()).await?;
+    if seeded > 0 {
+        tracing::info!(
+            keys = seeded,
+            "seeded configured API keys into the key table"
+        );
+    }
     let replayed = crate::spill::replay(&opts.spill_dir, &store).await;
     if replayed > 0 {
         tracing::info!(events = replayed, "replayed spilled events");
@@ -90,7 +97,9 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         config.limits.max_ingest_bytes,
         Arc::new(SystemClock),
     );
-    let api = Api::new(tracker, KeyRing::from_config(&config.keys), config.limits)
+    let keys = Authenticator::from_config(Arc::new(store.clone()), config);
+    keys.preload().await?;
+    let api = Api::new(tracker, keys, config.limits)
         .with_rate_limit(config, Arc::new(SystemClock))
         .with_ingest(Arc::new(ingest))
         .with_queries(Arc::new(store.clone()), Arc::new(SystemClock));

@@ -135,7 +135,13 @@ pub struct Config {
     pub max_buffered_events: usize,
     /// Zero the last IPv4 octet / keep only the IPv6 /48 before storing. Default true.
     pub anonymize_ip: bool,
+    /// Bootstrap keys (the committed development keys locally). Requests are authenticated against the key
+    /// table in ClickHouse only; these are seeded into it, if absent, by the local server and by
+    /// `analytics migrate` (a revoked seed key stays revoked). See [`crate::auth`].
     pub keys: Vec<ApiKeyConfig>,
+    /// How long a warm process trusts what it read from the key table (found or not), seconds: the bound
+    /// on how late a revocation takes effect. Default 60; 0 reads the table on every request.
+    pub key_cache_ttl_seconds: u32,
     /// Requests per second each API key may make, per process (token bucket; 0 = no in-app limit; see
     /// [`crate::ratelimit`]). Default 1000: a store's storefronts share one write key.
     pub rate_limit_per_second: u32,
@@ -164,6 +170,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ANALYTICS_MAX_BUFFERED_EVENTS", "max_buffered_events"),
     ("ANALYTICS_ANONYMIZE_IP", "anonymize_ip"),
     ("ANALYTICS_API_KEYS", "keys"),
+    ("ANALYTICS_KEY_CACHE_TTL_SECONDS", "key_cache_ttl_seconds"),
     ("ANALYTICS_RATE_LIMIT_PER_SECOND", "rate_limit_per_second"),
     ("ANALYTICS_RATE_LIMIT_BURST", "rate_limit_burst"),
     ("FIREHOSE_STREAM_NAME", "firehose_stream_name"),
@@ -193,6 +200,7 @@ struct RawSettings {
     max_buffered_events: Option<usize>,
     anonymize_ip: Option<bool>,
     keys: Option<Vec<ApiKeyConfig>>,
+    key_cache_ttl_seconds: Option<u32>,
     rate_limit_per_second: Option<u32>,
     rate_limit_burst: Option<u32>,
     firehose_stream_name: Option<String>,
@@ -334,6 +342,7 @@ impl Config {
             max_buffered_events,
             anonymize_ip: raw.anonymize_ip.unwrap_or(true),
             keys,
+            key_cache_ttl_seconds: raw.key_cache_ttl_seconds.unwrap_or(60),
             rate_limit_per_second: raw.rate_limit_per_second.unwrap_or(1000),
             rate_limit_burst: raw.rate_limit_burst.unwrap_or(2000),
             firehose_stream_name: raw.firehose_stream_name.filter(|s| !s.is_empty()),
@@ -383,7 +392,7 @@ impl Config {
 }
 
 /// `scheme://host[:port]` with nothing after, as browsers send in `Origin`.
-fn is_origin(s: &str) -> bool {
+pub(crate) fn is_origin(s: &str) -> bool {
     url::Url::parse(s).is_ok_and(|u| {
         matches!(u.scheme(), "http" | "https")
             && u.host_str().is_some()
@@ -436,6 +445,7 @@ fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Res
             "ANALYTICS_MAX_BUFFERED_EVENTS" => raw.max_buffered_events = Some(parse(name, &v)?),
             "ANALYTICS_ANONYMIZE_IP" => raw.anonymize_ip = Some(parse(name, &v)?),
             "ANALYTICS_API_KEYS" => raw.keys = Some(parse_key_list(&v)?),
+            "ANALYTICS_KEY_CACHE_TTL_SECONDS" => raw.key_cache_ttl_seconds = Some(parse(name, &v)?),
             "ANALYTICS_RATE_LIMIT_PER_SECOND" => raw.rate_limit_per_second = Some(parse(name, &v)?),
             "ANALYTICS_RATE_LIMIT_BURST" => raw.rate_limit_burst = Some(parse(name, &v)?),
             "FIREHOSE_STREAM_NAME" => raw.firehose_stream_name = Some(v),

@@ -19,6 +19,63 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs")
+                && let Ok(m) = entry.metadata().and_then(|m| m.modified())
+            {
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
+/// The debug binary `name` of the workspace, refusing a missing one or one older than the core crate or
+/// the given source folders (relative to the repo root): tests must never run yesterday's code.
+pub fn debug_binary(name: &str, sources: &[&str]) -> PathBuf {
+    let path = target_dir().join("debug").join(name);
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: build the binaries first with `cargo build --bins --workspace` \
+                 (scripts/test does)",
+                path.display()
+            )
+        });
+    let root = repo_root();
+    for src in std::iter::once("shared/src").chain(sources.iter().copied()) {
+        let src = root.join(src);
+        assert!(
+            newest_source(&src) <= built,
+            "{} is older than {}: rebuild with `cargo build --bins --workspace`",
+            path.display(),
+            src.display()
+        );
+    }
+    path
+}
+
 pub fn clickhouse_url() -> String {
     std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }
@@ -67,6 +124,9 @@ impl TestDb {
             .migrate(config.retention_days)
             .await
             .expect("migrations apply");
+        commerce_analytics::auth::keys::seed(&store, &config.keys, time::OffsetDateTime::now_utc())
+            .await
+            .expect("keys seeded");
         Self {
             name,
             config,
@@ -99,7 +159,11 @@ impl TestDb {
         );
         commerce_analytics::api::Api::new(
             Arc::new(tracker),
-            commerce_analytics::auth::KeyRing::from_config(&self.config.keys),
+            // The real key table, as every deployed function reads it.
+            commerce_analytics::auth::Authenticator::from_config(
+                Arc::new(self.store.clone()),
+                &self.config,
+            ),
             self.config.limits,
         )
         .with_queries(Arc::new(self.store.clone()), clock)

@@ -85,8 +85,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "CLICKHOUSE_DATABASE" => Some(database.to_owned()),
         _ => None,
     })?;
-    ClickHouseStore::new(&config.clickhouse)
-        .migrate(365)
+    let store = ClickHouseStore::new(&config.clickhouse);
+    store.migrate(365).await?;
+    // The functions authenticate against the key table; seed the development keys they are configured with.
+    let local = Config::from_file(&root.join("config/local.yaml"))?;
+    commerce_analytics::auth::keys::seed(&store, &local.keys, time::OffsetDateTime::now_utc())
         .await?;
 
     let base_env: Vec<(String, String)> = vec![

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use commerce_analytics::api::Api;
-use commerce_analytics::auth::KeyRing;
+use commerce_analytics::auth::Authenticator;
 use commerce_analytics::clock::SystemClock;
 use commerce_analytics::config::Config;
 use commerce_analytics::event::Validator;
 use commerce_analytics::sink;
+use commerce_analytics::store::ClickHouseStore;
 use commerce_analytics::tracker::Tracker;
 
 #[tokio::main]
@@ -24,7 +25,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let tracker = Tracker::new(Validator::from_config(&config), sink, clock.clone());
     let api = Api::new(
         Arc::new(tracker),
-        KeyRing::from_config(&config.keys),
+        // Keys live in ClickHouse even when events go to Firehose (looked up once per key per TTL).
+        Authenticator::from_config(Arc::new(ClickHouseStore::new(&config.clickhouse)), &config),
         config.limits,
     )
     .with_rate_limit(&config, clock);

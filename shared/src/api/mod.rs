@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::auth::KeyRing;
+use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::erasure;
@@ -41,7 +41,7 @@ pub use request::PeerAddr;
 #[derive(Debug, Clone)]
 pub struct Api {
     tracker: Arc<Tracker>,
-    keys: Arc<KeyRing>,
+    keys: Arc<Authenticator>,
     limits: Limits,
     ingest: Option<Arc<Ingest>>,
     queries: Option<(Arc<dyn QueryStore>, Arc<dyn Clock>)>,
@@ -49,10 +49,10 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(tracker: Arc<Tracker>, keys: KeyRing, limits: Limits) -> Self {
+    pub fn new(tracker: Arc<Tracker>, keys: impl Into<Authenticator>, limits: Limits) -> Self {
         Self {
             tracker,
-            keys: Arc::new(keys),
+            keys: Arc::new(keys.into()),
             limits,
             ingest: None,
             queries: None,
@@ -77,8 +77,8 @@ impl Api {
     }
 
     /// The caller's principal from `Authorization`, after its key's rate limit.
-    fn authenticate(&self, req: &Request) -> Result<crate::auth::Principal> {
-        let principal = self.keys.authenticate(request::authorization(req))?;
+    async fn authenticate(&self, req: &Request) -> Result<crate::auth::Principal> {
+        let principal = self.keys.authenticate(request::authorization(req)).await?;
         principal.check_origin(req.headers().get("origin").and_then(|v| v.to_str().ok()))?;
         if let Some(limiter) = &self.limiter
             && let Err(retry_after) = limiter.check(&principal.key_id)
@@ -104,7 +104,7 @@ impl Api {
         let store = Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
         Self::new(
             Arc::new(tracker),
-            KeyRing::from_config(&config.keys),
+            Authenticator::from_config(store.clone(), config),
             config.limits,
         )
         .with_rate_limit(config, clock.clone())
@@ -213,8 +213,8 @@ impl Api {
     }
 
     /// The query store and "now" for a read request, after checking the read key.
-    fn reader(&self, req: &Request) -> Result<(String, &dyn QueryStore, jiff::Timestamp)> {
-        let principal = self.authenticate(req)?;
+    async fn reader(&self, req: &Request) -> Result<(String, &dyn QueryStore, jiff::Timestamp)> {
+        let principal = self.authenticate(req).await?;
         principal.require_read()?;
         let (store, clock) = self.queries.as_ref().ok_or_else(|| Error::NotFound {
             method: req.method().to_string(),
@@ -227,7 +227,7 @@ impl Api {
     }
 
     async fn metrics(&self, req: Request) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req)?;
+        let (store_id, store, now) = self.reader(&req).await?;
         match metrics::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await? {
             metrics::Request::Series(q) => Ok(response::json(
                 StatusCode::OK,
@@ -243,7 +243,7 @@ impl Api {
     /// `GET /analytics/dashboards` (list), `POST` (create); `GET /analytics/dashboards/{id}` (every widget's
     /// data), `PUT` (replace), `DELETE`. Built-in dashboards are read-only.
     async fn dashboards(&self, req: Request, id: Option<String>) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req)?;
+        let (store_id, store, now) = self.reader(&req).await?;
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let find = |id: &str, custom: Vec<dashboards::Dashboard>| {
@@ -338,7 +338,7 @@ impl Api {
 
     /// `DELETE /analytics/customers/{customerId}`: see [`crate::erasure`].
     async fn erase_customer(&self, req: &Request, raw_id: &str) -> Result<Response<Body>> {
-        let (store_id, store, _) = self.reader(req)?;
+        let (store_id, store, _) = self.reader(req).await?;
         let decoded = percent_encoding::percent_decode_str(raw_id)
             .decode_utf8()
             .map_err(|_| {
@@ -360,7 +360,7 @@ impl Api {
     }
 
     async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req)?;
+        let (store_id, store, now) = self.reader(&req).await?;
         let q = cohorts::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await?;
         Ok(response::json(
             StatusCode::OK,
@@ -369,7 +369,7 @@ impl Api {
     }
 
     async fn funnel(&self, req: Request) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req)?;
+        let (store_id, store, now) = self.reader(&req).await?;
         let q = funnel::parse(&store_id, req.uri().query().unwrap_or(""), now)?;
         Ok(response::json(
             StatusCode::OK,
@@ -378,7 +378,7 @@ impl Api {
     }
 
     async fn track_one(&self, req: Request) -> Result<Response<Body>> {
-        let principal = self.authenticate(&req)?;
+        let principal = self.authenticate(&req).await?;
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let meta = request::meta(&req);
         let id = self
@@ -389,7 +389,7 @@ impl Api {
     }
 
     async fn track_batch(&self, req: Request) -> Result<Response<Body>> {
-        let principal = self.authenticate(&req)?;
+        let principal = self.authenticate(&req).await?;
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let events = parse_batch(body)?;
         if events.is_empty() {

@@ -32,6 +32,9 @@
 //! - `TTL toDateTime(timestamp) + INTERVAL retention_days DAY` as a safety net for retention; kept in step
 //!   with `retention_days` by [`migrate`] on every start.
 //!
+//! ## `api_keys` (v5)
+//! Keys by SHA-256, never the key; see `keys.rs` and [`crate::auth::keys`].
+//!
 //! ## `commerce_hourly` rollup (v4)
 //! An `AggregatingMergeTree` fed by two materialized views on every insert into `commerce_events`: per
 //! store, UTC hour, type and country the exact distinct set (`uniqExactState` of 64-bit hashes) of event
@@ -172,6 +175,26 @@ TTL toDateTime(hour) + INTERVAL {retention_days} DAY
             "INSERT INTO {db}.commerce_hourly {hourly_events} FROM {db}.commerce_events {hourly_events_group}",
             "INSERT INTO {db}.commerce_hourly {hourly_visitors} FROM {db}.commerce_events {hourly_visitors_group}",
         ],
+    },
+    Migration {
+        version: 5,
+        name: "create api_keys",
+        statements: &[r"
+CREATE TABLE IF NOT EXISTS {db}.api_keys
+(
+    sha256      String COMMENT 'hex SHA-256 of the key; the key itself is never stored',
+    prefix      String COMMENT 'first 11 characters, for listings and revocation',
+    store_id    String,
+    kind        LowCardinality(String) COMMENT 'write (pk_) or read (sk_)',
+    origins     Array(String) COMMENT 'write keys: allowed browser origins (empty: any)',
+    name        String,
+    created_at  DateTime64(3, 'UTC'),
+    revoked_at  Nullable(DateTime64(3, 'UTC')),
+    version     UInt8 COMMENT '0 created, 1 revoked: the revoked row wins'
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY sha256
+"],
     },
 ];
 

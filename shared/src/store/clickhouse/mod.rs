@@ -14,6 +14,7 @@
 //! Two inserts of the same new event racing each other can still both land; `ReplacingMergeTree` collapses
 //! such rows on merge and readers count `uniqExact(id)`/`FINAL` where it matters. See [`migrations`].
 
+mod keys;
 mod lifecycle;
 pub mod migrations;
 mod query;
@@ -30,6 +31,7 @@ use super::{EventStore, Reject, StoreError, dedup_token};
 use crate::config::ClickHouseConfig;
 use crate::event::Event;
 
+pub use keys::KEYS_TABLE;
 pub use row::{EventRow, RejectRow};
 
 /// How far around a batch's timestamps the pre-insert lookup searches for already-stored ids.

@@ -1,0 +1,434 @@
+//! API keys and the store (tenant) they belong to.
+//!
+//! Every request names its key in `Authorization: Bearer <key>`. The store id of every event and every
+//! query comes from the key, never from the request body or parameters. Keys are held only as SHA-256
+//! digests (in the ClickHouse key table, see [`keys`]); a request's key is hashed and the digest looked
+//! up, so the secret itself is never compared byte by byte and timing does not reveal how much of a guess
+//! matched. [`Authenticator`] caches lookups for a bounded time (the revocation bound).
+//!
+//! Two kinds of key per store: publishable write keys (`pk_…`, may only track; may be limited to storefront
+//! origins) and secret read keys (`sk_…`, every endpoint). No key or an unknown/revoked key: 401; a write
+//! key on a read endpoint: 403.
+
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::config::KeyKind;
+use crate::error::{Error, Result};
+
+pub use keys::{KeyRing, KeyStore, StoredKey};
+
+/// Who is calling: the store the key belongs to and what the key may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub store_id: String,
+    pub kind: KeyKind,
+    /// Write keys: the origins whose browsers may use the key (empty: any).
+    pub origins: Vec<String>,
+    /// A short, non-secret name of the key (the first 12 hex digits of its SHA-256): rate-limit buckets and
+    /// logs use it, never the key.
+    pub key_id: String,
+}
+
+impl Principal {
+    /// A write key limited to storefront origins refuses a browser request from any other origin. A
+    /// request without `Origin` (server-side code, curl) is not a browser's and passes: the allow-list
+    /// stops other websites from spending a store's publishable key in their visitors' browsers, while the
+    /// key itself stays publishable by design.
+    pub fn check_origin(&self, origin: Option<&str>) -> Result<()> {
+        match origin {
+            Some(o) if !self.origins.is_empty() && !self.origins.iter().any(|a| a == o) => {
+                Err(Error::Forbidden(format!(
+                    "origin {o} may not use this key; allowed: {}",
+                    self.origins.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Read endpoints need a secret (read) key.
+    pub fn require_read(&self) -> Result<()> {
+        match self.kind {
+            KeyKind::Read => Ok(()),
+            KeyKind::Write => Err(Error::Forbidden(
+                "this endpoint needs a secret read key (sk_...); a write key can only track".into(),
+            )),
+        }
+    }
+}
+
+/// Store ids: `[a-z0-9][a-z0-9_-]{0,63}`.
+pub fn is_valid_store_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+/// Authenticates requests against a [`KeyStore`], remembering each answer (key found, revoked or unknown)
+/// for `ttl`.
+///
+/// The cache is what keeps the key table off the request path of a warm Lambda, and its TTL is the
+/// documented bound on revocation: a revoked key stops working in every warm process within `ttl`
+/// (default 60 s, `key_cache_ttl_seconds`). Unknown keys are remembered too, so guessing keys cannot turn
+/// into a flood of table lookups. The cache holds at most [`Authenticator::MAX_CACHED`] entries; when full,
+/// expired entries are dropped, and if none are, the whole cache (a burst of random keys must not grow it
+/// without bound). When the key table is unreachable, the last answer seen for a key stands (expired or
+/// not) until the table is back, so tracking survives a storage outage; a key never seen gets a retryable
+/// 503. A revocation is written to that same table, so the bound is "TTL after the revocation is
+/// readable".
+#[derive(Debug)]
+pub struct Authenticator {
+    keys: Arc<dyn KeyStore>,
+    ttl: time::Duration,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<HashMap<String, (Option<Principal>, OffsetDateTime)>>,
+}
+
+impl Authenticator {
+    /// Most keys remembered at once.
+    pub const MAX_CACHED: usize = 10_000;
+
+    pub fn new(keys: Arc<dyn KeyStore>, ttl: std::time::Duration, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            keys,
+            ttl: time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX),
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The production wiring: `keys` (the ClickHouse store) with the configured TTL and the system clock.
+    pub fn from_config(keys: Arc<dyn KeyStore>, config: &crate::config::Config) -> Self {
+        Self::new(
+            keys,
+            std::time::Duration::from_secs(config.key_cache_ttl_seconds.into()),
+            Arc::new(crate::clock::SystemClock),
+        )
+    }
+
+    /// Resolves the `Authorization` header value to a principal.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal> {
+        let header = authorization.ok_or_else(|| {
+            Error::Unauthorized(
+                "missing Authorization header; send `Authorization: Bearer <key>`".into(),
+            )
+        })?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthorized("Authorization header must be `Bearer <key>`".into())
+            })?;
+        let sha256 = digest_hex(key);
+        let now = self.clock.now();
+        let cached = self.lock().get(&sha256).cloned();
+        let principal = match cached {
+            Some((p, expires)) if expires > now => p,
+            stale => match self.keys.find_key(&sha256).await {
+                Ok(found) => {
+                    let found = found.and_then(|k| k.principal());
+                    if self.ttl > time::Duration::ZERO {
+                        self.remember(sha256, found.clone(), now);
+                    }
+                    found
+                }
+                // The key table is unreachable: the last answer for this key stands until it is back
+                // (a revocation cannot be written there meanwhile either). A key never seen: 503.
+                Err(e) if e.is_retryable() && stale.is_some() => {
+                    tracing::warn!(error = %e, "key table unreachable; using the last known answer");
+                    stale.and_then(|(p, _)| p)
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        principal.ok_or_else(|| Error::Unauthorized("unknown or revoked API key".into()))
+    }
+
+    /// Loads the whole key table into the cache (it holds one row per key), so a long-running process
+    /// keeps authenticating its known keys while the table is briefly unreachable. The local server calls
+    /// it at start; Lambdas load lazily (no extra work at cold start).
+    pub async fn preload(&self) -> Result<usize> {
+        let all = self.keys.list_keys(None).await?;
+        let now = self.clock.now();
+        let n = all.len();
+        for k in all.into_iter().take(Self::MAX_CACHED) {
+            let principal = k.principal();
+            self.remember(k.sha256, principal, now);
+        }
+        Ok(n)
+    }
+
+    fn remember(&self, sha256: String, principal: Option<Principal>, now: OffsetDateTime) {
+        let mut cache = self.lock();
+        if cache.len() >= Self::MAX_CACHED {
+            cache.retain(|_, (_, expires)| *expires > now);
+            if cache.len() >= Self::MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(sha256, (principal, now + self.ttl));
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Option<Principal>, OffsetDateTime)>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Keys from configuration only, nothing cached (unit tests and in-process tools).
+impl From<KeyRing> for Authenticator {
+    fn from(ring: KeyRing) -> Self {
+        Self::new(
+            Arc::new(ring),
+            std::time::Duration::ZERO,
+            Arc::new(crate::clock::SystemClock),
+        )
+    }
+}
+
+/// Hex SHA-256 of a key: what the key table stores and looks up.
+pub fn digest_hex(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The key id: the first 12 hex digits of the key's SHA-256.
+pub(crate) fn key_id_of_digest(sha256: &str) -> String {
+    sha256.chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::config::{ApiKeyConfig, Secret};
+
+    fn ring() -> KeyRing {
+        KeyRing::from_config(&[
+            ApiKeyConfig {
+                key: Secret::new("pk_test_write"),
+                store: "s1".into(),
+                kind: KeyKind::Write,
+                origins: vec![],
+            },
+            ApiKeyConfig {
+                key: Secret::new("sk_test_read1"),
+                store: "s1".into(),
+                kind: KeyKind::Read,
+                origins: vec![],
+            },
+        ])
+    }
+
+    fn auth() -> Authenticator {
+        ring().into()
+    }
+
+    /// A key store that counts lookups and can be switched off.
+    #[derive(Debug, Default)]
+    struct Counting {
+        ring: KeyRing,
+        lookups: std::sync::atomic::AtomicUsize,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyStore for Counting {
+        async fn find_key(
+            &self,
+            sha256: &str,
+        ) -> Result<Option<StoredKey>, crate::store::StoreError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.lookups.fetch_add(1, SeqCst);
+            if self.down.load(SeqCst) {
+                return Err(crate::store::StoreError::Unavailable("down".into()));
+            }
+            self.ring.find_key(sha256).await
+        }
+        async fn put_keys(&self, keys: &[StoredKey]) -> Result<(), crate::store::StoreError> {
+            self.ring.put_keys(keys).await
+        }
+        async fn list_keys(
+            &self,
+            store_id: Option<&str>,
+        ) -> Result<Vec<StoredKey>, crate::store::StoreError> {
+            self.ring.list_keys(store_id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn bearer_key_resolves_to_its_store_and_kind() {
+        let p = auth()
+            .authenticate(Some("Bearer pk_test_write"))
+            .await
+            .expect("known");
+        assert_eq!((p.store_id.as_str(), p.kind), ("s1", KeyKind::Write));
+        assert_eq!(p.key_id.len(), 12);
+        assert!(
+            !p.key_id.contains("pk_"),
+            "the key id reveals nothing of the key"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_malformed_and_unknown_keys_are_unauthorized() {
+        for header in [
+            None,
+            Some("pk_test_write"),
+            Some("Bearer "),
+            Some("Bearer pk_nope_nope"),
+        ] {
+            let err = auth().authenticate(header).await.expect_err("must fail");
+            assert_eq!(err.status(), 401, "{header:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn write_key_cannot_read_but_read_key_can() {
+        let w = auth()
+            .authenticate(Some("Bearer pk_test_write"))
+            .await
+            .expect("known");
+        assert_eq!(w.require_read().expect_err("must fail").status(), 403);
+        let r = auth()
+            .authenticate(Some("Bearer sk_test_read1"))
+            .await
+            .expect("known");
+        assert!(r.require_read().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_works_until_the_cache_ttl_then_never_again() {
+        let store = Arc::new(Counting::default());
+        let (secret, row) = keys::create(
+            store.as_ref(),
+            "s1",
+            KeyKind::Read,
+            vec![],
+            "",
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .await
+        .expect("created");
+        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
+        let auth = Authenticator::new(
+            store.clone(),
+            std::time::Duration::from_secs(60),
+            clock.clone(),
+        );
+        let header = format!("Bearer {secret}");
+        auth.authenticate(Some(&header)).await.expect("live");
+        keys::revoke(store.as_ref(), &row.prefix, clock.now())
+            .await
+            .expect("revoked");
+        clock.advance(time::Duration::seconds(59));
+        auth.authenticate(Some(&header))
+            .await
+            .expect("still cached: the bound is the TTL, not zero");
+        clock.advance(time::Duration::seconds(1));
+        let err = auth.authenticate(Some(&header)).await.expect_err("revoked");
+        assert_eq!(err.status(), 401);
+        assert_eq!(store.lookups.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_remembered_so_guessing_does_not_hammer_the_table() {
+        let store = Arc::new(Counting::default());
+        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
+        let auth = Authenticator::new(store.clone(), std::time::Duration::from_secs(60), clock);
+        for _ in 0..5 {
+            assert_eq!(
+                auth.authenticate(Some("Bearer pk_guess"))
+                    .await
+                    .expect_err("unknown")
+                    .status(),
+                401
+            );
+        }
+        assert_eq!(store.lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_bounded_under_a_flood_of_random_keys() {
+        let store = Arc::new(Counting::default());
+        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
+        let auth = Authenticator::new(store, std::time::Duration::from_secs(60), clock);
+        for i in 0..Authenticator::MAX_CACHED + 10 {
+            let _ = auth.authenticate(Some(&format!("Bearer pk_{i}"))).await;
+        }
+        assert!(auth.lock().len() <= Authenticator::MAX_CACHED);
+    }
+
+    #[tokio::test]
+    async fn a_failing_key_table_is_a_retryable_503_not_a_401() {
+        let store = Arc::new(Counting::default());
+        store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
+        let auth = Authenticator::new(store, std::time::Duration::from_secs(60), clock);
+        let err = auth
+            .authenticate(Some("Bearer pk_any"))
+            .await
+            .expect_err("down");
+        assert_eq!((err.status(), err.is_retryable()), (503, true));
+    }
+
+    #[tokio::test]
+    async fn while_the_key_table_is_down_the_last_answer_for_a_known_key_stands() {
+        let store = Arc::new(Counting::default());
+        let (secret, _) = keys::create(
+            store.as_ref(),
+            "s1",
+            KeyKind::Write,
+            vec![],
+            "",
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .await
+        .expect("created");
+        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
+        let auth = Authenticator::new(
+            store.clone(),
+            std::time::Duration::from_secs(60),
+            clock.clone(),
+        );
+        assert_eq!(auth.preload().await.expect("preloaded"), 1);
+        store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        clock.advance(time::Duration::hours(1));
+        let header = format!("Bearer {secret}");
+        let p = auth
+            .authenticate(Some(&header))
+            .await
+            .expect("known before the outage");
+        assert_eq!(p.store_id, "s1");
+        let err = auth
+            .authenticate(Some("Bearer pk_never_seen"))
+            .await
+            .expect_err("unknown");
+        assert_eq!(err.status(), 503);
+    }
+
+    #[test]
+    fn store_ids_follow_the_documented_pattern() {
+        for ok in ["demo", "shop-1", "a_b", "0shop"] {
+            assert!(is_valid_store_id(ok), "{ok}");
+        }
+        for bad in ["", "Shop", "-a", "a b", "a;drop", &"x".repeat(65)] {
+            assert!(!is_valid_store_id(bad), "{bad}");
+        }
+    }
+}
