@@ -129,6 +129,7 @@ fn meta() -> RequestMeta {
         user_agent: Some("Mozilla/5.0 \"quoted\" \u{1}".into()),
         referrer: Some("https://example.com/?q='\"".into()),
         country: Some("DE".into()),
+        from_browser: true,
     }
 }
 

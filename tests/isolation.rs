@@ -56,6 +56,7 @@ fn requests() -> Vec<String> {
             "currency=EUR",
             "country=DE",
             "currency=USD&country=US",
+            "includeBots=true",
             last,
         ] {
             out.push(format!(
@@ -74,6 +75,7 @@ fn requests() -> Vec<String> {
             "&mode=strict",
             "&window=3600",
             "&timezone=Asia/Kolkata",
+            "&includeBots=true",
         ] {
             out.push(format!("/analytics/funnel?steps={steps}&period=30d{extra}"));
         }
@@ -90,6 +92,9 @@ fn requests() -> Vec<String> {
         for period in ["7d", "30d"] {
             out.push(format!("/analytics/dashboards/{id}?period={period}"));
         }
+        out.push(format!(
+            "/analytics/dashboards/{id}?period=30d&includeBots=true"
+        ));
     }
     out
 }

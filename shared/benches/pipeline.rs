@@ -45,6 +45,7 @@ fn pipeline(c: &mut Criterion) {
         user_agent: Some("Mozilla/5.0".into()),
         referrer: None,
         country: Some("US".into()),
+        from_browser: true,
     };
     let now = time::OffsetDateTime::now_utc();
     let mut g = c.benchmark_group("track_pipeline");

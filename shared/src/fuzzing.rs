@@ -26,6 +26,7 @@ pub fn event(data: &[u8]) {
         user_agent: Some("fuzz".into()),
         referrer: None,
         country: None,
+        from_browser: true,
     };
     if let Ok(e) = validator.parse(text, "shop-a", &meta, now()) {
         let line = serde_json::to_string(&e).unwrap_or_default();

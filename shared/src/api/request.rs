@@ -45,6 +45,7 @@ pub fn meta(req: &Request) -> RequestMeta {
         user_agent: header(req, "user-agent"),
         referrer: header(req, "referer"),
         country: header(req, "cloudfront-viewer-country"),
+        from_browser: req.headers().contains_key("origin"),
     }
 }
 

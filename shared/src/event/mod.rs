@@ -17,6 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+pub mod bots;
+
 pub use validate::{RequestMeta, Validator};
 
 /// Event types with a contract, plus custom ones.
@@ -202,6 +204,10 @@ pub struct Event {
     pub anonymous_id: Option<String>,
     pub properties: Map<String, Value>,
     pub context: Context,
+    /// Sent by a bot, crawler or headless browser (see [`bots`]): stored, left out of metrics by default.
+    /// Set by the server only (a client sending `bot` gets `unknown_field`); carried through Firehose.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 /// Typed facts pulled out of `properties` for fast columns (see [`Event::facts`]).

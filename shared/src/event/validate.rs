@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Campaign, Context, Event, EventType, Page};
+use super::{Campaign, Context, Event, EventType, Page, bots};
 use crate::config::{Config, Limits};
 use crate::error::FieldError;
 
@@ -39,6 +39,8 @@ pub struct RequestMeta {
     pub referrer: Option<String>,
     /// From `CloudFront-Viewer-Country`.
     pub country: Option<String>,
+    /// The request carries `Origin`: a browser sent it, so its `User-Agent` is the visitor's.
+    pub from_browser: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +210,12 @@ impl Validator {
                 ));
             }
         };
+        let bot = bots::visitor_user_agent(
+            context.user_agent.as_deref(),
+            meta.user_agent.as_deref(),
+            meta.from_browser,
+        )
+        .is_some_and(bots::is_bot_user_agent);
         let context = self.enrich(context, meta);
 
         Ok(Event {
@@ -222,6 +230,7 @@ impl Validator {
             anonymous_id,
             properties,
             context,
+            bot,
         })
     }
 
@@ -1112,6 +1121,7 @@ mod tests {
             user_agent: Some("UA/1.0".into()),
             referrer: Some("https://ref.example/".into()),
             country: Some("de".into()),
+            from_browser: true,
         };
         let e = validator()
             .validate(
@@ -1144,6 +1154,40 @@ mod tests {
             .expect("valid");
         assert_eq!(e.context.country.as_deref(), Some("US"));
         assert_eq!(e.context.ip.as_deref(), Some("203.0.113.0"));
+    }
+
+    #[test]
+    fn bots_are_flagged_from_the_visitors_user_agent_only() {
+        const BOT: &str =
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+        for (sent, header, from_browser, flagged) in [
+            (Some(BOT), None, false, true),
+            (Some(BOT), Some(CHROME), true, true),
+            (None, Some(BOT), true, true),
+            (None, Some("HeadlessChrome/120.0"), true, true),
+            (None, Some("curl/8.5.0"), false, false),
+            (None, Some("python-requests/2.31"), false, false),
+            (Some(CHROME), Some("curl/8.5.0"), false, false),
+            (None, Some(CHROME), true, false),
+            (None, None, true, false),
+        ] {
+            let mut event = json!({"type": "page.viewed", "sessionId": "s"});
+            if let Some(ua) = sent {
+                event["context"] = json!({"userAgent": ua});
+            }
+            let meta = RequestMeta {
+                user_agent: header.map(str::to_owned),
+                from_browser,
+                ..Default::default()
+            };
+            let e = validator()
+                .validate(event, "demo", &meta, NOW)
+                .expect("valid");
+            assert_eq!(e.bot, flagged, "{sent:?} {header:?} browser={from_browser}");
+        }
+        let err = check(json!({"type": "page.viewed", "bot": false})).expect_err("server-set only");
+        assert_eq!((err.code, err.field.as_str()), ("unknown_field", "bot"));
     }
 
     #[test]

@@ -15,7 +15,15 @@ use super::QueryStore;
 use super::params::{Granularity, Params, Range};
 use crate::error::{Error, Result};
 
-pub const PARAMS: &[&str] = &["interval", "period", "from", "to", "timezone", "currency"];
+pub const PARAMS: &[&str] = &[
+    "interval",
+    "period",
+    "from",
+    "to",
+    "timezone",
+    "currency",
+    "includeBots",
+];
 
 #[derive(Debug, Clone)]
 pub struct CohortQuery {
@@ -23,6 +31,8 @@ pub struct CohortQuery {
     /// Granularity is the interval (week or month).
     pub range: Range,
     pub currency: String,
+    /// Count events flagged as bots too (`includeBots=true`).
+    pub include_bots: bool,
 }
 
 /// From the store: `(cohort start as Unix seconds, offset, customers, revenue)`.
@@ -109,6 +119,7 @@ pub async fn parse(
         store_id: store_id.to_owned(),
         range,
         currency,
+        include_bots: p.include_bots()?,
     })
 }
 

@@ -260,12 +260,13 @@ pub async fn render(
 ) -> Result<Value> {
     let mut period = BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if !PERIOD_PARAMS.contains(&k.as_ref()) && k != "currency" {
+        if !PERIOD_PARAMS.contains(&k.as_ref()) && k != "currency" && k != "includeBots" {
             return Err(Error::invalid(
                 "unknown_parameter",
                 k.to_string(),
                 format!(
-                    "unknown parameter {k:?}; a dashboard takes period, from, to, timezone, currency"
+                    "unknown parameter {k:?}; a dashboard takes period, from, to, timezone, currency, \
+                     includeBots"
                 ),
             ));
         }
@@ -274,8 +275,16 @@ pub async fn render(
     // Validate the period once, for a clear error instead of one per widget.
     super::params::Params::parse(
         &query_string(&period, &BTreeMap::new()),
-        &["period", "from", "to", "timezone", "currency"],
-    )?;
+        &[
+            "period",
+            "from",
+            "to",
+            "timezone",
+            "currency",
+            "includeBots",
+        ],
+    )?
+    .include_bots()?;
     // Funnels take no currency; every other endpoint does.
     let periods: Vec<BTreeMap<String, String>> = dashboard
         .widgets

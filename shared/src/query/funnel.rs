@@ -20,7 +20,15 @@ use crate::error::{Error, Result};
 use crate::event::EventType;
 
 pub const PARAMS: &[&str] = &[
-    "steps", "period", "from", "to", "timezone", "window", "by", "mode",
+    "steps",
+    "period",
+    "from",
+    "to",
+    "timezone",
+    "window",
+    "by",
+    "mode",
+    "includeBots",
 ];
 const MAX_WINDOW_SECS: u64 = 90 * 86_400;
 
@@ -38,6 +46,8 @@ pub struct FunnelQuery {
     pub window_secs: u64,
     pub by: FunnelKey,
     pub strict: bool,
+    /// Count events flagged as bots too (`includeBots=true`).
+    pub include_bots: bool,
 }
 
 /// From the store: keys reaching each step (index 0 = step 1), and the median seconds from the previous
@@ -152,6 +162,7 @@ pub fn parse(store_id: &str, query: &str, now: jiff::Timestamp) -> Result<Funnel
         window_secs,
         by,
         strict,
+        include_bots: p.include_bots()?,
     })
 }
 

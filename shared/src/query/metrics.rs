@@ -105,6 +105,8 @@ pub struct MetricQuery {
     pub currency: Option<String>,
     pub country: Option<String>,
     pub product_id: Option<String>,
+    /// Count events flagged as bots too (`includeBots=true`).
+    pub include_bots: bool,
 }
 
 /// Raw aggregates: per bucket `(bucket start as Unix seconds, a, c)`, and over the whole range.
@@ -143,6 +145,7 @@ pub const PARAMS: &[&str] = &[
     "country",
     "productId",
     "limit",
+    "includeBots",
 ];
 
 /// A parsed metrics request: a time series or a ranked metric.
@@ -203,6 +206,7 @@ pub async fn parse(
             currency,
             country: country_param(&p)?,
             limit: super::ranked::parse_limit(p.get("limit"))?,
+            include_bots: p.include_bots()?,
         }));
     }
     let metric = Metric::parse(name)?;
@@ -238,6 +242,7 @@ pub async fn parse(
         currency,
         country,
         product_id,
+        include_bots: p.include_bots()?,
     }))
 }
 

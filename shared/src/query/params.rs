@@ -183,6 +183,19 @@ impl Params {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// `includeBots`: `true` counts events flagged as bots (see [`crate::event::bots`]); default `false`.
+    pub fn include_bots(&self) -> Result<bool> {
+        match self.get("includeBots") {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(Error::invalid(
+                "invalid_parameter",
+                "includeBots",
+                format!("includeBots must be true or false, not {other:?}"),
+            )),
+        }
+    }
+
     pub fn require(&self, k: &str) -> Result<&str> {
         self.get(k)
             .ok_or_else(|| Error::invalid("missing_parameter", k, format!("{k} is required")))

@@ -103,6 +103,8 @@ pub struct RankedQuery {
     pub currency: Option<String>,
     pub country: Option<String>,
     pub limit: u32,
+    /// Count events flagged as bots too (`includeBots=true`).
+    pub include_bots: bool,
 }
 
 /// `(key, a, b, c)` rows from the store, already ordered and limited.

@@ -160,7 +160,7 @@ impl ClickHouseStore {
             self.client
                 .query(&format!(
                     "INSERT INTO {HOURLY_TABLE} {select} FROM {EVENTS_TABLE} \
-                     WHERE store_id = {{store:String}} \
+                     WHERE store_id = {{store:String}} AND NOT is_bot \
                      AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
                      AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
                      AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) {group}"

@@ -32,6 +32,11 @@
 //! - `TTL toDateTime(timestamp) + INTERVAL retention_days DAY` as a safety net for retention; kept in step
 //!   with `retention_days` by [`migrate`] on every start.
 //!
+//! ## Bots (v6)
+//! `is_bot` marks events from bots, crawlers and headless browsers ([`crate::event::bots`]). Readers add
+//! `is_bot <= {bots:UInt8}` (0 unless the query asks `includeBots=true`); the rollup's views aggregate
+//! humans only, so queries that include bots read the raw events.
+//!
 //! ## `api_keys` (v5)
 //! Keys by SHA-256, never the key; see `keys.rs` and [`crate::auth::keys`].
 //!
@@ -195,6 +200,20 @@ CREATE TABLE IF NOT EXISTS {db}.api_keys
 ENGINE = ReplacingMergeTree(version)
 ORDER BY sha256
 "],
+    },
+    Migration {
+        version: 6,
+        name: "bot flag; the rollup counts humans only",
+        statements: &[
+            "ALTER TABLE {db}.commerce_events ADD COLUMN IF NOT EXISTS is_bot Bool DEFAULT false \
+             COMMENT 'sent by a bot, crawler or headless browser; excluded from metrics by default'",
+            // Atomic swap of each view's query (no window in which inserts skip the rollup). Rows stored
+            // before this version have is_bot = false, as their rollup rows assumed.
+            "ALTER TABLE {db}.commerce_hourly_events_mv MODIFY QUERY \
+             {hourly_events} FROM {db}.commerce_events WHERE NOT is_bot {hourly_events_group}",
+            "ALTER TABLE {db}.commerce_hourly_visitors_mv MODIFY QUERY \
+             {hourly_visitors} FROM {db}.commerce_events WHERE NOT is_bot {hourly_visitors_group}",
+        ],
     },
 ];
 

@@ -63,11 +63,12 @@ struct RankedRow {
     c: i64,
 }
 
-/// The store and `[from, to)` conditions every read shares, plus the optional country filter.
+/// The store, `[from, to)` and bot conditions every read shares, plus the optional country filter. Bots:
+/// `is_bot <= {bots:UInt8}` keeps humans only unless the query includes bots (`bots` = 1).
 fn base_filter(country: bool) -> String {
     let mut base = String::from(
         "store_id = {store:String} AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
-         AND timestamp < fromUnixTimestamp64Milli({to:Int64})",
+         AND timestamp < fromUnixTimestamp64Milli({to:Int64}) AND is_bot <= {bots:UInt8}",
     );
     if country {
         base.push_str(" AND country = {country:String}");
@@ -77,7 +78,8 @@ fn base_filter(country: bool) -> String {
 
 /// Each customer's first order ever (`customer_id`, `first_ts`).
 const FIRST_ORDERS: &str = "SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
-    WHERE store_id = {store:String} AND type = 'order.completed' AND customer_id != '' GROUP BY customer_id";
+    WHERE store_id = {store:String} AND is_bot <= {bots:UInt8} AND type = 'order.completed' AND customer_id != '' \
+    GROUP BY customer_id";
 
 /// Units of an order item: `quantity`, 1 when absent.
 const ITEM_QTY: &str = "if(JSONHas(item, 'quantity'), JSONExtractInt(item, 'quantity'), 1)";
@@ -96,7 +98,8 @@ fn ranked_sql(q: &RankedQuery) -> String {
         )
     };
     let stock = "SELECT product_id AS key, argMax(quantity, timestamp) AS stock, max(timestamp) AS at \
-                 FROM commerce_events WHERE store_id = {store:String} AND type = 'inventory.updated' \
+                 FROM commerce_events WHERE store_id = {store:String} AND is_bot <= {bots:UInt8} \
+                 AND type = 'inventory.updated' \
                  AND timestamp < fromUnixTimestamp64Milli({to:Int64}) GROUP BY key";
     let sessions = |key: &str| {
         format!(
@@ -221,7 +224,8 @@ fn metric_sql(q: &MetricQuery) -> (String, &'static str, &'static str) {
                 "SELECT f.first_ts AS ts, if(o.cur = {{currency:String}}, o.amt, 0) AS v, o.cust AS cust, \
                    o.cur = {{currency:String}} AS in_cur FROM ( \
                    SELECT order_id, any(customer_id) AS cust, any(amount) AS amt, any(currency) AS cur \
-                   FROM commerce_events WHERE store_id = {{store:String}} AND type = 'order.completed' \
+                   FROM commerce_events WHERE store_id = {{store:String}} AND is_bot <= {{bots:UInt8}} \
+                     AND type = 'order.completed' \
                      AND customer_id != '' AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}) \
                      AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) GROUP BY order_id) AS o \
                  INNER JOIN ({FIRST_ORDERS}) AS f ON o.cust = f.customer_id \
@@ -282,7 +286,8 @@ fn rollup_sql(q: &MetricQuery) -> Option<(String, &'static str, &'static str)> {
         Metric::ProductViews => q.product_id.is_none(),
         _ => false,
     };
-    if !servable || !q.range.hour_aligned() {
+    // The rollup counts humans only.
+    if !servable || q.include_bots || !q.range.hour_aligned() {
         return None;
     }
     let (inner_from, inner_to) = whole_hours(q);
@@ -339,7 +344,8 @@ impl ClickHouseStore {
             .param("store", &q.store_id)
             .param("from", q.range.from_ms())
             .param("to", q.range.to_ms())
-            .param("tz", &q.range.tz_name);
+            .param("tz", &q.range.tz_name)
+            .param("bots", u8::from(q.include_bots));
         if sql.contains("{rfrom:Int64}") {
             let (rfrom, rto) = whole_hours(q);
             query = query.param("rfrom", rfrom).param("rto", rto);
@@ -397,6 +403,7 @@ impl QueryStore for ClickHouseStore {
             .param("store", &q.store_id)
             .param("from", q.range.from_ms())
             .param("to", q.range.to_ms())
+            .param("bots", u8::from(q.include_bots))
             .param("limit", q.limit);
         if let Some(c) = &q.currency {
             query = query.param("currency", c);
@@ -426,7 +433,8 @@ impl QueryStore for ClickHouseStore {
              FROM ( \
                SELECT order_id, any(customer_id) AS cust, min(timestamp) AS ts, any(amount) AS amt, \
                  any(currency) AS cur \
-               FROM commerce_events WHERE store_id = {{store:String}} AND type = 'order.completed' \
+               FROM commerce_events WHERE store_id = {{store:String}} AND is_bot <= {{bots:UInt8}} \
+                     AND type = 'order.completed' \
                  AND customer_id != '' AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}) \
                  AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) \
                GROUP BY order_id) AS o \
@@ -442,6 +450,7 @@ impl QueryStore for ClickHouseStore {
             .param("from", q.range.from_ms())
             .param("to", q.range.to_ms())
             .param("tz", &q.range.tz_name)
+            .param("bots", u8::from(q.include_bots))
             .param("currency", &q.currency)
             .fetch_all::<CohortRow>()
             .await
@@ -550,7 +559,7 @@ impl QueryStore for ClickHouseStore {
             "SELECT [{reached}] AS reached, [{medians}] AS medians FROM ( \
                SELECT {key} AS k, windowFunnel({{window:UInt64}}{mode})(toDateTime(timestamp), {conds}) AS level, {firsts} \
                FROM commerce_events \
-               WHERE store_id = {{store:String}} AND type IN {{steps:Array(String)}} \
+               WHERE store_id = {{store:String}} AND is_bot <= {{bots:UInt8}} AND type IN {{steps:Array(String)}} \
                  AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}) AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) \
                  AND {key} != '' \
                GROUP BY k)",
@@ -567,6 +576,7 @@ impl QueryStore for ClickHouseStore {
             .param("from", q.range.from_ms())
             .param("to", q.range.to_ms())
             .param("window", q.window_secs)
+            .param("bots", u8::from(q.include_bots))
             .param("steps", &q.steps);
         for (i, s) in q.steps.iter().enumerate() {
             query = query.param(&format!("s{i}"), s);

@@ -39,6 +39,8 @@ pub struct EventRow<'a> {
     pub amount: i64,
     pub currency: &'a str,
     pub quantity: i64,
+    /// Migration v6; see [`crate::event::bots`].
+    pub is_bot: bool,
 }
 
 impl<'a> EventRow<'a> {
@@ -78,6 +80,7 @@ impl<'a> EventRow<'a> {
             amount: facts.amount,
             currency: facts.currency,
             quantity: facts.quantity,
+            is_bot: e.bot,
         }
     }
 }
