@@ -1041,6 +1041,48 @@ mod tests {
                 "properties.a",
                 "too_deep",
             ),
+            // Every string has a length limit, every object a key limit.
+            (with("id", json!("a".repeat(129))), "id", "invalid_id"),
+            (
+                with("sessionId", json!("s".repeat(129))),
+                "sessionId",
+                "too_long",
+            ),
+            (
+                with("customerId", json!("c".repeat(129))),
+                "customerId",
+                "too_long",
+            ),
+            (
+                with("anonymousId", json!("a".repeat(129))),
+                "anonymousId",
+                "too_long",
+            ),
+            (
+                with("properties.orderId", json!("o".repeat(129))),
+                "properties.orderId",
+                "too_long",
+            ),
+            (
+                with("properties.paymentMethod", json!("p".repeat(2049))),
+                "properties.paymentMethod",
+                "too_long",
+            ),
+            (
+                with("context.userAgent", json!("u".repeat(1025))),
+                "context.userAgent",
+                "too_long",
+            ),
+            (
+                with("context.referrer", json!("r".repeat(2049))),
+                "context.referrer",
+                "too_long",
+            ),
+            (
+                json!({"type": "page.viewed", "properties": (0..101).map(|i| (format!("k{i}"), json!(i))).collect::<Map<String, Value>>()}),
+                "properties",
+                "too_many_properties",
+            ),
         ];
         for (input, field, code) in cases {
             let err = check(input.clone()).expect_err(&format!("should reject {input}"));
