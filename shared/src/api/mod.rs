@@ -181,6 +181,7 @@ impl Api {
             ("/analytics/metrics", &Method::GET) => self.metrics(req).await,
             ("/analytics/funnel", &Method::GET) => self.funnel(req).await,
             ("/analytics/cohorts", &Method::GET) => self.cohorts(req).await,
+            ("/analytics/live", &Method::GET) => self.live(req).await,
             ("/analytics/dashboards", _) => self.dashboards(req, None).await,
             (p, _) if p.starts_with("/analytics/dashboards/") => {
                 let id = p.trim_start_matches("/analytics/dashboards/").to_owned();
@@ -365,6 +366,15 @@ impl Api {
         Ok(response::json(
             StatusCode::OK,
             &cohorts::run(store, &q).await?,
+        ))
+    }
+
+    async fn live(&self, req: Request) -> Result<Response<Body>> {
+        let (store_id, store, now) = self.reader(&req).await?;
+        let q = crate::query::live::parse(&store_id, req.uri().query().unwrap_or(""), now)?;
+        Ok(response::json(
+            StatusCode::OK,
+            &crate::query::live::run(store, &q).await?,
         ))
     }
 

@@ -7,6 +7,7 @@
 pub mod cohorts;
 pub mod dashboards;
 pub mod funnel;
+pub mod live;
 pub mod metrics;
 pub mod params;
 pub mod ranked;
@@ -41,6 +42,8 @@ pub trait QueryStore: Send + Sync + std::fmt::Debug {
     async fn delete_dashboard(&self, store_id: &str, id: &str) -> Result<bool, StoreError>;
     /// Keys (sessions or customers) reaching each funnel step, and median step times.
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
+    /// Events of the last minutes (see [`live`]).
+    async fn live(&self, q: &live::LiveQuery) -> Result<live::LiveData, StoreError>;
     /// Removes a customer's data from the store (see [`crate::erasure`]).
     async fn erase_customer(
         &self,

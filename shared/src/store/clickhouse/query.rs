@@ -531,6 +531,58 @@ impl QueryStore for ClickHouseStore {
         Ok(rows.into_iter().next())
     }
 
+    async fn live(
+        &self,
+        q: &crate::query::live::LiveQuery,
+    ) -> Result<crate::query::live::LiveData, StoreError> {
+        #[derive(Debug, Deserialize, clickhouse::Row)]
+        struct Recent {
+            id: String,
+            event_type: String,
+            ms: i64,
+            detail: String,
+        }
+        let filter = "store_id = {store:String} AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
+                      AND is_bot <= {bots:UInt8}";
+        let query = |sql: String| {
+            self.client()
+                .query(&sql)
+                .param("store", &q.store_id)
+                .param("from", q.from_ms)
+                .param("bots", u8::from(q.include_bots))
+        };
+        let (minutes, recent) = tokio::join!(
+            query(format!(
+                "SELECT toInt64(toUnixTimestamp(toStartOfMinute(timestamp))) AS m, uniqExact(id) AS n \
+                 FROM commerce_events WHERE {filter} GROUP BY m ORDER BY m"
+            ))
+            .fetch_all::<(i64, u64)>(),
+            query(format!(
+                "SELECT id, toString(type) AS event_type, toInt64(toUnixTimestamp64Milli(timestamp)) AS ms, \
+                 multiIf(product_id != '', product_id, page_path != '', page_path, path(page_url)) AS detail \
+                 FROM commerce_events WHERE {filter} \
+                 ORDER BY timestamp DESC, id LIMIT 1 BY id LIMIT {}",
+                crate::query::live::RECENT
+            ))
+            .fetch_all::<Recent>(),
+        );
+        Ok(crate::query::live::LiveData {
+            per_minute: minutes.map_err(classify)?,
+            recent: recent
+                .map_err(classify)?
+                .into_iter()
+                .map(|r| crate::query::live::RecentEvent {
+                    id: r.id,
+                    event_type: r.event_type,
+                    timestamp: jiff::Timestamp::from_millisecond(r.ms)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    detail: r.detail,
+                })
+                .collect(),
+        })
+    }
+
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
         let n = q.steps.len();
         let key = match q.by {
