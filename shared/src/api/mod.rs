@@ -11,6 +11,8 @@
 //! - `GET /analytics/metrics?metric=…` and `GET /analytics/funnel?steps=…` (read key): see
 //!   [`crate::query`]; mounted when a query store is configured.
 //! - `DELETE /analytics/customers/{customerId}` (read key): erase a customer ([`crate::erasure`]).
+//! - `GET /analytics/live` (read key): events of the last minutes ([`crate::query::live`]).
+//! - `GET /dashboard`: the dashboard page ([`web`]; no auth: the page asks for a read key).
 //! - `GET /health`: liveness (no auth).
 //!
 //! Authentication: `Authorization: Bearer <key>`; the key decides the store. Errors use the shape of
@@ -18,6 +20,7 @@
 
 pub mod request;
 pub mod response;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -173,6 +176,12 @@ impl Api {
         let method = req.method().clone();
         match (path.as_str(), &method) {
             (_, &Method::OPTIONS) => Ok(response::preflight()),
+            (p, &Method::GET) if p == "/dashboard" || p.starts_with("/dashboard/") => {
+                web::asset(req.uri().path()).ok_or_else(|| Error::NotFound {
+                    method: method.to_string(),
+                    path: path.clone(),
+                })
+            }
             ("/health", &Method::GET) => {
                 Ok(response::json(StatusCode::OK, &json!({"status": "ok"})))
             }

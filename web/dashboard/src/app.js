@@ -1,0 +1,504 @@
+// The dashboard page: sign-in with a read key, the built-in and custom dashboards, a live panel, a funnel
+// builder and a dashboard editor. Everything comes from the same-origin API; every value drawn keeps the
+// API's raw number in `data-raw` so tests (and curious people) can compare it with the API's answer.
+import uPlot from 'uplot';
+import { ApiError, call, get, keyStore } from './api.js';
+import { count, kindOfColumn, kindOfMetric, label, percent, value } from './format.js';
+
+const METRICS = [
+  'revenue', 'net_revenue', 'orders', 'aov', 'sessions', 'conversion_rate', 'visitors', 'ltv',
+  'add_to_cart_rate', 'product_views', 'best_sellers', 'traffic_sources', 'campaign_performance',
+  'new_vs_returning', 'stock_levels', 'sell_through_rate',
+];
+const EVENT_TYPES = [
+  'page.viewed', 'product.viewed', 'cart.item_added', 'cart.item_removed', 'checkout.started',
+  'order.completed', 'payment.captured', 'order.refunded',
+];
+const PERIODS = [['24h', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days'], ['90d', 'Last 90 days'], ['12m', 'Last 12 months'], ['custom', 'Custom…']];
+const CURRENCIES = ['', 'USD', 'EUR', 'GBP', 'JPY', 'CAD', 'AUD'];
+const LIVE_EVERY_MS = 5000;
+
+const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+const ZONES = [...new Set(['UTC', browserZone, 'America/New_York', 'America/Los_Angeles', 'Europe/London', 'Europe/Paris', 'Asia/Kolkata', 'Asia/Tokyo', 'Australia/Sydney'])];
+
+const state = {
+  dashboards: [],
+  period: '30d',
+  from: '',
+  to: '',
+  timezone: 'UTC',
+  currency: '',
+  includeBots: false,
+  liveTimer: null,
+  charts: [],
+};
+
+// ---------------------------------------------------------------------------------------------- DOM helper
+
+/// `h('div', {class: 'x'}, 'text', child)`: attributes, then children (strings become text nodes, never HTML).
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'value') el.value = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const app = () => document.getElementById('app');
+
+function select(attrs, options, current) {
+  return h('select', attrs, options.map(([v, text]) => h('option', { value: v, selected: v === current }, text)));
+}
+
+// ------------------------------------------------------------------------------------------------ sign-in
+
+function signIn(message) {
+  stopLive();
+  const input = h('input', { id: 'key', type: 'password', autocomplete: 'off', spellcheck: 'false', required: true, placeholder: 'sk_…', 'aria-describedby': 'key-help' });
+  const error = h('p', { class: 'error', role: 'alert', id: 'signin-error' }, message || '');
+  const form = h('form', { class: 'signin', onsubmit: async (e) => {
+    e.preventDefault();
+    const key = input.value.trim();
+    error.textContent = '';
+    if (key.startsWith('pk_')) {
+      error.textContent = 'This is a publishable write key (pk_…): it can only track events. Sign in with a secret read key (sk_…).';
+      return;
+    }
+    try {
+      const list = await get('/analytics/dashboards', key);
+      keyStore.set(key);
+      state.dashboards = list.dashboards;
+      route();
+    } catch (err) {
+      error.textContent = err.status === 403
+        ? 'This key cannot read analytics (it is a write key). Sign in with a secret read key (sk_…).'
+        : err.status === 401 ? 'Unknown or revoked key.' : err.message;
+    }
+  } },
+  h('h1', {}, 'Commerce analytics'),
+  h('label', { for: 'key' }, 'Secret read key'),
+  input,
+  h('p', { id: 'key-help', class: 'help' }, 'Kept in this tab only (sessionStorage) and sent to this site\'s API; never put in the URL.'),
+  h('button', { type: 'submit' }, 'Sign in'),
+  error);
+  app().replaceChildren(h('main', { id: 'main' }, form));
+  input.focus();
+}
+
+function signOut() {
+  keyStore.clear();
+  state.dashboards = [];
+  location.hash = '';
+  signIn();
+}
+
+// ------------------------------------------------------------------------------------------------ layout
+
+/// The period, zone, currency and bot parameters for a request (funnels take no currency).
+function periodQuery(extra = {}, { currency = true } = {}) {
+  const q = new URLSearchParams();
+  if (state.period === 'custom') {
+    if (state.from) q.set('from', state.from);
+    if (state.to) q.set('to', state.to);
+  } else {
+    q.set('period', state.period);
+  }
+  q.set('timezone', state.timezone);
+  if (currency && state.currency) q.set('currency', state.currency);
+  if (state.includeBots) q.set('includeBots', 'true');
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== '') q.set(k, v);
+  return q.toString();
+}
+
+function controls(onChange) {
+  const custom = h('span', { class: 'custom', hidden: state.period !== 'custom' },
+    h('label', { for: 'from' }, 'From'), h('input', { id: 'from', type: 'date', value: state.from, onchange: (e) => { state.from = e.target.value; if (state.to) onChange(); } }),
+    h('label', { for: 'to' }, 'To'), h('input', { id: 'to', type: 'date', value: state.to, onchange: (e) => { state.to = e.target.value; if (state.from) onChange(); } }));
+  return h('div', { class: 'controls', role: 'group', 'aria-label': 'Period and units' },
+    h('label', { for: 'period' }, 'Period'),
+    select({ id: 'period', onchange: (e) => { state.period = e.target.value; custom.hidden = state.period !== 'custom'; if (state.period !== 'custom') onChange(); } }, PERIODS, state.period),
+    custom,
+    h('label', { for: 'timezone' }, 'Time zone'),
+    select({ id: 'timezone', onchange: (e) => { state.timezone = e.target.value; onChange(); } }, ZONES.map((z) => [z, z]), state.timezone),
+    h('label', { for: 'currency' }, 'Currency'),
+    select({ id: 'currency', onchange: (e) => { state.currency = e.target.value; onChange(); } }, CURRENCIES.map((c) => [c, c || 'Store default']), state.currency),
+    h('label', { class: 'check' }, h('input', { id: 'bots', type: 'checkbox', checked: state.includeBots, onchange: (e) => { state.includeBots = e.target.checked; onChange(); } }), 'Include bots'));
+}
+
+function nav(active) {
+  const link = (href, text, id) => h('li', {}, h('a', { href, 'aria-current': id === active ? 'page' : false }, text));
+  return h('nav', { 'aria-label': 'Dashboards' },
+    h('ul', {},
+      state.dashboards.map((d) => link('#/d/' + encodeURIComponent(d.id), d.name, d.id)),
+      link('#/funnel', 'Funnel builder', 'funnel'),
+      link('#/edit', 'Edit dashboards', 'edit')),
+    h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
+}
+
+function shell(active, title, body) {
+  for (const c of state.charts) c.destroy();
+  state.charts = [];
+  const live = h('aside', { id: 'live', 'aria-labelledby': 'live-title' }, h('h2', { id: 'live-title' }, 'Live'), h('p', { class: 'muted' }, 'Loading…'));
+  app().replaceChildren(
+    h('header', {}, h('span', { class: 'brand' }, 'Commerce analytics'), nav(active)),
+    h('div', { class: 'page' }, h('main', { id: 'main', tabindex: '-1' }, h('h1', {}, title), body), live));
+  startLive(live);
+}
+
+// ------------------------------------------------------------------------------------------------ widgets
+
+function errorBox(err) {
+  return h('p', { class: 'error', role: 'alert' }, `${err.message}${err.code ? ` (${err.code})` : ''}`);
+}
+
+function empty() {
+  return h('p', { class: 'empty' }, 'No data in this period.');
+}
+
+function dataTable(caption, columns, rows) {
+  return h('table', {},
+    h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c.label)))),
+    h('tbody', {}, rows.map((r) => h('tr', {}, columns.map((c, i) => (i === 0 ? h('th', { scope: 'row' }, c.cell(r)) : h('td', {}, c.cell(r))))))));
+}
+
+function raw(text, rawValue, attrs = {}) {
+  return h('span', { ...attrs, 'data-raw': JSON.stringify(rawValue) }, text);
+}
+
+function series(data, title) {
+  const kind = kindOfMetric(data.metric);
+  const points = data.dataPoints || [];
+  const fmt = (v) => value(v, kind, data.currency);
+  const total = h('p', { class: 'total' }, raw(fmt(data.total), data.total, { class: 'total-value' }), data.currency ? h('span', { class: 'muted' }, ' ' + data.currency) : null);
+  const isEmpty = points.every((p) => !p.value) && !data.total;
+  const figure = h('figure', { class: 'chart', role: 'img', 'aria-label': `${title}: ${points.length} points, total ${fmt(data.total)}` });
+  const table = h('details', {}, h('summary', {}, 'Data table'),
+    dataTable(title, [{ label: 'Date', cell: (p) => p.date }, { label: label(data.metric), cell: (p) => raw(fmt(p.value), p.value) }], points));
+  if (!isEmpty) {
+    // Drawn once the card is in the document (uPlot measures its container).
+    requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric));
+  }
+  return [total, isEmpty ? empty() : figure, table];
+}
+
+function drawSeries(figure, points, kind, fmt, metric) {
+  if (!figure.isConnected) return;
+  const xs = points.map((_, i) => i);
+  const ys = points.map((p) => p.value);
+  const bars = kind === 'count' && metric !== 'visitors';
+  const width = Math.max(figure.clientWidth, 240);
+  const chart = new uPlot({
+    width,
+    height: 180,
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false } },
+    // Values start at zero: a bar or a line floating on a cropped axis exaggerates changes.
+    scales: { x: { time: false }, y: { range: (_, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
+    axes: [
+      { values: (_, ticks) => ticks.map((t) => (points[t] ? shortDate(points[t].date) : '')), stroke: '#475569', grid: { show: false } },
+      { values: (_, ticks) => ticks.map((t) => compact(t, kind)), stroke: '#475569', size: 60, grid: { stroke: '#e2e8f0' } },
+    ],
+    series: [{}, {
+      label: label(metric), stroke: '#1d4ed8', width: 2, fill: bars ? '#3b82f6' : 'rgba(59,130,246,0.12)',
+      paths: bars ? uPlot.paths.bars({ size: [0.7, 40] }) : undefined, points: { show: !bars && points.length < 40 },
+      value: (_, v) => (v === null ? '–' : fmt(v)),
+    }],
+  }, [xs, ys], figure);
+  state.charts.push(chart);
+}
+
+function shortDate(d) {
+  return d.length > 10 ? d.slice(5, 16).replace('T', ' ') : d.slice(5);
+}
+
+function compact(v, kind) {
+  if (kind === 'rate') return percent(v);
+  const n = kind === 'money' ? v / 100 : v;
+  return new Intl.NumberFormat(navigator.language || 'en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(n);
+}
+
+function ranked(data, title) {
+  const rows = data.rows || [];
+  if (!rows.length) return [empty()];
+  const keys = Object.keys(rows[0]);
+  const columns = keys.map((k) => {
+    const kind = kindOfColumn(k);
+    return { label: label(k), cell: (r) => raw(value(r[k], kind, data.currency), r[k]) };
+  });
+  return [h('div', { class: 'table-wrap' }, dataTable(title, columns, rows))];
+}
+
+function funnelChart(data, title) {
+  const steps = data.steps || [];
+  if (!steps.length || !steps[0].count) return [empty()];
+  const first = steps[0].count;
+  return [h('ol', { class: 'funnel', 'aria-label': title }, steps.map((s, i) => h('li', {},
+    h('div', { class: 'step' }, h('span', { class: 'name' }, s.step), raw(count(s.count), s.count, { class: 'count' })),
+    h('div', { class: 'bar', role: 'presentation' }, h('span', { style: `width:${Math.max(1, (100 * s.count) / first).toFixed(1)}%` })),
+    h('div', { class: 'muted' },
+      raw(percent(s.conversionRate), s.conversionRate), ' of step 1',
+      i > 0 ? [' · ', raw(percent(s.stepConversionRate), s.stepConversionRate), ' from previous · ', raw(count(s.dropOff), s.dropOff), ' dropped'] : null,
+      s.medianSecondsToConvert !== null && s.medianSecondsToConvert !== undefined ? ` · median ${duration(s.medianSecondsToConvert)}` : null))))];
+}
+
+function duration(secs) {
+  if (secs < 90) return `${Math.round(secs)} s`;
+  if (secs < 5400) return `${Math.round(secs / 60)} min`;
+  return `${(secs / 3600).toFixed(1)} h`;
+}
+
+function cohortGrid(data, title) {
+  const cohorts = data.cohorts || [];
+  if (!cohorts.length) return [empty()];
+  const width = Math.max(...cohorts.map((c) => c.periods.length));
+  const unit = data.interval === 'week' ? 'Week' : 'Month';
+  const cell = (p) => {
+    if (!p) return h('td', { class: 'none' }, '');
+    const a = Math.min(1, p.retention);
+    const style = `background:rgba(29,78,216,${(0.08 + 0.92 * a).toFixed(2)});color:${a > 0.45 ? '#fff' : '#0f172a'}`;
+    const tip = `${count(p.customers)} customers, ${value(p.revenue, 'money', data.currency)}`;
+    return h('td', { style, title: tip }, raw(percent(p.retention), p.retention));
+  };
+  const head = h('tr', {}, h('th', { scope: 'col' }, 'Cohort'), h('th', { scope: 'col' }, 'Customers'),
+    Array.from({ length: width }, (_, i) => h('th', { scope: 'col' }, `${unit} ${i}`)));
+  const body = cohorts.map((c) => h('tr', {},
+    h('th', { scope: 'row' }, c.cohort),
+    h('td', {}, raw(count(c.size), c.size)),
+    Array.from({ length: width }, (_, i) => cell(c.periods[i]))));
+  const caption = `${title}: share of each cohort's customers ordering again, by ${unit.toLowerCase()} since their first order`;
+  return [h('div', { class: 'table-wrap' },
+    h('table', { class: 'cohorts' }, h('caption', {}, caption), h('thead', {}, head), h('tbody', {}, body)))];
+}
+
+function widgetBody(w) {
+  if (w.error) return [errorBox(w.error)];
+  const d = w.data;
+  if (w.endpoint === 'funnel') return funnelChart(d, w.title);
+  if (w.endpoint === 'cohorts') return cohortGrid(d, w.title);
+  if (d.rows) return ranked(d, w.title);
+  return series(d, w.title);
+}
+
+function card(w) {
+  return h('section', { class: 'card', 'data-widget': w.title, 'aria-labelledby': cardId(w.title) },
+    h('h2', { id: cardId(w.title) }, w.title), widgetBody(w));
+}
+
+const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
+
+// ------------------------------------------------------------------------------------------------ views
+
+async function dashboardView(id) {
+  const d = state.dashboards.find((x) => x.id === id) || state.dashboards[0];
+  if (!d) return;
+  const grid = h('div', { class: 'grid', 'aria-busy': 'true' });
+  const status = h('p', { class: 'status', role: 'status' });
+  let latest = 0;
+  const load = async () => {
+    // Only the newest request may draw: an older one answering late must not overwrite it.
+    const mine = ++latest;
+    grid.setAttribute('aria-busy', 'true');
+    grid.replaceChildren(...d.widgets.map((w) => h('section', { class: 'card loading' }, h('h2', {}, w.title), h('progress', { 'aria-label': `Loading ${w.title}` }))));
+    const started = performance.now();
+    try {
+      const data = await get(`/analytics/dashboards/${encodeURIComponent(d.id)}?${periodQuery()}`);
+      if (mine !== latest) return;
+      grid.replaceChildren(...data.widgets.map(card));
+      status.textContent = `Updated ${new Date().toLocaleTimeString()} in ${Math.round(performance.now() - started)} ms`;
+    } catch (err) {
+      if (mine !== latest) return;
+      if (err.status === 401) return signIn('Your key is no longer valid; sign in again.');
+      grid.replaceChildren(errorBox(err));
+    } finally {
+      if (mine === latest) grid.setAttribute('aria-busy', 'false');
+    }
+  };
+  shell(d.id, d.name, [controls(load), status, grid]);
+  await load();
+}
+
+function stepsEditor(steps, onChange) {
+  const list = h('ol', { class: 'steps' });
+  const datalist = h('datalist', { id: 'event-types' }, EVENT_TYPES.map((t) => h('option', { value: t })));
+  const redraw = () => {
+    list.replaceChildren(...steps.map((s, i) => h('li', {},
+      h('label', { for: `step-${i}` }, `Step ${i + 1}`),
+      h('input', { id: `step-${i}`, list: 'event-types', value: s, required: true, oninput: (e) => { steps[i] = e.target.value.trim(); onChange?.(); } }),
+      h('button', { type: 'button', disabled: steps.length <= 2, 'aria-label': `Remove step ${i + 1}`, onclick: () => { steps.splice(i, 1); redraw(); onChange?.(); } }, 'Remove'))));
+  };
+  redraw();
+  const add = h('button', { type: 'button', onclick: () => { if (steps.length < 10) { steps.push('order.completed'); redraw(); onChange?.(); } } }, 'Add step');
+  return h('div', {}, datalist, list, add);
+}
+
+async function funnelView() {
+  const steps = ['product.viewed', 'cart.item_added', 'checkout.started', 'order.completed'];
+  const opts = { window: '1d', by: 'session', mode: 'ordered' };
+  const result = h('section', { class: 'card wide', 'aria-live': 'polite' }, h('h2', {}, 'Result'), h('p', { class: 'muted' }, 'Pick 2 to 10 steps and run the funnel.'));
+  let latest = 0;
+  const run = async (e) => {
+    e?.preventDefault();
+    const mine = ++latest;
+    result.replaceChildren(h('h2', {}, 'Result'), h('progress', { 'aria-label': 'Running the funnel' }));
+    try {
+      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false })}`);
+      if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), ...funnelChart(data, 'Funnel'));
+    } catch (err) {
+      if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), errorBox(err));
+    }
+  };
+  const form = h('form', { class: 'builder', onsubmit: run },
+    stepsEditor(steps),
+    h('div', { class: 'row' },
+      h('label', { for: 'window' }, 'Window'),
+      select({ id: 'window', onchange: (e) => { opts.window = e.target.value; } }, [['30m', '30 minutes'], ['1h', '1 hour'], ['1d', '1 day'], ['7d', '7 days'], ['30d', '30 days']], opts.window),
+      h('label', { for: 'by' }, 'Count'),
+      select({ id: 'by', onchange: (e) => { opts.by = e.target.value; } }, [['session', 'Sessions'], ['customer', 'Customers']], opts.by),
+      h('label', { for: 'mode' }, 'Order'),
+      select({ id: 'mode', onchange: (e) => { opts.mode = e.target.value; } }, [['ordered', 'In order'], ['strict', 'Strictly consecutive']], opts.mode)),
+    h('button', { type: 'submit' }, 'Run funnel'));
+  shell('funnel', 'Funnel builder', [controls(run), form, result]);
+  await run();
+}
+
+function widgetEditor(w, i, widgets, redraw) {
+  const param = () => {
+    if (w.endpoint === 'metrics') {
+      return [h('label', { for: `wm-${i}` }, 'Metric'), select({ id: `wm-${i}`, onchange: (e) => { w.params = { metric: e.target.value }; } }, METRICS.map((m) => [m, label(m)]), w.params.metric)];
+    }
+    if (w.endpoint === 'cohorts') {
+      return [h('label', { for: `wi-${i}` }, 'Interval'), select({ id: `wi-${i}`, onchange: (e) => { w.params = { interval: e.target.value }; } }, [['month', 'Monthly'], ['week', 'Weekly']], w.params.interval || 'month')];
+    }
+    return [h('label', { for: `ws-${i}` }, 'Steps'), h('input', { id: `ws-${i}`, value: w.params.steps || '', size: 50, oninput: (e) => { w.params = { steps: e.target.value.replace(/\s+/g, '') }; } })];
+  };
+  const move = (to) => { const [x] = widgets.splice(i, 1); widgets.splice(to, 0, x); redraw(); };
+  return h('li', { class: 'widget-editor' },
+    h('label', { for: `wt-${i}` }, 'Title'),
+    h('input', { id: `wt-${i}`, value: w.title, required: true, oninput: (e) => { w.title = e.target.value; } }),
+    h('label', { for: `we-${i}` }, 'Shows'),
+    select({ id: `we-${i}`, onchange: (e) => {
+      w.endpoint = e.target.value;
+      w.params = w.endpoint === 'metrics' ? { metric: 'revenue' } : w.endpoint === 'cohorts' ? { interval: 'month' } : { steps: 'product.viewed,order.completed' };
+      redraw();
+    } }, [['metrics', 'A metric'], ['funnel', 'A funnel'], ['cohorts', 'Cohorts']], w.endpoint),
+    param(),
+    h('span', { class: 'buttons' },
+      h('button', { type: 'button', disabled: i === 0, onclick: () => move(i - 1), 'aria-label': `Move widget ${i + 1} up` }, '↑'),
+      h('button', { type: 'button', disabled: i === widgets.length - 1, onclick: () => move(i + 1), 'aria-label': `Move widget ${i + 1} down` }, '↓'),
+      h('button', { type: 'button', onclick: () => { widgets.splice(i, 1); redraw(); }, 'aria-label': `Remove widget ${i + 1}` }, 'Remove')));
+}
+
+async function refreshList() {
+  state.dashboards = (await get('/analytics/dashboards')).dashboards;
+}
+
+async function editView(id) {
+  const custom = state.dashboards.filter((d) => !d.builtIn);
+  const existing = id ? custom.find((d) => d.id === id) : null;
+  const draft = existing
+    ? { name: existing.name, widgets: existing.widgets.map((w) => ({ ...w, params: { ...w.params } })) }
+    : { name: '', widgets: [{ title: 'Revenue', endpoint: 'metrics', params: { metric: 'revenue' } }] };
+  const list = h('ol', { class: 'widgets' });
+  const redraw = () => list.replaceChildren(...draft.widgets.map((w, i) => widgetEditor(w, i, draft.widgets, redraw)));
+  redraw();
+  const message = h('p', { role: 'status', class: 'status' });
+  const save = async (e) => {
+    e.preventDefault();
+    message.textContent = 'Saving…';
+    try {
+      const saved = existing
+        ? await call('PUT', `/analytics/dashboards/${encodeURIComponent(existing.id)}`, draft)
+        : await call('POST', '/analytics/dashboards', draft);
+      await refreshList();
+      location.hash = '#/d/' + encodeURIComponent(saved.id || existing.id);
+    } catch (err) {
+      message.replaceChildren(errorBox(err));
+    }
+  };
+  const remove = async () => {
+    if (!existing || !confirm(`Delete the dashboard "${existing.name}"?`)) return;
+    try {
+      await call('DELETE', `/analytics/dashboards/${encodeURIComponent(existing.id)}`);
+      await refreshList();
+      location.hash = '#/edit';
+    } catch (err) {
+      message.replaceChildren(errorBox(err));
+    }
+  };
+  const picker = h('ul', { class: 'picker' },
+    custom.map((d) => h('li', {}, h('a', { href: '#/edit/' + encodeURIComponent(d.id), 'aria-current': d.id === id ? 'page' : false }, d.name))),
+    h('li', {}, h('a', { href: '#/edit', 'aria-current': !id ? 'page' : false }, 'New dashboard')));
+  const form = h('form', { class: 'editor', onsubmit: save },
+    h('label', { for: 'dash-name' }, 'Name'),
+    h('input', { id: 'dash-name', value: draft.name, required: true, maxlength: 100, oninput: (e) => { draft.name = e.target.value; } }),
+    h('h2', {}, 'Widgets'),
+    list,
+    h('button', { type: 'button', onclick: () => { if (draft.widgets.length < 20) { draft.widgets.push({ title: 'Orders', endpoint: 'metrics', params: { metric: 'orders' } }); redraw(); } } }, 'Add widget'),
+    h('div', { class: 'row' },
+      h('button', { type: 'submit', class: 'primary' }, existing ? 'Save changes' : 'Create dashboard'),
+      existing ? h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete dashboard') : null),
+    message);
+  shell('edit', existing ? `Edit “${existing.name}”` : 'New dashboard', [picker, form]);
+}
+
+// ------------------------------------------------------------------------------------------------ live
+
+function stopLive() {
+  if (state.liveTimer) clearInterval(state.liveTimer);
+  state.liveTimer = null;
+}
+
+function startLive(panel) {
+  stopLive();
+  const tick = async () => {
+    if (!panel.isConnected) return stopLive();
+    try {
+      const q = state.includeBots ? '?minutes=30&includeBots=true' : '?minutes=30';
+      renderLive(panel, await get('/analytics/live' + q));
+    } catch (err) {
+      panel.replaceChildren(h('h2', { id: 'live-title' }, 'Live'), errorBox(err));
+    }
+  };
+  tick();
+  state.liveTimer = setInterval(tick, LIVE_EVERY_MS);
+}
+
+function renderLive(panel, live) {
+  const max = Math.max(1, ...live.perMinute.map((m) => m.events));
+  panel.replaceChildren(
+    h('h2', { id: 'live-title' }, 'Live'),
+    h('p', { class: 'total' }, raw(count(live.total), live.total, { 'data-testid': 'live-total' }), h('span', { class: 'muted' }, ` events in the last ${live.minutes} minutes`)),
+    h('div', { class: 'spark', role: 'img', 'aria-label': `Events per minute, last ${live.minutes} minutes: ${live.perMinute.map((m) => m.events).join(', ')}` },
+      live.perMinute.map((m) => h('span', { style: `height:${Math.round((100 * m.events) / max)}%`, title: `${m.minute.slice(11, 16)} UTC: ${m.events}` }))),
+    live.recent.length
+      ? h('ul', { class: 'recent', 'aria-label': 'Most recent events' }, live.recent.map((e) => h('li', { 'data-id': e.id },
+        h('span', { class: 'type' }, e.type), ' ', h('span', { class: 'muted' }, e.detail), h('time', { datetime: e.timestamp }, new Date(e.timestamp).toLocaleTimeString()))))
+      : h('p', { class: 'empty' }, 'No events in the last minutes.'),
+    h('p', { class: 'muted small' }, `Refreshes every ${LIVE_EVERY_MS / 1000} s.`));
+}
+
+// ------------------------------------------------------------------------------------------------ router
+
+async function route() {
+  if (!keyStore.get()) return signIn();
+  try {
+    if (!state.dashboards.length) await refreshList();
+  } catch (err) {
+    return signIn(err instanceof ApiError && err.status === 401 ? 'Your key is no longer valid; sign in again.' : err.message);
+  }
+  const [, kind, id] = location.hash.split('/').map(decodeURIComponent);
+  if (kind === 'funnel') return funnelView();
+  if (kind === 'edit') return editView(id);
+  return dashboardView(kind === 'd' && id ? id : 'overview');
+}
+
+window.addEventListener('hashchange', route);
+route();

@@ -1,0 +1,202 @@
+// End-to-end test of the dashboard page in Debian's Chromium, driven by playwright-core.
+//
+// Run by `tests/dashboard_page.rs` (cargo test), which starts the local server with demo data and passes:
+// DASHBOARD_URL (e.g. http://127.0.0.1:41234), READ_KEY, WRITE_KEY, SCREENSHOT_DIR. Every number the page
+// shows is compared with the API's own answer for the same parameters (the page keeps raw values in
+// `data-raw`).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.DASHBOARD_URL;
+const READ_KEY = process.env.READ_KEY;
+const WRITE_KEY = process.env.WRITE_KEY;
+const SHOTS = process.env.SCREENSHOT_DIR || 'test-results';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const BUILT_IN = ['overview', 'products', 'customers', 'marketing', 'inventory'];
+
+assert.ok(BASE && READ_KEY && WRITE_KEY, 'DASHBOARD_URL, READ_KEY and WRITE_KEY must be set');
+mkdirSync(SHOTS, { recursive: true });
+
+let browser;
+let page;
+const pageErrors = [];
+
+async function api(path, init = {}) {
+  const resp = await fetch(BASE + path, {
+    ...init,
+    headers: { authorization: `Bearer ${init.key || READ_KEY}`, 'content-type': 'application/json' },
+  });
+  assert.ok(resp.ok, `${path}: ${resp.status} ${await resp.clone().text()}`);
+  return resp.json();
+}
+
+/// The raw values a widget shows, in the order the page draws them.
+function expectedRaw(w) {
+  const d = w.data;
+  if (w.endpoint === 'funnel') {
+    return d.steps.flatMap((s, i) => (i === 0 ? [s.count, s.conversionRate] : [s.count, s.conversionRate, s.stepConversionRate, s.dropOff]));
+  }
+  if (w.endpoint === 'cohorts') return d.cohorts.flatMap((c) => [c.size, ...c.periods.map((p) => p.retention)]);
+  if (d.rows) return d.rows.flatMap((r) => Object.values(r));
+  return [d.total, ...d.dataPoints.map((p) => p.value)];
+}
+
+async function shownRaw(card) {
+  return card.locator('[data-raw]').evaluateAll((els) => els.map((e) => JSON.parse(e.dataset.raw)));
+}
+
+async function waitForDashboard() {
+  await page.locator('.grid[aria-busy="false"]').waitFor({ timeout: 30_000 });
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const context = await browser.newContext({ locale: 'en-US', timezoneId: 'UTC', viewport: { width: 1400, height: 1000 } });
+  page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+});
+
+after(async () => {
+  await browser?.close();
+  assert.deepEqual(pageErrors, [], 'the page threw');
+});
+
+test('a write key is refused with a clear message, a read key signs in and stays out of the URL', async () => {
+  await page.goto(BASE + '/dashboard');
+  await page.locator('#key').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'key', 'the key field has focus');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Sign in', 'Tab reaches the button');
+  await page.keyboard.press('Shift+Tab');
+  await page.fill('#key', WRITE_KEY);
+  await page.keyboard.press('Enter');
+  await page.locator('#signin-error', { hasText: 'write key' }).waitFor();
+  await page.fill('#key', 'sk_not_a_real_key_0000000');
+  await page.click('button[type=submit]');
+  await page.locator('#signin-error', { hasText: 'Unknown or revoked key' }).waitFor();
+  await page.fill('#key', READ_KEY);
+  await page.click('button[type=submit]');
+  await waitForDashboard();
+  assert.ok(!page.url().includes(READ_KEY));
+  assert.ok(!(await page.content()).includes(READ_KEY), 'the key is not in the page');
+  assert.equal(await page.evaluate(() => sessionStorage.length), 1);
+});
+
+test('every built-in dashboard shows exactly what the API answers', async () => {
+  for (const id of BUILT_IN) {
+    const started = Date.now();
+    await page.goto(`${BASE}/dashboard#/d/${id}`);
+    await waitForDashboard();
+    const elapsed = Date.now() - started;
+    const expected = await api(`/analytics/dashboards/${id}?period=30d&timezone=UTC`);
+    assert.equal(await page.locator('main h1').textContent(), expected.name);
+    for (const w of expected.widgets) {
+      assert.ok(!w.error, `${id}/${w.title}: ${JSON.stringify(w.error)}`);
+      const card = page.locator(`section.card[data-widget="${w.title}"]`);
+      assert.deepEqual(await shownRaw(card), expectedRaw(w), `${id} / ${w.title}`);
+    }
+    await page.screenshot({ path: `${SHOTS}/${id}.png`, fullPage: true });
+    console.log(`dashboard ${id}: rendered in ${elapsed} ms`);
+  }
+  // Money is formatted from minor units in the response's currency.
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  await waitForDashboard();
+  const overview = await api('/analytics/dashboards/overview?period=30d&timezone=UTC');
+  const revenue = overview.widgets.find((w) => w.data.metric === 'revenue').data;
+  const text = await page.locator('section.card[data-widget="Revenue"] .total-value').textContent();
+  assert.equal(text, new Intl.NumberFormat('en-US', { style: 'currency', currency: revenue.currency }).format(revenue.total / 100));
+});
+
+test('changing the period, zone and currency asks the API for exactly that', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  await waitForDashboard();
+  await page.selectOption('#period', '7d');
+  await page.selectOption('#timezone', 'Asia/Kolkata');
+  await page.selectOption('#currency', 'EUR');
+  await waitForDashboard();
+  await page.waitForFunction(() => document.querySelector('.status')?.textContent.startsWith('Updated'));
+  const expected = await api('/analytics/dashboards/overview?period=7d&timezone=Asia%2FKolkata&currency=EUR');
+  for (const w of expected.widgets) {
+    const card = page.locator(`section.card[data-widget="${w.title}"]`);
+    await page.waitForFunction(
+      ([title, n]) => document.querySelectorAll(`section.card[data-widget="${title}"] details [data-raw]`).length === n,
+      [w.title, w.data.dataPoints.length],
+    );
+    assert.deepEqual(await shownRaw(card), expectedRaw(w), w.title);
+  }
+});
+
+test('the funnel builder runs the funnel it shows', async () => {
+  await page.goto(`${BASE}/dashboard#/funnel`);
+  await page.locator('.funnel').waitFor();
+  // The period controls keep what the previous test chose; set them back.
+  await page.selectOption('#period', '30d');
+  await page.selectOption('#timezone', 'UTC');
+  await page.fill('#step-2', 'order.completed');
+  await page.click('button[aria-label="Remove step 4"]');
+  await page.selectOption('#by', 'customer');
+  await page.click('text=Run funnel');
+  await page.waitForFunction(() => document.querySelectorAll('.funnel > li').length === 3);
+  const expected = await api('/analytics/funnel?period=30d&timezone=UTC&steps=product.viewed,cart.item_added,order.completed&window=1d&by=customer&mode=ordered');
+  const counts = await page.locator('.funnel .count').evaluateAll((els) => els.map((e) => JSON.parse(e.dataset.raw)));
+  assert.deepEqual(counts, expected.steps.map((s) => s.count));
+  await page.screenshot({ path: `${SHOTS}/funnel-builder.png`, fullPage: true });
+});
+
+test('a custom dashboard is created, edited, reordered and deleted through the API', async () => {
+  await page.goto(`${BASE}/dashboard#/edit`);
+  await page.fill('#dash-name', 'E2E board');
+  await page.click('text=Add widget');
+  await page.selectOption('#wm-1', 'visitors');
+  await page.fill('#wt-1', 'Visitors');
+  await page.click('button[aria-label="Move widget 2 up"]');
+  await page.click('text=Create dashboard');
+  await page.waitForURL(/#\/d\/dash_/);
+  await waitForDashboard();
+  const id = decodeURIComponent(page.url().split('#/d/')[1]);
+  const saved = (await api('/analytics/dashboards')).dashboards.find((d) => d.id === id);
+  assert.deepEqual(saved.widgets.map((w) => [w.title, w.params.metric]), [['Visitors', 'visitors'], ['Revenue', 'revenue']]);
+  assert.deepEqual(await page.locator('section.card h2').allTextContents(), ['Visitors', 'Revenue']);
+
+  await page.goto(`${BASE}/dashboard#/edit/${id}`);
+  await page.click('button[aria-label="Remove widget 2"]');
+  await page.click('text=Save changes');
+  await page.waitForURL(new RegExp(`#/d/${id}$`));
+  await waitForDashboard();
+  assert.deepEqual(await page.locator('section.card h2').allTextContents(), ['Visitors']);
+
+  await page.goto(`${BASE}/dashboard#/edit/${id}`);
+  page.once('dialog', (d) => d.accept());
+  await page.click('text=Delete dashboard');
+  await page.waitForURL(/#\/edit$/);
+  const left = (await api('/analytics/dashboards')).dashboards.map((d) => d.id);
+  assert.ok(!left.includes(id));
+  assert.equal(await page.locator(`nav a[href="#/d/${id}"]`).count(), 0);
+});
+
+test('the live panel updates on its own after an event is tracked', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  const total = page.locator('[data-testid="live-total"]');
+  await total.waitFor();
+  const before = JSON.parse(await total.getAttribute('data-raw'));
+  const url = page.url();
+  const tracked = await api('/analytics/event', {
+    method: 'POST',
+    key: WRITE_KEY,
+    body: JSON.stringify({ type: 'page.viewed', sessionId: 'sess_live_e2e', context: { page: { url: 'https://shop.example/live-e2e' } } }),
+  });
+  await page.waitForFunction(
+    (n) => JSON.parse(document.querySelector('[data-testid="live-total"]').dataset.raw) > n,
+    before,
+    { timeout: 30_000 },
+  );
+  assert.equal(page.url(), url, 'no reload');
+  await page.locator(`.recent li[data-id="${tracked.id}"]`).waitFor();
+  await page.screenshot({ path: `${SHOTS}/live.png` });
+});
