@@ -13,11 +13,13 @@
 //! - `DELETE /analytics/customers/{customerId}` (read key): erase a customer ([`crate::erasure`]).
 //! - `GET /analytics/live` (read key): events of the last minutes ([`crate::query::live`]).
 //! - `GET /dashboard`: the dashboard page ([`web`]; no auth: the page asks for a read key).
+//! - `GET /analytics/openapi.json`: the API contract ([`openapi`]).
 //! - `GET /health`: liveness (no auth).
 //!
 //! Authentication: `Authorization: Bearer <key>`; the key decides the store. Errors use the shape of
 //! [`response::error`]. Browsers may call the track routes cross-origin (CORS preflight answered here).
 
+pub mod openapi;
 pub mod request;
 pub mod response;
 pub mod web;
@@ -181,6 +183,9 @@ impl Api {
                     method: method.to_string(),
                     path: path.clone(),
                 })
+            }
+            ("/analytics/openapi.json", &Method::GET) => {
+                Ok(response::json(StatusCode::OK, openapi::document()))
             }
             ("/health", &Method::GET) => {
                 Ok(response::json(StatusCode::OK, &json!({"status": "ok"})))

@@ -1,0 +1,130 @@
+//! Contract fuzzing: schemathesis (PyPI, in the project venv) generates requests for every operation of
+//! `shared/openapi.yaml` and sends them to the local server on a real ClickHouse with demo data. Checks:
+//! no 5xx, every status code, content type and body as documented. Bounded: 25 examples per operation
+//! and phase, fixed seed.
+
+use std::process::Command;
+use std::time::Duration;
+
+use analytics_cli::demo_load;
+use analytics_cli::server::{self, ServerOptions};
+use commerce_analytics::demo::DemoConfig;
+use commerce_analytics::event::Validator;
+use integration_tests::{READ_KEY, TestDb, WRITE_KEY, repo_root};
+
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
+
+fn schemathesis() -> std::path::PathBuf {
+    let out = Command::new(repo_root().join("scripts/pyenv"))
+        .output()
+        .expect("scripts/pyenv runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    std::path::Path::new(&python).with_file_name("schemathesis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_answers_as_the_openapi_document_says() {
+    let st = tokio::task::spawn_blocking(schemathesis)
+        .await
+        .expect("joined");
+    assert!(
+        st.exists(),
+        "{} is missing (scripts/requirements.txt)",
+        st.display()
+    );
+    let db = TestDb::new("contract").await;
+    demo_load::load(
+        &db.store,
+        &Validator::from_config(&db.config),
+        "shop-a",
+        DemoConfig {
+            seed: 5,
+            events: 5_000,
+            days: 60,
+            end: time::OffsetDateTime::now_utc() - time::Duration::minutes(5),
+        },
+    )
+    .await
+    .expect("demo data");
+    let spill = repo_root()
+        .join("var")
+        .join(format!("it-spill-contract-{}", ulid::Ulid::new()));
+    let srv = server::start(
+        &db.config,
+        ServerOptions {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            spill_dir: spill.clone(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+    )
+    .await
+    .expect("server starts");
+    let schema = format!("http://{}/analytics/openapi.json", srv.addr);
+    let runs = [
+        ("track", WRITE_KEY, "^/analytics/events?$"),
+        (
+            "reads",
+            READ_KEY,
+            "^/analytics/(metrics|funnel|cohorts|live|dashboards)",
+        ),
+        (
+            "the rest",
+            READ_KEY,
+            "^/(analytics/(customers|ingest|openapi)|health)",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, key, paths) in runs {
+        let (st, schema) = (st.clone(), schema.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(st)
+                .args([
+                    "run",
+                    &schema,
+                    "--checks",
+                    CHECKS,
+                    "--max-examples",
+                    "25",
+                    "--seed",
+                    "7",
+                ])
+                .args([
+                    "--phases",
+                    "examples,coverage,fuzzing",
+                    "--include-path-regex",
+                    paths,
+                ])
+                .args(["--header", &format!("Authorization: Bearer {key}")])
+                .args([
+                    "--header",
+                    "X-Amz-Firehose-Access-Key: contract-test-access-key",
+                ])
+                .env("NO_COLOR", "1")
+                .output()
+        })
+        .await
+        .expect("joined")
+        .expect("schemathesis runs");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("== schemathesis: {name}\n{report}");
+        if !out.status.success() {
+            failures.push(name);
+        }
+    }
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(&spill);
+    assert!(
+        failures.is_empty(),
+        "schemathesis found failures in: {failures:?} (report above)"
+    );
+    db.drop_database().await;
+}
