@@ -4,10 +4,8 @@
 //! and phase, fixed seed.
 
 use std::process::Command;
-use std::time::Duration;
 
 use analytics_cli::demo_load;
-use analytics_cli::server::{self, ServerOptions};
 use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
 use integration_tests::{READ_KEY, TestDb, WRITE_KEY, repo_root};
@@ -51,19 +49,7 @@ async fn every_operation_answers_as_the_openapi_document_says() {
     )
     .await
     .expect("demo data");
-    let spill = repo_root()
-        .join("var")
-        .join(format!("it-spill-contract-{}", ulid::Ulid::new()));
-    let srv = server::start(
-        &db.config,
-        ServerOptions {
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            spill_dir: spill.clone(),
-            shutdown_grace: Duration::from_secs(5),
-        },
-    )
-    .await
-    .expect("server starts");
+    let srv = integration_tests::local_server(&db).await;
     let schema = format!("http://{}/analytics/openapi.json", srv.addr);
 
     // Every documented operation is routed: without a key it answers a documented status (401, or 200 when
@@ -159,8 +145,7 @@ async fn every_operation_answers_as_the_openapi_document_says() {
             failures.push(name);
         }
     }
-    srv.stop().await;
-    let _ = std::fs::remove_dir_all(&spill);
+    integration_tests::stop_local_server(&db, srv).await;
     assert!(
         failures.is_empty(),
         "schemathesis found failures in: {failures:?} (report above)"

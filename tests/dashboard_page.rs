@@ -7,10 +7,8 @@
 //! `scripts/test` runs it). Fails, never skips, without them.
 
 use std::process::Command;
-use std::time::Duration;
 
 use analytics_cli::demo_load;
-use analytics_cli::server::{self, ServerOptions};
 use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
 use integration_tests::{READ_KEY, TestDb, WRITE_KEY, repo_root};
@@ -48,19 +46,7 @@ async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() 
     )
     .await
     .expect("demo data");
-    let spill = repo_root()
-        .join("var")
-        .join(format!("it-spill-page-{}", ulid::Ulid::new()));
-    let srv = server::start(
-        &db.config,
-        ServerOptions {
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            spill_dir: spill.clone(),
-            shutdown_grace: Duration::from_secs(5),
-        },
-    )
-    .await
-    .expect("server starts");
+    let srv = integration_tests::local_server(&db).await;
 
     let shots = integration_tests::target_dir().join("dashboard-screenshots");
     let url = format!("http://{}", srv.addr);
@@ -84,8 +70,7 @@ async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() 
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{report}");
-    srv.stop().await;
-    let _ = std::fs::remove_dir_all(&spill);
+    integration_tests::stop_local_server(&db, srv).await;
     assert!(out.status.success(), "browser tests failed:\n{report}");
     db.drop_database().await;
 }

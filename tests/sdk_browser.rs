@@ -3,9 +3,7 @@
 //! ClickHouse). Needs `sdk/js/node_modules` (`npm ci`; `scripts/test` runs it) and `/usr/bin/chromium`.
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use analytics_cli::server::{self, ServerOptions};
 use integration_tests::{TestDb, WRITE_KEY, repo_root};
 
 fn npm(args: &[&str], env: &[(&str, String)]) -> Output {
@@ -55,19 +53,7 @@ async fn the_built_sdk_tracks_from_a_storefront_page_into_clickhouse() {
         &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2")],
     )
     .await;
-    let spill = repo_root()
-        .join("var")
-        .join(format!("it-spill-sdk-{}", ulid::Ulid::new()));
-    let srv = server::start(
-        &db.config,
-        ServerOptions {
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            spill_dir: spill.clone(),
-            shutdown_grace: Duration::from_secs(5),
-        },
-    )
-    .await
-    .expect("server starts");
+    let srv = integration_tests::local_server(&db).await;
     let env = vec![
         ("API_URL", format!("http://{}", srv.addr)),
         ("WRITE_KEY", WRITE_KEY.to_owned()),
@@ -78,8 +64,7 @@ async fn the_built_sdk_tracks_from_a_storefront_page_into_clickhouse() {
     let out = tokio::task::spawn_blocking(move || npm(&["run", "e2e"], &env))
         .await
         .expect("joined");
-    srv.stop().await;
-    let _ = std::fs::remove_dir_all(&spill);
+    integration_tests::stop_local_server(&db, srv).await;
     assert_ok("the SDK browser test", &out);
     db.drop_database().await;
 }

@@ -277,3 +277,31 @@ pub async fn call(
         serde_json::from_slice(resp.body().as_ref()).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The local server (`analytics serve`) on a free loopback port over `db`, as `scripts/dev` runs it.
+/// Stop it with [`stop_local_server`], which also removes its spill directory.
+pub async fn local_server(db: &TestDb) -> analytics_cli::server::LocalServer {
+    let spill = local_spill_dir(db);
+    analytics_cli::server::start(
+        &db.config,
+        analytics_cli::server::ServerOptions {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            spill_dir: spill,
+            shutdown_grace: Duration::from_secs(5),
+        },
+    )
+    .await
+    .expect("the local server starts")
+}
+
+/// Stops a server from [`local_server`] (its buffer flushes) and removes its spill directory.
+pub async fn stop_local_server(db: &TestDb, srv: analytics_cli::server::LocalServer) {
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(local_spill_dir(db));
+}
+
+fn local_spill_dir(db: &TestDb) -> PathBuf {
+    repo_root()
+        .join("var")
+        .join(format!("it-spill-{}", db.name))
+}
