@@ -2,19 +2,14 @@
 //! `is_bot`, and left out of every metric, ranked metric, funnel, cohort and dashboard unless the query
 //! says `includeBots=true`, including the reads the hourly rollup answers.
 
-use std::sync::Arc;
-
 use commerce_analytics::api::Api;
-use commerce_analytics::clock::SystemClock;
 use commerce_analytics::demo::{DemoConfig, DemoGenerator};
 use commerce_analytics::event::{Event, RequestMeta, Validator};
 use commerce_analytics::query::dashboards::BUILT_IN;
 use commerce_analytics::query::metrics::Metric;
 use commerce_analytics::query::ranked::Ranked;
-use commerce_analytics::sink::StoreSink;
 use commerce_analytics::store::EventStore;
-use commerce_analytics::tracker::Tracker;
-use integration_tests::{READ_KEY, TestDb, WRITE_KEY, call};
+use integration_tests::{READ_KEY, TestDb, WRITE_KEY, call, call_with};
 use serde_json::{Value, json};
 
 const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
@@ -164,20 +159,7 @@ async fn every_read_leaves_bots_out_unless_asked_and_then_counts_them_like_anyon
 #[tokio::test]
 async fn the_track_endpoint_flags_bot_browsers_but_never_a_backend_reporting_an_order() {
     let db = TestDb::new("bots_track").await;
-    let store: Arc<dyn EventStore> = Arc::new(db.store.clone());
-    let tracker = Tracker::new(
-        Validator::from_config(&db.config),
-        Arc::new(StoreSink::new(store)),
-        Arc::new(SystemClock),
-    );
-    let api = Api::new(
-        Arc::new(tracker),
-        commerce_analytics::auth::Authenticator::from_config(
-            Arc::new(db.store.clone()),
-            &db.config,
-        ),
-        db.config.limits,
-    );
+    let api = db.tracking_api();
     let order = json!({"type": "order.completed", "customerId": "c1",
         "properties": {"orderId": "o1", "total": 1000, "currency": "EUR"}});
     let view = json!({"type": "product.viewed", "sessionId": "s1",
@@ -220,21 +202,18 @@ async fn the_track_endpoint_flags_bot_browsers_but_never_a_backend_reporting_an_
         if let Some(p) = event["properties"].get_mut("orderId") {
             *p = json!(format!("order_{id}"));
         }
-        let mut req = lambda_http::http::Request::builder()
-            .method("POST")
-            .uri("https://api.example.com/analytics/event")
-            .header("authorization", format!("Bearer {WRITE_KEY}"))
-            .header("user-agent", user_agent);
-        if let Some(o) = origin {
-            req = req.header("origin", o);
-        }
-        let resp = api
-            .handle(
-                req.body(lambda_http::Body::Text(event.to_string()))
-                    .expect("request"),
-            )
-            .await;
-        assert_eq!(resp.status().as_u16(), 202, "{id}");
+        let mut headers = vec![("user-agent", user_agent)];
+        headers.extend(origin.map(|o| ("origin", o)));
+        let (status, answer) = call_with(
+            &api,
+            "POST",
+            "/analytics/event",
+            WRITE_KEY,
+            &headers,
+            Some(event),
+        )
+        .await;
+        assert_eq!(status, 202, "{id}: {answer}");
         let stored: u8 = db
             .scalar(&format!(
                 "SELECT toUInt8(is_bot) FROM commerce_events WHERE id = '{id}'"

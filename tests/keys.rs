@@ -10,7 +10,7 @@ use commerce_analytics::api::Api;
 use commerce_analytics::auth::{Authenticator, KeyStore, StoredKey, digest_hex, keys};
 use commerce_analytics::clock::{Clock, FixedClock};
 use commerce_analytics::config::KeyKind;
-use integration_tests::{TestDb, call, debug_binary, repo_root};
+use integration_tests::{TestDb, call, call_with, debug_binary, repo_root};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -179,21 +179,17 @@ async fn write_keys_from_the_command_track_only_from_their_origins_and_cannot_re
         (Some("https://evil.example"), 403),
         (None, 202),
     ] {
-        let mut req = lambda_http::http::Request::builder()
-            .method("POST")
-            .uri("https://api.example.com/analytics/event")
-            .header("authorization", format!("Bearer {secret}"))
-            .header("content-type", "application/json");
-        if let Some(o) = origin {
-            req = req.header("origin", o);
-        }
-        let resp = api
-            .handle(
-                req.body(lambda_http::Body::Text(event.to_string()))
-                    .expect("request"),
-            )
-            .await;
-        assert_eq!(resp.status().as_u16(), expected, "{origin:?}");
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        let (status, body) = call_with(
+            &api,
+            "POST",
+            "/analytics/event",
+            &secret,
+            &headers,
+            Some(event.clone()),
+        )
+        .await;
+        assert_eq!(status, expected, "{origin:?}: {body}");
     }
     let (status, body) = call(
         &api,

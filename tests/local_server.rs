@@ -1,17 +1,9 @@
 //! The local server end to end against the real ClickHouse, including fault tests that stop and restart a
 //! private ClickHouse server to prove that accepted events are never lost.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use analytics_cli::server::{self, LocalServer, ServerOptions};
-use commerce_analytics::api::Api;
-use commerce_analytics::auth::Authenticator;
-use commerce_analytics::clock::SystemClock;
-use commerce_analytics::event::Validator;
-use commerce_analytics::sink::StoreSink;
-use commerce_analytics::store::EventStore;
-use commerce_analytics::tracker::Tracker;
 use integration_tests::{PrivateClickHouse, TestDb, WRITE_KEY, eventually, repo_root};
 use serde_json::{Value, json};
 
@@ -245,17 +237,7 @@ async fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_accepted()
 #[tokio::test]
 async fn the_lambda_track_path_inserts_each_request_directly() {
     let db = TestDb::new("lambda").await;
-    let store: Arc<dyn EventStore> = Arc::new(db.store.clone());
-    let tracker = Tracker::new(
-        Validator::from_config(&db.config),
-        Arc::new(StoreSink::new(store)),
-        Arc::new(SystemClock),
-    );
-    let api = Api::new(
-        Arc::new(tracker),
-        Authenticator::from_config(Arc::new(db.store.clone()), &db.config),
-        db.config.limits,
-    );
+    let api = db.tracking_api();
     let text =
         std::fs::read_to_string(repo_root().join("events/track-order.json")).expect("fixture");
     let mut req = lambda_http::request::from_str(&text).expect("request");

@@ -170,6 +170,26 @@ impl TestDb {
         .with_queries(Arc::new(self.store.clone()), clock)
     }
 
+    /// The API as the `track` Lambda wires it without Firehose: each request's events inserted into this
+    /// database before the answer, keys from its key table.
+    pub fn tracking_api(&self) -> commerce_analytics::api::Api {
+        use std::sync::Arc;
+        let store: Arc<dyn commerce_analytics::store::EventStore> = Arc::new(self.store.clone());
+        let tracker = commerce_analytics::tracker::Tracker::new(
+            commerce_analytics::event::Validator::from_config(&self.config),
+            Arc::new(commerce_analytics::sink::StoreSink::new(store)),
+            Arc::new(commerce_analytics::clock::SystemClock),
+        );
+        commerce_analytics::api::Api::new(
+            Arc::new(tracker),
+            commerce_analytics::auth::Authenticator::from_config(
+                Arc::new(self.store.clone()),
+                &self.config,
+            ),
+            self.config.limits,
+        )
+    }
+
     pub async fn drop_database(&self) {
         let _ = self
             .store
@@ -262,10 +282,26 @@ pub async fn call(
     key: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let req = lambda_http::http::Request::builder()
+    call_with(api, method, path_and_query, key, &[], body).await
+}
+
+/// [`call`] with extra request headers (`origin`, `user-agent`, …).
+pub async fn call_with(
+    api: &commerce_analytics::api::Api,
+    method: &str,
+    path_and_query: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = lambda_http::http::Request::builder()
         .method(method)
         .uri(format!("https://api.example.com{path_and_query}"))
-        .header("authorization", format!("Bearer {key}"))
+        .header("authorization", format!("Bearer {key}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
         .body(body.map_or(lambda_http::Body::Empty, |b| {
             lambda_http::Body::Text(b.to_string())
         }))
