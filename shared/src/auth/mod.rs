@@ -271,6 +271,28 @@ mod tests {
         }
     }
 
+    /// A counting key store behind a 60 s cache on a clock pinned at the epoch, and a key `kind` in it.
+    async fn cached(kind: KeyKind) -> (Arc<Counting>, Arc<FixedClock>, Authenticator, String) {
+        let store = Arc::new(Counting::default());
+        let (secret, _) = keys::create(
+            store.as_ref(),
+            "s1",
+            kind,
+            vec![],
+            "",
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .await
+        .expect("created");
+        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
+        let auth = Authenticator::new(
+            store.clone(),
+            std::time::Duration::from_secs(60),
+            clock.clone(),
+        );
+        (store, clock, auth, secret)
+    }
+
     #[tokio::test]
     async fn bearer_key_resolves_to_its_store_and_kind() {
         let p = auth()
@@ -314,26 +336,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_revoked_key_works_until_the_cache_ttl_then_never_again() {
-        let store = Arc::new(Counting::default());
-        let (secret, row) = keys::create(
-            store.as_ref(),
-            "s1",
-            KeyKind::Read,
-            vec![],
-            "",
-            OffsetDateTime::UNIX_EPOCH,
-        )
-        .await
-        .expect("created");
-        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
-        let auth = Authenticator::new(
-            store.clone(),
-            std::time::Duration::from_secs(60),
-            clock.clone(),
-        );
+        let (store, clock, auth, secret) = cached(KeyKind::Read).await;
+        let prefix: String = secret.chars().take(keys::DISPLAY_PREFIX_LEN).collect();
         let header = format!("Bearer {secret}");
         auth.authenticate(Some(&header)).await.expect("live");
-        keys::revoke(store.as_ref(), &row.prefix, clock.now())
+        keys::revoke(store.as_ref(), &prefix, clock.now())
             .await
             .expect("revoked");
         clock.advance(time::Duration::seconds(59));
@@ -348,9 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_keys_are_remembered_so_guessing_does_not_hammer_the_table() {
-        let store = Arc::new(Counting::default());
-        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
-        let auth = Authenticator::new(store.clone(), std::time::Duration::from_secs(60), clock);
+        let (store, _, auth, _) = cached(KeyKind::Write).await;
         for _ in 0..5 {
             assert_eq!(
                 auth.authenticate(Some("Bearer pk_guess"))
@@ -365,9 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_stays_bounded_under_a_flood_of_random_keys() {
-        let store = Arc::new(Counting::default());
-        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
-        let auth = Authenticator::new(store, std::time::Duration::from_secs(60), clock);
+        let (_, _, auth, _) = cached(KeyKind::Write).await;
         for i in 0..Authenticator::MAX_CACHED + 10 {
             let _ = auth.authenticate(Some(&format!("Bearer pk_{i}"))).await;
         }
@@ -376,10 +379,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_key_table_is_a_retryable_503_not_a_401() {
-        let store = Arc::new(Counting::default());
+        let (store, _, auth, _) = cached(KeyKind::Write).await;
         store.down.store(true, std::sync::atomic::Ordering::SeqCst);
-        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
-        let auth = Authenticator::new(store, std::time::Duration::from_secs(60), clock);
         let err = auth
             .authenticate(Some("Bearer pk_any"))
             .await
@@ -389,23 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn while_the_key_table_is_down_the_last_answer_for_a_known_key_stands() {
-        let store = Arc::new(Counting::default());
-        let (secret, _) = keys::create(
-            store.as_ref(),
-            "s1",
-            KeyKind::Write,
-            vec![],
-            "",
-            OffsetDateTime::UNIX_EPOCH,
-        )
-        .await
-        .expect("created");
-        let clock = Arc::new(FixedClock::new(OffsetDateTime::UNIX_EPOCH));
-        let auth = Authenticator::new(
-            store.clone(),
-            std::time::Duration::from_secs(60),
-            clock.clone(),
-        );
+        let (store, clock, auth, secret) = cached(KeyKind::Write).await;
         assert_eq!(auth.preload().await.expect("preloaded"), 1);
         store.down.store(true, std::sync::atomic::Ordering::SeqCst);
         clock.advance(time::Duration::hours(1));
