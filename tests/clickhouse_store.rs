@@ -324,3 +324,20 @@ async fn a_large_batch_sent_again_in_other_batches_adds_no_rows() {
     );
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn an_event_repeated_across_chunks_of_one_call_is_stored_once() {
+    let db = TestDb::new("chunks").await;
+    let first = page_views(500);
+    // Every event twice, the copies reversed: with 250-event chunks, four in flight, each copy is in
+    // another chunk than its original (with another dedup token), and all four chunks look up at once.
+    let mut batch = first.clone();
+    batch.extend(first.iter().rev().cloned());
+    db.store.insert_batches(&batch, 250).await.expect("insert");
+    assert_eq!(
+        db.store.count_rows("shop-a").await.expect("count"),
+        500,
+        "one row per event"
+    );
+    db.drop_database().await;
+}

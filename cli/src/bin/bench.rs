@@ -18,8 +18,11 @@
 //! ## firehose
 //! The `ingest` function's path (parse the delivery, base64-decode, validate, insert in `batch_size`
 //! chunks) called in-process with prebuilt spec-shaped requests, for deliveries of 500 records and of
-//! 5 MiB, against the same rows sent as one `INSERT … FORMAT JSONEachRow` per delivery. Deliveries are
-//! sent one after another, as one Lambda instance receives them.
+//! 5 MiB, against the same rows sent as one `INSERT … FORMAT JSONEachRow` per delivery (the ratio the
+//! issue names). Deliveries are sent one after another, as one Lambda instance receives them. Two more
+//! runs put the ratio in context: the direct inserts split into `batch_size`-row requests (the most any
+//! path that honours `batch_size` can reach on this server), and ours with `batch_size` at least the
+//! delivery size.
 
 // Printing the figures on stdout is this binary's purpose.
 #![allow(clippy::print_stdout)]
@@ -306,17 +309,13 @@ fn delivery_request(
 }
 
 async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    use commerce_analytics::ingest::Ingest;
     let pid = std::process::id();
+    let batch_size = config(url, "bench_probe")?.batch_size;
     println!(
-        "ingest path (decode + validate + insert) vs INSERT ... FORMAT JSONEachRow, same rows, sequential deliveries"
+        "ingest path (decode + validate + exactly-once insert, batch_size {batch_size}) vs INSERT ... FORMAT JSONEachRow, same rows, sequential deliveries"
     );
     for (label, per_delivery, deliveries) in [("500 records", 500usize, 40usize), ("5 MiB", 0, 6)] {
-        // Fresh names per case: DROP DATABASE completes lazily, so a reused name can vanish under us.
-        let db_ours = format!("bench_fh_ours_{pid}_{deliveries}");
-        let db_base = format!("bench_fh_base_{pid}_{deliveries}");
-        let cfg = config(url, &db_ours)?;
-        let v = Validator::from_config(&cfg);
+        let v = Validator::from_config(&config(url, "bench_probe")?);
         // 5 MiB deliveries: as many records as fit in 5 MiB of request body.
         let per = if per_delivery > 0 {
             per_delivery
@@ -326,65 +325,29 @@ async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             (5 * 1024 * 1024) * 2000 / bytes
         };
         let events = demo_events(per * deliveries, 11, &v);
-        let requests: Vec<lambda_http::Request> = events
-            .chunks(per)
-            .enumerate()
-            .map(|(i, c)| delivery_request(&format!("bench-{i}"), c))
-            .collect();
-        let body_mib = requests[0].body().as_ref().len() as f64 / 1024.0 / 1024.0;
-
-        let store = ClickHouseStore::new(&cfg.clickhouse);
-        store.migrate(cfg.retention_days).await?;
-        let ingest = Ingest::new(
-            Arc::new(store.clone()),
-            v.clone(),
-            None,
-            cfg.batch_size,
-            cfg.limits.max_ingest_bytes,
-            Arc::new(commerce_analytics::clock::SystemClock),
-        );
-        let started = Instant::now();
-        for req in requests {
-            let resp = ingest.handle(req).await;
-            if resp.status() != 200 {
-                return Err(format!("ingest answered {}", resp.status()).into());
+        let body_mib =
+            delivery_request("x", &events[..per]).body().as_ref().len() as f64 / 1024.0 / 1024.0;
+        // Fresh names per run: DROP DATABASE completes lazily, so a reused name can vanish under us.
+        let db = |side: &str| format!("bench_fh_{side}_{pid}_{deliveries}");
+        let mut sides = [
+            Side::ingest(url, &db("ours"), batch_size).await?,
+            Side::direct(url, &db("base"), per).await?,
+            Side::direct(url, &db("chunked"), batch_size).await?,
+            Side::ingest(url, &db("whole"), per).await?,
+        ];
+        // Interleaved: every delivery goes through each side in turn (starting side rotating), so
+        // background merges and machine noise fall on all sides alike.
+        let mut took = [Duration::ZERO; 4];
+        for (i, delivery) in events.chunks(per).enumerate() {
+            for k in 0..sides.len() {
+                let s = (i + k) % sides.len();
+                took[s] += sides[s].deliver(i, delivery).await?;
             }
         }
-        let ours = started.elapsed();
-
-        let base_cfg = config(url, &db_base)?;
-        let base_store = ClickHouseStore::new(&base_cfg.clickhouse);
-        base_store.migrate(base_cfg.retention_days).await?;
-        let bodies: Vec<String> = events
-            .chunks(per)
-            .map(|c| c.iter().map(|e| row_json(e) + "\n").collect())
-            .collect();
-        let insert_url = format!(
-            "{url}/?query={}",
-            urlencode(&format!(
-                "INSERT INTO {db_base}.commerce_events FORMAT JSONEachRow"
-            ))
-        );
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        for body in bodies {
-            let resp = client.post(&insert_url).body(body).send().await?;
-            if !resp.status().is_success() {
-                return Err(format!("baseline insert: {}", resp.text().await?).into());
-            }
+        for side in &mut sides {
+            side.finish(events.len()).await?;
         }
-        let base = started.elapsed();
-        let (a, b) = (
-            store.count_rows("bench").await?,
-            base_store.count_rows("bench").await?,
-        );
-        if a != b || a != events.len() as u64 {
-            return Err(format!(
-                "row counts differ: ours {a}, baseline {b}, sent {}",
-                events.len()
-            )
-            .into());
-        }
+        let [ours, base, chunked, whole] = took;
         let rate = |d: Duration| events.len() as f64 / d.as_secs_f64();
         println!(
             "{label:>11} ({per} records, {body_mib:.2} MiB/delivery, {deliveries} deliveries): ours {:>8.0} records/s, baseline {:>8.0} rows/s, ratio {:.2}",
@@ -392,19 +355,156 @@ async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             rate(base),
             rate(ours) / rate(base)
         );
-        // Each through its own client: a client bound to a dropped database cannot run queries.
-        store
-            .client()
-            .query(&format!("DROP DATABASE IF EXISTS {db_ours}"))
-            .execute()
-            .await?;
-        base_store
-            .client()
-            .query(&format!("DROP DATABASE IF EXISTS {db_base}"))
-            .execute()
-            .await?;
+        println!(
+            "{:>11}   ceiling of batch_size inserts on this server: the same direct inserts split into {batch_size}-row requests ({CHUNK_IN_FLIGHT} in flight) {:>8.0} rows/s, ratio {:.2}; ours / that {:.2}",
+            "",
+            rate(chunked),
+            rate(chunked) / rate(base),
+            rate(ours) / rate(chunked)
+        );
+        println!(
+            "{:>11}   ours with batch_size >= the delivery (one insert per delivery) {:>8.0} records/s, ratio {:.2}",
+            "",
+            rate(whole),
+            rate(whole) / rate(base)
+        );
     }
     Ok(())
+}
+
+/// Inserts in flight per delivery in the chunked baseline: as many as `insert_batches` keeps.
+const CHUNK_IN_FLIGHT: usize = 4;
+
+/// One way of storing deliveries, each in its own fresh database.
+enum Side {
+    /// Spec-shaped delivery requests through the ingest handler, with the given `batch_size`.
+    Ingest {
+        db: String,
+        store: ClickHouseStore,
+        ingest: commerce_analytics::ingest::Ingest,
+    },
+    /// The same rows (as our pipeline stores them) POSTed straight to ClickHouse with `INSERT … FORMAT
+    /// JSONEachRow`, as requests of `insert_rows` rows ([`CHUNK_IN_FLIGHT`] at a time when a delivery
+    /// takes several).
+    Direct {
+        db: String,
+        store: ClickHouseStore,
+        insert_url: String,
+        insert_rows: usize,
+        client: reqwest::Client,
+    },
+}
+
+impl Side {
+    async fn ingest(
+        url: &str,
+        db: &str,
+        batch_size: usize,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let cfg = config(url, db)?;
+        let store = ClickHouseStore::new(&cfg.clickhouse);
+        store.migrate(cfg.retention_days).await?;
+        let ingest = commerce_analytics::ingest::Ingest::new(
+            Arc::new(store.clone()),
+            Validator::from_config(&cfg),
+            None,
+            batch_size,
+            cfg.limits.max_ingest_bytes,
+            Arc::new(commerce_analytics::clock::SystemClock),
+        );
+        Ok(Self::Ingest {
+            db: db.to_owned(),
+            store,
+            ingest,
+        })
+    }
+
+    async fn direct(
+        url: &str,
+        db: &str,
+        insert_rows: usize,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let cfg = config(url, db)?;
+        let store = ClickHouseStore::new(&cfg.clickhouse);
+        store.migrate(cfg.retention_days).await?;
+        let insert_url = format!(
+            "{url}/?query={}",
+            urlencode(&format!(
+                "INSERT INTO {db}.commerce_events FORMAT JSONEachRow"
+            ))
+        );
+        Ok(Self::Direct {
+            db: db.to_owned(),
+            store,
+            insert_url,
+            insert_rows,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    /// Stores delivery number `i`; the time it took (request building excluded).
+    async fn deliver(
+        &self,
+        i: usize,
+        events: &[commerce_analytics::event::Event],
+    ) -> Result<Duration, Box<dyn std::error::Error>> {
+        match self {
+            Self::Ingest { ingest, .. } => {
+                let req = delivery_request(&format!("bench-{i}"), events);
+                let started = Instant::now();
+                let resp = ingest.handle(req).await;
+                if resp.status() != 200 {
+                    return Err(format!("ingest answered {}", resp.status()).into());
+                }
+                Ok(started.elapsed())
+            }
+            Self::Direct {
+                insert_url,
+                insert_rows,
+                client,
+                ..
+            } => {
+                let bodies: Vec<String> = events
+                    .chunks(*insert_rows)
+                    .map(|c| c.iter().map(|e| row_json(e) + "\n").collect())
+                    .collect();
+                let started = Instant::now();
+                let mut bodies = bodies.into_iter();
+                loop {
+                    let wave: Vec<String> = bodies.by_ref().take(CHUNK_IN_FLIGHT).collect();
+                    if wave.is_empty() {
+                        break;
+                    }
+                    let sends = wave
+                        .into_iter()
+                        .map(|body| client.post(insert_url.as_str()).body(body).send());
+                    for resp in futures_util::future::join_all(sends).await {
+                        let resp = resp?;
+                        if !resp.status().is_success() {
+                            return Err(format!("direct insert: {}", resp.text().await?).into());
+                        }
+                    }
+                }
+                Ok(started.elapsed())
+            }
+        }
+    }
+
+    /// Checks that exactly `expected` rows arrived, then drops the side's database.
+    async fn finish(&self, expected: usize) -> Result<(), Box<dyn std::error::Error>> {
+        let (Self::Ingest { db, store, .. } | Self::Direct { db, store, .. }) = self;
+        let rows = store.count_rows("bench").await?;
+        if rows != expected as u64 {
+            return Err(format!("{db}: {rows} rows stored, {expected} sent").into());
+        }
+        // Through the side's own client: a client bound to a dropped database cannot run queries.
+        store
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute()
+            .await?;
+        Ok(())
+    }
 }
 
 /// p50 of `runs` timed calls after one warm-up.

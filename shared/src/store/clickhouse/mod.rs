@@ -3,10 +3,9 @@
 //! Inserts use the official `clickhouse` crate (RowBinary, schema validated against the table), one
 //! `INSERT` per batch, always finished with `end()`. Exactly-once storage of events rests on three layers:
 //! 1. within a batch, repeated `(store_id, id)` pairs are dropped (first one kept);
-//! 2. before inserting, ids already stored are looked up and dropped (`id` bloom-filter index, timestamps
-//!    bounded to [`DEDUP_HORIZON`] around the batch; one lookup per `insert_batches` call), so a resent
-//!    event never adds a second row — which
-//!    matters for materialized rollups, since they see every inserted row;
+//! 2. before each insert, the ids of its rows already stored are looked up and dropped (`id` bloom-filter
+//!    index, timestamps bounded to [`DEDUP_HORIZON`] around the rows), so a resent event never adds a
+//!    second row (raw counts stay exact before merges, and no rollup row is written twice);
 //! 3. each insert carries `insert_deduplication_token` and the table keeps a
 //!    `non_replicated_deduplication_window`, so a batch retried after an ambiguous failure (timeout after
 //!    the server committed) is stored once even when step 2 ran before the first attempt landed.
@@ -43,15 +42,8 @@ pub const DEDUP_HORIZON: time::Duration = time::Duration::days(1);
 /// Events per already-stored lookup query: ids are at most 128 bytes, so 1,500 of them stay inside 256 KiB.
 const LOOKUP_GROUP: usize = 1_500;
 
-/// Chunks of one `insert_batches` call written at the same time.
+/// Chunks of one `insert_batches` call in flight at the same time (each: lookup, then insert).
 const CHUNK_CONCURRENCY: usize = 4;
-
-type LookupFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Vec<(String, String)>, StoreError>> + Send + 'a>,
->;
-
-type WriteFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
 /// Name of the events table (the spec's).
 pub const EVENTS_TABLE: &str = "commerce_events";
@@ -150,13 +142,29 @@ impl ClickHouseStore {
 impl ClickHouseStore {
     /// The events not stored yet, first occurrence of each `(store_id, id)` only.
     async fn fresh<'a>(&self, events: &'a [Event]) -> Result<Vec<&'a Event>, StoreError> {
+        let unique = first_occurrences(events);
+        self.not_stored(&unique).await
+    }
+
+    /// The events of `events` whose `(store_id, id)` is not stored yet (`events` holds no repeats).
+    async fn not_stored<'a>(&self, events: &[&'a Event]) -> Result<Vec<&'a Event>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut seen = self.stored_ids(events).await?;
+        let mut stored = HashSet::new();
+        // Groups keep each lookup far below ClickHouse's `max_query_size` (256 KiB): a 50,000-event batch
+        // inlined as one IN list would not parse.
+        let groups: Vec<&[&Event]> = events.chunks(LOOKUP_GROUP).collect();
+        for wave in groups.chunks(CHUNK_CONCURRENCY) {
+            let lookups = wave.iter().map(|group| self.stored_ids_in(group));
+            for found in futures_util::future::join_all(lookups).await {
+                stored.extend(found?);
+            }
+        }
         let fresh: Vec<&Event> = events
             .iter()
-            .filter(|e| seen.insert((e.store_id.clone(), e.id.clone())))
+            .filter(|e| !stored.contains(&(e.store_id.clone(), e.id.clone())))
+            .copied()
             .collect();
         if fresh.len() < events.len() {
             tracing::info!(
@@ -165,6 +173,23 @@ impl ClickHouseStore {
             );
         }
         Ok(fresh)
+    }
+
+    /// One chunk of [`EventStore::insert_batches`]: look up which of its events are stored already, then
+    /// insert the others with a token derived from exactly those rows.
+    async fn write_chunk(&self, chunk: &[&Event]) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let fresh = self.not_stored(chunk).await?;
+        let looked_up = started.elapsed();
+        self.write_rows(&fresh, &dedup_token(fresh.iter().copied()))
+            .await?;
+        tracing::debug!(
+            events = chunk.len(),
+            lookup_ms = looked_up.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "chunk stored"
+        );
+        Ok(())
     }
 
     /// One `INSERT` of `rows` with the given dedup token, finished with `end()`.
@@ -188,25 +213,7 @@ impl ClickHouseStore {
         insert.end().await.map_err(classify)
     }
 
-    /// `(store_id, id)` pairs of `events` that are already stored.
-    async fn stored_ids(&self, events: &[Event]) -> Result<HashSet<(String, String)>, StoreError> {
-        let mut found = HashSet::new();
-        // Groups keep each lookup far below ClickHouse's `max_query_size` (256 KiB): a 50,000-event batch
-        // inlined as one IN list would not parse.
-        let groups: Vec<&[Event]> = events.chunks(LOOKUP_GROUP).collect();
-        for wave in groups.chunks(CHUNK_CONCURRENCY) {
-            let mut lookups: Vec<LookupFuture<'_>> = Vec::with_capacity(wave.len());
-            for group in wave {
-                lookups.push(Box::pin(self.stored_ids_in(group)));
-            }
-            for result in futures_util::future::join_all(lookups).await {
-                found.extend(result?);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn stored_ids_in(&self, events: &[Event]) -> Result<Vec<(String, String)>, StoreError> {
+    async fn stored_ids_in(&self, events: &[&Event]) -> Result<Vec<(String, String)>, StoreError> {
         let stores: HashSet<&str> = events.iter().map(|e| e.store_id.as_str()).collect();
         let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let (mut from, mut to) = (events[0].timestamp, events[0].timestamp);
@@ -231,6 +238,15 @@ impl ClickHouseStore {
     }
 }
 
+/// The first occurrence of each `(store_id, id)`, in order.
+fn first_occurrences(events: &[Event]) -> Vec<&Event> {
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .filter(|e| seen.insert((e.store_id.as_str(), e.id.as_str())))
+        .collect()
+}
+
 #[async_trait]
 impl EventStore for ClickHouseStore {
     async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError> {
@@ -238,29 +254,30 @@ impl EventStore for ClickHouseStore {
         self.write_rows(&fresh, dedup_token).await
     }
 
+    /// Repeats inside the call are dropped first (so chunks never share an event), then every chunk of
+    /// `batch_size` runs its own lookup and insert, [`CHUNK_CONCURRENCY`] chunks at a time: one chunk's
+    /// lookup overlaps another's insert. After a failure no new chunk starts; the ones in flight are
+    /// finished (never abandoned mid-insert), and the first error is returned.
     async fn insert_batches(&self, events: &[Event], batch_size: usize) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        let fresh = self.fresh(events).await?;
-        tracing::debug!(
-            events = events.len(),
-            lookup_ms = started.elapsed().as_secs_f64() * 1e3,
-            "looked up stored ids"
-        );
-        let chunks: Vec<(&[&Event], String)> = fresh
-            .chunks(batch_size.max(1))
-            .map(|c| (c, dedup_token(c.iter().copied())))
-            .collect();
-        // A few chunks at a time: most of a small insert is fixed per-insert work on the server.
-        for group in chunks.chunks(CHUNK_CONCURRENCY) {
-            let mut writes: Vec<WriteFuture<'_>> = Vec::with_capacity(group.len());
-            for (rows, token) in group {
-                writes.push(Box::pin(self.write_rows(rows, token)));
+        use futures_util::StreamExt as _;
+        let unique = first_occurrences(events);
+        let mut chunks = unique.chunks(batch_size.max(1));
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let mut first_error = None;
+        loop {
+            while first_error.is_none() && in_flight.len() < CHUNK_CONCURRENCY {
+                match chunks.next() {
+                    Some(chunk) => in_flight.push(self.write_chunk(chunk)),
+                    None => break,
+                }
             }
-            for result in futures_util::future::join_all(writes).await {
-                result?;
+            match in_flight.next().await {
+                Some(Err(e)) if first_error.is_none() => first_error = Some(e),
+                Some(_) => {}
+                None => break,
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn insert_rejects(
