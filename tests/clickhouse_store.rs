@@ -341,3 +341,88 @@ async fn an_event_repeated_across_chunks_of_one_call_is_stored_once() {
     );
     db.drop_database().await;
 }
+
+/// A rollup row, finalized: store, hour (unix seconds), type, country, distinct events, distinct visitors.
+type RollupRow = (String, u32, String, String, u64, u64);
+
+#[tokio::test]
+async fn the_rollup_view_writes_exactly_what_the_per_kind_queries_compute() {
+    use commerce_analytics::demo::{DemoConfig, DemoGenerator};
+    use commerce_analytics::store::clickhouse::migrations::{
+        HOURLY_EVENTS, HOURLY_EVENTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
+    };
+    let db = TestDb::new("rollup").await;
+    let now = time::OffsetDateTime::now_utc();
+    let mut events: Vec<Event> = DemoGenerator::new(DemoConfig {
+        seed: 5,
+        events: 3_000,
+        days: 3,
+        end: now,
+    })
+    .map(|w| {
+        validator()
+            .validate(w, "shop-a", &RequestMeta::default(), now)
+            .expect("valid demo event")
+    })
+    .collect();
+    // Every seventh event from a bot: the rollup counts humans only.
+    for e in events.iter_mut().step_by(7) {
+        e.bot = true;
+    }
+    db.store
+        .insert_batches(&events, 1000)
+        .await
+        .expect("insert");
+
+    let finalize = "SELECT store_id, toUnixTimestamp(hour), toString(type), toString(country), \
+                    uniqExactMerge(events), uniqExactMerge(visitors) FROM ({}) \
+                    GROUP BY ALL ORDER BY ALL";
+    let store = &db.store;
+    let fetch = |inner: String| {
+        let sql = finalize.replace("{}", &inner);
+        async move {
+            store
+                .client()
+                .query(&sql)
+                .fetch_all::<RollupRow>()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    let views = db
+        .store
+        .client()
+        .query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() \
+             AND engine = 'MaterializedView' ORDER BY name",
+        )
+        .fetch_all::<String>()
+        .await
+        .expect("views");
+    assert_eq!(views, ["commerce_hourly_mv"], "one view feeds the rollup");
+    let stored = fetch("SELECT * FROM commerce_hourly".to_owned()).await;
+    let expected = fetch(format!(
+        "{HOURLY_EVENTS} FROM commerce_events WHERE NOT is_bot {HOURLY_EVENTS_GROUP} \
+         UNION ALL {HOURLY_VISITORS} FROM commerce_events WHERE NOT is_bot {HOURLY_VISITORS_GROUP}"
+    ))
+    .await;
+    let humans = events.iter().filter(|e| !e.bot).count() as u64;
+    assert_eq!(
+        stored.iter().map(|r| r.4).sum::<u64>(),
+        humans,
+        "every human event is counted once, no bot"
+    );
+    assert_eq!(
+        stored.len(),
+        expected.len(),
+        "as many rollup rows as the per-kind queries give"
+    );
+    let differing: Vec<_> = stored
+        .iter()
+        .zip(&expected)
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert!(differing.is_empty(), "stored vs expected: {differing:?}");
+    db.drop_database().await;
+}

@@ -40,8 +40,9 @@
 //! ## `api_keys` (v5)
 //! Keys by SHA-256, never the key; see `keys.rs` and [`crate::auth::keys`].
 //!
-//! ## `commerce_hourly` rollup (v4)
-//! An `AggregatingMergeTree` fed by two materialized views on every insert into `commerce_events`: per
+//! ## `commerce_hourly` rollup (v4; one view since v7)
+//! An `AggregatingMergeTree` fed by a materialized view on every insert into `commerce_events` (two views
+//! until v7, which merged them into [`HOURLY_ROLLUP`] to write one block per insert instead of two): per
 //! store, UTC hour, type and country the exact distinct set (`uniqExactState` of 64-bit hashes) of event
 //! ids, and per store, hour and country (type `'*'`) the distinct set of visitors. Distinct sets rather than counters make the rollup idempotent: re-aggregating
 //! events (the backfill racing live inserts, the re-aggregation after an erasure) never over-counts.
@@ -215,7 +216,32 @@ ORDER BY sha256
              {hourly_visitors} FROM {db}.commerce_events WHERE NOT is_bot {hourly_visitors_group}",
         ],
     },
+    Migration {
+        version: 7,
+        name: "one rollup view instead of two",
+        statements: &[
+            // Created before the old views are dropped, so no insert skips the rollup; rows inserted in
+            // between are aggregated twice, which the distinct-set states make harmless.
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_hourly_mv TO {db}.commerce_hourly AS \
+             {hourly_rollup} FROM {db}.commerce_events {hourly_rollup_rest}",
+            "DROP VIEW IF EXISTS {db}.commerce_hourly_events_mv",
+            "DROP VIEW IF EXISTS {db}.commerce_hourly_visitors_mv",
+        ],
+    },
 ];
+
+/// Both kinds of rollup rows in one pass, for the materialized view: every event is seen twice by the
+/// `ARRAY JOIN`, once under its own type (counted in `events`) and once under `'*'` (counted in
+/// `visitors`). The result equals [`HOURLY_EVENTS`] ∪ [`HOURLY_VISITORS`] (a test checks it row for row),
+/// but each insert into `commerce_events` writes one block into `commerce_hourly` instead of two: on a
+/// small server every part written costs several ms, and fewer parts also means fewer merges.
+pub const HOURLY_ROLLUP: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, rollup_type AS type, \
+     country, uniqExactStateIf(cityHash64(id), rollup_type != '*') AS events, \
+     uniqExactStateIf(cityHash64(if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, session_id))), \
+       rollup_type = '*' AND (customer_id != '' OR anonymous_id != '' OR session_id != '')) AS visitors";
+/// What follows `FROM commerce_events` in [`HOURLY_ROLLUP`].
+pub const HOURLY_ROLLUP_REST: &str = "ARRAY JOIN [CAST(type, 'String'), '*'] AS rollup_type \
+     WHERE NOT is_bot GROUP BY store_id, hour, rollup_type, country";
 
 /// The rollup's per-type rows: distinct event ids per store, hour, type and country. Used by the
 /// materialized view, the backfill and the re-aggregation after an erasure. Distinct sets, not counters:
@@ -300,7 +326,9 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{hourly_events_group}", HOURLY_EVENTS_GROUP)
+    stmt.replace("{hourly_rollup_rest}", HOURLY_ROLLUP_REST)
+        .replace("{hourly_rollup}", HOURLY_ROLLUP)
+        .replace("{hourly_events_group}", HOURLY_EVENTS_GROUP)
         .replace("{hourly_visitors_group}", HOURLY_VISITORS_GROUP)
         .replace("{hourly_events}", HOURLY_EVENTS)
         .replace("{hourly_visitors}", HOURLY_VISITORS)
