@@ -310,12 +310,14 @@ fn delivery_request(
 
 async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let pid = std::process::id();
-    let batch_size = config(url, "bench_probe")?.batch_size;
+    // Settings as a deployment gets them (the spec's defaults); no database is touched through this one.
+    let probe = config(url, "bench_probe")?;
+    let batch_size = probe.batch_size;
+    let v = Validator::from_config(&probe);
     println!(
         "ingest path (decode + validate + exactly-once insert, batch_size {batch_size}) vs INSERT ... FORMAT JSONEachRow, same rows, sequential deliveries"
     );
     for (label, per_delivery, deliveries) in [("500 records", 500usize, 40usize), ("5 MiB", 0, 6)] {
-        let v = Validator::from_config(&config(url, "bench_probe")?);
         // 5 MiB deliveries: as many records as fit in 5 MiB of request body.
         let per = if per_delivery > 0 {
             per_delivery
@@ -329,7 +331,7 @@ async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             delivery_request("x", &events[..per]).body().as_ref().len() as f64 / 1024.0 / 1024.0;
         // Fresh names per run: DROP DATABASE completes lazily, so a reused name can vanish under us.
         let db = |side: &str| format!("bench_fh_{side}_{pid}_{deliveries}");
-        let mut sides = [
+        let sides = [
             Side::ingest(url, &db("ours"), batch_size).await?,
             Side::direct(url, &db("base"), per).await?,
             Side::direct(url, &db("chunked"), batch_size).await?,
@@ -344,7 +346,7 @@ async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 took[s] += sides[s].deliver(i, delivery).await?;
             }
         }
-        for side in &mut sides {
+        for side in &sides {
             side.finish(events.len()).await?;
         }
         let [ours, base, chunked, whole] = took;
