@@ -124,9 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // --- baseline ---------------------------------------------------------------------------------
     let db_base = format!("bench_base_{}", std::process::id());
-    let base_cfg = config(&url, &db_base)?;
-    let base_store = ClickHouseStore::new(&base_cfg.clickhouse);
-    base_store.migrate(base_cfg.retention_days).await?;
+    let (base_cfg, base_store) = migrated(&url, &db_base).await?;
     let v = Validator::from_config(&base_cfg);
     let now = time::OffsetDateTime::now_utc();
     let rows: Vec<String> = wire
@@ -374,23 +372,34 @@ async fn firehose(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The configuration for database `db` and a store on it, migrated.
+async fn migrated(
+    url: &str,
+    db: &str,
+) -> Result<(Config, ClickHouseStore), Box<dyn std::error::Error>> {
+    let cfg = config(url, db)?;
+    let store = ClickHouseStore::new(&cfg.clickhouse);
+    store.migrate(cfg.retention_days).await?;
+    Ok((cfg, store))
+}
+
 /// Inserts in flight per delivery in the chunked baseline: as many as `insert_batches` keeps.
 const CHUNK_IN_FLIGHT: usize = 4;
 
 /// One way of storing deliveries, each in its own fresh database.
-enum Side {
-    /// Spec-shaped delivery requests through the ingest handler, with the given `batch_size`.
-    Ingest {
-        db: String,
-        store: ClickHouseStore,
-        ingest: commerce_analytics::ingest::Ingest,
-    },
+struct Side {
+    db: String,
+    store: ClickHouseStore,
+    how: How,
+}
+
+enum How {
+    /// Spec-shaped delivery requests through the ingest handler.
+    Ingest(commerce_analytics::ingest::Ingest),
     /// The same rows (as our pipeline stores them) POSTed straight to ClickHouse with `INSERT … FORMAT
     /// JSONEachRow`, as requests of `insert_rows` rows ([`CHUNK_IN_FLIGHT`] at a time when a delivery
     /// takes several).
     Direct {
-        db: String,
-        store: ClickHouseStore,
         insert_url: String,
         insert_rows: usize,
         client: reqwest::Client,
@@ -398,14 +407,13 @@ enum Side {
 }
 
 impl Side {
+    /// Deliveries through the ingest handler, with the given `batch_size`.
     async fn ingest(
         url: &str,
         db: &str,
         batch_size: usize,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let cfg = config(url, db)?;
-        let store = ClickHouseStore::new(&cfg.clickhouse);
-        store.migrate(cfg.retention_days).await?;
+        let (cfg, store) = migrated(url, db).await?;
         let ingest = commerce_analytics::ingest::Ingest::new(
             Arc::new(store.clone()),
             Validator::from_config(&cfg),
@@ -414,33 +422,34 @@ impl Side {
             cfg.limits.max_ingest_bytes,
             Arc::new(commerce_analytics::clock::SystemClock),
         );
-        Ok(Self::Ingest {
+        Ok(Self {
             db: db.to_owned(),
             store,
-            ingest,
+            how: How::Ingest(ingest),
         })
     }
 
+    /// Deliveries as direct inserts of `insert_rows` rows each.
     async fn direct(
         url: &str,
         db: &str,
         insert_rows: usize,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let cfg = config(url, db)?;
-        let store = ClickHouseStore::new(&cfg.clickhouse);
-        store.migrate(cfg.retention_days).await?;
+        let (_, store) = migrated(url, db).await?;
         let insert_url = format!(
             "{url}/?query={}",
             urlencode(&format!(
                 "INSERT INTO {db}.commerce_events FORMAT JSONEachRow"
             ))
         );
-        Ok(Self::Direct {
+        Ok(Self {
             db: db.to_owned(),
             store,
-            insert_url,
-            insert_rows,
-            client: reqwest::Client::new(),
+            how: How::Direct {
+                insert_url,
+                insert_rows,
+                client: reqwest::Client::new(),
+            },
         })
     }
 
@@ -450,8 +459,8 @@ impl Side {
         i: usize,
         events: &[commerce_analytics::event::Event],
     ) -> Result<Duration, Box<dyn std::error::Error>> {
-        match self {
-            Self::Ingest { ingest, .. } => {
+        match &self.how {
+            How::Ingest(ingest) => {
                 let req = delivery_request(&format!("bench-{i}"), events);
                 let started = Instant::now();
                 let resp = ingest.handle(req).await;
@@ -460,11 +469,10 @@ impl Side {
                 }
                 Ok(started.elapsed())
             }
-            Self::Direct {
+            How::Direct {
                 insert_url,
                 insert_rows,
                 client,
-                ..
             } => {
                 let bodies: Vec<String> = events
                     .chunks(*insert_rows)
@@ -494,7 +502,7 @@ impl Side {
 
     /// Checks that exactly `expected` rows arrived, then drops the side's database.
     async fn finish(&self, expected: usize) -> Result<(), Box<dyn std::error::Error>> {
-        let (Self::Ingest { db, store, .. } | Self::Direct { db, store, .. }) = self;
+        let (db, store) = (&self.db, &self.store);
         let rows = store.count_rows("bench").await?;
         if rows != expected as u64 {
             return Err(format!("{db}: {rows} rows stored, {expected} sent").into());
