@@ -151,7 +151,7 @@ impl ClickHouseStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut stored = HashSet::new();
+        let mut stored: Vec<(String, String)> = Vec::new();
         // Groups keep each lookup far below ClickHouse's `max_query_size` (256 KiB): a 50,000-event batch
         // inlined as one IN list would not parse.
         let groups: Vec<&[&Event]> = events.chunks(LOOKUP_GROUP).collect();
@@ -161,9 +161,13 @@ impl ClickHouseStore {
                 stored.extend(found?);
             }
         }
+        let stored: HashSet<(&str, &str)> = stored
+            .iter()
+            .map(|(s, id)| (s.as_str(), id.as_str()))
+            .collect();
         let fresh: Vec<&Event> = events
             .iter()
-            .filter(|e| !stored.contains(&(e.store_id.clone(), e.id.clone())))
+            .filter(|e| !stored.contains(&(e.store_id.as_str(), e.id.as_str())))
             .copied()
             .collect();
         if fresh.len() < events.len() {
