@@ -14,9 +14,22 @@
 //!   physically gone at the next merges. Events still in flight (Firehose buffers, at most the buffering
 //!   interval) can arrive after the call; clients erase again after that interval if they need certainty.
 
+use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::error::StoreError;
+
+/// The erasure port.
+#[async_trait]
+pub trait ErasureStore: Send + Sync + std::fmt::Debug {
+    /// Removes a customer's data from the store, as the module docs above describe.
+    async fn erase_customer(
+        &self,
+        store_id: &str,
+        customer_id: &str,
+    ) -> std::result::Result<ErasureReport, StoreError>;
+}
 
 /// What an erasure removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

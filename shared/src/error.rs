@@ -34,6 +34,25 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// A storage failure, as every adapter reports it (ClickHouse, BigQuery, in memory). Defined here, on the
+/// ground floor, so that the ports in `query`, `auth`, `retention` and `erasure` can name it without
+/// importing the store module; `crate::store` re-exports it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Transport failure, timeout, overload or another state that a later retry can get past.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The storage refused the request itself (schema or data problem); retrying the same data is useless.
+    #[error("storage rejected the request: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request (or one event in it) is malformed or violates the event contract. Never retryable.
@@ -83,7 +102,7 @@ pub enum Error {
 
     /// A storage failure that is not the caller's fault.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
 
     /// A bug or an unexpected state; the message is logged, clients get a generic text.
     #[error("internal error: {0}")]

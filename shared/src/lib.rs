@@ -23,6 +23,7 @@ pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ident;
 pub mod ingest;
 pub mod query;
 pub mod ratelimit;

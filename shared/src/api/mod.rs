@@ -35,13 +35,30 @@ use serde_json::value::RawValue;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Limits;
-use crate::erasure;
+use crate::erasure::{self, ErasureStore};
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
-use crate::query::{QueryStore, cohorts, dashboards, funnel, metrics, ranked};
+use crate::query::dashboards::DashboardStore;
+use crate::query::{ReadStore, cohorts, dashboards, funnel, metrics, ranked};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
+
+/// The storage ports behind the store-backed routes, and the clock that says "now" for them.
+#[derive(Debug, Clone)]
+struct Stores {
+    reads: Arc<dyn ReadStore>,
+    dashboards: Arc<dyn DashboardStore>,
+    erasure: Arc<dyn ErasureStore>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A read request after its key was checked: the caller's store, the ports and "now".
+struct Reader<'a> {
+    store_id: String,
+    stores: &'a Stores,
+    now: jiff::Timestamp,
+}
 
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -49,7 +66,7 @@ pub struct Api {
     keys: Arc<Authenticator>,
     limits: Limits,
     ingest: Option<Arc<Ingest>>,
-    queries: Option<(Arc<dyn QueryStore>, Arc<dyn Clock>)>,
+    stores: Option<Stores>,
     limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
 }
 
@@ -60,7 +77,7 @@ impl Api {
             keys: Arc::new(keys.into()),
             limits,
             ingest: None,
-            queries: None,
+            stores: None,
             limiter: None,
         }
     }
@@ -116,9 +133,17 @@ impl Api {
         .with_queries(store, clock)
     }
 
-    /// Also serve the read endpoints (metrics, funnel) from `store`.
-    pub fn with_queries(mut self, store: Arc<dyn QueryStore>, clock: Arc<dyn Clock>) -> Self {
-        self.queries = Some((store, clock));
+    /// Also serve the store-backed routes (reads, custom dashboards, erasure) from `store`.
+    pub fn with_queries<S>(mut self, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
+    where
+        S: ReadStore + DashboardStore + ErasureStore + 'static,
+    {
+        self.stores = Some(Stores {
+            reads: store.clone(),
+            dashboards: store.clone(),
+            erasure: store,
+            clock,
+        });
         self
     }
 
@@ -227,30 +252,39 @@ impl Api {
         }
     }
 
-    /// The query store and "now" for a read request, after checking the read key.
-    async fn reader(&self, req: &Request) -> Result<(String, &dyn QueryStore, jiff::Timestamp)> {
+    /// The caller's store, the storage ports and "now" for a read request, after checking the read key.
+    async fn reader(&self, req: &Request) -> Result<Reader<'_>> {
         let principal = self.authenticate(req).await?;
         principal.require_read()?;
-        let (store, clock) = self.queries.as_ref().ok_or_else(|| Error::NotFound {
+        let stores = self.stores.as_ref().ok_or_else(|| Error::NotFound {
             method: req.method().to_string(),
             path: req.uri().path().to_owned(),
         })?;
-        let ms = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let ms = i64::try_from(stores.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         let now =
             jiff::Timestamp::from_millisecond(ms).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok((principal.store_id, store.as_ref(), now))
+        Ok(Reader {
+            store_id: principal.store_id,
+            stores,
+            now,
+        })
     }
 
     async fn metrics(&self, req: Request) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req).await?;
-        match metrics::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await? {
+        let Reader {
+            store_id,
+            stores,
+            now,
+        } = self.reader(&req).await?;
+        let reads = stores.reads.as_ref();
+        match metrics::parse(reads, &store_id, req.uri().query().unwrap_or(""), now).await? {
             metrics::Request::Series(q) => Ok(response::json(
                 StatusCode::OK,
-                &metrics::run(store, &q).await?,
+                &metrics::run(reads, &q).await?,
             )),
             metrics::Request::Ranked(q) => {
-                let rows = store.ranked(&q).await?;
-                Ok(response::json(StatusCode::OK, &ranked::response(&q, rows)))
+                let rows = reads.ranked(&q).await?;
+                Ok(response::json(StatusCode::OK, &ranked::response(&q, &rows)))
             }
         }
     }
@@ -258,7 +292,12 @@ impl Api {
     /// `GET /analytics/dashboards` (list), `POST` (create); `GET /analytics/dashboards/{id}` (every widget's
     /// data), `PUT` (replace), `DELETE`. Built-in dashboards are read-only.
     async fn dashboards(&self, req: Request, id: Option<String>) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req).await?;
+        let Reader {
+            store_id,
+            stores,
+            now,
+        } = self.reader(&req).await?;
+        let reads = stores.reads.as_ref();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let find = |id: &str, custom: Vec<dashboards::Dashboard>| {
@@ -284,7 +323,7 @@ impl Api {
         match (id, &method) {
             (None, &Method::GET) => {
                 let mut all = dashboards::built_in();
-                all.extend(store.dashboards(&store_id).await?);
+                all.extend(stores.dashboards.dashboards(&store_id).await?);
                 Ok(response::json(
                     StatusCode::OK,
                     &json!({ "dashboards": all }),
@@ -292,20 +331,20 @@ impl Api {
             }
             (None, &Method::POST) => {
                 let input = input(&req)?;
-                dashboards::validate(store, &store_id, &input, now).await?;
+                dashboards::validate(reads, &store_id, &input, now).await?;
                 let d = dashboards::Dashboard {
                     id: format!("dash_{}", ulid::Ulid::new()),
                     name: input.name.trim().to_owned(),
                     built_in: false,
                     widgets: input.widgets,
                 };
-                store.save_dashboard(&store_id, &d).await?;
+                stores.dashboards.save_dashboard(&store_id, &d, now).await?;
                 Ok(response::json(StatusCode::CREATED, &d))
             }
             (Some(id), &Method::GET) => {
-                let d = find(&id, store.dashboards(&store_id).await?)?;
+                let d = find(&id, stores.dashboards.dashboards(&store_id).await?)?;
                 let data =
-                    dashboards::render(store, &store_id, &d, req.uri().query().unwrap_or(""), now)
+                    dashboards::render(reads, &store_id, &d, req.uri().query().unwrap_or(""), now)
                         .await?;
                 Ok(response::json(StatusCode::OK, &data))
             }
@@ -319,20 +358,20 @@ impl Api {
                 ))
             }
             (Some(id), &Method::PUT) => {
-                find(&id, store.dashboards(&store_id).await?)?;
+                find(&id, stores.dashboards.dashboards(&store_id).await?)?;
                 let input = input(&req)?;
-                dashboards::validate(store, &store_id, &input, now).await?;
+                dashboards::validate(reads, &store_id, &input, now).await?;
                 let d = dashboards::Dashboard {
                     id,
                     name: input.name.trim().to_owned(),
                     built_in: false,
                     widgets: input.widgets,
                 };
-                store.save_dashboard(&store_id, &d).await?;
+                stores.dashboards.save_dashboard(&store_id, &d, now).await?;
                 Ok(response::json(StatusCode::OK, &d))
             }
             (Some(id), &Method::DELETE) => {
-                if store.delete_dashboard(&store_id, &id).await? {
+                if stores.dashboards.delete_dashboard(&store_id, &id, now).await? {
                     Ok(response::json(
                         StatusCode::OK,
                         &json!({ "id": id, "deleted": true }),
@@ -353,7 +392,9 @@ impl Api {
 
     /// `DELETE /analytics/customers/{customerId}`: see [`crate::erasure`].
     async fn erase_customer(&self, req: &Request, raw_id: &str) -> Result<Response<Body>> {
-        let (store_id, store, _) = self.reader(req).await?;
+        let Reader {
+            store_id, stores, ..
+        } = self.reader(req).await?;
         let decoded = percent_encoding::percent_decode_str(raw_id)
             .decode_utf8()
             .map_err(|_| {
@@ -364,7 +405,7 @@ impl Api {
                 )
             })?;
         let id = erasure::parse_customer_id(&decoded, self.limits.max_id_len)?;
-        let report = store.erase_customer(&store_id, &id).await?;
+        let report = stores.erasure.erase_customer(&store_id, &id).await?;
         tracing::info!(
             store = %store_id,
             events = report.events_deleted,
@@ -375,29 +416,44 @@ impl Api {
     }
 
     async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req).await?;
-        let q = cohorts::parse(store, &store_id, req.uri().query().unwrap_or(""), now).await?;
+        let Reader {
+            store_id,
+            stores,
+            now,
+        } = self.reader(&req).await?;
+        let reads = stores.reads.as_ref();
+        let q = cohorts::parse(reads, &store_id, req.uri().query().unwrap_or(""), now).await?;
         Ok(response::json(
             StatusCode::OK,
-            &cohorts::run(store, &q).await?,
+            &cohorts::run(reads, &q).await?,
         ))
     }
 
     async fn live(&self, req: Request) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req).await?;
+        let Reader {
+            store_id,
+            stores,
+            now,
+        } = self.reader(&req).await?;
+        let reads = stores.reads.as_ref();
         let q = crate::query::live::parse(&store_id, req.uri().query().unwrap_or(""), now)?;
         Ok(response::json(
             StatusCode::OK,
-            &crate::query::live::run(store, &q).await?,
+            &crate::query::live::run(reads, &q).await?,
         ))
     }
 
     async fn funnel(&self, req: Request) -> Result<Response<Body>> {
-        let (store_id, store, now) = self.reader(&req).await?;
+        let Reader {
+            store_id,
+            stores,
+            now,
+        } = self.reader(&req).await?;
+        let reads = stores.reads.as_ref();
         let q = funnel::parse(&store_id, req.uri().query().unwrap_or(""), now)?;
         Ok(response::json(
             StatusCode::OK,
-            &funnel::run(store, &q).await?,
+            &funnel::run(reads, &q).await?,
         ))
     }
 

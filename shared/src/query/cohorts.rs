@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use super::QueryStore;
+use super::ReadStore;
 use super::params::{Granularity, Params, Range};
 use crate::error::{Error, Result};
 
@@ -35,8 +35,19 @@ pub struct CohortQuery {
     pub include_bots: bool,
 }
 
-/// From the store: `(cohort start as Unix seconds, offset, customers, revenue)`.
-pub type CohortCells = Vec<(i64, i64, i64, i64)>;
+/// One cell from the store: the customers of a cohort who ordered in one period after its start, and
+/// their orders' amount in the query's currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CohortCell {
+    /// Start of the cohort's interval in the query's zone, as Unix seconds.
+    pub cohort_start: i64,
+    /// Intervals after the cohort's (0 = the cohort's own).
+    pub offset: i64,
+    /// Distinct cohort customers with an order in that interval.
+    pub customers: i64,
+    /// Their orders in `currency`, minor units.
+    pub revenue: i64,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CohortPeriod {
@@ -63,7 +74,7 @@ pub struct CohortResponse {
 }
 
 pub async fn parse(
-    store: &dyn QueryStore,
+    store: &dyn ReadStore,
     store_id: &str,
     query: &str,
     now: jiff::Timestamp,
@@ -101,20 +112,9 @@ pub async fn parse(
         &["period", "from", "to", "timezone", "granularity"],
     )?
     .range(now)?;
-    let currency = match p.get("currency") {
-        Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) => c.to_owned(),
-        Some(_) => {
-            return Err(Error::invalid(
-                "invalid_parameter",
-                "currency",
-                "currency must be an ISO 4217 code, e.g. USD",
-            ));
-        }
-        None => store
-            .main_currency(store_id)
-            .await?
-            .unwrap_or_else(|| "USD".into()),
-    };
+    let currency = super::metrics::currency_param(store, store_id, &p, true, now)
+        .await?
+        .unwrap_or_default();
     Ok(CohortQuery {
         store_id: store_id.to_owned(),
         range,
@@ -123,7 +123,7 @@ pub async fn parse(
     })
 }
 
-pub async fn run(store: &dyn QueryStore, q: &CohortQuery) -> Result<CohortResponse> {
+pub async fn run(store: &dyn ReadStore, q: &CohortQuery) -> Result<CohortResponse> {
     let cells = store.cohorts(q).await?;
     let buckets = q.range.buckets()?;
     let mut cohorts = Vec::new();
@@ -132,8 +132,8 @@ pub async fn run(store: &dyn QueryStore, q: &CohortQuery) -> Result<CohortRespon
         let of = |k: i64| {
             cells
                 .iter()
-                .find(|(c, o, _, _)| *c == s && *o == k)
-                .map(|(_, _, n, r)| (*n, *r))
+                .find(|c| c.cohort_start == s && c.offset == k)
+                .map(|c| (c.customers, c.revenue))
         };
         let size = of(0).map_or(0, |(n, _)| n);
         if size == 0 {

@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{QueryStore, cohorts, funnel, metrics, ranked};
+use async_trait::async_trait;
+
+use super::{ReadStore, cohorts, funnel, metrics, ranked};
+use crate::error::StoreError;
 use crate::error::{Error, Result};
 
 pub const MAX_WIDGETS: usize = 20;
@@ -26,6 +29,27 @@ pub const BUILT_IN: [&str; 5] = [
     "inventory",
 ];
 const PERIOD_PARAMS: [&str; 4] = ["period", "from", "to", "timezone"];
+
+/// The dashboards port: a store's custom dashboards (the built-in ones live in code).
+#[async_trait]
+pub trait DashboardStore: Send + Sync + std::fmt::Debug {
+    /// The store's custom dashboards, by name then id.
+    async fn dashboards(&self, store_id: &str) -> Result<Vec<Dashboard>, StoreError>;
+    /// Creates or replaces a custom dashboard; `at` orders saves of the same dashboard (the latest wins).
+    async fn save_dashboard(
+        &self,
+        store_id: &str,
+        d: &Dashboard,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Deletes a custom dashboard as of `at`; false when it did not exist.
+    async fn delete_dashboard(
+        &self,
+        store_id: &str,
+        id: &str,
+        at: jiff::Timestamp,
+    ) -> Result<bool, StoreError>;
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -167,7 +191,7 @@ fn query_string(params: &BTreeMap<String, String>, period: &BTreeMap<String, Str
 
 /// Runs one widget; its endpoint's response, or the error.
 async fn run_widget(
-    store: &dyn QueryStore,
+    store: &dyn ReadStore,
     store_id: &str,
     widget: &Widget,
     period: &BTreeMap<String, String>,
@@ -182,7 +206,7 @@ async fn run_widget(
             metrics::Request::Series(m) => {
                 to_value(serde_json::to_value(metrics::run(store, &m).await?))
             }
-            metrics::Request::Ranked(r) => Ok(ranked::response(&r, store.ranked(&r).await?)),
+            metrics::Request::Ranked(r) => Ok(ranked::response(&r, &store.ranked(&r).await?)),
         },
         Endpoint::Funnel => to_value(serde_json::to_value(
             funnel::run(store, &funnel::parse(store_id, &q, now)?).await?,
@@ -196,7 +220,7 @@ async fn run_widget(
 
 /// Checks a dashboard before it is saved; errors name `widgets[i].…`.
 pub async fn validate(
-    store: &dyn QueryStore,
+    store: &dyn ReadStore,
     store_id: &str,
     input: &DashboardInput,
     now: jiff::Timestamp,
@@ -252,7 +276,7 @@ pub async fn validate(
 
 /// Every widget's data for the dashboard, queries run concurrently.
 pub async fn render(
-    store: &dyn QueryStore,
+    store: &dyn ReadStore,
     store_id: &str,
     dashboard: &Dashboard,
     query: &str,

@@ -14,7 +14,7 @@
 
 use serde::Serialize;
 
-use super::QueryStore;
+use super::ReadStore;
 use super::params::{Params, Range};
 use crate::error::{Error, Result};
 use crate::event::EventType;
@@ -174,7 +174,7 @@ fn ratio(n: u64, d: u64) -> f64 {
     }
 }
 
-pub async fn run(store: &dyn QueryStore, q: &FunnelQuery) -> Result<FunnelResponse> {
+pub async fn run(store: &dyn ReadStore, q: &FunnelQuery) -> Result<FunnelResponse> {
     let counts = store.funnel(q).await?;
     let first = counts.reached.first().copied().unwrap_or(0);
     let steps: Vec<FunnelStep> = q

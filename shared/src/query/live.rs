@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::QueryStore;
+use super::ReadStore;
 use super::params::Params;
 use crate::error::{Error, Result};
 
@@ -39,10 +39,18 @@ pub struct RecentEvent {
     pub detail: String,
 }
 
-/// From the store: `(minute start as Unix seconds, distinct events)` and the recent events, newest first.
+/// Distinct events whose timestamp falls in one UTC minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteEvents {
+    /// The minute's start, Unix seconds.
+    pub minute: i64,
+    pub events: u64,
+}
+
+/// From the store: the minutes that have events, and the recent events, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveData {
-    pub per_minute: Vec<(i64, u64)>,
+    pub per_minute: Vec<MinuteEvents>,
     pub recent: Vec<RecentEvent>,
 }
 
@@ -87,7 +95,7 @@ pub fn parse(store_id: &str, query: &str, now: jiff::Timestamp) -> Result<LiveQu
     })
 }
 
-pub async fn run(store: &dyn QueryStore, q: &LiveQuery) -> Result<LiveResponse> {
+pub async fn run(store: &dyn ReadStore, q: &LiveQuery) -> Result<LiveResponse> {
     let data = store.live(q).await?;
     let first = q.from_ms / 1000;
     let per_minute: Vec<MinuteCount> = (0..=i64::from(q.minutes))
@@ -96,8 +104,8 @@ pub async fn run(store: &dyn QueryStore, q: &LiveQuery) -> Result<LiveResponse> 
             let events = data
                 .per_minute
                 .iter()
-                .find(|(m, _)| *m == minute)
-                .map_or(0, |(_, n)| *n);
+                .find(|m| m.minute == minute)
+                .map_or(0, |m| m.events);
             let label = jiff::Timestamp::from_second(minute)
                 .map(|t| t.to_string())
                 .unwrap_or_default();

@@ -20,7 +20,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::QueryStore;
+use super::ReadStore;
 use super::params::{Params, Range};
 use crate::error::{Error, Result};
 
@@ -82,17 +82,104 @@ impl Metric {
         )
     }
 
-    /// The value from the store's two raw aggregates `(a, c)` (see the adapter for what they hold).
-    pub fn value(self, a: i64, c: i64) -> Value {
+    /// What the store measures for this metric (the [`Facts`] variant it returns).
+    pub fn family(self) -> Family {
         match self {
-            Self::Aov | Self::Ltv => json!(if c == 0 { 0 } else { (2 * a + c) / (2 * c) }),
-            Self::ConversionRate | Self::AddToCartRate => {
-                let rate = if a == 0 { 0.0 } else { c as f64 / a as f64 };
-                json!((rate * 10_000.0).round() / 10_000.0)
-            }
-            _ => json!(a),
+            Self::Orders | Self::Sessions | Self::Visitors | Self::ProductViews => Family::Count,
+            Self::NetRevenue => Family::Amount,
+            Self::Revenue | Self::Aov => Family::Money,
+            Self::ConversionRate | Self::AddToCartRate => Family::Rate,
+            Self::Ltv => Family::PerCustomer,
         }
     }
+
+    /// The reported value from the store's facts: counts and amounts as they are, averages as integer
+    /// minor units rounded half up, rates as 0–1 with 4 decimals (0 when the denominator is 0).
+    pub fn value(self, facts: Facts) -> Value {
+        match (self, facts) {
+            (Self::Aov, Facts::Money { amount, orders }) => json!(average(amount, orders)),
+            (_, Facts::Money { amount, .. }) => json!(amount),
+            (_, Facts::PerCustomer { amount, customers }) => json!(average(amount, customers)),
+            (
+                _,
+                Facts::Rate {
+                    numerator,
+                    denominator,
+                },
+            ) => json!(rate(numerator, denominator)),
+            (_, Facts::Count { count }) => json!(count),
+            (_, Facts::Amount { amount }) => json!(amount),
+        }
+    }
+}
+
+/// `amount / n` in integer minor units, rounded half up; 0 when `n` is 0.
+fn average(amount: i64, n: i64) -> i64 {
+    if n == 0 { 0 } else { (2 * amount + n) / (2 * n) }
+}
+
+/// `numerator / denominator` as 0–1 with 4 decimals; 0 when the denominator is 0.
+pub fn rate(numerator: i64, denominator: i64) -> f64 {
+    if denominator == 0 {
+        0.0
+    } else {
+        ((numerator as f64 / denominator as f64) * 10_000.0).round() / 10_000.0
+    }
+}
+
+/// Which facts a metric needs from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Count,
+    Amount,
+    Money,
+    Rate,
+    PerCustomer,
+}
+
+impl Family {
+    /// The facts of an empty bucket.
+    pub fn zero(self) -> Facts {
+        match self {
+            Self::Count => Facts::Count { count: 0 },
+            Self::Amount => Facts::Amount { amount: 0 },
+            Self::Money => Facts::Money {
+                amount: 0,
+                orders: 0,
+            },
+            Self::Rate => Facts::Rate {
+                numerator: 0,
+                denominator: 0,
+            },
+            Self::PerCustomer => Facts::PerCustomer {
+                amount: 0,
+                customers: 0,
+            },
+        }
+    }
+}
+
+/// What the store measures for one bucket, or for the whole range, of a metric. Money is in minor units
+/// of the query's `currency`; every count is distinct (an order, session, visitor or event once).
+///
+/// | metric | facts |
+/// |---|---|
+/// | `orders` | `Count`: distinct completed orders, all currencies, at their first completion |
+/// | `sessions` | `Count`: sessions starting in the bucket |
+/// | `visitors` | `Count`: distinct visitors active in the bucket (the range's total is distinct over the range) |
+/// | `product_views` | `Count`: `product.viewed` events |
+/// | `net_revenue` | `Amount`: order totals minus refund amounts |
+/// | `revenue`, `aov` | `Money`: order totals and the orders they come from |
+/// | `conversion_rate` | `Rate`: sessions with an order / sessions, by session start |
+/// | `add_to_cart_rate` | `Rate`: sessions with an add to cart / sessions with a product view, by first view |
+/// | `ltv` | `PerCustomer`: lifetime order totals (to the period's end) / customers acquired in the bucket who ordered in `currency` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    Count { count: i64 },
+    Amount { amount: i64 },
+    Money { amount: i64, orders: i64 },
+    Rate { numerator: i64, denominator: i64 },
+    PerCustomer { amount: i64, customers: i64 },
 }
 
 /// A validated metric request.
@@ -109,11 +196,20 @@ pub struct MetricQuery {
     pub include_bots: bool,
 }
 
-/// Raw aggregates: per bucket `(bucket start as Unix seconds, a, c)`, and over the whole range.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Aggregates {
-    pub buckets: Vec<(i64, i64, i64)>,
-    pub total: (i64, i64),
+/// The facts of one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketFacts {
+    /// The bucket's start in the query's zone, as Unix seconds.
+    pub start: i64,
+    pub facts: Facts,
+}
+
+/// What the store returns for a metric: the buckets that have data, in order (missing ones are
+/// zero-filled here), and the facts over the whole range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricFacts {
+    pub buckets: Vec<BucketFacts>,
+    pub total: Facts,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -170,7 +266,7 @@ fn unknown_metric(s: &str) -> Error {
 
 /// Parses and validates a metrics request for `store_id`.
 pub async fn parse(
-    store: &dyn QueryStore,
+    store: &dyn ReadStore,
     store_id: &str,
     query: &str,
     now: jiff::Timestamp,
@@ -179,7 +275,7 @@ pub async fn parse(
     let name = p.require("metric")?;
     if let Some(ranked) = super::ranked::Ranked::parse(name) {
         let range = p.range(now)?;
-        let currency = currency_param(store, store_id, &p, ranked.uses_currency()).await?;
+        let currency = currency_param(store, store_id, &p, ranked.uses_currency(), now).await?;
         if p.get("productId").is_some() {
             return Err(Error::invalid(
                 "invalid_parameter",
@@ -204,7 +300,7 @@ pub async fn parse(
             metric: ranked,
             range,
             currency,
-            country: country_param(&p)?,
+            country: p.country()?,
             limit: super::ranked::parse_limit(p.get("limit"))?,
             include_bots: p.include_bots()?,
         }));
@@ -218,8 +314,8 @@ pub async fn parse(
         ));
     }
     let range = p.range(now)?;
-    let currency = currency_param(store, store_id, &p, metric.is_money()).await?;
-    let country = country_param(&p)?;
+    let currency = currency_param(store, store_id, &p, metric.is_money(), now).await?;
+    let country = p.country()?;
     if country.is_some() && metric == Metric::Ltv {
         return Err(Error::invalid(
             "invalid_parameter",
@@ -246,25 +342,20 @@ pub async fn parse(
     }))
 }
 
-/// `currency` for money metrics: as given, else the store's main currency.
-async fn currency_param(
-    store: &dyn QueryStore,
+/// `currency` for money metrics: as given, else the store's main currency (USD for a store without
+/// orders). `None` for metrics without money, after checking a given code all the same.
+pub(super) async fn currency_param(
+    store: &dyn ReadStore,
     store_id: &str,
     p: &Params,
     money: bool,
+    now: jiff::Timestamp,
 ) -> Result<Option<String>> {
-    Ok(match (money, p.get("currency")) {
-        (_, Some(c)) if !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) => {
-            return Err(Error::invalid(
-                "invalid_parameter",
-                "currency",
-                "currency must be an ISO 4217 code, e.g. USD",
-            ));
-        }
+    Ok(match (money, p.currency()?) {
         (true, Some(c)) => Some(c.to_owned()),
         (true, None) => Some(
             store
-                .main_currency(store_id)
+                .main_currency(store_id, now)
                 .await?
                 .unwrap_or_else(|| "USD".into()),
         ),
@@ -272,37 +363,24 @@ async fn currency_param(
     })
 }
 
-fn country_param(p: &Params) -> Result<Option<String>> {
-    match p.get("country") {
-        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => {
-            Ok(Some(c.to_owned()))
-        }
-        Some(_) => Err(Error::invalid(
-            "invalid_parameter",
-            "country",
-            "country must be an ISO 3166-1 alpha-2 code, e.g. US",
-        )),
-        None => Ok(None),
-    }
-}
-
 /// Runs a metric query: every bucket present (zero-filled), total over the range.
-pub async fn run(store: &dyn QueryStore, q: &MetricQuery) -> Result<MetricResponse> {
-    let agg = store.metric(q).await?;
+pub async fn run(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricResponse> {
+    let facts = store.metric(q).await?;
+    let zero = q.metric.family().zero();
     let mut data_points = Vec::new();
-    let mut found = agg.buckets.iter().peekable();
+    let mut found = facts.buckets.iter().peekable();
     for bucket in q.range.buckets()? {
         let start = bucket.timestamp().as_second();
-        while found.peek().is_some_and(|(b, _, _)| *b < start) {
+        while found.peek().is_some_and(|b| b.start < start) {
             found.next();
         }
-        let (a, c) = match found.peek() {
-            Some((b, a, c)) if *b == start => (*a, *c),
-            _ => (0, 0),
+        let here = match found.peek() {
+            Some(b) if b.start == start => b.facts,
+            _ => zero,
         };
         data_points.push(DataPoint {
             date: q.range.label_of(&bucket),
-            value: q.metric.value(a, c),
+            value: q.metric.value(here),
         });
     }
     Ok(MetricResponse {
@@ -310,7 +388,7 @@ pub async fn run(store: &dyn QueryStore, q: &MetricQuery) -> Result<MetricRespon
         period: q.range.label.clone(),
         granularity: q.range.granularity.as_str(),
         timezone: q.range.tz_name.clone(),
-        total: q.metric.value(agg.total.0, agg.total.1),
+        total: q.metric.value(facts.total),
         currency: q.currency.clone(),
         data_points,
     })

@@ -1,8 +1,13 @@
-//! Read side: metrics and funnels for the dashboards.
+//! Read side: what the read endpoints answer and what each number means.
 //!
-//! The domain here (parameters, catalog, response shapes, arithmetic on aggregates) is storage-agnostic;
-//! the SQL lives in the store adapter behind [`QueryStore`] (`store::clickhouse::query`), so a BigQuery
-//! adapter can answer the same questions. Every query is scoped to the caller's store, taken from the key.
+//! - [`params`]: query-string parsing shared by every endpoint (periods, zones, buckets, filters);
+//! - [`metrics`]: the time-series catalog; [`ranked`]: ranked metrics (rows); [`funnel`]; [`cohorts`];
+//!   [`live`]: the last minutes; [`dashboards`]: built-in and custom dashboards of widgets.
+//!
+//! The domain here (parameters, catalog, response shapes, arithmetic on facts) is storage-agnostic; the
+//! SQL lives in a store adapter behind [`ReadStore`] (`store::clickhouse::read`), which turns a typed
+//! query into its warehouse's SQL and returns typed facts. Every query is scoped to the caller's store,
+//! taken from the key.
 
 pub mod cohorts;
 pub mod dashboards;
@@ -14,40 +19,34 @@ pub mod ranked;
 
 use async_trait::async_trait;
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 pub use funnel::{FunnelCounts, FunnelQuery};
-pub use metrics::{Aggregates, MetricQuery};
+pub use metrics::{MetricFacts, MetricQuery};
 
-/// What the store-backed endpoints (reads, custom dashboards, erasure) need from storage.
+/// The read port: what the read endpoints (metrics, ranked metrics, funnels, cohorts, live) need from
+/// storage. Each method takes a validated, typed query and returns typed facts (counts, amounts, rows
+/// with named fields); the meaning of every number and all derived values (rates, averages, labels,
+/// zero-filling) stay on this side, so a second adapter implements SQL only.
+///
+/// Custom dashboards ([`dashboards::DashboardStore`]) and erasure ([`crate::erasure::ErasureStore`]) are
+/// separate ports.
 #[async_trait]
-pub trait QueryStore: Send + Sync + std::fmt::Debug {
-    /// Raw aggregates of a metric per bucket and over the whole range (see [`metrics::Metric`]).
-    async fn metric(&self, q: &MetricQuery) -> Result<Aggregates, StoreError>;
-    /// The currency most of the store's orders of the last 90 days use, if it has any.
-    async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError>;
-    /// Rows of a ranked metric (see [`ranked::Ranked`]), ordered and limited.
-    async fn ranked(&self, q: &ranked::RankedQuery) -> Result<ranked::RankedRows, StoreError>;
-    /// Cohort cells (see [`cohorts`]).
-    async fn cohorts(&self, q: &cohorts::CohortQuery) -> Result<cohorts::CohortCells, StoreError>;
-    /// The store's custom dashboards.
-    async fn dashboards(&self, store_id: &str) -> Result<Vec<dashboards::Dashboard>, StoreError>;
-    /// Creates or replaces a custom dashboard.
-    async fn save_dashboard(
+pub trait ReadStore: Send + Sync + std::fmt::Debug {
+    /// The facts of a metric per bucket and over the whole range (see [`metrics::Facts`]).
+    async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError>;
+    /// The currency most of the store's orders of the 90 days before `now` use, if it has any.
+    async fn main_currency(
         &self,
         store_id: &str,
-        d: &dashboards::Dashboard,
-    ) -> Result<(), StoreError>;
-    /// Deletes a custom dashboard; false when it did not exist.
-    async fn delete_dashboard(&self, store_id: &str, id: &str) -> Result<bool, StoreError>;
+        now: jiff::Timestamp,
+    ) -> Result<Option<String>, StoreError>;
+    /// Rows of a ranked metric (see [`ranked::RankedRow`]), ordered and limited.
+    async fn ranked(&self, q: &ranked::RankedQuery) -> Result<Vec<ranked::RankedRow>, StoreError>;
+    /// Cohort cells (see [`cohorts::CohortCell`]).
+    async fn cohorts(&self, q: &cohorts::CohortQuery) -> Result<Vec<cohorts::CohortCell>, StoreError>;
     /// Keys (sessions or customers) reaching each funnel step, and median step times.
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
     /// Events of the last minutes (see [`live`]).
     async fn live(&self, q: &live::LiveQuery) -> Result<live::LiveData, StoreError>;
-    /// Removes a customer's data from the store (see [`crate::erasure`]).
-    async fn erase_customer(
-        &self,
-        store_id: &str,
-        customer_id: &str,
-    ) -> Result<crate::erasure::ErasureReport, StoreError>;
 }

@@ -196,6 +196,30 @@ impl Params {
         }
     }
 
+    /// `currency`: an ISO 4217 code when given (see [`crate::ident::is_currency_code`]).
+    pub fn currency(&self) -> Result<Option<&str>> {
+        match self.get("currency") {
+            Some(c) if !crate::ident::is_currency_code(c) => Err(Error::invalid(
+                "invalid_parameter",
+                "currency",
+                "currency must be an ISO 4217 code, e.g. USD",
+            )),
+            c => Ok(c),
+        }
+    }
+
+    /// `country`: an ISO 3166-1 alpha-2 code when given (see [`crate::ident::is_country_code`]).
+    pub fn country(&self) -> Result<Option<String>> {
+        match self.get("country") {
+            Some(c) if !crate::ident::is_country_code(c) => Err(Error::invalid(
+                "invalid_parameter",
+                "country",
+                "country must be an ISO 3166-1 alpha-2 code, e.g. US",
+            )),
+            c => Ok(c.map(str::to_owned)),
+        }
+    }
+
     pub fn require(&self, k: &str) -> Result<&str> {
         self.get(k)
             .ok_or_else(|| Error::invalid("missing_parameter", k, format!("{k} is required")))

@@ -14,6 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::metrics::rate;
 use super::params::Range;
 use crate::error::{Error, Result};
 
@@ -62,35 +63,101 @@ impl Ranked {
         )
     }
 
-    /// Names the adapter's `(key, a, b, c)` columns.
-    pub fn row(self, key: String, a: i64, b: i64, c: i64) -> Value {
-        let rate = |n: i64, d: i64| {
-            if d == 0 {
-                0.0
-            } else {
-                ((n as f64 / d as f64) * 10_000.0).round() / 10_000.0
-            }
-        };
+}
+
+/// One row of a ranked metric, as the store reports it: counts and amounts only (rates are derived
+/// here). Money is in minor units of the query's `currency`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RankedRow {
+    /// `best_sellers`: one product's items in completed orders.
+    Product {
+        product_id: String,
+        /// Σ quantity (1 when an item has none).
+        units: i64,
+        /// Σ quantity × price.
+        revenue: i64,
+        /// Distinct orders with the product.
+        orders: i64,
+    },
+    /// `traffic_sources` (key = source) and `campaign_performance` (key = campaign): sessions by their
+    /// first source or campaign.
+    Channel {
+        key: String,
+        sessions: i64,
+        /// Sessions with an order.
+        orders: i64,
+        /// Those sessions' orders in `currency`.
+        revenue: i64,
+    },
+    /// `stock_levels`: the latest stock of a product before the period's end.
+    Stock {
+        product_id: String,
+        quantity: i64,
+        /// When that quantity was reported, Unix seconds.
+        updated_at: i64,
+    },
+    /// `sell_through_rate`: units sold in the period and stock on hand at its end.
+    SellThrough {
+        product_id: String,
+        units_sold: i64,
+        stock_on_hand: i64,
+    },
+    /// `new_vs_returning`: customers with orders in the period (key = `new` or `returning`).
+    Segment {
+        segment: String,
+        customers: i64,
+        orders: i64,
+        /// Their orders in `currency`.
+        revenue: i64,
+    },
+}
+
+impl RankedRow {
+    /// The row as the API shows it, named for `metric` (a channel row is a `source` or a `campaign`).
+    pub fn to_json(&self, metric: Ranked) -> Value {
         match self {
-            Self::BestSellers => json!({"productId": key, "units": a, "revenue": b, "orders": c}),
-            Self::TrafficSources => {
-                json!({"source": key, "sessions": a, "orders": b, "revenue": c, "conversionRate": rate(b, a)})
+            Self::Product {
+                product_id,
+                units,
+                revenue,
+                orders,
+            } => json!({"productId": product_id, "units": units, "revenue": revenue, "orders": orders}),
+            Self::Channel {
+                key,
+                sessions,
+                orders,
+                revenue,
+            } => {
+                let name = if metric == Ranked::CampaignPerformance {
+                    "campaign"
+                } else {
+                    "source"
+                };
+                json!({name: key, "sessions": sessions, "orders": orders, "revenue": revenue,
+                       "conversionRate": rate(*orders, *sessions)})
             }
-            Self::CampaignPerformance => {
-                json!({"campaign": key, "sessions": a, "orders": b, "revenue": c, "conversionRate": rate(b, a)})
-            }
-            Self::StockLevels => {
-                let updated = jiff::Timestamp::from_second(b)
+            Self::Stock {
+                product_id,
+                quantity,
+                updated_at,
+            } => {
+                let updated = jiff::Timestamp::from_second(*updated_at)
                     .map(|t| t.to_string())
                     .unwrap_or_default();
-                json!({"productId": key, "quantity": a, "updatedAt": updated})
+                json!({"productId": product_id, "quantity": quantity, "updatedAt": updated})
             }
-            Self::NewVsReturning => {
-                json!({"segment": key, "customers": a, "orders": b, "revenue": c})
-            }
-            Self::SellThroughRate => {
-                json!({"productId": key, "unitsSold": a, "stockOnHand": b, "sellThroughRate": rate(a, a + b)})
-            }
+            Self::SellThrough {
+                product_id,
+                units_sold,
+                stock_on_hand,
+            } => json!({"productId": product_id, "unitsSold": units_sold, "stockOnHand": stock_on_hand,
+                        "sellThroughRate": rate(*units_sold, units_sold + stock_on_hand)}),
+            Self::Segment {
+                segment,
+                customers,
+                orders,
+                revenue,
+            } => json!({"segment": segment, "customers": customers, "orders": orders, "revenue": revenue}),
         }
     }
 }
@@ -107,9 +174,6 @@ pub struct RankedQuery {
     pub include_bots: bool,
 }
 
-/// `(key, a, b, c)` rows from the store, already ordered and limited.
-pub type RankedRows = Vec<(String, i64, i64, i64)>;
-
 pub fn parse_limit(v: Option<&str>) -> Result<u32> {
     match v {
         None => Ok(10),
@@ -124,7 +188,7 @@ pub fn parse_limit(v: Option<&str>) -> Result<u32> {
     }
 }
 
-pub fn response(q: &RankedQuery, rows: RankedRows) -> Value {
+pub fn response(q: &RankedQuery, rows: &[RankedRow]) -> Value {
     let mut out = Map::new();
     out.insert("metric".into(), json!(q.metric.name()));
     out.insert("period".into(), json!(q.range.label));
@@ -133,9 +197,7 @@ pub fn response(q: &RankedQuery, rows: RankedRows) -> Value {
     out.insert(
         "rows".into(),
         Value::Array(
-            rows.into_iter()
-                .map(|(k, a, b, c)| q.metric.row(k, a, b, c))
-                .collect(),
+            rows.iter().map(|r| r.to_json(q.metric)).collect(),
         ),
     );
     Value::Object(out)

@@ -17,23 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::event::Event;
 
 pub use self::clickhouse::ClickHouseStore;
+pub use crate::error::StoreError;
 pub use memory::MemoryStore;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Transport failure, timeout, overload or another state that a later retry can get past.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    /// The storage refused the request itself (schema or data problem); retrying the same data is useless.
-    #[error("storage rejected the request: {0}")]
-    Rejected(String),
-}
-
-impl StoreError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-}
 
 /// A record that can never become an event (undecodable, invalid), kept with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]

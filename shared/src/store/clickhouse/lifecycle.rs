@@ -12,7 +12,7 @@ use super::migrations::{
     HOURLY_EVENTS, HOURLY_EVENTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
 };
 use super::{ClickHouseStore, EVENTS_TABLE, classify};
-use crate::erasure::ErasureReport;
+use crate::erasure::{ErasureReport, ErasureStore};
 use crate::retention::{Partition, RetentionStore, Scope, month_partition_end};
 use crate::store::StoreError;
 
@@ -51,6 +51,17 @@ fn scope_sql(scope: &Scope) -> (&'static str, &[String]) {
 struct PartitionRow {
     partition: String,
     rows: u64,
+}
+
+#[async_trait]
+impl ErasureStore for ClickHouseStore {
+    async fn erase_customer(
+        &self,
+        store_id: &str,
+        customer_id: &str,
+    ) -> Result<ErasureReport, StoreError> {
+        self.erase(store_id, customer_id).await
+    }
 }
 
 #[async_trait]

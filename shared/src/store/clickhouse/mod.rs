@@ -16,7 +16,7 @@
 mod keys;
 mod lifecycle;
 pub mod migrations;
-mod query;
+mod read;
 mod row;
 
 use std::time::Duration;

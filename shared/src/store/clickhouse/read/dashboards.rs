@@ -1,0 +1,107 @@
+//! The dashboards port on the `analytics_dashboards` table (a `ReplacingMergeTree` on `version`): a save
+//! and a deletion are both a new version of the row; reads take the latest with `FINAL`.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::error::StoreError;
+use crate::query::dashboards::{Dashboard, DashboardStore};
+use crate::store::clickhouse::{ClickHouseStore, classify};
+
+#[derive(Debug, Deserialize, serde::Serialize, clickhouse::Row)]
+struct DashboardRow {
+    store_id: String,
+    id: String,
+    name: String,
+    widgets: String,
+    /// Milliseconds of the save or deletion (the latest version wins).
+    version: u64,
+    deleted: u8,
+}
+
+fn version(at: jiff::Timestamp) -> u64 {
+    u64::try_from(at.as_millisecond()).unwrap_or(0)
+}
+
+impl ClickHouseStore {
+    /// One row into `analytics_dashboards` (saves and deletions are both new versions of the row).
+    async fn write_dashboard_row(&self, row: &DashboardRow) -> Result<(), StoreError> {
+        let mut insert = self
+            .client()
+            .insert::<DashboardRow>("analytics_dashboards")
+            .await
+            .map_err(classify)?;
+        insert.write(row).await.map_err(classify)?;
+        insert.end().await.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl DashboardStore for ClickHouseStore {
+    async fn dashboards(&self, store_id: &str) -> Result<Vec<Dashboard>, StoreError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT store_id, id, name, widgets, version, deleted FROM analytics_dashboards FINAL \
+                 WHERE store_id = {store:String} AND deleted = 0 ORDER BY name, id",
+            )
+            .param("store", store_id)
+            .fetch_all::<DashboardRow>()
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|r| {
+                let widgets = serde_json::from_str(&r.widgets).map_err(|e| {
+                    StoreError::Rejected(format!("dashboard {} has unreadable widgets: {e}", r.id))
+                })?;
+                Ok(Dashboard {
+                    id: r.id,
+                    name: r.name,
+                    built_in: false,
+                    widgets,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_dashboard(
+        &self,
+        store_id: &str,
+        d: &Dashboard,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let widgets = serde_json::to_string(&d.widgets)
+            .map_err(|e| StoreError::Rejected(format!("dashboard widgets: {e}")))?;
+        self.write_dashboard_row(&DashboardRow {
+            store_id: store_id.to_owned(),
+            id: d.id.clone(),
+            name: d.name.clone(),
+            widgets,
+            version: version(at),
+            deleted: 0,
+        })
+        .await
+    }
+
+    async fn delete_dashboard(
+        &self,
+        store_id: &str,
+        id: &str,
+        at: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        let exists = self.dashboards(store_id).await?.iter().any(|d| d.id == id);
+        if !exists {
+            return Ok(false);
+        }
+        self.write_dashboard_row(&DashboardRow {
+            store_id: store_id.to_owned(),
+            id: id.to_owned(),
+            name: String::new(),
+            widgets: "[]".into(),
+            version: version(at),
+            deleted: 1,
+        })
+        .await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,142 @@
+//! Ranked metrics: one query per metric, each returning `key` plus three named columns that
+//! [`to_row`] turns into the metric's [`RankedRow`].
+
+use serde::Deserialize;
+
+use super::{
+    Binds, IN_CURRENCY, ITEM_QTY, STORE_AND_BOTS, Sql, base_filter, customer_orders,
+    each_order, with_first_orders,
+};
+use crate::error::StoreError;
+use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
+use crate::store::clickhouse::{ClickHouseStore, classify};
+
+/// What every ranked query selects: a key and three measures, named per metric in [`to_row`].
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct KeyedRow {
+    key: String,
+    a: i64,
+    b: i64,
+    c: i64,
+}
+
+/// The row of `metric` from the query's columns; the column order of each query in [`sql`] is the
+/// field order here.
+fn to_row(metric: Ranked, r: KeyedRow) -> RankedRow {
+    let KeyedRow { key, a, b, c } = r;
+    match metric {
+        Ranked::BestSellers => RankedRow::Product {
+            product_id: key,
+            units: a,
+            revenue: b,
+            orders: c,
+        },
+        Ranked::TrafficSources | Ranked::CampaignPerformance => RankedRow::Channel {
+            key,
+            sessions: a,
+            orders: b,
+            revenue: c,
+        },
+        Ranked::StockLevels => RankedRow::Stock {
+            product_id: key,
+            quantity: a,
+            updated_at: b,
+        },
+        Ranked::SellThroughRate => RankedRow::SellThrough {
+            product_id: key,
+            units_sold: a,
+            stock_on_hand: b,
+        },
+        Ranked::NewVsReturning => RankedRow::Segment {
+            segment: key,
+            customers: a,
+            orders: b,
+            revenue: c,
+        },
+    }
+}
+
+pub(super) async fn fetch(
+    store: &ClickHouseStore,
+    q: &RankedQuery,
+) -> Result<Vec<RankedRow>, StoreError> {
+    let rows = sql(q)
+        .query(store)
+        .fetch_all::<KeyedRow>()
+        .await
+        .map_err(classify)?;
+    Ok(rows.into_iter().map(|r| to_row(q.metric, r)).collect())
+}
+
+/// The first value of `column` in the session that is not empty.
+fn first_in_session(column: &str) -> String {
+    format!("argMinIf({column}, timestamp, {column} != '')")
+}
+
+pub(super) fn sql(q: &RankedQuery) -> Sql {
+    let base = base_filter(q.country.is_some());
+    // Each order once with its properties (for its items).
+    let orders = |filter: String| each_order("order_id, any(properties) AS p", &filter);
+    let items = "ARRAY JOIN JSONExtractArrayRaw(p, 'items') AS item";
+    let product = "JSONExtractString(item, 'productId')";
+    // The latest stock per product before the period's end.
+    let stock = format!(
+        "SELECT product_id AS key, argMax(quantity, timestamp) AS stock, max(timestamp) AS at \
+         FROM commerce_events WHERE {STORE_AND_BOTS} AND type = 'inventory.updated' \
+         AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) GROUP BY key"
+    );
+    // Sessions by `key`: sessions, sessions with an order, their orders' amount in the currency.
+    let sessions = |key: &str| {
+        format!(
+            "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c FROM ( \
+               SELECT {key} AS key, max(type = 'order.completed') AS orders, \
+                 arraySum(arrayMap(x -> x.2, groupUniqArrayIf((order_id, amount), \
+                   type = 'order.completed' AND currency = {{currency:String}}))) AS revenue \
+               FROM commerce_events WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)) \
+             WHERE key != '' GROUP BY key ORDER BY a DESC, key LIMIT {{limit:UInt32}}"
+        )
+    };
+    let text = match q.metric {
+        Ranked::BestSellers => format!(
+            "SELECT {product} AS key, toInt64(sum({ITEM_QTY})) AS a, \
+             toInt64(sum({ITEM_QTY} * JSONExtractInt(item, 'price'))) AS b, toInt64(uniqExact(order_id)) AS c \
+             FROM ({}) {items} \
+             GROUP BY key ORDER BY b DESC, a DESC, key LIMIT {{limit:UInt32}}",
+            orders(format!("{base}{IN_CURRENCY}"))
+        ),
+        Ranked::TrafficSources => sessions(&format!(
+            "if({utm} != '', {utm}, if({referrer} != '', domainWithoutWWW({referrer}), 'direct'))",
+            utm = first_in_session("utm_source"),
+            referrer = first_in_session("referrer"),
+        )),
+        Ranked::CampaignPerformance => sessions(&first_in_session("utm_campaign")),
+        Ranked::NewVsReturning => format!(
+            "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \
+               toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, \
+               toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS c \
+             FROM {} GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}",
+            with_first_orders(&customer_orders(q.country.is_some()))
+        ),
+        Ranked::StockLevels => format!(
+            "SELECT key, toInt64(stock) AS a, toInt64(toUnixTimestamp(at)) AS b, toInt64(0) AS c FROM ({stock}) \
+             ORDER BY a, key LIMIT {{limit:UInt32}}"
+        ),
+        Ranked::SellThroughRate => format!(
+            "SELECT key, toInt64(sold) AS a, toInt64(stock) AS b, toInt64(0) AS c FROM ({stock}) AS s \
+             FULL OUTER JOIN ( \
+               SELECT {product} AS key, sum({ITEM_QTY}) AS sold FROM ({}) {items} GROUP BY key) AS o \
+             USING key WHERE key != '' ORDER BY if(a + b = 0, 0, a / (a + b)) DESC, key LIMIT {{limit:UInt32}}",
+            orders(base.clone())
+        ),
+    };
+    Sql {
+        text,
+        binds: Binds {
+            currency: q.currency.clone(),
+            country: q.country.clone(),
+            limit: Some(q.limit),
+            tz: None,
+            ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
+        },
+    }
+}
