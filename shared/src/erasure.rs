@@ -17,8 +17,8 @@
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
 use crate::error::StoreError;
+use crate::error::{Error, Result};
 
 /// The erasure port.
 #[async_trait]

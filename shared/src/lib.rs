@@ -25,6 +25,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod ident;
 pub mod ingest;
+pub mod lambda;
 pub mod query;
 pub mod ratelimit;
 pub mod retention;

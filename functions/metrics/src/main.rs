@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    commerce_analytics::api::Api::run_read_function().await
+    commerce_analytics::lambda::store_routes().await
 }

@@ -3,23 +3,7 @@
 //! what would go. Output: the report (also logged as JSON). Wiring only; see
 //! `commerce_analytics::retention`.
 
-use commerce_analytics::clock::SystemClock;
-use commerce_analytics::config::Config;
-use commerce_analytics::retention::{self, Policy, Report};
-use commerce_analytics::store::ClickHouseStore;
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use serde_json::Value;
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    commerce_analytics::telemetry::init(true);
-    let config = Config::from_env()?;
-    config.ensure_supported()?;
-    let store = ClickHouseStore::new(&config.clickhouse);
-    let policy = Policy::from_config(&config);
-    let (store, policy) = (&store, &policy);
-    run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<Report, Error>(retention::handle(store, policy, &SystemClock, &event.payload).await?)
-    }))
-    .await
+async fn main() -> Result<(), lambda_http::Error> {
+    commerce_analytics::lambda::retention().await
 }

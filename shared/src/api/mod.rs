@@ -114,25 +114,6 @@ impl Api {
         Ok(principal)
     }
 
-    /// The API of a read-only Lambda (`metrics`, `funnel`): keys and ClickHouse from `config`; its tracker
-    /// discards (the track routes live in the `track` function). Clients are built here, once.
-    pub fn for_reads(config: &crate::config::Config) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
-        let tracker = Tracker::new(
-            crate::event::Validator::from_config(config),
-            Arc::new(crate::sink::DiscardSink),
-            clock.clone(),
-        );
-        let store = Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
-        Self::new(
-            Arc::new(tracker),
-            Authenticator::from_config(store.clone(), config),
-            config.limits,
-        )
-        .with_rate_limit(config, clock.clone())
-        .with_queries(store, clock)
-    }
-
     /// Also serve the store-backed routes (reads, custom dashboards, erasure) from `store`.
     pub fn with_queries<S>(mut self, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
     where
@@ -151,15 +132,6 @@ impl Api {
     pub fn with_ingest(mut self, ingest: Arc<Ingest>) -> Self {
         self.ingest = Some(ingest);
         self
-    }
-
-    /// The whole `main` of a read function (`metrics`, `funnel`, `erasure`): logs, configuration from the
-    /// environment, [`Api::for_reads`], served until the runtime stops.
-    pub async fn run_read_function() -> std::result::Result<(), lambda_http::Error> {
-        crate::telemetry::init(true);
-        let config = crate::config::Config::from_env()?;
-        config.ensure_supported()?;
-        Self::for_reads(&config).run_on_lambda().await
     }
 
     /// Serves this API on the Lambda runtime (API Gateway HTTP API or Function URL events) until the
@@ -371,7 +343,11 @@ impl Api {
                 Ok(response::json(StatusCode::OK, &d))
             }
             (Some(id), &Method::DELETE) => {
-                if stores.dashboards.delete_dashboard(&store_id, &id, now).await? {
+                if stores
+                    .dashboards
+                    .delete_dashboard(&store_id, &id, now)
+                    .await?
+                {
                     Ok(response::json(
                         StatusCode::OK,
                         &json!({ "id": id, "deleted": true }),

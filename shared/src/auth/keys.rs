@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 
 use super::{Principal, digest_hex, key_id_of_digest};
 use crate::config::{ApiKeyConfig, KeyKind};
+use crate::error::StoreError;
 use crate::error::{Error, Result};
-use crate::store::StoreError;
 
 /// Characters of a key shown in listings: the kind prefix and 8 random characters.
 pub const DISPLAY_PREFIX_LEN: usize = 11;
@@ -141,7 +141,7 @@ pub async fn create(
             "origins apply to write keys only (read keys never belong in a browser)",
         ));
     }
-    if let Some(bad) = origins.iter().find(|o| !crate::config::is_origin(o)) {
+    if let Some(bad) = origins.iter().find(|o| !crate::ident::is_origin(o)) {
         return Err(Error::invalid(
             "invalid_origin",
             "origin",

@@ -64,15 +64,7 @@ impl Principal {
     }
 }
 
-/// Store ids: `[a-z0-9][a-z0-9_-]{0,63}`.
-pub fn is_valid_store_id(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
-}
+pub use crate::ident::is_valid_store_id;
 
 /// Authenticates requests against a [`KeyStore`], remembering each answer (key found, revoked or unknown)
 /// for `ttl`.

@@ -237,7 +237,7 @@ impl Validator {
     /// Checks an already-enriched event arriving from Firehose (written by `track`, but the ingest endpoint
     /// trusts nothing it decodes): store id, id, type contract, property shape and limits.
     pub fn revalidate(&self, e: &Event) -> Result<(), FieldError> {
-        if !crate::auth::is_valid_store_id(&e.store_id) {
+        if !crate::ident::is_valid_store_id(&e.store_id) {
             return Err(FieldError::new(
                 "invalid_value",
                 "storeId",

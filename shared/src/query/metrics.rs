@@ -115,7 +115,11 @@ impl Metric {
 
 /// `amount / n` in integer minor units, rounded half up; 0 when `n` is 0.
 fn average(amount: i64, n: i64) -> i64 {
-    if n == 0 { 0 } else { (2 * amount + n) / (2 * n) }
+    if n == 0 {
+        0
+    } else {
+        (2 * amount + n) / (2 * n)
+    }
 }
 
 /// `numerator / denominator` as 0–1 with 4 decimals; 0 when the denominator is 0.

@@ -44,7 +44,10 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     /// Rows of a ranked metric (see [`ranked::RankedRow`]), ordered and limited.
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<Vec<ranked::RankedRow>, StoreError>;
     /// Cohort cells (see [`cohorts::CohortCell`]).
-    async fn cohorts(&self, q: &cohorts::CohortQuery) -> Result<Vec<cohorts::CohortCell>, StoreError>;
+    async fn cohorts(
+        &self,
+        q: &cohorts::CohortQuery,
+    ) -> Result<Vec<cohorts::CohortCell>, StoreError>;
     /// Keys (sessions or customers) reaching each funnel step, and median step times.
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
     /// Events of the last minutes (see [`live`]).

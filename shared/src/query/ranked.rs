@@ -62,7 +62,6 @@ impl Ranked {
                 | Self::NewVsReturning
         )
     }
-
 }
 
 /// One row of a ranked metric, as the store reports it: counts and amounts only (rates are derived
@@ -121,7 +120,9 @@ impl RankedRow {
                 units,
                 revenue,
                 orders,
-            } => json!({"productId": product_id, "units": units, "revenue": revenue, "orders": orders}),
+            } => {
+                json!({"productId": product_id, "units": units, "revenue": revenue, "orders": orders})
+            }
             Self::Channel {
                 key,
                 sessions,
@@ -150,14 +151,18 @@ impl RankedRow {
                 product_id,
                 units_sold,
                 stock_on_hand,
-            } => json!({"productId": product_id, "unitsSold": units_sold, "stockOnHand": stock_on_hand,
-                        "sellThroughRate": rate(*units_sold, units_sold + stock_on_hand)}),
+            } => {
+                json!({"productId": product_id, "unitsSold": units_sold, "stockOnHand": stock_on_hand,
+                        "sellThroughRate": rate(*units_sold, units_sold + stock_on_hand)})
+            }
             Self::Segment {
                 segment,
                 customers,
                 orders,
                 revenue,
-            } => json!({"segment": segment, "customers": customers, "orders": orders, "revenue": revenue}),
+            } => {
+                json!({"segment": segment, "customers": customers, "orders": orders, "revenue": revenue})
+            }
         }
     }
 }
@@ -196,9 +201,7 @@ pub fn response(q: &RankedQuery, rows: &[RankedRow]) -> Value {
     out.insert("currency".into(), json!(q.currency));
     out.insert(
         "rows".into(),
-        Value::Array(
-            rows.iter().map(|r| r.to_json(q.metric)).collect(),
-        ),
+        Value::Array(rows.iter().map(|r| r.to_json(q.metric)).collect()),
     );
     Value::Object(out)
 }

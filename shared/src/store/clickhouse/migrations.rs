@@ -275,7 +275,7 @@ struct Applied {
 /// Creates the database if needed, applies pending migrations in order, and brings the events TTL in line
 /// with `retention_days`. Safe to run concurrently with traffic and to run again.
 pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Report, StoreError> {
-    if !crate::config::is_identifier(db) {
+    if !crate::ident::is_identifier(db) {
         return Err(StoreError::Rejected(format!(
             "invalid database name {db:?}"
         )));

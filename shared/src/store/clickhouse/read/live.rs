@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{Binds, Sql, STORE_AND_BOTS};
+use super::{Binds, STORE_AND_BOTS, Sql};
 use crate::error::StoreError;
 use crate::query::live::{LiveData, LiveQuery, MinuteEvents, RECENT, RecentEvent};
 use crate::store::clickhouse::{ClickHouseStore, classify};

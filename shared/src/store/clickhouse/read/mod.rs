@@ -25,13 +25,13 @@ use async_trait::async_trait;
 
 use super::{ClickHouseStore, classify};
 use crate::error::StoreError;
+use crate::query::ReadStore;
 use crate::query::cohorts::{CohortCell, CohortQuery};
 use crate::query::funnel::{FunnelCounts, FunnelQuery};
 use crate::query::live::{LiveData, LiveQuery};
 use crate::query::metrics::{MetricFacts, MetricQuery};
 use crate::query::params::Range;
 use crate::query::ranked::{RankedQuery, RankedRow};
-use crate::query::ReadStore;
 
 /// A read's SQL text and the values of its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,5 +225,174 @@ impl ReadStore for ClickHouseStore {
 
     async fn live(&self, q: &LiveQuery) -> Result<LiveData, StoreError> {
         live::fetch(self, q).await
+    }
+}
+
+/// Snapshot tests of the generated SQL (`insta`; snapshots in `snapshots/`), one per metric, ranked metric,
+/// cohort interval, funnel shape and live query, so that a change to a shared fragment shows its effect on
+/// every read. Laid out one clause per line for review; the text sent is the same SQL on fewer lines.
+#[cfg(test)]
+mod tests {
+    use crate::query::cohorts::CohortQuery;
+    use crate::query::funnel::{FunnelKey, FunnelQuery};
+    use crate::query::live::LiveQuery;
+    use crate::query::metrics::{Metric, MetricQuery};
+    use crate::query::params::{Params, Range};
+    use crate::query::ranked::{Ranked, RankedQuery};
+
+    use super::Sql;
+
+    fn range(query: &str) -> Range {
+        let now: jiff::Timestamp = "2026-03-15T10:20:30Z".parse().expect("now");
+        Params::parse(query, &["period", "timezone", "granularity"])
+            .and_then(|p| p.range(now))
+            .expect("range")
+    }
+
+    /// One clause per line: a line break before each top-level keyword of a clause.
+    fn layout(sql: &Sql) -> String {
+        const BREAKS: [&str; 11] = [
+            "SELECT ",
+            "FROM ",
+            "WHERE ",
+            "GROUP BY ",
+            "HAVING ",
+            "ORDER BY ",
+            "LIMIT ",
+            "UNION ALL ",
+            "INNER JOIN ",
+            "FULL OUTER JOIN ",
+            "ARRAY JOIN ",
+        ];
+        let flat = sql.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut out = String::new();
+        let mut rest = flat.as_str();
+        while !rest.is_empty() {
+            let next = BREAKS
+                .iter()
+                .filter_map(|k| rest[1..].find(&format!(" {k}")).map(|i| i + 1))
+                .min();
+            let (line, tail) = match next {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            out.push_str(line.trim());
+            out.push('\n');
+            rest = tail.trim_start();
+        }
+        format!("{out}-- binds: {:?}\n", sql.binds)
+    }
+
+    fn metric(metric: Metric, period: &str, tz: &str) -> MetricQuery {
+        MetricQuery {
+            store_id: "shop-a".into(),
+            metric,
+            range: range(&format!("period={period}&timezone={tz}&granularity=day")),
+            currency: metric.is_money().then(|| "USD".to_owned()),
+            country: None,
+            product_id: None,
+            include_bots: false,
+        }
+    }
+
+    #[test]
+    fn every_metric_has_its_sql_snapshot() {
+        for m in Metric::ALL {
+            let (bucketed, total, _) = super::metrics::sql(&metric(m, "30d", "Europe/Berlin"));
+            insta::assert_snapshot!(
+                format!("metric_{}", m.name()),
+                format!("{}\n{}", layout(&bucketed), layout(&total))
+            );
+        }
+    }
+
+    #[test]
+    fn filtered_and_rollup_metrics_have_their_sql_snapshots() {
+        let mut by_country = metric(Metric::Revenue, "30d", "UTC");
+        by_country.country = Some("DE".into());
+        let mut one_product = metric(Metric::AddToCartRate, "30d", "UTC");
+        one_product.product_id = Some("prod_1".into());
+        let mut with_bots = metric(Metric::Visitors, "30d", "UTC");
+        with_bots.include_bots = true;
+        for (name, q) in [
+            ("revenue_in_one_country", by_country),
+            ("add_to_cart_rate_of_one_product", one_product),
+            ("visitors_with_bots_from_raw_events", with_bots),
+            // A 30-minute offset: the rollup cannot answer, raw events do.
+            (
+                "visitors_in_kolkata_from_raw_events",
+                metric(Metric::Visitors, "30d", "Asia/Kolkata"),
+            ),
+            (
+                "product_views_from_the_rollup",
+                metric(Metric::ProductViews, "24h", "UTC"),
+            ),
+        ] {
+            let (bucketed, _, _) = super::metrics::sql(&q);
+            insta::assert_snapshot!(format!("metric_{name}"), layout(&bucketed));
+        }
+    }
+
+    #[test]
+    fn every_ranked_metric_has_its_sql_snapshot() {
+        for m in Ranked::ALL {
+            let q = RankedQuery {
+                store_id: "shop-a".into(),
+                metric: m,
+                range: range("period=30d"),
+                currency: m.uses_currency().then(|| "USD".to_owned()),
+                country: None,
+                limit: 10,
+                include_bots: false,
+            };
+            insta::assert_snapshot!(
+                format!("ranked_{}", m.name()),
+                layout(&super::ranked::sql(&q))
+            );
+        }
+    }
+
+    #[test]
+    fn cohorts_funnels_and_live_have_their_sql_snapshots() {
+        for granularity in ["week", "month"] {
+            let q = CohortQuery {
+                store_id: "shop-a".into(),
+                range: range(&format!(
+                    "period=12m&granularity={granularity}&timezone=America/New_York"
+                )),
+                currency: "EUR".into(),
+                include_bots: false,
+            };
+            insta::assert_snapshot!(
+                format!("cohorts_{granularity}"),
+                layout(&super::cohorts::sql(&q))
+            );
+        }
+        for (name, by, strict) in [
+            ("funnel_by_session", FunnelKey::Session, false),
+            ("funnel_by_customer_strict", FunnelKey::Customer, true),
+        ] {
+            let q = FunnelQuery {
+                store_id: "shop-a".into(),
+                steps: vec![
+                    "product.viewed".into(),
+                    "cart.item_added".into(),
+                    "order.completed".into(),
+                ],
+                range: range("period=7d"),
+                window_secs: 86_400,
+                by,
+                strict,
+                include_bots: false,
+            };
+            insta::assert_snapshot!(name, layout(&super::funnel::sql(&q)));
+        }
+        let (minutes, recent) = super::live::sql(&LiveQuery {
+            store_id: "shop-a".into(),
+            from_ms: 1_773_568_800_000,
+            minutes: 30,
+            include_bots: false,
+        });
+        insta::assert_snapshot!("live", format!("{}\n{}", layout(&minutes), layout(&recent)));
     }
 }

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 
 use super::{
-    Binds, IN_CURRENCY, ITEM_QTY, STORE_AND_BOTS, Sql, base_filter, customer_orders,
-    each_order, with_first_orders,
+    Binds, IN_CURRENCY, ITEM_QTY, STORE_AND_BOTS, Sql, base_filter, customer_orders, each_order,
+    with_first_orders,
 };
 use crate::error::StoreError;
 use crate::query::ranked::{Ranked, RankedQuery, RankedRow};

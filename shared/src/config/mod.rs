@@ -5,7 +5,11 @@
 //!    `flush_interval_seconds: 5`, `retention_days: 365`);
 //! 2. the YAML file named by `ANALYTICS_CONFIG` (or passed explicitly), shaped like the spec's
 //!    `analytics:` block, with `${VAR}` and `${VAR:-default}` interpolation from the environment;
-//! 3. environment overrides, for Lambda where there is no file (see [`ENV_OVERRIDES`]).
+//! 3. environment overrides, for Lambda where there is no file.
+//!
+//! Each setting is declared once, in [`settings`] (name, variable, type, default, parser, meaning); the
+//! README's configuration table is rendered from that declaration. [`interpolate`] expands variables in
+//! the file, [`env`] parses variables.
 //!
 //! Loading fails fast with a message that names the bad setting. `provider: bigquery` parses, but
 //! [`Config::ensure_supported`] rejects it at start until that provider exists.
@@ -13,12 +17,20 @@
 //! Secrets (`clickhouse_password`, API keys) are wrapped in [`Secret`], whose `Debug` prints `***`, so a
 //! logged config never shows them.
 
+mod env;
+mod interpolate;
+pub mod settings;
+
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::ident::{is_identifier, is_origin, is_valid_store_id};
+
+pub use interpolate::interpolate;
+use settings::{RawSettings, Settings};
 
 /// A string that must never appear in logs.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -155,56 +167,10 @@ pub struct Config {
     pub limits: Limits,
 }
 
-/// Environment variables that override the file (name, setting).
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
-    ("ANALYTICS_ENABLED", "enabled"),
-    ("ANALYTICS_PROVIDER", "provider"),
-    ("CLICKHOUSE_URL", "clickhouse_url"),
-    ("CLICKHOUSE_DATABASE", "clickhouse_database"),
-    ("CLICKHOUSE_USER", "clickhouse_user"),
-    ("CLICKHOUSE_PASSWORD", "clickhouse_password"),
-    ("ANALYTICS_BATCH_SIZE", "batch_size"),
-    ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "flush_interval_seconds"),
-    ("ANALYTICS_RETENTION_DAYS", "retention_days"),
-    ("ANALYTICS_STORE_RETENTION_DAYS", "store_retention_days"),
-    ("ANALYTICS_MAX_BUFFERED_EVENTS", "max_buffered_events"),
-    ("ANALYTICS_ANONYMIZE_IP", "anonymize_ip"),
-    ("ANALYTICS_API_KEYS", "keys"),
-    ("ANALYTICS_KEY_CACHE_TTL_SECONDS", "key_cache_ttl_seconds"),
-    ("ANALYTICS_RATE_LIMIT_PER_SECOND", "rate_limit_per_second"),
-    ("ANALYTICS_RATE_LIMIT_BURST", "rate_limit_burst"),
-    ("FIREHOSE_STREAM_NAME", "firehose_stream_name"),
-    ("FIREHOSE_ACCESS_KEY", "firehose_access_key"),
-];
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRoot {
     analytics: Option<RawSettings>,
-}
-
-/// The `analytics:` block as written; every field optional so defaults and env can fill in.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSettings {
-    enabled: Option<bool>,
-    provider: Option<Provider>,
-    clickhouse_url: Option<String>,
-    clickhouse_database: Option<String>,
-    clickhouse_user: Option<String>,
-    clickhouse_password: Option<Secret>,
-    batch_size: Option<usize>,
-    flush_interval_seconds: Option<f64>,
-    retention_days: Option<u32>,
-    store_retention_days: Option<std::collections::BTreeMap<String, u32>>,
-    max_buffered_events: Option<usize>,
-    anonymize_ip: Option<bool>,
-    keys: Option<Vec<ApiKeyConfig>>,
-    key_cache_ttl_seconds: Option<u32>,
-    rate_limit_per_second: Option<u32>,
-    rate_limit_burst: Option<u32>,
-    firehose_stream_name: Option<String>,
-    firehose_access_key: Option<Secret>,
 }
 
 impl Config {
@@ -238,30 +204,31 @@ impl Config {
             }
             None => RawSettings::default(),
         };
-        apply_env(&mut raw, env)?;
-        Self::from_raw(raw)
+        raw.apply_env(env)?;
+        Self::from_settings(raw.resolve())
     }
 
-    fn from_raw(raw: RawSettings) -> Result<Self> {
-        let batch_size = raw.batch_size.unwrap_or(1000);
+    /// Checks the resolved settings and builds the typed configuration.
+    fn from_settings(raw: Settings) -> Result<Self> {
+        let batch_size = raw.batch_size;
         if !(1..=100_000).contains(&batch_size) {
             return Err(Error::Config(format!(
                 "batch_size must be 1..=100000, got {batch_size}"
             )));
         }
-        let flush = raw.flush_interval_seconds.unwrap_or(5.0);
+        let flush = raw.flush_interval_seconds;
         if !(flush > 0.0 && flush <= 3600.0) {
             return Err(Error::Config(format!(
                 "flush_interval_seconds must be > 0 and <= 3600, got {flush}"
             )));
         }
-        let retention_days = raw.retention_days.unwrap_or(365);
+        let retention_days = raw.retention_days;
         if retention_days == 0 {
             return Err(Error::Config("retention_days must be at least 1".into()));
         }
-        let store_retention_days = raw.store_retention_days.unwrap_or_default();
+        let store_retention_days = raw.store_retention_days;
         for (store, days) in &store_retention_days {
-            if !crate::auth::is_valid_store_id(store) {
+            if !is_valid_store_id(store) {
                 return Err(Error::Config(format!(
                     "store_retention_days: store {store:?} must match [a-z0-9][a-z0-9_-]{{0,63}}"
                 )));
@@ -278,8 +245,8 @@ impl Config {
                 "max_buffered_events ({max_buffered_events}) must be >= batch_size ({batch_size})"
             )));
         }
-        let url = raw.clickhouse_url.unwrap_or_default();
-        let provider = raw.provider.unwrap_or(Provider::Clickhouse);
+        let url = raw.clickhouse_url;
+        let provider = raw.provider;
         if provider == Provider::Clickhouse && url.is_empty() {
             return Err(Error::Config(
                 "clickhouse_url is not set (set CLICKHOUSE_URL or analytics.clickhouse_url)".into(),
@@ -294,15 +261,13 @@ impl Config {
                 )));
             }
         }
-        let database = raw
-            .clickhouse_database
-            .unwrap_or_else(|| "commerce_analytics".into());
+        let database = raw.clickhouse_database;
         if !is_identifier(&database) {
             return Err(Error::Config(format!(
                 "clickhouse_database {database:?} must match [A-Za-z_][A-Za-z0-9_]*"
             )));
         }
-        let keys = raw.keys.unwrap_or_default();
+        let keys = raw.keys;
         for (i, k) in keys.iter().enumerate() {
             if k.key.expose().len() < 8 {
                 return Err(Error::Config(format!(
@@ -319,7 +284,7 @@ impl Config {
                     "keys[{i}].origins: {bad:?} must be scheme://host[:port], e.g. https://shop.example.com"
                 )));
             }
-            if !crate::auth::is_valid_store_id(&k.store) {
+            if !is_valid_store_id(&k.store) {
                 return Err(Error::Config(format!(
                     "keys[{i}].store {:?} must match [a-z0-9][a-z0-9_-]{{0,63}}",
                     k.store
@@ -327,26 +292,26 @@ impl Config {
             }
         }
         Ok(Self {
-            enabled: raw.enabled.unwrap_or(true),
+            enabled: raw.enabled,
             provider,
             clickhouse: ClickHouseConfig {
                 url,
                 database,
-                user: raw.clickhouse_user.filter(|u| !u.is_empty()),
-                password: raw.clickhouse_password.unwrap_or_default(),
+                user: Some(raw.clickhouse_user).filter(|u| !u.is_empty()),
+                password: raw.clickhouse_password,
             },
             batch_size,
             flush_interval: Duration::from_secs_f64(flush),
             retention_days,
             store_retention_days,
             max_buffered_events,
-            anonymize_ip: raw.anonymize_ip.unwrap_or(true),
+            anonymize_ip: raw.anonymize_ip,
             keys,
-            key_cache_ttl_seconds: raw.key_cache_ttl_seconds.unwrap_or(60),
-            rate_limit_per_second: raw.rate_limit_per_second.unwrap_or(1000),
-            rate_limit_burst: raw.rate_limit_burst.unwrap_or(2000),
-            firehose_stream_name: raw.firehose_stream_name.filter(|s| !s.is_empty()),
-            firehose_access_key: raw.firehose_access_key.unwrap_or_default(),
+            key_cache_ttl_seconds: raw.key_cache_ttl_seconds,
+            rate_limit_per_second: raw.rate_limit_per_second,
+            rate_limit_burst: raw.rate_limit_burst,
+            firehose_stream_name: Some(raw.firehose_stream_name).filter(|s| !s.is_empty()),
+            firehose_access_key: raw.firehose_access_key,
             limits: Limits::default(),
         })
     }
@@ -389,179 +354,6 @@ impl Config {
             )),
         }
     }
-}
-
-/// `scheme://host[:port]` with nothing after, as browsers send in `Origin`.
-pub(crate) fn is_origin(s: &str) -> bool {
-    url::Url::parse(s).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host_str().is_some()
-            && u.path() == "/"
-            && u.query().is_none()
-            && !s.ends_with('/')
-    })
-}
-
-pub(crate) fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && s.len() <= 64
-}
-
-fn apply_env(raw: &mut RawSettings, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-    fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
-        v.trim()
-            .parse()
-            .map_err(|_| Error::Config(format!("environment variable {name}={v:?} is not valid")))
-    }
-    for (name, _) in ENV_OVERRIDES {
-        let Some(v) = env(name) else { continue };
-        match *name {
-            "ANALYTICS_ENABLED" => raw.enabled = Some(parse(name, &v)?),
-            "ANALYTICS_PROVIDER" => {
-                raw.provider = Some(match v.trim() {
-                    "clickhouse" => Provider::Clickhouse,
-                    "bigquery" => Provider::Bigquery,
-                    _ => {
-                        return Err(Error::Config(format!(
-                            "ANALYTICS_PROVIDER must be clickhouse or bigquery, got {v:?}"
-                        )));
-                    }
-                })
-            }
-            "CLICKHOUSE_URL" => raw.clickhouse_url = Some(v),
-            "CLICKHOUSE_DATABASE" => raw.clickhouse_database = Some(v),
-            "CLICKHOUSE_USER" => raw.clickhouse_user = Some(v),
-            "CLICKHOUSE_PASSWORD" => raw.clickhouse_password = Some(Secret(v)),
-            "ANALYTICS_BATCH_SIZE" => raw.batch_size = Some(parse(name, &v)?),
-            "ANALYTICS_FLUSH_INTERVAL_SECONDS" => {
-                raw.flush_interval_seconds = Some(parse(name, &v)?)
-            }
-            "ANALYTICS_RETENTION_DAYS" => raw.retention_days = Some(parse(name, &v)?),
-            "ANALYTICS_STORE_RETENTION_DAYS" => {
-                raw.store_retention_days = Some(parse_store_days(&v)?)
-            }
-            "ANALYTICS_MAX_BUFFERED_EVENTS" => raw.max_buffered_events = Some(parse(name, &v)?),
-            "ANALYTICS_ANONYMIZE_IP" => raw.anonymize_ip = Some(parse(name, &v)?),
-            "ANALYTICS_API_KEYS" => raw.keys = Some(parse_key_list(&v)?),
-            "ANALYTICS_KEY_CACHE_TTL_SECONDS" => raw.key_cache_ttl_seconds = Some(parse(name, &v)?),
-            "ANALYTICS_RATE_LIMIT_PER_SECOND" => raw.rate_limit_per_second = Some(parse(name, &v)?),
-            "ANALYTICS_RATE_LIMIT_BURST" => raw.rate_limit_burst = Some(parse(name, &v)?),
-            "FIREHOSE_STREAM_NAME" => raw.firehose_stream_name = Some(v),
-            "FIREHOSE_ACCESS_KEY" => raw.firehose_access_key = Some(Secret(v)),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// `ANALYTICS_STORE_RETENTION_DAYS`: comma-separated `store:days` pairs, e.g. `shop-a:30,shop-b:730`.
-fn parse_store_days(v: &str) -> Result<std::collections::BTreeMap<String, u32>> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let (store, days) = item.split_once(':').ok_or_else(|| {
-                Error::Config(format!(
-                    "ANALYTICS_STORE_RETENTION_DAYS entry {item:?} must be store:days"
-                ))
-            })?;
-            let days = days.trim().parse().map_err(|_| {
-                Error::Config(format!(
-                    "ANALYTICS_STORE_RETENTION_DAYS entry {item:?}: days must be a whole number"
-                ))
-            })?;
-            Ok((store.trim().to_owned(), days))
-        })
-        .collect()
-}
-
-/// `ANALYTICS_API_KEYS`: comma-separated `key:store:kind` triples, e.g. `pk_live_x:shop1:write`.
-fn parse_key_list(v: &str) -> Result<Vec<ApiKeyConfig>> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .enumerate()
-        .map(|(i, item)| {
-            // key:store:kind, optionally :origin|origin (origins contain ':' themselves, so at most 4 parts).
-            let mut parts = item.splitn(4, ':');
-            let (Some(key), Some(store), Some(kind)) = (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(Error::Config(format!(
-                    "ANALYTICS_API_KEYS entry {i} must be key:store:kind[:origin|origin...]"
-                )));
-            };
-            let origins: Vec<String> = parts
-                .next()
-                .map(|o| {
-                    o.split('|')
-                        .map(str::trim)
-                        .filter(|o| !o.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let kind = match kind {
-                "write" => KeyKind::Write,
-                "read" => KeyKind::Read,
-                _ => {
-                    return Err(Error::Config(format!(
-                        "ANALYTICS_API_KEYS entry {i}: kind must be write or read"
-                    )));
-                }
-            };
-            Ok(ApiKeyConfig {
-                key: Secret(key.to_owned()),
-                store: store.to_owned(),
-                kind,
-                origins,
-            })
-        })
-        .collect()
-}
-
-/// Replaces `${VAR}` and `${VAR:-default}` with environment values. An unset `${VAR}` without a default is
-/// an error naming the variable and the line, so a missing secret cannot silently become an empty string.
-pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
-    let mut out = String::with_capacity(text.len());
-    for (lineno, line) in text.split_inclusive('\n').enumerate() {
-        let mut rest = line;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('}') else {
-                return Err(Error::Config(format!(
-                    "config line {}: unterminated ${{...}}",
-                    lineno + 1
-                )));
-            };
-            let expr = &after[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            if !is_identifier(name) {
-                return Err(Error::Config(format!(
-                    "config line {}: bad variable name {name:?}",
-                    lineno + 1
-                )));
-            }
-            match (env(name).filter(|v| !v.is_empty()), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(Error::Config(format!(
-                        "config line {}: environment variable {name} is not set",
-                        lineno + 1
-                    )));
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -796,6 +588,29 @@ mod tests {
             err.contains("bigquery") && err.contains("not available yet"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_readme_configuration_table_is_the_declared_settings() {
+        let readme = include_str!("../../../README.md");
+        let table = settings::markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table differs from the settings declared in \
+             shared/src/config/settings.rs; paste this table into README.md:\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_one_unique_name_and_variable() {
+        let mut names: Vec<&str> = settings::ALL.iter().map(|s| s.name).collect();
+        let mut vars: Vec<&str> = settings::ALL.iter().map(|s| s.env).collect();
+        names.sort_unstable();
+        vars.sort_unstable();
+        let n = settings::ALL.len();
+        names.dedup();
+        vars.dedup();
+        assert_eq!((names.len(), vars.len()), (n, n));
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! Every setting, declared once: its YAML name, environment variable, type, default, parser and meaning.
+//!
+//! The [`settings!`] declaration below generates the `analytics:` block's shape (every field optional),
+//! the environment overrides, the defaults, and [`ALL`], from which [`markdown_table`] renders the
+//! README's configuration table (a test checks the README against it). [`super::Config`] validates the
+//! resolved values and builds the typed configuration.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::env::{from_str, key_list, optional, provider, secret, store_days, text};
+use super::{ApiKeyConfig, Provider, Secret};
+use crate::error::Result;
+
+/// One setting as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The key in the YAML `analytics:` block.
+    pub name: &'static str,
+    /// The environment variable that overrides it.
+    pub env: &'static str,
+    /// The variable's format when it is not a plain value (e.g. `store:days,...`).
+    pub env_format: Option<&'static str>,
+    /// The default, as shown to readers.
+    pub default: &'static str,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $ty:ty = $default:expr;
+        shown $shown:literal, env $env:literal $(($format:literal))?, parse $parse:path;
+    )*) => {
+        /// The `analytics:` block as written; every field optional so defaults and env can fill in.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawSettings {
+            $( $name: Option<$ty>, )*
+        }
+
+        /// Every setting with its default applied.
+        #[derive(Debug)]
+        pub(super) struct Settings {
+            $( $(#[doc = $doc])+ pub $name: $ty, )*
+        }
+
+        /// Every setting, in the README's order.
+        pub const ALL: &[Setting] = &[$(
+            Setting {
+                name: stringify!($name),
+                env: $env,
+                env_format: settings!(@format $($format)?),
+                default: $shown,
+                doc: concat!($($doc),+),
+            },
+        )*];
+
+        impl RawSettings {
+            /// Environment variables override the file, each parsed by its setting's parser.
+            pub(super) fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+                $(
+                    if let Some(v) = env($env) {
+                        self.$name = Some($parse($env, v)?);
+                    }
+                )*
+                Ok(())
+            }
+
+            pub(super) fn resolve(self) -> Settings {
+                Settings { $( $name: self.$name.unwrap_or_else(|| $default), )* }
+            }
+        }
+    };
+    (@format $format:literal) => { Some($format) };
+    (@format) => { None };
+}
+
+settings! {
+    /// `false`: events are still validated and answered with 202, but nothing is stored (a kill switch
+    /// that never breaks storefronts)
+    enabled: bool = true;
+    shown "`true`", env "ANALYTICS_ENABLED", parse from_str;
+
+    /// `clickhouse` or `bigquery`; `bigquery` is accepted by the parser but refused at start until that
+    /// provider exists
+    provider: Provider = Provider::Clickhouse;
+    shown "`clickhouse`", env "ANALYTICS_PROVIDER", parse provider;
+
+    /// `http://` or `https://` URL of ClickHouse
+    clickhouse_url: String = String::new();
+    shown "– (required)", env "CLICKHOUSE_URL", parse text;
+
+    /// the database of the module's tables, created by the migrations
+    clickhouse_database: String = "commerce_analytics".into();
+    shown "`commerce_analytics`", env "CLICKHOUSE_DATABASE", parse text;
+
+    /// ClickHouse user (empty: the server's default user)
+    clickhouse_user: String = String::new();
+    shown "none", env "CLICKHOUSE_USER", parse text;
+
+    /// ClickHouse password; never logged
+    clickhouse_password: Secret = Secret::default();
+    shown "none", env "CLICKHOUSE_PASSWORD", parse secret;
+
+    /// events per batch write (maximum), 1 to 100,000
+    batch_size: usize = 1000;
+    shown "`1000`", env "ANALYTICS_BATCH_SIZE", parse from_str;
+
+    /// longest wait of a buffered event before it is written, seconds (> 0, ≤ 3600)
+    flush_interval_seconds: f64 = 5.0;
+    shown "`5`", env "ANALYTICS_FLUSH_INTERVAL_SECONDS", parse from_str;
+
+    /// enforced by the scheduled `retention` function (see Deploying); older timestamps are rejected at
+    /// ingest
+    retention_days: u32 = 365;
+    shown "`365`", env "ANALYTICS_RETENTION_DAYS", parse from_str;
+
+    /// per-store overrides of `retention_days` (YAML `store_retention_days: {shop-a: 30}`); the table TTL
+    /// follows the longest
+    store_retention_days: BTreeMap<String, u32> = BTreeMap::new();
+    shown "none", env "ANALYTICS_STORE_RETENTION_DAYS" ("store:days,..."), parse store_days;
+
+    /// local buffer capacity, events; beyond it track answers 503 with `Retry-After`
+    max_buffered_events: Option<usize> = None;
+    shown "`100 × batch_size`", env "ANALYTICS_MAX_BUFFERED_EVENTS", parse optional;
+
+    /// zero the last IPv4 octet / keep only the IPv6 /48 before storing (see "The event")
+    anonymize_ip: bool = true;
+    shown "`true`", env "ANALYTICS_ANONYMIZE_IP", parse from_str;
+
+    /// bootstrap keys, each bound to a store; `kind` is `write` or `read`; write keys may list the
+    /// storefront origins allowed to use them (YAML `origins: [https://shop.example.com]`). Seeded into
+    /// the key table by `analytics serve` and `analytics migrate` when absent; requests are checked
+    /// against the table only (local config: the two dev keys)
+    keys: Vec<ApiKeyConfig> = Vec::new();
+    shown "none", env "ANALYTICS_API_KEYS" ("key:store:kind[:origin|origin],..."), parse key_list;
+
+    /// how long a process trusts a key lookup (found, unknown or revoked), seconds: the revocation bound;
+    /// `0` reads the key table on every request
+    key_cache_ttl_seconds: u32 = 60;
+    shown "`60`", env "ANALYTICS_KEY_CACHE_TTL_SECONDS", parse from_str;
+
+    /// requests per second each API key may make in each process (a Lambda instance, the local server;
+    /// token bucket); over it: `429 rate_limited` with `Retry-After`; `0` turns it off. API Gateway's
+    /// throttling (template parameters) bounds the whole API
+    rate_limit_per_second: u32 = 1000;
+    shown "`1000`", env "ANALYTICS_RATE_LIMIT_PER_SECOND", parse from_str;
+
+    /// burst size of that token bucket
+    rate_limit_burst: u32 = 2000;
+    shown "`2000`", env "ANALYTICS_RATE_LIMIT_BURST", parse from_str;
+
+    /// `track` Lambda: set → events go to this Firehose stream; unset → inserted into ClickHouse directly
+    firehose_stream_name: String = String::new();
+    shown "none", env "FIREHOSE_STREAM_NAME", parse text;
+
+    /// the key Firehose sends to `ingest` (`X-Amz-Firehose-Access-Key`); required (≥ 16 characters) by
+    /// the ingest Lambda (local config: a dev key)
+    firehose_access_key: Secret = Secret::default();
+    shown "none", env "FIREHOSE_ACCESS_KEY", parse secret;
+}
+
+/// The README's configuration table: one row per setting.
+pub fn markdown_table() -> String {
+    let cell = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace('|', "\\|")
+    };
+    let mut out =
+        String::from("| Setting | Env override | Default | Meaning |\n|---|---|---|---|\n");
+    for s in ALL {
+        let env = match s.env_format {
+            Some(f) => format!("`{}` (`{}`)", s.env, f),
+            None => format!("`{}`", s.env),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            s.name,
+            cell(&env),
+            s.default,
+            cell(s.doc)
+        ));
+    }
+    out
+}

@@ -1,0 +1,128 @@
+//! Wiring of the Lambda functions: every `functions/*/src/main.rs` is one call into this module.
+//!
+//! Each entry point does the same three things in the same order, once per sandbox (cold start):
+//! structured JSON logs ([`crate::telemetry`]), the configuration from the environment (failing fast with
+//! the setting named, see [`crate::config`]), and the clients, built without I/O (nothing connects before
+//! the first request). Then it serves invocations until the runtime stops. No background work outlives an
+//! invocation: the sandbox is frozen between calls.
+//!
+//! | function | entry | serves |
+//! |---|---|---|
+//! | `track` | [`track`] | the track routes; events to Firehose when `firehose_stream_name` is set, else to the store |
+//! | `ingest` | [`ingest`] | Firehose deliveries to its Function URL ([`crate::ingest`]) |
+//! | `metrics`, `funnel`, `erasure` | [`store_routes`] | the store-backed routes: reads, dashboards, erasure (API Gateway routes each path to its function) |
+//! | `retention` | [`retention`] | the daily schedule ([`crate::retention`]) |
+
+use std::sync::Arc;
+
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use lambda_http::{Error, Request};
+use serde_json::Value;
+
+use crate::api::Api;
+use crate::auth::Authenticator;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::event::Validator;
+use crate::store::ClickHouseStore;
+use crate::tracker::Tracker;
+
+/// What every function starts with: its configuration, the clock and the storage client.
+#[derive(Debug)]
+struct Wiring {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    store: Arc<ClickHouseStore>,
+}
+
+impl Wiring {
+    fn from_env() -> Result<Self, Error> {
+        crate::telemetry::init(true);
+        let config = Config::from_env()?;
+        config.ensure_supported()?;
+        let store = Arc::new(ClickHouseStore::new(&config.clickhouse));
+        Ok(Self {
+            config,
+            clock: Arc::new(SystemClock),
+            store,
+        })
+    }
+
+    /// The key check every API function does; keys live in the store even when events go to Firehose
+    /// (looked up once per key per TTL).
+    fn authenticator(&self) -> Authenticator {
+        Authenticator::from_config(self.store.clone(), &self.config)
+    }
+}
+
+/// `track`: `POST /analytics/event(s)`.
+pub async fn track() -> Result<(), Error> {
+    let w = Wiring::from_env()?;
+    let sink = crate::sink::lambda_sink(&w.config).await;
+    let tracker = Tracker::new(Validator::from_config(&w.config), sink, w.clock.clone());
+    Api::new(Arc::new(tracker), w.authenticator(), w.config.limits)
+        .with_rate_limit(&w.config, w.clock.clone())
+        .run_on_lambda()
+        .await
+}
+
+/// `metrics`, `funnel` and `erasure`: the routes backed by the store.
+pub async fn store_routes() -> Result<(), Error> {
+    let w = Wiring::from_env()?;
+    store_routes_api(&w).run_on_lambda().await
+}
+
+/// The API of [`store_routes`] for `config`, clients built here (no I/O).
+pub fn store_routes_api_for(config: &Config) -> Api {
+    let store = Arc::new(ClickHouseStore::new(&config.clickhouse));
+    store_routes_api(&Wiring {
+        config: config.clone(),
+        clock: Arc::new(SystemClock),
+        store,
+    })
+}
+
+/// Its tracker discards: the track routes live in the `track` function.
+fn store_routes_api(w: &Wiring) -> Api {
+    let tracker = Tracker::new(
+        Validator::from_config(&w.config),
+        Arc::new(crate::sink::DiscardSink),
+        w.clock.clone(),
+    );
+    Api::new(Arc::new(tracker), w.authenticator(), w.config.limits)
+        .with_rate_limit(&w.config, w.clock.clone())
+        .with_queries(w.store.clone(), w.clock.clone())
+}
+
+/// `ingest`: the Firehose HTTP endpoint destination. Refuses to start without the access key (its
+/// Function URL is public).
+pub async fn ingest() -> Result<(), Error> {
+    let w = Wiring::from_env()?;
+    let access_key = w.config.require_firehose_access_key()?.clone();
+    let ingest = crate::ingest::Ingest::new(
+        w.store,
+        Validator::from_config(&w.config),
+        Some(access_key),
+        w.config.batch_size,
+        w.config.limits.max_ingest_bytes,
+        w.clock,
+    );
+    let ingest = &ingest;
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        Ok::<_, Error>(ingest.handle(req).await)
+    }))
+    .await
+}
+
+/// `retention`: the schedule's event (or `{"dryRun": true}`) in, the report out.
+pub async fn retention() -> Result<(), Error> {
+    let w = Wiring::from_env()?;
+    let policy = crate::retention::Policy::from_config(&w.config);
+    let (store, policy, clock) = (w.store.as_ref(), &policy, w.clock.as_ref());
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<Value>| async move {
+            Ok::<_, Error>(crate::retention::handle(store, policy, clock, &event.payload).await?)
+        },
+    ))
+    .await
+}
