@@ -14,6 +14,14 @@
 //!   `CloudFront-Viewer-Country`; `context.campaign` from the `utm_*` parameters of `context.page.url`.
 //!
 //! Every failure is a [`FieldError`] naming the field; nothing here panics on any input.
+//!
+//! In parts, by what they check: [`envelope`] (type, ids, timestamps), [`context`] (and enrichment from
+//! the request), [`properties`] (the per-type contract and limits). Currency and country codes follow
+//! [`crate::ident`], as the query parameters do.
+
+mod context;
+mod envelope;
+mod properties;
 
 use std::net::IpAddr;
 
@@ -21,9 +29,16 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Campaign, Context, Event, EventType, Page, bots};
+use self::context::{enrich, parse_context};
+use self::envelope::{is_valid_client_id, opt_id, opt_string, truncate_to_millis};
+use self::properties::check_shape;
+use super::{Context, Event, EventType, bots};
 use crate::config::{Config, Limits};
 use crate::error::FieldError;
+
+pub use self::context::anonymize;
+pub use self::envelope::new_event_id;
+pub use self::properties::check_properties;
 
 /// How far ahead of the receive time a client timestamp may be before it is clamped.
 pub const FUTURE_TOLERANCE: time::Duration = time::Duration::minutes(5);
@@ -196,7 +211,7 @@ impl Validator {
                 ));
             }
         };
-        self.check_shape(&properties)?;
+        check_shape(&properties, &self.limits)?;
         check_properties(&event_type, &properties, self.limits.max_id_len)?;
 
         let context = match obj.remove("context") {
@@ -216,7 +231,7 @@ impl Validator {
             meta.from_browser,
         )
         .is_some_and(bots::is_bot_user_agent);
-        let context = self.enrich(context, meta);
+        let context = enrich(context, meta, self.anonymize_ip);
 
         Ok(Event {
             id,
@@ -251,68 +266,8 @@ impl Validator {
                 "id is missing or malformed",
             ));
         }
-        self.check_shape(&e.properties)?;
+        check_shape(&e.properties, &self.limits)?;
         check_properties(&e.event_type, &e.properties, self.limits.max_id_len)
-    }
-
-    fn check_shape(&self, properties: &Map<String, Value>) -> Result<(), FieldError> {
-        if properties.len() > self.limits.max_property_keys {
-            return Err(FieldError::new(
-                "too_many_properties",
-                "properties",
-                format!(
-                    "properties has {} keys; the limit is {}",
-                    properties.len(),
-                    self.limits.max_property_keys
-                ),
-            ));
-        }
-        for (k, v) in properties {
-            if depth(v) > self.limits.max_property_depth {
-                return Err(FieldError::new(
-                    "too_deep",
-                    format!("properties.{k}"),
-                    format!(
-                        "nesting deeper than {} levels",
-                        self.limits.max_property_depth
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn enrich(&self, mut ctx: Context, meta: &RequestMeta) -> Context {
-        if ctx.ip.is_none() {
-            ctx.ip = meta.ip.map(|ip| ip.to_string());
-        }
-        if self.anonymize_ip {
-            ctx.ip = ctx
-                .ip
-                .and_then(|s| s.parse::<IpAddr>().ok())
-                .map(|ip| anonymize(ip).to_string());
-        }
-        if ctx.user_agent.is_none() {
-            ctx.user_agent = meta.user_agent.as_deref().map(|s| truncate(s, 1024));
-        }
-        if ctx.referrer.is_none() {
-            ctx.referrer = meta.referrer.as_deref().map(|s| truncate(s, MAX_TEXT_LEN));
-        }
-        if ctx.country.is_none() {
-            ctx.country = meta
-                .country
-                .as_deref()
-                .map(str::to_ascii_uppercase)
-                .filter(|c| is_country_code(c));
-        }
-        if ctx.campaign.is_none() {
-            ctx.campaign = ctx
-                .page
-                .as_ref()
-                .and_then(|p| p.url.as_deref())
-                .and_then(campaign_from_url);
-        }
-        ctx
     }
 }
 
@@ -326,489 +281,6 @@ const TOP_LEVEL: [&str; 8] = [
     "properties",
     "context",
 ];
-
-/// `evt_` + a ULID whose time part is `now`.
-pub fn new_event_id(now: OffsetDateTime) -> String {
-    let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    format!("evt_{}", ulid::Ulid::from_parts(ms, rand::random::<u128>()))
-}
-
-fn truncate_to_millis(t: OffsetDateTime) -> OffsetDateTime {
-    let ms = t.millisecond();
-    t.replace_millisecond(ms).unwrap_or(t)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
-        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn is_valid_client_id(s: &str, max: usize) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= max
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'))
-}
-
-fn is_country_code(s: &str) -> bool {
-    s.len() == 2 && s.bytes().all(|c| c.is_ascii_uppercase())
-}
-
-fn is_currency_code(s: &str) -> bool {
-    s.len() == 3 && s.bytes().all(|c| c.is_ascii_uppercase())
-}
-
-/// IPv4: last octet zeroed. IPv6: only the first 48 bits kept.
-pub fn anonymize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            IpAddr::from([a, b, c, 0])
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return anonymize(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
-        }
-    }
-}
-
-fn campaign_from_url(url: &str) -> Option<Campaign> {
-    let parsed = url::Url::parse(url).ok()?;
-    let mut c = Campaign::default();
-    for (k, v) in parsed.query_pairs() {
-        let v = Some(truncate(&v, 256));
-        match k.as_ref() {
-            "utm_source" => c.source = v,
-            "utm_medium" => c.medium = v,
-            "utm_campaign" => c.name = v,
-            "utm_term" => c.term = v,
-            "utm_content" => c.content = v,
-            _ => {}
-        }
-    }
-    (!c.is_empty()).then_some(c)
-}
-
-fn has_control_chars(s: &str) -> bool {
-    s.chars().any(char::is_control)
-}
-
-fn opt_string(
-    obj: &mut Map<String, Value>,
-    key: &'static str,
-) -> Result<Option<String>, FieldError> {
-    match obj.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(FieldError::new(
-            "invalid_type",
-            key,
-            format!("{key} must be a string"),
-        )),
-    }
-}
-
-fn opt_id(
-    obj: &mut Map<String, Value>,
-    key: &'static str,
-    max: usize,
-) -> Result<Option<String>, FieldError> {
-    match opt_string(obj, key)? {
-        None => Ok(None),
-        Some(s) if s.is_empty() => Err(FieldError::new(
-            "invalid_value",
-            key,
-            format!("{key} must not be empty"),
-        )),
-        Some(s) if s.chars().count() > max => Err(FieldError::new(
-            "too_long",
-            key,
-            format!("{key} is longer than {max} characters"),
-        )),
-        Some(s) if has_control_chars(&s) => Err(FieldError::new(
-            "invalid_value",
-            key,
-            format!("{key} must not contain control characters"),
-        )),
-        Some(s) => Ok(Some(s)),
-    }
-}
-
-fn parse_context(mut m: Map<String, Value>) -> Result<Context, FieldError> {
-    const KEYS: [&str; 6] = ["ip", "userAgent", "referrer", "country", "page", "campaign"];
-    if let Some(unknown) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(FieldError::new(
-            "unknown_field",
-            format!("context.{unknown}"),
-            format!(
-                "unknown context field {unknown:?}; expected one of {}",
-                KEYS.join(", ")
-            ),
-        ));
-    }
-    let text = |m: &mut Map<String, Value>, key: &'static str, path: &str, max: usize| match m
-        .remove(key)
-    {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() > max => Err(FieldError::new(
-            "too_long",
-            path,
-            format!("{path} is longer than {max} bytes"),
-        )),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(FieldError::new(
-            "invalid_type",
-            path,
-            format!("{path} must be a string"),
-        )),
-    };
-    let ip = text(&mut m, "ip", "context.ip", 64)?;
-    if ip.as_ref().is_some_and(|ip| ip.parse::<IpAddr>().is_err()) {
-        return Err(FieldError::new(
-            "invalid_value",
-            "context.ip",
-            "context.ip must be an IPv4 or IPv6 address",
-        ));
-    }
-    let user_agent = text(&mut m, "userAgent", "context.userAgent", 1024)?;
-    let referrer = text(&mut m, "referrer", "context.referrer", MAX_TEXT_LEN)?;
-    let country = text(&mut m, "country", "context.country", 2)?;
-    if country.as_deref().is_some_and(|c| !is_country_code(c)) {
-        return Err(FieldError::new(
-            "invalid_value",
-            "context.country",
-            "context.country must be an ISO 3166-1 alpha-2 code in upper case, e.g. US",
-        ));
-    }
-    let page = match m.remove("page") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(mut p)) => {
-            if let Some(unknown) = p
-                .keys()
-                .find(|k| !["url", "path", "title"].contains(&k.as_str()))
-            {
-                return Err(FieldError::new(
-                    "unknown_field",
-                    format!("context.page.{unknown}"),
-                    "context.page takes url, path, title",
-                ));
-            }
-            Some(Page {
-                url: text(&mut p, "url", "context.page.url", MAX_TEXT_LEN)?,
-                path: text(&mut p, "path", "context.page.path", MAX_TEXT_LEN)?,
-                title: text(&mut p, "title", "context.page.title", 512)?,
-            })
-        }
-        Some(_) => {
-            return Err(FieldError::new(
-                "invalid_type",
-                "context.page",
-                "context.page must be an object",
-            ));
-        }
-    };
-    let campaign = match m.remove("campaign") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(mut c)) => {
-            const CK: [&str; 5] = ["source", "medium", "name", "term", "content"];
-            if let Some(unknown) = c.keys().find(|k| !CK.contains(&k.as_str())) {
-                return Err(FieldError::new(
-                    "unknown_field",
-                    format!("context.campaign.{unknown}"),
-                    "context.campaign takes source, medium, name, term, content",
-                ));
-            }
-            Some(Campaign {
-                source: text(&mut c, "source", "context.campaign.source", 256)?,
-                medium: text(&mut c, "medium", "context.campaign.medium", 256)?,
-                name: text(&mut c, "name", "context.campaign.name", 256)?,
-                term: text(&mut c, "term", "context.campaign.term", 256)?,
-                content: text(&mut c, "content", "context.campaign.content", 256)?,
-            })
-            .filter(|c| !c.is_empty())
-        }
-        Some(_) => {
-            return Err(FieldError::new(
-                "invalid_type",
-                "context.campaign",
-                "context.campaign must be an object",
-            ));
-        }
-    };
-    Ok(Context {
-        ip,
-        user_agent,
-        referrer,
-        country,
-        page,
-        campaign,
-    })
-}
-
-/// A property requirement: (name, kind, required).
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// Non-empty id-like string.
-    Id,
-    /// Integer minor units, 0..=MAX_AMOUNT.
-    Money,
-    /// Upper-case ISO 4217 code; required whenever a money field is present.
-    Currency,
-    /// Integer >= 1.
-    PositiveInt,
-    /// Integer >= 0.
-    NonNegativeInt,
-    /// Any string.
-    Text,
-    /// Array of `{ productId, quantity, price? }`.
-    Items,
-}
-
-/// The per-type contract. Extra properties are always allowed and kept.
-fn rules(t: &EventType) -> &'static [(&'static str, Kind, bool)] {
-    use Kind::*;
-    match t {
-        EventType::PageViewed => &[
-            ("url", Text, false),
-            ("path", Text, false),
-            ("title", Text, false),
-        ],
-        EventType::ProductViewed => &[
-            ("productId", Id, true),
-            ("productName", Text, false),
-            ("price", Money, false),
-            ("currency", Currency, false),
-        ],
-        EventType::CartItemAdded | EventType::CartItemRemoved => &[
-            ("productId", Id, true),
-            ("quantity", PositiveInt, false),
-            ("price", Money, false),
-            ("currency", Currency, false),
-            ("cartId", Id, false),
-        ],
-        EventType::CheckoutStarted => &[
-            ("cartId", Id, false),
-            ("total", Money, false),
-            ("currency", Currency, false),
-            ("items", Items, false),
-        ],
-        EventType::OrderCompleted => &[
-            ("orderId", Id, true),
-            ("total", Money, true),
-            ("currency", Currency, true),
-            ("itemCount", NonNegativeInt, false),
-            ("items", Items, false),
-            ("paymentMethod", Text, false),
-        ],
-        EventType::PaymentCaptured => &[
-            ("orderId", Id, true),
-            ("amount", Money, true),
-            ("currency", Currency, true),
-            ("paymentMethod", Text, false),
-        ],
-        EventType::OrderRefunded => &[
-            ("orderId", Id, true),
-            ("amount", Money, true),
-            ("currency", Currency, true),
-            ("reason", Text, false),
-        ],
-        EventType::InventoryUpdated => {
-            &[("productId", Id, true), ("quantity", NonNegativeInt, true)]
-        }
-        EventType::Custom(_) => &[],
-    }
-}
-
-/// Checks `properties` against the type's contract.
-pub fn check_properties(
-    t: &EventType,
-    p: &Map<String, Value>,
-    max_id_len: usize,
-) -> Result<(), FieldError> {
-    let mut has_money = false;
-    let mut has_currency = false;
-    for (name, kind, required) in rules(t) {
-        let field = format!("properties.{name}");
-        let value = match p.get(*name) {
-            None | Some(Value::Null) if *required => {
-                return Err(FieldError::new(
-                    "missing_field",
-                    field,
-                    format!("{} requires properties.{name}", t.as_str()),
-                ));
-            }
-            None | Some(Value::Null) => continue,
-            Some(v) => v,
-        };
-        check_value(*kind, value, &field, max_id_len)?;
-        match kind {
-            Kind::Money => has_money = true,
-            Kind::Currency => has_currency = true,
-            _ => {}
-        }
-    }
-    if has_money && !has_currency {
-        return Err(FieldError::new(
-            "missing_field",
-            "properties.currency",
-            "an amount needs properties.currency (ISO 4217, e.g. USD)",
-        ));
-    }
-    Ok(())
-}
-
-fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<(), FieldError> {
-    match kind {
-        Kind::Id => match v.as_str() {
-            Some("") => Err(FieldError::new(
-                "invalid_value",
-                field,
-                format!("{field} must not be empty"),
-            )),
-            Some(s) if s.chars().count() > max_id_len => Err(FieldError::new(
-                "too_long",
-                field,
-                format!("{field} is longer than {max_id_len} characters"),
-            )),
-            Some(s) if has_control_chars(s) => Err(FieldError::new(
-                "invalid_value",
-                field,
-                format!("{field} must not contain control characters"),
-            )),
-            Some(_) => Ok(()),
-            None => Err(FieldError::new(
-                "invalid_type",
-                field,
-                format!("{field} must be a string"),
-            )),
-        },
-        Kind::Text => match v {
-            Value::String(s) if s.len() > MAX_TEXT_LEN => Err(FieldError::new(
-                "too_long",
-                field,
-                format!("{field} is longer than {MAX_TEXT_LEN} bytes"),
-            )),
-            Value::String(_) => Ok(()),
-            _ => Err(FieldError::new(
-                "invalid_type",
-                field,
-                format!("{field} must be a string"),
-            )),
-        },
-        Kind::Money => match v.as_i64() {
-            Some(n) if (0..=MAX_AMOUNT).contains(&n) => Ok(()),
-            Some(_) => Err(FieldError::new(
-                "invalid_value",
-                field,
-                format!("{field} must be between 0 and {MAX_AMOUNT} minor units"),
-            )),
-            None if v.is_number() => Err(FieldError::new(
-                "invalid_value",
-                field,
-                format!(
-                    "{field} must be an integer amount in minor units (cents): 6791, not 67.91"
-                ),
-            )),
-            None => Err(FieldError::new(
-                "invalid_type",
-                field,
-                format!("{field} must be an integer amount in minor units"),
-            )),
-        },
-        Kind::Currency => match v.as_str() {
-            Some(s) if is_currency_code(s) => Ok(()),
-            _ => Err(FieldError::new(
-                "invalid_value",
-                field,
-                format!("{field} must be an ISO 4217 code in upper case, e.g. USD"),
-            )),
-        },
-        Kind::PositiveInt | Kind::NonNegativeInt => {
-            let min = if matches!(kind, Kind::PositiveInt) {
-                1
-            } else {
-                0
-            };
-            match v.as_i64() {
-                Some(n) if n >= min && n <= 1_000_000_000 => Ok(()),
-                _ => Err(FieldError::new(
-                    "invalid_value",
-                    field,
-                    format!("{field} must be an integer from {min} to 1000000000"),
-                )),
-            }
-        }
-        Kind::Items => {
-            let Some(items) = v.as_array() else {
-                return Err(FieldError::new(
-                    "invalid_type",
-                    field,
-                    format!("{field} must be an array"),
-                ));
-            };
-            if items.len() > 1000 {
-                return Err(FieldError::new(
-                    "too_long",
-                    field,
-                    format!("{field} has more than 1000 items"),
-                ));
-            }
-            for (i, item) in items.iter().enumerate() {
-                let base = format!("{field}[{i}]");
-                let Some(obj) = item.as_object() else {
-                    return Err(FieldError::new(
-                        "invalid_type",
-                        base.clone(),
-                        format!("{base} must be an object"),
-                    ));
-                };
-                match obj.get("productId") {
-                    Some(pid) => {
-                        check_value(Kind::Id, pid, &format!("{base}.productId"), max_id_len)?
-                    }
-                    None => {
-                        return Err(FieldError::new(
-                            "missing_field",
-                            format!("{base}.productId"),
-                            "each item needs a productId",
-                        ));
-                    }
-                }
-                if let Some(q) = obj.get("quantity") {
-                    check_value(
-                        Kind::PositiveInt,
-                        q,
-                        &format!("{base}.quantity"),
-                        max_id_len,
-                    )?;
-                }
-                if let Some(price) = obj.get("price") {
-                    check_value(Kind::Money, price, &format!("{base}.price"), max_id_len)?;
-                }
-            }
-            Ok(())
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
