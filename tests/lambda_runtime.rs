@@ -1,5 +1,5 @@
 //! Every fixture in `events/` through its function's real binary, under a Lambda Runtime API
-//! (`analytics_cli::runtime_api`), against the real ClickHouse: what `cargo lambda invoke --data-file` and
+//! (`test_support::runtime_api`), against the real ClickHouse: what `cargo lambda invoke --data-file` and
 //! `sam local invoke -e` do, without Docker. One process per function; its first event is a cold start,
 //! the rest warm invocations.
 //!
@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use analytics_cli::runtime_api::{self, Reply};
 use integration_tests::{TestDb, repo_root};
 use serde_json::Value;
+use test_support::runtime_api::{self, Reply};
 
 /// What each fixture must produce: the HTTP status for API events, the report's `dryRun` for retention.
 #[derive(Debug, Clone, Copy)]

@@ -4,7 +4,7 @@
 //! `cargo run --release -p analytics-cli --bin coldstart -- [--dir target/lambda] [--runs 20]`
 //!
 //! Each function binary (`<dir>/<function>/bootstrap`) is started `--runs` times under a local Lambda
-//! Runtime API (`analytics_cli::runtime_api`, the interface `cargo lambda watch --only-lambda-apis` also
+//! Runtime API (`test_support::runtime_api`, the interface `cargo lambda watch --only-lambda-apis` also
 //! serves), with the Lambda environment (`AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`,
 //! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, `AWS_LAMBDA_FUNCTION_VERSION`) and `config/local.yaml` pointing at
 //! the ClickHouse at `CLICKHOUSE_URL`. Two figures per start:
@@ -22,9 +22,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use analytics_cli::runtime_api::{self, Reply};
 use commerce_analytics::config::Config;
 use commerce_analytics::store::ClickHouseStore;
+use test_support::runtime_api::{self, Reply};
 
 /// Extra environment variables of one case.
 type Env = &'static [(&'static str, &'static str)];
@@ -45,11 +45,19 @@ const CASES: &[(&str, &str, &str, Env)] = &[
     ("retention", "retention", "retention-dry-run.json", &[]),
 ];
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+#[derive(Debug, clap::Parser)]
+#[command(about = "Cold-start figures of the Lambda function binaries")]
+struct Args {
+    /// Where `cargo lambda build` put the functions (`<dir>/<function>/bootstrap`); default
+    /// `$CARGO_TARGET_DIR/lambda` or `target/lambda`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Starts per function.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// ClickHouse the functions talk to.
+    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    clickhouse_url: String,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -63,7 +71,7 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Args = clap::Parser::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("repo root")?
@@ -71,13 +79,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let dir = arg(&args, "--dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target.join("lambda"));
-    let runs: usize = arg(&args, "--runs")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let dir = args.dir.unwrap_or_else(|| target.join("lambda"));
+    let runs = args.runs;
+    let url = args.clickhouse_url;
     let database = "coldstart_bench";
 
     let config = Config::from_sources(None, &|k: &str| match k {

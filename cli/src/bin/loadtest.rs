@@ -39,12 +39,21 @@ struct Tally {
     accepted_events: u64,
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+#[derive(Debug, clap::Parser)]
+#[command(about = "Load test of the local server (loopback only)")]
+struct Args {
+    /// How long the write and read load runs, seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Target track rate, events per second.
+    #[arg(long, default_value_t = 15_000)]
+    rate: usize,
+    /// Clients looping over the Overview dashboard and the revenue metric.
+    #[arg(long, default_value_t = 2)]
+    readers: usize,
+    /// ClickHouse to run against.
+    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    clickhouse_url: String,
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -62,11 +71,12 @@ fn lock(t: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     commerce_analytics::telemetry::init(false);
-    let args: Vec<String> = std::env::args().collect();
-    let seconds: u64 = arg(&args, "--seconds", 60);
-    let rate: usize = arg(&args, "--rate", 15_000);
-    let readers: usize = arg(&args, "--readers", 2);
-    let url = std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let Args {
+        seconds,
+        rate,
+        readers,
+        clickhouse_url: url,
+    } = clap::Parser::parse();
     let db = format!("loadtest_{}", std::process::id());
     let env = [
         ("CLICKHOUSE_URL", url.clone()),

@@ -1,6 +1,6 @@
 //! A local AWS Lambda Runtime API (the `2018-06-01` interface `lambda_runtime` speaks), to run the real
 //! function binaries exactly as Lambda does: the binary starts, polls `invocation/next`, gets an event,
-//! posts its response. Used by the cold-start benchmark (`bench coldstart`) and by the test that runs every
+//! posts its response. Used by the cold-start benchmark (`coldstart`) and by the test that runs every
 //! `events/` fixture through its function's binary.
 //!
 //! Only what a function needs is served: `GET …/invocation/next` (hands out the queued events in order,
@@ -19,6 +19,29 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use tokio::sync::mpsc;
+
+/// Why a run of a function binary failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeApiError {
+    /// The local runtime API could not listen on loopback.
+    #[error("the local runtime API cannot listen: {0}")]
+    Listen(#[source] std::io::Error),
+    /// The function binary could not be started.
+    #[error("cannot start {binary}: {source}")]
+    Spawn {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The function failed: it reported an init error, exited, or did not answer every event in time.
+    /// `stderr` is what it logged.
+    #[error("{function}: {reason}\n--- stderr ---\n{stderr}")]
+    Function {
+        function: String,
+        reason: String,
+        stderr: String,
+    },
+}
 
 /// What the function sent back for one invocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +145,7 @@ pub async fn invoke(
     env: &[(String, String)],
     events: Vec<Vec<u8>>,
     timeout: Duration,
-) -> Result<Run, String> {
+) -> Result<Run, RuntimeApiError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ids: Vec<String> = (0..events.len())
         .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
@@ -139,8 +162,8 @@ pub async fn invoke(
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| format!("bind: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(RuntimeApiError::Listen)?;
+    let addr = listener.local_addr().map_err(RuntimeApiError::Listen)?;
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -159,7 +182,10 @@ pub async fn invoke(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        .map_err(|source| RuntimeApiError::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        })?;
 
     let mut init = None;
     let mut first_response = None;
@@ -178,25 +204,28 @@ pub async fn invoke(
                         replies[i] = Some(reply);
                     }
                 }
-                Some(Signal::InitError(e)) => break Err(format!("{name}: init error: {e}")),
-                None => break Err(format!("{name}: runtime API stopped")),
+                Some(Signal::InitError(e)) => break Err(format!("init error: {e}")),
+                None => break Err("runtime API stopped".to_owned()),
             },
             status = child.wait() => {
-                break Err(format!("{name} exited early ({status:?})"));
+                break Err(format!("exited early ({status:?})"));
             }
             () = tokio::time::sleep_until(deadline) => {
-                break Err(format!("{name}: no reply to every event within {timeout:?}"));
+                break Err(format!("no reply to every event within {timeout:?}"));
             }
         }
     };
     let _ = child.start_kill();
     let output = child.wait_with_output().await.ok();
     server.abort();
-    if let Err(e) = outcome {
-        let stderr = output
-            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-            .unwrap_or_default();
-        return Err(format!("{e}\n--- stderr ---\n{stderr}"));
+    if let Err(reason) = outcome {
+        return Err(RuntimeApiError::Function {
+            function: name.to_owned(),
+            reason,
+            stderr: output
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default(),
+        });
     }
     Ok(Run {
         init: init.unwrap_or_default(),

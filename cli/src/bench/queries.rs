@@ -1,0 +1,146 @@
+//! ## queries
+//! Read-side latency through the local API over a demo store of `events` events (loaded once into the
+//! database `bench_queries` and kept for later runs): p50 of 9 calls after a warm-up, for every metric, the
+//! dashboards, a 4-step funnel over 7 days and 12 months of cohorts. The funnel is compared with the same
+//! funnel as a plain `windowFunnel` over the whole raw table (no store/type/time pre-filtering).
+
+use std::time::{Duration, Instant};
+
+use commerce_analytics::config::Config;
+use commerce_analytics::demo::DemoConfig;
+use commerce_analytics::event::Validator;
+use commerce_analytics::store::ClickHouseStore;
+
+use super::{BenchResult, p50};
+use crate::server::{self, ServerOptions};
+
+/// Runs the benchmark over a store of `events` demo events.
+pub async fn run(url: &str, events: usize) -> BenchResult {
+    const READ: &str = "sk_bench_read_key_0000";
+    let db = "bench_queries";
+    let env = [
+        ("CLICKHOUSE_URL", url.to_owned()),
+        ("CLICKHOUSE_DATABASE", db.to_owned()),
+        ("ANALYTICS_API_KEYS", format!("{READ}:bench:read")),
+    ];
+    let cfg = Config::from_sources(None, &|k: &str| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })?;
+    let store = ClickHouseStore::new(&cfg.clickhouse);
+    store.migrate(cfg.retention_days).await?;
+    let have = store.count_rows("bench").await?;
+    if have < events as u64 {
+        store.delete_store("bench").await?;
+        eprintln!("loading {events} demo events into {db} (once; kept for later runs) ...");
+        let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+        let started = Instant::now();
+        let n = crate::demo_load::load(
+            &store,
+            &Validator::from_config(&cfg),
+            "bench",
+            DemoConfig {
+                seed: 10,
+                events,
+                days: 360,
+                end,
+            },
+        )
+        .await?;
+        eprintln!("loaded {n} events in {:.1?}", started.elapsed());
+        store
+            .client()
+            .query(&format!("OPTIMIZE TABLE {db}.commerce_events FINAL"))
+            .execute()
+            .await?;
+    }
+    let rows = store.count_rows("bench").await?;
+    let srv = server::start(
+        &cfg,
+        ServerOptions {
+            addr: "127.0.0.1:0".parse()?,
+            spill_dir: "var/bench-spill".into(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+    )
+    .await?;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", srv.addr);
+    let get = |path: String| {
+        let req = client.get(format!("{base}{path}")).bearer_auth(READ);
+        async move {
+            let resp = req.send().await?;
+            if !resp.status().is_success() {
+                return Err(format!("{path}: {}", resp.text().await?).into());
+            }
+            resp.bytes().await?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        }
+    };
+    println!("read latency over {rows} events (p50 of 9 calls through the local API)");
+    for m in [
+        "revenue",
+        "net_revenue",
+        "orders",
+        "aov",
+        "sessions",
+        "conversion_rate",
+        "visitors",
+        "product_views",
+        "add_to_cart_rate",
+        "best_sellers",
+        "traffic_sources",
+        "campaign_performance",
+        "stock_levels",
+        "sell_through_rate",
+        "ltv",
+        "new_vs_returning",
+    ] {
+        let d = p50(9, || {
+            get(format!("/analytics/metrics?metric={m}&period=30d"))
+        })
+        .await?;
+        println!("  metric {m:<22} 30d  {:>8.1} ms", d.as_secs_f64() * 1e3);
+    }
+    for id in commerce_analytics::query::dashboards::BUILT_IN {
+        let d = p50(9, || get(format!("/analytics/dashboards/{id}?period=30d"))).await?;
+        println!(
+            "  dashboard {id:<19} 30d  {:>8.1} ms",
+            d.as_secs_f64() * 1e3
+        );
+    }
+    let steps = "page.viewed,product.viewed,cart.item_added,order.completed";
+    let ours = p50(9, || {
+        get(format!("/analytics/funnel?steps={steps}&period=7d"))
+    })
+    .await?;
+    let baseline_sql = format!(
+        "SELECT level, count() FROM (SELECT session_id, windowFunnel(86400)(toDateTime(timestamp), \
+         type = 'page.viewed', type = 'product.viewed', type = 'cart.item_added', type = 'order.completed') AS level \
+         FROM {db}.commerce_events GROUP BY session_id) GROUP BY level"
+    );
+    let ch = store.client().clone();
+    let baseline = p50(9, || {
+        let q = ch.query(&baseline_sql);
+        async move {
+            q.fetch_all::<(u8, u64)>().await?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        }
+    })
+    .await?;
+    println!(
+        "  funnel 4 steps 7d            {:>8.1} ms   (plain windowFunnel over the whole table: {:.1} ms; ratio {:.2})",
+        ours.as_secs_f64() * 1e3,
+        baseline.as_secs_f64() * 1e3,
+        ours.as_secs_f64() / baseline.as_secs_f64()
+    );
+    let d = p50(9, || {
+        get("/analytics/cohorts?interval=month&period=12m".to_owned())
+    })
+    .await?;
+    println!(
+        "  cohorts monthly 12m          {:>8.1} ms",
+        d.as_secs_f64() * 1e3
+    );
+    srv.stop().await;
+    Ok(())
+}
