@@ -40,7 +40,7 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
 
     // --- ours -----------------------------------------------------------------------------------
     let db_ours = format!("bench_ours_{}", std::process::id());
-    let ours_cfg = config(&url, &db_ours)?;
+    let ours_cfg = config(url, &db_ours)?;
     let srv = server::start(
         &ours_cfg,
         ServerOptions {
@@ -72,7 +72,7 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
 
     // --- baseline ---------------------------------------------------------------------------------
     let db_base = format!("bench_base_{}", std::process::id());
-    let (base_cfg, base_store) = migrated(&url, &db_base).await?;
+    let (base_cfg, base_store) = migrated(url, &db_base).await?;
     let v = Validator::from_config(&base_cfg);
     let now = time::OffsetDateTime::now_utc();
     let rows: Vec<String> = wire
