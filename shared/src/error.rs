@@ -2,8 +2,14 @@
 //!
 //! Every failure a caller can see is a variant of [`Error`]. Each variant knows its HTTP status, its stable
 //! machine-readable `code`, the request field at fault (when there is one) and whether retrying the same
-//! request can succeed. [`crate::api::response`] turns it into the JSON body
-//! `{ "error": { "code", "message", "field"? } }`; nothing else in the crate builds error responses.
+//! request can succeed. [`crate::api::response`] turns it into the module API's JSON body
+//! `{ "error": { "code", "message", "field"? } }`, the one place that builds that object (the batch
+//! report of `POST /analytics/events` embeds the same object next to its accepted and rejected events).
+//! The Firehose endpoint ([`crate::ingest`]) answers in the shape the Firehose HTTP endpoint protocol
+//! prescribes instead (`{ "requestId", "timestamp", "errorMessage" }`), with the same statuses.
+//!
+//! [`StoreError`] is the storage error every port and adapter reports; it lives here, on the ground
+//! floor, so the ports need not import the store.
 
 use std::time::Duration;
 

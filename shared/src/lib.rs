@@ -1,17 +1,37 @@
 //! Core of the commerce analytics module.
 //!
 //! Everything with behaviour lives here; the Lambda functions in `functions/` and the local server in
-//! `cli/` only wire configuration and clients to these pieces:
+//! `cli/` only wire configuration and clients to these pieces ([`lambda`] is the functions' wiring).
 //!
-//! - [`event`]: the event model, validation and enrichment;
-//! - [`config`]: typed configuration (YAML + environment);
-//! - [`auth`]: API keys → store (tenant);
-//! - [`sink`]: where accepted events go (local buffer → store, later Firehose), behind [`sink::EventSink`];
-//! - [`store`]: storage behind [`store::EventStore`]; ClickHouse today (schema, migrations, inserts);
-//! - [`tracker`]: the one entry point that validates and sends events (HTTP handlers and server-side code);
-//! - [`api`]: HTTP handlers over `lambda_http` types, and the single error → HTTP mapping;
-//! - [`retention`] and [`erasure`]: the scheduled retention job and per-customer erasure;
-//! - [`demo`]: deterministic realistic demo traffic.
+//! Modules, in layers: a module imports only from its own layer or the ones below it, never upwards, and
+//! no two modules import each other (`tests/layering.rs` checks both).
+//!
+//! 1. Ground floor, importing nothing of the crate but each other: [`error`] (the one error enum and the
+//!    storage error every port reports), [`ident`] (identifier and code rules), [`clock`], [`retry`]
+//!    (bounded jittered backoff), [`ratelimit`] (per-key token buckets), [`telemetry`] (logging set-up).
+//! 2. [`config`]: typed configuration, every setting declared once.
+//! 3. [`event`]: the event model, validation, enrichment and bot detection.
+//! 4. The domain and its ports (narrow traits the adapters implement): [`auth`] (API keys → store;
+//!    `KeyStore`), [`query`] (parameters, the metric catalog, ranked metrics, funnels, cohorts, live,
+//!    dashboards; `ReadStore`, `DashboardStore`), [`retention`] (`RetentionStore`), [`erasure`]
+//!    (`ErasureStore`).
+//! 5. [`store`]: the write port (`EventStore`) and the adapters: ClickHouse (all SQL: inserts with
+//!    exactly-once, migrations, key table, reads mirroring `query/`, retention and erasure) and in memory.
+//! 6. Where events flow: [`sink`] (local buffer → store, Firehose, direct store writes; `EventSink`),
+//!    [`ingest`] (the Firehose HTTP endpoint destination).
+//! 7. [`tracker`]: the one entry point that validates and sends events (HTTP handlers and server-side
+//!    code).
+//! 8. [`api`]: HTTP handlers over `lambda_http` types, and the single error → HTTP mapping.
+//! 9. [`lambda`]: what every Lambda `main` calls (telemetry, configuration, clients, serving).
+//!
+//! Beside the layers: [`demo`] (deterministic realistic demo traffic; imports nothing of the crate) and
+//! [`fuzzing`] (entry points of the fuzz targets).
+//!
+//! Two time crates, on purpose: `time` for the event model, validation and ClickHouse rows (the
+//! `clickhouse` crate serializes `DateTime64` from `time::OffsetDateTime`; RFC 3339 parsing), `jiff` for
+//! the read side, which needs the IANA time-zone database and DST-aware calendar arithmetic (bucket
+//! starts, day and month steps in a zone) that `time` does not have. They meet only at the read seam, as
+//! Unix milliseconds.
 
 pub mod api;
 pub mod auth;

@@ -28,7 +28,7 @@ use serde::Serialize;
 use time::{Date, Month, OffsetDateTime, Time};
 
 use crate::config::Config;
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// Which stores a cutoff applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,16 +8,20 @@
 //!   is valid; 413 beyond the limits.
 //! - `POST /analytics/ingest/firehose`: the Firehose HTTP endpoint destination ([`crate::ingest`]),
 //!   mounted when configured (the local server; on AWS it is its own function behind a Function URL).
-//! - `GET /analytics/metrics?metric=…` and `GET /analytics/funnel?steps=…` (read key): see
-//!   [`crate::query`]; mounted when a query store is configured.
-//! - `DELETE /analytics/customers/{customerId}` (read key): erase a customer ([`crate::erasure`]).
-//! - `GET /analytics/live` (read key): events of the last minutes ([`crate::query::live`]).
+//! - Read key, mounted when the storage ports are configured ([`Api::with_queries`]):
+//!   `GET /analytics/metrics?metric=…` (time series and ranked metrics, [`crate::query::metrics`],
+//!   [`crate::query::ranked`]), `GET /analytics/funnel?steps=…` ([`crate::query::funnel`]),
+//!   `GET /analytics/cohorts` ([`crate::query::cohorts`]), `GET /analytics/live` (events of the last
+//!   minutes, [`crate::query::live`]), `GET|POST /analytics/dashboards` and
+//!   `GET|PUT|DELETE /analytics/dashboards/{id}` (built-in and custom dashboards,
+//!   [`crate::query::dashboards`]), `DELETE /analytics/customers/{customerId}` (erase a customer,
+//!   [`crate::erasure`]).
 //! - `GET /dashboard`: the dashboard page ([`web`]; no auth: the page asks for a read key).
 //! - `GET /analytics/openapi.json`: the API contract ([`openapi`]).
 //! - `GET /health`: liveness (no auth).
 //!
-//! Authentication: `Authorization: Bearer <key>`; the key decides the store. Errors use the shape of
-//! [`response::error`]. Browsers may call the track routes cross-origin (CORS preflight answered here).
+//! Authentication: `Authorization: Bearer <key>`; the key decides the store, and a per-key rate limit
+//! applies ([`crate::ratelimit`]). Errors use the shape of [`response::error`]. Browsers may call the track routes cross-origin (CORS preflight answered here).
 
 pub mod openapi;
 pub mod request;
@@ -471,12 +475,13 @@ impl Api {
             .track_many(&principal.store_id, &events, &meta)
             .await?;
         if report.accepted.is_empty() {
+            let none_valid = Error::invalid(
+                "invalid_batch",
+                "events",
+                "no event in the batch is valid; see rejected",
+            );
             let body = json!({
-                "error": {
-                    "code": "invalid_batch",
-                    "message": "no event in the batch is valid; see rejected",
-                    "field": "events",
-                },
+                "error": response::error_object(&none_valid),
                 "accepted": [],
                 "rejected": report.rejected,
             });

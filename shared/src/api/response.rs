@@ -18,14 +18,19 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     resp
 }
 
-/// `{ "error": { "code", "message", "field"? } }` (+ `failedIds` for 503s) with the error's status and,
-/// when retrying makes sense, `Retry-After` in whole seconds.
-pub fn error(e: &Error) -> Response<Body> {
+/// `{ "code", "message", "field"? }`: the error object of every API error body.
+pub fn error_object(e: &Error) -> serde_json::Value {
     let mut err = json!({ "code": e.code(), "message": e.public_message() });
     if let Some(field) = e.field() {
         err["field"] = json!(field);
     }
-    let mut body = json!({ "error": err });
+    err
+}
+
+/// `{ "error": { "code", "message", "field"? } }` (+ `failedIds` for 503s) with the error's status and,
+/// when retrying makes sense, `Retry-After` in whole seconds.
+pub fn error(e: &Error) -> Response<Body> {
+    let mut body = json!({ "error": error_object(e) });
     if let Error::Unavailable { failed_ids, .. } = e {
         body["failedIds"] = json!(failed_ids);
     }

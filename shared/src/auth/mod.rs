@@ -244,21 +244,21 @@ mod tests {
         async fn find_key(
             &self,
             sha256: &str,
-        ) -> Result<Option<StoredKey>, crate::store::StoreError> {
+        ) -> Result<Option<StoredKey>, crate::error::StoreError> {
             use std::sync::atomic::Ordering::SeqCst;
             self.lookups.fetch_add(1, SeqCst);
             if self.down.load(SeqCst) {
-                return Err(crate::store::StoreError::Unavailable("down".into()));
+                return Err(crate::error::StoreError::Unavailable("down".into()));
             }
             self.ring.find_key(sha256).await
         }
-        async fn put_keys(&self, keys: &[StoredKey]) -> Result<(), crate::store::StoreError> {
+        async fn put_keys(&self, keys: &[StoredKey]) -> Result<(), crate::error::StoreError> {
             self.ring.put_keys(keys).await
         }
         async fn list_keys(
             &self,
             store_id: Option<&str>,
-        ) -> Result<Vec<StoredKey>, crate::store::StoreError> {
+        ) -> Result<Vec<StoredKey>, crate::error::StoreError> {
             self.ring.list_keys(store_id).await
         }
     }
