@@ -89,14 +89,7 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         sink,
         Arc::new(SystemClock),
     ));
-    let ingest = Ingest::new(
-        Arc::new(store.clone()),
-        Validator::from_config(config),
-        Some(config.firehose_access_key.clone()),
-        config.batch_size,
-        config.limits.max_ingest_bytes,
-        Arc::new(SystemClock),
-    );
+    let ingest = Ingest::new(Arc::new(store.clone()), config, Arc::new(SystemClock));
     let keys = Authenticator::from_config(Arc::new(store.clone()), config);
     keys.preload().await?;
     let api = Api::new(tracker, keys, config.limits)

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
-use crate::config::Secret;
+use crate::config::{Config, Secret};
 use crate::event::{Event, Validator};
 use crate::store::{EventStore, Reject, StoreError};
 
@@ -72,21 +72,16 @@ struct DeliveryRecord {
 }
 
 impl Ingest {
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        validator: Validator,
-        access_key: Option<Secret>,
-        batch_size: usize,
-        max_bytes: usize,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let access_key = access_key.filter(|k| !k.is_empty());
+    /// The destination for `config`: its validation rules, `firehose_access_key` (empty: any caller is
+    /// accepted, as against moto locally; the ingest Lambda refuses to start without one), `batch_size`
+    /// and `limits.max_ingest_bytes`.
+    pub fn new(store: Arc<dyn EventStore>, config: &Config, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
-            validator,
-            access_key,
-            batch_size: batch_size.max(1),
-            max_bytes,
+            validator: Validator::from_config(config),
+            access_key: Some(config.firehose_access_key.clone()).filter(|k| !k.is_empty()),
+            batch_size: config.batch_size.max(1),
+            max_bytes: config.limits.max_ingest_bytes,
             clock,
         }
     }

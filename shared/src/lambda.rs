@@ -98,15 +98,8 @@ fn store_routes_api(w: &Wiring) -> Api {
 /// Function URL is public).
 pub async fn ingest() -> Result<(), Error> {
     let w = Wiring::from_env()?;
-    let access_key = w.config.require_firehose_access_key()?.clone();
-    let ingest = crate::ingest::Ingest::new(
-        w.store,
-        Validator::from_config(&w.config),
-        Some(access_key),
-        w.config.batch_size,
-        w.config.limits.max_ingest_bytes,
-        w.clock,
-    );
+    w.config.require_firehose_access_key()?;
+    let ingest = crate::ingest::Ingest::new(w.store, &w.config, w.clock);
     let ingest = &ingest;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
         Ok::<_, Error>(ingest.handle(req).await)

@@ -51,6 +51,14 @@ pub struct Partition {
 }
 
 /// What the retention job needs from storage.
+/// The rows of `table` whose stores are in `scope` and whose time is before `cutoff`.
+#[derive(Debug, Clone, Copy)]
+pub struct Expired<'a> {
+    pub table: &'a str,
+    pub scope: &'a Scope,
+    pub cutoff: OffsetDateTime,
+}
+
 #[async_trait]
 pub trait RetentionStore: Send + Sync {
     /// Tables holding per-event rows, each cut on its own time column.
@@ -59,21 +67,10 @@ pub trait RetentionStore: Send + Sync {
     async fn partitions(&self, table: &str) -> Result<Vec<Partition>, StoreError>;
     /// Drops a whole partition.
     async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), StoreError>;
-    /// Rows of `scope` older than `cutoff`, outside the `skip` partitions.
-    async fn count_expired(
-        &self,
-        table: &str,
-        scope: &Scope,
-        cutoff: OffsetDateTime,
-        skip: &[String],
-    ) -> Result<u64, StoreError>;
-    /// Deletes the rows of `scope` older than `cutoff`; when it returns they are no longer visible.
-    async fn delete_expired(
-        &self,
-        table: &str,
-        scope: &Scope,
-        cutoff: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    /// The expired rows outside the `skip` partitions.
+    async fn count_expired(&self, rows: &Expired<'_>, skip: &[String]) -> Result<u64, StoreError>;
+    /// Deletes the expired rows; when it returns they are no longer visible.
+    async fn delete_expired(&self, rows: &Expired<'_>) -> Result<(), StoreError>;
 }
 
 /// `retention_days` and its per-store overrides.
@@ -223,13 +220,14 @@ pub async fn run(
         }
         let mut rows_deleted = Vec::with_capacity(rules.len());
         for rule in &rules {
-            let n = store
-                .count_expired(table, &rule.scope, rule.cutoff, &skip)
-                .await?;
+            let expired = Expired {
+                table,
+                scope: &rule.scope,
+                cutoff: rule.cutoff,
+            };
+            let n = store.count_expired(&expired, &skip).await?;
             if n > 0 && !dry_run {
-                store
-                    .delete_expired(table, &rule.scope, rule.cutoff)
-                    .await?;
+                store.delete_expired(&expired).await?;
             }
             rows_deleted.push(n);
         }

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use commerce_analytics::clock::FixedClock;
-use commerce_analytics::config::{Limits, Secret};
-use commerce_analytics::event::Validator;
+use commerce_analytics::config::Config;
 use commerce_analytics::ingest::Ingest;
 use commerce_analytics::store::MemoryStore;
 use lambda_http::{Body, Request, Response};
@@ -16,17 +15,17 @@ const ACCESS_KEY: &str = "dev_firehose_access_key_000000000";
 const REQUEST_ID: &str = "ed4acda5-034f-9f42-bba1-f29aea6d7d8f";
 
 fn ingest(store: Arc<MemoryStore>, batch_size: usize, max_bytes: usize) -> Ingest {
-    let validator = Validator {
-        limits: Limits::default(),
-        retention_days: 365,
-        anonymize_ip: true,
+    let env = |name: &str| match name {
+        "CLICKHOUSE_URL" => Some("http://127.0.0.1:8123".to_owned()),
+        "FIREHOSE_ACCESS_KEY" => Some(ACCESS_KEY.to_owned()),
+        "ANALYTICS_BATCH_SIZE" => Some(batch_size.to_string()),
+        _ => None,
     };
+    let mut config = Config::from_sources(None, &env).expect("config");
+    config.limits.max_ingest_bytes = max_bytes;
     Ingest::new(
         store,
-        validator,
-        Some(Secret::new(ACCESS_KEY)),
-        batch_size,
-        max_bytes,
+        &config,
         Arc::new(FixedClock::new(datetime!(2025-01-15 10:36:00 UTC))),
     )
 }

@@ -133,13 +133,11 @@ enum How {
 impl Side {
     /// Deliveries through the ingest handler, with the given `batch_size`.
     async fn ingest(url: &str, db: &str, batch_size: usize) -> BenchResult<Self> {
-        let (cfg, store) = migrated(url, db).await?;
+        let (mut cfg, store) = migrated(url, db).await?;
+        cfg.batch_size = batch_size;
         let ingest = commerce_analytics::ingest::Ingest::new(
             Arc::new(store.clone()),
-            Validator::from_config(&cfg),
-            None,
-            batch_size,
-            cfg.limits.max_ingest_bytes,
+            &cfg,
             Arc::new(commerce_analytics::clock::SystemClock),
         );
         Ok(Self {

@@ -43,7 +43,7 @@ use crate::erasure::{self, ErasureStore};
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
 use crate::query::dashboards::DashboardStore;
-use crate::query::{ReadStore, cohorts, dashboards, funnel, metrics, ranked};
+use crate::query::{ReadStore, cohorts, dashboards, funnel, live, metrics, ranked};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -62,6 +62,22 @@ struct Reader<'a> {
     store_id: String,
     stores: &'a Stores,
     now: jiff::Timestamp,
+}
+
+impl Reader<'_> {
+    fn reads(&self) -> &dyn ReadStore {
+        self.stores.reads.as_ref()
+    }
+}
+
+/// The request's query string ("" without one).
+fn query_of(req: &Request) -> &str {
+    req.uri().query().unwrap_or("")
+}
+
+/// A response body as JSON.
+fn to_json(body: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(body).map_err(|e| Error::Internal(e.to_string()))
 }
 
 #[derive(Debug, Clone)]
@@ -247,81 +263,89 @@ impl Api {
     }
 
     async fn metrics(&self, req: Request) -> Result<Response<Body>> {
-        let Reader {
-            store_id,
-            stores,
-            now,
-        } = self.reader(&req).await?;
-        let reads = stores.reads.as_ref();
-        match metrics::parse(reads, &store_id, req.uri().query().unwrap_or(""), now).await? {
-            metrics::Request::Series(q) => Ok(response::json(
-                StatusCode::OK,
-                &metrics::run(reads, &q).await?,
-            )),
-            metrics::Request::Ranked(q) => {
-                let rows = reads.ranked(&q).await?;
-                Ok(response::json(StatusCode::OK, &ranked::response(&q, &rows)))
-            }
-        }
+        let r = self.reader(&req).await?;
+        let body = match metrics::parse(r.reads(), &r.store_id, query_of(&req), r.now).await? {
+            metrics::Request::Series(q) => to_json(&metrics::run(r.reads(), &q).await?)?,
+            metrics::Request::Ranked(q) => ranked::response(&q, &r.reads().ranked(&q).await?),
+        };
+        Ok(response::json(StatusCode::OK, &body))
+    }
+
+    async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
+        let r = self.reader(&req).await?;
+        let q = cohorts::parse(r.reads(), &r.store_id, query_of(&req), r.now).await?;
+        let body = cohorts::run(r.reads(), &q).await?;
+        Ok(response::json(StatusCode::OK, &body))
+    }
+
+    async fn live(&self, req: Request) -> Result<Response<Body>> {
+        let r = self.reader(&req).await?;
+        let q = live::parse(&r.store_id, query_of(&req), r.now)?;
+        let body = live::run(r.reads(), &q).await?;
+        Ok(response::json(StatusCode::OK, &body))
+    }
+
+    async fn funnel(&self, req: Request) -> Result<Response<Body>> {
+        let r = self.reader(&req).await?;
+        let q = funnel::parse(&r.store_id, query_of(&req), r.now)?;
+        let body = funnel::run(r.reads(), &q).await?;
+        Ok(response::json(StatusCode::OK, &body))
     }
 
     /// `GET /analytics/dashboards` (list), `POST` (create); `GET /analytics/dashboards/{id}` (every widget's
     /// data), `PUT` (replace), `DELETE`. Built-in dashboards are read-only.
     async fn dashboards(&self, req: Request, id: Option<String>) -> Result<Response<Body>> {
-        let Reader {
-            store_id,
-            stores,
-            now,
-        } = self.reader(&req).await?;
-        let reads = stores.reads.as_ref();
+        let r = &self.reader(&req).await?;
+        let req = &req;
+        let store = r.stores.dashboards.as_ref();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        let not_found = || Error::NotFound {
+            method: method.to_string(),
+            path: req.uri().path().to_owned(),
+        };
         let find = |id: &str, custom: Vec<dashboards::Dashboard>| {
             dashboards::built_in()
                 .into_iter()
                 .chain(custom)
                 .find(|d| d.id == id)
-                .ok_or_else(|| Error::NotFound {
-                    method: method.to_string(),
-                    path: path.clone(),
-                })
+                .ok_or_else(not_found)
         };
-        let input = |req: &Request| -> Result<dashboards::DashboardInput> {
+        // Checks the body, saves it as dashboard `id` and answers it with `status`.
+        let save = |id: String, status: StatusCode| async move {
             let body = request::body_text(req, self.limits.max_body_bytes)?;
-            serde_json::from_str(body).map_err(|e| {
+            let input: dashboards::DashboardInput = serde_json::from_str(body).map_err(|e| {
                 Error::invalid(
                     "invalid_json",
                     "body",
                     format!("body must be {{\"name\", \"widgets\": [...]}}: {e}"),
                 )
-            })
+            })?;
+            dashboards::validate(r.reads(), &r.store_id, &input, r.now).await?;
+            let d = dashboards::Dashboard {
+                id,
+                name: input.name.trim().to_owned(),
+                built_in: false,
+                widgets: input.widgets,
+            };
+            store.save_dashboard(&r.store_id, &d, r.now).await?;
+            Ok::<_, Error>(response::json(status, &d))
         };
         match (id, &method) {
             (None, &Method::GET) => {
                 let mut all = dashboards::built_in();
-                all.extend(stores.dashboards.dashboards(&store_id).await?);
+                all.extend(store.dashboards(&r.store_id).await?);
                 Ok(response::json(
                     StatusCode::OK,
                     &json!({ "dashboards": all }),
                 ))
             }
             (None, &Method::POST) => {
-                let input = input(&req)?;
-                dashboards::validate(reads, &store_id, &input, now).await?;
-                let d = dashboards::Dashboard {
-                    id: format!("dash_{}", ulid::Ulid::new()),
-                    name: input.name.trim().to_owned(),
-                    built_in: false,
-                    widgets: input.widgets,
-                };
-                stores.dashboards.save_dashboard(&store_id, &d, now).await?;
-                Ok(response::json(StatusCode::CREATED, &d))
+                save(format!("dash_{}", ulid::Ulid::new()), StatusCode::CREATED).await
             }
             (Some(id), &Method::GET) => {
-                let d = find(&id, stores.dashboards.dashboards(&store_id).await?)?;
+                let d = find(&id, store.dashboards(&r.store_id).await?)?;
                 let data =
-                    dashboards::render(reads, &store_id, &d, req.uri().query().unwrap_or(""), now)
-                        .await?;
+                    dashboards::render(r.reads(), &r.store_id, &d, query_of(req), r.now).await?;
                 Ok(response::json(StatusCode::OK, &data))
             }
             (Some(id), &Method::PUT | &Method::DELETE)
@@ -334,47 +358,29 @@ impl Api {
                 ))
             }
             (Some(id), &Method::PUT) => {
-                find(&id, stores.dashboards.dashboards(&store_id).await?)?;
-                let input = input(&req)?;
-                dashboards::validate(reads, &store_id, &input, now).await?;
-                let d = dashboards::Dashboard {
-                    id,
-                    name: input.name.trim().to_owned(),
-                    built_in: false,
-                    widgets: input.widgets,
-                };
-                stores.dashboards.save_dashboard(&store_id, &d, now).await?;
-                Ok(response::json(StatusCode::OK, &d))
+                find(&id, store.dashboards(&r.store_id).await?)?;
+                save(id, StatusCode::OK).await
             }
             (Some(id), &Method::DELETE) => {
-                if stores
-                    .dashboards
-                    .delete_dashboard(&store_id, &id, now)
-                    .await?
-                {
+                if store.delete_dashboard(&r.store_id, &id, r.now).await? {
                     Ok(response::json(
                         StatusCode::OK,
                         &json!({ "id": id, "deleted": true }),
                     ))
                 } else {
-                    Err(Error::NotFound {
-                        method: method.to_string(),
-                        path,
-                    })
+                    Err(not_found())
                 }
             }
             _ => Err(Error::MethodNotAllowed {
                 method: method.to_string(),
-                path,
+                path: req.uri().path().to_owned(),
             }),
         }
     }
 
     /// `DELETE /analytics/customers/{customerId}`: see [`crate::erasure`].
     async fn erase_customer(&self, req: &Request, raw_id: &str) -> Result<Response<Body>> {
-        let Reader {
-            store_id, stores, ..
-        } = self.reader(req).await?;
+        let r = self.reader(req).await?;
         let decoded = percent_encoding::percent_decode_str(raw_id)
             .decode_utf8()
             .map_err(|_| {
@@ -385,56 +391,14 @@ impl Api {
                 )
             })?;
         let id = erasure::parse_customer_id(&decoded, self.limits.max_id_len)?;
-        let report = stores.erasure.erase_customer(&store_id, &id).await?;
+        let report = r.stores.erasure.erase_customer(&r.store_id, &id).await?;
         tracing::info!(
-            store = %store_id,
+            store = %r.store_id,
             events = report.events_deleted,
             rejects = report.rejects_deleted,
             "customer erased"
         );
         Ok(response::json(StatusCode::OK, &report))
-    }
-
-    async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
-        let Reader {
-            store_id,
-            stores,
-            now,
-        } = self.reader(&req).await?;
-        let reads = stores.reads.as_ref();
-        let q = cohorts::parse(reads, &store_id, req.uri().query().unwrap_or(""), now).await?;
-        Ok(response::json(
-            StatusCode::OK,
-            &cohorts::run(reads, &q).await?,
-        ))
-    }
-
-    async fn live(&self, req: Request) -> Result<Response<Body>> {
-        let Reader {
-            store_id,
-            stores,
-            now,
-        } = self.reader(&req).await?;
-        let reads = stores.reads.as_ref();
-        let q = crate::query::live::parse(&store_id, req.uri().query().unwrap_or(""), now)?;
-        Ok(response::json(
-            StatusCode::OK,
-            &crate::query::live::run(reads, &q).await?,
-        ))
-    }
-
-    async fn funnel(&self, req: Request) -> Result<Response<Body>> {
-        let Reader {
-            store_id,
-            stores,
-            now,
-        } = self.reader(&req).await?;
-        let reads = stores.reads.as_ref();
-        let q = funnel::parse(&store_id, req.uri().query().unwrap_or(""), now)?;
-        Ok(response::json(
-            StatusCode::OK,
-            &funnel::run(reads, &q).await?,
-        ))
     }
 
     async fn track_one(&self, req: Request) -> Result<Response<Body>> {

@@ -85,6 +85,18 @@ impl StoredKey {
             revoked_at: None,
         }
     }
+
+    /// A configured key (the bootstrap keys of [`crate::config`]), named `name`.
+    pub fn from_config(k: &ApiKeyConfig, name: &str, now: OffsetDateTime) -> Self {
+        Self::from_secret(
+            k.key.expose(),
+            &k.store,
+            k.kind,
+            k.origins.clone(),
+            name,
+            now,
+        )
+    }
 }
 
 /// Where keys live. ClickHouse in production and locally ([`crate::store::ClickHouseStore`]); in memory
@@ -208,14 +220,7 @@ pub async fn seed(
 ) -> Result<usize> {
     let mut missing = Vec::new();
     for k in configured {
-        let row = StoredKey::from_secret(
-            k.key.expose(),
-            &k.store,
-            k.kind,
-            k.origins.clone(),
-            "seeded from configuration",
-            now,
-        );
+        let row = StoredKey::from_config(k, "seeded from configuration", now);
         if keys.find_key(&row.sha256).await?.is_none() {
             missing.push(row);
         }
@@ -239,14 +244,7 @@ impl KeyRing {
         let by_digest = keys
             .iter()
             .map(|k| {
-                let row = StoredKey::from_secret(
-                    k.key.expose(),
-                    &k.store,
-                    k.kind,
-                    k.origins.clone(),
-                    "",
-                    now,
-                );
+                let row = StoredKey::from_config(k, "", now);
                 (row.sha256.clone(), row)
             })
             .collect();

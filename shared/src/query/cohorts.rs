@@ -12,18 +12,10 @@
 use serde::Serialize;
 
 use super::ReadStore;
-use super::params::{Granularity, Params, Range};
+use super::params::{self, Granularity, Params, Range};
 use crate::error::{Error, Result};
 
-pub const PARAMS: &[&str] = &[
-    "interval",
-    "period",
-    "from",
-    "to",
-    "timezone",
-    "currency",
-    "includeBots",
-];
+pub const PARAMS: &[&str] = &params::concat::<1, 6, 7>(["interval"], params::SHARED);
 
 #[derive(Debug, Clone)]
 pub struct CohortQuery {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use async_trait::async_trait;
 
-use super::{ReadStore, cohorts, funnel, metrics, ranked};
+use super::{ReadStore, cohorts, funnel, metrics, params, ranked};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
 
@@ -284,31 +284,21 @@ pub async fn render(
 ) -> Result<Value> {
     let mut period = BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if !PERIOD_PARAMS.contains(&k.as_ref()) && k != "currency" && k != "includeBots" {
+        if !params::SHARED.contains(&k.as_ref()) {
             return Err(Error::invalid(
                 "unknown_parameter",
                 k.to_string(),
                 format!(
-                    "unknown parameter {k:?}; a dashboard takes period, from, to, timezone, currency, \
-                     includeBots"
+                    "unknown parameter {k:?}; a dashboard takes {}",
+                    params::SHARED.join(", ")
                 ),
             ));
         }
         period.insert(k.into_owned(), v.into_owned());
     }
     // Validate the period once, for a clear error instead of one per widget.
-    super::params::Params::parse(
-        &query_string(&period, &BTreeMap::new()),
-        &[
-            "period",
-            "from",
-            "to",
-            "timezone",
-            "currency",
-            "includeBots",
-        ],
-    )?
-    .include_bots()?;
+    params::Params::parse(&query_string(&period, &BTreeMap::new()), &params::SHARED)?
+        .include_bots()?;
     // Funnels take no currency; every other endpoint does.
     let periods: Vec<BTreeMap<String, String>> = dashboard
         .widgets

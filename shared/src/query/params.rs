@@ -149,6 +149,36 @@ impl Range {
     }
 }
 
+/// The parameters a dashboard request takes and hands to each of its widgets: the period (`period`, or
+/// `from` and `to`), the zone, the currency and `includeBots`.
+pub const SHARED: [&str; 6] = [
+    "period",
+    "from",
+    "to",
+    "timezone",
+    "currency",
+    "includeBots",
+];
+
+/// `first` followed by `rest`, at compile time (parameter lists built from [`SHARED`]).
+pub const fn concat<const A: usize, const B: usize, const N: usize>(
+    first: [&'static str; A],
+    rest: [&'static str; B],
+) -> [&'static str; N] {
+    assert!(A + B == N, "N must be A + B");
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < A {
+        out[i] = first[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = rest[i - A];
+        i += 1;
+    }
+    out
+}
+
 /// The query string as a map, checked against the parameters an endpoint takes.
 #[derive(Debug, Clone, Default)]
 pub struct Params(HashMap<String, String>);

@@ -13,8 +13,8 @@ use super::migrations::{
 };
 use super::{ClickHouseStore, EVENTS_TABLE, classify};
 use crate::erasure::{ErasureReport, ErasureStore};
-use crate::retention::{Partition, RetentionStore, Scope, month_partition_end};
-use crate::store::StoreError;
+use crate::error::StoreError;
+use crate::retention::{Expired, Partition, RetentionStore, Scope, month_partition_end};
 
 /// Tables with per-event rows and the time column each is cut on.
 const RETAINED: &[(&str, &str)] = &[
@@ -103,46 +103,45 @@ impl RetentionStore for ClickHouseStore {
             .map_err(classify)
     }
 
-    async fn count_expired(
-        &self,
-        table: &str,
-        scope: &Scope,
-        cutoff: OffsetDateTime,
-        skip: &[String],
-    ) -> Result<u64, StoreError> {
-        let column = time_column(table)?;
-        let (scope, stores) = scope_sql(scope);
-        self.client
-            .query(&format!(
-                "SELECT count() FROM {table} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
-                 AND {scope} AND NOT has({{skip:Array(String)}}, _partition_id)"
-            ))
-            .param("cutoff", ms(cutoff))
-            .param("stores", stores)
-            .param("skip", skip)
-            .fetch_one::<u64>()
-            .await
-            .map_err(classify)
+    async fn count_expired(&self, rows: &Expired<'_>, skip: &[String]) -> Result<u64, StoreError> {
+        self.expired(
+            "SELECT count()",
+            rows,
+            " AND NOT has({skip:Array(String)}, _partition_id)",
+        )?
+        .param("skip", skip)
+        .fetch_one::<u64>()
+        .await
+        .map_err(classify)
     }
 
-    async fn delete_expired(
-        &self,
-        table: &str,
-        scope: &Scope,
-        cutoff: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let column = time_column(table)?;
-        let (scope, stores) = scope_sql(scope);
-        self.client
-            .query(&format!(
-                "DELETE FROM {table} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
-                 AND {scope}"
-            ))
-            .param("cutoff", ms(cutoff))
-            .param("stores", stores)
+    async fn delete_expired(&self, rows: &Expired<'_>) -> Result<(), StoreError> {
+        self.expired("DELETE", rows, "")?
             .execute()
             .await
             .map_err(classify)
+    }
+}
+
+impl ClickHouseStore {
+    /// `{verb} FROM` the expired rows (`and`: more conditions), with their parameters bound.
+    fn expired(
+        &self,
+        verb: &str,
+        rows: &Expired<'_>,
+        and: &str,
+    ) -> Result<clickhouse::query::Query, StoreError> {
+        let column = time_column(rows.table)?;
+        let (scope, stores) = scope_sql(rows.scope);
+        Ok(self
+            .client
+            .query(&format!(
+                "{verb} FROM {table} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
+                 AND {scope}{and}",
+                table = rows.table
+            ))
+            .param("cutoff", ms(rows.cutoff))
+            .param("stores", stores))
     }
 }
 
