@@ -4,7 +4,7 @@
 //! `cli/` only wire configuration and clients to these pieces ([`lambda`] is the functions' wiring).
 //!
 //! Modules, in layers: a module imports only from its own layer or the ones below it, never upwards, and
-//! no two modules import each other (`tests/layering.rs` checks both).
+//! no two modules import each other (`shared/tests/layering.rs` checks both).
 //!
 //! 1. Ground floor, importing nothing of the crate but each other: [`error`] (the one error enum and the
 //!    storage error every port reports), [`ident`] (identifier and code rules), [`clock`], [`retry`]

@@ -1,7 +1,7 @@
 // The built SDK in Debian's Chromium, on a storefront page served from another origin than the API (so
 // CORS is exercised), against the local server; the events are then read back from ClickHouse.
 //
-// Run by `tests/sdk_browser.rs`, which starts the server and passes API_URL, WRITE_KEY, CLICKHOUSE_URL and
+// Run by `tests/it/sdk_browser.rs`, which starts the server and passes API_URL, WRITE_KEY, CLICKHOUSE_URL and
 // CLICKHOUSE_DATABASE.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -2,7 +2,7 @@
 //!
 //! Kept in step with the code by the tests below (every read endpoint's query parameters are exactly the
 //! parser's list, the metric and dashboard enums are the catalog's) and against the running server by
-//! schemathesis (`tests/contract.rs`: no 5xx, every status and body as documented).
+//! schemathesis (`tests/it/contract.rs`: no 5xx, every status and body as documented).
 
 use std::sync::LazyLock;
 

@@ -1,6 +1,6 @@
 // End-to-end test of the dashboard page in Debian's Chromium, driven by playwright-core.
 //
-// Run by `tests/dashboard_page.rs` (cargo test), which starts the local server with demo data and passes:
+// Run by `tests/it/dashboard_page.rs` (cargo test), which starts the local server with demo data and passes:
 // DASHBOARD_URL (e.g. http://127.0.0.1:41234), READ_KEY, WRITE_KEY, SCREENSHOT_DIR. Every number the page
 // shows is compared with the API's own answer for the same parameters (the page keeps raw values in
 // `data-raw`).

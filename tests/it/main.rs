@@ -1,0 +1,21 @@
+//! The integration tests against the real components (ClickHouse, moto, Chromium), one module per topic,
+//! linked into one test binary: the workspace links it once instead of once per topic. Each test uses its
+//! own database (see `integration_tests::TestDb`), so the tests of all topics run side by side.
+//!
+//! `no_secrets_in_logs` stays a binary of its own: it installs the process's only log subscriber and
+//! reads everything logged.
+
+mod adversarial;
+mod bots;
+mod clickhouse_store;
+mod contract;
+mod dashboard_page;
+mod firehose_pipe;
+mod isolation;
+mod keys;
+mod lambda_runtime;
+mod lifecycle;
+mod live;
+mod local_server;
+mod queries;
+mod sdk_browser;
