@@ -202,34 +202,38 @@ impl DemoGenerator {
         }
     }
 
+    /// One session: who it is and where it came from ([`Self::visit`]), its page views, its shopping
+    /// (product views, cart changes) and, for some, a checkout and an order with its payment and maybe a
+    /// refund. The random draws happen in this order, so a seed always yields the same events.
     fn session(&mut self) {
         self.session_no += 1;
-        let mut at = self.session_start();
+        let mut v = self.visit();
+        self.browse(&mut v);
+        let cart = self.shop(&mut v);
+        if !cart.is_empty() && self.rng.random_bool(0.5) {
+            self.checkout(&mut v, &cart);
+        }
+        // Server-side events (payments, refunds) may fall after `end` only if clamped; drop any that would.
+        let end = self.cfg.end;
+        self.pending.extend(v.events.into_iter().filter(|e| {
+            e["timestamp"]
+                .as_str()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                .is_some_and(|t| t < end)
+        }));
+    }
+
+    /// A new session: its start, country (and so currency), source, device, IP, whether a known customer
+    /// browses, and its landing page (with the source's UTM parameters).
+    fn visit(&mut self) -> Visit {
+        let at = self.session_start();
         let rng = &mut self.rng;
         let country_roll = rng.random_range(0..100);
-        let (country, currency) = {
-            let mut acc = 0;
-            let mut pick = (COUNTRIES[0].0, COUNTRIES[0].2);
-            for (c, w, cur) in COUNTRIES {
-                acc += w;
-                if country_roll < acc {
-                    pick = (c, cur);
-                    break;
-                }
-            }
-            pick
-        };
+        let (country, currency) = weighted(COUNTRIES, country_roll, |c| c.1)
+            .map_or((COUNTRIES[0].0, COUNTRIES[0].2), |c| (c.0, c.2));
         let source_roll = rng.random_range(0..100);
-        let mut acc = 0;
-        let mut source = SOURCES[0];
-        for s in SOURCES {
-            acc += s.0;
-            if source_roll < acc {
-                source = *s;
-                break;
-            }
-        }
-        let ua = USER_AGENTS[rng.random_range(0..USER_AGENTS.len())];
+        let source = *weighted(SOURCES, source_roll, |s| s.0).unwrap_or(&SOURCES[0]);
+        let user_agent = USER_AGENTS[rng.random_range(0..USER_AGENTS.len())];
         let ip = format!(
             "{}.{}.{}.{}",
             rng.random_range(1..224),
@@ -238,17 +242,10 @@ impl DemoGenerator {
             rng.random_range(1..255)
         );
         // Known customers: skewed so that a few come back often.
-        let known = rng.random_bool(0.35);
-        let customer = known.then(|| {
-            let u: f64 = rng.random();
-            format!("cust_{:06}", ((u * u) * self.customers as f64) as usize)
-        });
-        let session_id = format!("sess_{}_{}", self.cfg.seed, self.session_no);
-        let anonymous_id = format!("anon_{}_{}", self.cfg.seed, self.session_no);
-
+        let customer = rng.random_bool(0.35).then(|| self.returning_customer());
         let mut landing = format!(
             "https://shop.example.com{}",
-            PAGES[rng.random_range(0..PAGES.len())]
+            PAGES[self.rng.random_range(0..PAGES.len())]
         );
         if !source.2.is_empty() {
             landing.push_str(&format!(
@@ -256,36 +253,53 @@ impl DemoGenerator {
                 source.2, source.3, source.4
             ));
         }
-        let context = |page_url: &str, with_referrer: bool| {
-            let mut c =
-                json!({"ip": ip, "userAgent": ua, "country": country, "page": {"url": page_url}});
-            if with_referrer && !source.1.is_empty() {
-                c["referrer"] = json!(source.1);
-            }
-            c
-        };
-        let eur = currency == "EUR";
-        let price_of = |p: &Product| if eur { p.usd * 92 / 100 } else { p.usd };
-        let mut out: Vec<Value> = Vec::new();
-        let mut push = |this: &mut Self,
-                        at: OffsetDateTime,
-                        t: &str,
-                        cust: &Option<String>,
-                        props: Value,
-                        ctx: Value| {
-            let id = this.id(at);
-            let mut e = json!({"id": id, "type": t, "timestamp": Self::ts(at), "sessionId": session_id,
-                               "anonymousId": anonymous_id, "properties": props, "context": ctx});
-            if let Some(c) = cust {
-                e["customerId"] = json!(c);
-            }
-            out.push(e);
-        };
+        Visit {
+            session_id: format!("sess_{}_{}", self.cfg.seed, self.session_no),
+            anonymous_id: format!("anon_{}_{}", self.cfg.seed, self.session_no),
+            customer,
+            country,
+            currency,
+            source,
+            user_agent,
+            ip,
+            landing,
+            at,
+            events: Vec::new(),
+        }
+    }
 
+    /// A customer id from the pool, skewed so that a popular few come back often.
+    fn returning_customer(&mut self) -> String {
+        let u: f64 = self.rng.random();
+        format!("cust_{:06}", ((u * u) * self.customers as f64) as usize)
+    }
+
+    /// Appends an event of the session at `at`, by `customer` when known.
+    fn emit(
+        &mut self,
+        v: &mut Visit,
+        at: OffsetDateTime,
+        event_type: &str,
+        customer: Option<&str>,
+        properties: Value,
+        context: Value,
+    ) {
+        let id = self.id(at);
+        let mut e = json!({"id": id, "type": event_type, "timestamp": Self::ts(at),
+                           "sessionId": v.session_id, "anonymousId": v.anonymous_id,
+                           "properties": properties, "context": context});
+        if let Some(c) = customer {
+            e["customerId"] = json!(c);
+        }
+        v.events.push(e);
+    }
+
+    /// One to three page views, the first on the landing page (with the referrer).
+    fn browse(&mut self, v: &mut Visit) {
         let pages = 1 + self.rng.random_range(0..3);
         for i in 0..pages {
             let url = if i == 0 {
-                landing.clone()
+                v.landing.clone()
             } else {
                 format!(
                     "https://shop.example.com{}",
@@ -298,138 +312,208 @@ impl DemoGenerator {
                 .next()
                 .unwrap_or("/")
                 .to_owned();
-            push(
-                self,
+            let (at, customer, context) = (v.at, v.customer.clone(), v.context(&url, i == 0));
+            self.emit(
+                v,
                 at,
                 "page.viewed",
-                &customer,
+                customer.as_deref(),
                 json!({"path": path}),
-                context(&url, i == 0),
+                context,
             );
-            at += time::Duration::seconds(self.rng.random_range(5..90));
+            v.at += time::Duration::seconds(self.rng.random_range(5..90));
         }
+    }
+
+    /// Product views, some added to the cart, and sometimes the last item removed again; the cart as
+    /// (product index, quantity).
+    fn shop(&mut self, v: &mut Visit) -> Vec<(usize, i64)> {
         let mut cart: Vec<(usize, i64)> = Vec::new();
+        let customer = v.customer.clone();
         if self.rng.random_bool(0.65) {
             let n = 1 + self.rng.random_range(0..4);
             for _ in 0..n {
                 let p = self.pick_product();
                 let prod = self.products[p].clone();
                 let url = format!("https://shop.example.com/products/{}", prod.id);
-                push(
-                    self,
-                    at,
+                self.emit(
+                    v,
+                    v.at,
                     "product.viewed",
-                    &customer,
-                    json!({"productId": prod.id, "productName": prod.name, "price": price_of(&prod), "currency": currency}),
-                    context(&url, false),
+                    customer.as_deref(),
+                    json!({"productId": prod.id, "productName": prod.name, "price": v.price(&prod),
+                           "currency": v.currency}),
+                    v.context(&url, false),
                 );
-                at += time::Duration::seconds(self.rng.random_range(10..120));
+                v.at += time::Duration::seconds(self.rng.random_range(10..120));
                 if self.rng.random_bool(0.3) {
                     let qty = 1
                         + i64::from(self.rng.random_bool(0.2))
                         + i64::from(self.rng.random_bool(0.05));
-                    push(
-                        self,
-                        at,
+                    self.emit(
+                        v,
+                        v.at,
                         "cart.item_added",
-                        &customer,
-                        json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
-                        context(&url, false),
+                        customer.as_deref(),
+                        json!({"productId": prod.id, "quantity": qty, "price": v.price(&prod),
+                               "currency": v.currency}),
+                        v.context(&url, false),
                     );
                     cart.push((p, qty));
-                    at += time::Duration::seconds(self.rng.random_range(5..60));
+                    v.at += time::Duration::seconds(self.rng.random_range(5..60));
                 }
             }
         }
         if cart.len() > 1 && self.rng.random_bool(0.15) {
             let (p, qty) = cart.pop().unwrap_or((0, 1));
             let prod = self.products[p].clone();
-            push(
-                self,
-                at,
+            self.emit(
+                v,
+                v.at,
                 "cart.item_removed",
-                &customer,
-                json!({"productId": prod.id, "quantity": qty, "price": price_of(&prod), "currency": currency}),
-                context("https://shop.example.com/cart", false),
+                customer.as_deref(),
+                json!({"productId": prod.id, "quantity": qty, "price": v.price(&prod),
+                       "currency": v.currency}),
+                v.context("https://shop.example.com/cart", false),
             );
-            at += time::Duration::seconds(self.rng.random_range(5..60));
+            v.at += time::Duration::seconds(self.rng.random_range(5..60));
         }
-        if !cart.is_empty() && self.rng.random_bool(0.5) {
-            let items: Vec<Value> = cart.iter().map(|(p, q)| {
-                json!({"productId": self.products[*p].id, "quantity": q, "price": price_of(&self.products[*p])})
-            }).collect();
-            let total: i64 = cart
-                .iter()
-                .map(|(p, q)| price_of(&self.products[*p]) * q)
-                .sum();
-            push(
-                self,
-                at,
-                "checkout.started",
-                &customer,
-                json!({"total": total, "currency": currency, "items": items}),
-                context("https://shop.example.com/checkout", false),
+        cart
+    }
+
+    /// A checkout of `cart`; 60% of checkouts become an order (guests get a customer id at checkout).
+    fn checkout(&mut self, v: &mut Visit, cart: &[(usize, i64)]) {
+        let items: Vec<Value> = cart
+            .iter()
+            .map(|(p, q)| {
+                json!({"productId": self.products[*p].id, "quantity": q,
+                       "price": v.price(&self.products[*p])})
+            })
+            .collect();
+        let total: i64 = cart
+            .iter()
+            .map(|(p, q)| v.price(&self.products[*p]) * q)
+            .sum();
+        let customer = v.customer.clone();
+        self.emit(
+            v,
+            v.at,
+            "checkout.started",
+            customer.as_deref(),
+            json!({"total": total, "currency": v.currency, "items": items}),
+            v.context("https://shop.example.com/checkout", false),
+        );
+        v.at += time::Duration::seconds(self.rng.random_range(30..400));
+        if self.rng.random_bool(0.6) {
+            let buyer = match customer {
+                Some(c) => c,
+                None => self.returning_customer(),
+            };
+            let item_count: i64 = cart.iter().map(|(_, q)| q).sum();
+            self.order(v, &buyer, items, total, item_count);
+        }
+    }
+
+    /// The order, its payment (98%) and, for about 4%, a full or half refund days later.
+    fn order(
+        &mut self,
+        v: &mut Visit,
+        buyer: &str,
+        items: Vec<Value>,
+        total: i64,
+        item_count: i64,
+    ) {
+        let at = v.at;
+        let order_id = format!("order_{}_{}", self.cfg.seed, self.session_no);
+        let method = PAYMENT_METHODS[self.rng.random_range(0..PAYMENT_METHODS.len())];
+        let currency = v.currency;
+        self.emit(
+            v,
+            at,
+            "order.completed",
+            Some(buyer),
+            json!({"orderId": order_id, "total": total, "currency": currency, "itemCount": item_count,
+                   "items": items, "paymentMethod": method}),
+            v.context("https://shop.example.com/checkout/thank-you", false),
+        );
+        let server_side = json!({"country": v.country});
+        if self.rng.random_bool(0.98) {
+            let paid = at + time::Duration::seconds(self.rng.random_range(1..30));
+            self.emit(
+                v,
+                paid,
+                "payment.captured",
+                Some(buyer),
+                json!({"orderId": order_id, "amount": total, "currency": currency, "paymentMethod": method}),
+                server_side.clone(),
             );
-            at += time::Duration::seconds(self.rng.random_range(30..400));
-            if self.rng.random_bool(0.6) {
-                let buyer = customer.clone().or_else(|| {
-                    let u: f64 = self.rng.random();
-                    Some(format!(
-                        "cust_{:06}",
-                        ((u * u) * self.customers as f64) as usize
-                    ))
-                });
-                let order_id = format!("order_{}_{}", self.cfg.seed, self.session_no);
-                let method = PAYMENT_METHODS[self.rng.random_range(0..PAYMENT_METHODS.len())];
-                let item_count: i64 = cart.iter().map(|(_, q)| q).sum();
-                push(
-                    self,
-                    at,
-                    "order.completed",
-                    &buyer,
-                    json!({"orderId": order_id, "total": total, "currency": currency, "itemCount": item_count,
-                            "items": items, "paymentMethod": method}),
-                    context("https://shop.example.com/checkout/thank-you", false),
+        }
+        if self.rng.random_bool(0.04) {
+            let refunded = at + time::Duration::days(self.rng.random_range(1..21));
+            if refunded < self.cfg.end {
+                let amount = if self.rng.random_bool(0.7) {
+                    total
+                } else {
+                    total / 2
+                };
+                self.emit(
+                    v,
+                    refunded,
+                    "order.refunded",
+                    Some(buyer),
+                    json!({"orderId": order_id, "amount": amount, "currency": currency,
+                           "reason": "customer_request"}),
+                    server_side,
                 );
-                if self.rng.random_bool(0.98) {
-                    let paid = at + time::Duration::seconds(self.rng.random_range(1..30));
-                    push(
-                        self,
-                        paid,
-                        "payment.captured",
-                        &buyer,
-                        json!({"orderId": order_id, "amount": total, "currency": currency, "paymentMethod": method}),
-                        json!({"country": country}),
-                    );
-                }
-                if self.rng.random_bool(0.04) {
-                    let refunded = at + time::Duration::days(self.rng.random_range(1..21));
-                    if refunded < self.cfg.end {
-                        let amount = if self.rng.random_bool(0.7) {
-                            total
-                        } else {
-                            total / 2
-                        };
-                        push(
-                            self,
-                            refunded,
-                            "order.refunded",
-                            &buyer,
-                            json!({"orderId": order_id, "amount": amount, "currency": currency, "reason": "customer_request"}),
-                            json!({"country": country}),
-                        );
-                    }
-                }
             }
         }
-        // Server-side events (payments, refunds) may fall after `end` only if clamped; drop any that would.
-        let end = self.cfg.end;
-        self.pending.extend(out.into_iter().filter(|e| {
-            e["timestamp"]
-                .as_str()
-                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-                .is_some_and(|t| t < end)
-        }));
+    }
+}
+
+/// The first entry whose cumulative weight exceeds `roll` (weights of 100 in all).
+fn weighted<T>(entries: &[T], roll: u32, weight: impl Fn(&T) -> u32) -> Option<&T> {
+    let mut acc = 0;
+    entries.iter().find(|e| {
+        acc += weight(e);
+        roll < acc
+    })
+}
+
+/// A session being generated: who, from where, and its events so far.
+#[derive(Debug)]
+struct Visit {
+    session_id: String,
+    anonymous_id: String,
+    customer: Option<String>,
+    country: &'static str,
+    currency: &'static str,
+    source: Source,
+    user_agent: &'static str,
+    ip: String,
+    landing: String,
+    /// When the session's next event happens.
+    at: OffsetDateTime,
+    events: Vec<Value>,
+}
+
+impl Visit {
+    /// The browser context of an event on `page_url` (the first page also carries the referrer).
+    fn context(&self, page_url: &str, with_referrer: bool) -> Value {
+        let mut c = json!({"ip": self.ip, "userAgent": self.user_agent, "country": self.country,
+                           "page": {"url": page_url}});
+        if with_referrer && !self.source.1.is_empty() {
+            c["referrer"] = json!(self.source.1);
+        }
+        c
+    }
+
+    /// A product's price in the session's currency, minor units (EUR at 0.92 per USD).
+    fn price(&self, p: &Product) -> i64 {
+        if self.currency == "EUR" {
+            p.usd * 92 / 100
+        } else {
+            p.usd
+        }
     }
 }
 
