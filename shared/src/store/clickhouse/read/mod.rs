@@ -184,6 +184,22 @@ const ACQUIRED_IN_RANGE: &str = "f.first_ts >= fromUnixTimestamp64Milli({from:In
 /// Units of an order item: `quantity`, 1 when absent.
 const ITEM_QTY: &str = "if(JSONHas(item, 'quantity'), JSONExtractInt(item, 'quantity'), 1)";
 
+/// The currency of most of the store's orders (bots included) in the 90 days before `now`.
+fn main_currency_sql(store_id: &str, now: jiff::Timestamp) -> Sql {
+    const DAYS_90_MS: i64 = 90 * 86_400_000;
+    Sql {
+        text: "SELECT currency FROM commerce_events WHERE store_id = {store:String} \
+               AND type = 'order.completed' AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
+               GROUP BY currency ORDER BY count() DESC, currency LIMIT 1"
+            .to_owned(),
+        binds: Binds {
+            store: store_id.to_owned(),
+            from_ms: now.as_millisecond() - DAYS_90_MS,
+            ..Binds::default()
+        },
+    }
+}
+
 #[async_trait]
 impl ReadStore for ClickHouseStore {
     async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
@@ -195,16 +211,8 @@ impl ReadStore for ClickHouseStore {
         store_id: &str,
         now: jiff::Timestamp,
     ) -> Result<Option<String>, StoreError> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT currency FROM commerce_events WHERE store_id = {store:String} \
-                 AND type = 'order.completed' \
-                 AND timestamp >= fromUnixTimestamp64Milli({now:Int64}) - INTERVAL 90 DAY \
-                 GROUP BY currency ORDER BY count() DESC, currency LIMIT 1",
-            )
-            .param("store", store_id)
-            .param("now", now.as_millisecond())
+        let rows = main_currency_sql(store_id, now)
+            .query(self)
             .fetch_all::<String>()
             .await
             .map_err(classify)?;
@@ -394,5 +402,10 @@ mod tests {
             include_bots: false,
         });
         insta::assert_snapshot!("live", format!("{}\n{}", layout(&minutes), layout(&recent)));
+        let now: jiff::Timestamp = "2026-03-15T10:20:30Z".parse().expect("now");
+        insta::assert_snapshot!(
+            "main_currency",
+            layout(&super::main_currency_sql("shop-a", now))
+        );
     }
 }
