@@ -2,7 +2,7 @@
 """Run the chdb-core engine (ClickHouse 26.x, in-process clickhouse-local) as a loopback HTTP server.
 
 Started by `scripts/clickhouse start`; not meant to be run by hand. Contract:
-  chdb_server.py --data DIR --port PORT [--tcp-port PORT]
+  chdb_server.py --data DIR --port PORT [--tcp-port PORT --shard N --cluster NAME --peers P1,P2,...]
 - binds 127.0.0.1 only (the engine has no authentication);
 - serves the ordinary ClickHouse HTTP interface until SIGTERM/SIGINT;
 - on SIGTERM it kills its keep-alive query through the HTTP interface so the engine shuts down cleanly
@@ -11,6 +11,11 @@ Started by `scripts/clickhouse start`; not meant to be run by hand. Contract:
 How it works: `_chdb.query()` runs a full clickhouse-local in this process. clickhouse-local understands
 `SYSTEM START LISTEN HTTP`, which opens the HTTP handler configured by ./config.xml (read from the current
 directory when the engine starts). A never-ending, near-idle query keeps the engine (and the listener) alive.
+
+As a shard of a local cluster (`--tcp-port`): the node also listens on the native TCP port, and its
+config names the cluster (`<remote_servers>`: one shard per peer TCP port, one replica each) and its
+`{shard}`/`{replica}` macros, so `Distributed` tables over the cluster work. This engine has no Keeper:
+no replication and no `ON CLUSTER`, so the module applies DDL node by node (see the README).
 """
 import argparse
 import os
@@ -28,6 +33,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--port", type=int, default=8123)
+    ap.add_argument("--tcp-port", type=int)
+    ap.add_argument("--shard", type=int, default=1)
+    ap.add_argument("--cluster", default="analytics")
+    ap.add_argument("--peers", default="", help="comma-separated TCP ports of every shard, in order")
     args = ap.parse_args()
 
     data_dir = os.path.abspath(args.data)
@@ -38,11 +47,26 @@ def main() -> int:
     os.chdir("/")
     from chdb import _chdb  # noqa: E402  (import order matters, see above)
 
+    cluster = ""
+    listen = "SYSTEM START LISTEN HTTP; "
+    if args.tcp_port:
+        shards = "".join(
+            f"<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>"
+            for p in args.peers.split(",")
+            if p
+        )
+        cluster = (
+            f"<tcp_port>{args.tcp_port}</tcp_port>"
+            f"<macros><shard>{args.shard}</shard><replica>replica1</replica></macros>"
+            f"<remote_servers><{args.cluster}>{shards}</{args.cluster}></remote_servers>"
+        )
+        listen += "SYSTEM START LISTEN TCP; "
     with open(os.path.join(run_dir, "config.xml"), "w", encoding="utf-8") as f:
         f.write(
             "<clickhouse>"
             "<listen_host>127.0.0.1</listen_host>"
             f"<http_port>{args.port}</http_port>"
+            f"{cluster}"
             "</clickhouse>\n"
         )
     os.chdir(run_dir)
@@ -52,8 +76,7 @@ def main() -> int:
     def serve() -> None:
         try:
             _chdb.query(
-                "SYSTEM START LISTEN HTTP; "
-                "SELECT max(sleepEachRow(1)) FROM system.numbers "
+                listen + "SELECT max(sleepEachRow(1)) FROM system.numbers "
                 "SETTINGS max_block_size = 1, max_execution_time = 0",
                 "TabSeparated",
                 path=os.path.join(data_dir, "db"),

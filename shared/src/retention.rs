@@ -65,7 +65,11 @@ pub trait RetentionStore: Send + Sync {
     fn retained_tables(&self) -> Vec<&'static str>;
     /// The table's partitions with rows.
     async fn partitions(&self, table: &str) -> Result<Vec<Partition>, StoreError>;
-    /// Drops a whole partition.
+    /// Where the retention job acts, for the report: the server, or every node of a cluster.
+    fn nodes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Drops a whole partition (on every node).
     async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), StoreError>;
     /// The expired rows outside the `skip` partitions.
     async fn count_expired(&self, rows: &Expired<'_>, skip: &[String]) -> Result<u64, StoreError>;
@@ -159,6 +163,9 @@ pub struct Report {
     /// Every cutoff applied (the default one first).
     pub rules: Vec<RuleReport>,
     pub tables: Vec<TableReport>,
+    /// Where partitions were dropped and rows deleted: the server, each node of a cluster, or
+    /// `ON CLUSTER <name>`.
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -260,6 +267,7 @@ pub async fn run(
             })
             .collect(),
         tables,
+        nodes: store.nodes(),
     };
     tracing::info!(
         report = %serde_json::to_string(&report).unwrap_or_default(),

@@ -99,14 +99,29 @@ async fn changing_retention_days_updates_the_table_ttl() {
     let db = TestDb::new("ttl").await;
     let report = db.store.migrate(30).await.expect("migrate");
     assert!(report.ttl_updated);
-    let engine: String = db
-        .scalar(&format!("SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'commerce_events'", db.name))
-        .await;
-    assert!(engine.contains("toIntervalDay(30)"), "{engine}");
-    let rejects: String = db
-        .scalar(&format!("SELECT engine_full FROM system.tables WHERE database = '{}' AND name = 'commerce_events_rejects'", db.name))
-        .await;
-    assert!(rejects.contains("toIntervalDay(30)"), "{rejects}");
+    // Every table that stores rows (on a cluster: every node's local table).
+    for table in [
+        "commerce_events",
+        "commerce_events_rejects",
+        "commerce_hourly",
+    ] {
+        let engines: Vec<String> = db
+            .store
+            .client()
+            .query(&format!(
+                "SELECT engine_full FROM {} WHERE database = '{}' AND name = '{}'",
+                db.every_node("system.tables"),
+                db.name,
+                db.store.storage_table(table)
+            ))
+            .fetch_all()
+            .await
+            .expect("engines");
+        assert_eq!(engines.len(), db.nodes(), "{table} on every node");
+        for engine in engines {
+            assert!(engine.contains("toIntervalDay(30)"), "{table}: {engine}");
+        }
+    }
     db.drop_database().await;
 }
 
@@ -241,9 +256,7 @@ async fn a_resent_event_collapses_to_one_row_on_merge() {
     let final_rows: u64 = db.scalar("SELECT count() FROM commerce_events FINAL").await;
     assert_eq!(final_rows, 1, "FINAL collapses duplicates");
     db.store
-        .client()
-        .query("OPTIMIZE TABLE commerce_events FINAL")
-        .execute()
+        .optimize_final("commerce_events")
         .await
         .expect("optimize");
     assert_eq!(

@@ -249,12 +249,7 @@ async fn migrate_seeds_the_development_keys_and_a_revoked_one_stays_revoked() {
         .expect("late insert");
     for merged in [false, true] {
         if merged {
-            db.store
-                .client()
-                .query("OPTIMIZE TABLE api_keys FINAL")
-                .execute()
-                .await
-                .expect("optimize");
+            db.store.optimize_final("api_keys").await.expect("optimize");
         }
         let row = db
             .store

@@ -208,8 +208,10 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
         .store
         .client()
         .query(&format!(
-            "SELECT DISTINCT partition_id FROM system.parts WHERE database = '{db_name}' \
-             AND table = 'commerce_events' AND active"
+            "SELECT DISTINCT partition_id FROM {} WHERE database = '{db_name}' \
+             AND table = '{}' AND active",
+            db.every_node("system.parts"),
+            db.store.storage_table("commerce_events")
         ))
         .fetch_all::<String>()
         .await

@@ -81,6 +81,18 @@ pub fn clickhouse_url() -> String {
     std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }
 
+/// The settings that put the module on a cluster, passed through from the environment.
+pub const CLUSTER_SETTINGS: [&str; 3] = [
+    "CLICKHOUSE_CLUSTER",
+    "CLICKHOUSE_NODES",
+    "CLICKHOUSE_REPLICATED",
+];
+
+/// Whether the suite runs on a cluster (see [`TestDb::new`]).
+pub fn on_cluster() -> bool {
+    std::env::var("CLICKHOUSE_CLUSTER").is_ok_and(|c| !c.is_empty())
+}
+
 /// A fresh database on the shared test server.
 #[derive(Debug)]
 pub struct TestDb {
@@ -92,8 +104,15 @@ pub struct TestDb {
 impl TestDb {
     /// Creates `it_<hint>_<random>` and applies the migrations. Panics (fails the test) when ClickHouse
     /// cannot be reached.
+    /// On a cluster when the environment names one (`CLICKHOUSE_CLUSTER`, `CLICKHOUSE_NODES`: how
+    /// `scripts/test` runs the suite a second time on the local 2-shard cluster).
     pub async fn new(hint: &str) -> Self {
-        Self::on(&clickhouse_url(), hint, &[]).await
+        let cluster: Vec<(&str, String)> = CLUSTER_SETTINGS
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v)))
+            .collect();
+        let overrides: Vec<(&str, &str)> = cluster.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Self::on(&clickhouse_url(), hint, &overrides).await
     }
 
     /// Same, on a given server URL with extra config overrides (`ENV_NAME`, value).
@@ -190,13 +209,25 @@ impl TestDb {
         )
     }
 
+    /// A system table read from every node: `clusterAllReplicas(<cluster>, system.x)` on a cluster.
+    pub fn every_node(&self, system_table: &str) -> String {
+        match &self.config.clickhouse.cluster {
+            Some(c) => format!("clusterAllReplicas({}, {system_table})", c.name),
+            None => system_table.to_owned(),
+        }
+    }
+
+    /// How many nodes hold the data (1 on one server).
+    pub fn nodes(&self) -> usize {
+        self.config
+            .clickhouse
+            .cluster
+            .as_ref()
+            .map_or(1, |c| c.nodes.len().max(1))
+    }
+
     pub async fn drop_database(&self) {
-        let _ = self
-            .store
-            .client()
-            .query(&format!("DROP DATABASE IF EXISTS {}", self.name))
-            .execute()
-            .await;
+        let _ = self.store.drop_database().await;
     }
 }
 

@@ -47,11 +47,7 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
         )
         .await?;
         eprintln!("loaded {n} events in {:.1?}", started.elapsed());
-        store
-            .client()
-            .query(&format!("OPTIMIZE TABLE {db}.commerce_events FINAL"))
-            .execute()
-            .await?;
+        store.optimize_final("commerce_events").await?;
     }
     let rows = store.count_rows("bench").await?;
     let srv = server::start(

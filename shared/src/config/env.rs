@@ -23,6 +23,15 @@ pub(super) fn text(_name: &str, v: String) -> Result<String> {
     Ok(v)
 }
 
+/// Comma-separated values, spaces around each ignored.
+pub(super) fn list(_name: &str, v: String) -> Result<Vec<String>> {
+    Ok(v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 /// A secret as it is (never logged).
 pub(super) fn secret(_name: &str, v: String) -> Result<Secret> {
     Ok(Secret::new(v))

@@ -81,10 +81,23 @@ pub struct ApiKeyConfig {
     pub origins: Vec<String>,
 }
 
+/// A sharded ClickHouse (see `store::clickhouse::layout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The cluster's name in `remote_servers`.
+    pub name: String,
+    /// Local tables are `Replicated*MergeTree` (Keeper, `{shard}`/`{replica}` macros).
+    pub replicated: bool,
+    /// Every node's HTTP URL: DDL and deletes are applied node by node. Empty: `ON CLUSTER`.
+    pub nodes: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickHouseConfig {
     /// e.g. `http://127.0.0.1:8123` or `https://host:8443`.
     pub url: String,
+    /// Set for a sharded cluster; `None`: one server.
+    pub cluster: Option<ClusterConfig>,
     /// Database holding the module's tables; created by the migrations. Default `commerce_analytics`.
     pub database: String,
     pub user: Option<String>,
@@ -253,13 +266,7 @@ impl Config {
             ));
         }
         if !url.is_empty() {
-            let parsed = url::Url::parse(&url)
-                .map_err(|e| Error::Config(format!("clickhouse_url {url:?} is not a URL: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(Error::Config(format!(
-                    "clickhouse_url must be http:// or https://, got {url:?}"
-                )));
-            }
+            check_http_url("clickhouse_url", &url)?;
         }
         let database = raw.clickhouse_database;
         if !is_identifier(&database) {
@@ -267,6 +274,11 @@ impl Config {
                 "clickhouse_database {database:?} must match [A-Za-z_][A-Za-z0-9_]*"
             )));
         }
+        let cluster = cluster_of(
+            raw.clickhouse_cluster,
+            raw.clickhouse_replicated,
+            raw.clickhouse_nodes,
+        )?;
         let keys = raw.keys;
         for (i, k) in keys.iter().enumerate() {
             if k.key.expose().len() < 8 {
@@ -296,6 +308,7 @@ impl Config {
             provider,
             clickhouse: ClickHouseConfig {
                 url,
+                cluster,
                 database,
                 user: Some(raw.clickhouse_user).filter(|u| !u.is_empty()),
                 password: raw.clickhouse_password,
@@ -354,6 +367,44 @@ impl Config {
             )),
         }
     }
+}
+
+/// The cluster settings, checked: nodes and replication need a cluster name; nodes are http(s) URLs.
+fn cluster_of(name: String, replicated: bool, nodes: Vec<String>) -> Result<Option<ClusterConfig>> {
+    if name.is_empty() {
+        if replicated || !nodes.is_empty() {
+            return Err(Error::Config(
+                "clickhouse_replicated and clickhouse_nodes need clickhouse_cluster (CLICKHOUSE_CLUSTER)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if !is_identifier(&name) {
+        return Err(Error::Config(format!(
+            "clickhouse_cluster {name:?} must match [A-Za-z_][A-Za-z0-9_]*"
+        )));
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        check_http_url(&format!("clickhouse_nodes[{i}]"), node)?;
+    }
+    Ok(Some(ClusterConfig {
+        name,
+        replicated,
+        nodes,
+    }))
+}
+
+/// An `http://` or `https://` URL, or an error naming `setting`.
+fn check_http_url(setting: &str, url: &str) -> Result<()> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::Config(format!("{setting} {url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::Config(format!(
+            "{setting} must be http:// or https://, got {url:?}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

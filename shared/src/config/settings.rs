@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::env::{from_str, key_list, optional, provider, secret, store_days, text};
+use super::env::{from_str, key_list, list, optional, provider, secret, store_days, text};
 use super::{ApiKeyConfig, Provider, Secret};
 use crate::error::Result;
 
@@ -96,6 +96,20 @@ settings! {
     /// the database of the module's tables, created by the migrations
     clickhouse_database: String = "commerce_analytics".into();
     shown "`commerce_analytics`", env "CLICKHOUSE_DATABASE", parse text;
+
+    /// the ClickHouse cluster (its name in `remote_servers`); set: the sharded layout (local tables on every
+    /// node, `Distributed` tables over them; see "Running on a cluster"); empty: one server
+    clickhouse_cluster: String = String::new();
+    shown "none", env "CLICKHOUSE_CLUSTER", parse text;
+
+    /// with a cluster: the local tables are `Replicated*MergeTree` (`{shard}`/`{replica}` macros, Keeper)
+    clickhouse_replicated: bool = false;
+    shown "`false`", env "CLICKHOUSE_REPLICATED", parse from_str;
+
+    /// with a cluster: the HTTP URL of every node, for clusters without distributed DDL (schema changes and
+    /// deletes are applied node by node); empty: `ON CLUSTER` through `clickhouse_url`
+    clickhouse_nodes: Vec<String> = Vec::new();
+    shown "none", env "CLICKHOUSE_NODES" ("url,url,..."), parse list;
 
     /// ClickHouse user (empty: the server's default user)
     clickhouse_user: String = String::new();

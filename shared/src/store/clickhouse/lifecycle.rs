@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::migrations::{
     HOURLY_EVENTS, HOURLY_EVENTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
 };
-use super::{ClickHouseStore, EVENTS_TABLE, classify};
+use super::{ClickHouseStore, EVENTS_TABLE, classify, layout};
 use crate::erasure::{ErasureReport, ErasureStore};
 use crate::error::StoreError;
 use crate::retention::{Expired, Partition, RetentionStore, Scope, month_partition_end};
@@ -95,12 +95,22 @@ impl RetentionStore for ClickHouseStore {
 
     async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), StoreError> {
         time_column(table)?;
-        self.client
-            .query(&format!("ALTER TABLE {table} DROP PARTITION ID ?"))
-            .bind(partition)
-            .execute()
-            .await
-            .map_err(classify)
+        for site in self.sites(table) {
+            site.client
+                .query(&format!("ALTER TABLE {} DROP PARTITION ID ?", site.table))
+                .bind(partition)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        self.sites(EVENTS_TABLE)
+            .into_iter()
+            .map(|s| s.node)
+            .collect()
     }
 
     async fn count_expired(&self, rows: &Expired<'_>, skip: &[String]) -> Result<u64, StoreError> {
@@ -116,15 +126,28 @@ impl RetentionStore for ClickHouseStore {
     }
 
     async fn delete_expired(&self, rows: &Expired<'_>) -> Result<(), StoreError> {
-        self.expired("DELETE", rows, "")?
-            .execute()
-            .await
-            .map_err(classify)
+        for site in self.sites(rows.table) {
+            let column = time_column(rows.table)?;
+            let (scope, stores) = scope_sql(rows.scope);
+            site.client
+                .query(&format!(
+                    "DELETE FROM {} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
+                     AND {scope}",
+                    site.table
+                ))
+                .param("cutoff", ms(rows.cutoff))
+                .param("stores", stores)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
 }
 
 impl ClickHouseStore {
-    /// `{verb} FROM` the expired rows (`and`: more conditions), with their parameters bound.
+    /// `{verb} FROM` the expired rows (`and`: more conditions), with their parameters bound; through the
+    /// `Distributed` table on a cluster (every shard counted).
     fn expired(
         &self,
         verb: &str,
@@ -153,35 +176,54 @@ impl ClickHouseStore {
         let (Some(first), Some(last)) = (hours.iter().min(), hours.iter().max()) else {
             return Ok(());
         };
-        self.client
-            .query(&format!(
-                "DELETE FROM {HOURLY_TABLE} WHERE store_id = {{store:String}} \
-                 AND has({{hours:Array(UInt32)}}, toUnixTimestamp(hour))"
-            ))
-            .param("store", store_id)
-            .param("hours", hours)
-            .execute()
-            .await
-            .map_err(classify)?;
-        for (select, group) in [
-            (HOURLY_EVENTS, HOURLY_EVENTS_GROUP),
-            (HOURLY_VISITORS, HOURLY_VISITORS_GROUP),
-        ] {
-            self.client
+        for site in self.sites(HOURLY_TABLE) {
+            site.client
                 .query(&format!(
-                    "INSERT INTO {HOURLY_TABLE} {select} FROM {EVENTS_TABLE} \
-                     WHERE store_id = {{store:String}} AND NOT is_bot \
-                     AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
-                     AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
-                     AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) {group}"
+                    "DELETE FROM {} WHERE store_id = {{store:String}} \
+                     AND has({{hours:Array(UInt32)}}, toUnixTimestamp(hour))",
+                    site.table
                 ))
                 .param("store", store_id)
                 .param("hours", hours)
-                .param("first", *first)
-                .param("last", *last)
                 .execute()
                 .await
                 .map_err(classify)?;
+        }
+        // On a cluster node the hours are rebuilt from that node's events into its own rollup (the rollup is
+        // sharded like its view's source); `ON CLUSTER`, through the `Distributed` tables from one node.
+        let (sources, rollup, events) = match &self.cluster {
+            Some(c) if !c.nodes.is_empty() => (
+                c.nodes.iter().map(|n| n.client.clone()).collect(),
+                layout::local(HOURLY_TABLE),
+                layout::local(EVENTS_TABLE),
+            ),
+            _ => (
+                vec![self.client.clone()],
+                HOURLY_TABLE.to_owned(),
+                EVENTS_TABLE.to_owned(),
+            ),
+        };
+        for client in sources {
+            for (select, group) in [
+                (HOURLY_EVENTS, HOURLY_EVENTS_GROUP),
+                (HOURLY_VISITORS, HOURLY_VISITORS_GROUP),
+            ] {
+                client
+                    .query(&format!(
+                        "INSERT INTO {rollup} {select} FROM {events} \
+                         WHERE store_id = {{store:String}} AND NOT is_bot \
+                         AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
+                         AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
+                         AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) {group}"
+                    ))
+                    .param("store", store_id)
+                    .param("hours", hours)
+                    .param("first", *first)
+                    .param("last", *last)
+                    .execute()
+                    .await
+                    .map_err(classify)?;
+            }
         }
         Ok(())
     }
@@ -242,15 +284,17 @@ impl ClickHouseStore {
                 .fetch_all()
                 .await
                 .map_err(classify)?;
-            self.client
-                .query(&format!("DELETE FROM {EVENTS_TABLE} WHERE {events_where}"))
-                .param("store", store_id)
-                .param("customer", customer_id)
-                .param("anon", &linked.anonymous_ids)
-                .param("sessions", &linked.sessions)
-                .execute()
-                .await
-                .map_err(classify)?;
+            for site in self.sites(EVENTS_TABLE) {
+                site.client
+                    .query(&format!("DELETE FROM {} WHERE {events_where}", site.table))
+                    .param("store", store_id)
+                    .param("customer", customer_id)
+                    .param("anon", &linked.anonymous_ids)
+                    .param("sessions", &linked.sessions)
+                    .execute()
+                    .await
+                    .map_err(classify)?;
+            }
             self.reaggregate_hours(store_id, &hours).await?;
         }
         // A rejected record is raw text: it names the customer when their id appears as a JSON string.
@@ -269,13 +313,15 @@ impl ClickHouseStore {
             .await
             .map_err(classify)?;
         if rejects > 0 {
-            self.client
-                .query(&format!("DELETE FROM {table} WHERE {rejects_where}"))
-                .param("store", store_id)
-                .param("customer", customer_id)
-                .execute()
-                .await
-                .map_err(classify)?;
+            for site in self.sites(table) {
+                site.client
+                    .query(&format!("DELETE FROM {} WHERE {rejects_where}", site.table))
+                    .param("store", store_id)
+                    .param("customer", customer_id)
+                    .execute()
+                    .await
+                    .map_err(classify)?;
+            }
         }
         Ok(ErasureReport {
             customer_id: customer_id.to_owned(),

@@ -49,11 +49,15 @@
 //! Read by `visitors` and `product_views` whenever the range's buckets fall on whole UTC hours (see
 //! `query.rs`); partitioned by month like the events, so retention treats it the same way.
 
+use std::sync::LazyLock;
+
 use clickhouse::Client;
+use regex::Regex;
 use serde::Deserialize;
 
 use super::classify;
-use crate::store::StoreError;
+use super::layout::{Cluster, SHARDED, local};
+use crate::error::StoreError;
 
 /// One schema version.
 #[derive(Debug)]
@@ -262,9 +266,12 @@ pub const HOURLY_VISITORS_GROUP: &str = "GROUP BY store_id, hour, country";
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// Versions applied by this run (on any node).
     pub applied: Vec<u32>,
     pub current_version: u32,
     pub ttl_updated: bool,
+    /// The nodes migrated (the server's URL, every node's, or `ON CLUSTER <name>`).
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -272,23 +279,120 @@ struct Applied {
     version: u32,
 }
 
-/// Creates the database if needed, applies pending migrations in order, and brings the events TTL in line
-/// with `retention_days`. Safe to run concurrently with traffic and to run again.
-pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Report, StoreError> {
+/// How statements are written for where they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flavor<'a> {
+    /// A cluster node: tables of [`SHARDED`] are stored as `<name>_local`.
+    pub local: bool,
+    /// `Replicated*MergeTree` engines (Keeper).
+    pub replicated: bool,
+    /// `ON CLUSTER <name>` on every DDL statement.
+    pub on_cluster: Option<&'a str>,
+}
+
+impl Flavor<'_> {
+    /// One server.
+    pub const SINGLE: Flavor<'static> = Flavor {
+        local: false,
+        replicated: false,
+        on_cluster: None,
+    };
+}
+
+/// Creates the database if needed, applies pending migrations in order, and brings the TTLs in line with
+/// `retention_days`; on a cluster also the `Distributed` tables (see [`super::layout`]). Safe to run
+/// concurrently with traffic and to run again; a node that missed a migration (it was down) gets it on
+/// the next run.
+pub async fn migrate(
+    admin: &Client,
+    url: &str,
+    db: &str,
+    retention_days: u32,
+    cluster: Option<&Cluster>,
+) -> Result<Report, StoreError> {
     if !crate::ident::is_identifier(db) {
         return Err(StoreError::Rejected(format!(
             "invalid database name {db:?}"
         )));
     }
-    let exec = |sql: String| async move { admin.query(&sql).execute().await.map_err(classify) };
-    exec(format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
-    exec(format!(
-        "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
-         (version UInt32, name String, applied_at DateTime DEFAULT now()) \
-         ENGINE = ReplacingMergeTree ORDER BY version"
-    ))
-    .await?;
-    let done: Vec<u32> = admin
+    let mut report = Report {
+        applied: Vec::new(),
+        current_version: MIGRATIONS.last().map_or(0, |m| m.version),
+        ttl_updated: false,
+        nodes: Vec::new(),
+    };
+    let outcomes = match cluster {
+        None => {
+            report.nodes.push(url.to_owned());
+            vec![migrate_node(admin, db, retention_days, Flavor::SINGLE).await?]
+        }
+        Some(c) if c.nodes.is_empty() => {
+            let flavor = Flavor {
+                local: true,
+                replicated: c.replicated,
+                on_cluster: Some(&c.name),
+            };
+            report.nodes.push(format!("ON CLUSTER {}", c.name));
+            let outcome = migrate_node(admin, db, retention_days, flavor).await?;
+            distributed_tables(admin, db, &c.name, flavor).await?;
+            vec![outcome]
+        }
+        Some(c) => {
+            let flavor = Flavor {
+                local: true,
+                replicated: c.replicated,
+                on_cluster: None,
+            };
+            let mut outcomes = Vec::new();
+            for node in &c.nodes {
+                report.nodes.push(node.url.clone());
+                outcomes.push(migrate_node(&node.admin, db, retention_days, flavor).await?);
+            }
+            for node in &c.nodes {
+                distributed_tables(&node.admin, db, &c.name, flavor).await?;
+            }
+            outcomes
+        }
+    };
+    for (applied, ttl) in outcomes {
+        for v in applied {
+            if !report.applied.contains(&v) {
+                report.applied.push(v);
+            }
+        }
+        report.ttl_updated |= ttl;
+    }
+    Ok(report)
+}
+
+/// The versions applied on each node, checked against [`MIGRATIONS`]: an error names every node that
+/// missed one (it was down during `analytics migrate`), so it is migrated before it serves.
+pub async fn verify(nodes: &[(String, Client)], db: &str) -> Result<(), StoreError> {
+    let wanted: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+    let mut behind = Vec::new();
+    for (name, admin) in nodes {
+        let done = applied_versions(admin, db).await?;
+        let missing: Vec<u32> = wanted
+            .iter()
+            .copied()
+            .filter(|v| !done.contains(v))
+            .collect();
+        if !missing.is_empty() {
+            behind.push(format!("{name} lacks migrations {missing:?}"));
+        }
+    }
+    if behind.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Rejected(format!(
+            "schema out of date: {}; run `analytics migrate`",
+            behind.join("; ")
+        )))
+    }
+}
+
+async fn applied_versions(admin: &Client, db: &str) -> Result<Vec<u32>, StoreError> {
+    Ok(admin
         .query(&format!(
             "SELECT DISTINCT version FROM {db}.schema_migrations ORDER BY version"
         ))
@@ -297,12 +401,37 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
         .map_err(classify)?
         .into_iter()
         .map(|a| a.version)
-        .collect();
+        .collect())
+}
 
+/// Applies the pending migrations on one node (or once `ON CLUSTER`); the versions applied and whether a
+/// TTL changed.
+async fn migrate_node(
+    admin: &Client,
+    db: &str,
+    retention_days: u32,
+    flavor: Flavor<'_>,
+) -> Result<(Vec<u32>, bool), StoreError> {
+    let exec = |sql: String| async move { admin.query(&sql).execute().await.map_err(classify) };
+    exec(with_cluster(
+        &format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        flavor,
+    ))
+    .await?;
+    exec(with_cluster(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
+             (version UInt32, name String, applied_at DateTime DEFAULT now()) \
+             ENGINE = ReplacingMergeTree ORDER BY version"
+        ),
+        flavor,
+    ))
+    .await?;
+    let done = applied_versions(admin, db).await?;
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         for stmt in m.statements {
-            exec(render(stmt, db, retention_days)).await?;
+            exec(render_for(stmt, db, retention_days, flavor)).await?;
         }
         admin
             .query(&format!(
@@ -316,13 +445,72 @@ pub async fn migrate(admin: &Client, db: &str, retention_days: u32) -> Result<Re
         tracing::info!(version = m.version, name = m.name, "applied migration");
         applied.push(m.version);
     }
+    let ttl_updated = sync_ttl(admin, db, retention_days, flavor).await?;
+    Ok((applied, ttl_updated))
+}
 
-    let ttl_updated = sync_ttl(admin, db, retention_days).await?;
-    Ok(Report {
-        applied,
-        current_version: MIGRATIONS.last().map_or(0, |m| m.version),
-        ttl_updated,
-    })
+/// The `Distributed` table over each local table of [`SHARDED`], and any column a later migration added
+/// to the local table (a `Distributed` table copies the columns it was created with).
+async fn distributed_tables(
+    admin: &Client,
+    db: &str,
+    cluster: &str,
+    flavor: Flavor<'_>,
+) -> Result<(), StoreError> {
+    for (table, key) in SHARDED {
+        admin
+            .query(&distributed_ddl(db, cluster, table, key, flavor))
+            .execute()
+            .await
+            .map_err(classify)?;
+        #[derive(Debug, Deserialize, clickhouse::Row)]
+        struct Column {
+            name: String,
+            ty: String,
+        }
+        let missing = admin
+            .query(
+                "SELECT name, type AS ty FROM system.columns WHERE database = ? AND table = ? \
+                 AND name NOT IN (SELECT name FROM system.columns WHERE database = ? AND table = ?) \
+                 ORDER BY position",
+            )
+            .bind(db)
+            .bind(local(table))
+            .bind(db)
+            .bind(*table)
+            .fetch_all::<Column>()
+            .await
+            .map_err(classify)?;
+        for c in missing {
+            let sql = with_cluster(
+                &format!(
+                    "ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS `{}` {}",
+                    c.name, c.ty
+                ),
+                flavor,
+            );
+            admin.query(&sql).execute().await.map_err(classify)?;
+        }
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE … AS <local> ENGINE = Distributed(…)` for one table of [`SHARDED`].
+pub fn distributed_ddl(
+    db: &str,
+    cluster: &str,
+    table: &str,
+    key: &str,
+    flavor: Flavor<'_>,
+) -> String {
+    with_cluster(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{table} AS {db}.{local} \
+             ENGINE = Distributed({cluster}, {db}, {local}, {key})",
+            local = local(table)
+        ),
+        flavor,
+    )
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
@@ -336,20 +524,106 @@ fn render(stmt: &str, db: &str, retention_days: u32) -> String {
         .replace("{retention_days}", &retention_days.to_string())
 }
 
+/// A migration statement as it runs under `flavor`: on a cluster node the tables of [`SHARDED`] are their
+/// local tables (except for the backfill inserts `ON CLUSTER`, which go through the `Distributed` tables
+/// from the one node they run on), replicated engines carry the Keeper path and replica macros, and DDL
+/// gets `ON CLUSTER`.
+pub fn render_for(stmt: &str, db: &str, retention_days: u32, flavor: Flavor<'_>) -> String {
+    let mut sql = render(stmt, db, retention_days);
+    let is_insert = sql.trim_start().starts_with("INSERT");
+    if flavor.local && !(is_insert && flavor.on_cluster.is_some()) {
+        sql = SHARDED_NAME
+            .replace_all(&sql, |c: &regex::Captures<'_>| {
+                format!("{}.{}", &c[1], local(&c[2]))
+            })
+            .into_owned();
+    }
+    if flavor.replicated {
+        let table = CREATED_TABLE
+            .captures(&sql)
+            .map(|c| c[1].to_owned())
+            .unwrap_or_default();
+        sql = MERGE_TREE_ENGINE
+            .replace(&sql, |c: &regex::Captures<'_>| {
+                let args = c.get(3).map(|a| a.as_str()).unwrap_or("");
+                format!(
+                    "ENGINE = Replicated{}MergeTree('/clickhouse/tables/{{shard}}/{db}/{table}', '{{replica}}'{}{})",
+                    &c[1],
+                    if args.is_empty() { "" } else { ", " },
+                    args
+                )
+            })
+            .into_owned()
+            .replace(
+                "non_replicated_deduplication_window",
+                "replicated_deduplication_window",
+            );
+    }
+    if is_insert {
+        sql
+    } else {
+        with_cluster(&sql, flavor)
+    }
+}
+
+/// `ON CLUSTER <name>` after the object of a DDL statement, when the flavor says so.
+fn with_cluster(sql: &str, flavor: Flavor<'_>) -> String {
+    match flavor.on_cluster {
+        Some(name) => DDL_OBJECT
+            .replace(sql, |c: &regex::Captures<'_>| {
+                format!("{} ON CLUSTER {name}", &c[1])
+            })
+            .into_owned(),
+        None => sql.to_owned(),
+    }
+}
+
+/// `db.table` for a table of [`SHARDED`] (not a longer name that starts with one).
+static SHARDED_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    let names: Vec<&str> = SHARDED.iter().map(|(t, _)| *t).collect();
+    Regex::new(&format!(r"\b(\w+)\.({})\b", names.join("|"))).expect("static pattern")
+});
+
+/// The table a `CREATE TABLE` statement creates.
+static CREATED_TABLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"CREATE TABLE IF NOT EXISTS \w+\.(\w+)").expect("static pattern"));
+
+/// A `*MergeTree` engine clause and its arguments.
+static MERGE_TREE_ENGINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"ENGINE = (\w*)MergeTree(\(([^)]*)\))?").expect("static pattern"));
+
+/// The object a DDL statement names, up to where `ON CLUSTER` goes.
+static DDL_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*((?:CREATE (?:TABLE|MATERIALIZED VIEW|DATABASE) IF NOT EXISTS|ALTER TABLE|DROP (?:VIEW|TABLE) IF EXISTS) [\w.]+)",
+    )
+    .expect("static pattern")
+});
+
 /// Rewrites the TTL of every table with per-event rows when `retention_days` changed; existing parts are
 /// not rewritten (`materialize_ttl_after_modify = 0`): the TTL is applied as parts merge and the retention
 /// job enforces the exact cutoff. Returns whether any table changed.
-async fn sync_ttl(admin: &Client, db: &str, retention_days: u32) -> Result<bool, StoreError> {
+async fn sync_ttl(
+    admin: &Client,
+    db: &str,
+    retention_days: u32,
+    flavor: Flavor<'_>,
+) -> Result<bool, StoreError> {
     let mut changed = false;
     for (table, column) in [
         ("commerce_events", "timestamp"),
         ("commerce_events_rejects", "received_at"),
         ("commerce_hourly", "hour"),
     ] {
+        let table = if flavor.local {
+            local(table)
+        } else {
+            table.to_owned()
+        };
         let engine: String = admin
             .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = ?")
             .bind(db)
-            .bind(table)
+            .bind(&table)
             .fetch_one()
             .await
             .map_err(classify)?;
@@ -357,10 +631,14 @@ async fn sync_ttl(admin: &Client, db: &str, retention_days: u32) -> Result<bool,
         if engine.contains(&wanted) {
             continue;
         }
-        admin
-            .query(&format!(
+        let sql = with_cluster(
+            &format!(
                 "ALTER TABLE {db}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {retention_days} DAY"
-            ))
+            ),
+            flavor,
+        );
+        admin
+            .query(&sql)
             .with_setting("materialize_ttl_after_modify", "0")
             .execute()
             .await

@@ -14,6 +14,7 @@
 //! such rows on merge and readers count `uniqExact(id)`/`FINAL` where it matters. See [`migrations`].
 
 mod keys;
+pub mod layout;
 mod lifecycle;
 pub mod migrations;
 mod read;
@@ -57,12 +58,17 @@ pub struct ClickHouseStore {
     /// Client without a default database (creating the database needs one).
     admin: Client,
     database: String,
+    /// `clickhouse_url`, for reports.
+    url: String,
+    /// Set on a sharded cluster (see [`layout`]).
+    cluster: Option<layout::Cluster>,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClickHouseStore")
             .field("database", &self.database)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -70,19 +76,106 @@ impl std::fmt::Debug for ClickHouseStore {
 impl ClickHouseStore {
     /// Builds the clients (no I/O). Build once per process and share.
     pub fn new(cfg: &ClickHouseConfig) -> Self {
-        let mut admin = Client::with_http_client(http_client()).with_url(&cfg.url);
-        if let Some(user) = &cfg.user {
-            admin = admin.with_user(user);
+        let admin_of = |url: &str| {
+            let mut admin = Client::with_http_client(http_client()).with_url(url);
+            if let Some(user) = &cfg.user {
+                admin = admin.with_user(user);
+            }
+            if !cfg.password.is_empty() {
+                admin = admin.with_password(cfg.password.expose());
+            }
+            admin
+        };
+        let admin = admin_of(&cfg.url);
+        let mut client = admin.clone().with_database(&cfg.database);
+        let cluster = cfg.cluster.as_ref().map(|c| layout::Cluster {
+            name: c.name.clone(),
+            replicated: c.replicated,
+            nodes: c
+                .nodes
+                .iter()
+                .map(|url| {
+                    let admin = admin_of(url);
+                    layout::Node {
+                        url: url.clone(),
+                        client: admin.clone().with_database(&cfg.database),
+                        admin,
+                    }
+                })
+                .collect(),
+        });
+        if cluster.is_some() {
+            // Inserts through `Distributed` tables return only when every shard stored its rows.
+            client = client.with_setting("distributed_foreground_insert", "1");
         }
-        if !cfg.password.is_empty() {
-            admin = admin.with_password(cfg.password.expose());
-        }
-        let client = admin.clone().with_database(&cfg.database);
         Self {
             client,
             admin,
             database: cfg.database.clone(),
+            url: cfg.url.clone(),
+            cluster,
         }
+    }
+
+    /// The sites of a mutation of `table`'s rows (see [`layout::sites`]).
+    fn sites(&self, table: &str) -> Vec<layout::Site> {
+        layout::sites(self.cluster.as_ref(), &self.client, &self.url, table)
+    }
+
+    /// The table that stores `table`'s rows: itself on one server, its local table on a cluster's nodes.
+    pub fn storage_table(&self, table: &str) -> String {
+        if self.cluster.is_some() {
+            layout::local(table)
+        } else {
+            table.to_owned()
+        }
+    }
+
+    /// `OPTIMIZE TABLE … FINAL` of `table` on every node: merges every part now, so replaced rows are gone
+    /// (tests and benchmarks; never on a request path).
+    pub async fn optimize_final(&self, table: &str) -> Result<(), StoreError> {
+        for site in self.sites(table) {
+            let sql = match site.table.split_once(" ON CLUSTER ") {
+                Some((t, c)) => format!("OPTIMIZE TABLE {t} ON CLUSTER {c} FINAL"),
+                None => format!("OPTIMIZE TABLE {} FINAL", site.table),
+            };
+            site.client.query(&sql).execute().await.map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the module's database, on every node of a cluster (tests and benchmarks clean up with it).
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
+        let db = &self.database;
+        let admins: Vec<(Client, String)> = match &self.cluster {
+            None => vec![(self.admin.clone(), format!("DROP DATABASE IF EXISTS {db}"))],
+            Some(c) if c.nodes.is_empty() => vec![(
+                self.admin.clone(),
+                format!("DROP DATABASE IF EXISTS {db} ON CLUSTER {}", c.name),
+            )],
+            Some(c) => c
+                .nodes
+                .iter()
+                .map(|n| (n.admin.clone(), format!("DROP DATABASE IF EXISTS {db}")))
+                .collect(),
+        };
+        for (admin, sql) in admins {
+            admin.query(&sql).execute().await.map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that every node has applied every migration; the error names the nodes that have not.
+    pub async fn verify_schema(&self) -> Result<(), StoreError> {
+        let nodes: Vec<(String, Client)> = match &self.cluster {
+            Some(c) if !c.nodes.is_empty() => c
+                .nodes
+                .iter()
+                .map(|n| (n.url.clone(), n.admin.clone()))
+                .collect(),
+            _ => vec![(self.url.clone(), self.admin.clone())],
+        };
+        migrations::verify(&nodes, &self.database).await
     }
 
     pub fn database(&self) -> &str {
@@ -105,7 +198,14 @@ impl ClickHouseStore {
 
     /// Applies pending migrations; see [`migrations::migrate`].
     pub async fn migrate(&self, retention_days: u32) -> Result<migrations::Report, StoreError> {
-        migrations::migrate(&self.admin, &self.database, retention_days).await
+        migrations::migrate(
+            &self.admin,
+            &self.url,
+            &self.database,
+            retention_days,
+            self.cluster.as_ref(),
+        )
+        .await
     }
 
     /// Rows stored for a store (duplicates not yet merged away included); for tests and tools.
@@ -128,14 +228,17 @@ impl ClickHouseStore {
             .map_err(classify)
     }
 
-    /// Lightweight-deletes every row of a store (demo reset).
+    /// Lightweight-deletes every row of a store (demo reset), on every node.
     pub async fn delete_store(&self, store_id: &str) -> Result<(), StoreError> {
-        self.client
-            .query("DELETE FROM commerce_events WHERE store_id = ?")
-            .bind(store_id)
-            .execute()
-            .await
-            .map_err(classify)
+        for site in self.sites(EVENTS_TABLE) {
+            site.client
+                .query(&format!("DELETE FROM {} WHERE store_id = ?", site.table))
+                .bind(store_id)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
 }
 
