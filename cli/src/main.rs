@@ -121,10 +121,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Cmd::Migrate => {
             let store = ClickHouseStore::new(&config.clickhouse);
             let report = store.migrate(config.max_retention_days()).await?;
+            // Every node must now be at the current version; this names any that is not.
+            store.verify_schema().await?;
             let seeded = keys::seed(&store, &config.keys, OffsetDateTime::now_utc()).await?;
             eprintln!(
-                "schema at version {} (applied now: {:?}); {seeded} configured key(s) seeded",
-                report.current_version, report.applied
+                "schema at version {} on {} (applied now: {:?}); {seeded} configured key(s) seeded",
+                report.current_version,
+                report.nodes.join(", "),
+                report.applied
             );
         }
         Cmd::Keys { cmd } => {

@@ -439,3 +439,31 @@ async fn the_rollup_view_writes_exactly_what_the_per_kind_queries_compute() {
     assert!(differing.is_empty(), "stored vs expected: {differing:?}");
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_node_that_missed_a_migration_is_named_and_migrate_brings_it_up() {
+    let db = TestDb::new("verify").await;
+    db.store.verify_schema().await.expect("every node migrated");
+    // The last node (the only one on one server) forgets version 7, as if it had been down.
+    let url = match &db.config.clickhouse.cluster {
+        Some(c) => c.nodes.last().cloned().unwrap_or_else(|| db.config.clickhouse.url.clone()),
+        None => db.config.clickhouse.url.clone(),
+    };
+    clickhouse::Client::default()
+        .with_url(&url)
+        .with_database(&db.name)
+        .query("DELETE FROM schema_migrations WHERE version = 7")
+        .execute()
+        .await
+        .expect("forget v7");
+    let err = db.store.verify_schema().await.expect_err("a node is behind");
+    let message = err.to_string();
+    assert!(
+        message.contains(&url) && message.contains("[7]"),
+        "names the node and the version: {message}"
+    );
+    let report = db.store.migrate(365).await.expect("migrate again");
+    assert_eq!(report.applied, [7], "only the missed version is applied");
+    db.store.verify_schema().await.expect("caught up");
+    db.drop_database().await;
+}
