@@ -446,7 +446,11 @@ async fn a_node_that_missed_a_migration_is_named_and_migrate_brings_it_up() {
     db.store.verify_schema().await.expect("every node migrated");
     // The last node (the only one on one server) forgets version 7, as if it had been down.
     let url = match &db.config.clickhouse.cluster {
-        Some(c) => c.nodes.last().cloned().unwrap_or_else(|| db.config.clickhouse.url.clone()),
+        Some(c) => c
+            .nodes
+            .last()
+            .cloned()
+            .unwrap_or_else(|| db.config.clickhouse.url.clone()),
         None => db.config.clickhouse.url.clone(),
     };
     clickhouse::Client::default()
@@ -456,7 +460,11 @@ async fn a_node_that_missed_a_migration_is_named_and_migrate_brings_it_up() {
         .execute()
         .await
         .expect("forget v7");
-    let err = db.store.verify_schema().await.expect_err("a node is behind");
+    let err = db
+        .store
+        .verify_schema()
+        .await
+        .expect_err("a node is behind");
     let message = err.to_string();
     assert!(
         message.contains(&url) && message.contains("[7]"),

@@ -8,6 +8,7 @@
 mod adversarial;
 mod bots;
 mod clickhouse_store;
+mod cluster;
 mod contract;
 mod dashboard_page;
 mod firehose_pipe;

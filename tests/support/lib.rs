@@ -304,6 +304,101 @@ impl Drop for PrivateClickHouse {
     }
 }
 
+/// A private 2-shard ClickHouse cluster (own ports and data) for tests that stop and start one node.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    /// HTTP port of node 1 (node 2: the next one).
+    pub port: u16,
+    tcp_port: u16,
+    data_dir: PathBuf,
+}
+
+/// Two consecutive free loopback ports.
+fn free_port_pair() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl PrivateCluster {
+    /// Picks free ports and starts both nodes.
+    pub fn launch() -> Self {
+        let port = free_port_pair();
+        let cluster = Self {
+            port,
+            tcp_port: free_port_pair(),
+            data_dir: repo_root().join("var").join(format!("it-cluster-{port}")),
+        };
+        let _ = std::fs::remove_dir_all(&cluster.data_dir);
+        cluster.run("start", None);
+        cluster
+    }
+
+    /// The settings that put a [`TestDb`] on this cluster (with [`TestDb::on`] and [`Self::url`]).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CLICKHOUSE_CLUSTER", "analytics".to_owned()),
+            (
+                "CLICKHOUSE_NODES",
+                format!("{},{}", self.node_url(1), self.node_url(2)),
+            ),
+        ]
+    }
+
+    pub fn url(&self) -> String {
+        self.node_url(1)
+    }
+
+    pub fn node_url(&self, node: u16) -> String {
+        format!("http://127.0.0.1:{}", self.port + node - 1)
+    }
+
+    fn script(&self, cmd: &str, node: Option<u16>) -> std::process::Output {
+        let mut c = std::process::Command::new(repo_root().join("scripts/clickhouse"));
+        c.arg(cmd)
+            .args(["--shards", "2"])
+            .env("CLICKHOUSE_PORT", self.port.to_string())
+            .env("CLICKHOUSE_TCP_PORT", self.tcp_port.to_string())
+            .env("CLICKHOUSE_DATA_DIR", &self.data_dir)
+            .env("CLICKHOUSE_CLUSTER", "analytics");
+        if let Some(n) = node {
+            c.args(["--node", &n.to_string()]);
+        }
+        c.output().expect("run scripts/clickhouse")
+    }
+
+    fn run(&self, cmd: &str, node: Option<u16>) {
+        let out = self.script(cmd, node);
+        assert!(
+            out.status.success(),
+            "scripts/clickhouse {cmd} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn stop_node(&self, node: u16) {
+        self.run("stop", Some(node));
+    }
+
+    pub fn start_node(&self, node: u16) {
+        self.run("start", Some(node));
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.script("stop", None);
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 /// Sends one request to an in-process API with a bearer key; returns the status and the JSON body
 /// (`null` when the body is not JSON).
 pub async fn call(

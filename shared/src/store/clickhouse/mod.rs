@@ -452,6 +452,7 @@ const RETRYABLE_CODES: &[u32] = &[
     241, // MEMORY_LIMIT_EXCEEDED
     242, // TABLE_IS_READ_ONLY
     252, // TOO_MANY_PARTS
+    279, // ALL_CONNECTION_TRIES_FAILED (a shard of a cluster is unreachable)
     319, // UNKNOWN_STATUS_OF_INSERT
     394, // QUERY_WAS_CANCELLED
     425, // SYSTEM_ERROR
@@ -491,6 +492,11 @@ mod tests {
             ("Code: 27. DB::Exception: Cannot parse input", false),
             ("Code: 60. DB::Exception: Unknown table", false),
             ("<html>502 Bad Gateway</html>", true),
+            (
+                "Code: 279. DB::Exception: All connection tries failed. Log: Code: 210. \
+                 DB::NetException: Connection refused (127.0.0.1:19101) (ALL_CONNECTION_TRIES_FAILED)",
+                true,
+            ),
         ];
         for (text, retryable) in cases {
             let err = classify(clickhouse::error::Error::BadResponse(text.into()));
