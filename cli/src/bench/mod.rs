@@ -5,6 +5,7 @@
 // Printing the figures on stdout is the benchmarks' purpose.
 #![allow(clippy::print_stdout)]
 
+pub mod cluster;
 pub mod firehose;
 pub mod queries;
 pub mod track;
@@ -41,6 +42,62 @@ pub fn config(url: &str, db: &str) -> BenchResult<Config> {
     Ok(Config::from_sources(None, &|k: &str| {
         env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
     })?)
+}
+
+/// Demo events as request bodies of [`BATCH`] events (`seed`, over `days` up to a minute ago), and how
+/// many events they hold.
+pub fn demo_bodies(events: usize, seed: u64, days: u32) -> (Vec<serde_json::Value>, Vec<String>) {
+    let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let wire: Vec<serde_json::Value> = DemoGenerator::new(DemoConfig {
+        seed,
+        events,
+        days,
+        end,
+    })
+    .collect();
+    let bodies = wire
+        .chunks(BATCH)
+        .map(|c| serde_json::json!({ "events": c }).to_string())
+        .collect();
+    (wire, bodies)
+}
+
+/// The events of `bodies` POSTed to a local server on `cfg` ([`IN_FLIGHT`] at a time, all answered 202);
+/// the time until all `n` are counted in store `bench`, and until the last 202.
+pub async fn through_api(
+    cfg: &Config,
+    bodies: &[String],
+    n: usize,
+) -> BenchResult<(Duration, Duration)> {
+    let srv = crate::server::start(
+        cfg,
+        crate::server::ServerOptions {
+            addr: "127.0.0.1:0".parse()?,
+            spill_dir: "var/bench-spill".into(),
+            shutdown_grace: Duration::from_secs(30),
+        },
+    )
+    .await?;
+    let endpoint = format!("http://{}/analytics/events", srv.addr);
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    send_all(
+        bodies,
+        |body| {
+            client
+                .post(&endpoint)
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body(body)
+        },
+        202,
+    )
+    .await?;
+    let accepted_at = started.elapsed();
+    wait_for_count(&srv.store, "bench", n as u64).await?;
+    let stored_at = started.elapsed();
+    srv.stop().await;
+    Ok((stored_at, accepted_at))
 }
 
 /// POSTs every body with [`IN_FLIGHT`] requests at a time; each must answer `expect`.

@@ -11,64 +11,22 @@
 
 use std::time::{Duration, Instant};
 
-use commerce_analytics::demo::{DemoConfig, DemoGenerator};
 use commerce_analytics::event::{RequestMeta, Validator};
-use serde_json::Value;
 
 use super::{
-    BATCH, BenchResult, IN_FLIGHT, KEY, config, migrated, row_json, send_all, urlencode,
-    wait_for_count,
+    BATCH, BenchResult, IN_FLIGHT, config, demo_bodies, migrated, row_json, send_all, through_api,
+    urlencode, wait_for_count,
 };
-use crate::server::{self, ServerOptions};
 
 /// Runs the benchmark with `events` demo events.
 pub async fn run(url: &str, events: usize) -> BenchResult {
     eprintln!("generating {events} demo events ...");
-    let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    let wire: Vec<Value> = DemoGenerator::new(DemoConfig {
-        seed: 7,
-        events,
-        days: 90,
-        end,
-    })
-    .collect();
+    let (wire, bodies) = demo_bodies(events, 7, 90);
     let n = wire.len();
-    let bodies: Vec<String> = wire
-        .chunks(BATCH)
-        .map(|c| serde_json::json!({ "events": c }).to_string())
-        .collect();
 
     // --- ours -----------------------------------------------------------------------------------
     let db_ours = format!("bench_ours_{}", std::process::id());
-    let ours_cfg = config(url, &db_ours)?;
-    let srv = server::start(
-        &ours_cfg,
-        ServerOptions {
-            addr: "127.0.0.1:0".parse()?,
-            spill_dir: "var/bench-spill".into(),
-            shutdown_grace: Duration::from_secs(30),
-        },
-    )
-    .await?;
-    let endpoint = format!("http://{}/analytics/events", srv.addr);
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    send_all(
-        &bodies,
-        |body| {
-            client
-                .post(&endpoint)
-                .bearer_auth(KEY)
-                .header("content-type", "application/json")
-                .body(body)
-        },
-        202,
-    )
-    .await?;
-    let accepted_at = started.elapsed();
-    wait_for_count(&srv.store, "bench", n as u64).await?;
-    let ours = started.elapsed();
-    srv.stop().await;
+    let (ours, accepted_at) = through_api(&config(url, &db_ours)?, &bodies, n).await?;
 
     // --- baseline ---------------------------------------------------------------------------------
     let db_base = format!("bench_base_{}", std::process::id());
@@ -96,6 +54,7 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
         ))
     );
     let started = Instant::now();
+    let client = reqwest::Client::new();
     send_all(&rows, |body| client.post(&insert_url).body(body), 200).await?;
     wait_for_count(&base_store, "bench", n as u64).await?;
     let base = started.elapsed();

@@ -3,6 +3,7 @@
 //! `cargo run --release -p analytics-cli --bin bench -- track [--events 1000000]`
 //! `cargo run --release -p analytics-cli --bin bench -- firehose`
 //! `cargo run --release -p analytics-cli --bin bench -- queries [--events 10000000]`
+//! `cargo run --release -p analytics-cli --bin bench -- cluster --nodes URL,URL [--events N --stored N]`
 
 use analytics_cli::bench::{self, BenchResult};
 use clap::{Parser, Subcommand};
@@ -26,6 +27,19 @@ enum Bench {
     },
     /// The Firehose ingest path against one bare insert per delivery.
     Firehose,
+    /// One server against a 2-shard cluster: tracking, reads and storage (`scripts/clickhouse start
+    /// --shards 2` for the cluster).
+    Cluster {
+        /// Every node's HTTP URL.
+        #[arg(long, env = "CLICKHOUSE_NODES", value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Events tracked through the API on each side.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events loaded on each side for the reads.
+        #[arg(long, default_value_t = 1_000_000)]
+        stored: usize,
+    },
     /// Read latency through the local API over a demo store (loaded once, kept).
     Queries {
         #[arg(long, default_value_t = 10_000_000)]
@@ -42,5 +56,10 @@ async fn main() -> BenchResult {
         Bench::Track { events } => bench::track::run(url, events).await,
         Bench::Firehose => bench::firehose::run(url).await,
         Bench::Queries { events } => bench::queries::run(url, events).await,
+        Bench::Cluster {
+            nodes,
+            events,
+            stored,
+        } => bench::cluster::run(url, &nodes, events, stored).await,
     }
 }
