@@ -13,7 +13,6 @@ use commerce_analytics::event::Validator;
 use commerce_analytics::store::ClickHouseStore;
 
 use super::{BenchResult, config, demo_bodies, p50, through_api};
-use crate::server::{self, ServerOptions};
 
 /// The same settings on the cluster.
 fn on_cluster(url: &str, nodes: &[String], db: &str) -> BenchResult<Config> {
@@ -99,15 +98,7 @@ pub async fn run(single: &str, nodes: &[String], events: usize, stored: usize) -
             kind: commerce_analytics::config::KeyKind::Read,
             origins: Vec::new(),
         }];
-        let srv = server::start(
-            &read_cfg,
-            ServerOptions {
-                addr: "127.0.0.1:0".parse()?,
-                spill_dir: "var/bench-spill".into(),
-                shutdown_grace: Duration::from_secs(5),
-            },
-        )
-        .await?;
+        let srv = super::server(&read_cfg).await?;
         sides.push((store, srv));
     }
     let bytes = storage(&sides[0].0, &sides[1].0, nodes).await?;

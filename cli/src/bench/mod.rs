@@ -62,6 +62,19 @@ pub fn demo_bodies(events: usize, seed: u64, days: u32) -> (Vec<serde_json::Valu
     (wire, bodies)
 }
 
+/// A local server on `cfg` for the read benchmarks (spill folder `var/bench-spill`).
+pub async fn server(cfg: &Config) -> BenchResult<crate::server::LocalServer> {
+    Ok(crate::server::start(
+        cfg,
+        crate::server::ServerOptions {
+            addr: "127.0.0.1:0".parse()?,
+            spill_dir: "var/bench-spill".into(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+    )
+    .await?)
+}
+
 /// The events of `bodies` POSTed to a local server on `cfg` ([`IN_FLIGHT`] at a time, all answered 202);
 /// the time until all `n` are counted in store `bench`, and until the last 202.
 pub async fn through_api(

@@ -4,7 +4,7 @@
 //! dashboards, a 4-step funnel over 7 days and 12 months of cohorts. The funnel is compared with the same
 //! funnel as a plain `windowFunnel` over the whole raw table (no store/type/time pre-filtering).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use commerce_analytics::config::Config;
 use commerce_analytics::demo::DemoConfig;
@@ -12,7 +12,6 @@ use commerce_analytics::event::Validator;
 use commerce_analytics::store::ClickHouseStore;
 
 use super::{BenchResult, p50};
-use crate::server::{self, ServerOptions};
 
 /// Runs the benchmark over a store of `events` demo events.
 pub async fn run(url: &str, events: usize) -> BenchResult {
@@ -50,15 +49,7 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
         store.optimize_final("commerce_events").await?;
     }
     let rows = store.count_rows("bench").await?;
-    let srv = server::start(
-        &cfg,
-        ServerOptions {
-            addr: "127.0.0.1:0".parse()?,
-            spill_dir: "var/bench-spill".into(),
-            shutdown_grace: Duration::from_secs(5),
-        },
-    )
-    .await?;
+    let srv = super::server(&cfg).await?;
     let client = reqwest::Client::new();
     let base = format!("http://{}", srv.addr);
     let get = |path: String| {
