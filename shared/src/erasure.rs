@@ -4,7 +4,8 @@
 //! - Secret (read) key only; the store is the key's, so a store can only erase its own customers.
 //! - Removed from every table that can identify the customer: their events (`customer_id`), the events of
 //!   the anonymous ids and sessions they used that carry no other customer's id (pre-login browsing of the
-//!   same person), and rejected records whose raw payload names the customer id. The hourly rollup's rows
+//!   same person), and rejected records whose raw payload names the customer id (the store's own, and
+//!   unattributed ones unless their payload names another store). The hourly rollup's rows
 //!   of the hours touched are rebuilt from the events left, so no aggregate keeps counting the customer.
 //!   Custom dashboards hold no personal data and are untouched.
 //! - Other customers' rows are never touched: a linked anonymous id or session only removes rows without a

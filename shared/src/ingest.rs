@@ -252,12 +252,24 @@ impl Ingest {
                             &event.id,
                         )),
                     },
-                    Err(e) => rejects.push(reject(
-                        line.to_owned(),
-                        format!("not an event: {e}"),
-                        "",
-                        "",
-                    )),
+                    Err(e) => {
+                        // Attributed to its store when the record still names a valid one, so that
+                        // store's erasure and retention find it and no other store's does.
+                        let named = |key: &str| {
+                            serde_json::from_str::<serde_json::Value>(line)
+                                .ok()
+                                .and_then(|v| v.get(key)?.as_str().map(str::to_owned))
+                        };
+                        let store_id = named("storeId")
+                            .filter(|s| crate::ident::is_valid_store_id(s))
+                            .unwrap_or_default();
+                        rejects.push(reject(
+                            line.to_owned(),
+                            format!("not an event: {e}"),
+                            &store_id,
+                            "",
+                        ))
+                    }
                 }
             }
         }

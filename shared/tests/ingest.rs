@@ -8,7 +8,7 @@ use commerce_analytics::config::Config;
 use commerce_analytics::ingest::Ingest;
 use commerce_analytics::store::MemoryStore;
 use lambda_http::{Body, Request, Response};
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::macros::datetime;
 
 const ACCESS_KEY: &str = "dev_firehose_access_key_000000000";
@@ -223,4 +223,38 @@ async fn rows_refused_by_storage_are_500_so_firehose_backs_them_up() {
         .handle(fixture("firehose-delivery.json"))
         .await;
     check_response(&resp, 500, REQUEST_ID, true);
+}
+
+/// A delivery of the given record texts, with the fixture's headers.
+fn delivery_of(lines: &[&str]) -> Request {
+    use base64::Engine as _;
+    let mut req = fixture("firehose-delivery.json");
+    let records: Vec<Value> = lines
+        .iter()
+        .map(|l| json!({ "data": base64::engine::general_purpose::STANDARD.encode(l) }))
+        .collect();
+    *req.body_mut() = Body::Text(
+        json!({"requestId": REQUEST_ID, "timestamp": 1_736_937_360_000_i64, "records": records})
+            .to_string(),
+    );
+    req
+}
+
+#[tokio::test]
+async fn a_reject_that_names_its_store_is_kept_as_that_stores() {
+    let store = Arc::new(MemoryStore::new());
+    let resp = ingest(store.clone(), 1000, 1 << 20)
+        .handle(delivery_of(&[
+            r#"{"storeId": "shop-b", "type": 7}"#,
+            r#"{"storeId": "Not A Store", "type": 7}"#,
+            "not json",
+        ]))
+        .await;
+    check_response(&resp, 200, REQUEST_ID, false);
+    let stores: Vec<String> = store.rejects().into_iter().map(|r| r.store_id).collect();
+    assert_eq!(
+        stores,
+        ["shop-b", "", ""],
+        "attributed when it names a valid store, so that store's erasure finds it and no other's"
+    );
 }

@@ -367,6 +367,14 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
         ),
         reject_at("shop-a", now, "{\"customerId\":\"someone-else\"}"),
         reject_at("shop-b", now, &format!("{{\"customerId\":\"{victim}\"}}")),
+        // Unattributed (the store could not be read when it was rejected) but naming shop-b: not shop-a's.
+        reject_at(
+            "",
+            now,
+            &format!("{{\"storeId\":\"shop-b\",\"customerId\":\"{victim}\",\"type\":1}}"),
+        ),
+        // Unattributed and naming no store: erased with the customer (it may be shop-a's).
+        reject_at("", now, &format!("not json {{\"customerId\":\"{victim}\"")),
     ];
     db.store
         .insert_rejects(&rejects, "erasure-rejects")
@@ -449,7 +457,18 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["customerId"], victim.as_str());
     assert_eq!(body["eventsDeleted"], expected_deleted, "{body}");
-    assert_eq!(body["rejectsDeleted"], 1, "{body}");
+    assert_eq!(
+        body["rejectsDeleted"], 2,
+        "shop-a's and the unattributed one naming no store: {body}"
+    );
+    let shop_b_rejects: u64 = db
+        .scalar(&format!(
+            "SELECT count() FROM {}.commerce_events_rejects WHERE position(raw, 'shop-b') > 0 \
+             OR store_id = 'shop-b'",
+            db.name
+        ))
+        .await;
+    assert_eq!(shop_b_rejects, 2, "erasure stays in its store");
 
     let after = per_customer().await;
     assert_eq!(after, expected, "every other customer is unchanged");

@@ -1030,6 +1030,27 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
         (status, body["error"]["field"].as_str()),
         (400, Some("granularity"))
     );
+    // A bad shared parameter is one 400 naming it, not a 200 with an error in every widget.
+    for (query, field) in [
+        ("timezone=Mars/Olympus", "timezone"),
+        ("period=1y", "period"),
+        ("currency=usd", "currency"),
+        ("from=2025-01-05&to=2025-01-02", "to"),
+        ("from=2025-01-01&to=9999-12-31", "to"),
+    ] {
+        let (status, body) = send(
+            &f.api,
+            "GET",
+            &format!("/analytics/dashboards/overview?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{query}: {body}"
+        );
+    }
     let (status, _) = get(&f.api, "/analytics/dashboards", WRITE_KEY).await;
     assert_eq!(status, 403);
     f.db.drop_database().await;

@@ -297,8 +297,15 @@ pub async fn render(
         period.insert(k.into_owned(), v.into_owned());
     }
     // Validate the period once, for a clear error instead of one per widget.
-    params::Params::parse(&query_string(&period, &BTreeMap::new()), &params::SHARED)?
-        .include_bots()?;
+    let shared = params::Params::parse(&query_string(&period, &BTreeMap::new()), &params::SHARED)?;
+    shared.include_bots()?;
+    shared.currency()?;
+    // The period and zone as every widget will read them; only the bucket count depends on a widget's own
+    // granularity, so that one is left to the widgets.
+    match shared.range(now) {
+        Err(e) if e.code() != "too_many_buckets" => return Err(e),
+        _ => {}
+    }
     // Funnels take no currency; every other endpoint does.
     let periods: Vec<BTreeMap<String, String>> = dashboard
         .widgets

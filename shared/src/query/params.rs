@@ -179,6 +179,10 @@ pub const fn concat<const A: usize, const B: usize, const N: usize>(
     out
 }
 
+/// The years `from` and `to` may name.
+const FIRST_YEAR: i16 = 1970;
+const LAST_YEAR: i16 = 2199;
+
 /// The query string as a map, checked against the parameters an endpoint takes.
 #[derive(Debug, Clone, Default)]
 pub struct Params(HashMap<String, String>);
@@ -281,13 +285,25 @@ impl Params {
             }
             (None, Some(f), Some(t)) => {
                 let parse = |s: &str, field: &str| {
-                    s.parse::<Date>().map_err(|_| {
+                    let date = s.parse::<Date>().map_err(|_| {
                         Error::invalid(
                             "invalid_parameter",
                             field,
                             format!("{field} must be a date YYYY-MM-DD, not {s:?}"),
                         )
-                    })
+                    })?;
+                    // What the warehouse's DateTime64 holds, and what the calendar arithmetic below can
+                    // step past (a day after `to`) in any zone.
+                    if !(FIRST_YEAR..=LAST_YEAR).contains(&date.year()) {
+                        return Err(Error::invalid(
+                            "invalid_parameter",
+                            field,
+                            format!(
+                                "{field} must be a date from {FIRST_YEAR}-01-01 to {LAST_YEAR}-12-31, not {s:?}"
+                            ),
+                        ));
+                    }
+                    Ok(date)
                 };
                 let (fd, td) = (parse(f, "from")?, parse(t, "to")?);
                 if td < fd {
@@ -504,6 +520,9 @@ mod tests {
             ("from=2025-01-05", "to"),
             ("period=7d&from=2025-01-01&to=2025-01-02", "period"),
             ("period=90d&granularity=hour", "granularity"),
+            // Dates the calendar arithmetic and the warehouse cannot hold are refused, not a 500.
+            ("from=2025-01-01&to=9999-12-31&granularity=month", "to"),
+            ("from=0001-01-01&to=2025-01-02&granularity=month", "from"),
         ] {
             let err = params(q).range(now).expect_err(q);
             assert_eq!(

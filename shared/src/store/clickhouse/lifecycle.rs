@@ -298,8 +298,11 @@ impl ClickHouseStore {
             self.reaggregate_hours(store_id, &hours).await?;
         }
         // A rejected record is raw text: it names the customer when their id appears as a JSON string.
-        // Records whose store could not be read are included (better to erase too much of a reject).
-        let rejects_where = "(store_id = {store:String} OR store_id = '') \
+        // Records whose store could not be read are included unless they name another store (better to
+        // erase too much of a reject than too little, but never another store's).
+        // Unattributed records whose raw text names another store (`"storeId"`) are that store's, not this one's.
+        let rejects_where = "(store_id = {store:String} OR (store_id = '' \
+             AND JSONExtractString(raw, 'storeId') IN ('', {store:String}))) \
              AND position(raw, concat('\"', {customer:String}, '\"')) > 0";
         let table = super::REJECTS_TABLE;
         let rejects = self
