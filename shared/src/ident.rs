@@ -4,9 +4,12 @@
 //!
 //! This module is the ground floor: it imports nothing from the crate.
 
-/// An ISO 4217 currency code as the module stores it: three upper-case ASCII letters (`USD`).
+/// An ISO 4217 currency code as the module stores it: one of the standard's active codes, upper case
+/// (`USD`; `usd` and `ZZZ` are not). The list is the `iso_currency` crate's.
 pub fn is_currency_code(s: &str) -> bool {
-    s.len() == 3 && s.bytes().all(|c| c.is_ascii_uppercase())
+    s.len() == 3
+        && s.bytes().all(|c| c.is_ascii_uppercase())
+        && iso_currency::Currency::from_code(s).is_some()
 }
 
 /// An ISO 3166-1 alpha-2 country code as the module stores it: two upper-case ASCII letters (`US`).
@@ -52,6 +55,9 @@ mod tests {
     fn codes_are_upper_case_letters_of_the_right_length() {
         for (code, currency, country) in [
             ("USD", true, false),
+            ("JPY", true, false),
+            ("KWD", true, false),
+            ("ZZZ", false, false),
             ("US", false, true),
             ("usd", false, false),
             ("us", false, false),

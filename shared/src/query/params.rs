@@ -509,6 +509,25 @@ mod tests {
     }
 
     #[test]
+    fn currency_and_country_filters_are_iso_codes() {
+        for (q, ok) in [
+            ("currency=USD", true),
+            ("currency=JPY", true),
+            ("currency=ZZZ", false),
+            ("currency=usd", false),
+            ("country=DE", true),
+            ("country=de", false),
+        ] {
+            let p = Params::parse(q, &["currency", "country"]).expect(q);
+            let checked = p.currency().map(|_| ()).and(p.country().map(|_| ()));
+            assert_eq!(checked.is_ok(), ok, "{q}");
+            if let Err(e) = checked {
+                assert_eq!(e.field(), q.split('=').next(), "{q}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_parameter() {
         let now = ts("2025-02-15T10:00:00Z");
         for (q, field) in [

@@ -146,6 +146,11 @@ fn invalid_events_are_rejected_with_the_field_named() {
             "invalid_value",
         ),
         (
+            with("properties.currency", json!("ZZZ")),
+            "properties.currency",
+            "invalid_value",
+        ),
+        (
             with("properties.currency", Value::Null),
             "properties.currency",
             "missing_field",
