@@ -183,7 +183,7 @@ async fn bad_requests_get_a_json_error_naming_the_field() {
             fixture("track-malformed-json.json"),
             400,
             "invalid_json",
-            Some(""),
+            Some("body"),
         ),
         (
             with_body(fixture("track-event.json"), String::new()),

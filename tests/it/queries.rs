@@ -993,6 +993,14 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
             serde_json::json!({"name": "", "widgets": [{"title": "t", "endpoint": "metrics", "params": {"metric": "revenue"}}]}),
             "name",
         ),
+        (
+            serde_json::json!({"name": "a\u{0}b", "widgets": [{"title": "t", "endpoint": "metrics", "params": {"metric": "revenue"}}]}),
+            "name",
+        ),
+        (
+            serde_json::json!({"name": "x", "widgets": [{"title": "line\nbreak", "endpoint": "metrics", "params": {"metric": "revenue"}}]}),
+            "widgets[0].title",
+        ),
         (serde_json::json!({"name": "x", "widgets": []}), "widgets"),
         (
             serde_json::json!({"name": "x", "widgets": [{"title": "t", "endpoint": "sql", "params": {}}]}),

@@ -218,6 +218,13 @@ async fn run_widget(
     }
 }
 
+/// A dashboard name or widget title: 1 to 100 characters once trimmed, no control characters (a NUL or
+/// a line break in a name breaks the page and every export).
+fn is_label(s: &str) -> bool {
+    let s = s.trim();
+    !s.is_empty() && s.chars().count() <= 100 && !s.chars().any(char::is_control)
+}
+
 /// Checks a dashboard before it is saved; errors name `widgets[i].…`.
 pub async fn validate(
     store: &dyn ReadStore,
@@ -225,12 +232,11 @@ pub async fn validate(
     input: &DashboardInput,
     now: jiff::Timestamp,
 ) -> Result<()> {
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if !is_label(&input.name) {
         return Err(Error::invalid(
             "invalid_value",
             "name",
-            "name must be 1 to 100 characters",
+            "name must be 1 to 100 characters without control characters",
         ));
     }
     if input.widgets.is_empty() || input.widgets.len() > MAX_WIDGETS {
@@ -241,11 +247,11 @@ pub async fn validate(
         ));
     }
     for (i, widget) in input.widgets.iter().enumerate() {
-        if widget.title.trim().is_empty() || widget.title.chars().count() > 100 {
+        if !is_label(&widget.title) {
             return Err(Error::invalid(
                 "invalid_value",
                 format!("widgets[{i}].title"),
-                "title must be 1 to 100 characters",
+                "title must be 1 to 100 characters without control characters",
             ));
         }
         if let Some(k) = widget

@@ -96,7 +96,15 @@ impl Validator {
             ));
         }
         let value: Value = serde_json::from_str(json).map_err(|e| {
-            FieldError::new("invalid_json", "", format!("body is not valid JSON: {e}"))
+            FieldError::new(
+                "invalid_json",
+                "body",
+                format!(
+                    "body is not valid JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            )
         })?;
         self.validate(value, store_id, meta, now)
     }

@@ -449,7 +449,12 @@ fn oversized_and_malformed_json_text_is_rejected() {
     let err = validator()
         .parse("{\"type\":", "demo", &RequestMeta::default(), NOW)
         .expect_err("must fail");
-    assert_eq!(err.code, "invalid_json");
+    assert_eq!((err.code, err.field.as_str()), ("invalid_json", "body"));
+    assert!(
+        err.message.contains("line 1 column 8"),
+        "says where: {}",
+        err.message
+    );
 }
 
 #[test]
