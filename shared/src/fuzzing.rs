@@ -34,9 +34,14 @@ pub fn event(data: &[u8]) {
             panic!("an accepted event does not decode: {err}: {line}");
         });
         assert_eq!(back, e, "the record format changed the event");
+        let mut again = back.clone();
         assert!(
-            validator.revalidate(&back).is_ok(),
+            validator.revalidate(&mut again, now()).is_ok(),
             "ingest refuses an event track accepted: {line}"
+        );
+        assert_eq!(
+            again, back,
+            "ingest changes an event track accepted: {line}"
         );
     }
 }

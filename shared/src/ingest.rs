@@ -243,7 +243,7 @@ impl Ingest {
             };
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 match serde_json::from_str::<Event>(line) {
-                    Ok(event) => match self.validator.revalidate(&event) {
+                    Ok(mut event) => match self.validator.revalidate(&mut event, now) {
                         Ok(()) => events.push(event),
                         Err(fe) => rejects.push(reject(
                             line.to_owned(),

@@ -258,3 +258,49 @@ async fn a_reject_that_names_its_store_is_kept_as_that_stores() {
         "attributed when it names a valid store, so that store's erasure finds it and no other's"
     );
 }
+
+#[tokio::test]
+async fn records_get_exactly_the_track_rules_clamped_anonymized_or_rejected_with_a_reason() {
+    let record = |id: &str, timestamp: &str, ip: &str| {
+        format!(
+            r#"{{"id": "{id}", "storeId": "demo", "type": "page.viewed", "timestamp": "{timestamp}",
+                "receivedAt": "2025-01-15T10:35:01Z", "properties": {{}}, "context": {{"ip": "{ip}"}}}}"#
+        )
+        .replace('\n', " ")
+    };
+    let store = Arc::new(MemoryStore::new());
+    let resp = ingest(store.clone(), 1000, 1 << 20)
+        .handle(delivery_of(&[
+            &record("future", "2090-01-01T00:00:00Z", "203.0.113.0"),
+            &record("raw_ip", "2025-01-15T10:30:00Z", "1.2.3.4"),
+            &record("too_old", "2000-01-01T00:00:00Z", "203.0.113.0"),
+        ]))
+        .await;
+    check_response(&resp, 200, REQUEST_ID, false);
+    let events = store.events();
+    let future = events
+        .iter()
+        .find(|e| e.id == "future")
+        .unwrap_or_else(|| panic!("stored; rejects: {:?}", store.rejects()));
+    assert_eq!(
+        future.timestamp,
+        datetime!(2025-01-15 10:35:01 UTC),
+        "a time far ahead is clamped to the receive time, as track does"
+    );
+    assert_eq!(
+        future.client_timestamp,
+        Some(datetime!(2090-01-01 00:00:00 UTC)),
+        "and the sent time is kept"
+    );
+    let raw = events.iter().find(|e| e.id == "raw_ip").expect("stored");
+    assert_eq!(raw.context.ip.as_deref(), Some("1.2.3.0"), "anonymized");
+    assert!(events.iter().all(|e| e.id != "too_old"));
+    let rejects = store.rejects();
+    assert_eq!(rejects.len(), 1, "every record not stored is a reject");
+    assert_eq!(rejects[0].event_id, "too_old");
+    assert!(
+        rejects[0].reason.contains("timestamp_out_of_range"),
+        "{}",
+        rejects[0].reason
+    );
+}

@@ -144,7 +144,9 @@ proptest! {
                 let line = serde_json::to_string(&event).expect("encodes");
                 let back: Event = serde_json::from_str(&line).expect("decodes");
                 prop_assert_eq!(&back, &event);
-                prop_assert!(v.revalidate(&back).is_ok(), "ingest refuses what track accepted: {}", line);
+                let mut again = back.clone();
+                prop_assert!(v.revalidate(&mut again, now()).is_ok(), "ingest refuses what track accepted: {}", line);
+                prop_assert_eq!(&again, &back, "ingest changes what track accepted: {}", line);
                 let _ = EventRow::from_event(&event);
             }
             Err(err) => {

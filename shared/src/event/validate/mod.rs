@@ -180,8 +180,13 @@ impl Validator {
     }
 
     /// Checks an already-enriched event arriving from Firehose (written by `track`, but the ingest endpoint
-    /// trusts nothing it decodes): store id, id, type contract, property shape and limits.
-    pub fn revalidate(&self, e: &Event) -> Result<(), FieldError> {
+    /// trusts nothing it decodes) and applies track's rules again at `now`, so a record is stored exactly
+    /// as track would have stored it, or refused as track would have refused it: store id, id, type
+    /// contract, property shape and limits; a time more than [`FUTURE_TOLERANCE`] ahead of `now` is
+    /// clamped to the receive time (the sent one kept in `client_timestamp`); a time older than
+    /// `retention_days` is refused; the IP is anonymized when `anonymize_ip`. An event track accepted is
+    /// left unchanged (every step is idempotent).
+    pub fn revalidate(&self, e: &mut Event, now: OffsetDateTime) -> Result<(), FieldError> {
         if !crate::ident::is_valid_store_id(&e.store_id) {
             return Err(FieldError::new(
                 "invalid_value",
@@ -197,7 +202,25 @@ impl Validator {
             ));
         }
         check_shape(&e.properties, &self.limits)?;
-        check_properties(&e.event_type, &e.properties, self.limits.max_id_len)
+        check_properties(&e.event_type, &e.properties, self.limits.max_id_len)?;
+        let now = truncate_to_millis(now);
+        if e.received_at > now + FUTURE_TOLERANCE {
+            e.received_at = now;
+        }
+        if e.timestamp > e.received_at + FUTURE_TOLERANCE {
+            e.client_timestamp.get_or_insert(e.timestamp);
+            e.timestamp = e.received_at;
+        }
+        e.timestamp = event_time(Some(e.timestamp), now, self.retention_days)?;
+        if self.anonymize_ip {
+            e.context.ip = e
+                .context
+                .ip
+                .as_deref()
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .map(|ip| anonymize(ip).to_string());
+        }
+        Ok(())
     }
 }
 
