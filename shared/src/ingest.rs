@@ -8,11 +8,14 @@
 //!
 //! Response: `{ "requestId", "timestamp" }` (+ `"errorMessage"` on failure), JSON, with `Content-Length`:
 //! - 200 once every good record is in ClickHouse (inserts in `batch_size` chunks, each finished);
-//! - records that can never be inserted (not base64, not JSON, not a valid event) go to
-//!   `commerce_events_rejects` with the reason and the raw payload, and do not block the others;
+//! - records that can never be inserted (not base64, not JSON, not a valid event, older than retention) go
+//!   to `commerce_events_rejects` with the reason and the raw payload, and do not block the others; the
+//!   others get exactly track's rules (see [`crate::event::Validator::revalidate`]);
 //! - 401 without the access key, 403 with a wrong one (compared in constant time);
 //! - 400 for a body that is not a Firehose delivery; 413 when it is larger than `max_ingest_bytes`
-//!   (after gzip); 405 for other methods;
+//!   (after gzip) or holds more than [`MAX_RECORDS`] records (refused while parsing); 405 for other
+//!   methods;
+//! - at most [`MAX_REJECTS`] rejects are stored one by one per delivery; one more row counts the rest;
 //! - 503 when ClickHouse is unavailable or overloaded (Firehose retries the same request id), 500 when it
 //!   refuses the rows (Firehose retries, then backs the batch up to S3).
 //!
@@ -49,6 +52,54 @@ pub struct Ingest {
     clock: Arc<dyn Clock>,
 }
 
+/// The rejects of one delivery: the first [`MAX_REJECTS`] kept one by one, the rest counted and summed up
+/// in one more row (with the first of them's reason and payload, cut to 1 KiB), so memory and rows stay
+/// bounded whatever the delivery holds.
+#[derive(Debug, Default)]
+struct RejectLog {
+    kept: Vec<Reject>,
+    more: usize,
+    first_more: Option<Reject>,
+}
+
+impl RejectLog {
+    fn push(&mut self, r: Reject) {
+        if self.kept.len() < MAX_REJECTS {
+            self.kept.push(r);
+        } else {
+            self.more += 1;
+            if self.first_more.is_none() {
+                let mut r = r;
+                let cut = (0..=r.raw.len().min(1024))
+                    .rev()
+                    .find(|i| r.raw.is_char_boundary(*i))
+                    .unwrap_or(0);
+                r.raw.truncate(cut);
+                self.first_more = Some(r);
+            }
+        }
+    }
+
+    /// How many records were rejected in all.
+    fn count(&self) -> usize {
+        self.kept.len() + self.more
+    }
+
+    /// The rows to store.
+    fn into_rows(self) -> Vec<Reject> {
+        let mut rows = self.kept;
+        if let Some(mut r) = self.first_more {
+            r.reason = format!(
+                "{} more records of this delivery were rejected and not kept one by one; the first of \
+                 them: {}",
+                self.more, r.reason
+            );
+            rows.push(r);
+        }
+        rows
+    }
+}
+
 /// What one delivery produced (also logged).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -57,14 +108,55 @@ pub struct Outcome {
     pub rejected: usize,
 }
 
+/// Most records one delivery may hold: Firehose's largest buffer (128 MiB) of events of at least ~500
+/// bytes. A delivery with more is refused (413) while it is parsed, before they are all in memory, so a
+/// small gzip body of millions of tiny records cannot exhaust the function.
+pub const MAX_RECORDS: usize = 250_000;
+
+/// Most rejected records stored for one delivery; beyond, one more row says how many more were rejected
+/// and why the first one was, so a hostile delivery cannot write millions of reject rows.
+pub const MAX_REJECTS: usize = 1_000;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Delivery {
     request_id: Option<String>,
     #[allow(dead_code)]
     timestamp: Option<i64>,
-    records: Vec<DeliveryRecord>,
+    records: Records,
 }
+
+/// The delivery's records, at most [`MAX_RECORDS`] (parsing stops with an error past that).
+struct Records(Vec<DeliveryRecord>);
+
+impl<'de> Deserialize<'de> for Records {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bounded;
+        impl<'de> serde::de::Visitor<'de> for Bounded {
+            type Value = Records;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "an array of at most {MAX_RECORDS} records")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Records, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(record) = seq.next_element()? {
+                    if out.len() == MAX_RECORDS {
+                        return Err(serde::de::Error::custom(TOO_MANY_RECORDS));
+                    }
+                    out.push(record);
+                }
+                Ok(Records(out))
+            }
+        }
+        d.deserialize_seq(Bounded)
+    }
+}
+
+/// The parse error of a delivery over [`MAX_RECORDS`] (answered 413).
+const TOO_MANY_RECORDS: &str = "too many records";
 
 #[derive(Deserialize)]
 struct DeliveryRecord {
@@ -121,6 +213,15 @@ impl Ingest {
         };
         let delivery: Delivery = match serde_json::from_slice(&body) {
             Ok(d) => d,
+            Err(e) if e.to_string().starts_with(TOO_MANY_RECORDS) => {
+                return self.respond(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &id_for_errors,
+                    Some(&format!(
+                        "a delivery holds at most {MAX_RECORDS} records; lower the stream's buffer size"
+                    )),
+                );
+            }
             Err(e) => {
                 return self.respond(
                     StatusCode::BAD_REQUEST,
@@ -203,9 +304,9 @@ impl Ingest {
         let now = self.clock.now();
         let started = std::time::Instant::now();
         let mut events: Vec<Event> = Vec::new();
-        let mut rejects: Vec<Reject> = Vec::new();
-        let records = delivery.records.len();
-        for (index, record) in delivery.records.into_iter().enumerate() {
+        let mut rejects = RejectLog::default();
+        let records = delivery.records.0.len();
+        for (index, record) in delivery.records.0.into_iter().enumerate() {
             let reject = |raw: String, reason: String, store_id: &str, event_id: &str| Reject {
                 received_at: now,
                 source: "firehose",
@@ -273,6 +374,8 @@ impl Ingest {
                 }
             }
         }
+        let rejected = rejects.count();
+        let rejects = rejects.into_rows();
         let decoded = started.elapsed();
         // Same delivery → same chunks → same tokens, and ids already stored are skipped: a retried
         // request id (or a duplicate delivery) is stored once.
@@ -295,7 +398,7 @@ impl Ingest {
         Ok(Outcome {
             records,
             events: events.len(),
-            rejected: rejects.len(),
+            rejected,
         })
     }
 

@@ -304,3 +304,43 @@ async fn records_get_exactly_the_track_rules_clamped_anonymized_or_rejected_with
         rejects[0].reason
     );
 }
+
+#[tokio::test]
+async fn a_delivery_of_millions_of_tiny_records_is_refused_while_parsed() {
+    use commerce_analytics::ingest::MAX_RECORDS;
+    let store = Arc::new(MemoryStore::new());
+    let mut req = fixture("firehose-delivery.json");
+    let records = vec![r#"{"data":"QQ=="}"#; MAX_RECORDS + 1].join(",");
+    *req.body_mut() = Body::Text(format!(
+        r#"{{"requestId": "{REQUEST_ID}", "timestamp": 1, "records": [{records}]}}"#
+    ));
+    let resp = ingest(store.clone(), 1000, 64 << 20).handle(req).await;
+    let body = check_response(&resp, 413, REQUEST_ID, true);
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains(&MAX_RECORDS.to_string())),
+        "{body}"
+    );
+    assert!(store.events().is_empty() && store.rejects().is_empty());
+}
+
+#[tokio::test]
+async fn rejects_of_one_delivery_are_capped_and_the_rest_summed_up() {
+    use commerce_analytics::ingest::MAX_REJECTS;
+    let store = Arc::new(MemoryStore::new());
+    let bad = "not an event";
+    let lines = vec![bad; MAX_REJECTS + 1500];
+    let resp = ingest(store.clone(), 1000, 1 << 20)
+        .handle(delivery_of(&lines))
+        .await;
+    check_response(&resp, 200, REQUEST_ID, false);
+    let rejects = store.rejects();
+    assert_eq!(rejects.len(), MAX_REJECTS + 1, "bounded rows");
+    let summary = &rejects[MAX_REJECTS];
+    assert!(
+        summary.reason.starts_with("1500 more records"),
+        "{}",
+        summary.reason
+    );
+}
