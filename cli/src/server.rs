@@ -94,6 +94,7 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
     keys.preload().await?;
     let api = Api::new(tracker, keys, config.limits)
         .with_rate_limit(config, Arc::new(SystemClock))
+        .with_read_origins(&config.dashboard_origins)
         .with_ingest(Arc::new(ingest))
         .with_queries(Arc::new(store.clone()), Arc::new(SystemClock));
     let state = AppState {

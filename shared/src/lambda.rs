@@ -91,6 +91,7 @@ fn store_routes_api(w: &Wiring) -> Api {
     );
     Api::new(Arc::new(tracker), w.authenticator(), w.config.limits)
         .with_rate_limit(&w.config, w.clock.clone())
+        .with_read_origins(&w.config.dashboard_origins)
         .with_queries(w.store.clone(), w.clock.clone())
 }
 

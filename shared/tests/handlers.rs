@@ -310,6 +310,79 @@ async fn browsers_get_cors_headers_and_preflight_answers() {
     );
 }
 
+/// CORS per route: track routes for any origin at the preflight, read routes for `dashboard_origins`
+/// only, other routes never; each preflight allows only the route's methods.
+#[tokio::test]
+async fn cross_origin_calls_are_allowed_per_route() {
+    let api = api_with(Arc::new(MemorySink::new()))
+        .with_read_origins(&["https://bi.example.com".to_owned()]);
+    let request = |method: &str, path: &str, origin: &str| {
+        let mut req = fixture("track-event.json");
+        *req.method_mut() = method.parse().expect("method");
+        *req.uri_mut() = format!("https://api.example.com{path}")
+            .parse()
+            .expect("uri");
+        req.headers_mut()
+            .insert("origin", origin.parse().expect("header"));
+        req
+    };
+    let shop = "https://shop.example.com";
+    let bi = "https://bi.example.com";
+    let evil = "https://evil.example";
+    // (method, path, origin, allowed origin, allowed methods of a preflight)
+    let cases = [
+        ("OPTIONS", "/analytics/events", evil, true, "POST, OPTIONS"),
+        ("OPTIONS", "/analytics/metrics", bi, true, "GET, OPTIONS"),
+        ("OPTIONS", "/analytics/metrics", evil, false, "GET, OPTIONS"),
+        (
+            "OPTIONS",
+            "/analytics/customers/c1",
+            evil,
+            false,
+            "DELETE, OPTIONS",
+        ),
+        (
+            "OPTIONS",
+            "/analytics/customers/c1",
+            bi,
+            true,
+            "DELETE, OPTIONS",
+        ),
+        (
+            "OPTIONS",
+            "/analytics/dashboards/d1",
+            bi,
+            true,
+            "GET, PUT, DELETE, OPTIONS",
+        ),
+        ("OPTIONS", "/health", evil, false, "OPTIONS"),
+        ("GET", "/analytics/metrics?metric=orders", evil, false, ""),
+        ("GET", "/analytics/metrics?metric=orders", bi, true, ""),
+        ("DELETE", "/analytics/customers/c1", evil, false, ""),
+        ("POST", "/analytics/event", shop, true, ""),
+    ];
+    for (method, path, origin, allowed, methods) in cases {
+        let resp = api.handle(request(method, path, origin)).await;
+        let allow = resp
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        assert_eq!(
+            allow.as_deref(),
+            allowed.then_some(origin),
+            "{method} {path} from {origin}"
+        );
+        if method == "OPTIONS" {
+            assert_eq!(resp.status(), 204, "{path}");
+            assert_eq!(
+                resp.headers()["access-control-allow-methods"],
+                methods,
+                "{method} {path}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn disabled_analytics_acknowledges_and_stores_nothing() {
     let api = api_with(Arc::new(commerce_analytics::sink::DiscardSink));

@@ -21,7 +21,12 @@
 //! - `GET /health`: liveness (no auth).
 //!
 //! Authentication: `Authorization: Bearer <key>`; the key decides the store, and a per-key rate limit
-//! applies ([`crate::ratelimit`]). Errors use the shape of [`response::error`]. Browsers may call the track routes cross-origin (CORS preflight answered here).
+//! applies ([`crate::ratelimit`]). Errors use the shape of [`response::error`].
+//!
+//! CORS, per route ([`Cors`]): browsers may call the track routes from any origin at the preflight (it
+//! carries no key), then the write key's own `origins` decide (403 otherwise, without CORS headers);
+//! the read routes answer cross-origin only to `dashboard_origins` (the built-in page is same-origin);
+//! every other route never. A preflight allows only the route's own methods.
 
 pub mod openapi;
 pub mod request;
@@ -88,6 +93,34 @@ pub struct Api {
     ingest: Option<Arc<Ingest>>,
     stores: Option<Stores>,
     limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
+    /// Origins that may call the read routes cross-origin.
+    read_origins: Arc<[String]>,
+}
+
+/// Who may call a route from a browser on another origin, and with which methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cors {
+    /// The track routes: any origin at the preflight; the write key's origins at the request.
+    Track(&'static str),
+    /// The read routes: `dashboard_origins` only.
+    Read(&'static str),
+    /// Everything else: never.
+    None,
+}
+
+impl Cors {
+    fn of(path: &str) -> Self {
+        let path = path.trim_end_matches('/');
+        match path {
+            "/analytics/event" | "/analytics/events" => Self::Track("POST, OPTIONS"),
+            "/analytics/metrics" | "/analytics/funnel" | "/analytics/cohorts"
+            | "/analytics/live" => Self::Read("GET, OPTIONS"),
+            "/analytics/dashboards" => Self::Read("GET, POST, OPTIONS"),
+            p if p.starts_with("/analytics/dashboards/") => Self::Read("GET, PUT, DELETE, OPTIONS"),
+            p if p.starts_with("/analytics/customers/") => Self::Read("DELETE, OPTIONS"),
+            _ => Self::None,
+        }
+    }
 }
 
 impl Api {
@@ -99,6 +132,7 @@ impl Api {
             ingest: None,
             stores: None,
             limiter: None,
+            read_origins: Arc::from(Vec::new()),
         }
     }
 
@@ -148,6 +182,12 @@ impl Api {
         self
     }
 
+    /// Let these origins call the read routes cross-origin (`dashboard_origins`).
+    pub fn with_read_origins(mut self, origins: &[String]) -> Self {
+        self.read_origins = Arc::from(origins.to_vec());
+        self
+    }
+
     /// Also serve the Firehose destination at `/analytics/ingest/firehose`.
     pub fn with_ingest(mut self, ingest: Arc<Ingest>) -> Self {
         self.ingest = Some(ingest);
@@ -175,6 +215,10 @@ impl Api {
             .get("origin")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let cors = Cors::of(req.uri().path());
+        if req.method() == Method::OPTIONS {
+            return self.preflight(cors, origin.as_deref());
+        }
         let mut resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -185,7 +229,32 @@ impl Api {
             }
         };
         if let Some(origin) = origin {
-            response::add_cors(&mut resp, &origin);
+            let allowed = match cors {
+                // A 403 here is the key's origin check refusing this origin.
+                Cors::Track(_) => resp.status() != StatusCode::FORBIDDEN,
+                Cors::Read(_) => self.read_origins.contains(&origin),
+                Cors::None => false,
+            };
+            if allowed {
+                response::add_cors(&mut resp, &origin);
+            }
+        }
+        resp
+    }
+
+    /// A CORS preflight: the route's methods, and the origin when it may call the route.
+    fn preflight(&self, cors: Cors, origin: Option<&str>) -> Response<Body> {
+        let (methods, allowed) = match cors {
+            Cors::Track(m) => (m, true),
+            Cors::Read(m) => (
+                m,
+                origin.is_some_and(|o| self.read_origins.iter().any(|r| r == o)),
+            ),
+            Cors::None => ("OPTIONS", false),
+        };
+        let mut resp = response::preflight(methods);
+        if let Some(origin) = origin.filter(|_| allowed) {
+            response::add_cors(&mut resp, origin);
         }
         resp
     }
@@ -194,7 +263,6 @@ impl Api {
         let path = req.uri().path().trim_end_matches('/').to_owned();
         let method = req.method().clone();
         match (path.as_str(), &method) {
-            (_, &Method::OPTIONS) => Ok(response::preflight()),
             (p, &Method::GET) if p == "/dashboard" || p.starts_with("/dashboard/") => {
                 web::asset(req.uri().path()).ok_or_else(|| Error::NotFound {
                     method: method.to_string(),

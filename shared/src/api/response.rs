@@ -44,14 +44,15 @@ pub fn error(e: &Error) -> Response<Body> {
     resp
 }
 
-/// Answer to a CORS preflight.
-pub fn preflight() -> Response<Body> {
+/// Answer to a CORS preflight of a route taking `methods` (e.g. `GET, OPTIONS`); the caller adds the
+/// allowed origin (see [`add_cors`]) when the origin may call the route.
+pub fn preflight(methods: &'static str) -> Response<Body> {
     let mut resp = Response::new(Body::Empty);
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+        HeaderValue::from_static(methods),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,

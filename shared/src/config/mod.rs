@@ -177,6 +177,8 @@ pub struct Config {
     /// The access key Firehose sends in `X-Amz-Firehose-Access-Key` to `ingest`. Required by the ingest
     /// Lambda; when empty (local tests against moto, which sends no such header) ingest accepts any caller.
     pub firehose_access_key: Secret,
+    /// Origins allowed to call the read routes cross-origin (see [`crate::api`]); empty: none.
+    pub dashboard_origins: Vec<String>,
     pub limits: Limits,
 }
 
@@ -274,6 +276,11 @@ impl Config {
                 "clickhouse_database {database:?} must match [A-Za-z_][A-Za-z0-9_]*"
             )));
         }
+        if let Some(bad) = raw.dashboard_origins.iter().find(|o| !is_origin(o)) {
+            return Err(Error::Config(format!(
+                "dashboard_origins: {bad:?} must be scheme://host[:port], e.g. https://bi.example.com"
+            )));
+        }
         let cluster = cluster_of(
             raw.clickhouse_cluster,
             raw.clickhouse_replicated,
@@ -325,6 +332,7 @@ impl Config {
             rate_limit_burst: raw.rate_limit_burst,
             firehose_stream_name: Some(raw.firehose_stream_name).filter(|s| !s.is_empty()),
             firehose_access_key: raw.firehose_access_key,
+            dashboard_origins: raw.dashboard_origins,
             limits: Limits::default(),
         })
     }

@@ -167,6 +167,12 @@ settings! {
     rate_limit_burst: u32 = 2000;
     shown "`2000`", env "ANALYTICS_RATE_LIMIT_BURST", parse from_str;
 
+    /// browser origins (`https://bi.example.com`) that may call the read routes cross-origin, e.g. a
+    /// dashboard hosted elsewhere; the built-in page is same-origin and needs none. Track routes follow
+    /// each write key's own origins instead
+    dashboard_origins: Vec<String> = Vec::new();
+    shown "none", env "ANALYTICS_DASHBOARD_ORIGINS" ("origin,origin,..."), parse list;
+
     /// `track` Lambda: set → events go to this Firehose stream; unset → inserted into ClickHouse directly
     firehose_stream_name: String = String::new();
     shown "none", env "FIREHOSE_STREAM_NAME", parse text;
