@@ -154,7 +154,11 @@ impl Api {
 
     /// The caller's principal from `Authorization`, after its key's rate limit.
     async fn authenticate(&self, req: &Request) -> Result<crate::auth::Principal> {
-        let principal = self.keys.authenticate(request::authorization(req)).await?;
+        let client = request::client_ip(req).map(|ip| ip.to_string());
+        let principal = self
+            .keys
+            .authenticate_from(request::authorization(req), client.as_deref())
+            .await?;
         principal.check_origin(req.headers().get("origin").and_then(|v| v.to_str().ok()))?;
         if let Some(limiter) = &self.limiter
             && let Err(retry_after) = limiter.check(&principal.key_id)

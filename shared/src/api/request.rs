@@ -31,6 +31,17 @@ fn header(req: &Request, name: &str) -> Option<String> {
 /// Client context from the transport: source IP (API Gateway context, else the socket peer),
 /// `User-Agent`, `Referer`, `CloudFront-Viewer-Country`.
 pub fn meta(req: &Request) -> RequestMeta {
+    RequestMeta {
+        ip: client_ip(req),
+        user_agent: header(req, "user-agent"),
+        referrer: header(req, "referer"),
+        country: header(req, "cloudfront-viewer-country"),
+        from_browser: req.headers().contains_key("origin"),
+    }
+}
+
+/// The caller's address: API Gateway's source IP, or the socket's peer locally.
+pub fn client_ip(req: &Request) -> Option<IpAddr> {
     #[allow(unreachable_patterns)]
     let gateway_ip = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => {
@@ -38,15 +49,7 @@ pub fn meta(req: &Request) -> RequestMeta {
         }
         _ => None,
     };
-    let ip: Option<IpAddr> =
-        gateway_ip.or_else(|| req.extensions().get::<PeerAddr>().map(|p| p.0.ip()));
-    RequestMeta {
-        ip,
-        user_agent: header(req, "user-agent"),
-        referrer: header(req, "referer"),
-        country: header(req, "cloudfront-viewer-country"),
-        from_browser: req.headers().contains_key("origin"),
-    }
+    gateway_ip.or_else(|| req.extensions().get::<PeerAddr>().map(|p| p.0.ip()))
 }
 
 /// The body as UTF-8 text within `max` bytes.

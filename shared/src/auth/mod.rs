@@ -12,7 +12,6 @@
 
 pub mod keys;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -71,31 +70,82 @@ pub use crate::ident::is_valid_store_id;
 ///
 /// The cache is what keeps the key table off the request path of a warm Lambda, and its TTL is the
 /// documented bound on revocation: a revoked key stops working in every warm process within `ttl`
-/// (default 60 s, `key_cache_ttl_seconds`). Unknown keys are remembered too, so guessing keys cannot turn
-/// into a flood of table lookups. The cache holds at most [`Authenticator::MAX_CACHED`] entries; when full,
-/// expired entries are dropped, and if none are, the whole cache (a burst of random keys must not grow it
-/// without bound). When the key table is unreachable, the last answer seen for a key stands (expired or
-/// not) until the table is back, so tracking survives a storage outage; a key never seen gets a retryable
-/// 503. A revocation is written to that same table, so the bound is "TTL after the revocation is
-/// readable".
+/// (default 60 s, `key_cache_ttl_seconds`). Keys found in the table (live or revoked) and unknown keys
+/// are remembered in two separate least-recently-used caches of at most [`Authenticator::MAX_CACHED`]
+/// entries each, so a flood of random keys can only evict other unknown keys, never a known one.
+/// Looking up a key the process has never seen is rate limited ([`Authenticator::UNKNOWN_LOOKUPS`] per
+/// second overall and [`Authenticator::UNKNOWN_LOOKUPS_PER_CLIENT`] per client address): past that a
+/// request with a new key gets 429 `rate_limited` before it costs a table lookup. When the key table is
+/// unreachable, the last answer seen for a key stands (expired or not) until the table is back, so
+/// tracking survives a storage outage; a key never seen gets a retryable 503. A revocation is written to
+/// that same table, so the bound is "TTL after the revocation is readable".
 #[derive(Debug)]
 pub struct Authenticator {
     keys: Arc<dyn KeyStore>,
     ttl: time::Duration,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<String, (Option<Principal>, OffsetDateTime)>>,
+    cache: Mutex<Cache>,
+    lookups: Option<crate::ratelimit::RateLimiter>,
+    client_lookups: Option<crate::ratelimit::RateLimiter>,
+}
+
+/// Answers remembered: keys found in the table (with their principal, `None` when revoked), and keys
+/// not found; each with the instant the answer expires.
+#[derive(Debug)]
+struct Cache {
+    known: lru::LruCache<String, (Option<Principal>, OffsetDateTime)>,
+    unknown: lru::LruCache<String, OffsetDateTime>,
+}
+
+impl Cache {
+    fn new() -> Self {
+        let cap = std::num::NonZeroUsize::new(Authenticator::MAX_CACHED)
+            .unwrap_or(std::num::NonZeroUsize::MIN);
+        Self {
+            known: lru::LruCache::new(cap),
+            unknown: lru::LruCache::new(cap),
+        }
+    }
+
+    /// The remembered answer for a key: `Some((principal, expires))`, where `principal` is `None` for a
+    /// revoked or unknown key.
+    fn get(&mut self, sha256: &str) -> Option<(Option<Principal>, OffsetDateTime)> {
+        if let Some(hit) = self.known.get(sha256) {
+            return Some(hit.clone());
+        }
+        self.unknown.get(sha256).map(|expires| (None, *expires))
+    }
+
+    /// Whether the key was ever found in the table (a known key's refresh is never rate limited).
+    fn is_known(&self, sha256: &str) -> bool {
+        self.known.contains(sha256)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.known.len() + self.unknown.len()
+    }
 }
 
 impl Authenticator {
-    /// Most keys remembered at once.
+    /// Most keys remembered at once, of each kind (found in the table, unknown).
     pub const MAX_CACHED: usize = 10_000;
+    /// Table lookups of keys never seen, per second, in the whole process (bursts of twice as many).
+    pub const UNKNOWN_LOOKUPS: u32 = 100;
+    /// The same per client address.
+    pub const UNKNOWN_LOOKUPS_PER_CLIENT: u32 = 10;
 
     pub fn new(keys: Arc<dyn KeyStore>, ttl: std::time::Duration, clock: Arc<dyn Clock>) -> Self {
+        let limiter = |per_second: u32| {
+            crate::ratelimit::RateLimiter::new(per_second, per_second * 2, clock.clone())
+        };
         Self {
             keys,
             ttl: time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX),
+            lookups: limiter(Self::UNKNOWN_LOOKUPS),
+            client_lookups: limiter(Self::UNKNOWN_LOOKUPS_PER_CLIENT),
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::new()),
         }
     }
 
@@ -110,6 +160,16 @@ impl Authenticator {
 
     /// Resolves the `Authorization` header value to a principal.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal> {
+        self.authenticate_from(authorization, None).await
+    }
+
+    /// [`Self::authenticate`] for a request from `client` (its address), which bounds the table lookups
+    /// of keys never seen that one client can cause.
+    pub async fn authenticate_from(
+        &self,
+        authorization: Option<&str>,
+        client: Option<&str>,
+    ) -> Result<Principal> {
         let header = authorization.ok_or_else(|| {
             Error::Unauthorized(
                 "missing Authorization header; send `Authorization: Bearer <key>`".into(),
@@ -125,14 +185,21 @@ impl Authenticator {
             })?;
         let sha256 = digest_hex(key);
         let now = self.clock.now();
-        let cached = self.lock().get(&sha256).cloned();
+        let (cached, known) = {
+            let mut cache = self.lock();
+            (cache.get(&sha256), cache.is_known(&sha256))
+        };
+        if !known && !matches!(cached, Some((_, expires)) if expires > now) {
+            self.allow_unknown_lookup(client)?;
+        }
         let principal = match cached {
             Some((p, expires)) if expires > now => p,
             stale => match self.keys.find_key(&sha256).await {
                 Ok(found) => {
+                    let in_table = found.is_some();
                     let found = found.and_then(|k| k.principal());
                     if self.ttl > time::Duration::ZERO {
-                        self.remember(sha256, found.clone(), now);
+                        self.remember(sha256, in_table, found.clone(), now);
                     }
                     found
                 }
@@ -157,25 +224,54 @@ impl Authenticator {
         let n = all.len();
         for k in all.into_iter().take(Self::MAX_CACHED) {
             let principal = k.principal();
-            self.remember(k.sha256, principal, now);
+            self.remember(k.sha256, true, principal, now);
         }
         Ok(n)
     }
 
-    fn remember(&self, sha256: String, principal: Option<Principal>, now: OffsetDateTime) {
+    /// Remembers the table's answer for a key: found (`in_table`, with its principal or `None` when
+    /// revoked) or unknown. The least recently used answer of the same kind makes room.
+    fn remember(
+        &self,
+        sha256: String,
+        in_table: bool,
+        principal: Option<Principal>,
+        now: OffsetDateTime,
+    ) {
         let mut cache = self.lock();
-        if cache.len() >= Self::MAX_CACHED {
-            cache.retain(|_, (_, expires)| *expires > now);
-            if cache.len() >= Self::MAX_CACHED {
-                cache.clear();
-            }
+        let expires = now + self.ttl;
+        if in_table {
+            cache.unknown.pop(&sha256);
+            cache.known.put(sha256, (principal, expires));
+        } else {
+            cache.known.pop(&sha256);
+            cache.unknown.put(sha256, expires);
         }
-        cache.insert(sha256, (principal, now + self.ttl));
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Option<Principal>, OffsetDateTime)>> {
+    /// Whether a key never seen may cost a table lookup now (see the type's docs).
+    fn allow_unknown_lookup(&self, client: Option<&str>) -> Result<()> {
+        let over = |limiter: &Option<crate::ratelimit::RateLimiter>, key: &str| {
+            limiter
+                .as_ref()
+                .and_then(|l| l.check(key).err().map(|wait| (l.per_second(), wait)))
+        };
+        let refused = client
+            .and_then(|c| over(&self.client_lookups, c))
+            .or_else(|| over(&self.lookups, "*"));
+        match refused {
+            Some((per_second, retry_after)) => {
+                tracing::warn!(client, "too many lookups of unknown API keys");
+                Err(Error::RateLimited {
+                    per_second,
+                    retry_after,
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -367,6 +463,77 @@ mod tests {
             let _ = auth.authenticate(Some(&format!("Bearer pk_{i}"))).await;
         }
         assert!(auth.lock().len() <= Authenticator::MAX_CACHED);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_keys_never_evicts_a_known_one() {
+        let (store, clock, auth, secret) = cached(KeyKind::Write).await;
+        let header = format!("Bearer {secret}");
+        auth.authenticate(Some(&header)).await.expect("known");
+        // More random keys than the cache holds, slowly enough that every one is looked up.
+        for i in 0..Authenticator::MAX_CACHED + 10 {
+            clock.advance(time::Duration::milliseconds(10));
+            let err = auth
+                .authenticate(Some(&format!("Bearer pk_flood_{i}")))
+                .await
+                .expect_err("unknown");
+            assert_eq!(err.status(), 401, "key {i}");
+        }
+        assert!(auth.lock().len() <= 2 * Authenticator::MAX_CACHED);
+        // The table goes down right after: the known key still works (its answer was kept).
+        store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let p = auth
+            .authenticate(Some(&header))
+            .await
+            .expect("the known key survives the flood and the outage");
+        assert_eq!(p.store_id, "s1");
+    }
+
+    #[tokio::test]
+    async fn lookups_of_unknown_keys_are_bounded_per_client_and_overall() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (store, clock, auth, secret) = cached(KeyKind::Write).await;
+        let known = format!("Bearer {secret}");
+        auth.authenticate(Some(&known)).await.expect("known");
+        let before = store.lookups.load(SeqCst);
+        let mut limited = 0;
+        for i in 0..1000 {
+            match auth
+                .authenticate_from(Some(&format!("Bearer pk_guess_{i}")), Some("198.51.100.7"))
+                .await
+            {
+                Err(e) if e.status() == 429 => limited += 1,
+                other => assert_eq!(other.expect_err("unknown").status(), 401),
+            }
+        }
+        let per_client = 2 * Authenticator::UNKNOWN_LOOKUPS_PER_CLIENT as usize;
+        assert_eq!(
+            store.lookups.load(SeqCst) - before,
+            per_client,
+            "one client's burst"
+        );
+        assert_eq!(limited, 1000 - per_client);
+        // Many clients: the process-wide bound.
+        for i in 0..1000 {
+            let _ = auth
+                .authenticate_from(
+                    Some(&format!("Bearer pk_spread_{i}")),
+                    Some(&format!("10.0.{}.{}", i / 250, i % 250)),
+                )
+                .await;
+        }
+        assert_eq!(
+            store.lookups.load(SeqCst) - before,
+            2 * Authenticator::UNKNOWN_LOOKUPS as usize - 1,
+            "the process-wide burst (less the known key's first lookup)"
+        );
+        // A key the process knows is never refused for that, even when its answer expired and it is
+        // looked up again.
+        clock.advance(time::Duration::seconds(61));
+        let p = auth
+            .authenticate_from(Some(&known), Some("198.51.100.7"))
+            .await;
+        assert!(p.is_ok(), "{p:?}");
     }
 
     #[tokio::test]
