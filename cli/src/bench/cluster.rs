@@ -12,7 +12,7 @@ use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
 use commerce_analytics::store::ClickHouseStore;
 
-use super::{BenchResult, config, demo_bodies, p50, through_api};
+use super::{BenchResult, config, demo_bodies, get_ok, p50, through_api};
 
 /// The same settings on the cluster.
 fn on_cluster(url: &str, nodes: &[String], db: &str) -> BenchResult<Config> {
@@ -104,17 +104,6 @@ pub async fn run(single: &str, nodes: &[String], events: usize, stored: usize) -
     let bytes = storage(&sides[0].0, &sides[1].0, nodes).await?;
     println!("stored bytes per million events (commerce_events, compressed): {bytes}");
     let client = reqwest::Client::new();
-    let get = |base: String, path: String| {
-        let req = client.get(format!("{base}{path}")).bearer_auth(READ);
-        async move {
-            let resp = req.send().await?;
-            if !resp.status().is_success() {
-                return Err(format!("{path}: {}", resp.text().await?).into());
-            }
-            resp.bytes().await?;
-            Ok::<(), Box<dyn std::error::Error>>(())
-        }
-    };
     let mut paths: Vec<String> = [
         "revenue",
         "orders",
@@ -142,8 +131,8 @@ pub async fn run(single: &str, nodes: &[String], events: usize, stored: usize) -
         format!("http://{}", sides[1].1.addr),
     );
     for path in paths {
-        let a = p50(9, || get(base_one.clone(), path.clone())).await?;
-        let b = p50(9, || get(base_two.clone(), path.clone())).await?;
+        let a = p50(9, || get_ok(&client, &base_one, &path, READ)).await?;
+        let b = p50(9, || get_ok(&client, &base_two, &path, READ)).await?;
         println!(
             "  {path:<90} one {:>7.1} ms  cluster {:>7.1} ms  ratio {:.2}",
             a.as_secs_f64() * 1e3,

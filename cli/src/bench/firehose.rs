@@ -221,12 +221,7 @@ impl Side {
         if rows != expected as u64 {
             return Err(format!("{db}: {rows} rows stored, {expected} sent").into());
         }
-        // Through the side's own client: a client bound to a dropped database cannot run queries.
-        store
-            .client()
-            .query(&format!("DROP DATABASE IF EXISTS {db}"))
-            .execute()
-            .await?;
+        store.drop_database().await?;
         Ok(())
     }
 }

@@ -75,6 +75,20 @@ pub async fn server(cfg: &Config) -> BenchResult<crate::server::LocalServer> {
     .await?)
 }
 
+/// `GET base + path` with a read key; fails unless the answer is a success, whose body is read whole.
+pub async fn get_ok(client: &reqwest::Client, base: &str, path: &str, key: &str) -> BenchResult {
+    let resp = client
+        .get(format!("{base}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        return Err(format!("{path}: {}", resp.text().await?).into());
+    }
+    resp.bytes().await?;
+    Ok(())
+}
+
 /// The events of `bodies` POSTed to a local server on `cfg` ([`IN_FLIGHT`] at a time, all answered 202);
 /// the time until all `n` are counted in store `bench`, and until the last 202.
 pub async fn through_api(

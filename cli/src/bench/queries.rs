@@ -53,15 +53,8 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
     let client = reqwest::Client::new();
     let base = format!("http://{}", srv.addr);
     let get = |path: String| {
-        let req = client.get(format!("{base}{path}")).bearer_auth(READ);
-        async move {
-            let resp = req.send().await?;
-            if !resp.status().is_success() {
-                return Err(format!("{path}: {}", resp.text().await?).into());
-            }
-            resp.bytes().await?;
-            Ok::<(), Box<dyn std::error::Error>>(())
-        }
+        let (client, base) = (&client, &base);
+        async move { super::get_ok(client, base, &path, READ).await }
     };
     println!("read latency over {rows} events (p50 of 9 calls through the local API)");
     for m in [

@@ -267,10 +267,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "MISMATCH"
         }
     );
-    store
-        .client()
-        .query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute()
-        .await?;
+    store.drop_database().await?;
     Ok(())
 }
