@@ -1146,3 +1146,22 @@ async fn customer_metrics_equal_an_independent_computation() {
     assert_eq!(got.len(), 2, "both segments occur in the demo data");
     f.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_store_keeps_at_most_max_dashboards_custom_dashboards() {
+    use commerce_analytics::query::dashboards::MAX_DASHBOARDS;
+    let db = TestDb::new("dash_cap").await;
+    let api = db.api(time::OffsetDateTime::now_utc());
+    let body = |i: usize| serde_json::json!({"name": format!("d{i}"), "widgets": [{"title": "t", "endpoint": "metrics", "params": {"metric": "orders"}}]});
+    for i in 0..MAX_DASHBOARDS {
+        let (status, created) = send(&api, "POST", "/analytics/dashboards", Some(body(i))).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let (status, refused) = send(&api, "POST", "/analytics/dashboards", Some(body(999))).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("too_many_dashboards")),
+        "{refused}"
+    );
+    db.drop_database().await;
+}

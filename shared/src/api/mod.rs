@@ -412,6 +412,16 @@ impl Api {
                 ))
             }
             (None, &Method::POST) => {
+                if store.dashboards(&r.store_id).await?.len() >= dashboards::MAX_DASHBOARDS {
+                    return Err(Error::invalid(
+                        "too_many_dashboards",
+                        "dashboards",
+                        format!(
+                            "a store has at most {} custom dashboards; delete one first",
+                            dashboards::MAX_DASHBOARDS
+                        ),
+                    ));
+                }
                 save(format!("dash_{}", ulid::Ulid::new()), StatusCode::CREATED).await
             }
             (Some(id), &Method::GET) => {

@@ -1,6 +1,7 @@
 //! Dashboards: the five built-in ones of the spec and each store's custom ones.
 //!
-//! A dashboard is a named list of widgets (at most [`MAX_WIDGETS`]); a widget names an endpoint
+//! A dashboard is a named list of widgets (at most [`MAX_WIDGETS`]; a store has at most
+//! [`MAX_DASHBOARDS`] custom ones); a widget names an endpoint
 //! (`metrics`, `funnel`, `cohorts`) and its parameters, minus the period ones (`period`, `from`, `to`,
 //! `timezone`), which come from the dashboard request so every widget shows the same period. Widgets are
 //! validated with the endpoint's own parser when saved. `GET /analytics/dashboards/{id}` runs every widget
@@ -21,6 +22,9 @@ use crate::error::StoreError;
 use crate::error::{Error, Result};
 
 pub const MAX_WIDGETS: usize = 20;
+/// Most custom dashboards per store: each render runs every widget, so the count bounds what one store
+/// can ask of the warehouse.
+pub const MAX_DASHBOARDS: usize = 100;
 pub const BUILT_IN: [&str; 5] = [
     "overview",
     "products",
