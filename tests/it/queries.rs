@@ -1165,3 +1165,38 @@ async fn a_store_keeps_at_most_max_dashboards_custom_dashboards() {
     );
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn every_read_runs_within_the_configured_time_and_memory() {
+    let url = integration_tests::clickhouse_url();
+    let db = TestDb::on(
+        &url,
+        "read_limits",
+        &[("CLICKHOUSE_QUERY_MAX_MEMORY_BYTES", "1000")],
+    )
+    .await;
+    let api = db.api(time::OffsetDateTime::now_utc());
+    let (status, body) = get(
+        &api,
+        "/analytics/metrics?metric=sessions&period=7d",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("storage_unavailable")),
+        "a read over its memory limit is refused, not run: {body}"
+    );
+    // The same read within the default limits.
+    let mut config = db.config.clone();
+    config.clickhouse.query_max_memory_bytes = 2 << 30;
+    let api = commerce_analytics::lambda::store_routes_api_for(&config);
+    let (status, body) = get(
+        &api,
+        "/analytics/metrics?metric=sessions&period=7d",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    db.drop_database().await;
+}

@@ -98,6 +98,9 @@ pub struct ClickHouseConfig {
     pub url: String,
     /// Set for a sharded cluster; `None`: one server.
     pub cluster: Option<ClusterConfig>,
+    /// Limits of every read query: `max_execution_time` (seconds) and `max_memory_usage` (bytes).
+    pub query_timeout_seconds: u32,
+    pub query_max_memory_bytes: u64,
     /// Database holding the module's tables; created by the migrations. Default `commerce_analytics`.
     pub database: String,
     pub user: Option<String>,
@@ -316,6 +319,8 @@ impl Config {
             clickhouse: ClickHouseConfig {
                 url,
                 cluster,
+                query_timeout_seconds: raw.clickhouse_query_timeout_seconds,
+                query_max_memory_bytes: raw.clickhouse_query_max_memory_bytes,
                 database,
                 user: Some(raw.clickhouse_user).filter(|u| !u.is_empty()),
                 password: raw.clickhouse_password,

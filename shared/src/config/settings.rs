@@ -111,6 +111,16 @@ settings! {
     clickhouse_nodes: Vec<String> = Vec::new();
     shown "none", env "CLICKHOUSE_NODES" ("url,url,..."), parse list;
 
+    /// longest a read query may run on ClickHouse, seconds (`max_execution_time`); past it the read
+    /// answers 503 instead of slowing every other store
+    clickhouse_query_timeout_seconds: u32 = 30;
+    shown "`30`", env "CLICKHOUSE_QUERY_TIMEOUT_SECONDS", parse from_str;
+
+    /// most memory a read query may use on ClickHouse, bytes (`max_memory_usage`); past it the read
+    /// answers 503
+    clickhouse_query_max_memory_bytes: u64 = 2 * 1024 * 1024 * 1024;
+    shown "`2147483648` (2 GiB)", env "CLICKHOUSE_QUERY_MAX_MEMORY_BYTES", parse from_str;
+
     /// ClickHouse user (empty: the server's default user)
     clickhouse_user: String = String::new();
     shown "none", env "CLICKHOUSE_USER", parse text;

@@ -62,6 +62,8 @@ pub struct ClickHouseStore {
     url: String,
     /// Set on a sharded cluster (see [`layout`]).
     cluster: Option<layout::Cluster>,
+    /// `max_execution_time` (seconds) and `max_memory_usage` (bytes) of every read query.
+    read_limits: (u32, u64),
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -114,6 +116,7 @@ impl ClickHouseStore {
             database: cfg.database.clone(),
             url: cfg.url.clone(),
             cluster,
+            read_limits: (cfg.query_timeout_seconds, cfg.query_max_memory_bytes),
         }
     }
 

@@ -84,9 +84,13 @@ impl Sql {
     /// The query on `store`'s client with every parameter bound: the one place reads bind values.
     fn query(&self, store: &ClickHouseStore) -> clickhouse::query::Query {
         let b = &self.binds;
+        let (timeout, memory) = store.read_limits;
+        // Every read is bounded, so one store's heavy dashboard cannot take the server from the others.
         let mut q = store
             .client()
             .query(&self.text)
+            .with_setting("max_execution_time", timeout.to_string())
+            .with_setting("max_memory_usage", memory.to_string())
             .param("store", &b.store)
             .param("from", b.from_ms)
             .param("bots", b.bots);
