@@ -178,7 +178,11 @@ impl Api {
         S: ReadStore + DashboardStore + ErasureStore + 'static,
     {
         self.stores = Some(Stores {
-            reads: store.clone(),
+            // Each store takes turns for its reads, so one store's load never slows another's.
+            reads: Arc::new(crate::query::fair::FairReads::new(
+                store.clone(),
+                self.limits.reads_per_store,
+            )),
             dashboards: store.clone(),
             erasure: store,
             clock,

@@ -125,6 +125,9 @@ pub struct Limits {
     /// Largest Firehose delivery accepted by `ingest`, after gzip decompression, bytes. Default 64 MiB
     /// (Firehose's largest buffer is 64 MiB; on Lambda the Function URL's 6 MB request limit comes first).
     pub max_ingest_bytes: usize,
+    /// Read queries of one store in flight at once in a process; more wait their turn (see
+    /// [`crate::query::fair`]). Default 8.
+    pub reads_per_store: usize,
 }
 
 impl Default for Limits {
@@ -137,6 +140,7 @@ impl Default for Limits {
             max_property_depth: 8,
             max_property_keys: 100,
             max_ingest_bytes: 64 * 1024 * 1024,
+            reads_per_store: 8,
         }
     }
 }

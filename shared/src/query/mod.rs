@@ -11,6 +11,7 @@
 
 pub mod cohorts;
 pub mod dashboards;
+pub mod fair;
 pub mod funnel;
 pub mod live;
 pub mod metrics;

@@ -1,0 +1,197 @@
+//! Fair reads: each store may have at most `per_store` read queries in flight in this process; more wait
+//! their turn (the store's own requests slow down, never another store's), and a query that waited
+//! [`FairReads::MAX_WAIT`] without a turn fails with a retryable error (503), so a store over its share is
+//! told so instead of queueing without bound.
+//!
+//! A decorator over any [`ReadStore`]: the adapters know nothing of it. Dashboards run their widgets
+//! concurrently, each widget one query, so a 20-widget dashboard on 4 connections is 80 queries of one
+//! store that now take turns in its own queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ReadStore;
+use super::cohorts::{CohortCell, CohortQuery};
+use super::funnel::{FunnelCounts, FunnelQuery};
+use super::live::{LiveData, LiveQuery};
+use super::metrics::{MetricFacts, MetricQuery};
+use super::ranked::{RankedQuery, RankedRow};
+use crate::error::StoreError;
+
+#[derive(Debug)]
+pub struct FairReads {
+    inner: Arc<dyn ReadStore>,
+    per_store: usize,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl FairReads {
+    /// Longest a query waits for its store's turn.
+    pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+    /// `per_store` queries of each store at once (at least 1).
+    pub fn new(inner: Arc<dyn ReadStore>, per_store: usize) -> Self {
+        Self {
+            inner,
+            per_store: per_store.max(1),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for one of the store's slots.
+    async fn turn(&self, store_id: &str) -> Result<OwnedSemaphorePermit, StoreError> {
+        let slots = {
+            let mut all = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            all.entry(store_id.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_store)))
+                .clone()
+        };
+        match tokio::time::timeout(Self::MAX_WAIT, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(StoreError::Unavailable(format!(
+                "store {store_id} has more than {} reads in flight for {:?}; retry later",
+                self.per_store,
+                Self::MAX_WAIT
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ReadStore for FairReads {
+    async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
+        let _turn = self.turn(&q.store_id).await?;
+        self.inner.metric(q).await
+    }
+
+    async fn main_currency(
+        &self,
+        store_id: &str,
+        now: jiff::Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        let _turn = self.turn(store_id).await?;
+        self.inner.main_currency(store_id, now).await
+    }
+
+    async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
+        let _turn = self.turn(&q.store_id).await?;
+        self.inner.ranked(q).await
+    }
+
+    async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
+        let _turn = self.turn(&q.store_id).await?;
+        self.inner.cohorts(q).await
+    }
+
+    async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
+        let _turn = self.turn(&q.store_id).await?;
+        self.inner.funnel(q).await
+    }
+
+    async fn live(&self, q: &LiveQuery) -> Result<LiveData, StoreError> {
+        let _turn = self.turn(&q.store_id).await?;
+        self.inner.live(q).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store whose `main_currency` takes 100 ms and counts how many run at once.
+    #[derive(Debug, Default)]
+    struct Slow {
+        running: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ReadStore for Slow {
+        async fn metric(&self, _: &MetricQuery) -> Result<MetricFacts, StoreError> {
+            unreachable!("not used")
+        }
+        async fn main_currency(
+            &self,
+            _: &str,
+            _: jiff::Timestamp,
+        ) -> Result<Option<String>, StoreError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.running.fetch_sub(1, SeqCst);
+            Ok(None)
+        }
+        async fn ranked(&self, _: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn cohorts(&self, _: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn funnel(&self, _: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
+            unreachable!("not used")
+        }
+        async fn live(&self, _: &LiveQuery) -> Result<LiveData, StoreError> {
+            unreachable!("not used")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_store_waits_its_turn_and_another_store_does_not_wait_behind_it() {
+        let slow = Arc::new(Slow::default());
+        let fair = Arc::new(FairReads::new(slow.clone(), 4));
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
+        let start = tokio::time::Instant::now();
+        // The neighbour: 40 queries at once (a 20-widget dashboard on 2 connections).
+        let neighbour: Vec<_> = (0..40)
+            .map(|_| {
+                let fair = fair.clone();
+                tokio::spawn(async move { fair.main_currency("busy", now).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // Another store's read runs at once, in one query's time.
+        fair.main_currency("quiet", now).await.expect("quiet store");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(100),
+            "not queued behind the neighbour"
+        );
+        for task in neighbour {
+            task.await.expect("joined").expect("served in turn");
+        }
+        // The neighbour ran 4 at a time: 10 rounds of 100 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+        assert_eq!(
+            slow.most.load(std::sync::atomic::Ordering::SeqCst),
+            5,
+            "4 busy + 1 quiet"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_waited_too_long_gets_a_retryable_error() {
+        let slow = Arc::new(Slow::default());
+        let fair = Arc::new(FairReads::new(slow, 1));
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
+        // 150 queries of 100 ms, one at a time: the last ones would wait 15 s.
+        let tasks: Vec<_> = (0..150)
+            .map(|_| {
+                let fair = fair.clone();
+                tokio::spawn(async move { fair.main_currency("busy", now).await })
+            })
+            .collect();
+        let mut refused = 0;
+        for task in tasks {
+            if let Err(e) = task.await.expect("joined") {
+                assert!(e.is_retryable());
+                refused += 1;
+            }
+        }
+        assert!(refused > 0 && refused < 150, "{refused}");
+    }
+}
