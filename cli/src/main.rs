@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use analytics_cli::{demo_load, server};
 use clap::{Parser, Subcommand};
-use commerce_analytics::auth::{KeyStore, keys};
+use commerce_analytics::auth::{KeyStore, Scope, keys};
 use commerce_analytics::config::{Config, KeyKind};
 use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
@@ -87,6 +87,10 @@ enum KeysCmd {
         /// Write keys: a storefront origin allowed to use the key from a browser (repeatable).
         #[arg(long = "origin")]
         origins: Vec<String>,
+        /// What the key may do: track, read, manage (dashboards), erase (customers); repeatable. Default:
+        /// the kind's (write: track; read: all four).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
         /// A label for listings.
         #[arg(long, default_value = "")]
         name: String,
@@ -248,6 +252,7 @@ async fn manage_keys(
             store: store_id,
             kind,
             origins,
+            scopes,
             name,
         } => {
             let kind = match kind.as_str() {
@@ -255,10 +260,19 @@ async fn manage_keys(
                 "read" => KeyKind::Read,
                 other => return Err(format!("--kind {other:?}: expected write or read").into()),
             };
-            let (secret, row) = keys::create(
+            let scopes = scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s).ok_or_else(|| {
+                        format!("--scope {s:?}: expected track, read, manage or erase")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (secret, row) = keys::create_scoped(
                 store,
                 &store_id,
                 kind,
+                scopes,
                 origins,
                 &name,
                 OffsetDateTime::now_utc(),
@@ -275,19 +289,24 @@ async fn manage_keys(
         KeysCmd::List { store: store_id } => {
             writeln!(
                 out,
-                "{:<12} {:<13} {:<20} {:<6} {:<24} {:<24} ORIGINS / NAME",
-                "PREFIX", "KEY ID", "STORE", "KIND", "CREATED", "REVOKED"
+                "{:<12} {:<13} {:<20} {:<6} {:<24} {:<24} {:<26} ORIGINS / NAME",
+                "PREFIX", "KEY ID", "STORE", "KIND", "CREATED", "REVOKED", "SCOPES"
             )?;
             for k in store.list_keys(store_id.as_deref()).await? {
                 writeln!(
                     out,
-                    "{:<12} {:<13} {:<20} {:<6} {:<24} {:<24} {} {}",
+                    "{:<12} {:<13} {:<20} {:<6} {:<24} {:<24} {:<26} {} {}",
                     k.prefix,
                     &k.sha256[..12],
                     k.store_id,
                     k.kind_name(),
                     rfc3339(k.created_at),
                     k.revoked_at.map_or_else(|| "-".to_owned(), rfc3339),
+                    k.principal_scopes()
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     k.origins.join(","),
                     k.name
                 )?;

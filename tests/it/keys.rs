@@ -10,7 +10,7 @@ use commerce_analytics::api::Api;
 use commerce_analytics::auth::{Authenticator, KeyStore, StoredKey, digest_hex, keys};
 use commerce_analytics::clock::{Clock, FixedClock};
 use commerce_analytics::config::KeyKind;
-use integration_tests::{TestDb, call, call_with, debug_binary, repo_root};
+use integration_tests::{READ_KEY, TestDb, call, call_with, debug_binary, repo_root};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -282,5 +282,69 @@ async fn migrate_seeds_the_development_keys_and_a_revoked_one_stays_revoked() {
     .await
     .expect_err("refused");
     assert_eq!(err.field(), Some("store"));
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_key_narrowed_to_reading_reads_but_cannot_manage_erase_or_track() {
+    let db = TestDb::new("scoped").await;
+    let secret = analytics(
+        &db,
+        &[
+            "keys", "create", "--store", "shop-a", "--kind", "read", "--scope", "read", "--name",
+            "bi",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let listing = analytics(&db, &["keys", "list", "--store", "shop-a"]);
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with(&secret[..11]))
+        .expect("listed");
+    assert!(line.contains(" read ") || line.contains(" read"), "{line}");
+    assert!(!line.contains("erase"), "shows its one scope: {line}");
+    let api = api(&db, Arc::new(FixedClock::new(OffsetDateTime::now_utc())));
+    let (status, body) = call(
+        &api,
+        "GET",
+        "/analytics/metrics?metric=orders",
+        &secret,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for (method, path, body) in [
+        ("DELETE", "/analytics/customers/cust_1", None),
+        (
+            "POST",
+            "/analytics/dashboards",
+            Some(
+                serde_json::json!({"name": "x", "widgets": [{"title": "t", "endpoint": "metrics", "params": {"metric": "orders"}}]}),
+            ),
+        ),
+        (
+            "POST",
+            "/analytics/event",
+            Some(serde_json::json!({"type": "page.viewed"})),
+        ),
+    ] {
+        let (status, answer) = call(&api, method, path, &secret, body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}: {answer}"
+        );
+    }
+    // A read key without scopes (every key made before scopes existed) still does everything.
+    let (status, body) = call(
+        &api,
+        "DELETE",
+        "/analytics/customers/cust_1",
+        READ_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     db.drop_database().await;
 }

@@ -41,7 +41,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Scope};
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::erasure::{self, ErasureStore};
@@ -320,10 +320,11 @@ impl Api {
         }
     }
 
-    /// The caller's store, the storage ports and "now" for a read request, after checking the read key.
-    async fn reader(&self, req: &Request) -> Result<Reader<'_>> {
+    /// The caller's store, the storage ports and "now" for a store-backed request, after checking that the
+    /// key has `scope`.
+    async fn reader(&self, req: &Request, scope: Scope) -> Result<Reader<'_>> {
         let principal = self.authenticate(req).await?;
-        principal.require_read()?;
+        principal.require(scope)?;
         let stores = self.stores.as_ref().ok_or_else(|| Error::NotFound {
             method: req.method().to_string(),
             path: req.uri().path().to_owned(),
@@ -339,7 +340,7 @@ impl Api {
     }
 
     async fn metrics(&self, req: Request) -> Result<Response<Body>> {
-        let r = self.reader(&req).await?;
+        let r = self.reader(&req, Scope::Read).await?;
         let body = match metrics::parse(r.reads(), &r.store_id, query_of(&req), r.now).await? {
             metrics::Request::Series(q) => to_json(&metrics::run(r.reads(), &q).await?)?,
             metrics::Request::Ranked(q) => ranked::response(&q, &r.reads().ranked(&q).await?),
@@ -348,21 +349,21 @@ impl Api {
     }
 
     async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
-        let r = self.reader(&req).await?;
+        let r = self.reader(&req, Scope::Read).await?;
         let q = cohorts::parse(r.reads(), &r.store_id, query_of(&req), r.now).await?;
         let body = cohorts::run(r.reads(), &q).await?;
         Ok(response::json(StatusCode::OK, &body))
     }
 
     async fn live(&self, req: Request) -> Result<Response<Body>> {
-        let r = self.reader(&req).await?;
+        let r = self.reader(&req, Scope::Read).await?;
         let q = live::parse(&r.store_id, query_of(&req), r.now)?;
         let body = live::run(r.reads(), &q).await?;
         Ok(response::json(StatusCode::OK, &body))
     }
 
     async fn funnel(&self, req: Request) -> Result<Response<Body>> {
-        let r = self.reader(&req).await?;
+        let r = self.reader(&req, Scope::Read).await?;
         let q = funnel::parse(&r.store_id, query_of(&req), r.now)?;
         let body = funnel::run(r.reads(), &q).await?;
         Ok(response::json(StatusCode::OK, &body))
@@ -371,7 +372,12 @@ impl Api {
     /// `GET /analytics/dashboards` (list), `POST` (create); `GET /analytics/dashboards/{id}` (every widget's
     /// data), `PUT` (replace), `DELETE`. Built-in dashboards are read-only.
     async fn dashboards(&self, req: Request, id: Option<String>) -> Result<Response<Body>> {
-        let r = &self.reader(&req).await?;
+        let scope = if req.method() == Method::GET {
+            Scope::Read
+        } else {
+            Scope::Manage
+        };
+        let r = &self.reader(&req, scope).await?;
         let req = &req;
         let store = r.stores.dashboards.as_ref();
         let method = req.method().clone();
@@ -466,7 +472,7 @@ impl Api {
 
     /// `DELETE /analytics/customers/{customerId}`: see [`crate::erasure`].
     async fn erase_customer(&self, req: &Request, raw_id: &str) -> Result<Response<Body>> {
-        let r = self.reader(req).await?;
+        let r = self.reader(req, Scope::Erase).await?;
         let decoded = percent_encoding::percent_decode_str(raw_id)
             .decode_utf8()
             .map_err(|_| {
@@ -489,6 +495,7 @@ impl Api {
 
     async fn track_one(&self, req: Request) -> Result<Response<Body>> {
         let principal = self.authenticate(&req).await?;
+        principal.require(Scope::Track)?;
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let meta = request::meta(&req);
         let id = self
@@ -500,6 +507,7 @@ impl Api {
 
     async fn track_batch(&self, req: Request) -> Result<Response<Body>> {
         let principal = self.authenticate(&req).await?;
+        principal.require(Scope::Track)?;
         let body = request::body_text(&req, self.limits.max_body_bytes)?;
         let events = parse_batch(body)?;
         if events.is_empty() {

@@ -40,6 +40,9 @@ pub struct StoredKey {
     pub kind: KeyKind,
     /// Write keys: allowed browser origins (empty: any).
     pub origins: Vec<String>,
+    /// What the key may do; empty: its kind's defaults ([`super::Scope::defaults`]), which is what every
+    /// key created before scopes existed has.
+    pub scopes: Vec<super::Scope>,
     /// A free-text label ("storefront", "BI export").
     pub name: String,
     pub created_at: OffsetDateTime,
@@ -55,11 +58,21 @@ impl StoredKey {
         }
     }
 
+    /// What the key may do: its scopes, or its kind's defaults.
+    pub fn principal_scopes(&self) -> Vec<super::Scope> {
+        if self.scopes.is_empty() {
+            super::Scope::defaults(self.kind)
+        } else {
+            self.scopes.clone()
+        }
+    }
+
     /// What a request authenticated by this key may do; `None` once revoked.
     pub fn principal(&self) -> Option<Principal> {
         self.revoked_at.is_none().then(|| Principal {
             store_id: self.store_id.clone(),
             kind: self.kind,
+            scopes: self.principal_scopes(),
             origins: self.origins.clone(),
             key_id: key_id_of_digest(&self.sha256),
         })
@@ -80,6 +93,7 @@ impl StoredKey {
             store_id: store_id.to_owned(),
             kind,
             origins,
+            scopes: Vec::new(),
             name: name.to_owned(),
             created_at: now,
             revoked_at: None,
@@ -139,6 +153,27 @@ pub async fn create(
     name: &str,
     now: OffsetDateTime,
 ) -> Result<(String, StoredKey)> {
+    create_scoped(keys, store_id, kind, Vec::new(), origins, name, now).await
+}
+
+/// [`create`] with explicit scopes (empty: the kind's defaults). A write key is publishable, so it may
+/// only track; a read key may have any non-empty set.
+pub async fn create_scoped(
+    keys: &dyn KeyStore,
+    store_id: &str,
+    kind: KeyKind,
+    scopes: Vec<super::Scope>,
+    origins: Vec<String>,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<(String, StoredKey)> {
+    if kind == KeyKind::Write && scopes.iter().any(|s| *s != super::Scope::Track) {
+        return Err(Error::invalid(
+            "invalid_scope",
+            "scope",
+            "a write key is publishable and may only track",
+        ));
+    }
     if !super::is_valid_store_id(store_id) {
         return Err(Error::invalid(
             "invalid_store",
@@ -161,7 +196,8 @@ pub async fn create(
         ));
     }
     let secret = generate(kind);
-    let row = StoredKey::from_secret(&secret, store_id, kind, origins, name, now);
+    let mut row = StoredKey::from_secret(&secret, store_id, kind, origins, name, now);
+    row.scopes = scopes;
     keys.put_keys(std::slice::from_ref(&row)).await?;
     Ok((secret, row))
 }

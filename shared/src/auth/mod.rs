@@ -23,11 +23,49 @@ use crate::error::{Error, Result};
 
 pub use keys::{KeyRing, KeyStore, StoredKey};
 
+/// What a key may do, checked per route: `track` (the track routes), `read` (metrics, funnels, cohorts,
+/// live, dashboards), `manage` (create, change and delete custom dashboards), `erase` (customer erasure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Track,
+    Read,
+    Manage,
+    Erase,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Track, Scope::Read, Scope::Manage, Scope::Erase];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Track => "track",
+            Self::Read => "read",
+            Self::Manage => "manage",
+            Self::Erase => "erase",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// What a key of `kind` without explicit scopes may do — every key created before scopes existed
+    /// keeps working as it did: write keys track; read keys do everything.
+    pub fn defaults(kind: KeyKind) -> Vec<Scope> {
+        match kind {
+            KeyKind::Write => vec![Scope::Track],
+            KeyKind::Read => Self::ALL.to_vec(),
+        }
+    }
+}
+
 /// Who is calling: the store the key belongs to and what the key may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub store_id: String,
     pub kind: KeyKind,
+    /// What the key may do (its scopes, or its kind's defaults).
+    pub scopes: Vec<Scope>,
     /// Write keys: the origins whose browsers may use the key (empty: any).
     pub origins: Vec<String>,
     /// A short, non-secret name of the key (the first 12 hex digits of its SHA-256): rate-limit buckets and
@@ -54,12 +92,28 @@ impl Principal {
 
     /// Read endpoints need a secret (read) key.
     pub fn require_read(&self) -> Result<()> {
-        match self.kind {
-            KeyKind::Read => Ok(()),
-            KeyKind::Write => Err(Error::Forbidden(
-                "this endpoint needs a secret read key (sk_...); a write key can only track".into(),
-            )),
+        self.require(Scope::Read)
+    }
+
+    /// The route needs `scope`: 403 naming it otherwise.
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        if self.scopes.contains(&scope) {
+            return Ok(());
         }
+        Err(Error::Forbidden(match (self.kind, scope) {
+            (KeyKind::Write, _) => {
+                "this endpoint needs a secret read key (sk_...); a write key can only track".into()
+            }
+            (KeyKind::Read, scope) => format!(
+                "this key may not {}; its scopes: {}",
+                scope.name(),
+                self.scopes
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }))
     }
 }
 
@@ -463,6 +517,54 @@ mod tests {
             let _ = auth.authenticate(Some(&format!("Bearer pk_{i}"))).await;
         }
         assert!(auth.lock().len() <= Authenticator::MAX_CACHED);
+    }
+
+    #[test]
+    fn each_route_needs_its_scope_and_keys_without_scopes_keep_their_kinds() {
+        use Scope::*;
+        let principal = |kind, scopes: &[Scope]| {
+            let mut k =
+                StoredKey::from_secret("sk_x", "s1", kind, vec![], "", OffsetDateTime::UNIX_EPOCH);
+            k.scopes = scopes.to_vec();
+            k.principal().expect("live")
+        };
+        for (kind, scopes, needed, allowed) in [
+            (KeyKind::Write, &[][..], Track, true),
+            (KeyKind::Write, &[], Read, false),
+            (KeyKind::Read, &[], Track, true),
+            (KeyKind::Read, &[], Read, true),
+            (KeyKind::Read, &[], Manage, true),
+            (KeyKind::Read, &[], Erase, true),
+            (KeyKind::Read, &[Read], Read, true),
+            (KeyKind::Read, &[Read], Manage, false),
+            (KeyKind::Read, &[Read], Erase, false),
+            (KeyKind::Read, &[Read], Track, false),
+            (KeyKind::Read, &[Erase], Erase, true),
+        ] {
+            let p = principal(kind, scopes);
+            let got = p.require(needed);
+            assert_eq!(got.is_ok(), allowed, "{kind:?} {scopes:?} needs {needed:?}");
+            if let Err(e) = got {
+                assert_eq!(e.status(), 403);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_key_may_only_track() {
+        let store = KeyRing::default();
+        let err = keys::create_scoped(
+            &store,
+            "s1",
+            KeyKind::Write,
+            vec![Scope::Read],
+            vec![],
+            "",
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .await
+        .expect_err("publishable keys cannot read");
+        assert_eq!(err.field(), Some("scope"));
     }
 
     #[tokio::test]

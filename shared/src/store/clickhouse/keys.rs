@@ -30,6 +30,8 @@ struct KeyRow {
     #[serde(with = "clickhouse::serde::time::datetime64::millis::option")]
     revoked_at: Option<OffsetDateTime>,
     version: u8,
+    /// Migration v8; empty: the kind's default scopes.
+    scopes: Vec<String>,
 }
 
 impl KeyRow {
@@ -48,6 +50,7 @@ impl KeyRow {
             created_at: k.created_at,
             revoked_at: k.revoked_at,
             version: u8::from(k.revoked_at.is_some()),
+            scopes: k.scopes.iter().map(|s| s.name().to_owned()).collect(),
         }
     }
 
@@ -62,12 +65,22 @@ impl KeyRow {
                 )));
             }
         };
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|s| {
+                crate::auth::Scope::parse(s).ok_or_else(|| {
+                    StoreError::Rejected(format!("key {} has unknown scope {s:?}", self.prefix))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(StoredKey {
             sha256: self.sha256,
             prefix: self.prefix,
             store_id: self.store_id,
             kind,
             origins: self.origins,
+            scopes,
             name: self.name,
             created_at: self.created_at,
             revoked_at: self.revoked_at,

@@ -232,6 +232,15 @@ ORDER BY sha256
             "DROP VIEW IF EXISTS {db}.commerce_hourly_visitors_mv",
         ],
     },
+    Migration {
+        version: 8,
+        name: "key scopes",
+        statements: &[
+            // Empty for every existing key: it keeps its kind's scopes until an operator narrows it.
+            "ALTER TABLE {db}.api_keys ADD COLUMN IF NOT EXISTS scopes Array(LowCardinality(String)) \
+             DEFAULT [] COMMENT 'track, read, manage, erase; empty: the kind''s defaults'",
+        ],
+    },
 ];
 
 /// Both kinds of rollup rows in one pass, for the materialized view: every event is seen twice by the
