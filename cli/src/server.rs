@@ -134,6 +134,9 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
     })
 }
 
+/// How long a stopping server waits for requests in flight before it closes their connections.
+pub const REQUEST_DRAIN: Duration = Duration::from_secs(5);
+
 /// What happened at shutdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopReport {
@@ -149,7 +152,19 @@ impl LocalServer {
 
     pub async fn stop(self) -> StopReport {
         let _ = self.stop_tx.send(());
-        let _ = self.serve_task.await;
+        // Requests in flight get [`REQUEST_DRAIN`] to finish; a client still uploading after that (one
+        // trickling a byte every few seconds) is cut off, so it can never hold the flush and the spill
+        // back. Nothing it sent was acknowledged, so nothing accepted is lost.
+        let mut serve_task = self.serve_task;
+        if tokio::time::timeout(REQUEST_DRAIN, &mut serve_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "requests still in flight after {REQUEST_DRAIN:?}; closing their connections"
+            );
+            serve_task.abort();
+        }
         let Some(buffer) = self.buffer else {
             return StopReport {
                 spilled: 0,

@@ -254,3 +254,40 @@ async fn the_lambda_track_path_inserts_each_request_directly() {
     );
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_slow_upload_cannot_hold_the_shutdown_back() {
+    use tokio::io::AsyncWriteExt as _;
+    let db = TestDb::new("slow_client").await;
+    let spill = spill_dir("slow_client");
+    let srv = start(&db, &spill, Duration::from_secs(5)).await;
+    send_page_views(&srv, "accepted", 50).await;
+    // A client announces a large body and then sends (almost) nothing.
+    let mut slow = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    slow.write_all(
+        format!(
+            "POST /analytics/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE_KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"events\": ["
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("headers");
+    // Let the server start reading that body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = &db.store;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), srv.stop()).await;
+    assert!(
+        stopped.is_ok(),
+        "stop must return (and flush) although a client is still uploading"
+    );
+    assert_eq!(
+        s.count_events("shop-a").await.expect("count"),
+        50,
+        "every accepted event was flushed"
+    );
+    drop(slow);
+    db.drop_database().await;
+}
