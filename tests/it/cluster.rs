@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use commerce_analytics::event::{RequestMeta, Validator};
 use commerce_analytics::store::EventStore;
-use integration_tests::{PrivateCluster, READ_KEY, TestDb, WRITE_KEY, call, eventually};
+use integration_tests::{
+    PrivateCluster, READ_KEY, TestDb, WRITE_KEY, await_events, call, eventually,
+};
 use serde_json::{Value, json};
 
 async fn cluster_db(cluster: &PrivateCluster, hint: &str, extra: &[(&str, &str)]) -> TestDb {
@@ -114,12 +116,7 @@ async fn a_node_restarted_while_tracking_loses_nothing_accepted_and_stores_nothi
     };
     send("before").await;
     let s = &db.store;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            s.count_events("shop-a").await.unwrap_or(0) == 300
-        })
-        .await
-    );
+    await_events(s, "shop-a", 300, Duration::from_secs(10)).await;
 
     cluster.stop_node(2);
     // Accepted while a shard is down: the buffer's inserts fail (a foreground distributed insert needs
@@ -133,14 +130,7 @@ async fn a_node_restarted_while_tracking_loses_nothing_accepted_and_stores_nothi
     );
     cluster.start_node(2);
 
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            s.count_events("shop-a").await.unwrap_or(0) == 600
-        })
-        .await,
-        "all 600 accepted events are stored after the restart; got {:?}",
-        s.count_events("shop-a").await
-    );
+    await_events(s, "shop-a", 600, Duration::from_secs(30)).await;
     assert_eq!(
         s.count_rows("shop-a").await.expect("rows"),
         600,

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use analytics_cli::server::{self, LocalServer, ServerOptions};
-use integration_tests::{PrivateClickHouse, TestDb, WRITE_KEY, eventually, repo_root};
+use integration_tests::{
+    PrivateClickHouse, TestDb, WRITE_KEY, await_events, eventually, repo_root,
+};
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
@@ -127,12 +129,7 @@ async fn nothing_accepted_is_lost_across_a_clickhouse_restart() {
 
     send_page_views(&srv, "before", 300).await;
     let s = &db.store;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            s.count_events("shop-a").await.unwrap_or(0) == 300
-        })
-        .await
-    );
+    await_events(s, "shop-a", 300, Duration::from_secs(10)).await;
 
     ch.stop();
     // Accepted while ClickHouse is down: held in the buffer and retried.
@@ -144,14 +141,7 @@ async fn nothing_accepted_is_lost_across_a_clickhouse_restart() {
     );
     ch.start();
 
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            s.count_events("shop-a").await.unwrap_or(0) == 600
-        })
-        .await,
-        "all 600 accepted events are stored after the restart; got {:?}",
-        s.count_events("shop-a").await
-    );
+    await_events(s, "shop-a", 600, Duration::from_secs(30)).await;
     let during: u64 = db
         .scalar("SELECT uniqExact(id) FROM commerce_events WHERE id LIKE 'during_%'")
         .await;
@@ -221,12 +211,7 @@ async fn a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_accepted()
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
     ch.start();
     let s = &db.store;
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            s.count_events("shop-a").await.unwrap_or(0) == 200
-        })
-        .await
-    );
+    await_events(s, "shop-a", 200, Duration::from_secs(30)).await;
     let refused: u64 = db
         .scalar("SELECT count() FROM commerce_events WHERE id LIKE 'refused_%'")
         .await;

@@ -249,6 +249,20 @@ where
     }
 }
 
+/// Waits up to `timeout` until `store_id` holds exactly `n` distinct events; panics naming what it found
+/// otherwise (after a restart, a flush or a replay).
+pub async fn await_events(store: &ClickHouseStore, store_id: &str, n: u64, timeout: Duration) {
+    let stored = eventually(timeout, || async {
+        store.count_events(store_id).await.unwrap_or(0) == n
+    })
+    .await;
+    assert!(
+        stored,
+        "expected {n} events of {store_id} stored; got {:?}",
+        store.count_events(store_id).await
+    );
+}
+
 /// A private ClickHouse server (own port and data directory) for tests that stop and start it.
 #[derive(Debug)]
 pub struct PrivateClickHouse {
