@@ -72,6 +72,7 @@ async fn a_full_session_logs_no_key_access_key_or_password() {
         ServerOptions {
             addr: "127.0.0.1:0".parse().expect("addr"),
             spill_dir: spill.clone(),
+            wal_dir: spill.join("wal"),
             shutdown_grace: Duration::from_secs(5),
         },
     )

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use analytics_cli::{demo_load, server};
 use clap::{Parser, Subcommand};
@@ -49,8 +48,12 @@ enum Cmd {
         demo_if_empty: usize,
         #[arg(long, default_value = "demo")]
         demo_store: String,
+        /// Where a memory buffer (`durable_buffer: false`) spills at shutdown.
         #[arg(long, default_value = "var/spill")]
         spill_dir: PathBuf,
+        /// The durable buffer's write-ahead log (`durable_buffer: true`, the default).
+        #[arg(long, default_value = "var/wal")]
+        wal_dir: PathBuf,
     },
     /// Apply pending schema migrations and seed the configured keys into the key table.
     Migrate,
@@ -169,11 +172,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             demo_if_empty,
             demo_store,
             spill_dir,
+            wal_dir,
         } => {
             let opts = server::ServerOptions {
-                addr,
                 spill_dir,
-                shutdown_grace: Duration::from_secs(15),
+                wal_dir,
+                ..server::ServerOptions::new(addr)
             };
             let srv = server::start(&config, opts).await?;
             if demo_if_empty > 0 && srv.store.count_rows(&demo_store).await? == 0 {

@@ -1,12 +1,12 @@
-//! Spill files: events the buffer could not write before shutdown, kept on disk as NDJSON (canonical
-//! enriched events) and replayed into the store at the next start. A file is deleted only after all of
-//! its events are stored; replay uses the same dedup tokens, so a crash during replay is harmless.
+//! Spill files: at shutdown, a memory buffer's events, written to disk as NDJSON (canonical enriched
+//! events, the write-ahead log's format) before the last flush is tried, and replayed at the next start by
+//! [`commerce_analytics::sink::wal::replay`]. The store's exactly-once lookup makes replaying events that
+//! the last flush did store harmless.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use commerce_analytics::event::Event;
-use commerce_analytics::store::{EventStore, dedup_token};
 
 pub fn write(dir: &Path, events: &[Event]) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
@@ -24,48 +24,4 @@ pub fn write(dir: &Path, events: &[Event]) -> std::io::Result<PathBuf> {
     f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
-}
-
-/// Replays every spill file in `dir`; returns the number of events stored. Files that cannot be stored
-/// now are kept for the next start.
-pub async fn replay(dir: &Path, store: &dyn EventStore) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
-        .collect();
-    files.sort();
-    let mut stored = 0;
-    for path in files {
-        let events = match read(&path) {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "unreadable spill file kept");
-                continue;
-            }
-        };
-        let mut ok = true;
-        for chunk in events.chunks(10_000) {
-            if let Err(e) = store.insert(chunk, &dedup_token(chunk)).await {
-                tracing::error!(file = %path.display(), error = %e, "spill replay failed; file kept");
-                ok = false;
-                break;
-            }
-        }
-        if ok {
-            stored += events.len();
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-    stored
-}
-
-fn read(path: &Path) -> std::io::Result<Vec<Event>> {
-    let f = std::io::BufReader::new(std::fs::File::open(path)?);
-    f.lines()
-        .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
-        .map(|l| serde_json::from_str(&l?).map_err(std::io::Error::other))
-        .collect()
 }

@@ -77,6 +77,18 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(String),
 
+    /// The request line's target is longer than the server reads (local server; API Gateway has its own).
+    #[error("{message}")]
+    UriTooLong { message: String },
+
+    /// The request's headers are larger or more numerous than the server reads.
+    #[error("{message}")]
+    HeadersTooLarge { message: String },
+
+    /// The client did not send its whole body in time (local server's body-read timeout).
+    #[error("{message}")]
+    RequestTimeout { message: String },
+
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
 
@@ -127,10 +139,15 @@ impl Error {
     /// Whether sending the same request again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::RateLimited { .. } | Self::Internal(_) => true,
+            Self::Unavailable { .. }
+            | Self::RateLimited { .. }
+            | Self::RequestTimeout { .. }
+            | Self::Internal(_) => true,
             Self::Store(e) => e.is_retryable(),
             Self::Invalid(_)
             | Self::TooLarge { .. }
+            | Self::UriTooLong { .. }
+            | Self::HeadersTooLarge { .. }
             | Self::Unauthorized(_)
             | Self::Forbidden(_)
             | Self::NotFound { .. }
@@ -147,7 +164,10 @@ impl Error {
             Self::Forbidden(_) => 403,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
+            Self::RequestTimeout { .. } => 408,
             Self::TooLarge { .. } => 413,
+            Self::UriTooLong { .. } => 414,
+            Self::HeadersTooLarge { .. } => 431,
             Self::RateLimited { .. } => 429,
             Self::Unavailable { .. } => 503,
             Self::Store(e) if e.is_retryable() => 503,
@@ -160,6 +180,9 @@ impl Error {
         match self {
             Self::Invalid(f) => f.code,
             Self::TooLarge { .. } => "payload_too_large",
+            Self::UriTooLong { .. } => "uri_too_long",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound { .. } => "not_found",
@@ -178,6 +201,9 @@ impl Error {
         match self {
             Self::Invalid(f) => Some(&f.field),
             Self::TooLarge { field, .. } => Some(field),
+            Self::UriTooLong { .. } => Some("uri"),
+            Self::HeadersTooLarge { .. } => Some("headers"),
+            Self::RequestTimeout { .. } => Some("body"),
             _ => None,
         }
     }

@@ -40,6 +40,7 @@ async fn start_server(db: &TestDb) -> LocalServer {
         .join(format!("it-spill-firehose-{}", ulid::Ulid::new()));
     let opts = ServerOptions {
         addr: "127.0.0.1:0".parse().expect("addr"),
+        wal_dir: spill.join("wal"),
         spill_dir: spill,
         shutdown_grace: Duration::from_secs(5),
     };

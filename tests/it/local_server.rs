@@ -29,6 +29,7 @@ async fn start(db: &TestDb, spill: &std::path::Path, grace: Duration) -> LocalSe
     let opts = ServerOptions {
         addr: "127.0.0.1:0".parse().expect("addr"),
         spill_dir: spill.to_path_buf(),
+        wal_dir: spill.join("wal"),
         shutdown_grace: grace,
     };
     server::start(&db.config, opts)
@@ -149,35 +150,107 @@ async fn nothing_accepted_is_lost_across_a_clickhouse_restart() {
     assert_eq!(srv.stop().await.spilled, 0);
 }
 
+/// The event files (`*.ndjson`) under `dir`, recursively: spill files and write-ahead log segments.
+fn buffer_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            files.extend(buffer_files(&path));
+        } else if path.extension().is_some_and(|x| x == "ndjson") {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[tokio::test]
-async fn events_unwritten_at_shutdown_are_spilled_and_replayed_on_the_next_start() {
+async fn events_unwritten_at_shutdown_stay_on_disk_and_are_stored_at_the_next_start() {
+    let ch = PrivateClickHouse::new(free_port());
+    ch.start();
+    // Both buffer modes: memory (spilled at shutdown) and durable (already in the write-ahead log).
+    for durable in ["false", "true"] {
+        let db = TestDb::on(
+            &ch.url(),
+            "spill",
+            &[
+                ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2"),
+                ("ANALYTICS_DURABLE_BUFFER", durable),
+            ],
+        )
+        .await;
+        let spill = spill_dir("spill");
+        let srv = start(&db, &spill, Duration::from_secs(1)).await;
+        ch.stop();
+        send_page_views(&srv, "spilled", 150).await;
+        let report = srv.stop().await;
+        assert_eq!(report.spilled, 150, "durable: {durable}");
+        assert!(report.spill_file.as_ref().is_some_and(|f| f.exists()));
+        assert!(!buffer_files(&spill).is_empty());
+
+        ch.start();
+        let srv = start(&db, &spill, Duration::from_secs(5)).await;
+        assert_eq!(
+            db.store.count_events("shop-a").await.expect("count"),
+            150,
+            "replayed at start (durable: {durable})"
+        );
+        assert_eq!(
+            buffer_files(&spill),
+            Vec::<std::path::PathBuf>::new(),
+            "files removed once stored"
+        );
+        srv.stop().await;
+        let _ = std::fs::remove_dir_all(&spill);
+    }
+}
+
+#[tokio::test]
+async fn a_stopping_server_with_clickhouse_down_is_on_disk_before_its_last_flush() {
     let ch = PrivateClickHouse::new(free_port());
     ch.start();
     let db = TestDb::on(
         &ch.url(),
-        "spill",
-        &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2")],
+        "spill_first",
+        &[
+            ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2"),
+            ("ANALYTICS_DURABLE_BUFFER", "false"),
+        ],
     )
     .await;
-    let spill = spill_dir("spill");
-    let srv = start(&db, &spill, Duration::from_secs(1)).await;
+    let spill = spill_dir("spill_first");
+    let grace = server::SHUTDOWN_GRACE;
+    let srv = start(&db, &spill, grace).await;
     ch.stop();
-    send_page_views(&srv, "spilled", 150).await;
-    let report = srv.stop().await;
-    assert_eq!(report.spilled, 150);
-    assert!(report.spill_file.as_ref().is_some_and(|f| f.exists()));
-
+    send_page_views(&srv, "first", 200).await;
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(srv.stop());
+    // No request is in flight, so the spill is written at once, while the flush still has its grace.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!stopping.is_finished(), "still trying ClickHouse");
+    let files = buffer_files(&spill);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let lines = std::fs::read_to_string(&files[0])
+        .expect("read")
+        .lines()
+        .count();
+    assert_eq!(
+        lines, 200,
+        "every accepted event is on disk before the flush ends"
+    );
+    // A supervisor's SIGKILL now would lose nothing; without one, stop ends within drain + grace.
+    let report = stopping.await.expect("joined");
+    assert_eq!(report.spilled, 200);
+    assert!(
+        started.elapsed() < server::REQUEST_DRAIN + grace + Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     ch.start();
     let srv = start(&db, &spill, Duration::from_secs(5)).await;
-    assert_eq!(
-        db.store.count_events("shop-a").await.expect("count"),
-        150,
-        "replayed at start"
-    );
-    assert!(
-        !report.spill_file.expect("file").exists(),
-        "spill file removed once stored"
-    );
+    assert_eq!(db.store.count_events("shop-a").await.expect("count"), 200);
     srv.stop().await;
     let _ = std::fs::remove_dir_all(&spill);
 }

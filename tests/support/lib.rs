@@ -462,6 +462,7 @@ pub async fn local_server(db: &TestDb) -> analytics_cli::server::LocalServer {
         &db.config,
         analytics_cli::server::ServerOptions {
             addr: "127.0.0.1:0".parse().expect("addr"),
+            wal_dir: spill.join("wal"),
             spill_dir: spill,
             shutdown_grace: Duration::from_secs(5),
         },

@@ -46,12 +46,15 @@ pub async fn run(single: &str, nodes: &[String], events: usize, stored: usize) -
             .sum::<usize>()
     };
     let (first, second) = bodies.split_at(half);
-    let (one_a, _) = through_api(&one, first, count(first)).await?;
-    let (two_a, _) = through_api(&two, first, count(first)).await?;
-    let (two_b, _) = through_api(&two, second, n).await?;
-    let (one_b, _) = through_api(&one, second, n).await?;
+    let one_a = through_api(&one, first, count(first)).await?;
+    let two_a = through_api(&two, first, count(first)).await?;
+    let two_b = through_api(&two, second, n).await?;
+    let one_b = through_api(&one, second, n).await?;
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let (one_t, two_t) = (one_a + one_b, two_a + two_b);
+    let (one_t, two_t) = (
+        one_a.stored_at + one_b.stored_at,
+        two_a.stored_at + two_b.stored_at,
+    );
     println!(
         "track API until stored, {n} events: one server {:>8.0} events/s, cluster {:>8.0} events/s, ratio {:.2}",
         rate(one_t),

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod firehose;
+pub mod neighbour;
 pub mod queries;
 pub mod track;
 
@@ -32,13 +33,25 @@ pub const IN_FLIGHT: usize = 8;
 pub const KEY: &str = "pk_bench_write_key_000";
 
 /// Settings as a deployment gets them (the spec's defaults) for database `db`, with the bench write key.
+/// The memory buffer unless `ANALYTICS_DURABLE_BUFFER` is given in `extra` (the track benchmark measures
+/// both; the others compare storage, not the buffer).
 pub fn config(url: &str, db: &str) -> BenchResult<Config> {
-    let env = [
+    config_with(url, db, &[])
+}
+
+/// [`config`] with more settings (`ENV_NAME`, value), which win.
+pub fn config_with(url: &str, db: &str, extra: &[(&str, &str)]) -> BenchResult<Config> {
+    let mut env = vec![
         ("CLICKHOUSE_URL", url.to_owned()),
         ("CLICKHOUSE_DATABASE", db.to_owned()),
         ("ANALYTICS_API_KEYS", format!("{KEY}:bench:write")),
         ("ANALYTICS_MAX_BUFFERED_EVENTS", "2000000".to_owned()),
+        ("ANALYTICS_DURABLE_BUFFER", "false".to_owned()),
     ];
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k, (*v).to_owned()));
+    }
     Ok(Config::from_sources(None, &|k: &str| {
         env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
     })?)
@@ -69,6 +82,7 @@ pub async fn server(cfg: &Config) -> BenchResult<crate::server::LocalServer> {
         crate::server::ServerOptions {
             addr: "127.0.0.1:0".parse()?,
             spill_dir: "var/bench-spill".into(),
+            wal_dir: "var/bench-wal".into(),
             shutdown_grace: Duration::from_secs(5),
         },
     )
@@ -89,18 +103,26 @@ pub async fn get_ok(client: &reqwest::Client, base: &str, path: &str, key: &str)
     Ok(())
 }
 
-/// The events of `bodies` POSTed to a local server on `cfg` ([`IN_FLIGHT`] at a time, all answered 202);
-/// the time until all `n` are counted in store `bench`, and until the last 202.
-pub async fn through_api(
-    cfg: &Config,
-    bodies: &[String],
-    n: usize,
-) -> BenchResult<(Duration, Duration)> {
+/// What [`through_api`] measured.
+#[derive(Debug, Clone)]
+pub struct ApiRun {
+    /// Until every event was counted in ClickHouse.
+    pub stored_at: Duration,
+    /// Until the last 202.
+    pub accepted_at: Duration,
+    /// Each request's time to its 202.
+    pub latencies: Vec<Duration>,
+}
+
+/// The events of `bodies` POSTed to a local server on `cfg` ([`IN_FLIGHT`] at a time, all answered 202),
+/// until all `n` are counted in store `bench`.
+pub async fn through_api(cfg: &Config, bodies: &[String], n: usize) -> BenchResult<ApiRun> {
     let srv = crate::server::start(
         cfg,
         crate::server::ServerOptions {
             addr: "127.0.0.1:0".parse()?,
             spill_dir: "var/bench-spill".into(),
+            wal_dir: "var/bench-wal".into(),
             shutdown_grace: Duration::from_secs(30),
         },
     )
@@ -108,7 +130,7 @@ pub async fn through_api(
     let endpoint = format!("http://{}/analytics/events", srv.addr);
     let client = reqwest::Client::new();
     let started = Instant::now();
-    send_all(
+    let latencies = send_all(
         bodies,
         |body| {
             client
@@ -124,11 +146,16 @@ pub async fn through_api(
     wait_for_count(&srv.store, "bench", n as u64).await?;
     let stored_at = started.elapsed();
     srv.stop().await;
-    Ok((stored_at, accepted_at))
+    Ok(ApiRun {
+        stored_at,
+        accepted_at,
+        latencies,
+    })
 }
 
-/// POSTs every body with [`IN_FLIGHT`] requests at a time; each must answer `expect`.
-pub async fn send_all<F>(bodies: &[String], build: F, expect: u16) -> BenchResult
+/// POSTs every body with [`IN_FLIGHT`] requests at a time; each must answer `expect`. Returns each
+/// request's latency.
+pub async fn send_all<F>(bodies: &[String], build: F, expect: u16) -> BenchResult<Vec<Duration>>
 where
     F: Fn(String) -> reqwest::RequestBuilder,
 {
@@ -138,10 +165,12 @@ where
         let permit = sem.clone().acquire_owned().await?;
         let req = build(body.clone());
         tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
             let resp = req.send().await;
+            let took = sent.elapsed();
             drop(permit);
             match resp {
-                Ok(r) if r.status().as_u16() == expect => Ok(()),
+                Ok(r) if r.status().as_u16() == expect => Ok(took),
                 Ok(r) => Err(format!(
                     "status {}: {}",
                     r.status(),
@@ -151,10 +180,11 @@ where
             }
         }));
     }
+    let mut latencies = Vec::with_capacity(tasks.len());
     for t in tasks {
-        t.await?.map_err(|e| format!("request failed: {e}"))?;
+        latencies.push(t.await?.map_err(|e| format!("request failed: {e}"))?);
     }
-    Ok(())
+    Ok(latencies)
 }
 
 /// Waits (up to 10 minutes) until `store_id` has `n` rows.
@@ -224,6 +254,17 @@ pub async fn migrated(url: &str, db: &str) -> BenchResult<(Config, ClickHouseSto
 }
 
 /// p50 of `runs` timed calls after one warm-up.
+/// The `p`-th percentile (0–100) of `samples`, in milliseconds (0 when empty).
+pub fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
 pub async fn p50<F, Fut>(runs: usize, mut call: F) -> BenchResult<Duration>
 where
     F: FnMut() -> Fut,

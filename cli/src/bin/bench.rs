@@ -3,6 +3,7 @@
 //! `cargo run --release -p analytics-cli --bin bench -- track [--events 1000000]`
 //! `cargo run --release -p analytics-cli --bin bench -- firehose`
 //! `cargo run --release -p analytics-cli --bin bench -- queries [--events 10000000]`
+//! `cargo run --release -p analytics-cli --bin bench -- neighbour [--events 1000000 --calls 50]`
 //! `cargo run --release -p analytics-cli --bin bench -- cluster --nodes URL,URL [--events N --stored N]`
 
 use analytics_cli::bench::{self, BenchResult};
@@ -40,6 +41,14 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         stored: usize,
     },
+    /// One store's read latency alone and while another store renders a 20-widget dashboard on 4
+    /// connections.
+    Neighbour {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 50)]
+        calls: usize,
+    },
     /// Read latency through the local API over a demo store (loaded once, kept).
     Queries {
         #[arg(long, default_value_t = 10_000_000)]
@@ -56,6 +65,7 @@ async fn main() -> BenchResult {
         Bench::Track { events } => bench::track::run(url, events).await,
         Bench::Firehose => bench::firehose::run(url).await,
         Bench::Queries { events } => bench::queries::run(url, events).await,
+        Bench::Neighbour { events, calls } => bench::neighbour::run(url, events, calls).await,
         Bench::Cluster {
             nodes,
             events,

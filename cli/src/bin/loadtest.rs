@@ -1,6 +1,7 @@
 //! Load test of the local server (bounded, loopback only; a benchmark that prints figures, not a test).
 //!
-//! `cargo run --release -p analytics-cli --bin loadtest -- [--seconds 60] [--rate 15000] [--readers 2]`
+//! `cargo run --release -p analytics-cli --bin loadtest -- [--seconds 60] [--rate 15000] [--readers 2]
+//! [--preload 200000] [--durable-buffer true]`
 //!
 //! Against the ClickHouse at `CLICKHOUSE_URL` (default http://127.0.0.1:8123), in a fresh database:
 //! 1. 200,000 demo events are loaded so that dashboards have data to read;
@@ -11,7 +12,8 @@
 //!
 //! Prints p50/p99 latency of writes and reads, every status seen, the errors (anything but 2xx and the
 //! deliberate 429/503), and whether the final row count equals the preloaded events plus every event
-//! answered 202.
+//! answered 202. Exits non-zero when it does not, or when any request had an error (the test suite runs a
+//! short load, `tests/it/load.rs`).
 
 #![allow(clippy::print_stdout)]
 
@@ -30,7 +32,6 @@ const BATCH: usize = 500;
 const MAX_IN_FLIGHT: usize = 16;
 const WRITE_KEY: &str = "pk_load_write_key_0000";
 const READ_KEY: &str = "sk_load_read_key_00000";
-const PRELOAD: usize = 200_000;
 
 #[derive(Default)]
 struct Tally {
@@ -51,6 +52,12 @@ struct Args {
     /// Clients looping over the Overview dashboard and the revenue metric.
     #[arg(long, default_value_t = 2)]
     readers: usize,
+    /// Demo events loaded before the load starts (so dashboards have data to read).
+    #[arg(long, default_value_t = 200_000)]
+    preload: usize,
+    /// The local buffer's mode (`durable_buffer`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    durable_buffer: bool,
     /// ClickHouse to run against.
     #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
@@ -75,6 +82,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         seconds,
         rate,
         readers,
+        preload,
+        durable_buffer,
         clickhouse_url: url,
     } = clap::Parser::parse();
     let db = format!("loadtest_{}", std::process::id());
@@ -85,6 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "ANALYTICS_API_KEYS",
             format!("{WRITE_KEY}:load:write,{READ_KEY}:load:read"),
         ),
+        ("ANALYTICS_DURABLE_BUFFER", durable_buffer.to_string()),
     ];
     let config = Config::from_sources(None, &|k: &str| {
         env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
@@ -92,14 +102,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = ClickHouseStore::new(&config.clickhouse);
     store.migrate(config.retention_days).await?;
     let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
-    eprintln!("preloading {PRELOAD} demo events ...");
+    eprintln!("preloading {preload} demo events ...");
     demo_load::load(
         &store,
         &Validator::from_config(&config),
         "load",
         DemoConfig {
             seed: 3,
-            events: PRELOAD,
+            events: preload,
             days: 30,
             end,
         },
@@ -125,6 +135,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ServerOptions {
             addr: "127.0.0.1:0".parse()?,
             spill_dir: "var/loadtest-spill".into(),
+            wal_dir: "var/loadtest-wal".into(),
             shutdown_grace: Duration::from_secs(60),
         },
     )
@@ -236,7 +247,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!(
         "load test: {seconds} s, target {rate} events/s in batches of {BATCH} (≤ {MAX_IN_FLIGHT} in flight), \
-         {readers} dashboard readers, {PRELOAD} preloaded events"
+         {readers} dashboard readers, {preload} preloaded events, durable buffer {durable_buffer}"
     );
     println!(
         "writes: {} requests, {} events accepted = {:.0} events/s; p50 {:.1} ms, p99 {:.1} ms; statuses {:?}; \
@@ -268,5 +279,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     store.drop_database().await?;
+    let exact = stored == preloaded + w.accepted_events;
+    if !exact || errors(&w) > 0 || errors(&r) > 0 {
+        return Err(format!(
+            "load test failed: rows {}, write errors {}, read errors {}",
+            if exact { "exact" } else { "MISMATCH" },
+            errors(&w),
+            errors(&r)
+        )
+        .into());
+    }
     Ok(())
 }

@@ -145,6 +145,17 @@ impl Default for Limits {
     }
 }
 
+/// How the local server treats connections (on AWS, API Gateway does this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Open connections at most; one more is answered 503 and closed. Default 4096.
+    pub max_connections: usize,
+    /// Time to send a request's headers, and to stay idle between requests. Default 10 s.
+    pub header_timeout: Duration,
+    /// Time to send a request's body; past it 408. Default 30 s.
+    pub body_timeout: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `false`: the track endpoints still validate and answer 202, but store nothing (a kill switch that
@@ -165,6 +176,10 @@ pub struct Config {
     /// Capacity of the local buffer, events; beyond it track answers 503 + `Retry-After`. Default
     /// 100 × `batch_size`.
     pub max_buffered_events: usize,
+    /// Local server: answer 202 only once events are fsynced to the write-ahead log. Default true.
+    pub durable_buffer: bool,
+    /// Local server: how it treats connections (see [`ServerLimits`]).
+    pub server: ServerLimits,
     /// Zero the last IPv4 octet / keep only the IPv6 /48 before storing. Default true.
     pub anonymize_ip: bool,
     /// Bootstrap keys (the committed development keys locally). Requests are authenticated against the key
@@ -267,6 +282,21 @@ impl Config {
                 "max_buffered_events ({max_buffered_events}) must be >= batch_size ({batch_size})"
             )));
         }
+        for (name, value) in [
+            ("server_max_connections", raw.server_max_connections),
+            (
+                "server_header_timeout_seconds",
+                raw.server_header_timeout_seconds as usize,
+            ),
+            (
+                "server_body_timeout_seconds",
+                raw.server_body_timeout_seconds as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
         let url = raw.clickhouse_url;
         let provider = raw.provider;
         if provider == Provider::Clickhouse && url.is_empty() {
@@ -334,6 +364,12 @@ impl Config {
             retention_days,
             store_retention_days,
             max_buffered_events,
+            durable_buffer: raw.durable_buffer,
+            server: ServerLimits {
+                max_connections: raw.server_max_connections,
+                header_timeout: Duration::from_secs(raw.server_header_timeout_seconds.into()),
+                body_timeout: Duration::from_secs(raw.server_body_timeout_seconds.into()),
+            },
             anonymize_ip: raw.anonymize_ip,
             keys,
             key_cache_ttl_seconds: raw.key_cache_ttl_seconds,

@@ -151,6 +151,26 @@ settings! {
     max_buffered_events: Option<usize> = None;
     shown "`100 × batch_size`", env "ANALYTICS_MAX_BUFFERED_EVENTS", parse optional;
 
+    /// local server: answer 202 only once the events are fsynced to a write-ahead log (`--wal-dir`,
+    /// default `var/wal`), replayed at the next start, so even a SIGKILL or a power cut loses nothing
+    /// acknowledged; `false` keeps them in memory only (faster; a SIGKILL loses what is buffered)
+    durable_buffer: bool = true;
+    shown "`true`", env "ANALYTICS_DURABLE_BUFFER", parse from_str;
+
+    /// local server: open connections at most; one more is answered `503` (JSON) and closed
+    server_max_connections: usize = 4096;
+    shown "`4096`", env "ANALYTICS_SERVER_MAX_CONNECTIONS", parse from_str;
+
+    /// local server: seconds a connection may take to send a request's headers, and may stay idle
+    /// between requests, before it is closed
+    server_header_timeout_seconds: u32 = 10;
+    shown "`10`", env "ANALYTICS_SERVER_HEADER_TIMEOUT_SECONDS", parse from_str;
+
+    /// local server: seconds a client may take to send a request's body; past it `408
+    /// request_timeout`
+    server_body_timeout_seconds: u32 = 30;
+    shown "`30`", env "ANALYTICS_SERVER_BODY_TIMEOUT_SECONDS", parse from_str;
+
     /// zero the last IPv4 octet / keep only the IPv6 /48 before storing (see "The event")
     anonymize_ip: bool = true;
     shown "`true`", env "ANALYTICS_ANONYMIZE_IP", parse from_str;

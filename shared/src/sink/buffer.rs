@@ -16,8 +16,11 @@
 //! - [`BufferHandle::shutdown`] stops intake, flushes everything, and after a grace period returns what
 //!   could not be written, so the caller can spill it to disk instead of losing it.
 //!
-//! Events held in memory are lost if the process is killed with SIGKILL; that is the accepted bound for the
-//! local runner. On AWS, Firehose holds events durably instead of this buffer.
+//! Durability: with a [`Wal`] ([`BufferedSink::start_durable`], setting `durable_buffer`), a call is
+//! answered only after its events are fsynced to the write-ahead log, and the log forgets them once their
+//! batch is stored: a SIGKILL or a power cut loses nothing acknowledged (the next start replays the log).
+//! Without it, events held in memory are lost on SIGKILL; a clean shutdown spills them (see
+//! [`BufferHandle::close`]). On AWS, Firehose holds events durably instead of this buffer.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::wal::Wal;
 use super::{EventSink, SinkError};
 use crate::event::Event;
 use crate::retry::Backoff;
@@ -70,6 +74,7 @@ pub struct BufferStats {
 struct Shared {
     cfg: BufferConfig,
     store: Arc<dyn EventStore>,
+    wal: Option<Wal>,
     state: Mutex<State>,
     wake: Notify,
     written_events: AtomicU64,
@@ -77,11 +82,32 @@ struct Shared {
     failed_attempts: AtomicU64,
 }
 
+/// One accepted event waiting for a batch.
+#[derive(Debug)]
+struct Waiting {
+    since: Instant,
+    event: Event,
+    /// The write-ahead log segment that holds it (durable mode).
+    segment: Option<u64>,
+}
+
+/// A batch being written.
+#[derive(Debug)]
+struct Batch {
+    events: Vec<Event>,
+    /// How many of its events each WAL segment holds: released once the batch is stored.
+    segments: Vec<(u64, usize)>,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Waiting events with the instant each was accepted.
-    queue: VecDeque<(Instant, Event)>,
+    queue: VecDeque<Waiting>,
     in_flight: usize,
+    /// Batches being written, by number: what a shutdown spills if the store does not take them.
+    writing: std::collections::BTreeMap<u64, Arc<Batch>>,
+    next_batch: u64,
+    /// Events admitted but still being appended to the write-ahead log.
+    reserved: usize,
     closing: bool,
     /// Set when shutdown gives up on a failing store: the worker stops retrying and returns what it holds.
     abandon: bool,
@@ -107,11 +133,29 @@ pub struct BufferHandle {
 }
 
 impl BufferedSink {
-    /// Starts the flush task on the current Tokio runtime.
+    /// Starts the flush task on the current Tokio runtime (events held in memory only).
     pub fn start(store: Arc<dyn EventStore>, cfg: BufferConfig) -> (Self, BufferHandle) {
+        Self::start_with(store, cfg, None)
+    }
+
+    /// Like [`Self::start`], but every accepted event is in `wal` (fsynced) before the call returns.
+    pub fn start_durable(
+        store: Arc<dyn EventStore>,
+        cfg: BufferConfig,
+        wal: Wal,
+    ) -> (Self, BufferHandle) {
+        Self::start_with(store, cfg, Some(wal))
+    }
+
+    fn start_with(
+        store: Arc<dyn EventStore>,
+        cfg: BufferConfig,
+        wal: Option<Wal>,
+    ) -> (Self, BufferHandle) {
         let shared = Arc::new(Shared {
             cfg,
             store,
+            wal,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             written_events: AtomicU64::new(0),
@@ -149,21 +193,35 @@ impl EventSink for BufferedSink {
         if events.is_empty() {
             return Ok(());
         }
-        let cfg = self.shared.cfg;
+        let n = events.len();
+        self.admit(n)?;
+        let segment = match &self.shared.wal {
+            None => None,
+            Some(wal) => match wal.append(&events).await {
+                Ok(segment) => Some(segment),
+                Err(e) => {
+                    self.shared.lock().reserved -= n;
+                    tracing::error!(error = %e, events = n, "write-ahead log unavailable");
+                    return Err(SinkError::Unavailable {
+                        message: "the event buffer cannot write to disk; retry later".into(),
+                        retry_after: Duration::from_secs(1),
+                        failed_ids: events.iter().map(|e| e.id.clone()).collect(),
+                    });
+                }
+            },
+        };
         let mut st = self.shared.lock();
-        if st.closing {
-            return Err(SinkError::Closed);
-        }
-        if st.queue.len() + st.in_flight + events.len() > cfg.capacity {
-            return Err(SinkError::Full {
-                capacity: cfg.capacity,
-                retry_after: cfg.flush_interval.max(Duration::from_secs(1)),
-            });
-        }
+        st.reserved -= n;
+        // Durable mode: even if shutdown began during the append, the events are in the log and the next
+        // start stores them; they were accepted.
         let was_empty = st.queue.is_empty();
-        let now = Instant::now();
-        st.queue.extend(events.into_iter().map(|e| (now, e)));
-        let ready = st.queue.len() >= cfg.batch_size;
+        let since = Instant::now();
+        st.queue.extend(events.into_iter().map(|event| Waiting {
+            since,
+            event,
+            segment,
+        }));
+        let ready = st.queue.len() >= self.shared.cfg.batch_size;
         drop(st);
         // Wake the worker when a full batch is ready, or when the queue went from empty to non-empty (so it
         // arms the flush-interval timer).
@@ -174,31 +232,73 @@ impl EventSink for BufferedSink {
     }
 }
 
+impl BufferedSink {
+    /// Reserves room for `n` events, or refuses the whole call.
+    fn admit(&self, n: usize) -> Result<(), SinkError> {
+        let cfg = self.shared.cfg;
+        let mut st = self.shared.lock();
+        if st.closing {
+            return Err(SinkError::Closed);
+        }
+        if st.queue.len() + st.in_flight + st.reserved + n > cfg.capacity {
+            return Err(SinkError::Full {
+                capacity: cfg.capacity,
+                retry_after: cfg.flush_interval.max(Duration::from_secs(1)),
+            });
+        }
+        st.reserved += n;
+        Ok(())
+    }
+}
+
 impl BufferHandle {
     pub fn stats(&self) -> BufferStats {
         stats(&self.shared)
     }
 
+    /// Whether accepted events are in a write-ahead log (then nothing needs spilling at shutdown).
+    pub fn is_durable(&self) -> bool {
+        self.shared.wal.is_some()
+    }
+
+    /// Stops intake and returns a copy of every event held (waiting or being written), so a shutdown can
+    /// put them on disk *before* it spends its grace period on the store: a supervisor that kills the
+    /// process during the last flush then loses nothing.
+    pub fn close(&self) -> Vec<Event> {
+        let mut st = self.shared.lock();
+        st.closing = true;
+        let mut held: Vec<Event> = st.writing.values().flat_map(|b| b.events.clone()).collect();
+        held.extend(st.queue.iter().map(|w| w.event.clone()));
+        held
+    }
+
     /// Stops intake, flushes what is buffered and waits up to `grace` for the store. Returns the events that
-    /// could not be written (empty when everything landed).
+    /// could not be written (empty when everything landed). In durable mode those stay in the write-ahead
+    /// log for the next start; the log's last segment is deleted when everything landed.
     pub async fn shutdown(self, grace: Duration) -> Vec<Event> {
         self.shared.lock().closing = true;
         self.shared.wake.notify_one();
         let BufferHandle { shared, mut task } = self;
-        match tokio::time::timeout(grace, &mut task).await {
+        let left = match tokio::time::timeout(grace, &mut task).await {
             Ok(joined) => joined.unwrap_or_default(),
             Err(_) => {
                 shared.lock().abandon = true;
                 shared.wake.notify_one();
                 task.await.unwrap_or_default()
             }
+        };
+        if let Some(wal) = &shared.wal
+            && left.is_empty()
+        {
+            wal.close();
         }
+        left
     }
 }
 
 /// What the worker should do next.
 enum Next {
-    Write(Vec<Event>),
+    Write(Arc<Batch>, u64),
     WaitUntil(Option<Instant>),
     Stop,
 }
@@ -206,7 +306,7 @@ enum Next {
 fn next(shared: &Shared) -> Next {
     let cfg = shared.cfg;
     let mut st = shared.lock();
-    let Some((oldest, _)) = st.queue.front() else {
+    let Some(Waiting { since: oldest, .. }) = st.queue.front() else {
         return if st.closing {
             Next::Stop
         } else {
@@ -216,9 +316,23 @@ fn next(shared: &Shared) -> Next {
     let due = *oldest + cfg.flush_interval;
     if st.queue.len() >= cfg.batch_size || st.closing || Instant::now() >= due {
         let n = st.queue.len().min(cfg.batch_size);
-        let batch: Vec<Event> = st.queue.drain(..n).map(|(_, e)| e).collect();
-        st.in_flight += batch.len();
-        Next::Write(batch)
+        let mut events = Vec::with_capacity(n);
+        let mut segments: Vec<(u64, usize)> = Vec::new();
+        for w in st.queue.drain(..n) {
+            if let Some(seg) = w.segment {
+                match segments.last_mut() {
+                    Some((last, count)) if *last == seg => *count += 1,
+                    _ => segments.push((seg, 1)),
+                }
+            }
+            events.push(w.event);
+        }
+        st.in_flight += events.len();
+        let batch = Arc::new(Batch { events, segments });
+        let number = st.next_batch;
+        st.next_batch += 1;
+        st.writing.insert(number, batch.clone());
+        Next::Write(batch, number)
     } else {
         Next::WaitUntil(Some(due))
     }
@@ -242,8 +356,9 @@ async fn run(shared: Arc<Shared>) -> Vec<Event> {
                 }
             }
             let mut st = shared.lock();
-            unwritten.extend(st.queue.drain(..).map(|(_, e)| e));
+            unwritten.extend(st.queue.drain(..).map(|w| w.event));
             st.in_flight = 0;
+            st.writing.clear();
             return unwritten;
         }
         let can_write = writers.len() < shared.cfg.concurrency.max(1);
@@ -253,8 +368,8 @@ async fn run(shared: Arc<Shared>) -> Vec<Event> {
             Next::WaitUntil(None)
         };
         match next {
-            Next::Write(batch) => {
-                writers.spawn(write_with_retry(shared.clone(), batch));
+            Next::Write(batch, number) => {
+                writers.spawn(write_with_retry(shared.clone(), batch, number));
             }
             Next::Stop if writers.is_empty() => return Vec::new(),
             Next::Stop => {
@@ -286,20 +401,40 @@ async fn run(shared: Arc<Shared>) -> Vec<Event> {
 
 /// Writes one batch, retrying with backoff until it lands; gives the batch back only when shutdown
 /// abandons it.
-async fn write_with_retry(shared: Arc<Shared>, batch: Vec<Event>) -> Result<(), Vec<Event>> {
-    let token = dedup_token(&batch);
+async fn write_with_retry(
+    shared: Arc<Shared>,
+    batch: Arc<Batch>,
+    number: u64,
+) -> Result<(), Vec<Event>> {
+    let events = &batch.events;
+    let token = dedup_token(events);
     let mut attempt = 0u32;
+    let give_back = || {
+        let mut st = shared.lock();
+        st.in_flight -= events.len();
+        st.writing.remove(&number);
+        events.clone()
+    };
     loop {
-        match shared.store.insert(&batch, &token).await {
+        match shared.store.insert(events, &token).await {
             Ok(()) => {
-                shared.lock().in_flight -= batch.len();
+                {
+                    let mut st = shared.lock();
+                    st.in_flight -= events.len();
+                    st.writing.remove(&number);
+                }
+                if let Some(wal) = &shared.wal {
+                    for (segment, n) in &batch.segments {
+                        wal.release(*segment, *n);
+                    }
+                }
                 shared
                     .written_events
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
                 shared.written_batches.fetch_add(1, Ordering::Relaxed);
                 if attempt > 0 {
                     tracing::info!(
-                        events = batch.len(),
+                        events = events.len(),
                         attempts = attempt + 1,
                         "batch written after retries"
                     );
@@ -310,21 +445,19 @@ async fn write_with_retry(shared: Arc<Shared>, batch: Vec<Event>) -> Result<(), 
                 shared.failed_attempts.fetch_add(1, Ordering::Relaxed);
                 let delay = shared.cfg.backoff.delay(attempt);
                 tracing::warn!(
-                    error = %e, retryable = e.is_retryable(), events = batch.len(), attempt,
+                    error = %e, retryable = e.is_retryable(), events = events.len(), attempt,
                     retry_in_ms = delay.as_millis() as u64, "batch write failed; will retry"
                 );
                 attempt = attempt.saturating_add(1);
                 if shared.lock().abandon {
-                    shared.lock().in_flight -= batch.len();
-                    return Err(batch);
+                    return Err(give_back());
                 }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shared.wake.notified() => {}
                 }
                 if shared.lock().abandon {
-                    shared.lock().in_flight -= batch.len();
-                    return Err(batch);
+                    return Err(give_back());
                 }
             }
         }
@@ -466,5 +599,72 @@ mod tests {
             store.batch_sizes().iter().all(|n| *n <= 10),
             "batches never exceed batch_size"
         );
+    }
+
+    #[tokio::test]
+    async fn a_durable_buffer_keeps_every_acknowledged_event_on_disk_until_it_is_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(MemoryStore::new());
+        store.fail_next(usize::MAX);
+        let wal = Wal::open(dir.path()).expect("wal");
+        let (sink, handle) =
+            BufferedSink::start_durable(store.clone(), cfg(10, 10, 1000), wal.clone());
+        let sent = events(25);
+        sink.send_batch(sent.clone()).await.expect("accepted");
+        // A SIGKILL now: another process replays the folder and stores all 25, none lost.
+        let elsewhere = MemoryStore::new();
+        let replayed = super::super::wal::replay(dir.path(), &elsewhere).await;
+        assert_eq!(replayed.events, 25);
+        // Back in this process, the store recovers: the batches land and the log forgets them.
+        store.fail_next(0);
+        assert!(handle.shutdown(Duration::from_secs(5)).await.is_empty());
+        assert_eq!(store.events().len(), 25);
+        assert_eq!(wal.stats().outstanding, 0);
+        assert_eq!(
+            wal.stats().segments,
+            0,
+            "a clean shutdown leaves no log behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_durable_buffer_answers_503_when_it_cannot_write_its_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal = Wal::open(&dir.path().join("wal")).expect("wal");
+        // The folder disappears under the log: appends fail, and the call is refused, not acknowledged.
+        std::fs::remove_dir_all(dir.path().join("wal")).expect("rm");
+        let store = Arc::new(MemoryStore::new());
+        let (sink, _handle) = BufferedSink::start_durable(store, cfg(10, 10, 1000), wal);
+        let err = sink
+            .send_batch(events(3))
+            .await
+            .expect_err("not durable, not accepted");
+        assert!(
+            matches!(&err, SinkError::Unavailable { failed_ids, .. } if failed_ids.len() == 3),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_hands_back_every_held_event_including_batches_being_written() {
+        let store = Arc::new(MemoryStore::new());
+        store.fail_next(usize::MAX);
+        let (sink, handle) = BufferedSink::start(store.clone(), cfg(4, 100, 100));
+        let sent = events(10);
+        sink.send_batch(sent.clone()).await.expect("accepted");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            handle.stats().in_flight > 0,
+            "some batches are being written"
+        );
+        let mut held: Vec<String> = handle.close().iter().map(|e| e.id.clone()).collect();
+        let mut want: Vec<String> = sent.iter().map(|e| e.id.clone()).collect();
+        held.sort();
+        want.sort();
+        assert_eq!(held, want);
+        assert!(matches!(
+            sink.send_batch(events(1)).await,
+            Err(SinkError::Closed)
+        ));
     }
 }

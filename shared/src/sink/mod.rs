@@ -12,6 +12,7 @@
 
 pub mod buffer;
 pub mod firehose;
+pub mod wal;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
