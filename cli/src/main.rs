@@ -13,10 +13,11 @@ use std::process::ExitCode;
 use analytics_cli::{demo_load, server};
 use clap::{Parser, Subcommand};
 use commerce_analytics::auth::{KeyStore, Scope, keys};
-use commerce_analytics::config::{Config, KeyKind};
+use commerce_analytics::config::{Config, KeyKind, Provider};
 use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
 use commerce_analytics::store::ClickHouseStore;
+use commerce_analytics::store::bigquery::{self, BigQueryStore};
 use time::OffsetDateTime;
 
 #[derive(Parser)]
@@ -123,8 +124,26 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_file(&cli.config)?;
-    config.ensure_supported()?;
+    // `migrate` already works on BigQuery; every other command needs the reads.
+    if !matches!(cli.cmd, Cmd::Migrate) {
+        config.ensure_supported()?;
+    }
     match cli.cmd {
+        Cmd::Migrate if config.provider == Provider::Bigquery => {
+            let Some(bq) = &config.bigquery else {
+                return Err("provider bigquery without its settings".into());
+            };
+            let store = BigQueryStore::new(bq)?;
+            let report = store.migrate(config.max_retention_days()).await?;
+            eprintln!(
+                "BigQuery dataset {}.{} at schema version {} (applied now: {:?}); keys are not seeded \
+                 on BigQuery yet",
+                bq.project,
+                bq.dataset,
+                bigquery::migrations::version(&store).await?,
+                report.applied
+            );
+        }
         Cmd::Migrate => {
             let store = ClickHouseStore::new(&config.clickhouse);
             let report = store.migrate(config.max_retention_days()).await?;

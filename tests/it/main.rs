@@ -6,6 +6,7 @@
 //! reads everything logged.
 
 mod adversarial;
+mod bigquery;
 mod bots;
 mod clickhouse_store;
 mod cluster;

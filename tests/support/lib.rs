@@ -77,6 +77,42 @@ pub fn debug_binary(name: &str, sources: &[&str]) -> PathBuf {
     path
 }
 
+/// The BigQuery emulator's URL (`scripts/bigquery`; `BIGQUERY_ENDPOINT`, default http://127.0.0.1:9050).
+pub fn bigquery_endpoint() -> String {
+    std::env::var("BIGQUERY_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9050".into())
+}
+
+/// A fresh, migrated dataset `it_<hint>_<random>` on the BigQuery emulator. Panics (fails the test) when
+/// the emulator cannot be reached.
+pub async fn test_bigquery(hint: &str) -> commerce_analytics::store::bigquery::BigQueryStore {
+    let dataset = format!("it_{hint}_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let endpoint = bigquery_endpoint();
+    let env = [
+        ("ANALYTICS_PROVIDER", "bigquery".to_owned()),
+        (
+            "BIGQUERY_PROJECT",
+            std::env::var("BIGQUERY_PROJECT").unwrap_or_else(|_| "local-project".into()),
+        ),
+        ("BIGQUERY_DATASET", dataset),
+        ("BIGQUERY_ENDPOINT", endpoint.clone()),
+    ];
+    let config = Config::from_sources(None, &|k: &str| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .expect("bigquery test config");
+    let store = commerce_analytics::store::bigquery::BigQueryStore::new(
+        config.bigquery.as_ref().expect("bigquery settings"),
+    )
+    .expect("store");
+    if let Err(e) = store.migrate(config.retention_days).await {
+        panic!(
+            "the BigQuery emulator is not usable at {endpoint} ({e}). BigQuery tests need it: start it \
+             with `scripts/bigquery start`, or run the whole suite with `scripts/test`."
+        );
+    }
+    store
+}
+
 pub fn clickhouse_url() -> String {
     std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }

@@ -165,9 +165,8 @@ async fn noisy_dashboard(client: &reqwest::Client, base: &str) -> BenchResult<St
     ] {
         widgets.push(json!({"title": m, "endpoint": "metrics", "params": {"metric": m}}));
     }
-    widgets.push(
-        json!({"title": "cohorts", "endpoint": "cohorts", "params": {"granularity": "month"}}),
-    );
+    widgets
+        .push(json!({"title": "cohorts", "endpoint": "cohorts", "params": {"interval": "month"}}));
     widgets.push(json!({"title": "funnel", "endpoint": "funnel",
         "params": {"steps": "page.viewed,product.viewed,cart.item_added,checkout.started,order.completed"}}));
     widgets.push(json!({"title": "funnel by customer", "endpoint": "funnel",

@@ -107,6 +107,29 @@ pub struct ClickHouseConfig {
     pub password: Secret,
 }
 
+/// `provider: bigquery` (see `store::bigquery`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigQueryConfig {
+    /// The API's base URL: Google's, or an emulator's.
+    pub endpoint: String,
+    pub project: String,
+    /// Holds the module's tables; created by the migrations. Default `commerce_analytics`.
+    pub dataset: String,
+    pub location: String,
+    /// A service account key (JSON text or a file path); empty: Application Default Credentials.
+    pub credentials: Secret,
+}
+
+impl BigQueryConfig {
+    /// Google's endpoint needs credentials; anything else is taken for an emulator, which needs none.
+    pub fn is_emulator(&self) -> bool {
+        self.endpoint.trim_end_matches('/') != GOOGLE_BIGQUERY
+    }
+}
+
+/// BigQuery's public API endpoint.
+pub const GOOGLE_BIGQUERY: &str = "https://bigquery.googleapis.com";
+
 /// Input limits. Defaults are the documented API limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -163,6 +186,8 @@ pub struct Config {
     pub enabled: bool,
     pub provider: Provider,
     pub clickhouse: ClickHouseConfig,
+    /// Set when `provider: bigquery`.
+    pub bigquery: Option<BigQueryConfig>,
     /// Events per batch write. Default 1000.
     pub batch_size: usize,
     /// Longest time an accepted event waits in the local buffer before it is written. Default 5 s.
@@ -247,6 +272,7 @@ impl Config {
 
     /// Checks the resolved settings and builds the typed configuration.
     fn from_settings(raw: Settings) -> Result<Self> {
+        let bigquery = bigquery_of(&raw)?;
         let batch_size = raw.batch_size;
         if !(1..=100_000).contains(&batch_size) {
             return Err(Error::Config(format!(
@@ -350,6 +376,7 @@ impl Config {
         Ok(Self {
             enabled: raw.enabled,
             provider,
+            bigquery,
             clickhouse: ClickHouseConfig {
                 url,
                 cluster,
@@ -414,12 +441,71 @@ impl Config {
         match self.provider {
             Provider::Clickhouse => Ok(()),
             Provider::Bigquery => Err(Error::Config(
-                "provider \"bigquery\" is not available yet; set provider: clickhouse \
-                 (ANALYTICS_PROVIDER=clickhouse)"
+                "provider \"bigquery\" is not available yet for the server and the functions (its reads \
+                 are being built; `analytics migrate` already prepares the dataset); set provider: \
+                 clickhouse (ANALYTICS_PROVIDER=clickhouse)"
                     .into(),
             )),
         }
     }
+}
+
+/// The BigQuery settings, checked when `provider: bigquery` (else `None`).
+fn bigquery_of(raw: &settings::Settings) -> Result<Option<BigQueryConfig>> {
+    if raw.provider != Provider::Bigquery {
+        return Ok(None);
+    }
+    let project = raw.bigquery_project.trim();
+    if project.is_empty() {
+        return Err(Error::Config(
+            "bigquery_project is not set (set BIGQUERY_PROJECT or analytics.bigquery_project)"
+                .into(),
+        ));
+    }
+    // Project ids: 6-30 characters of lowercase letters, digits and hyphens (an optional `domain:` prefix).
+    let plain = project.rsplit(':').next().unwrap_or(project);
+    if !plain
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(Error::Config(format!(
+            "bigquery_project {project:?} must be a project id (lowercase letters, digits, hyphens)"
+        )));
+    }
+    let dataset = raw.bigquery_dataset.trim();
+    if dataset.is_empty()
+        || dataset.len() > 1024
+        || !dataset
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Error::Config(format!(
+            "bigquery_dataset {dataset:?} must be letters, digits and underscores"
+        )));
+    }
+    let location = raw.bigquery_location.trim();
+    if location.is_empty()
+        || !location
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(Error::Config(format!(
+            "bigquery_location {location:?} must be a location such as US, EU or europe-west1"
+        )));
+    }
+    let endpoint = raw
+        .bigquery_endpoint
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    check_http_url("bigquery_endpoint", &endpoint)?;
+    Ok(Some(BigQueryConfig {
+        endpoint,
+        project: project.to_owned(),
+        dataset: dataset.to_owned(),
+        location: location.to_owned(),
+        credentials: raw.bigquery_credentials.clone(),
+    }))
 }
 
 /// The cluster settings, checked: nodes and replication need a cluster name; nodes are http(s) URLs.

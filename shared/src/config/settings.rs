@@ -84,8 +84,8 @@ settings! {
     enabled: bool = true;
     shown "`true`", env "ANALYTICS_ENABLED", parse from_str;
 
-    /// `clickhouse` or `bigquery`; `bigquery` is accepted by the parser but refused at start until that
-    /// provider exists
+    /// `clickhouse` or `bigquery`; with `bigquery`, `analytics migrate` prepares the dataset and events can
+    /// be stored, but the reads are not built yet, so the server and the functions refuse it at start
     provider: Provider = Provider::Clickhouse;
     shown "`clickhouse`", env "ANALYTICS_PROVIDER", parse provider;
 
@@ -128,6 +128,29 @@ settings! {
     /// ClickHouse password; never logged
     clickhouse_password: Secret = Secret::default();
     shown "none", env "CLICKHOUSE_PASSWORD", parse secret;
+
+    /// `provider: bigquery`: the Google Cloud project that runs the queries and holds the dataset
+    bigquery_project: String = String::new();
+    shown "none", env "BIGQUERY_PROJECT", parse text;
+
+    /// `provider: bigquery`: the dataset holding the module's tables; created by the migrations
+    bigquery_dataset: String = "commerce_analytics".into();
+    shown "`commerce_analytics`", env "BIGQUERY_DATASET", parse text;
+
+    /// `provider: bigquery`: the dataset's location (`US`, `EU`, `europe-west1`, …)
+    bigquery_location: String = "US".into();
+    shown "`US`", env "BIGQUERY_LOCATION", parse text;
+
+    /// `provider: bigquery`: the service account key, as its JSON text or as the path of the JSON file;
+    /// never logged. Empty: Application Default Credentials (see Deploying); ignored with an emulator
+    /// `bigquery_endpoint`
+    bigquery_credentials: Secret = Secret::default();
+    shown "none", env "BIGQUERY_CREDENTIALS", parse secret;
+
+    /// `provider: bigquery`: the API's base URL; set it to an emulator's (`http://127.0.0.1:9050`,
+    /// `scripts/bigquery`), which takes no credentials
+    bigquery_endpoint: String = "https://bigquery.googleapis.com".into();
+    shown "`https://bigquery.googleapis.com`", env "BIGQUERY_ENDPOINT", parse text;
 
     /// events per batch write (maximum), 1 to 100,000
     batch_size: usize = 1000;

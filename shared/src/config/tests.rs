@@ -220,14 +220,73 @@ fn unknown_setting_in_the_file_is_rejected() {
 
 #[test]
 fn bigquery_parses_but_is_refused_at_start_with_a_clear_message() {
-    let yaml = "analytics:\n  provider: bigquery\n";
+    let yaml = "analytics:\n  provider: bigquery\n  bigquery_project: shop-analytics\n";
     let c = Config::from_sources(Some(yaml), &env_of(&[])).expect("parses");
     assert_eq!(c.provider, Provider::Bigquery);
+    let bq = c.bigquery.as_ref().expect("bigquery settings");
+    assert_eq!(
+        (
+            bq.project.as_str(),
+            bq.dataset.as_str(),
+            bq.location.as_str()
+        ),
+        ("shop-analytics", "commerce_analytics", "US")
+    );
+    assert!(!bq.is_emulator(), "Google's endpoint by default");
     let err = c.ensure_supported().expect_err("must fail").to_string();
     assert!(
         err.contains("bigquery") && err.contains("not available yet"),
         "{err}"
     );
+}
+
+#[test]
+fn bad_bigquery_settings_are_refused_naming_the_setting() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[], "bigquery_project"),
+        (
+            &[("BIGQUERY_PROJECT", "Shop Analytics")],
+            "bigquery_project",
+        ),
+        (
+            &[("BIGQUERY_PROJECT", "p-1"), ("BIGQUERY_DATASET", "a.b")],
+            "bigquery_dataset",
+        ),
+        (
+            &[
+                ("BIGQUERY_PROJECT", "p-1"),
+                ("BIGQUERY_LOCATION", "us east"),
+            ],
+            "bigquery_location",
+        ),
+        (
+            &[
+                ("BIGQUERY_PROJECT", "p-1"),
+                ("BIGQUERY_ENDPOINT", "ftp://x"),
+            ],
+            "bigquery_endpoint",
+        ),
+    ];
+    for (env, setting) in cases {
+        let mut all = vec![("ANALYTICS_PROVIDER", "bigquery")];
+        all.extend_from_slice(env);
+        let err = Config::from_sources(None, &env_of(&all))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains(setting), "{env:?}: {err}");
+    }
+    let emulator = Config::from_sources(
+        None,
+        &env_of(&[
+            ("ANALYTICS_PROVIDER", "bigquery"),
+            ("BIGQUERY_PROJECT", "local-project"),
+            ("BIGQUERY_ENDPOINT", "http://127.0.0.1:9050/"),
+        ]),
+    )
+    .expect("parses");
+    let bq = emulator.bigquery.expect("bigquery");
+    assert!(bq.is_emulator());
+    assert_eq!(bq.endpoint, "http://127.0.0.1:9050");
 }
 
 #[test]

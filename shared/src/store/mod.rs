@@ -2,12 +2,13 @@
 //!
 //! [`EventStore`] is what the sinks and the ingest path need: insert a batch idempotently. The ClickHouse
 //! adapter ([`clickhouse::ClickHouseStore`]) owns all SQL; the in-memory [`MemoryStore`] backs unit tests
-//! and can inject failures. A BigQuery adapter will implement the same trait.
+//! and can inject failures. The BigQuery adapter ([`bigquery::BigQueryStore`]) implements the same trait.
 //!
 //! Idempotency contract: inserting the same batch again with the same `dedup_token` (a retry after a
 //! timeout whose first attempt did land) must not store it twice. [`dedup_token`] derives the token from
 //! the batch's store and event ids, so a retried batch always carries the same one.
 
+pub mod bigquery;
 pub mod clickhouse;
 pub mod memory;
 
