@@ -3,9 +3,15 @@
 //! [`FairReads::MAX_WAIT`] without a turn fails with a retryable error (503), so a store over its share is
 //! told so instead of queueing without bound.
 //!
-//! A decorator over any [`ReadStore`]: the adapters know nothing of it. Dashboards run their widgets
-//! concurrently, each widget one query, so a 20-widget dashboard on 4 connections is 80 queries of one
-//! store that now take turns in its own queue.
+//! Within its share, a store's reads are ranked: the first in flight has rank 1, the next rank 2, and so
+//! on ([`current_rank`], a task-local set around each call). An adapter may hand the rank to its warehouse
+//! as a priority (ClickHouse: the `priority` setting, 1 the highest; a lower-priority query pauses while a
+//! higher one runs), so a store's 8 concurrent widgets yield to another store's single query instead of
+//! sharing the CPU with it 8 to 1.
+//!
+//! A decorator over any [`ReadStore`]. Dashboards run their widgets concurrently, each widget one query,
+//! so a 20-widget dashboard on 4 connections is 80 queries of one store that now take turns in its own
+//! queue.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +27,22 @@ use super::live::{LiveData, LiveQuery};
 use super::metrics::{MetricFacts, MetricQuery};
 use super::ranked::{RankedQuery, RankedRow};
 use crate::error::StoreError;
+
+tokio::task_local! {
+    /// The rank of the read running in this task among its store's reads in flight (1 = the first).
+    static RANK: u32;
+}
+
+/// The rank of the current read among its store's reads in flight, when it runs under [`FairReads`].
+pub fn current_rank() -> Option<u32> {
+    RANK.try_with(|r| *r).ok()
+}
+
+/// A slot of a store's share, with the read's rank.
+struct Turn {
+    _permit: OwnedSemaphorePermit,
+    rank: u32,
+}
 
 #[derive(Debug)]
 pub struct FairReads {
@@ -43,15 +65,18 @@ impl FairReads {
     }
 
     /// Waits for one of the store's slots.
-    async fn turn(&self, store_id: &str) -> Result<OwnedSemaphorePermit, StoreError> {
+    async fn turn(&self, store_id: &str) -> Result<Turn, StoreError> {
         let slots = {
             let mut all = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             all.entry(store_id.to_owned())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_store)))
                 .clone()
         };
-        match tokio::time::timeout(Self::MAX_WAIT, slots.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+        match tokio::time::timeout(Self::MAX_WAIT, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Turn {
+                _permit: permit,
+                rank: (self.per_store - slots.available_permits()) as u32,
+            }),
             _ => Err(StoreError::Unavailable(format!(
                 "store {store_id} has more than {} reads in flight for {:?}; retry later",
                 self.per_store,
@@ -64,8 +89,8 @@ impl FairReads {
 #[async_trait]
 impl ReadStore for FairReads {
     async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
-        let _turn = self.turn(&q.store_id).await?;
-        self.inner.metric(q).await
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.metric(q)).await
     }
 
     async fn main_currency(
@@ -73,28 +98,29 @@ impl ReadStore for FairReads {
         store_id: &str,
         now: jiff::Timestamp,
     ) -> Result<Option<String>, StoreError> {
-        let _turn = self.turn(store_id).await?;
-        self.inner.main_currency(store_id, now).await
+        let turn = self.turn(store_id).await?;
+        RANK.scope(turn.rank, self.inner.main_currency(store_id, now))
+            .await
     }
 
     async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
-        let _turn = self.turn(&q.store_id).await?;
-        self.inner.ranked(q).await
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.ranked(q)).await
     }
 
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
-        let _turn = self.turn(&q.store_id).await?;
-        self.inner.cohorts(q).await
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.cohorts(q)).await
     }
 
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
-        let _turn = self.turn(&q.store_id).await?;
-        self.inner.funnel(q).await
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.funnel(q)).await
     }
 
     async fn live(&self, q: &LiveQuery) -> Result<LiveData, StoreError> {
-        let _turn = self.turn(&q.store_id).await?;
-        self.inner.live(q).await
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.live(q)).await
     }
 }
 
@@ -107,6 +133,8 @@ mod tests {
     struct Slow {
         running: std::sync::atomic::AtomicUsize,
         most: std::sync::atomic::AtomicUsize,
+        /// Each call's store and the rank it ran with.
+        ranks: std::sync::Mutex<Vec<(String, Option<u32>)>>,
     }
 
     #[async_trait]
@@ -116,10 +144,14 @@ mod tests {
         }
         async fn main_currency(
             &self,
-            _: &str,
+            store: &str,
             _: jiff::Timestamp,
         ) -> Result<Option<String>, StoreError> {
             use std::sync::atomic::Ordering::SeqCst;
+            self.ranks
+                .lock()
+                .expect("lock")
+                .push((store.to_owned(), current_rank()));
             let now = self.running.fetch_add(1, SeqCst) + 1;
             self.most.fetch_max(now, SeqCst);
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -193,5 +225,33 @@ mod tests {
             }
         }
         assert!(refused > 0 && refused < 150, "{refused}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stores_concurrent_reads_are_ranked_and_another_stores_read_ranks_first() {
+        let slow = Arc::new(Slow::default());
+        let fair = Arc::new(FairReads::new(slow.clone(), 4));
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
+        let busy: Vec<_> = (0..3)
+            .map(|_| {
+                let fair = fair.clone();
+                tokio::spawn(async move { fair.main_currency("busy", now).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        fair.main_currency("quiet", now).await.expect("quiet");
+        for task in busy {
+            task.await.expect("joined").expect("served");
+        }
+        let mut ranks = slow.ranks.lock().expect("lock").clone();
+        ranks.sort();
+        let want: Vec<(String, Option<u32>)> = vec![
+            ("busy".into(), Some(1)),
+            ("busy".into(), Some(2)),
+            ("busy".into(), Some(3)),
+            ("quiet".into(), Some(1)),
+        ];
+        assert_eq!(ranks, want);
+        assert_eq!(current_rank(), None, "outside a read, no rank");
     }
 }

@@ -94,6 +94,11 @@ impl Sql {
             .param("store", &b.store)
             .param("from", b.from_ms)
             .param("bots", b.bots);
+        // A store with several reads in flight runs its extra ones at a lower ClickHouse priority, so
+        // another store's read is not slowed by them (see `query::fair`).
+        if let Some(rank) = crate::query::fair::current_rank() {
+            q = q.with_setting("priority", rank.to_string());
+        }
         if let Some(to) = b.to_ms {
             q = q.param("to", to);
         }
