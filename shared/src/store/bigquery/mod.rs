@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod client;
 pub mod migrations;
+pub mod read;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};

@@ -1,0 +1,314 @@
+//! Time-series metrics on BigQuery: the same sources and measures as the ClickHouse adapter
+//! (`store/clickhouse/read/metrics.rs`), in BigQuery's SQL; the query side computes the values.
+//!
+//! Every read starts from [`events_in_range`]: the store's rows in `[from, to)` (partition pruning on
+//! `DATE(timestamp)`, cluster pruning on `store_id`), bots excluded unless asked for, each event once
+//! ([`super::ONE_ROW_PER_EVENT`]). Buckets are computed in the request's zone with DST: the local
+//! `DATETIME(ts, zone)` truncated, and back with `TIMESTAMP(datetime, zone)`; Monday weeks arithmetically
+//! from `DAYOFWEEK` (the emulator's `DATE_TRUNC(d, WEEK(MONDAY))` returns the Sunday). Two emulator gaps
+//! shape this: `TIMESTAMP_TRUNC(ts, HOUR, zone)` ignores half-hour zones (Kolkata), and
+//! `TIMESTAMP(datetime, @param)` does not translate; so the zone is written into the SQL as a literal, which
+//! is safe because it is an IANA name already resolved by the query side and checked here
+//! ([`zone_literal`]). Distinct counts are exact (`COUNT(DISTINCT …)`;
+//! never `APPROX_COUNT_DISTINCT`, which is approximate on BigQuery and exact only on the emulator).
+
+use super::client::{Param, Rows};
+use super::{BigQueryStore, EVENTS_TABLE, ONE_ROW_PER_EVENT};
+use crate::error::StoreError;
+use crate::query::metrics::{BucketFacts, Facts, Metric, MetricFacts, MetricQuery};
+use crate::query::params::Granularity;
+
+/// A read's SQL and its named parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<(&'static str, Param)>,
+}
+
+/// The facts of a metric's family as the aggregates `x` and `y` of its source's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Count,
+    Amount,
+    Money,
+    Rate,
+    PerCustomer,
+}
+
+impl Family {
+    fn facts(self, x: i64, y: i64) -> Facts {
+        match self {
+            Self::Count => Facts::Count { count: x },
+            Self::Amount => Facts::Amount { amount: x },
+            Self::Money => Facts::Money {
+                amount: x,
+                orders: y,
+            },
+            Self::Rate => Facts::Rate {
+                numerator: x,
+                denominator: y,
+            },
+            Self::PerCustomer => Facts::PerCustomer {
+                amount: x,
+                customers: y,
+            },
+        }
+    }
+}
+
+/// `WITH ev AS (…)`: the store's events in the range, each once, with the query's filters.
+fn events_in_range(store: &BigQueryStore, q: &MetricQuery) -> String {
+    let country = if q.country.is_some() {
+        " AND country = @country"
+    } else {
+        ""
+    };
+    format!(
+        "WITH ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
+         AND timestamp >= @from AND timestamp < @to{country} {ONE_ROW_PER_EVENT})",
+        store.table(EVENTS_TABLE)
+    )
+}
+
+/// Every event of the store (any time), each once: for first orders.
+fn all_events(store: &BigQueryStore) -> String {
+    format!(
+        "all_ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) {ONE_ROW_PER_EVENT})",
+        store.table(EVENTS_TABLE)
+    )
+}
+
+/// A visitor: `customerId`, else `anonymousId`, else `sessionId`.
+const VISITOR: &str =
+    "IF(customer_id != '', customer_id, IF(anonymous_id != '', anonymous_id, session_id))";
+
+/// A metric's per-row source and the aggregates that measure its family's facts over those rows.
+#[derive(Debug, Clone, PartialEq)]
+struct Source {
+    /// Rows with `ts` plus what the measures read.
+    rows: String,
+    /// The first and second fact (`y` is `0` for one-fact families).
+    x: &'static str,
+    y: &'static str,
+    family: Family,
+}
+
+fn source(q: &MetricQuery) -> Source {
+    let s = |rows: String, x, y, family| Source { rows, x, y, family };
+    let product = if q.product_id.is_some() {
+        " AND product_id = @product"
+    } else {
+        ""
+    };
+    let orders_in_currency = "SELECT MIN(timestamp) AS ts, ANY_VALUE(amount) AS v FROM ev \
+                              WHERE type = 'order.completed' AND currency = @currency GROUP BY order_id";
+    let sessions = "SELECT MIN(timestamp) AS ts, MAX(IF(type = 'order.completed', 1, 0)) AS v FROM ev \
+                    WHERE session_id != '' GROUP BY session_id";
+    match q.metric {
+        Metric::Revenue | Metric::Aov => s(
+            orders_in_currency.into(),
+            "SUM(v)",
+            "COUNT(*)",
+            Family::Money,
+        ),
+        Metric::Orders => s(
+            "SELECT MIN(timestamp) AS ts FROM ev WHERE type = 'order.completed' GROUP BY order_id"
+                .into(),
+            "COUNT(*)",
+            "0",
+            Family::Count,
+        ),
+        Metric::NetRevenue => s(
+            format!(
+                "{orders_in_currency} UNION ALL SELECT MIN(timestamp) AS ts, -ANY_VALUE(amount) AS v FROM ev \
+                 WHERE type = 'order.refunded' AND currency = @currency GROUP BY id"
+            ),
+            "SUM(v)",
+            "0",
+            Family::Amount,
+        ),
+        Metric::Sessions => s(sessions.into(), "COUNT(*)", "0", Family::Count),
+        Metric::ConversionRate => s(sessions.into(), "SUM(v)", "COUNT(*)", Family::Rate),
+        Metric::Visitors => s(
+            format!(
+                "SELECT ts, visitor FROM (SELECT timestamp AS ts, {VISITOR} AS visitor FROM ev) WHERE visitor != ''"
+            ),
+            "COUNT(DISTINCT visitor)",
+            "0",
+            Family::Count,
+        ),
+        Metric::ProductViews => s(
+            format!("SELECT timestamp AS ts, id FROM ev WHERE type = 'product.viewed'{product}"),
+            "COUNT(DISTINCT id)",
+            "0",
+            Family::Count,
+        ),
+        Metric::AddToCartRate => s(
+            format!(
+                "SELECT MIN(IF(type = 'product.viewed', timestamp, NULL)) AS ts, \
+                 MAX(IF(type = 'cart.item_added', 1, 0)) AS v FROM ev WHERE session_id != '' \
+                 AND type IN ('product.viewed', 'cart.item_added'){product} \
+                 GROUP BY session_id HAVING COUNTIF(type = 'product.viewed') > 0"
+            ),
+            "SUM(v)",
+            "COUNT(*)",
+            Family::Rate,
+        ),
+        Metric::Ltv => s(
+            // One row per order (in the range) of a customer acquired in the range; `ts` is the acquisition.
+            format!(
+                "SELECT f.first_ts AS ts, IF(o.cur = @currency, o.amt, 0) AS v, o.cust AS cust, \
+                 o.cur = @currency AS in_cur FROM ( \
+                   SELECT order_id, ANY_VALUE(customer_id) AS cust, ANY_VALUE(amount) AS amt, \
+                   ANY_VALUE(currency) AS cur FROM ev WHERE type = 'order.completed' AND customer_id != '' \
+                   GROUP BY order_id) AS o \
+                 INNER JOIN ( \
+                   SELECT customer_id, MIN(timestamp) AS first_ts FROM all_ev \
+                   WHERE type = 'order.completed' AND customer_id != '' GROUP BY customer_id) AS f \
+                 ON o.cust = f.customer_id WHERE f.first_ts >= @from AND f.first_ts < @to"
+            ),
+            "SUM(v)",
+            "COUNT(DISTINCT IF(in_cur, cust, NULL))",
+            Family::PerCustomer,
+        ),
+    }
+}
+
+/// The zone as a SQL string literal: IANA names only (letters, digits, `/`, `_`, `+`, `-`).
+fn zone_literal(tz: &str) -> Result<String, StoreError> {
+    let safe = !tz.is_empty()
+        && tz.len() <= 64
+        && tz
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-'));
+    if safe {
+        Ok(format!("'{tz}'"))
+    } else {
+        Err(StoreError::Rejected(format!(
+            "{tz:?} is not a time zone name"
+        )))
+    }
+}
+
+/// Unix seconds of the bucket start of `ts` in the zone `tz` (a literal from [`zone_literal`]).
+fn bucket_expr(g: Granularity, tz: &str) -> String {
+    let local = format!("DATETIME(ts, {tz})");
+    let start = match g {
+        Granularity::Hour => format!("DATETIME_TRUNC({local}, HOUR)"),
+        Granularity::Day => format!("DATETIME_TRUNC({local}, DAY)"),
+        Granularity::Week => format!(
+            "DATETIME_SUB(DATETIME_TRUNC({local}, DAY), \
+             INTERVAL MOD(EXTRACT(DAYOFWEEK FROM {local}) + 5, 7) DAY)"
+        ),
+        Granularity::Month => format!("DATETIME_TRUNC({local}, MONTH)"),
+    };
+    format!("UNIX_SECONDS(TIMESTAMP({start}, {tz}))")
+}
+
+/// The bucketed and the total query of a metric.
+pub fn sql(store: &BigQueryStore, q: &MetricQuery) -> Result<(Sql, Sql), StoreError> {
+    let tz = zone_literal(&q.range.tz_name)?;
+    let Source {
+        rows: source, x, y, ..
+    } = source(q);
+    let mut with = events_in_range(store, q);
+    if q.metric == Metric::Ltv {
+        with = format!("{with}, {}", all_events(store));
+    }
+    let columns = format!("CAST(IFNULL({x}, 0) AS INT64) AS x, CAST(IFNULL({y}, 0) AS INT64) AS y");
+    let params = params(q);
+    Ok((
+        Sql {
+            text: format!(
+                "{with} SELECT {} AS b, {columns} FROM ({source}) GROUP BY b ORDER BY b",
+                bucket_expr(q.range.granularity, &tz)
+            ),
+            params: params.clone(),
+        },
+        Sql {
+            text: format!("{with} SELECT 0 AS b, {columns} FROM ({source})"),
+            params,
+        },
+    ))
+}
+
+fn micros(ms: i64) -> Param {
+    Param::Timestamp(ms * 1000)
+}
+
+fn params(q: &MetricQuery) -> Vec<(&'static str, Param)> {
+    let mut p = vec![
+        ("store", Param::String(q.store_id.clone())),
+        ("from", micros(q.range.from_ms())),
+        ("to", micros(q.range.to_ms())),
+        ("bots", Param::Bool(q.include_bots)),
+    ];
+    if let Some(c) = &q.currency {
+        p.push(("currency", Param::String(c.clone())));
+    } else if q.metric == Metric::Ltv || q.metric.is_money() {
+        p.push(("currency", Param::String(String::new())));
+    }
+    if let Some(c) = &q.country {
+        p.push(("country", Param::String(c.clone())));
+    }
+    if let Some(id) = &q.product_id {
+        p.push(("product", Param::String(id.clone())));
+    }
+    p
+}
+
+fn facts(rows: &Rows, family: Family) -> Result<Vec<BucketFacts>, StoreError> {
+    let (b, x, y) = (rows.column("b")?, rows.column("x")?, rows.column("y")?);
+    (0..rows.rows.len())
+        .map(|r| {
+            Ok(BucketFacts {
+                start: rows.i64(r, b)?,
+                facts: family.facts(rows.i64(r, x)?, rows.i64(r, y)?),
+            })
+        })
+        .collect()
+}
+
+/// The facts of `q`.
+pub async fn metric(store: &BigQueryStore, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
+    let family = source(q).family;
+    let (bucketed, total) = sql(store, q)?;
+    let (rows, total_rows) = tokio::join!(
+        store.client().query(&bucketed.text, &bucketed.params),
+        store.client().query(&total.text, &total.params),
+    );
+    let total = facts(&total_rows?, family)?
+        .into_iter()
+        .next()
+        .map_or_else(|| family.facts(0, 0), |t| t.facts);
+    Ok(MetricFacts {
+        buckets: facts(&rows?, family)?,
+        total,
+    })
+}
+
+/// The store's most used order currency over the 90 days before `now`.
+pub async fn main_currency(
+    store: &BigQueryStore,
+    store_id: &str,
+    now: jiff::Timestamp,
+) -> Result<Option<String>, StoreError> {
+    const DAYS_90_MS: i64 = 90 * 86_400_000;
+    let sql = format!(
+        "SELECT currency FROM (SELECT currency, id FROM {} WHERE store_id = @store \
+         AND type = 'order.completed' AND timestamp >= @from {ONE_ROW_PER_EVENT}) \
+         GROUP BY currency ORDER BY COUNT(*) DESC, currency LIMIT 1",
+        store.table(EVENTS_TABLE)
+    );
+    let rows = store
+        .client()
+        .query(
+            &sql,
+            &[
+                ("store", Param::String(store_id.into())),
+                ("from", micros(now.as_millisecond() - DAYS_90_MS)),
+            ],
+        )
+        .await?;
+    Ok(rows.cell(0, 0).map(str::to_owned))
+}
