@@ -156,8 +156,7 @@ fn source(q: &MetricQuery) -> Source {
         ),
         Metric::Ltv => s(
             // One row per order (in the range) of a customer acquired in the range; `ts` is the acquisition.
-            format!(
-                "SELECT f.first_ts AS ts, IF(o.cur = @currency, o.amt, 0) AS v, o.cust AS cust, \
+                            "SELECT f.first_ts AS ts, IF(o.cur = @currency, o.amt, 0) AS v, o.cust AS cust, \
                  o.cur = @currency AS in_cur FROM ( \
                    SELECT order_id, ANY_VALUE(customer_id) AS cust, ANY_VALUE(amount) AS amt, \
                    ANY_VALUE(currency) AS cur FROM ev WHERE type = 'order.completed' AND customer_id != '' \
@@ -166,7 +165,7 @@ fn source(q: &MetricQuery) -> Source {
                    SELECT customer_id, MIN(timestamp) AS first_ts FROM all_ev \
                    WHERE type = 'order.completed' AND customer_id != '' GROUP BY customer_id) AS f \
                  ON o.cust = f.customer_id WHERE f.first_ts >= @from AND f.first_ts < @to"
-            ),
+                .into(),
             "SUM(v)",
             "COUNT(DISTINCT IF(in_cur, cust, NULL))",
             Family::PerCustomer,
