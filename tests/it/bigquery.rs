@@ -158,11 +158,12 @@ async fn a_large_result_is_read_page_by_page_to_the_last_row() {
 /// and every metric asked of both: the facts must be equal, bucket by bucket, in several zones (DST
 /// included), granularities and filters.
 #[tokio::test]
-async fn every_metric_answers_the_same_facts_on_bigquery_as_on_clickhouse() {
+async fn every_metric_and_ranked_metric_answers_the_same_on_bigquery_as_on_clickhouse() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::query::ReadStore;
     use commerce_analytics::query::metrics::{Metric, MetricQuery};
     use commerce_analytics::query::params::Params;
+    use commerce_analytics::query::ranked::{Ranked, RankedQuery};
 
     let now: jiff::Timestamp = "2026-12-01T10:20:30Z".parse().expect("now");
     let end = time::OffsetDateTime::from_unix_timestamp(now.as_second()).expect("end");
@@ -265,6 +266,31 @@ async fn every_metric_answers_the_same_facts_on_bigquery_as_on_clickhouse() {
             metric.name(),
             q.product_id
         );
+    }
+    // Every ranked metric, over the whole range and in one country.
+    for case in [
+        "period=90d&timezone=UTC",
+        "period=30d&timezone=UTC&country=US",
+    ] {
+        let params = Params::parse(case, &["period", "timezone", "country"]).expect("params");
+        let range = params.range(now).expect("range");
+        for metric in Ranked::ALL {
+            let q = RankedQuery {
+                store_id: "shop-a".into(),
+                metric,
+                range: range.clone(),
+                currency: Some("USD".into()),
+                country: params.country().expect("country"),
+                limit: 50,
+                include_bots: false,
+            };
+            let want = ch.store.ranked(&q).await.expect("clickhouse");
+            let got = commerce_analytics::store::bigquery::read::ranked(&bq, &q)
+                .await
+                .unwrap_or_else(|e| panic!("{metric:?} ({case}) on BigQuery: {e}"));
+            assert_eq!(got, want, "{metric:?} ({case})");
+            assert!(!want.is_empty(), "{metric:?} ({case}) compares real rows");
+        }
     }
     assert_eq!(
         commerce_analytics::store::bigquery::read::main_currency(&bq, "shop-a", now)

@@ -1,29 +1,16 @@
 //! Time-series metrics on BigQuery: the same sources and measures as the ClickHouse adapter
-//! (`store/clickhouse/read/metrics.rs`), in BigQuery's SQL; the query side computes the values.
-//!
-//! Every read starts from [`events_in_range`]: the store's rows in `[from, to)` (partition pruning on
-//! `DATE(timestamp)`, cluster pruning on `store_id`), bots excluded unless asked for, each event once
-//! ([`super::ONE_ROW_PER_EVENT`]). Buckets are computed in the request's zone with DST: the local
-//! `DATETIME(ts, zone)` truncated, and back with `TIMESTAMP(datetime, zone)`; Monday weeks arithmetically
-//! from `DAYOFWEEK` (the emulator's `DATE_TRUNC(d, WEEK(MONDAY))` returns the Sunday). Two emulator gaps
-//! shape this: `TIMESTAMP_TRUNC(ts, HOUR, zone)` ignores half-hour zones (Kolkata), and
-//! `TIMESTAMP(datetime, @param)` does not translate; so the zone is written into the SQL as a literal, which
-//! is safe because it is an IANA name already resolved by the query side and checked here
-//! ([`zone_literal`]). Distinct counts are exact (`COUNT(DISTINCT …)`;
-//! never `APPROX_COUNT_DISTINCT`, which is approximate on BigQuery and exact only on the emulator).
+//! (`store/clickhouse/read/metrics.rs`), in BigQuery's SQL; the query side computes the values. Buckets
+//! are computed in the request's zone with DST: the local `DATETIME(ts, zone)` truncated, and back with
+//! `TIMESTAMP(datetime, zone)`; Monday weeks arithmetically from `DAYOFWEEK` (the emulator's
+//! `DATE_TRUNC(d, WEEK(MONDAY))` returns the Sunday; its `TIMESTAMP_TRUNC(ts, HOUR, zone)` ignores
+//! half-hour zones such as Kolkata).
 
-use super::client::{Param, Rows};
-use super::{BigQueryStore, EVENTS_TABLE, ONE_ROW_PER_EVENT};
+use super::{Sql, VISITOR, all_events, events_in_range, micros, zone_literal};
 use crate::error::StoreError;
 use crate::query::metrics::{BucketFacts, Facts, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
-
-/// A read's SQL and its named parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sql {
-    pub text: String,
-    pub params: Vec<(&'static str, Param)>,
-}
+use crate::store::bigquery::BigQueryStore;
+use crate::store::bigquery::client::{Param, Rows};
 
 /// The facts of a metric's family as the aggregates `x` and `y` of its source's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,32 +42,6 @@ impl Family {
         }
     }
 }
-
-/// `WITH ev AS (…)`: the store's events in the range, each once, with the query's filters.
-fn events_in_range(store: &BigQueryStore, q: &MetricQuery) -> String {
-    let country = if q.country.is_some() {
-        " AND country = @country"
-    } else {
-        ""
-    };
-    format!(
-        "WITH ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
-         AND timestamp >= @from AND timestamp < @to{country} {ONE_ROW_PER_EVENT})",
-        store.table(EVENTS_TABLE)
-    )
-}
-
-/// Every event of the store (any time), each once: for first orders.
-fn all_events(store: &BigQueryStore) -> String {
-    format!(
-        "all_ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) {ONE_ROW_PER_EVENT})",
-        store.table(EVENTS_TABLE)
-    )
-}
-
-/// A visitor: `customerId`, else `anonymousId`, else `sessionId`.
-const VISITOR: &str =
-    "IF(customer_id != '', customer_id, IF(anonymous_id != '', anonymous_id, session_id))";
 
 /// A metric's per-row source and the aggregates that measure its family's facts over those rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,22 +134,6 @@ fn source(q: &MetricQuery) -> Source {
     }
 }
 
-/// The zone as a SQL string literal: IANA names only (letters, digits, `/`, `_`, `+`, `-`).
-fn zone_literal(tz: &str) -> Result<String, StoreError> {
-    let safe = !tz.is_empty()
-        && tz.len() <= 64
-        && tz
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-'));
-    if safe {
-        Ok(format!("'{tz}'"))
-    } else {
-        Err(StoreError::Rejected(format!(
-            "{tz:?} is not a time zone name"
-        )))
-    }
-}
-
 /// Unix seconds of the bucket start of `ts` in the zone `tz` (a literal from [`zone_literal`]).
 fn bucket_expr(g: Granularity, tz: &str) -> String {
     let local = format!("DATETIME(ts, {tz})");
@@ -210,7 +155,7 @@ pub fn sql(store: &BigQueryStore, q: &MetricQuery) -> Result<(Sql, Sql), StoreEr
     let Source {
         rows: source, x, y, ..
     } = source(q);
-    let mut with = events_in_range(store, q);
+    let mut with = events_in_range(store, q.country.is_some());
     if q.metric == Metric::Ltv {
         with = format!("{with}, {}", all_events(store));
     }
@@ -229,10 +174,6 @@ pub fn sql(store: &BigQueryStore, q: &MetricQuery) -> Result<(Sql, Sql), StoreEr
             params,
         },
     ))
-}
-
-fn micros(ms: i64) -> Param {
-    Param::Timestamp(ms * 1000)
 }
 
 fn params(q: &MetricQuery) -> Vec<(&'static str, Param)> {
@@ -284,30 +225,4 @@ pub async fn metric(store: &BigQueryStore, q: &MetricQuery) -> Result<MetricFact
         buckets: facts(&rows?, family)?,
         total,
     })
-}
-
-/// The store's most used order currency over the 90 days before `now`.
-pub async fn main_currency(
-    store: &BigQueryStore,
-    store_id: &str,
-    now: jiff::Timestamp,
-) -> Result<Option<String>, StoreError> {
-    const DAYS_90_MS: i64 = 90 * 86_400_000;
-    let sql = format!(
-        "SELECT currency FROM (SELECT currency, id FROM {} WHERE store_id = @store \
-         AND type = 'order.completed' AND timestamp >= @from {ONE_ROW_PER_EVENT}) \
-         GROUP BY currency ORDER BY COUNT(*) DESC, currency LIMIT 1",
-        store.table(EVENTS_TABLE)
-    );
-    let rows = store
-        .client()
-        .query(
-            &sql,
-            &[
-                ("store", Param::String(store_id.into())),
-                ("from", micros(now.as_millisecond() - DAYS_90_MS)),
-            ],
-        )
-        .await?;
-    Ok(rows.cell(0, 0).map(str::to_owned))
 }

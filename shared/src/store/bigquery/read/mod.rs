@@ -1,0 +1,101 @@
+//! The read side on BigQuery, one file per family as in `query/` (metrics, ranked so far), each the
+//! ClickHouse adapter's sources and measures in BigQuery's SQL, so that both warehouses answer the same
+//! facts (`tests/it/bigquery.rs` compares them on the same events).
+//!
+//! Every request value is a named query parameter (`@store`, `@from`, …); the only text composed here
+//! comes from allow-lists (metric, granularity) and the time zone, an IANA name already resolved by the
+//! query side and checked again by [`zone_literal`] (the emulator cannot translate `TIMESTAMP(datetime,
+//! @param)`). Every read starts from [`events_in_range`]: the store's rows in `[from, to)` (partition
+//! pruning on `DATE(timestamp)`, cluster pruning on `store_id`), bots excluded unless asked for, each
+//! event once ([`ONE_ROW_PER_EVENT`]). Distinct counts are exact (`COUNT(DISTINCT …)`; never
+//! `APPROX_COUNT_DISTINCT`, approximate on BigQuery and exact only on the emulator).
+
+mod metrics;
+mod ranked;
+
+pub use metrics::{metric, sql as metric_sql};
+pub use ranked::ranked;
+
+use super::client::Param;
+use super::{BigQueryStore, EVENTS_TABLE, ONE_ROW_PER_EVENT};
+use crate::error::StoreError;
+
+/// A read's SQL and its named parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<(&'static str, Param)>,
+}
+
+/// `WITH ev AS (…)`: the store's events in the range, each once, in `@country` when `country`.
+fn events_in_range(store: &BigQueryStore, country: bool) -> String {
+    let country = if country {
+        " AND country = @country"
+    } else {
+        ""
+    };
+    format!(
+        "WITH ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
+         AND timestamp >= @from AND timestamp < @to{country} {ONE_ROW_PER_EVENT})",
+        store.table(EVENTS_TABLE)
+    )
+}
+
+/// `all_ev AS (…)`: every event of the store (any time), each once; for first orders and stock.
+fn all_events(store: &BigQueryStore) -> String {
+    format!(
+        "all_ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) {ONE_ROW_PER_EVENT})",
+        store.table(EVENTS_TABLE)
+    )
+}
+
+/// A visitor: `customerId`, else `anonymousId`, else `sessionId`.
+const VISITOR: &str =
+    "IF(customer_id != '', customer_id, IF(anonymous_id != '', anonymous_id, session_id))";
+
+/// The zone as a SQL string literal: IANA names only (letters, digits, `/`, `_`, `+`, `-`).
+fn zone_literal(tz: &str) -> Result<String, StoreError> {
+    let safe = !tz.is_empty()
+        && tz.len() <= 64
+        && tz
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-'));
+    if safe {
+        Ok(format!("'{tz}'"))
+    } else {
+        Err(StoreError::Rejected(format!(
+            "{tz:?} is not a time zone name"
+        )))
+    }
+}
+
+/// A TIMESTAMP parameter from Unix milliseconds.
+fn micros(ms: i64) -> Param {
+    Param::Timestamp(ms * 1000)
+}
+
+/// The store's most used order currency over the 90 days before `now`.
+pub async fn main_currency(
+    store: &BigQueryStore,
+    store_id: &str,
+    now: jiff::Timestamp,
+) -> Result<Option<String>, StoreError> {
+    const DAYS_90_MS: i64 = 90 * 86_400_000;
+    let sql = format!(
+        "SELECT currency FROM (SELECT currency, id FROM {} WHERE store_id = @store \
+         AND type = 'order.completed' AND timestamp >= @from {ONE_ROW_PER_EVENT}) \
+         GROUP BY currency ORDER BY COUNT(*) DESC, currency LIMIT 1",
+        store.table(EVENTS_TABLE)
+    );
+    let rows = store
+        .client()
+        .query(
+            &sql,
+            &[
+                ("store", Param::String(store_id.into())),
+                ("from", micros(now.as_millisecond() - DAYS_90_MS)),
+            ],
+        )
+        .await?;
+    Ok(rows.cell(0, 0).map(str::to_owned))
+}

@@ -1,0 +1,192 @@
+//! Ranked metrics on BigQuery: one query per metric, each returning `key` plus three measures `a`, `b`,
+//! `c` that [`to_row`] names, as on ClickHouse (`store/clickhouse/read/ranked.rs`).
+//!
+//! Translations worth knowing: an order's items are `JSON_QUERY_ARRAY(properties, '$.items')`
+//! unnested; "the first non-empty value in the session" (ClickHouse `argMinIf`) is
+//! `MIN_BY` over the non-empty values; a referrer's domain without `www.` is a regular
+//! expression over the URL's host; a session's revenue sums each of its orders once (grouped by
+//! session, order and amount, as ClickHouse's `groupUniqArray`).
+
+use super::{Sql, all_events, events_in_range, micros};
+use crate::error::StoreError;
+use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
+use crate::store::bigquery::BigQueryStore;
+use crate::store::bigquery::client::Param;
+
+/// The row of `metric` from a result row's `key`, `a`, `b`, `c`.
+fn to_row(metric: Ranked, key: String, a: i64, b: i64, c: i64) -> RankedRow {
+    match metric {
+        Ranked::BestSellers => RankedRow::Product {
+            product_id: key,
+            units: a,
+            revenue: b,
+            orders: c,
+        },
+        Ranked::TrafficSources | Ranked::CampaignPerformance => RankedRow::Channel {
+            key,
+            sessions: a,
+            orders: b,
+            revenue: c,
+        },
+        Ranked::StockLevels => RankedRow::Stock {
+            product_id: key,
+            quantity: a,
+            updated_at: b,
+        },
+        Ranked::SellThroughRate => RankedRow::SellThrough {
+            product_id: key,
+            units_sold: a,
+            stock_on_hand: b,
+        },
+        Ranked::NewVsReturning => RankedRow::Segment {
+            segment: key,
+            customers: a,
+            orders: b,
+            revenue: c,
+        },
+    }
+}
+
+/// The first non-empty value of `column` in the session (by time): rows where it is empty have a NULL
+/// ordering key, which `MIN_BY` skips. (`ARRAY_AGG(… IGNORE NULLS ORDER BY … LIMIT 1)` would do too, but
+/// the emulator cannot translate it.)
+fn first_in_session(column: &str) -> String {
+    format!("MIN_BY(IF({column} != '', {column}, NULL), IF({column} != '', timestamp, NULL))")
+}
+
+/// An item's quantity (1 when it has none) and its product.
+const ITEM_QTY: &str = "IFNULL(SAFE_CAST(JSON_VALUE(item, '$.quantity') AS INT64), 1)";
+const ITEM_PRICE: &str = "IFNULL(SAFE_CAST(JSON_VALUE(item, '$.price') AS INT64), 0)";
+const ITEM_PRODUCT: &str = "IFNULL(JSON_VALUE(item, '$.productId'), '')";
+
+/// Each completed order once (in `@currency` when `in_currency`), one row per item.
+fn order_items(in_currency: bool) -> String {
+    let currency = if in_currency {
+        " AND currency = @currency"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT order_id, item FROM (SELECT order_id, ANY_VALUE(properties) AS p FROM ev \
+         WHERE type = 'order.completed'{currency} GROUP BY order_id), \
+         UNNEST(JSON_QUERY_ARRAY(p, '$.items')) AS item"
+    )
+}
+
+/// The latest stock per product before the period's end.
+const STOCK: &str = "SELECT product_id AS key, \
+     ARRAY_AGG(quantity ORDER BY timestamp DESC LIMIT 1)[OFFSET(0)] AS stock, MAX(timestamp) AS at \
+     FROM all_ev WHERE type = 'inventory.updated' AND timestamp < @to GROUP BY key";
+
+/// Sessions by `key` (an expression over a session's first `utm`, `ref` and `campaign`): sessions,
+/// sessions with an order, their orders' amount in the currency.
+fn sessions(key: &str) -> String {
+    format!(
+        "SELECT s.key AS key, COUNT(*) AS a, COUNTIF(s.orders > 0) AS b, IFNULL(SUM(r.revenue), 0) AS c FROM ( \
+           SELECT session_id, {key} AS key, orders FROM ( \
+             SELECT session_id, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref, IFNULL({}, '') AS campaign, \
+             MAX(IF(type = 'order.completed', 1, 0)) AS orders \
+             FROM ev WHERE session_id != '' GROUP BY session_id)) AS s \
+         LEFT JOIN ( \
+           SELECT session_id, SUM(amount) AS revenue FROM ( \
+             SELECT session_id, order_id, amount FROM ev WHERE session_id != '' \
+             AND type = 'order.completed' AND currency = @currency GROUP BY session_id, order_id, amount) \
+           GROUP BY session_id) AS r ON s.session_id = r.session_id \
+         WHERE s.key != '' GROUP BY key ORDER BY a DESC, key LIMIT @limit",
+        first_in_session("utm_source"),
+        first_in_session("referrer"),
+        first_in_session("utm_campaign"),
+    )
+}
+
+/// A session's first referrer's host without a leading `www.` (ClickHouse `domainWithoutWWW`).
+const REFERRER_DOMAIN: &str =
+    r"IFNULL(REGEXP_EXTRACT(ref, r'^(?:[A-Za-z][A-Za-z0-9+.\-]*://)?(?:www\.)?([^/:?#]+)'), '')";
+
+pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
+    let mut with = events_in_range(store, q.country.is_some());
+    let text = match q.metric {
+        Ranked::BestSellers => format!(
+            "SELECT {ITEM_PRODUCT} AS key, SUM({ITEM_QTY}) AS a, SUM({ITEM_QTY} * {ITEM_PRICE}) AS b, \
+             COUNT(DISTINCT order_id) AS c FROM ({}) \
+             GROUP BY key ORDER BY b DESC, a DESC, key LIMIT @limit",
+            order_items(true)
+        ),
+        Ranked::TrafficSources => sessions(&format!(
+            "IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {REFERRER_DOMAIN}, 'direct'))"
+        )),
+        Ranked::CampaignPerformance => sessions("campaign"),
+        Ranked::NewVsReturning => {
+            with = format!("{with}, {}", all_events(store));
+            "SELECT IF(f.first_ts >= @from, 'new', 'returning') AS key, COUNT(DISTINCT o.cust) AS a, \
+             COUNT(*) AS b, SUM(IF(o.cur = @currency, o.amt, 0)) AS c FROM ( \
+               SELECT order_id, ANY_VALUE(customer_id) AS cust, ANY_VALUE(amount) AS amt, \
+               ANY_VALUE(currency) AS cur FROM ev WHERE type = 'order.completed' AND customer_id != '' \
+               GROUP BY order_id) AS o \
+             INNER JOIN ( \
+               SELECT customer_id, MIN(timestamp) AS first_ts FROM all_ev \
+               WHERE type = 'order.completed' AND customer_id != '' GROUP BY customer_id) AS f \
+             ON o.cust = f.customer_id GROUP BY key ORDER BY key LIMIT @limit"
+                .to_owned()
+        }
+        Ranked::StockLevels => {
+            with = format!("{with}, {}", all_events(store));
+            format!(
+                "SELECT key, stock AS a, UNIX_SECONDS(at) AS b, 0 AS c FROM ({STOCK}) \
+                 ORDER BY a, key LIMIT @limit"
+            )
+        }
+        Ranked::SellThroughRate => {
+            with = format!("{with}, {}", all_events(store));
+            format!(
+                "SELECT key, IFNULL(o.sold, 0) AS a, IFNULL(s.stock, 0) AS b, 0 AS c FROM ({STOCK}) AS s \
+                 FULL OUTER JOIN ( \
+                   SELECT {ITEM_PRODUCT} AS key, SUM({ITEM_QTY}) AS sold FROM ({}) GROUP BY key) AS o \
+                 USING (key) WHERE key != '' \
+                 ORDER BY IF(a + b = 0, 0, a / (a + b)) DESC, key LIMIT @limit",
+                order_items(false)
+            )
+        }
+    };
+    let mut params = vec![
+        ("store", Param::String(q.store_id.clone())),
+        ("from", micros(q.range.from_ms())),
+        ("to", micros(q.range.to_ms())),
+        ("bots", Param::Bool(q.include_bots)),
+        ("limit", Param::Int64(i64::from(q.limit))),
+        (
+            "currency",
+            Param::String(q.currency.clone().unwrap_or_default()),
+        ),
+    ];
+    if let Some(c) = &q.country {
+        params.push(("country", Param::String(c.clone())));
+    }
+    Sql {
+        text: format!("{with} {text}"),
+        params,
+    }
+}
+
+/// The rows of `q`, best first.
+pub async fn ranked(store: &BigQueryStore, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
+    let sql = sql(store, q);
+    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let (key, a, b, c) = (
+        rows.column("key")?,
+        rows.column("a")?,
+        rows.column("b")?,
+        rows.column("c")?,
+    );
+    (0..rows.rows.len())
+        .map(|r| {
+            Ok(to_row(
+                q.metric,
+                rows.string(r, key),
+                rows.i64(r, a)?,
+                rows.i64(r, b)?,
+                rows.i64(r, c)?,
+            ))
+        })
+        .collect()
+}
