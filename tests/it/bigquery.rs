@@ -158,9 +158,10 @@ async fn a_large_result_is_read_page_by_page_to_the_last_row() {
 /// and every metric asked of both: the facts must be equal, bucket by bucket, in several zones (DST
 /// included), granularities and filters.
 #[tokio::test]
-async fn every_metric_and_ranked_metric_answers_the_same_on_bigquery_as_on_clickhouse() {
+async fn metrics_ranked_metrics_and_cohorts_answer_the_same_on_bigquery_as_on_clickhouse() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::query::ReadStore;
+    use commerce_analytics::query::cohorts::CohortQuery;
     use commerce_analytics::query::metrics::{Metric, MetricQuery};
     use commerce_analytics::query::params::Params;
     use commerce_analytics::query::ranked::{Ranked, RankedQuery};
@@ -291,6 +292,25 @@ async fn every_metric_and_ranked_metric_answers_the_same_on_bigquery_as_on_click
             assert_eq!(got, want, "{metric:?} ({case})");
             assert!(!want.is_empty(), "{metric:?} ({case}) compares real rows");
         }
+    }
+    // Cohorts by week and by month, in two zones.
+    for case in [
+        "period=90d&timezone=Europe/Berlin&granularity=week",
+        "period=90d&timezone=America/New_York&granularity=month",
+    ] {
+        let params = Params::parse(case, &["period", "timezone", "granularity"]).expect("params");
+        let q = CohortQuery {
+            store_id: "shop-a".into(),
+            range: params.range(now).expect("range"),
+            currency: "USD".into(),
+            include_bots: false,
+        };
+        let want = ch.store.cohorts(&q).await.expect("clickhouse");
+        let got = commerce_analytics::store::bigquery::read::cohorts(&bq, &q)
+            .await
+            .unwrap_or_else(|e| panic!("cohorts ({case}) on BigQuery: {e}"));
+        assert!(!want.is_empty(), "cohorts ({case}) compares real cells");
+        assert_eq!(got, want, "cohorts ({case})");
     }
     assert_eq!(
         commerce_analytics::store::bigquery::read::main_currency(&bq, "shop-a", now)

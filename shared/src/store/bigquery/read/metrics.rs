@@ -5,7 +5,7 @@
 //! `DATE_TRUNC(d, WEEK(MONDAY))` returns the Sunday; its `TIMESTAMP_TRUNC(ts, HOUR, zone)` ignores
 //! half-hour zones such as Kolkata).
 
-use super::{Sql, VISITOR, all_events, events_in_range, micros, zone_literal};
+use super::{Sql, VISITOR, all_events, events_in_range, local_start, micros, zone_literal};
 use crate::error::StoreError;
 use crate::query::metrics::{BucketFacts, Facts, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
@@ -136,17 +136,10 @@ fn source(q: &MetricQuery) -> Source {
 
 /// Unix seconds of the bucket start of `ts` in the zone `tz` (a literal from [`zone_literal`]).
 fn bucket_expr(g: Granularity, tz: &str) -> String {
-    let local = format!("DATETIME(ts, {tz})");
-    let start = match g {
-        Granularity::Hour => format!("DATETIME_TRUNC({local}, HOUR)"),
-        Granularity::Day => format!("DATETIME_TRUNC({local}, DAY)"),
-        Granularity::Week => format!(
-            "DATETIME_SUB(DATETIME_TRUNC({local}, DAY), \
-             INTERVAL MOD(EXTRACT(DAYOFWEEK FROM {local}) + 5, 7) DAY)"
-        ),
-        Granularity::Month => format!("DATETIME_TRUNC({local}, MONTH)"),
-    };
-    format!("UNIX_SECONDS(TIMESTAMP({start}, {tz}))")
+    format!(
+        "UNIX_SECONDS(TIMESTAMP({}, {tz}))",
+        local_start("ts", g, tz)
+    )
 }
 
 /// The bucketed and the total query of a metric.

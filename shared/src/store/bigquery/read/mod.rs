@@ -10,15 +10,18 @@
 //! event once ([`ONE_ROW_PER_EVENT`]). Distinct counts are exact (`COUNT(DISTINCT …)`; never
 //! `APPROX_COUNT_DISTINCT`, approximate on BigQuery and exact only on the emulator).
 
+mod cohorts;
 mod metrics;
 mod ranked;
 
+pub use cohorts::cohorts;
 pub use metrics::{metric, sql as metric_sql};
 pub use ranked::ranked;
 
 use super::client::Param;
 use super::{BigQueryStore, EVENTS_TABLE, ONE_ROW_PER_EVENT};
 use crate::error::StoreError;
+use crate::query::params::Granularity;
 
 /// A read's SQL and its named parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +69,21 @@ fn zone_literal(tz: &str) -> Result<String, StoreError> {
         Err(StoreError::Rejected(format!(
             "{tz:?} is not a time zone name"
         )))
+    }
+}
+
+/// The local start (a DATETIME in `tz`, a literal from [`zone_literal`]) of the hour, day, Monday week or
+/// month holding the TIMESTAMP `ts`: the local time truncated, so DST and half-hour zones come out right.
+fn local_start(ts: &str, g: Granularity, tz: &str) -> String {
+    let local = format!("DATETIME({ts}, {tz})");
+    match g {
+        Granularity::Hour => format!("DATETIME_TRUNC({local}, HOUR)"),
+        Granularity::Day => format!("DATETIME_TRUNC({local}, DAY)"),
+        Granularity::Week => format!(
+            "DATETIME_SUB(DATETIME_TRUNC({local}, DAY), \
+             INTERVAL MOD(EXTRACT(DAYOFWEEK FROM {local}) + 5, 7) DAY)"
+        ),
+        Granularity::Month => format!("DATETIME_TRUNC({local}, MONTH)"),
     }
 }
 
