@@ -158,10 +158,11 @@ async fn a_large_result_is_read_page_by_page_to_the_last_row() {
 /// and every metric asked of both: the facts must be equal, bucket by bucket, in several zones (DST
 /// included), granularities and filters.
 #[tokio::test]
-async fn metrics_ranked_metrics_and_cohorts_answer_the_same_on_bigquery_as_on_clickhouse() {
+async fn metrics_ranked_metrics_cohorts_and_live_answer_the_same_on_bigquery_as_on_clickhouse() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::query::ReadStore;
     use commerce_analytics::query::cohorts::CohortQuery;
+    use commerce_analytics::query::live::LiveQuery;
     use commerce_analytics::query::metrics::{Metric, MetricQuery};
     use commerce_analytics::query::params::Params;
     use commerce_analytics::query::ranked::{Ranked, RankedQuery};
@@ -311,6 +312,24 @@ async fn metrics_ranked_metrics_and_cohorts_answer_the_same_on_bigquery_as_on_cl
             .unwrap_or_else(|e| panic!("cohorts ({case}) on BigQuery: {e}"));
         assert!(!want.is_empty(), "cohorts ({case}) compares real cells");
         assert_eq!(got, want, "cohorts ({case})");
+    }
+    // The live panel over the last day (bots too, and without).
+    for include_bots in [false, true] {
+        let q = LiveQuery {
+            store_id: "shop-a".into(),
+            from_ms: now.as_millisecond() - 86_400_000,
+            minutes: 1440,
+            include_bots,
+        };
+        let want = ch.store.live(&q).await.expect("clickhouse");
+        let got = commerce_analytics::store::bigquery::read::live(&bq, &q)
+            .await
+            .unwrap_or_else(|e| panic!("live on BigQuery: {e}"));
+        assert!(
+            !want.per_minute.is_empty() && !want.recent.is_empty(),
+            "live compares real rows"
+        );
+        assert_eq!(got, want, "live (bots {include_bots})");
     }
     assert_eq!(
         commerce_analytics::store::bigquery::read::main_currency(&bq, "shop-a", now)
