@@ -158,10 +158,11 @@ async fn a_large_result_is_read_page_by_page_to_the_last_row() {
 /// and every metric asked of both: the facts must be equal, bucket by bucket, in several zones (DST
 /// included), granularities and filters.
 #[tokio::test]
-async fn metrics_ranked_metrics_cohorts_and_live_answer_the_same_on_bigquery_as_on_clickhouse() {
+async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::query::ReadStore;
     use commerce_analytics::query::cohorts::CohortQuery;
+    use commerce_analytics::query::funnel::{FunnelKey, FunnelQuery};
     use commerce_analytics::query::live::LiveQuery;
     use commerce_analytics::query::metrics::{Metric, MetricQuery};
     use commerce_analytics::query::params::Params;
@@ -330,6 +331,51 @@ async fn metrics_ranked_metrics_cohorts_and_live_answer_the_same_on_bigquery_as_
             "live compares real rows"
         );
         assert_eq!(got, want, "live (bots {include_bots})");
+    }
+    // Funnels by session and by customer, short and long windows (strict order is not built yet).
+    for (steps, window_secs, by) in [
+        (
+            "page.viewed,product.viewed,cart.item_added,checkout.started,order.completed",
+            86_400,
+            FunnelKey::Session,
+        ),
+        (
+            "product.viewed,cart.item_added,order.completed",
+            600,
+            FunnelKey::Session,
+        ),
+        (
+            "product.viewed,order.completed",
+            30 * 86_400,
+            FunnelKey::Customer,
+        ),
+    ] {
+        let q = FunnelQuery {
+            store_id: "shop-a".into(),
+            steps: steps.split(',').map(str::to_owned).collect(),
+            range: Params::parse("period=90d&timezone=UTC", &["period", "timezone"])
+                .and_then(|p| p.range(now))
+                .expect("range"),
+            window_secs,
+            by,
+            strict: false,
+            include_bots: false,
+        };
+        let want = ch.store.funnel(&q).await.expect("clickhouse");
+        let got = commerce_analytics::store::bigquery::read::funnel(&bq, &q)
+            .await
+            .unwrap_or_else(|e| panic!("funnel {steps} on BigQuery: {e}"));
+        assert!(want.reached[0] > 0, "the funnel compares real keys");
+        assert_eq!(
+            got.reached, want.reached,
+            "funnel {steps} ({window_secs} s, {by:?})"
+        );
+        for (g, w) in got.median_secs.iter().zip(&want.median_secs) {
+            match (g, w) {
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1e-6, "median {g} vs {w} ({steps})"),
+                _ => assert_eq!(g, w, "median presence ({steps})"),
+            }
+        }
     }
     assert_eq!(
         commerce_analytics::store::bigquery::read::main_currency(&bq, "shop-a", now)

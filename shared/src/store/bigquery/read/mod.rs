@@ -1,4 +1,4 @@
-//! The read side on BigQuery, one file per family as in `query/` (metrics, ranked, cohorts, live so far), each the
+//! The read side on BigQuery, one file per family as in `query/` (metrics, ranked, cohorts, funnel, live), each the
 //! ClickHouse adapter's sources and measures in BigQuery's SQL, so that both warehouses answer the same
 //! facts (`tests/it/bigquery.rs` compares them on the same events).
 //!
@@ -11,11 +11,13 @@
 //! `APPROX_COUNT_DISTINCT`, approximate on BigQuery and exact only on the emulator).
 
 mod cohorts;
+mod funnel;
 mod live;
 mod metrics;
 mod ranked;
 
 pub use cohorts::cohorts;
+pub use funnel::funnel;
 pub use live::live;
 pub use metrics::{metric, sql as metric_sql};
 pub use ranked::ranked;
