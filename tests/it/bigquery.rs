@@ -224,7 +224,8 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 include_bots: false,
             };
             let want = ch.store.metric(&q).await.expect("clickhouse");
-            let got = commerce_analytics::store::bigquery::read::metric(&bq, &q)
+            let got = bq
+                .metric(&q)
                 .await
                 .unwrap_or_else(|e| panic!("{} ({case}) on BigQuery: {e}", metric.name()));
             assert_eq!(got, want, "{} ({case})", metric.name());
@@ -259,9 +260,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             include_bots,
         };
         let want = ch.store.metric(&q).await.expect("clickhouse");
-        let got = commerce_analytics::store::bigquery::read::metric(&bq, &q)
-            .await
-            .expect("bigquery");
+        let got = bq.metric(&q).await.expect("bigquery");
         assert_eq!(
             got,
             want,
@@ -288,7 +287,8 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 include_bots: false,
             };
             let want = ch.store.ranked(&q).await.expect("clickhouse");
-            let got = commerce_analytics::store::bigquery::read::ranked(&bq, &q)
+            let got = bq
+                .ranked(&q)
                 .await
                 .unwrap_or_else(|e| panic!("{metric:?} ({case}) on BigQuery: {e}"));
             assert_eq!(got, want, "{metric:?} ({case})");
@@ -308,7 +308,8 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             include_bots: false,
         };
         let want = ch.store.cohorts(&q).await.expect("clickhouse");
-        let got = commerce_analytics::store::bigquery::read::cohorts(&bq, &q)
+        let got = bq
+            .cohorts(&q)
             .await
             .unwrap_or_else(|e| panic!("cohorts ({case}) on BigQuery: {e}"));
         assert!(!want.is_empty(), "cohorts ({case}) compares real cells");
@@ -323,7 +324,8 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             include_bots,
         };
         let want = ch.store.live(&q).await.expect("clickhouse");
-        let got = commerce_analytics::store::bigquery::read::live(&bq, &q)
+        let got = bq
+            .live(&q)
             .await
             .unwrap_or_else(|e| panic!("live on BigQuery: {e}"));
         assert!(
@@ -362,7 +364,8 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             include_bots: false,
         };
         let want = ch.store.funnel(&q).await.expect("clickhouse");
-        let got = commerce_analytics::store::bigquery::read::funnel(&bq, &q)
+        let got = bq
+            .funnel(&q)
             .await
             .unwrap_or_else(|e| panic!("funnel {steps} on BigQuery: {e}"));
         assert!(want.reached[0] > 0, "the funnel compares real keys");
@@ -378,9 +381,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
         }
     }
     assert_eq!(
-        commerce_analytics::store::bigquery::read::main_currency(&bq, "shop-a", now)
-            .await
-            .expect("bq"),
+        bq.main_currency("shop-a", now).await.expect("bq"),
         ch.store.main_currency("shop-a", now).await.expect("ch"),
     );
     bq.drop_dataset().await.expect("drop");

@@ -25,7 +25,13 @@ pub use ranked::ranked;
 use super::client::Param;
 use super::{BigQueryStore, EVENTS_TABLE, ONE_ROW_PER_EVENT};
 use crate::error::StoreError;
+use crate::query::ReadStore;
+use crate::query::cohorts::{CohortCell, CohortQuery};
+use crate::query::funnel::{FunnelCounts, FunnelQuery};
+use crate::query::live::{LiveData, LiveQuery};
+use crate::query::metrics::{MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
+use crate::query::ranked::{RankedQuery, RankedRow};
 
 /// A read's SQL and its named parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,4 +126,35 @@ pub async fn main_currency(
         )
         .await?;
     Ok(rows.cell(0, 0).map(str::to_owned))
+}
+
+#[async_trait::async_trait]
+impl ReadStore for BigQueryStore {
+    async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
+        metric(self, q).await
+    }
+
+    async fn main_currency(
+        &self,
+        store_id: &str,
+        now: jiff::Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        main_currency(self, store_id, now).await
+    }
+
+    async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
+        ranked(self, q).await
+    }
+
+    async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
+        cohorts(self, q).await
+    }
+
+    async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
+        funnel(self, q).await
+    }
+
+    async fn live(&self, q: &LiveQuery) -> Result<LiveData, StoreError> {
+        live(self, q).await
+    }
 }
