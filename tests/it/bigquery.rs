@@ -387,3 +387,69 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
     bq.drop_dataset().await.expect("drop");
     ch.drop_database().await;
 }
+
+#[tokio::test]
+async fn custom_dashboards_are_saved_replaced_listed_and_deleted_per_store() {
+    use commerce_analytics::query::dashboards::{Dashboard, DashboardStore, Endpoint, Widget};
+    let bq = test_bigquery("bq_dash").await;
+    let at = |s: i64| jiff::Timestamp::from_second(1_800_000_000 + s).expect("ts");
+    let widget = |metric: &str| Widget {
+        title: metric.into(),
+        endpoint: Endpoint::Metrics,
+        params: [("metric".to_owned(), metric.to_owned())].into(),
+    };
+    let dash = |id: &str, name: &str, metric: &str| Dashboard {
+        id: id.into(),
+        name: name.into(),
+        built_in: false,
+        widgets: vec![widget(metric)],
+    };
+    bq.save_dashboard("shop-a", &dash("d1", "Weekly", "revenue"), at(1))
+        .await
+        .expect("save");
+    bq.save_dashboard("shop-a", &dash("d2", "Acquisition", "visitors"), at(2))
+        .await
+        .expect("save");
+    bq.save_dashboard("shop-b", &dash("d9", "Other store", "orders"), at(3))
+        .await
+        .expect("save");
+    // A later save of d1 replaces it.
+    bq.save_dashboard(
+        "shop-a",
+        &dash("d1", "Weekly revenue", "net_revenue"),
+        at(4),
+    )
+    .await
+    .expect("replace");
+    let listed = bq.dashboards("shop-a").await.expect("list");
+    assert_eq!(
+        listed,
+        vec![
+            dash("d2", "Acquisition", "visitors"),
+            dash("d1", "Weekly revenue", "net_revenue")
+        ]
+    );
+    assert!(
+        bq.delete_dashboard("shop-a", "d2", at(5))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !bq.delete_dashboard("shop-a", "d2", at(6))
+            .await
+            .expect("again"),
+        "already gone"
+    );
+    assert!(
+        !bq.delete_dashboard("shop-a", "d9", at(7))
+            .await
+            .expect("other store's"),
+        "never another store's"
+    );
+    assert_eq!(
+        bq.dashboards("shop-a").await.expect("list"),
+        vec![dash("d1", "Weekly revenue", "net_revenue")]
+    );
+    assert_eq!(bq.dashboards("shop-b").await.expect("list").len(), 1);
+    bq.drop_dataset().await.expect("drop");
+}

@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod client;
+mod dashboards;
 pub mod migrations;
 pub mod read;
 
