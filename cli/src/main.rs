@@ -135,9 +135,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let store = BigQueryStore::new(bq)?;
             let report = store.migrate(config.max_retention_days()).await?;
+            let seeded = keys::seed(&store, &config.keys, OffsetDateTime::now_utc()).await?;
             eprintln!(
-                "BigQuery dataset {}.{} at schema version {} (applied now: {:?}); keys are not seeded \
-                 on BigQuery yet",
+                "BigQuery dataset {}.{} at schema version {} (applied now: {:?}); {seeded} configured \
+                 key(s) seeded",
                 bq.project,
                 bq.dataset,
                 bigquery::migrations::version(&store).await?,

@@ -453,3 +453,87 @@ async fn custom_dashboards_are_saved_replaced_listed_and_deleted_per_store() {
     assert_eq!(bq.dashboards("shop-b").await.expect("list").len(), 1);
     bq.drop_dataset().await.expect("drop");
 }
+
+#[tokio::test]
+async fn api_keys_are_created_found_listed_and_revoked_as_digests() {
+    use commerce_analytics::auth::keys::{self, KeyStore};
+    use commerce_analytics::auth::{Scope, digest_hex};
+    use commerce_analytics::config::KeyKind;
+    let bq = test_bigquery("bq_keys").await;
+    let now = time::macros::datetime!(2026-12-01 10:00:00.123 UTC);
+    let (write, stored) = keys::create(
+        &bq,
+        "shop-a",
+        KeyKind::Write,
+        vec!["https://shop.example.com".into()],
+        "storefront",
+        now,
+    )
+    .await
+    .expect("create");
+    let (read, _) = keys::create_scoped(
+        &bq,
+        "shop-a",
+        KeyKind::Read,
+        vec![Scope::Read],
+        vec![],
+        "BI",
+        now,
+    )
+    .await
+    .expect("create scoped");
+    keys::create(&bq, "shop-b", KeyKind::Read, vec![], "other", now)
+        .await
+        .expect("create");
+    let found = bq
+        .find_key(&digest_hex(&write))
+        .await
+        .expect("find")
+        .expect("known");
+    assert_eq!(found, stored, "every field round-trips");
+    let read_key = bq
+        .find_key(&digest_hex(&read))
+        .await
+        .expect("find")
+        .expect("known");
+    assert_eq!(read_key.scopes, vec![Scope::Read]);
+    assert!(
+        bq.find_key(&digest_hex("sk_unknown_key_000000"))
+            .await
+            .expect("find")
+            .is_none()
+    );
+    let listed = bq.list_keys(Some("shop-a")).await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(bq.list_keys(None).await.expect("list").len(), 3);
+    let table = bq
+        .client()
+        .query(
+            &format!(
+                "SELECT STRING_AGG(sha256 || prefix || name) AS t FROM {}",
+                bq.table("api_keys")
+            ),
+            &[],
+        )
+        .await
+        .expect("raw");
+    assert!(
+        !table.string(0, 0).contains(&write),
+        "only digests are stored"
+    );
+    keys::revoke(&bq, &stored.prefix, now + time::Duration::minutes(1))
+        .await
+        .expect("revoke");
+    let revoked = bq
+        .find_key(&digest_hex(&write))
+        .await
+        .expect("find")
+        .expect("known");
+    assert!(revoked.revoked_at.is_some(), "the revoked version wins");
+    assert_eq!(
+        bq.list_keys(Some("shop-a")).await.expect("list").len(),
+        2,
+        "listed once, revoked"
+    );
+    bq.drop_dataset().await.expect("drop");
+}

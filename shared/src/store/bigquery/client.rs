@@ -108,6 +108,34 @@ impl Rows {
         }
     }
 
+    /// Cell `col` of row `row` as a list of strings (an ARRAY<STRING> column; NULL: empty).
+    pub fn strings(&self, row: usize, col: usize) -> Result<Vec<String>, StoreError> {
+        let Some(text) = self.cell(row, col) else {
+            return Ok(Vec::new());
+        };
+        let items: Vec<Value> = serde_json::from_str(text)
+            .map_err(|e| StoreError::Rejected(format!("{text:?} is not an array ({e})")))?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item["v"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Cell `col` of row `row`, a TIMESTAMP read as int64 microseconds (NULL: None).
+    pub fn timestamp(
+        &self,
+        row: usize,
+        col: usize,
+    ) -> Result<Option<time::OffsetDateTime>, StoreError> {
+        if self.cell(row, col).is_none() {
+            return Ok(None);
+        }
+        let us = self.i64(row, col)?;
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+            .map(Some)
+            .map_err(|e| StoreError::Rejected(format!("timestamp {us} out of range ({e})")))
+    }
+
     /// Cell `col` of row `row` as text (NULL: empty).
     pub fn string(&self, row: usize, col: usize) -> String {
         self.cell(row, col).unwrap_or_default().to_owned()

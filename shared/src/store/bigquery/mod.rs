@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod client;
 mod dashboards;
+mod keys;
 pub mod migrations;
 pub mod read;
 
