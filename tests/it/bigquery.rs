@@ -537,3 +537,178 @@ async fn api_keys_are_created_found_listed_and_revoked_as_digests() {
     );
     bq.drop_dataset().await.expect("drop");
 }
+
+/// A validated event of `store`, moved to `at`.
+fn event_at(store: &str, wire: serde_json::Value, at: time::OffsetDateTime) -> Event {
+    let v = Validator {
+        limits: Default::default(),
+        retention_days: 365,
+        anonymize_ip: true,
+    };
+    let mut e = v
+        .validate(
+            wire,
+            store,
+            &RequestMeta::default(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("valid");
+    e.timestamp = at;
+    e
+}
+
+#[tokio::test]
+async fn erasing_a_customer_removes_their_events_linked_activity_and_rejects_in_their_store_only() {
+    use commerce_analytics::erasure::ErasureStore;
+    use commerce_analytics::store::Reject;
+    use serde_json::json;
+    let bq = test_bigquery("bq_erase").await;
+    let now = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let events = vec![
+        // The customer, signed in, then the same browser (anonymous id) and session before sign-in.
+        event_at(
+            "shop-a",
+            json!({"id": "e1", "type": "page.viewed", "customerId": "c1", "anonymousId": "a1", "sessionId": "s1"}),
+            now,
+        ),
+        event_at(
+            "shop-a",
+            json!({"id": "e2", "type": "page.viewed", "anonymousId": "a1"}),
+            now,
+        ),
+        event_at(
+            "shop-a",
+            json!({"id": "e3", "type": "page.viewed", "sessionId": "s1"}),
+            now,
+        ),
+        // Someone else, and the same customer id in another store.
+        event_at(
+            "shop-a",
+            json!({"id": "e4", "type": "page.viewed", "customerId": "c2", "sessionId": "s2"}),
+            now,
+        ),
+        event_at(
+            "shop-b",
+            json!({"id": "e5", "type": "page.viewed", "customerId": "c1", "sessionId": "s9"}),
+            now,
+        ),
+    ];
+    bq.insert(&events, "t").await.expect("insert");
+    bq.insert(&events[..1], "resent")
+        .await
+        .expect("a resend of e1");
+    let reject = |store: &str, raw: &str| Reject {
+        received_at: now,
+        source: "firehose",
+        request_id: "r1".into(),
+        record_index: 0,
+        store_id: store.into(),
+        event_id: String::new(),
+        reason: "bad".into(),
+        raw: raw.into(),
+    };
+    bq.insert_rejects(
+        &[
+            reject("shop-a", r#"{"customerId": "c1", "type": "nope"}"#),
+            reject("", r#"{"storeId": "shop-b", "customerId": "c1"}"#),
+            reject("", "not json \"c1\""),
+        ],
+        "r",
+    )
+    .await
+    .expect("rejects");
+    let report = bq.erase_customer("shop-a", "c1").await.expect("erase");
+    assert_eq!(
+        (
+            report.events_deleted,
+            report.rejects_deleted,
+            report.anonymous_ids,
+            report.sessions
+        ),
+        (3, 2, 1, 1),
+        "{report:?}"
+    );
+    let left = bq
+        .client()
+        .query(
+            &format!(
+                "SELECT STRING_AGG(id ORDER BY id) FROM {}",
+                bq.table(EVENTS_TABLE)
+            ),
+            &[],
+        )
+        .await
+        .expect("left");
+    assert_eq!(
+        left.string(0, 0),
+        "e4,e5",
+        "the other customer's and the other store's stay"
+    );
+    let again = bq.erase_customer("shop-a", "c1").await.expect("again");
+    assert_eq!((again.events_deleted, again.rejects_deleted), (0, 0));
+    bq.drop_dataset().await.expect("drop");
+}
+
+#[tokio::test]
+async fn retention_removes_what_is_past_each_stores_cutoff_and_a_dry_run_changes_nothing() {
+    use commerce_analytics::retention::{self, Policy};
+    use serde_json::json;
+    let bq = test_bigquery("bq_retention").await;
+    let now = time::macros::datetime!(2026-12-01 15:00 UTC);
+    let day = |d: i64| now - time::Duration::days(d);
+    let mut events = Vec::new();
+    for (i, (store, age)) in [
+        ("shop-a", 200),
+        ("shop-a", 95),
+        ("shop-a", 40),
+        ("shop-a", 5),
+        ("shop-b", 95),
+        ("shop-b", 40),
+        ("shop-b", 5),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(event_at(
+            store,
+            json!({"id": format!("r{i}"), "type": "page.viewed"}),
+            day(age),
+        ));
+    }
+    bq.insert(&events, "t").await.expect("insert");
+    let policy = Policy {
+        default_days: 90,
+        store_days: [("shop-b".to_owned(), 30)].into(),
+    };
+    let planned = retention::run(&bq, &policy, now, true)
+        .await
+        .expect("dry run");
+    let removed = |r: &retention::Report| {
+        r.tables
+            .iter()
+            .find(|t| t.table == EVENTS_TABLE)
+            .map(|t| t.rows_removed)
+    };
+    assert_eq!(removed(&planned), Some(4), "{planned:?}");
+    assert_eq!(
+        bq.count_events("shop-a").await.expect("a") + bq.count_events("shop-b").await.expect("b"),
+        7
+    );
+    let done = retention::run(&bq, &policy, now, false).await.expect("run");
+    assert_eq!(removed(&done), Some(4), "{done:?}");
+    assert_eq!(
+        bq.count_events("shop-a").await.expect("a"),
+        2,
+        "shop-a keeps 90 days"
+    );
+    assert_eq!(
+        bq.count_events("shop-b").await.expect("b"),
+        1,
+        "shop-b keeps 30 days"
+    );
+    let rerun = retention::run(&bq, &policy, now, false)
+        .await
+        .expect("rerun");
+    assert_eq!(removed(&rerun), Some(0), "nothing more");
+    bq.drop_dataset().await.expect("drop");
+}

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod client;
 mod dashboards;
 mod keys;
+mod lifecycle;
 pub mod migrations;
 pub mod read;
 
