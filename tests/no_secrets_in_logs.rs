@@ -172,7 +172,7 @@ async fn a_full_session_logs_no_key_access_key_or_password() {
         commerce_analytics::config::Secret::new(CLICKHOUSE_PASSWORD);
     tracing::info!(config = ?with_password, "configuration with a password");
     let refused = integration_tests::call(
-        &commerce_analytics::lambda::store_routes_api_for(&with_password),
+        &commerce_analytics::lambda::store_routes_api_for(&with_password).expect("api"),
         "GET",
         "/analytics/metrics?metric=orders&period=7d",
         READ_KEY,

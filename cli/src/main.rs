@@ -124,10 +124,6 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_file(&cli.config)?;
-    // `migrate` already works on BigQuery; every other command needs the reads.
-    if !matches!(cli.cmd, Cmd::Migrate) {
-        config.ensure_supported()?;
-    }
     match cli.cmd {
         Cmd::Migrate if config.provider == Provider::Bigquery => {
             let Some(bq) = &config.bigquery else {
@@ -200,9 +196,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ..server::ServerOptions::new(addr)
             };
             let srv = server::start(&config, opts).await?;
-            if demo_if_empty > 0 && srv.store.count_rows(&demo_store).await? == 0 {
+            if demo_if_empty > 0 && srv.warehouse.count_events(&demo_store).await? == 0 {
                 let started = std::time::Instant::now();
-                let n = load_demo(&srv.store, &config, &demo_store, demo_if_empty, 42, 90).await?;
+                let n = load_demo(
+                    &*srv.warehouse.events(),
+                    &config,
+                    &demo_store,
+                    demo_if_empty,
+                    42,
+                    90,
+                )
+                .await?;
                 eprintln!(
                     "loaded {n} demo events into store {demo_store:?} in {:.1?}",
                     started.elapsed()
@@ -227,7 +231,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn load_demo(
-    ch: &ClickHouseStore,
+    ch: &dyn commerce_analytics::store::EventStore,
     config: &Config,
     store: &str,
     events: usize,

@@ -34,7 +34,7 @@ use commerce_analytics::event::Validator;
 use commerce_analytics::ingest::Ingest;
 use commerce_analytics::sink::wal::{self, Wal};
 use commerce_analytics::sink::{BufferConfig, BufferHandle, BufferedSink, DiscardSink, EventSink};
-use commerce_analytics::store::{ClickHouseStore, EventStore};
+use commerce_analytics::store::Warehouse;
 use commerce_analytics::tracker::Tracker;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -87,7 +87,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 #[derive(Debug)]
 pub struct LocalServer {
     pub addr: SocketAddr,
-    pub store: ClickHouseStore,
+    /// The configured warehouse (`provider`).
+    pub warehouse: Warehouse,
     stop_tx: watch::Sender<bool>,
     serve_task: tokio::task::JoinHandle<()>,
     buffer: Option<BufferHandle>,
@@ -105,15 +106,24 @@ struct AppState {
 
 /// Starts the server; returns once it is listening.
 pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> {
-    config.ensure_supported()?;
-    let store = ClickHouseStore::new(&config.clickhouse);
-    store.migrate(config.max_retention_days()).await.map_err(|e| {
-        Error::Config(format!(
-            "cannot prepare ClickHouse at {} ({e}); is it running? try `scripts/clickhouse start`",
-            config.clickhouse.url
-        ))
-    })?;
-    let seeded = keys::seed(&store, &config.keys, time::OffsetDateTime::now_utc()).await?;
+    let warehouse = Warehouse::from_config(config)?;
+    warehouse
+        .migrate(config.max_retention_days())
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot prepare {} ({e}); is it running? try `scripts/clickhouse start` (or \
+                 `scripts/bigquery start` for the emulator)",
+                warehouse.describe(config)
+            ))
+        })?;
+    let events = warehouse.events();
+    let seeded = keys::seed(
+        &*warehouse.keys(),
+        &config.keys,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
     if seeded > 0 {
         tracing::info!(
             keys = seeded,
@@ -121,7 +131,7 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         );
     }
     for dir in [&opts.wal_dir, &opts.spill_dir] {
-        let replayed = wal::replay(dir, &store).await;
+        let replayed = wal::replay(dir, &*events).await;
         if replayed.events > 0 || replayed.torn_lines > 0 {
             tracing::info!(events = replayed.events, files = replayed.files, torn_lines = replayed.torn_lines,
                 dir = %dir.display(), "replayed buffered events left by the last run");
@@ -130,7 +140,7 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
 
     let mut wal_log = None;
     let (sink, buffer): (Arc<dyn EventSink>, Option<BufferHandle>) = if config.enabled {
-        let store_dyn: Arc<dyn EventStore> = Arc::new(store.clone());
+        let store_dyn = events.clone();
         let cfg = BufferConfig::from_config(config);
         let (sink, handle) = if config.durable_buffer {
             let log = Wal::open(&opts.wal_dir).map_err(|e| {
@@ -156,14 +166,19 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         sink,
         Arc::new(SystemClock),
     ));
-    let ingest = Ingest::new(Arc::new(store.clone()), config, Arc::new(SystemClock));
-    let keys = Authenticator::from_config(Arc::new(store.clone()), config);
+    let ingest = Ingest::new(events.clone(), config, Arc::new(SystemClock));
+    let keys = Authenticator::from_config(warehouse.keys(), config);
     keys.preload().await?;
     let api = Api::new(tracker, keys, config.limits)
         .with_rate_limit(config, Arc::new(SystemClock))
         .with_read_origins(&config.dashboard_origins)
         .with_ingest(Arc::new(ingest))
-        .with_queries(Arc::new(store.clone()), Arc::new(SystemClock));
+        .with_query_ports(
+            warehouse.reads(),
+            warehouse.dashboards(),
+            warehouse.erasure(),
+            Arc::new(SystemClock),
+        );
     let state = AppState {
         api,
         max_body: config.limits.max_body_bytes,
@@ -181,7 +196,7 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
     let serve_task = tokio::spawn(accept_loop(listener, state, stop_rx));
     Ok(LocalServer {
         addr,
-        store,
+        warehouse,
         stop_tx,
         serve_task,
         buffer,

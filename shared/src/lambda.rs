@@ -24,34 +24,33 @@ use crate::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::event::Validator;
-use crate::store::ClickHouseStore;
+use crate::store::Warehouse;
 use crate::tracker::Tracker;
 
-/// What every function starts with: its configuration, the clock and the storage client.
+/// What every function starts with: its configuration, the clock and the warehouse's client.
 #[derive(Debug)]
 struct Wiring {
     config: Config,
     clock: Arc<dyn Clock>,
-    store: Arc<ClickHouseStore>,
+    warehouse: Warehouse,
 }
 
 impl Wiring {
     fn from_env() -> Result<Self, Error> {
         crate::telemetry::init(true);
         let config = Config::from_env()?;
-        config.ensure_supported()?;
-        let store = Arc::new(ClickHouseStore::new(&config.clickhouse));
+        let warehouse = Warehouse::from_config(&config)?;
         Ok(Self {
             config,
             clock: Arc::new(SystemClock),
-            store,
+            warehouse,
         })
     }
 
     /// The key check every API function does; keys live in the store even when events go to Firehose
     /// (looked up once per key per TTL).
     fn authenticator(&self) -> Authenticator {
-        Authenticator::from_config(self.store.clone(), &self.config)
+        Authenticator::from_config(self.warehouse.keys(), &self.config)
     }
 }
 
@@ -73,13 +72,12 @@ pub async fn store_routes() -> Result<(), Error> {
 }
 
 /// The API of [`store_routes`] for `config`, clients built here (no I/O).
-pub fn store_routes_api_for(config: &Config) -> Api {
-    let store = Arc::new(ClickHouseStore::new(&config.clickhouse));
-    store_routes_api(&Wiring {
+pub fn store_routes_api_for(config: &Config) -> crate::error::Result<Api> {
+    Ok(store_routes_api(&Wiring {
         config: config.clone(),
         clock: Arc::new(SystemClock),
-        store,
-    })
+        warehouse: Warehouse::from_config(config)?,
+    }))
 }
 
 /// Its tracker discards: the track routes live in the `track` function.
@@ -92,7 +90,12 @@ fn store_routes_api(w: &Wiring) -> Api {
     Api::new(Arc::new(tracker), w.authenticator(), w.config.limits)
         .with_rate_limit(&w.config, w.clock.clone())
         .with_read_origins(&w.config.dashboard_origins)
-        .with_queries(w.store.clone(), w.clock.clone())
+        .with_query_ports(
+            w.warehouse.reads(),
+            w.warehouse.dashboards(),
+            w.warehouse.erasure(),
+            w.clock.clone(),
+        )
 }
 
 /// `ingest`: the Firehose HTTP endpoint destination. Refuses to start without the access key (its
@@ -100,7 +103,7 @@ fn store_routes_api(w: &Wiring) -> Api {
 pub async fn ingest() -> Result<(), Error> {
     let w = Wiring::from_env()?;
     w.config.require_firehose_access_key()?;
-    let ingest = crate::ingest::Ingest::new(w.store, &w.config, w.clock);
+    let ingest = crate::ingest::Ingest::new(w.warehouse.events(), &w.config, w.clock);
     let ingest = &ingest;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
         Ok::<_, Error>(ingest.handle(req).await)
@@ -112,7 +115,8 @@ pub async fn ingest() -> Result<(), Error> {
 pub async fn retention() -> Result<(), Error> {
     let w = Wiring::from_env()?;
     let policy = crate::retention::Policy::from_config(&w.config);
-    let (store, policy, clock) = (w.store.as_ref(), &policy, w.clock.as_ref());
+    let retained = w.warehouse.retention();
+    let (store, policy, clock) = (retained.as_ref(), &policy, w.clock.as_ref());
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<Value>| async move {
             Ok::<_, Error>(crate::retention::handle(store, policy, clock, &event.payload).await?)

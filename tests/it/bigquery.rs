@@ -4,6 +4,7 @@
 
 use commerce_analytics::event::{Event, RequestMeta, Validator};
 use commerce_analytics::store::EventStore;
+use commerce_analytics::store::Warehouse;
 use commerce_analytics::store::bigquery::{EVENTS_TABLE, Param, migrations};
 use integration_tests::test_bigquery;
 
@@ -711,4 +712,89 @@ async fn retention_removes_what_is_past_each_stores_cutoff_and_a_dry_run_changes
         .expect("rerun");
     assert_eq!(removed(&rerun), Some(0), "nothing more");
     bq.drop_dataset().await.expect("drop");
+}
+
+#[tokio::test]
+async fn the_local_server_runs_on_bigquery_from_tracking_to_dashboards_and_erasure() {
+    use analytics_cli::server::{self, ServerOptions};
+    use integration_tests::{READ_KEY, WRITE_KEY, bigquery_config, eventually, repo_root};
+    use serde_json::{Value, json};
+    let config = bigquery_config("bq_server", &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2")]);
+    let dir = repo_root()
+        .join("var")
+        .join(format!("it-bq-server-{}", ulid::Ulid::new()));
+    let srv = server::start(
+        &config,
+        ServerOptions {
+            wal_dir: dir.join("wal"),
+            spill_dir: dir.join("spill"),
+            ..ServerOptions::new("127.0.0.1:0".parse().expect("addr"))
+        },
+    )
+    .await
+    .expect("the server starts on BigQuery");
+    let base = format!("http://{}", srv.addr);
+    let client = reqwest::Client::new();
+    let order = |i: usize| {
+        json!({"id": format!("o{i}"), "type": "order.completed", "customerId": format!("c{i}"), "sessionId": format!("s{i}"),
+               "properties": {"orderId": format!("ord{i}"), "total": 1000 * (i as i64 + 1), "currency": "USD",
+                              "items": [{"productId": "p1", "quantity": 1, "price": 1000 * (i as i64 + 1)}]}})
+    };
+    let events: Vec<Value> = (0..3).map(order).collect();
+    let resp = client
+        .post(format!("{base}/analytics/events"))
+        .bearer_auth(WRITE_KEY)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .expect("track");
+    assert_eq!(resp.status(), 202);
+    let stored = eventually(std::time::Duration::from_secs(20), || async {
+        srv.warehouse.count_events("shop-a").await.unwrap_or(0) == 3
+    })
+    .await;
+    assert!(stored, "the buffer wrote the events to BigQuery");
+    let get = |path: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let resp = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(READ_KEY)
+                .send()
+                .await
+                .expect("read");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, revenue) = get("/analytics/metrics?metric=revenue&period=7d&currency=USD").await;
+    assert_eq!(status, 200, "{revenue}");
+    assert_eq!(revenue["total"], json!(6000), "{revenue}");
+    let (status, overview) = get("/analytics/dashboards/overview?period=7d").await;
+    assert_eq!(status, 200, "{overview}");
+    let (status, strict) =
+        get("/analytics/funnel?steps=product.viewed,order.completed&mode=strict").await;
+    assert_eq!(
+        (status, strict["error"]["code"].as_str()),
+        (501, Some("not_supported")),
+        "{strict}"
+    );
+    let erased = client
+        .delete(format!("{base}/analytics/customers/c1"))
+        .bearer_auth(READ_KEY)
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(erased.status(), 200);
+    assert_eq!(
+        srv.warehouse.count_events("shop-a").await.expect("count"),
+        2
+    );
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if let commerce_analytics::store::Warehouse::BigQuery(bq) =
+        Warehouse::from_config(&config).expect("warehouse")
+    {
+        bq.drop_dataset().await.expect("drop");
+    }
 }

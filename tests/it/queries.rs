@@ -1190,7 +1190,7 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
     // The same read within the default limits.
     let mut config = db.config.clone();
     config.clickhouse.query_max_memory_bytes = 2 << 30;
-    let api = commerce_analytics::lambda::store_routes_api_for(&config);
+    let api = commerce_analytics::lambda::store_routes_api_for(&config).expect("api");
     let (status, body) = get(
         &api,
         "/analytics/metrics?metric=sessions&period=7d",

@@ -82,32 +82,47 @@ pub fn bigquery_endpoint() -> String {
     std::env::var("BIGQUERY_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9050".into())
 }
 
+/// The configuration of a fresh dataset `it_<hint>_<random>` on the BigQuery emulator (`provider:
+/// bigquery`), with the test keys of `shop-a` and `overrides` (`ENV_NAME`, value).
+pub fn bigquery_config(hint: &str, overrides: &[(&str, &str)]) -> Config {
+    let dataset = format!("it_{hint}_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let mut env: Vec<(String, String)> = vec![
+        ("ANALYTICS_PROVIDER".into(), "bigquery".into()),
+        (
+            "BIGQUERY_PROJECT".into(),
+            std::env::var("BIGQUERY_PROJECT").unwrap_or_else(|_| "local-project".into()),
+        ),
+        ("BIGQUERY_DATASET".into(), dataset),
+        ("BIGQUERY_ENDPOINT".into(), bigquery_endpoint()),
+        (
+            "ANALYTICS_API_KEYS".into(),
+            format!("{WRITE_KEY}:shop-a:write,{READ_KEY}:shop-a:read"),
+        ),
+    ];
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    Config::from_sources(None, &|k: &str| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .expect("bigquery test config")
+}
+
 /// A fresh, migrated dataset `it_<hint>_<random>` on the BigQuery emulator. Panics (fails the test) when
 /// the emulator cannot be reached.
 pub async fn test_bigquery(hint: &str) -> commerce_analytics::store::bigquery::BigQueryStore {
-    let dataset = format!("it_{hint}_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let endpoint = bigquery_endpoint();
-    let env = [
-        ("ANALYTICS_PROVIDER", "bigquery".to_owned()),
-        (
-            "BIGQUERY_PROJECT",
-            std::env::var("BIGQUERY_PROJECT").unwrap_or_else(|_| "local-project".into()),
-        ),
-        ("BIGQUERY_DATASET", dataset),
-        ("BIGQUERY_ENDPOINT", endpoint.clone()),
-    ];
-    let config = Config::from_sources(None, &|k: &str| {
-        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .expect("bigquery test config");
+    let config = bigquery_config(hint, &[]);
     let store = commerce_analytics::store::bigquery::BigQueryStore::new(
         config.bigquery.as_ref().expect("bigquery settings"),
     )
     .expect("store");
     if let Err(e) = store.migrate(config.retention_days).await {
         panic!(
-            "the BigQuery emulator is not usable at {endpoint} ({e}). BigQuery tests need it: start it \
-             with `scripts/bigquery start`, or run the whole suite with `scripts/test`."
+            "the BigQuery emulator is not usable at {} ({e}). BigQuery tests need it: start it \
+             with `scripts/bigquery start`, or run the whole suite with `scripts/test`.",
+            bigquery_endpoint()
         );
     }
     store

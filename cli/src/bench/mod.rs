@@ -143,7 +143,7 @@ pub async fn through_api(cfg: &Config, bodies: &[String], n: usize) -> BenchResu
     )
     .await?;
     let accepted_at = started.elapsed();
-    wait_for_count(&srv.store, "bench", n as u64).await?;
+    wait_for_count(&ClickHouseStore::new(&cfg.clickhouse), "bench", n as u64).await?;
     let stored_at = started.elapsed();
     srv.stop().await;
     Ok(ApiRun {

@@ -173,18 +173,29 @@ impl Api {
     }
 
     /// Also serve the store-backed routes (reads, custom dashboards, erasure) from `store`.
-    pub fn with_queries<S>(mut self, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
+    pub fn with_queries<S>(self, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
     where
         S: ReadStore + DashboardStore + ErasureStore + 'static,
     {
+        self.with_query_ports(store.clone(), store.clone(), store, clock)
+    }
+
+    /// [`Self::with_queries`] with each port given on its own (e.g. from a `store::Warehouse`).
+    pub fn with_query_ports(
+        mut self,
+        reads: Arc<dyn ReadStore>,
+        dashboards: Arc<dyn DashboardStore>,
+        erasure: Arc<dyn ErasureStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         self.stores = Some(Stores {
             // Each store takes turns for its reads, so one store's load never slows another's.
             reads: Arc::new(crate::query::fair::FairReads::new(
-                store.clone(),
+                reads,
                 self.limits.reads_per_store,
             )),
-            dashboards: store.clone(),
-            erasure: store,
+            dashboards,
+            erasure,
             clock,
         });
         self

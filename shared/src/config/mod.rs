@@ -11,8 +11,7 @@
 //! README's configuration table is rendered from that declaration. [`interpolate`] expands variables in
 //! the file, [`env`] parses variables.
 //!
-//! Loading fails fast with a message that names the bad setting. `provider: bigquery` parses, but
-//! [`Config::ensure_supported`] rejects it at start until that provider exists.
+//! Loading fails fast with a message that names the bad setting.
 //!
 //! Secrets (`clickhouse_password`, API keys) are wrapped in [`Secret`], whose `Debug` prints `***`, so a
 //! logged config never shows them.
@@ -434,19 +433,6 @@ impl Config {
             ));
         }
         Ok(&self.firehose_access_key)
-    }
-
-    /// Fails for settings that parse but cannot run yet.
-    pub fn ensure_supported(&self) -> Result<()> {
-        match self.provider {
-            Provider::Clickhouse => Ok(()),
-            Provider::Bigquery => Err(Error::Config(
-                "provider \"bigquery\" is not available yet for the server and the functions (its reads \
-                 are being built; `analytics migrate` already prepares the dataset); set provider: \
-                 clickhouse (ANALYTICS_PROVIDER=clickhouse)"
-                    .into(),
-            )),
-        }
     }
 }
 

@@ -84,8 +84,7 @@ settings! {
     enabled: bool = true;
     shown "`true`", env "ANALYTICS_ENABLED", parse from_str;
 
-    /// `clickhouse` or `bigquery`; with `bigquery`, `analytics migrate` prepares the dataset and events can
-    /// be stored, but the reads are not built yet, so the server and the functions refuse it at start
+    /// `clickhouse` or `bigquery` (the `bigquery_*` settings; see "BigQuery")
     provider: Provider = Provider::Clickhouse;
     shown "`clickhouse`", env "ANALYTICS_PROVIDER", parse provider;
 

@@ -106,6 +106,24 @@ impl EventSink for StoreSink {
     }
 }
 
+/// A store that refuses every write (a warehouse client that could not be built).
+#[derive(Debug)]
+struct Unconfigured;
+
+#[async_trait]
+impl EventStore for Unconfigured {
+    async fn insert(&self, _: &[Event], _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "the warehouse client is not configured".into(),
+        ))
+    }
+    async fn insert_rejects(&self, _: &[crate::store::Reject], _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "the warehouse client is not configured".into(),
+        ))
+    }
+}
+
 /// Accepts and drops everything (`enabled: false`, documented kill switch).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DiscardSink;
@@ -160,7 +178,7 @@ impl EventSink for MemorySink {
 }
 
 /// The sink of the `track` Lambda: Firehose when `FIREHOSE_STREAM_NAME` is set, else direct inserts into
-/// ClickHouse; nothing when disabled. Clients are built here, once per cold start.
+/// the configured warehouse; nothing when disabled. Clients are built here, once per cold start.
 pub async fn lambda_sink(config: &crate::config::Config) -> Arc<dyn EventSink> {
     if !config.enabled {
         return Arc::new(DiscardSink);
@@ -171,9 +189,15 @@ pub async fn lambda_sink(config: &crate::config::Config) -> Arc<dyn EventSink> {
             Arc::new(firehose::FirehoseSink::new(Arc::new(api)))
         }
         None => {
-            let store: Arc<dyn EventStore> =
-                Arc::new(crate::store::ClickHouseStore::new(&config.clickhouse));
-            Arc::new(StoreSink::new(store))
+            match crate::store::Warehouse::from_config(config) {
+                Ok(warehouse) => Arc::new(StoreSink::new(warehouse.events())),
+                // `Wiring::from_env` built the same warehouse before this, so this cannot happen; if it
+                // did, every track call answers 503 instead of the function failing to start silently.
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the warehouse client");
+                    Arc::new(StoreSink::new(Arc::new(Unconfigured)))
+                }
+            }
         }
     }
 }

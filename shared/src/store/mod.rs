@@ -11,6 +11,7 @@
 pub mod bigquery;
 pub mod clickhouse;
 pub mod memory;
+pub mod warehouse;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -20,6 +21,7 @@ use crate::event::Event;
 pub use self::clickhouse::ClickHouseStore;
 pub use crate::error::StoreError;
 pub use memory::MemoryStore;
+pub use warehouse::Warehouse;
 
 /// A record that can never become an event (undecodable, invalid), kept with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -88,6 +88,7 @@ impl ErasureStore for BigQueryStore {
                 StoreError::Unavailable(m) => {
                     StoreError::Unavailable(format!("erasure, {what}: {m}"))
                 }
+                StoreError::Unsupported(m) => StoreError::Unsupported(m),
             }
         };
         let anonymous_ids = self

@@ -1,9 +1,9 @@
 //! BigQuery adapter (`provider: bigquery`): the only place that knows BigQuery SQL and its REST API.
 //!
-//! Built so far: the client ([`client`]), credentials ([`auth`]), the versioned schema ([`migrations`]) and
-//! the event writes ([`EventStore`]). The read ports are the next step; until they exist the server and the
-//! functions refuse `provider: bigquery` at start (`Config::ensure_supported`), and `analytics migrate`
-//! prepares the dataset.
+//! Every port is implemented: events ([`EventStore`]), reads (`read`), custom dashboards, keys, erasure
+//! and retention, over the REST client ([`client`]) with its credentials ([`auth`]) and the versioned
+//! schema ([`migrations`]). What BigQuery cannot answer yet (strict-order funnels) is a
+//! `StoreError::Unsupported` (HTTP 501 `not_supported`).
 //!
 //! Exactly-once, the choice: rows are streamed with `insertAll` (its `insertId` is best effort: the emulator
 //! ignores it and Google deduplicates only for about a minute), so a batch retried after an ambiguous

@@ -18,8 +18,8 @@ use crate::store::bigquery::client::Param;
 
 pub fn sql(store: &BigQueryStore, q: &FunnelQuery) -> Result<Sql, StoreError> {
     if q.strict {
-        return Err(StoreError::Rejected(
-            "strict-order funnels are not available on BigQuery yet".into(),
+        return Err(StoreError::Unsupported(
+            "mode=strict funnels are not available on BigQuery yet; use the default mode".into(),
         ));
     }
     let n = q.steps.len();
