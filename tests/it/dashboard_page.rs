@@ -3,6 +3,8 @@
 //! Debian's Chromium through playwright-core) against it. Screenshots of every dashboard land in
 //! `target/dashboard-screenshots/`.
 //!
+//! It runs twice: on ClickHouse, and on the BigQuery emulator (`provider: bigquery`).
+//!
 //! Needs `/usr/bin/chromium` (Debian package `chromium`) and `web/dashboard/node_modules` (`npm ci` there;
 //! `scripts/test` runs it). Fails, never skips, without them.
 
@@ -13,8 +15,12 @@ use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
 use integration_tests::{READ_KEY, TestDb, WRITE_KEY, repo_root};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() {
+/// Runs the page's browser tests against the server at `addr`; screenshots into `shots`. Fails the test
+/// (with node's report) when they fail.
+async fn run_browser_tests(
+    addr: std::net::SocketAddr,
+    shots: std::path::PathBuf,
+) -> (bool, String) {
     let web = repo_root().join("web/dashboard");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
@@ -25,31 +31,7 @@ async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() 
         web.join("node_modules/playwright-core").exists(),
         "run `npm ci` in web/dashboard first (scripts/test does)"
     );
-
-    let db = TestDb::on(
-        &integration_tests::clickhouse_url(),
-        "page",
-        &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")],
-    )
-    .await;
-    let now = time::OffsetDateTime::now_utc();
-    demo_load::load(
-        &db.store,
-        &Validator::from_config(&db.config),
-        "shop-a",
-        DemoConfig {
-            seed: 42,
-            events: 60_000,
-            days: 120,
-            end: now - time::Duration::minutes(5),
-        },
-    )
-    .await
-    .expect("demo data");
-    let srv = integration_tests::local_server(&db).await;
-
-    let shots = integration_tests::target_dir().join("dashboard-screenshots");
-    let url = format!("http://{}", srv.addr);
+    let url = format!("http://{addr}");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args(["--test", "--test-reporter=spec", "tests/"])
@@ -70,7 +52,77 @@ async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() 
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{report}");
+    (out.status.success(), report)
+}
+
+/// The demo data every run of the page loads: 60,000 events over 120 days for `shop-a`.
+async fn load_demo(
+    store: &dyn commerce_analytics::store::EventStore,
+    config: &commerce_analytics::config::Config,
+) {
+    let now = time::OffsetDateTime::now_utc();
+    demo_load::load(
+        store,
+        &Validator::from_config(config),
+        "shop-a",
+        DemoConfig {
+            seed: 42,
+            events: 60_000,
+            days: 120,
+            end: now - time::Duration::minutes(5),
+        },
+    )
+    .await
+    .expect("demo data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() {
+    let db = TestDb::on(
+        &integration_tests::clickhouse_url(),
+        "page",
+        &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")],
+    )
+    .await;
+    load_demo(&db.store, &db.config).await;
+    let srv = integration_tests::local_server(&db).await;
+    let shots = integration_tests::target_dir().join("dashboard-screenshots");
+    let (passed, report) = run_browser_tests(srv.addr, shots).await;
     integration_tests::stop_local_server(&db, srv).await;
-    assert!(out.status.success(), "browser tests failed:\n{report}");
+    assert!(passed, "browser tests failed:\n{report}");
     db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_page_passes_its_browser_tests_on_bigquery() {
+    use analytics_cli::server::{self, ServerOptions};
+    use commerce_analytics::store::Warehouse;
+    let config =
+        integration_tests::bigquery_config("page", &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")]);
+    let Warehouse::BigQuery(bq) = Warehouse::from_config(&config).expect("warehouse") else {
+        panic!("a BigQuery configuration");
+    };
+    bq.migrate(config.retention_days)
+        .await
+        .expect("the BigQuery emulator (scripts/bigquery start)");
+    load_demo(&bq, &config).await;
+    let dir = repo_root()
+        .join("var")
+        .join(format!("it-page-bq-{}", ulid::Ulid::new()));
+    let srv = server::start(
+        &config,
+        ServerOptions {
+            wal_dir: dir.join("wal"),
+            spill_dir: dir.join("spill"),
+            ..ServerOptions::new("127.0.0.1:0".parse().expect("addr"))
+        },
+    )
+    .await
+    .expect("the server starts on BigQuery");
+    let shots = integration_tests::target_dir().join("dashboard-screenshots-bigquery");
+    let (passed, report) = run_browser_tests(srv.addr, shots).await;
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(passed, "browser tests failed on BigQuery:\n{report}");
+    bq.drop_dataset().await.expect("drop");
 }
