@@ -798,3 +798,57 @@ async fn the_local_server_runs_on_bigquery_from_tracking_to_dashboards_and_erasu
         bq.drop_dataset().await.expect("drop");
     }
 }
+
+#[tokio::test]
+async fn firehose_deliveries_land_in_bigquery_once_even_when_delivered_again() {
+    use commerce_analytics::clock::FixedClock;
+    use commerce_analytics::ingest::Ingest;
+    use integration_tests::{bigquery_config, repo_root};
+    let config = bigquery_config(
+        "bq_ingest",
+        &[("FIREHOSE_ACCESS_KEY", "dev_firehose_access_key_000000000")],
+    );
+    let Warehouse::BigQuery(bq) = Warehouse::from_config(&config).expect("warehouse") else {
+        panic!("a BigQuery configuration");
+    };
+    bq.migrate(config.retention_days).await.expect("migrate");
+    let ingest = Ingest::new(
+        std::sync::Arc::new(bq.clone()),
+        &config,
+        std::sync::Arc::new(FixedClock::new(
+            time::macros::datetime!(2025-01-15 10:36:00 UTC),
+        )),
+    );
+    let delivery = |name: &str| {
+        let text = std::fs::read_to_string(repo_root().join("events").join(name)).expect("fixture");
+        lambda_http::request::from_str(&text).expect("request")
+    };
+    // The same delivery twice (Firehose retries after a lost answer), then one that repeats two of its
+    // records among bad ones.
+    for name in [
+        "firehose-delivery.json",
+        "firehose-delivery.json",
+        "firehose-delivery-with-rejects.json",
+    ] {
+        let resp = ingest.handle(delivery(name)).await;
+        assert_eq!(resp.status(), 200, "{name}: {:?}", resp.body());
+    }
+    assert_eq!(
+        bq.count_events("demo").await.expect("count"),
+        3,
+        "each event once"
+    );
+    let rejects = bq
+        .client()
+        .query(
+            &format!("SELECT COUNT(*) FROM {}", bq.table("events_rejects")),
+            &[],
+        )
+        .await
+        .expect("rejects");
+    assert!(
+        rejects.i64(0, 0).expect("n") > 0,
+        "the bad records are kept with their reason"
+    );
+    bq.drop_dataset().await.expect("drop");
+}
