@@ -15,7 +15,8 @@ use crate::retention::RetentionStore;
 
 #[derive(Debug, Clone)]
 pub enum Warehouse {
-    ClickHouse(ClickHouseStore),
+    /// Boxed: the ClickHouse client is several times larger than the BigQuery one.
+    ClickHouse(Box<ClickHouseStore>),
     BigQuery(BigQueryStore),
 }
 
@@ -23,7 +24,9 @@ impl Warehouse {
     /// The adapter `config.provider` names.
     pub fn from_config(config: &Config) -> Result<Self> {
         Ok(match config.provider {
-            Provider::Clickhouse => Self::ClickHouse(ClickHouseStore::new(&config.clickhouse)),
+            Provider::Clickhouse => {
+                Self::ClickHouse(Box::new(ClickHouseStore::new(&config.clickhouse)))
+            }
             Provider::Bigquery => {
                 let bq = config.bigquery.as_ref().ok_or_else(|| {
                     Error::Config("provider bigquery needs the bigquery_* settings".into())
@@ -61,42 +64,42 @@ impl Warehouse {
 
     pub fn events(&self) -> Arc<dyn EventStore> {
         match self {
-            Self::ClickHouse(ch) => Arc::new(ch.clone()),
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
             Self::BigQuery(bq) => Arc::new(bq.clone()),
         }
     }
 
     pub fn keys(&self) -> Arc<dyn KeyStore> {
         match self {
-            Self::ClickHouse(ch) => Arc::new(ch.clone()),
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
             Self::BigQuery(bq) => Arc::new(bq.clone()),
         }
     }
 
     pub fn reads(&self) -> Arc<dyn ReadStore> {
         match self {
-            Self::ClickHouse(ch) => Arc::new(ch.clone()),
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
             Self::BigQuery(bq) => Arc::new(bq.clone()),
         }
     }
 
     pub fn dashboards(&self) -> Arc<dyn DashboardStore> {
         match self {
-            Self::ClickHouse(ch) => Arc::new(ch.clone()),
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
             Self::BigQuery(bq) => Arc::new(bq.clone()),
         }
     }
 
     pub fn erasure(&self) -> Arc<dyn ErasureStore> {
         match self {
-            Self::ClickHouse(ch) => Arc::new(ch.clone()),
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
             Self::BigQuery(bq) => Arc::new(bq.clone()),
         }
     }
 
     pub fn retention(&self) -> Arc<dyn RetentionStore> {
         match self {
-            Self::ClickHouse(ch) => Arc::new(ch.clone()),
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
             Self::BigQuery(bq) => Arc::new(bq.clone()),
         }
     }
