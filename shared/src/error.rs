@@ -51,9 +51,6 @@ pub enum StoreError {
     /// The storage refused the request itself (schema or data problem); retrying the same data is useless.
     #[error("storage rejected the request: {0}")]
     Rejected(String),
-    /// This warehouse cannot answer this kind of request (yet); the message says which and why.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 impl StoreError {
@@ -174,7 +171,6 @@ impl Error {
             Self::RateLimited { .. } => 429,
             Self::Unavailable { .. } => 503,
             Self::Store(e) if e.is_retryable() => 503,
-            Self::Store(StoreError::Unsupported(_)) => 501,
             Self::Store(_) | Self::Config(_) | Self::Internal(_) => 500,
         }
     }
@@ -194,7 +190,6 @@ impl Error {
             Self::Unavailable { .. } => "unavailable",
             Self::RateLimited { .. } => "rate_limited",
             Self::Store(e) if e.is_retryable() => "storage_unavailable",
-            Self::Store(StoreError::Unsupported(_)) => "not_supported",
             Self::Store(_) => "storage_error",
             Self::Config(_) => "configuration_error",
             Self::Internal(_) => "internal_error",
@@ -219,7 +214,6 @@ impl Error {
             Self::Store(e) if e.is_retryable() => {
                 "storage is temporarily unavailable; retry later".to_owned()
             }
-            Self::Store(StoreError::Unsupported(m)) => m.clone(),
             Self::Store(_) | Self::Internal(_) | Self::Config(_) => {
                 "internal error; the incident was logged".to_owned()
             }

@@ -88,7 +88,6 @@ impl ErasureStore for BigQueryStore {
                 StoreError::Unavailable(m) => {
                     StoreError::Unavailable(format!("erasure, {what}: {m}"))
                 }
-                StoreError::Unsupported(m) => StoreError::Unsupported(m),
             }
         };
         let anonymous_ids = self

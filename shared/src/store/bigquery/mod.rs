@@ -2,8 +2,7 @@
 //!
 //! Every port is implemented: events ([`EventStore`]), reads (`read`), custom dashboards, keys, erasure
 //! and retention, over the REST client ([`client`]) with its credentials ([`auth`]) and the versioned
-//! schema ([`migrations`]). What BigQuery cannot answer yet (strict-order funnels) is a
-//! `StoreError::Unsupported` (HTTP 501 `not_supported`).
+//! schema ([`migrations`]).
 //!
 //! Exactly-once, the choice: rows are streamed with `insertAll` (its `insertId` is best effort: the emulator
 //! ignores it and Google deduplicates only for about a minute), so a batch retried after an ambiguous

@@ -7,8 +7,12 @@
 //! index ⌊n/2⌋ of the sorted values) of the time between the first occurrences of consecutive steps,
 //! among keys that reached the later step.
 //!
-//! Strict order (`mode=strict`: another step's event between two steps breaks the chain) is a scan whose
-//! state SQL does not express simply; it is not built on BigQuery yet and answers an error saying so.
+//! Events are numbered per key in `windowFunnel`'s order (second, then step), one row per step an event
+//! matches (a repeated step type counts the same event for both, as `windowFunnel` does). Strict order
+//! (`mode=strict`): `windowFunnel(…, 'strict_order')` stops at the first event, after the first step-1
+//! event, of a step whose previous step was not reached yet; the level is what was reached before it.
+//! Here: where each step is first reached (the earliest chain), the first such breaking event, and the
+//! steps reached before it.
 
 use super::{Sql, events_in_range, micros};
 use crate::error::StoreError;
@@ -17,43 +21,66 @@ use crate::store::bigquery::BigQueryStore;
 use crate::store::bigquery::client::Param;
 
 pub fn sql(store: &BigQueryStore, q: &FunnelQuery) -> Result<Sql, StoreError> {
-    if q.strict {
-        return Err(StoreError::Unsupported(
-            "mode=strict funnels are not available on BigQuery yet; use the default mode".into(),
-        ));
-    }
     let n = q.steps.len();
     let key = match q.by {
         FunnelKey::Session => "session_id",
         FunnelKey::Customer => "customer_id",
     };
     let window = q.window_secs;
+    // `e`: one row per (event, step it matches), numbered in `windowFunnel`'s order: by second, then step.
+    // The steps as a table (`UNNEST(@steps) WITH OFFSET` does not translate on the emulator).
+    let steps = (0..n)
+        .map(|i| format!("SELECT {i} AS idx, @s{i} AS step"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
     let mut with = vec![
         events_in_range(store, false),
+        format!("steps AS ({steps})"),
         format!(
-            "e AS (SELECT {key} AS k, TIMESTAMP_TRUNC(timestamp, SECOND) AS ts, timestamp AS raw, type \
-             FROM ev WHERE type IN UNNEST(@steps) AND {key} != '')"
+            "e AS (SELECT k, ts, raw, idx, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts, idx) AS rn FROM ( \
+               SELECT {key} AS k, TIMESTAMP_TRUNC(timestamp, SECOND) AS ts, timestamp AS raw, steps.idx AS idx \
+               FROM ev JOIN steps ON ev.type = steps.step WHERE {key} != ''))"
         ),
-        "c0 AS (SELECT k, ts AS start, ts AS t FROM e WHERE type = @s0)".to_owned(),
+        "c0 AS (SELECT k, ts AS start, rn AS r FROM e WHERE idx = 0)".to_owned(),
     ];
+    // `c{i}`: per chain start, the earliest event of step i after the chain's step i-1 and within the
+    // window of its start.
     for i in 1..n {
         with.push(format!(
-            "c{i} AS (SELECT c.k, c.start, MIN(e.ts) AS t FROM c{p} AS c JOIN e \
-             ON e.k = c.k AND e.type = @s{i} AND e.ts >= c.t \
+            "c{i} AS (SELECT c.k, c.start, MIN(e.rn) AS r FROM c{p} AS c JOIN e \
+             ON e.k = c.k AND e.idx = {i} AND e.rn > c.r \
              AND e.ts <= TIMESTAMP_ADD(c.start, INTERVAL {window} SECOND) \
              GROUP BY c.k, c.start)",
             p = i - 1
         ));
     }
-    let levels = (0..n)
-        .map(|i| format!("SELECT DISTINCT k, {} AS l FROM c{i}", i + 1))
+    // `reach`: where each step is first reached by any chain (its event number), per key.
+    let reach = (0..n)
+        .map(|i| format!("SELECT k, {i} AS step, MIN(r) AS r FROM c{i} GROUP BY k"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    with.push(format!(
-        "lv AS (SELECT k, MAX(l) AS level FROM ({levels}) GROUP BY k)"
-    ));
+    with.push(format!("reach AS ({reach})"));
+    if q.strict {
+        // Strict order stops at the first event (after the first step-1 event) of a step whose previous
+        // step was not reached before it; only what was reached before that event counts.
+        with.push(
+            "stop AS (SELECT e.k, MIN(e.rn) AS p FROM e \
+             JOIN (SELECT k, r AS first FROM reach WHERE step = 0) AS f ON f.k = e.k \
+             LEFT JOIN reach AS prev ON prev.k = e.k AND prev.step = e.idx - 1 \
+             WHERE e.idx >= 1 AND e.rn > f.first AND (prev.r IS NULL OR prev.r > e.rn) \
+             GROUP BY e.k)"
+                .to_owned(),
+        );
+        with.push(
+            "lv AS (SELECT reach.k, MAX(reach.step) + 1 AS level FROM reach LEFT JOIN stop USING (k) \
+             WHERE stop.p IS NULL OR reach.r < stop.p GROUP BY reach.k)"
+                .to_owned(),
+        );
+    } else {
+        with.push("lv AS (SELECT k, MAX(step) + 1 AS level FROM reach GROUP BY k)".to_owned());
+    }
     let firsts = (0..n)
-        .map(|i| format!("MIN(IF(type = @s{i}, raw, NULL)) AS t{i}"))
+        .map(|i| format!("MIN(IF(idx = {i}, raw, NULL)) AS t{i}"))
         .collect::<Vec<_>>()
         .join(", ");
     with.push(format!("f AS (SELECT k, {firsts} FROM e GROUP BY k)"));
@@ -78,7 +105,6 @@ pub fn sql(store: &BigQueryStore, q: &FunnelQuery) -> Result<Sql, StoreError> {
         ("from", micros(q.range.from_ms())),
         ("to", micros(q.range.to_ms())),
         ("bots", Param::Bool(q.include_bots)),
-        ("steps", Param::Strings(q.steps.clone())),
     ];
     const STEP_NAMES: [&str; 10] = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"];
     for (name, step) in STEP_NAMES.iter().zip(&q.steps) {
