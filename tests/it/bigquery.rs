@@ -5,8 +5,21 @@
 use commerce_analytics::event::{Event, RequestMeta, Validator};
 use commerce_analytics::store::EventStore;
 use commerce_analytics::store::Warehouse;
-use commerce_analytics::store::bigquery::{EVENTS_TABLE, Param, migrations};
+use commerce_analytics::store::bigquery::{EVENTS_TABLE, Param, migrations, read};
 use integration_tests::test_bigquery;
+
+/// Dry-runs `sql` (BigQuery validates it and reports the bytes it would scan; the emulator always reports
+/// 0, see the README), failing the test when it is refused.
+async fn dry_run(
+    bq: &commerce_analytics::store::bigquery::BigQueryStore,
+    sql: &read::Sql,
+    what: &str,
+) {
+    bq.client()
+        .dry_run(&sql.text, &sql.params)
+        .await
+        .unwrap_or_else(|e| panic!("dry run of {what}: {e}"));
+}
 
 /// `n` valid page views of store `shop-a` with ids `<prefix><i>`.
 fn page_views(prefix: &str, n: usize) -> Vec<Event> {
@@ -204,11 +217,15 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
         "period=90d&timezone=America/New_York&granularity=month",
         "period=24h&timezone=Asia/Kolkata&granularity=hour",
         "period=7d&timezone=America/New_York&granularity=day&country=US",
+        "period=30d&timezone=Europe/Berlin&granularity=day&currency=EUR",
     ];
     let mut compared = 0;
     for case in cases {
-        let params =
-            Params::parse(case, &["period", "timezone", "granularity", "country"]).expect("params");
+        let params = Params::parse(
+            case,
+            &["period", "timezone", "granularity", "country", "currency"],
+        )
+        .expect("params");
         let range = params.range(now).expect("range");
         for metric in Metric::ALL {
             if metric == Metric::Ltv && params.country().expect("country").is_some() {
@@ -219,12 +236,21 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 store_id: "shop-a".into(),
                 metric,
                 range: range.clone(),
-                currency: (metric.is_money() || metric == Metric::Ltv).then(|| "USD".to_owned()),
+                currency: (metric.is_money() || metric == Metric::Ltv).then(|| {
+                    params
+                        .currency()
+                        .expect("currency")
+                        .unwrap_or("USD")
+                        .to_owned()
+                }),
                 country: params.country().expect("country"),
                 product_id: None,
                 include_bots: false,
             };
             let want = ch.store.metric(&q).await.expect("clickhouse");
+            let (bucketed, total) = read::metric_sql(&bq, &q).expect("sql");
+            dry_run(&bq, &bucketed, metric.name()).await;
+            dry_run(&bq, &total, metric.name()).await;
             let got = bq
                 .metric(&q)
                 .await
@@ -288,6 +314,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 include_bots: false,
             };
             let want = ch.store.ranked(&q).await.expect("clickhouse");
+            dry_run(&bq, &read::ranked_sql(&bq, &q), &format!("{metric:?}")).await;
             let got = bq
                 .ranked(&q)
                 .await
@@ -309,6 +336,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             include_bots: false,
         };
         let want = ch.store.cohorts(&q).await.expect("clickhouse");
+        dry_run(&bq, &read::cohorts_sql(&bq, &q).expect("sql"), "cohorts").await;
         let got = bq
             .cohorts(&q)
             .await
@@ -325,6 +353,9 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             include_bots,
         };
         let want = ch.store.live(&q).await.expect("clickhouse");
+        let (minutes, recent) = read::live_sql(&bq, &q);
+        dry_run(&bq, &minutes, "live minutes").await;
+        dry_run(&bq, &recent, "live recent").await;
         let got = bq
             .live(&q)
             .await
@@ -380,6 +411,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             include_bots: false,
         };
         let want = ch.store.funnel(&q).await.expect("clickhouse");
+        dry_run(&bq, &read::funnel_sql(&bq, &q).expect("sql"), steps).await;
         let got = bq
             .funnel(&q)
             .await

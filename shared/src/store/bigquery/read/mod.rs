@@ -16,11 +16,11 @@ mod live;
 mod metrics;
 mod ranked;
 
-pub use cohorts::cohorts;
-pub use funnel::funnel;
-pub use live::live;
+pub use cohorts::{cohorts, sql as cohorts_sql};
+pub use funnel::{funnel, sql as funnel_sql};
+pub use live::{live, sql as live_sql};
 pub use metrics::{metric, sql as metric_sql};
-pub use ranked::ranked;
+pub use ranked::{ranked, sql as ranked_sql};
 
 use super::client::Param;
 use super::{BigQueryStore, EVENTS_TABLE, ONE_ROW_PER_EVENT};
