@@ -903,3 +903,93 @@ async fn firehose_deliveries_land_in_bigquery_once_even_when_delivered_again() {
     );
     bq.drop_dataset().await.expect("drop");
 }
+
+#[tokio::test]
+async fn nothing_accepted_is_lost_or_counted_twice_across_a_bigquery_outage() {
+    use analytics_cli::server::{self, ServerOptions};
+    use integration_tests::{PrivateBigQuery, WRITE_KEY, eventually, repo_root};
+    use serde_json::json;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port()
+    };
+    let emulator = PrivateBigQuery::new(free(), free());
+    emulator.start();
+    let mut config = integration_tests::bigquery_config(
+        "bq_outage",
+        &[
+            ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2"),
+            ("ANALYTICS_BATCH_SIZE", "50"),
+        ],
+    );
+    if let Some(bq) = config.bigquery.as_mut() {
+        bq.endpoint = emulator.url();
+    }
+    let dir = repo_root()
+        .join("var")
+        .join(format!("it-bq-outage-{}", ulid::Ulid::new()));
+    let srv = server::start(
+        &config,
+        ServerOptions {
+            wal_dir: dir.join("wal"),
+            spill_dir: dir.join("spill"),
+            ..ServerOptions::new("127.0.0.1:0".parse().expect("addr"))
+        },
+    )
+    .await
+    .expect("the server starts");
+    let client = reqwest::Client::new();
+    let send = |prefix: &'static str| {
+        let (client, url) = (
+            client.clone(),
+            format!("http://{}/analytics/events", srv.addr),
+        );
+        async move {
+            for chunk in 0..3 {
+                let events: Vec<_> = (0..100)
+                    .map(|i| json!({"id": format!("{prefix}_{chunk}_{i}"), "type": "page.viewed"}))
+                    .collect();
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(WRITE_KEY)
+                    .json(&json!({ "events": events }))
+                    .send()
+                    .await
+                    .expect("track");
+                assert_eq!(resp.status(), 202, "accepted ({prefix})");
+            }
+        }
+    };
+    let warehouse = srv.warehouse.clone();
+    let count = || async { warehouse.count_events("shop-a").await.unwrap_or(0) };
+    send("before").await;
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || async {
+            count().await == 300
+        })
+        .await
+    );
+    emulator.stop();
+    // Accepted while BigQuery is down: in the durable buffer, retried.
+    send("during").await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(
+        srv.buffer_stats().expect("buffer").failed_attempts > 0,
+        "writes failed meanwhile"
+    );
+    emulator.start();
+    let all = eventually(std::time::Duration::from_secs(60), || async {
+        count().await == 600
+    })
+    .await;
+    assert!(
+        all,
+        "every accepted event stored after the outage ({} of 600)",
+        count().await
+    );
+    srv.stop().await;
+    assert_eq!(count().await, 600, "none twice, none lost");
+    let _ = std::fs::remove_dir_all(&dir);
+}

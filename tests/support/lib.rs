@@ -369,6 +369,64 @@ impl Drop for PrivateClickHouse {
     }
 }
 
+/// A private, persistent BigQuery emulator (own ports and data, `scripts/bigquery` with
+/// `BIGQUERY_PERSISTENT=1`) for tests that stop and restart it: its data survives the restart.
+#[derive(Debug)]
+pub struct PrivateBigQuery {
+    pub port: u16,
+    pub grpc_port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl PrivateBigQuery {
+    pub fn new(port: u16, grpc_port: u16) -> Self {
+        let data_dir = repo_root().join("var").join(format!("it-bigquery-{port}"));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        Self {
+            port,
+            grpc_port,
+            data_dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, cmd: &str) -> std::process::Output {
+        std::process::Command::new(repo_root().join("scripts/bigquery"))
+            .arg(cmd)
+            .env("BIGQUERY_PORT", self.port.to_string())
+            .env("BIGQUERY_GRPC_PORT", self.grpc_port.to_string())
+            .env("BIGQUERY_DATA_DIR", &self.data_dir)
+            .env("BIGQUERY_PERSISTENT", "1")
+            .output()
+            .expect("run scripts/bigquery")
+    }
+
+    pub fn start(&self) {
+        let out = self.script("start");
+        assert!(
+            out.status.success(),
+            "scripts/bigquery start failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn stop(&self) {
+        let out = self.script("stop");
+        assert!(out.status.success(), "scripts/bigquery stop failed");
+    }
+}
+
+impl Drop for PrivateBigQuery {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 /// A private 2-shard ClickHouse cluster (own ports and data) for tests that stop and start one node.
 #[derive(Debug)]
 pub struct PrivateCluster {
