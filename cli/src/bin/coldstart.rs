@@ -13,6 +13,9 @@
 //! - **first response**: process start → the first invocation's response posted (includes the first
 //!   ClickHouse round trips; the event is one of `events/`).
 //!
+//! With `--bigquery-endpoint URL` (an emulator, `scripts/bigquery start`), every case also runs with
+//! `provider: bigquery` against it, interleaved with the ClickHouse runs, so the two read side by side.
+//!
 //! `track` runs twice: as deployed (Firehose sink: the AWS SDK client is built during init, with
 //! `FIREHOSE_STREAM_NAME` set and static credentials; only init is meaningful there, no Firehose is called
 //! before the first response is measured) and with the direct ClickHouse sink.
@@ -37,7 +40,7 @@ const CASES: &[(&str, &str, &str, Env)] = &[
         "track-unauthorized.json",
         &[("FIREHOSE_STREAM_NAME", "coldstart-bench")],
     ),
-    ("track (ClickHouse sink)", "track", "track-event.json", &[]),
+    ("track (direct sink)", "track", "track-event.json", &[]),
     ("ingest", "ingest", "firehose-delivery.json", &[]),
     ("metrics", "metrics", "metrics-revenue.json", &[]),
     ("funnel", "funnel", "funnel-checkout.json", &[]),
@@ -58,6 +61,9 @@ struct Args {
     /// ClickHouse the functions talk to.
     #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
+    /// Also run every case with `provider: bigquery` against this BigQuery emulator.
+    #[arg(long)]
+    bigquery_endpoint: Option<String>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -96,6 +102,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     commerce_analytics::auth::keys::seed(&store, &local.keys, time::OffsetDateTime::now_utc())
         .await?;
 
+    let mut providers: Vec<(&str, Vec<(String, String)>)> = vec![("clickhouse", Vec::new())];
+    if let Some(endpoint) = &args.bigquery_endpoint {
+        let bq_env: Vec<(String, String)> = vec![
+            ("ANALYTICS_PROVIDER".into(), "bigquery".into()),
+            ("BIGQUERY_ENDPOINT".into(), endpoint.clone()),
+            ("BIGQUERY_PROJECT".into(), "local-project".into()),
+            ("BIGQUERY_DATASET".into(), database.into()),
+        ];
+        let bq_config = Config::from_sources(None, &|k: &str| {
+            bq_env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })?;
+        let bq = commerce_analytics::store::bigquery::BigQueryStore::new(
+            bq_config.bigquery.as_ref().ok_or("bigquery settings")?,
+        )?;
+        bq.migrate(365).await?;
+        commerce_analytics::auth::keys::seed(&bq, &local.keys, time::OffsetDateTime::now_utc())
+            .await?;
+        providers.push(("bigquery", bq_env));
+    }
+
     let base_env: Vec<(String, String)> = vec![
         (
             "ANALYTICS_CONFIG".into(),
@@ -112,10 +138,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.display()
     );
     println!(
-        "{:<26} {:>9} {:>9} {:>9} {:>16} {:>10}",
-        "function", "init p50", "init p90", "init max", "1st resp p50 ms", "binary"
+        "{:<26} {:<10} {:>9} {:>9} {:>9} {:>16} {:>10}",
+        "function", "provider", "init p50", "init p90", "init max", "1st resp p50 ms", "binary"
     );
-    for (label, function, fixture, extra) in CASES {
+    for ((label, function, fixture, extra), (provider, provider_env)) in CASES
+        .iter()
+        .flat_map(|case| providers.iter().map(move |p| (case, p)))
+    {
         let binary = dir.join(function).join("bootstrap");
         let size = std::fs::metadata(&binary)
             .map_err(|e| {
@@ -127,6 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .len();
         let event = std::fs::read(root.join("events").join(fixture))?;
         let mut env = base_env.clone();
+        env.extend(provider_env.iter().cloned());
         env.extend(
             extra
                 .iter()
@@ -151,8 +181,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         inits.sort();
         firsts.sort();
         println!(
-            "{:<26} {:>9} {:>9} {:>9} {:>16} {:>8.1}MB",
+            "{:<26} {:<10} {:>9} {:>9} {:>9} {:>16} {:>8.1}MB",
             label,
+            provider,
             ms(percentile(&inits, 0.5)),
             ms(percentile(&inits, 0.9)),
             ms(percentile(&inits, 1.0)),
