@@ -770,23 +770,13 @@ async fn retention_removes_what_is_past_each_stores_cutoff_and_a_dry_run_changes
 
 #[tokio::test]
 async fn the_local_server_runs_on_bigquery_from_tracking_to_dashboards_and_erasure() {
-    use analytics_cli::server::{self, ServerOptions};
-    use integration_tests::{READ_KEY, WRITE_KEY, bigquery_config, eventually, repo_root};
+    use integration_tests::{
+        READ_KEY, WRITE_KEY, bigquery_config, eventually, local_server_with, stop_local_server_with,
+    };
     use serde_json::{Value, json};
     let config = bigquery_config("bq_server", &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.2")]);
-    let dir = repo_root()
-        .join("var")
-        .join(format!("it-bq-server-{}", ulid::Ulid::new()));
-    let srv = server::start(
-        &config,
-        ServerOptions {
-            wal_dir: dir.join("wal"),
-            spill_dir: dir.join("spill"),
-            ..ServerOptions::new("127.0.0.1:0".parse().expect("addr"))
-        },
-    )
-    .await
-    .expect("the server starts on BigQuery");
+    let name = format!("bq-server-{}", ulid::Ulid::new());
+    let srv = local_server_with(&config, &name).await;
     let base = format!("http://{}", srv.addr);
     let client = reqwest::Client::new();
     let order = |i: usize| {
@@ -841,8 +831,7 @@ async fn the_local_server_runs_on_bigquery_from_tracking_to_dashboards_and_erasu
         srv.warehouse.count_events("shop-a").await.expect("count"),
         2
     );
-    srv.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_local_server_with(&name, srv).await;
     if let commerce_analytics::store::Warehouse::BigQuery(bq) =
         Warehouse::from_config(&config).expect("warehouse")
     {
@@ -906,8 +895,9 @@ async fn firehose_deliveries_land_in_bigquery_once_even_when_delivered_again() {
 
 #[tokio::test]
 async fn nothing_accepted_is_lost_or_counted_twice_across_a_bigquery_outage() {
-    use analytics_cli::server::{self, ServerOptions};
-    use integration_tests::{PrivateBigQuery, WRITE_KEY, eventually, repo_root};
+    use integration_tests::{
+        PrivateBigQuery, WRITE_KEY, eventually, local_server_with, stop_local_server_with,
+    };
     use serde_json::json;
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -927,19 +917,8 @@ async fn nothing_accepted_is_lost_or_counted_twice_across_a_bigquery_outage() {
     if let Some(bq) = config.bigquery.as_mut() {
         bq.endpoint = emulator.url();
     }
-    let dir = repo_root()
-        .join("var")
-        .join(format!("it-bq-outage-{}", ulid::Ulid::new()));
-    let srv = server::start(
-        &config,
-        ServerOptions {
-            wal_dir: dir.join("wal"),
-            spill_dir: dir.join("spill"),
-            ..ServerOptions::new("127.0.0.1:0".parse().expect("addr"))
-        },
-    )
-    .await
-    .expect("the server starts");
+    let name = format!("bq-outage-{}", ulid::Ulid::new());
+    let srv = local_server_with(&config, &name).await;
     let client = reqwest::Client::new();
     let send = |prefix: &'static str| {
         let (client, url) = (
@@ -989,7 +968,6 @@ async fn nothing_accepted_is_lost_or_counted_twice_across_a_bigquery_outage() {
         "every accepted event stored after the outage ({} of 600)",
         count().await
     );
-    srv.stop().await;
+    stop_local_server_with(&name, srv).await;
     assert_eq!(count().await, 600, "none twice, none lost");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -95,7 +95,6 @@ async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_page_passes_its_browser_tests_on_bigquery() {
-    use analytics_cli::server::{self, ServerOptions};
     use commerce_analytics::store::Warehouse;
     let config =
         integration_tests::bigquery_config("page", &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")]);
@@ -106,23 +105,11 @@ async fn the_dashboard_page_passes_its_browser_tests_on_bigquery() {
         .await
         .expect("the BigQuery emulator (scripts/bigquery start)");
     load_demo(&bq, &config).await;
-    let dir = repo_root()
-        .join("var")
-        .join(format!("it-page-bq-{}", ulid::Ulid::new()));
-    let srv = server::start(
-        &config,
-        ServerOptions {
-            wal_dir: dir.join("wal"),
-            spill_dir: dir.join("spill"),
-            ..ServerOptions::new("127.0.0.1:0".parse().expect("addr"))
-        },
-    )
-    .await
-    .expect("the server starts on BigQuery");
+    let name = format!("page-bq-{}", ulid::Ulid::new());
+    let srv = integration_tests::local_server_with(&config, &name).await;
     let shots = integration_tests::target_dir().join("dashboard-screenshots-bigquery");
     let (passed, report) = run_browser_tests(srv.addr, shots).await;
-    srv.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    integration_tests::stop_local_server_with(&name, srv).await;
     assert!(passed, "browser tests failed on BigQuery:\n{report}");
     bq.drop_dataset().await.expect("drop");
 }

@@ -566,9 +566,15 @@ pub async fn call_with(
 /// The local server (`analytics serve`) on a free loopback port over `db`, as `scripts/dev` runs it.
 /// Stop it with [`stop_local_server`], which also removes its spill directory.
 pub async fn local_server(db: &TestDb) -> analytics_cli::server::LocalServer {
-    let spill = local_spill_dir(db);
+    local_server_with(&db.config, &db.name).await
+}
+
+/// The local server on `config` (either provider), its buffer files under `var/it-spill-<name>`.
+/// Stop it with [`stop_local_server_with`].
+pub async fn local_server_with(config: &Config, name: &str) -> analytics_cli::server::LocalServer {
+    let spill = spill_dir_of(name);
     analytics_cli::server::start(
-        &db.config,
+        config,
         analytics_cli::server::ServerOptions {
             addr: "127.0.0.1:0".parse().expect("addr"),
             wal_dir: spill.join("wal"),
@@ -582,12 +588,15 @@ pub async fn local_server(db: &TestDb) -> analytics_cli::server::LocalServer {
 
 /// Stops a server from [`local_server`] (its buffer flushes) and removes its spill directory.
 pub async fn stop_local_server(db: &TestDb, srv: analytics_cli::server::LocalServer) {
-    srv.stop().await;
-    let _ = std::fs::remove_dir_all(local_spill_dir(db));
+    stop_local_server_with(&db.name, srv).await;
 }
 
-fn local_spill_dir(db: &TestDb) -> PathBuf {
-    repo_root()
-        .join("var")
-        .join(format!("it-spill-{}", db.name))
+/// Stops a server from [`local_server_with`] and removes its buffer files.
+pub async fn stop_local_server_with(name: &str, srv: analytics_cli::server::LocalServer) {
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(spill_dir_of(name));
+}
+
+fn spill_dir_of(name: &str) -> PathBuf {
+    repo_root().join("var").join(format!("it-spill-{name}"))
 }

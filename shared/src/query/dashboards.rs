@@ -81,6 +81,27 @@ pub struct Dashboard {
     pub widgets: Vec<Widget>,
 }
 
+impl Dashboard {
+    /// A custom dashboard as a store keeps it: its widgets as JSON text ([`Dashboard::widgets_json`]).
+    pub fn stored(id: String, name: String, widgets: &str) -> Result<Self, StoreError> {
+        let widgets = serde_json::from_str(widgets).map_err(|e| {
+            StoreError::Rejected(format!("dashboard {id} has unreadable widgets: {e}"))
+        })?;
+        Ok(Self {
+            id,
+            name,
+            built_in: false,
+            widgets,
+        })
+    }
+
+    /// The widgets as the JSON text a store keeps.
+    pub fn widgets_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(&self.widgets)
+            .map_err(|e| StoreError::Rejected(format!("dashboard widgets: {e}")))
+    }
+}
+
 /// Body of `POST` / `PUT /analytics/dashboards[/{id}]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -112,6 +112,43 @@ pub enum RankedRow {
 }
 
 impl RankedRow {
+    /// The row of `metric` from an adapter's key and three measures, in the order each adapter's query
+    /// selects them: best sellers (units, revenue, orders), channels (sessions, orders, revenue), stock
+    /// (quantity, updated at, –), sell-through (units sold, stock on hand, –), segments (customers, orders,
+    /// revenue).
+    pub fn from_measures(metric: Ranked, key: String, a: i64, b: i64, c: i64) -> Self {
+        match metric {
+            Ranked::BestSellers => Self::Product {
+                product_id: key,
+                units: a,
+                revenue: b,
+                orders: c,
+            },
+            Ranked::TrafficSources | Ranked::CampaignPerformance => Self::Channel {
+                key,
+                sessions: a,
+                orders: b,
+                revenue: c,
+            },
+            Ranked::StockLevels => Self::Stock {
+                product_id: key,
+                quantity: a,
+                updated_at: b,
+            },
+            Ranked::SellThroughRate => Self::SellThrough {
+                product_id: key,
+                units_sold: a,
+                stock_on_hand: b,
+            },
+            Ranked::NewVsReturning => Self::Segment {
+                segment: key,
+                customers: a,
+                orders: b,
+                revenue: c,
+            },
+        }
+    }
+
     /// The row as the API shows it, named for `metric` (a channel row is a `source` or a `campaign`).
     pub fn to_json(&self, metric: Ranked) -> Value {
         match self {

@@ -66,18 +66,11 @@ impl DashboardStore for BigQueryStore {
         );
         (0..rows.rows.len())
             .map(|r| {
-                let dashboard_id = rows.string(r, id);
-                let widgets = serde_json::from_str(&rows.string(r, widgets)).map_err(|e| {
-                    StoreError::Rejected(format!(
-                        "dashboard {dashboard_id} has unreadable widgets: {e}"
-                    ))
-                })?;
-                Ok(Dashboard {
-                    id: dashboard_id,
-                    name: rows.string(r, name),
-                    built_in: false,
-                    widgets,
-                })
+                Dashboard::stored(
+                    rows.string(r, id),
+                    rows.string(r, name),
+                    &rows.string(r, widgets),
+                )
             })
             .collect()
     }
@@ -88,8 +81,7 @@ impl DashboardStore for BigQueryStore {
         d: &Dashboard,
         at: jiff::Timestamp,
     ) -> Result<(), StoreError> {
-        let widgets = serde_json::to_string(&d.widgets)
-            .map_err(|e| StoreError::Rejected(format!("dashboard widgets: {e}")))?;
+        let widgets = d.widgets_json()?;
         self.write_dashboard_row(store_id, &d.id, &d.name, &widgets, at, false)
             .await
     }

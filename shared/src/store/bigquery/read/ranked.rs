@@ -1,5 +1,5 @@
 //! Ranked metrics on BigQuery: one query per metric, each returning `key` plus three measures `a`, `b`,
-//! `c` that [`to_row`] names, as on ClickHouse (`store/clickhouse/read/ranked.rs`).
+//! `c` that [`RankedRow::from_measures`] names, as on ClickHouse (`store/clickhouse/read/ranked.rs`).
 //!
 //! Translations worth knowing: an order's items are `JSON_QUERY_ARRAY(properties, '$.items')`
 //! unnested; "the first non-empty value in the session" (ClickHouse `argMinIf`) is
@@ -12,40 +12,6 @@ use crate::error::StoreError;
 use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
 use crate::store::bigquery::BigQueryStore;
 use crate::store::bigquery::client::Param;
-
-/// The row of `metric` from a result row's `key`, `a`, `b`, `c`.
-fn to_row(metric: Ranked, key: String, a: i64, b: i64, c: i64) -> RankedRow {
-    match metric {
-        Ranked::BestSellers => RankedRow::Product {
-            product_id: key,
-            units: a,
-            revenue: b,
-            orders: c,
-        },
-        Ranked::TrafficSources | Ranked::CampaignPerformance => RankedRow::Channel {
-            key,
-            sessions: a,
-            orders: b,
-            revenue: c,
-        },
-        Ranked::StockLevels => RankedRow::Stock {
-            product_id: key,
-            quantity: a,
-            updated_at: b,
-        },
-        Ranked::SellThroughRate => RankedRow::SellThrough {
-            product_id: key,
-            units_sold: a,
-            stock_on_hand: b,
-        },
-        Ranked::NewVsReturning => RankedRow::Segment {
-            segment: key,
-            customers: a,
-            orders: b,
-            revenue: c,
-        },
-    }
-}
 
 /// The first non-empty value of `column` in the session (by time): rows where it is empty have a NULL
 /// ordering key, which `MIN_BY` skips. (`ARRAY_AGG(… IGNORE NULLS ORDER BY … LIMIT 1)` would do too, but
@@ -180,7 +146,7 @@ pub async fn ranked(store: &BigQueryStore, q: &RankedQuery) -> Result<Vec<Ranked
     );
     (0..rows.rows.len())
         .map(|r| {
-            Ok(to_row(
+            Ok(RankedRow::from_measures(
                 q.metric,
                 rows.string(r, key),
                 rows.i64(r, a)?,

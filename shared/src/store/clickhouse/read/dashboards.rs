@@ -50,17 +50,7 @@ impl DashboardStore for ClickHouseStore {
             .await
             .map_err(classify)?;
         rows.into_iter()
-            .map(|r| {
-                let widgets = serde_json::from_str(&r.widgets).map_err(|e| {
-                    StoreError::Rejected(format!("dashboard {} has unreadable widgets: {e}", r.id))
-                })?;
-                Ok(Dashboard {
-                    id: r.id,
-                    name: r.name,
-                    built_in: false,
-                    widgets,
-                })
-            })
+            .map(|r| Dashboard::stored(r.id, r.name, &r.widgets))
             .collect()
     }
 
@@ -70,8 +60,7 @@ impl DashboardStore for ClickHouseStore {
         d: &Dashboard,
         at: jiff::Timestamp,
     ) -> Result<(), StoreError> {
-        let widgets = serde_json::to_string(&d.widgets)
-            .map_err(|e| StoreError::Rejected(format!("dashboard widgets: {e}")))?;
+        let widgets = d.widgets_json()?;
         self.write_dashboard_row(&DashboardRow {
             store_id: store_id.to_owned(),
             id: d.id.clone(),

@@ -1,5 +1,5 @@
-//! Ranked metrics: one query per metric, each returning `key` plus three named columns that
-//! [`to_row`] turns into the metric's [`RankedRow`].
+//! Ranked metrics: one query per metric, each returning `key` plus three measures that
+//! [`RankedRow::from_measures`] names.
 
 use serde::Deserialize;
 
@@ -11,49 +11,14 @@ use crate::error::StoreError;
 use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
 use crate::store::clickhouse::{ClickHouseStore, classify};
 
-/// What every ranked query selects: a key and three measures, named per metric in [`to_row`].
+/// What every ranked query selects: a key and three measures, named per metric by
+/// [`RankedRow::from_measures`].
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct KeyedRow {
     key: String,
     a: i64,
     b: i64,
     c: i64,
-}
-
-/// The row of `metric` from the query's columns; the column order of each query in [`sql`] is the
-/// field order here.
-fn to_row(metric: Ranked, r: KeyedRow) -> RankedRow {
-    let KeyedRow { key, a, b, c } = r;
-    match metric {
-        Ranked::BestSellers => RankedRow::Product {
-            product_id: key,
-            units: a,
-            revenue: b,
-            orders: c,
-        },
-        Ranked::TrafficSources | Ranked::CampaignPerformance => RankedRow::Channel {
-            key,
-            sessions: a,
-            orders: b,
-            revenue: c,
-        },
-        Ranked::StockLevels => RankedRow::Stock {
-            product_id: key,
-            quantity: a,
-            updated_at: b,
-        },
-        Ranked::SellThroughRate => RankedRow::SellThrough {
-            product_id: key,
-            units_sold: a,
-            stock_on_hand: b,
-        },
-        Ranked::NewVsReturning => RankedRow::Segment {
-            segment: key,
-            customers: a,
-            orders: b,
-            revenue: c,
-        },
-    }
 }
 
 pub(super) async fn fetch(
@@ -65,7 +30,10 @@ pub(super) async fn fetch(
         .fetch_all::<KeyedRow>()
         .await
         .map_err(classify)?;
-    Ok(rows.into_iter().map(|r| to_row(q.metric, r)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|KeyedRow { key, a, b, c }| RankedRow::from_measures(q.metric, key, a, b, c))
+        .collect())
 }
 
 /// The first value of `column` in the session that is not empty.
