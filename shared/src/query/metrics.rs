@@ -144,20 +144,27 @@ pub enum Family {
 impl Family {
     /// The facts of an empty bucket.
     pub fn zero(self) -> Facts {
+        self.facts(0, 0)
+    }
+
+    /// The family's facts from an adapter's two measures, in the order the facts are declared (`count`;
+    /// `amount`; `amount, orders`; `numerator, denominator`; `amount, customers`); one-fact families
+    /// ignore the second.
+    pub fn facts(self, first: i64, second: i64) -> Facts {
         match self {
-            Self::Count => Facts::Count { count: 0 },
-            Self::Amount => Facts::Amount { amount: 0 },
+            Self::Count => Facts::Count { count: first },
+            Self::Amount => Facts::Amount { amount: first },
             Self::Money => Facts::Money {
-                amount: 0,
-                orders: 0,
+                amount: first,
+                orders: second,
             },
             Self::Rate => Facts::Rate {
-                numerator: 0,
-                denominator: 0,
+                numerator: first,
+                denominator: second,
             },
             Self::PerCustomer => Facts::PerCustomer {
-                amount: 0,
-                customers: 0,
+                amount: first,
+                customers: second,
             },
         }
     }

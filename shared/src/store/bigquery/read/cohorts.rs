@@ -2,7 +2,9 @@
 //! it), by the week (Monday) or month of acquisition in the query's zone, and their orders in each
 //! interval after it.
 
-use super::{Sql, all_events, events_in_range, local_start, micros, zone_literal};
+use super::{
+    CUSTOMER_ORDERS_WITH_FIRST, Sql, all_events, events_in_range, local_start, micros, zone_literal,
+};
 use crate::error::StoreError;
 use crate::query::cohorts::{CohortCell, CohortQuery};
 use crate::query::params::Granularity;
@@ -26,14 +28,7 @@ pub fn sql(store: &BigQueryStore, q: &CohortQuery) -> Result<Sql, StoreError> {
     let text = format!(
         "{}, {} SELECT UNIX_SECONDS(TIMESTAMP({first}, {tz})) AS cohort, {offset} AS k, \
            COUNT(DISTINCT o.cust) AS customers, SUM(IF(o.cur = @currency, o.amt, 0)) AS revenue \
-         FROM ( \
-           SELECT order_id, ANY_VALUE(customer_id) AS cust, MIN(timestamp) AS ts, ANY_VALUE(amount) AS amt, \
-           ANY_VALUE(currency) AS cur FROM ev WHERE type = 'order.completed' AND customer_id != '' \
-           GROUP BY order_id) AS o \
-         INNER JOIN ( \
-           SELECT customer_id, MIN(timestamp) AS first_ts FROM all_ev \
-           WHERE type = 'order.completed' AND customer_id != '' GROUP BY customer_id) AS f \
-         ON o.cust = f.customer_id WHERE f.first_ts >= @from AND f.first_ts < @to \
+         FROM {CUSTOMER_ORDERS_WITH_FIRST} WHERE f.first_ts >= @from AND f.first_ts < @to \
          GROUP BY cohort, k ORDER BY cohort, k",
         events_in_range(store, false),
         all_events(store)

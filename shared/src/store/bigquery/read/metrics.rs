@@ -5,45 +5,18 @@
 //! `DATE_TRUNC(d, WEEK(MONDAY))` returns the Sunday; its `TIMESTAMP_TRUNC(ts, HOUR, zone)` ignores
 //! half-hour zones such as Kolkata).
 
-use super::{Sql, VISITOR, all_events, events_in_range, local_start, micros, zone_literal};
+use super::{
+    CUSTOMER_ORDERS_WITH_FIRST, Sql, VISITOR, all_events, events_in_range, local_start, micros,
+    zone_literal,
+};
 use crate::error::StoreError;
-use crate::query::metrics::{BucketFacts, Facts, Metric, MetricFacts, MetricQuery};
+use crate::query::metrics::{BucketFacts, Family, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
 use crate::store::bigquery::BigQueryStore;
 use crate::store::bigquery::client::{Param, Rows};
 
-/// The facts of a metric's family as the aggregates `x` and `y` of its source's rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Count,
-    Amount,
-    Money,
-    Rate,
-    PerCustomer,
-}
-
-impl Family {
-    fn facts(self, x: i64, y: i64) -> Facts {
-        match self {
-            Self::Count => Facts::Count { count: x },
-            Self::Amount => Facts::Amount { amount: x },
-            Self::Money => Facts::Money {
-                amount: x,
-                orders: y,
-            },
-            Self::Rate => Facts::Rate {
-                numerator: x,
-                denominator: y,
-            },
-            Self::PerCustomer => Facts::PerCustomer {
-                amount: x,
-                customers: y,
-            },
-        }
-    }
-}
-
-/// A metric's per-row source and the aggregates that measure its family's facts over those rows.
+/// A metric's per-row source and the aggregates that measure its family's facts over those rows (`x`,
+/// `y`, in the order of [`Family::facts`]).
 #[derive(Debug, Clone, PartialEq)]
 struct Source {
     /// Rows with `ts` plus what the measures read.
@@ -51,11 +24,10 @@ struct Source {
     /// The first and second fact (`y` is `0` for one-fact families).
     x: &'static str,
     y: &'static str,
-    family: Family,
 }
 
 fn source(q: &MetricQuery) -> Source {
-    let s = |rows: String, x, y, family| Source { rows, x, y, family };
+    let s = |rows: String, x, y| Source { rows, x, y };
     let product = if q.product_id.is_some() {
         " AND product_id = @product"
     } else {
@@ -66,18 +38,12 @@ fn source(q: &MetricQuery) -> Source {
     let sessions = "SELECT MIN(timestamp) AS ts, MAX(IF(type = 'order.completed', 1, 0)) AS v FROM ev \
                     WHERE session_id != '' GROUP BY session_id";
     match q.metric {
-        Metric::Revenue | Metric::Aov => s(
-            orders_in_currency.into(),
-            "SUM(v)",
-            "COUNT(*)",
-            Family::Money,
-        ),
+        Metric::Revenue | Metric::Aov => s(orders_in_currency.into(), "SUM(v)", "COUNT(*)"),
         Metric::Orders => s(
             "SELECT MIN(timestamp) AS ts FROM ev WHERE type = 'order.completed' GROUP BY order_id"
                 .into(),
             "COUNT(*)",
             "0",
-            Family::Count,
         ),
         Metric::NetRevenue => s(
             format!(
@@ -86,23 +52,20 @@ fn source(q: &MetricQuery) -> Source {
             ),
             "SUM(v)",
             "0",
-            Family::Amount,
         ),
-        Metric::Sessions => s(sessions.into(), "COUNT(*)", "0", Family::Count),
-        Metric::ConversionRate => s(sessions.into(), "SUM(v)", "COUNT(*)", Family::Rate),
+        Metric::Sessions => s(sessions.into(), "COUNT(*)", "0"),
+        Metric::ConversionRate => s(sessions.into(), "SUM(v)", "COUNT(*)"),
         Metric::Visitors => s(
             format!(
                 "SELECT ts, visitor FROM (SELECT timestamp AS ts, {VISITOR} AS visitor FROM ev) WHERE visitor != ''"
             ),
             "COUNT(DISTINCT visitor)",
             "0",
-            Family::Count,
         ),
         Metric::ProductViews => s(
             format!("SELECT timestamp AS ts, id FROM ev WHERE type = 'product.viewed'{product}"),
             "COUNT(DISTINCT id)",
             "0",
-            Family::Count,
         ),
         Metric::AddToCartRate => s(
             format!(
@@ -113,23 +76,16 @@ fn source(q: &MetricQuery) -> Source {
             ),
             "SUM(v)",
             "COUNT(*)",
-            Family::Rate,
         ),
         Metric::Ltv => s(
             // One row per order (in the range) of a customer acquired in the range; `ts` is the acquisition.
-                            "SELECT f.first_ts AS ts, IF(o.cur = @currency, o.amt, 0) AS v, o.cust AS cust, \
-                 o.cur = @currency AS in_cur FROM ( \
-                   SELECT order_id, ANY_VALUE(customer_id) AS cust, ANY_VALUE(amount) AS amt, \
-                   ANY_VALUE(currency) AS cur FROM ev WHERE type = 'order.completed' AND customer_id != '' \
-                   GROUP BY order_id) AS o \
-                 INNER JOIN ( \
-                   SELECT customer_id, MIN(timestamp) AS first_ts FROM all_ev \
-                   WHERE type = 'order.completed' AND customer_id != '' GROUP BY customer_id) AS f \
-                 ON o.cust = f.customer_id WHERE f.first_ts >= @from AND f.first_ts < @to"
-                .into(),
+            format!(
+                "SELECT f.first_ts AS ts, IF(o.cur = @currency, o.amt, 0) AS v, o.cust AS cust, \
+                 o.cur = @currency AS in_cur FROM {CUSTOMER_ORDERS_WITH_FIRST} \
+                 WHERE f.first_ts >= @from AND f.first_ts < @to"
+            ),
             "SUM(v)",
             "COUNT(DISTINCT IF(in_cur, cust, NULL))",
-            Family::PerCustomer,
         ),
     }
 }
@@ -204,7 +160,7 @@ fn facts(rows: &Rows, family: Family) -> Result<Vec<BucketFacts>, StoreError> {
 
 /// The facts of `q`.
 pub async fn metric(store: &BigQueryStore, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
-    let family = source(q).family;
+    let family = q.metric.family();
     let (bucketed, total) = sql(store, q)?;
     let (rows, total_rows) = tokio::join!(
         store.client().query(&bucketed.text, &bucketed.params),

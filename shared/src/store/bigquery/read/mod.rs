@@ -62,6 +62,17 @@ fn all_events(store: &BigQueryStore) -> String {
     )
 }
 
+/// `o` (each order of a customer in `ev` once: `cust`, `ts`, `amt`, `cur`) joined to `f` (the customer's
+/// first order ever in `all_ev`: `first_ts`): the source of `ltv`, `new_vs_returning` and cohorts.
+const CUSTOMER_ORDERS_WITH_FIRST: &str = "( \
+       SELECT order_id, ANY_VALUE(customer_id) AS cust, MIN(timestamp) AS ts, ANY_VALUE(amount) AS amt, \
+       ANY_VALUE(currency) AS cur FROM ev WHERE type = 'order.completed' AND customer_id != '' \
+       GROUP BY order_id) AS o \
+     INNER JOIN ( \
+       SELECT customer_id, MIN(timestamp) AS first_ts FROM all_ev \
+       WHERE type = 'order.completed' AND customer_id != '' GROUP BY customer_id) AS f \
+     ON o.cust = f.customer_id";
+
 /// A visitor: `customerId`, else `anonymousId`, else `sessionId`.
 const VISITOR: &str =
     "IF(customer_id != '', customer_id, IF(anonymous_id != '', anonymous_id, session_id))";

@@ -7,7 +7,7 @@
 //! expression over the URL's host; a session's revenue sums each of its orders once (grouped by
 //! session, order and amount, as ClickHouse's `groupUniqArray`).
 
-use super::{Sql, all_events, events_in_range, micros};
+use super::{CUSTOMER_ORDERS_WITH_FIRST, Sql, all_events, events_in_range, micros};
 use crate::error::StoreError;
 use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
 use crate::store::bigquery::BigQueryStore;
@@ -84,16 +84,11 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
         Ranked::CampaignPerformance => sessions("campaign"),
         Ranked::NewVsReturning => {
             with = format!("{with}, {}", all_events(store));
-            "SELECT IF(f.first_ts >= @from, 'new', 'returning') AS key, COUNT(DISTINCT o.cust) AS a, \
-             COUNT(*) AS b, SUM(IF(o.cur = @currency, o.amt, 0)) AS c FROM ( \
-               SELECT order_id, ANY_VALUE(customer_id) AS cust, ANY_VALUE(amount) AS amt, \
-               ANY_VALUE(currency) AS cur FROM ev WHERE type = 'order.completed' AND customer_id != '' \
-               GROUP BY order_id) AS o \
-             INNER JOIN ( \
-               SELECT customer_id, MIN(timestamp) AS first_ts FROM all_ev \
-               WHERE type = 'order.completed' AND customer_id != '' GROUP BY customer_id) AS f \
-             ON o.cust = f.customer_id GROUP BY key ORDER BY key LIMIT @limit"
-                .to_owned()
+            format!(
+                "SELECT IF(f.first_ts >= @from, 'new', 'returning') AS key, COUNT(DISTINCT o.cust) AS a, \
+                 COUNT(*) AS b, SUM(IF(o.cur = @currency, o.amt, 0)) AS c \
+                 FROM {CUSTOMER_ORDERS_WITH_FIRST} GROUP BY key ORDER BY key LIMIT @limit"
+            )
         }
         Ranked::StockLevels => {
             with = format!("{with}, {}", all_events(store));

@@ -11,7 +11,7 @@ use super::{
     with_first_orders,
 };
 use crate::error::StoreError;
-use crate::query::metrics::{BucketFacts, Facts, Metric, MetricFacts, MetricQuery};
+use crate::query::metrics::{BucketFacts, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
 use crate::store::clickhouse::{ClickHouseStore, classify};
 
@@ -38,7 +38,8 @@ pub(super) enum Measures {
     },
 }
 
-/// A result row: the bucket and the family's facts as columns `x` and `y` (see [`Measures::columns`]).
+/// A result row: the bucket and the family's facts as columns `x` and `y` (see [`Measures::columns`],
+/// read back by `Family::facts`).
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct FactsRow {
     b: i64,
@@ -60,25 +61,6 @@ impl Measures {
             Self::PerCustomer { amount, customers } => (amount, customers),
         };
         format!("toInt64({x}) AS x, toInt64({y}) AS y")
-    }
-
-    fn facts(self, row: &FactsRow) -> Facts {
-        match self {
-            Self::Count { .. } => Facts::Count { count: row.x },
-            Self::Amount { .. } => Facts::Amount { amount: row.x },
-            Self::Money { .. } => Facts::Money {
-                amount: row.x,
-                orders: row.y,
-            },
-            Self::Rate { .. } => Facts::Rate {
-                numerator: row.x,
-                denominator: row.y,
-            },
-            Self::PerCustomer { .. } => Facts::PerCustomer {
-                amount: row.x,
-                customers: row.y,
-            },
-        }
     }
 }
 
@@ -124,7 +106,8 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &MetricQuery,
 ) -> Result<MetricFacts, StoreError> {
-    let (bucketed, total, measures) = sql(q);
+    let (bucketed, total, _) = sql(q);
+    let family = q.metric.family();
     let (rows, total) = tokio::join!(
         bucketed.query(store).fetch_all::<FactsRow>(),
         total.query(store).fetch_one::<FactsRow>(),
@@ -136,10 +119,10 @@ pub(super) async fn fetch(
             .iter()
             .map(|r| BucketFacts {
                 start: r.b,
-                facts: measures.facts(r),
+                facts: family.facts(r.x, r.y),
             })
             .collect(),
-        total: measures.facts(&total),
+        total: family.facts(total.x, total.y),
     })
 }
 
