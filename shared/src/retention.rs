@@ -50,6 +50,26 @@ pub struct Partition {
     pub rows: u64,
 }
 
+/// An adapter's tables with per-event rows, each with the time column it is cut on.
+#[derive(Debug, Clone, Copy)]
+pub struct RetainedTables(pub &'static [(&'static str, &'static str)]);
+
+impl RetainedTables {
+    /// The table names, for [`RetentionStore::retained_tables`].
+    pub fn names(self) -> Vec<&'static str> {
+        self.0.iter().map(|(t, _)| *t).collect()
+    }
+
+    /// The time column `table` is cut on; a table not listed is refused (never a guessed column).
+    pub fn time_column(self, table: &str) -> Result<&'static str, StoreError> {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| StoreError::Rejected(format!("{table} is not a retained table")))
+    }
+}
+
 /// What the retention job needs from storage.
 /// The rows of `table` whose stores are in `scope` and whose time is before `cutoff`.
 #[derive(Debug, Clone, Copy)]

@@ -15,18 +15,11 @@ use super::client::Param;
 use super::{BigQueryStore, EVENTS_TABLE, REJECTS_TABLE};
 use crate::erasure::{ErasureReport, ErasureStore};
 use crate::error::StoreError;
-use crate::retention::{Expired, Partition, RetentionStore, Scope};
+use crate::retention::{Expired, Partition, RetainedTables, RetentionStore, Scope};
 
 /// Tables with per-event rows and the time column each is cut on.
-const RETAINED: &[(&str, &str)] = &[(EVENTS_TABLE, "timestamp"), (REJECTS_TABLE, "received_at")];
-
-fn time_column(table: &str) -> Result<&'static str, StoreError> {
-    RETAINED
-        .iter()
-        .find(|(t, _)| *t == table)
-        .map(|(_, c)| *c)
-        .ok_or_else(|| StoreError::Rejected(format!("{table} is not a retained table")))
-}
+const RETAINED: RetainedTables =
+    RetainedTables(&[(EVENTS_TABLE, "timestamp"), (REJECTS_TABLE, "received_at")]);
 
 fn micros(t: OffsetDateTime) -> Param {
     Param::Timestamp((t.unix_timestamp_nanos() / 1000) as i64)
@@ -162,11 +155,11 @@ impl ErasureStore for BigQueryStore {
 #[async_trait]
 impl RetentionStore for BigQueryStore {
     fn retained_tables(&self) -> Vec<&'static str> {
-        RETAINED.iter().map(|(t, _)| *t).collect()
+        RETAINED.names()
     }
 
     async fn partitions(&self, table: &str) -> Result<Vec<Partition>, StoreError> {
-        let column = time_column(table)?;
+        let column = RETAINED.time_column(table)?;
         // Reads one column; INFORMATION_SCHEMA.PARTITIONS would read none but is not in the emulator.
         let sql = format!(
             "SELECT FORMAT_DATE('%Y%m%d', DATE({column})) AS p, COUNT(*) AS n FROM {} \
@@ -188,7 +181,7 @@ impl RetentionStore for BigQueryStore {
     }
 
     async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), StoreError> {
-        let column = time_column(table)?;
+        let column = RETAINED.time_column(table)?;
         let day = day_partition_end(partition)
             .ok_or_else(|| StoreError::Rejected(format!("{partition:?} is not a day partition")))?;
         self.client()
@@ -204,7 +197,7 @@ impl RetentionStore for BigQueryStore {
     }
 
     async fn count_expired(&self, rows: &Expired<'_>, skip: &[String]) -> Result<u64, StoreError> {
-        let column = time_column(rows.table)?;
+        let column = RETAINED.time_column(rows.table)?;
         let (scope, stores) = scope_sql(rows.scope);
         let counted = self
             .client()
@@ -225,7 +218,7 @@ impl RetentionStore for BigQueryStore {
     }
 
     async fn delete_expired(&self, rows: &Expired<'_>) -> Result<(), StoreError> {
-        let column = time_column(rows.table)?;
+        let column = RETAINED.time_column(rows.table)?;
         let (scope, stores) = scope_sql(rows.scope);
         self.client()
             .query(

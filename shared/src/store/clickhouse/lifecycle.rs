@@ -14,26 +14,20 @@ use super::migrations::{
 use super::{ClickHouseStore, EVENTS_TABLE, classify, layout};
 use crate::erasure::{ErasureReport, ErasureStore};
 use crate::error::StoreError;
-use crate::retention::{Expired, Partition, RetentionStore, Scope, month_partition_end};
+use crate::retention::{
+    Expired, Partition, RetainedTables, RetentionStore, Scope, month_partition_end,
+};
 
 /// Tables with per-event rows and the time column each is cut on.
-const RETAINED: &[(&str, &str)] = &[
+const RETAINED: RetainedTables = RetainedTables(&[
     (EVENTS_TABLE, "timestamp"),
     (super::REJECTS_TABLE, "received_at"),
     // Per-hour aggregates: the cutoff is a whole UTC day, so `hour < cutoff` removes exactly the hours whose
     // events are removed.
     (HOURLY_TABLE, "hour"),
-];
+]);
 
 const HOURLY_TABLE: &str = "commerce_hourly";
-
-fn time_column(table: &str) -> Result<&'static str, StoreError> {
-    RETAINED
-        .iter()
-        .find(|(t, _)| *t == table)
-        .map(|(_, c)| *c)
-        .ok_or_else(|| StoreError::Rejected(format!("{table} is not a retained table")))
-}
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -67,11 +61,11 @@ impl ErasureStore for ClickHouseStore {
 #[async_trait]
 impl RetentionStore for ClickHouseStore {
     fn retained_tables(&self) -> Vec<&'static str> {
-        RETAINED.iter().map(|(t, _)| *t).collect()
+        RETAINED.names()
     }
 
     async fn partitions(&self, table: &str) -> Result<Vec<Partition>, StoreError> {
-        time_column(table)?;
+        RETAINED.time_column(table)?;
         let rows = self
             .client
             .query(&format!(
@@ -94,7 +88,7 @@ impl RetentionStore for ClickHouseStore {
     }
 
     async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), StoreError> {
-        time_column(table)?;
+        RETAINED.time_column(table)?;
         for site in self.sites(table) {
             site.client
                 .query(&format!("ALTER TABLE {} DROP PARTITION ID ?", site.table))
@@ -127,7 +121,7 @@ impl RetentionStore for ClickHouseStore {
 
     async fn delete_expired(&self, rows: &Expired<'_>) -> Result<(), StoreError> {
         for site in self.sites(rows.table) {
-            let column = time_column(rows.table)?;
+            let column = RETAINED.time_column(rows.table)?;
             let (scope, stores) = scope_sql(rows.scope);
             site.client
                 .query(&format!(
@@ -154,7 +148,7 @@ impl ClickHouseStore {
         rows: &Expired<'_>,
         and: &str,
     ) -> Result<clickhouse::query::Query, StoreError> {
-        let column = time_column(rows.table)?;
+        let column = RETAINED.time_column(rows.table)?;
         let (scope, stores) = scope_sql(rows.scope);
         Ok(self
             .client
