@@ -176,12 +176,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .into());
             }
-            let started = std::time::Instant::now();
-            let n = load_demo(&ch, &config, &store, events, seed, days).await?;
-            eprintln!(
-                "loaded {n} demo events into store {store:?} in {:.1?}",
-                started.elapsed()
-            );
+            let summary = load_demo(&ch, &config, &store, events, seed, days).await?;
+            eprintln!("loaded demo traffic into store {store:?}: {summary}");
         }
         Cmd::Serve {
             addr,
@@ -197,8 +193,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let srv = server::start(&config, opts).await?;
             if demo_if_empty > 0 && srv.warehouse.count_events(&demo_store).await? == 0 {
-                let started = std::time::Instant::now();
-                let n = load_demo(
+                let summary = load_demo(
                     &*srv.warehouse.events(),
                     &config,
                     &demo_store,
@@ -207,10 +202,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     90,
                 )
                 .await?;
-                eprintln!(
-                    "loaded {n} demo events into store {demo_store:?} in {:.1?}",
-                    started.elapsed()
-                );
+                eprintln!("loaded demo traffic into store {demo_store:?}: {summary}");
             }
             eprintln!(
                 "commerce analytics listening on http://{} (Ctrl-C to stop)",
@@ -237,7 +229,7 @@ async fn load_demo(
     events: usize,
     seed: u64,
     days: u32,
-) -> Result<usize, Box<dyn std::error::Error>> {
+) -> Result<demo_load::LoadSummary, Box<dyn std::error::Error>> {
     let cfg = DemoConfig {
         seed,
         events,

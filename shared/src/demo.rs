@@ -5,10 +5,15 @@
 //! - sessions spread over `days` up to `end`, busier in the afternoon and evening, growing over time;
 //! - each session lands from a source (direct, Google organic, Google Ads, Facebook, Instagram, newsletter)
 //!   with a referrer and UTM parameters where the channel has them;
-//! - page → product → cart → checkout → order with realistic drop-off (about 6% of sessions order);
-//!   carts sometimes lose items; most orders get `payment.captured`, about 4% are refunded days later;
+//! - page → product → cart → checkout → order with the drop-off of a real shop: about 60% of human
+//!   sessions view a product, about 10% of those add to the cart and about 2.5% of sessions order
+//!   (stores typically see 1–4% conversion and 5–15% add-to-cart); carts sometimes lose items; most
+//!   orders get `payment.captured`, about 4% are refunded days later (returns, and a few partial refunds);
+//! - about 4% of sessions are bots (crawlers and a headless browser: page and product views only), flagged
+//!   as bots at ingest like any other;
 //! - a pool of customers of whom a popular few come back and order again; guests get an id at checkout;
-//! - nine countries; EUR in the euro area, USD elsewhere (two currencies);
+//! - ten countries; EUR in the euro area, JPY in Japan (no minor unit: amounts are whole yen), USD
+//!   elsewhere (three currencies);
 //! - product popularity skewed (a few best sellers), one `inventory.updated` per product per day.
 
 use std::collections::VecDeque;
@@ -30,7 +35,7 @@ pub struct DemoConfig {
 }
 
 const COUNTRIES: &[(&str, u32, &str)] = &[
-    ("US", 40, "USD"),
+    ("US", 37, "USD"),
     ("GB", 12, "USD"),
     ("DE", 12, "EUR"),
     ("FR", 8, "EUR"),
@@ -39,6 +44,7 @@ const COUNTRIES: &[(&str, u32, &str)] = &[
     ("AU", 5, "USD"),
     ("ES", 5, "EUR"),
     ("IT", 5, "EUR"),
+    ("JP", 3, "JPY"),
 ];
 
 /// (weight, referrer, utm source, medium, campaign)
@@ -76,6 +82,13 @@ const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36",
     "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+];
+
+/// Crawlers and a headless browser: [`crate::event::bots`] flags each of them at ingest.
+const BOT_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/130.0 Safari/537.36",
 ];
 
 const PAGES: &[&str] = &[
@@ -210,7 +223,7 @@ impl DemoGenerator {
         let mut v = self.visit();
         self.browse(&mut v);
         let cart = self.shop(&mut v);
-        if !cart.is_empty() && self.rng.random_bool(0.5) {
+        if !cart.is_empty() && self.rng.random_bool(0.6) {
             self.checkout(&mut v, &cart);
         }
         // Server-side events (payments, refunds) may fall after `end` only if clamped; drop any that would.
@@ -233,7 +246,12 @@ impl DemoGenerator {
             .map_or((COUNTRIES[0].0, COUNTRIES[0].2), |c| (c.0, c.2));
         let source_roll = rng.random_range(0..100);
         let source = *weighted(SOURCES, source_roll, |s| s.0).unwrap_or(&SOURCES[0]);
-        let user_agent = USER_AGENTS[rng.random_range(0..USER_AGENTS.len())];
+        let bot = rng.random_bool(0.04);
+        let user_agent = if bot {
+            BOT_AGENTS[rng.random_range(0..BOT_AGENTS.len())]
+        } else {
+            USER_AGENTS[rng.random_range(0..USER_AGENTS.len())]
+        };
         let ip = format!(
             "{}.{}.{}.{}",
             rng.random_range(1..224),
@@ -242,7 +260,7 @@ impl DemoGenerator {
             rng.random_range(1..255)
         );
         // Known customers: skewed so that a few come back often.
-        let customer = rng.random_bool(0.35).then(|| self.returning_customer());
+        let customer = (!bot && rng.random_bool(0.35)).then(|| self.returning_customer());
         let mut landing = format!(
             "https://shop.example.com{}",
             PAGES[self.rng.random_range(0..PAGES.len())]
@@ -261,6 +279,7 @@ impl DemoGenerator {
             currency,
             source,
             user_agent,
+            bot,
             ip,
             landing,
             at,
@@ -330,7 +349,7 @@ impl DemoGenerator {
     fn shop(&mut self, v: &mut Visit) -> Vec<(usize, i64)> {
         let mut cart: Vec<(usize, i64)> = Vec::new();
         let customer = v.customer.clone();
-        if self.rng.random_bool(0.65) {
+        if self.rng.random_bool(0.6) {
             let n = 1 + self.rng.random_range(0..4);
             for _ in 0..n {
                 let p = self.pick_product();
@@ -346,7 +365,7 @@ impl DemoGenerator {
                     v.context(&url, false),
                 );
                 v.at += time::Duration::seconds(self.rng.random_range(10..120));
-                if self.rng.random_bool(0.3) {
+                if self.rng.random_bool(0.04) && !v.bot {
                     let qty = 1
                         + i64::from(self.rng.random_bool(0.2))
                         + i64::from(self.rng.random_bool(0.05));
@@ -381,7 +400,7 @@ impl DemoGenerator {
         cart
     }
 
-    /// A checkout of `cart`; 60% of checkouts become an order (guests get a customer id at checkout).
+    /// A checkout of `cart`; 65% of checkouts become an order (guests get a customer id at checkout).
     fn checkout(&mut self, v: &mut Visit, cart: &[(usize, i64)]) {
         let items: Vec<Value> = cart
             .iter()
@@ -404,7 +423,7 @@ impl DemoGenerator {
             v.context("https://shop.example.com/checkout", false),
         );
         v.at += time::Duration::seconds(self.rng.random_range(30..400));
-        if self.rng.random_bool(0.6) {
+        if self.rng.random_bool(0.65) {
             let buyer = match customer {
                 Some(c) => c,
                 None => self.returning_customer(),
@@ -451,10 +470,11 @@ impl DemoGenerator {
         if self.rng.random_bool(0.04) {
             let refunded = at + time::Duration::days(self.rng.random_range(1..21));
             if refunded < self.cfg.end {
-                let amount = if self.rng.random_bool(0.7) {
-                    total
+                // Most refunds are returns of the whole order; some refund half (a damaged item).
+                let (amount, reason) = if self.rng.random_bool(0.7) {
+                    (total, "return")
                 } else {
-                    total / 2
+                    (total / 2, "damaged")
                 };
                 self.emit(
                     v,
@@ -462,7 +482,7 @@ impl DemoGenerator {
                     "order.refunded",
                     Some(buyer),
                     json!({"orderId": order_id, "amount": amount, "currency": currency,
-                           "reason": "customer_request"}),
+                           "reason": reason}),
                     server_side,
                 );
             }
@@ -489,6 +509,8 @@ struct Visit {
     currency: &'static str,
     source: Source,
     user_agent: &'static str,
+    /// A crawler: views pages and products, never adds to the cart.
+    bot: bool,
     ip: String,
     landing: String,
     /// When the session's next event happens.
@@ -507,12 +529,13 @@ impl Visit {
         c
     }
 
-    /// A product's price in the session's currency, minor units (EUR at 0.92 per USD).
+    /// A product's price in the session's currency, minor units (EUR at 0.92 per USD; JPY at 150 per USD,
+    /// whole yen, rounded to 10).
     fn price(&self, p: &Product) -> i64 {
-        if self.currency == "EUR" {
-            p.usd * 92 / 100
-        } else {
-            p.usd
+        match self.currency {
+            "EUR" => p.usd * 92 / 100,
+            "JPY" => (p.usd * 150 / 100 + 5) / 10 * 10,
+            _ => p.usd,
         }
     }
 }
@@ -597,28 +620,53 @@ mod tests {
             countries.extend(ev.context.country.clone());
         }
         assert_eq!(types.len(), 9, "all nine built-in types occur: {types:?}");
-        assert_eq!(currencies.len(), 2);
+        assert_eq!(currencies.len(), 3, "{currencies:?}");
+        assert!(
+            BOT_AGENTS
+                .iter()
+                .all(|a| crate::event::bots::is_bot_user_agent(a)),
+            "every demo bot is flagged as one at ingest"
+        );
         assert!(countries.len() >= 8, "{countries:?}");
     }
 
     #[test]
     fn the_funnel_drops_off_like_a_real_shop() {
-        let events: Vec<Value> = DemoGenerator::new(cfg(3, 50_000)).collect();
+        let events: Vec<Value> = DemoGenerator::new(cfg(3, 200_000)).collect();
+        let is_bot = |e: &&Value| {
+            let agent = e["context"]["userAgent"].as_str().unwrap_or("");
+            BOT_AGENTS.contains(&agent)
+        };
         let count = |t: &str| {
             events
                 .iter()
-                .filter(|e| e["type"] == t)
+                .filter(|e| e["type"] == t && !is_bot(e))
                 .map(|e| e["sessionId"].as_str().unwrap_or("").to_owned())
                 .collect::<HashSet<_>>()
                 .len() as f64
         };
         let sessions = count("page.viewed");
-        let viewed = count("product.viewed") / sessions;
-        let carted = count("cart.item_added") / sessions;
+        let viewed = count("product.viewed");
+        let view_to_cart = count("cart.item_added") / viewed;
         let ordered = count("order.completed") / sessions;
-        assert!((0.55..0.75).contains(&viewed), "{viewed}");
-        assert!((0.2..0.45).contains(&carted), "{carted}");
-        assert!((0.03..0.12).contains(&ordered), "{ordered}");
+        assert!((0.5..0.7).contains(&(viewed / sessions)), "{viewed}");
+        assert!((0.05..0.15).contains(&view_to_cart), "{view_to_cart}");
+        assert!((0.01..0.04).contains(&ordered), "{ordered}");
+        let bot_sessions = events
+            .iter()
+            .filter(|e| is_bot(e))
+            .map(|e| e["sessionId"].as_str().unwrap_or(""))
+            .collect::<HashSet<_>>()
+            .len() as f64;
+        let bot_share = bot_sessions / (bot_sessions + sessions);
+        assert!((0.02..0.06).contains(&bot_share), "{bot_share}");
+        assert!(
+            events
+                .iter()
+                .filter(|e| is_bot(e))
+                .all(|e| e["type"] == "page.viewed" || e["type"] == "product.viewed"),
+            "bots only view"
+        );
         let refunds = events
             .iter()
             .filter(|e| e["type"] == "order.refunded")

@@ -262,7 +262,7 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
         "SELECT toUnixTimestamp(toStartOfHour(timestamp)) AS hour, \
          uniqExactIf(visitor, visitor != '') AS visitors, uniqExactIf(id, type = 'product.viewed') AS product_views \
          FROM (SELECT *, if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, session_id)) AS visitor \
-               FROM commerce_events WHERE store_id = '{store}') \
+               FROM commerce_events WHERE store_id = '{store}' AND is_bot = 0) \
          GROUP BY hour HAVING visitors + product_views > 0 ORDER BY hour"
     ))
     .await;

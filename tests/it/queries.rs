@@ -8,6 +8,7 @@ use analytics_cli::demo_load;
 use commerce_analytics::api::Api;
 use commerce_analytics::demo::{DemoConfig, DemoGenerator};
 use commerce_analytics::event::Validator;
+use commerce_analytics::event::bots::is_bot_user_agent;
 use integration_tests::{READ_KEY, TestDb, WRITE_KEY};
 use jiff::ToSpan;
 use jiff::tz::TimeZone;
@@ -104,6 +105,8 @@ fn url_param(url: &str, name: &str) -> String {
 struct Fixture {
     db: TestDb,
     api: Api,
+    /// The human events the reads count (the demo's bot sessions are stored but left out of every read
+    /// unless it asks for bots; `bots.rs` covers that).
     events: Vec<Ev>,
     now: jiff::Timestamp,
 }
@@ -121,6 +124,10 @@ async fn fixture() -> Fixture {
         end: now_time - time::Duration::minutes(1),
     };
     let events: Vec<Ev> = DemoGenerator::new(cfg.clone())
+        .filter(|v| {
+            let agent = v.pointer("/context/userAgent").and_then(Value::as_str);
+            !agent.is_some_and(is_bot_user_agent)
+        })
         .map(|v| flatten(&v))
         .collect();
     let validator = Validator::from_config(&db.config);

@@ -364,6 +364,12 @@ impl EventStore for ClickHouseStore {
         self.write_rows(&fresh, dedup_token).await
     }
 
+    /// Repeats inside the call are still dropped; only the lookup of earlier batches' ids is skipped.
+    async fn insert_new(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError> {
+        self.write_rows(&first_occurrences(events), dedup_token)
+            .await
+    }
+
     /// Repeats inside the call are dropped first (so chunks never share an event), then every chunk of
     /// `batch_size` runs its own lookup and insert, [`CHUNK_CONCURRENCY`] chunks at a time: one chunk's
     /// lookup overlaps another's insert. After a failure no new chunk starts; the ones in flight are
