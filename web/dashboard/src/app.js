@@ -3,7 +3,7 @@
 // API's raw number in `data-raw` so tests (and curious people) can compare it with the API's answer.
 import uPlot from 'uplot';
 import { ApiError, call, get, keyStore } from './api.js';
-import { count, kindOfColumn, kindOfMetric, label, percent, value } from './format.js';
+import { compact, count, kindOfColumn, kindOfMetric, label, percent, value } from './format.js';
 
 const METRICS = [
   'revenue', 'net_revenue', 'orders', 'aov', 'sessions', 'conversion_rate', 'visitors', 'ltv',
@@ -184,12 +184,18 @@ function series(data, title) {
     dataTable(title, [{ label: 'Date', cell: (p) => p.date }, { label: label(data.metric), cell: (p) => raw(fmt(p.value), p.value) }], points));
   if (!isEmpty) {
     // Drawn once the card is in the document (uPlot measures its container).
-    requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric));
+    requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency));
   }
   return [total, isEmpty ? empty() : figure, table];
 }
 
-function drawSeries(figure, points, kind, fmt, metric) {
+/// The value axis' labels, also kept on the figure (the canvas has no text to read back).
+function yTicks(figure, labels) {
+  figure.dataset.yTicks = JSON.stringify(labels);
+  return labels;
+}
+
+function drawSeries(figure, points, kind, fmt, metric, currency) {
   if (!figure.isConnected) return;
   const xs = points.map((_, i) => i);
   const ys = points.map((p) => p.value);
@@ -204,7 +210,7 @@ function drawSeries(figure, points, kind, fmt, metric) {
     scales: { x: { time: false }, y: { range: (_, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
     axes: [
       { values: (_, ticks) => ticks.map((t) => (points[t] ? shortDate(points[t].date) : '')), stroke: '#475569', grid: { show: false } },
-      { values: (_, ticks) => ticks.map((t) => compact(t, kind)), stroke: '#475569', size: 60, grid: { stroke: '#e2e8f0' } },
+      { values: (_, ticks) => yTicks(figure, ticks.map((t) => compact(t, kind, currency))), stroke: '#475569', size: 60, grid: { stroke: '#e2e8f0' } },
     ],
     series: [{}, {
       label: label(metric), stroke: '#1d4ed8', width: 2, fill: bars ? '#3b82f6' : 'rgba(59,130,246,0.12)',
@@ -217,12 +223,6 @@ function drawSeries(figure, points, kind, fmt, metric) {
 
 function shortDate(d) {
   return d.length > 10 ? d.slice(5, 16).replace('T', ' ') : d.slice(5);
-}
-
-function compact(v, kind) {
-  if (kind === 'rate') return percent(v);
-  const n = kind === 'money' ? v / 100 : v;
-  return new Intl.NumberFormat(navigator.language || 'en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(n);
 }
 
 function ranked(data, title) {

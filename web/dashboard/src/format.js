@@ -4,11 +4,22 @@ const locale = () => navigator.language || 'en-US';
 const MONEY_METRICS = new Set(['revenue', 'net_revenue', 'aov', 'ltv']);
 const RATE_METRICS = new Set(['conversion_rate', 'add_to_cart_rate']);
 
+/// Digits of the currency's minor unit (ISO 4217 exponent, as the browser knows it): USD 2, JPY 0, KWD 3.
+export function minorDigits(currency) {
+  return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
+}
+
 export function money(minor, currency) {
   if (!currency) return count(minor);
   const f = new Intl.NumberFormat(locale(), { style: 'currency', currency });
-  const digits = f.resolvedOptions().maximumFractionDigits;
-  return f.format(minor / 10 ** digits);
+  return f.format(minor / 10 ** minorDigits(currency));
+}
+
+/// A short axis label: "1.2K", "35%", money in major units of its currency ("¥12K", not 100× too low).
+export function compact(v, kind, currency) {
+  if (kind === 'rate') return percent(v);
+  const n = kind === 'money' && currency ? v / 10 ** minorDigits(currency) : v;
+  return new Intl.NumberFormat(locale(), { notation: 'compact', maximumFractionDigits: 1 }).format(n);
 }
 
 export const percent = (rate) =>

@@ -132,6 +132,34 @@ test('changing the period, zone and currency asks the API for exactly that', asy
   }
 });
 
+test('money in a currency without minor units (JPY) reads in whole yen, on totals and chart axes', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  await waitForDashboard();
+  await page.selectOption('#period', '30d');
+  await page.selectOption('#timezone', 'UTC');
+  await page.selectOption('#currency', 'JPY');
+  await waitForDashboard();
+  const expected = await api('/analytics/dashboards/overview?period=30d&timezone=UTC&currency=JPY');
+  const revenue = expected.widgets.find((w) => w.data.metric === 'revenue').data;
+  assert.equal(revenue.currency, 'JPY');
+  assert.ok(revenue.total > 0, 'the demo store has JPY orders');
+  const card = page.locator('section.card[data-widget="Revenue"]');
+  await page.waitForFunction((t) => document.querySelector('section.card[data-widget="Revenue"] .total-value')?.dataset.raw === String(t), revenue.total);
+  assert.equal(await card.locator('.total-value').textContent(),
+    new Intl.NumberFormat('en-US', { style: 'currency', currency: 'JPY' }).format(revenue.total));
+  // The value axis: its top label is at least the largest day's revenue in yen (was divided by 100).
+  const ticks = JSON.parse(await card.locator('figure').getAttribute('data-y-ticks'));
+  const compactYen = (s) => {
+    const m = /^([\d.]+)([KMB]?)$/.exec(s.replace(/[^\d.KMB]/g, ''));
+    return m ? Number(m[1]) * { '': 1, K: 1e3, M: 1e6, B: 1e9 }[m[2]] : NaN;
+  };
+  const top = Math.max(...ticks.map(compactYen).filter((n) => !Number.isNaN(n)));
+  const largest = Math.max(...revenue.dataPoints.map((p) => p.value));
+  assert.ok(top >= largest * 0.5 && top <= largest * 1.5, `axis ${JSON.stringify(ticks)} against a largest day of ¥${largest}`);
+  await page.selectOption('#currency', '');
+  await waitForDashboard();
+});
+
 test('the funnel builder runs the funnel it shows', async () => {
   await page.goto(`${BASE}/dashboard#/funnel`);
   await page.locator('.funnel').waitFor();
