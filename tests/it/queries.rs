@@ -405,6 +405,31 @@ async fn hourly_visitors_and_views_over_24h_are_exact_at_the_partial_edges() {
 #[tokio::test]
 async fn the_funnel_equals_a_window_funnel_computed_in_rust() {
     let f = fixture().await;
+    let (from, to) = thirty_days(f.now, &TimeZone::UTC);
+    check_funnel(&f, "period=30d", from, to).await;
+    // A period ending mid-data: sessions entering before its end convert after it, within the window.
+    let end_day = f.now.checked_sub((15 * 24).hours()).expect("sub");
+    let (from, _) = thirty_days(end_day, &TimeZone::UTC);
+    let to = end_day
+        .to_zoned_datetime(TimeZone::UTC)
+        .start_of_day()
+        .expect("day")
+        .checked_add(1.day())
+        .expect("add")
+        .timestamp();
+    let custom = format!(
+        "from={}&to={}",
+        day(from, &TimeZone::UTC),
+        day(end_day, &TimeZone::UTC)
+    );
+    check_funnel(&f, &custom, from, to).await;
+    f.db.drop_database().await;
+}
+
+/// The 4-step session funnel of `period` (the range `[from, to)`) equals `windowFunnel` computed here:
+/// a session enters with a page view inside the range; later steps count within a day of the entry, even
+/// after `to`.
+async fn check_funnel(f: &Fixture, period: &str, from: jiff::Timestamp, to: jiff::Timestamp) {
     let steps = [
         "page.viewed",
         "product.viewed",
@@ -412,18 +437,21 @@ async fn the_funnel_equals_a_window_funnel_computed_in_rust() {
         "order.completed",
     ];
     let window = 86_400_i64;
-    let tz = TimeZone::UTC;
-    let (from, to) = thirty_days(f.now, &tz);
+    let until = to.checked_add((window + 1).seconds()).expect("until");
+    // Step 1 only inside the period; the others until its end plus the window.
+    let counts = |e: &Ev| match steps.iter().position(|s| *s == e.kind) {
+        Some(0) => e.t < to,
+        Some(_) => true,
+        None => false,
+    };
 
     let mut by_session: HashMap<&str, Vec<&Ev>> = HashMap::new();
     for e in f
         .events
         .iter()
-        .filter(|e| e.t >= from && e.t < to && !e.session.is_empty())
+        .filter(|e| e.t >= from && e.t < until && !e.session.is_empty() && counts(e))
     {
-        if steps.contains(&e.kind.as_str()) {
-            by_session.entry(e.session.as_str()).or_default().push(e);
-        }
+        by_session.entry(e.session.as_str()).or_default().push(e);
     }
     let mut reached = [0u64; 4];
     let mut deltas: Vec<Vec<f64>> = vec![Vec::new(); 4];
@@ -458,12 +486,8 @@ async fn the_funnel_equals_a_window_funnel_computed_in_rust() {
             }
         }
     }
-    let (status, body) = get(
-        &f.api,
-        &format!("/analytics/funnel?steps={}&period=30d", steps.join(",")),
-        READ_KEY,
-    )
-    .await;
+    let path = format!("/analytics/funnel?steps={}&{period}", steps.join(","));
+    let (status, body) = get(&f.api, &path, READ_KEY).await;
     assert_eq!(status, 200, "{body}");
     let got: Vec<u64> = body["steps"]
         .as_array()
@@ -471,7 +495,7 @@ async fn the_funnel_equals_a_window_funnel_computed_in_rust() {
         .iter()
         .map(|s| s["count"].as_u64().expect("count"))
         .collect();
-    assert_eq!(got, reached.to_vec());
+    assert_eq!(got, reached.to_vec(), "{period}");
     assert!(
         reached[3] > 0 && reached[3] < reached[0],
         "a real funnel: {reached:?}"
@@ -483,7 +507,7 @@ async fn the_funnel_equals_a_window_funnel_computed_in_rust() {
         assert_eq!(
             body["steps"][k]["medianSecondsToConvert"].as_f64(),
             Some(want),
-            "median at step {k}"
+            "median at step {k} ({period})"
         );
         let prev = reached[k - 1];
         assert_eq!(
@@ -494,7 +518,76 @@ async fn the_funnel_equals_a_window_funnel_computed_in_rust() {
     assert!(body["steps"][0]["medianSecondsToConvert"].is_null());
     let overall = ((reached[3] as f64 / reached[0] as f64) * 10_000.0).round() / 10_000.0;
     assert_eq!(body["overallConversionRate"].as_f64(), Some(overall));
-    f.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_session_entering_before_the_period_ends_converts_after_it_within_the_window() {
+    let db = TestDb::new("funnel_edge").await;
+    // The period is 2026-03-10 (UTC, one day); the window an hour.
+    let events = [
+        // Enters at 23:58 on the last day, orders at 00:05 the next day: converts.
+        ("e1", "page.viewed", "2026-03-10T23:58:00Z", "s-late"),
+        ("e2", "order.completed", "2026-03-11T00:05:00Z", "s-late"),
+        // Enters after the period: not in this funnel at all.
+        ("e3", "page.viewed", "2026-03-11T00:01:00Z", "s-after"),
+        ("e4", "order.completed", "2026-03-11T00:03:00Z", "s-after"),
+        // Enters inside, orders after the window: reaches step 1 only.
+        ("e5", "page.viewed", "2026-03-10T22:00:00Z", "s-slow"),
+        ("e6", "order.completed", "2026-03-10T23:30:00Z", "s-slow"),
+        // Enters inside; a second page view after the period's end neither starts nor breaks anything.
+        ("e7", "page.viewed", "2026-03-10T23:50:00Z", "s-strict"),
+        ("e8", "page.viewed", "2026-03-11T00:02:00Z", "s-strict"),
+        ("e9", "order.completed", "2026-03-11T00:04:00Z", "s-strict"),
+    ];
+    let batch: Vec<Value> = events
+        .iter()
+        .map(|(id, kind, t, session)| {
+            let mut props = serde_json::json!({"path": "/"});
+            if *kind == "order.completed" {
+                props = serde_json::json!({"orderId": format!("o-{id}"), "total": 1000, "currency": "USD"});
+            }
+            serde_json::json!({"id": id, "type": kind, "timestamp": t, "sessionId": session,
+                               "properties": props})
+        })
+        .collect();
+    let now = time::macros::datetime!(2026-03-20 00:00 UTC);
+    let validator = Validator::from_config(&db.config);
+    let stored: Vec<commerce_analytics::event::Event> = batch
+        .into_iter()
+        .map(|v| {
+            validator
+                .validate(v, "shop-a", &Default::default(), now)
+                .expect("valid")
+        })
+        .collect();
+    commerce_analytics::store::EventStore::insert(&db.store, &stored, "edge")
+        .await
+        .expect("insert");
+    let api = db.api(now);
+    for mode in ["ordered", "strict"] {
+        let (status, body) = get(
+            &api,
+            &format!(
+                "/analytics/funnel?steps=page.viewed,order.completed&window=1h&mode={mode}\
+                 &from=2026-03-10&to=2026-03-10&timezone=UTC"
+            ),
+            READ_KEY,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let counts: Vec<u64> = body["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|s| s["count"].as_u64().expect("count"))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![3, 2],
+            "{mode}: s-late, s-slow and s-strict enter; s-late and s-strict convert after midnight"
+        );
+    }
+    db.drop_database().await;
 }
 
 #[tokio::test]

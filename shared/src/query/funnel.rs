@@ -11,6 +11,13 @@
 //! previous count), `dropOff` (previous count − count) and `medianSecondsToConvert`: among keys reaching the
 //! step, the median of (first occurrence of the step − first occurrence of the previous step), `null` for
 //! step 1 or when no key reached it.
+//!
+//! The period bounds the entry step only: a key enters with a step-1 event inside the period, and its
+//! later steps count while within `window` of that entry even when they happen after the period's end (a
+//! session entering at 23:58 on the last day and buying at 00:05 the next day converts). These are the
+//! semantics of Mixpanel, Amplitude and PostHog; a period ending now is unaffected. A step-1 event after
+//! the period's end starts nothing (and in `strict` mode breaks nothing); it still counts as a later step
+//! when the funnel repeats step 1's event type.
 
 use serde::Serialize;
 
@@ -48,6 +55,18 @@ pub struct FunnelQuery {
     pub strict: bool,
     /// Count events flagged as bots too (`includeBots=true`).
     pub include_bots: bool,
+}
+
+impl FunnelQuery {
+    /// Until when the store reads events, Unix milliseconds: the period's end plus the window and one
+    /// second (steps are compared at whole seconds, so an entry at `to − 1 ms` may reach a step at
+    /// `⌊to⌋ + window`).
+    pub fn entries_until_ms(&self) -> i64 {
+        let window_ms = i64::try_from(self.window_secs.saturating_add(1))
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        self.range.to_ms().saturating_add(window_ms)
+    }
 }
 
 /// From the store: keys reaching each step (index 0 = step 1), and the median seconds from the previous

@@ -13,8 +13,13 @@
 //! event, of a step whose previous step was not reached yet; the level is what was reached before it.
 //! Here: where each step is first reached (the earliest chain), the first such breaking event, and the
 //! steps reached before it.
+//!
+//! The period bounds the entry: a step-1 event starts a chain only before `@to`; later steps count while
+//! inside the window even after `@to` (events are read until `@until`, the period's end plus the window).
+//! A step-1 event after `@to` takes no part at all (not even as a strict-order break), as an event matching
+//! no condition takes none in `windowFunnel`; it still counts as a later step if that step repeats step 1.
 
-use super::{Sql, events_in_range, micros};
+use super::{Sql, events_from_until, micros};
 use crate::error::StoreError;
 use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
 use crate::store::bigquery::BigQueryStore;
@@ -34,12 +39,13 @@ pub fn sql(store: &BigQueryStore, q: &FunnelQuery) -> Result<Sql, StoreError> {
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     let mut with = vec![
-        events_in_range(store, false),
+        events_from_until(store, "@until", false),
         format!("steps AS ({steps})"),
         format!(
             "e AS (SELECT k, ts, raw, idx, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts, idx) AS rn FROM ( \
                SELECT {key} AS k, TIMESTAMP_TRUNC(timestamp, SECOND) AS ts, timestamp AS raw, steps.idx AS idx \
-               FROM ev JOIN steps ON ev.type = steps.step WHERE {key} != ''))"
+               FROM ev JOIN steps ON ev.type = steps.step \
+               WHERE {key} != '' AND NOT (steps.idx = 0 AND ev.timestamp >= @to)))"
         ),
         "c0 AS (SELECT k, ts AS start, rn AS r FROM e WHERE idx = 0)".to_owned(),
     ];
@@ -104,6 +110,7 @@ pub fn sql(store: &BigQueryStore, q: &FunnelQuery) -> Result<Sql, StoreError> {
         ("store", Param::String(q.store_id.clone())),
         ("from", micros(q.range.from_ms())),
         ("to", micros(q.range.to_ms())),
+        ("until", micros(q.entries_until_ms())),
         ("bots", Param::Bool(q.include_bots)),
     ];
     const STEP_NAMES: [&str; 10] = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"];

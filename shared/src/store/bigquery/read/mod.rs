@@ -42,6 +42,11 @@ pub struct Sql {
 
 /// `WITH ev AS (…)`: the store's events in the range, each once, in `@country` when `country`.
 fn events_in_range(store: &BigQueryStore, country: bool) -> String {
+    events_from_until(store, "@to", country)
+}
+
+/// `WITH ev AS (…)` over `[@from, end)`; funnels read past the period's end (`@until`) for later steps.
+fn events_from_until(store: &BigQueryStore, end: &str, country: bool) -> String {
     let country = if country {
         " AND country = @country"
     } else {
@@ -49,7 +54,7 @@ fn events_in_range(store: &BigQueryStore, country: bool) -> String {
     };
     format!(
         "WITH ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
-         AND timestamp >= @from AND timestamp < @to{country} {ONE_ROW_PER_EVENT})",
+         AND timestamp >= @from AND timestamp < {end}{country} {ONE_ROW_PER_EVENT})",
         store.table(EVENTS_TABLE)
     )
 }

@@ -1,8 +1,13 @@
 //! Funnels with ClickHouse's `windowFunnel`, on the step events only, per session or customer.
+//!
+//! The period bounds the entry (see [`crate::query::funnel`]): step 1's condition (and its first
+//! occurrence) also requires `timestamp < {to}`, and events are read until `{until}`, the period's end
+//! plus the window; a step-1 event after the period is not read (unless its type is also a later step), so
+//! it neither starts a chain nor breaks a strict one.
 
 use serde::Deserialize;
 
-use super::{Binds, IN_RANGE, STORE_AND_BOTS, Sql};
+use super::{Binds, STORE_AND_BOTS, Sql};
 use crate::error::StoreError;
 use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
 use crate::store::clickhouse::{ClickHouseStore, classify};
@@ -22,9 +27,16 @@ pub(super) fn sql(q: &FunnelQuery) -> Sql {
     let list = |f: &dyn Fn(usize) -> String, range: std::ops::Range<usize>| {
         range.map(f).collect::<Vec<_>>().join(", ")
     };
-    let conditions = list(&|i| format!("type = {{s{i}:String}}"), 0..n);
+    let condition = |i: usize| {
+        if i == 0 {
+            format!("type = {{s0:String}} AND {ENTRY}")
+        } else {
+            format!("type = {{s{i}:String}}")
+        }
+    };
+    let conditions = list(&condition, 0..n);
     let firsts = list(
-        &|i| format!("minIf(timestamp, type = {{s{i}:String}}) AS t{i}"),
+        &|i| format!("minIf(timestamp, {}) AS t{i}", condition(i)),
         0..n,
     );
     let reached = list(&|k| format!("countIf(level >= {k})"), 1..n + 1);
@@ -50,10 +62,11 @@ pub(super) fn sql(q: &FunnelQuery) -> Sql {
                SELECT {key} AS k, windowFunnel({{window:UInt64}}{mode})(toDateTime(timestamp), {conditions}) AS level, \
                  {firsts} \
                FROM commerce_events \
-               WHERE {STORE_AND_BOTS} AND type IN {{steps:Array(String)}} AND {IN_RANGE} AND {key} != '' \
+               WHERE {STORE_AND_BOTS} AND type IN {{steps:Array(String)}} AND {UNTIL} AND {NOT_LATE_ENTRY} AND {key} != '' \
                GROUP BY k)"
         ),
         binds: Binds {
+            until_ms: Some(q.entries_until_ms()),
             window_secs: Some(q.window_secs),
             steps: q.steps.clone(),
             tz: None,
@@ -61,6 +74,17 @@ pub(super) fn sql(q: &FunnelQuery) -> Sql {
         },
     }
 }
+
+/// Step 1 happens inside the period.
+const ENTRY: &str = "timestamp < fromUnixTimestamp64Milli({to:Int64})";
+
+/// A step-1 event after the period is not read at all unless its type is also a later step: read, it
+/// would match no condition, and `strict_order` breaks a chain at any such event.
+const NOT_LATE_ENTRY: &str = "(timestamp < fromUnixTimestamp64Milli({to:Int64}) OR has(arrayPopFront({steps:Array(String)}), type))";
+
+/// The events a funnel reads: from the period's start until its end plus the window.
+const UNTIL: &str = "timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
+                     AND timestamp < fromUnixTimestamp64Milli({until:Int64})";
 
 pub(super) async fn fetch(
     store: &ClickHouseStore,

@@ -49,6 +49,8 @@ pub(super) struct Binds {
     /// `{from:Int64}`, `{to:Int64}`: the range `[from, to)`, Unix milliseconds.
     pub from_ms: i64,
     pub to_ms: Option<i64>,
+    /// `{until:Int64}`: where a funnel stops reading, Unix milliseconds (its period's end plus the window).
+    pub until_ms: Option<i64>,
     /// `{bots:UInt8}`: 1 counts events flagged as bots too.
     pub bots: u8,
     /// `{tz:String}`: the zone of buckets.
@@ -101,6 +103,9 @@ impl Sql {
         }
         if let Some(to) = b.to_ms {
             q = q.param("to", to);
+        }
+        if let Some(until) = b.until_ms {
+            q = q.param("until", until);
         }
         if let Some(tz) = &b.tz {
             q = q.param("tz", tz);
