@@ -1300,3 +1300,205 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
     assert_eq!(status, 200, "{body}");
     db.drop_database().await;
 }
+
+/// The CSV export's records: header, then rows.
+fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let header = r
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.expect("record").iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+/// A CSV field read back as the JSON value it was written from (numbers as numbers, empty as null).
+fn json_of(field: &str, like: &Value) -> Value {
+    match like {
+        Value::Null => {
+            assert_eq!(field, "", "null is an empty field");
+            Value::Null
+        }
+        Value::Number(n) if n.is_i64() || n.is_u64() => {
+            Value::from(field.parse::<i64>().expect("integer field"))
+        }
+        Value::Number(_) => Value::from(field.parse::<f64>().expect("decimal field")),
+        _ => Value::from(field),
+    }
+}
+
+#[tokio::test]
+async fn csv_exports_read_back_equal_to_the_json_answers() {
+    let f = fixture().await;
+    let csv_of = async |path: &str, headers: &[(&str, &str)]| {
+        let (status, h, text) = integration_tests::get_raw(&f.api, path, READ_KEY, headers).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert_eq!(h["content-type"], "text/csv; charset=utf-8", "{path}");
+        let disposition = h["content-disposition"].to_str().expect("ascii");
+        assert!(
+            disposition.starts_with("attachment; filename=\"") && disposition.ends_with(".csv\""),
+            "{disposition}"
+        );
+        parse_csv(&text)
+    };
+    let json_of_path = async |path: &str| {
+        let (status, body) = get(&f.api, path, READ_KEY).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+
+    // Time series: money with its currency, a rate, a count; by parameter and by Accept header.
+    for (metric, headers) in [
+        ("revenue&currency=USD", &[][..]),
+        ("conversion_rate", &[("accept", "text/csv")][..]),
+        ("sessions&granularity=week&timezone=Europe/Berlin", &[][..]),
+    ] {
+        let path = format!("/analytics/metrics?metric={metric}&period=30d");
+        let json = json_of_path(&path).await;
+        let csv_path = if headers.is_empty() {
+            format!("{path}&format=csv")
+        } else {
+            path.clone()
+        };
+        let (header, rows) = csv_of(&csv_path, headers).await;
+        let name = json["metric"].as_str().expect("metric");
+        let points = json["dataPoints"].as_array().expect("points");
+        assert_eq!(rows.len(), points.len(), "{metric}");
+        match json["currency"].as_str() {
+            Some(_) => assert_eq!(header, ["date", name, "currency"]),
+            None => assert_eq!(header, ["date", name]),
+        }
+        for (row, p) in rows.iter().zip(points) {
+            assert_eq!(row[0], p["date"].as_str().expect("date"));
+            assert_eq!(
+                json_of(&row[1], &p["value"]),
+                p["value"],
+                "{metric} {}",
+                row[0]
+            );
+            if let Some(cur) = json["currency"].as_str() {
+                assert_eq!(row[2], cur);
+            }
+        }
+    }
+
+    // Ranked metrics: the JSON rows' columns, in order, plus the currency beside money.
+    for metric in ["best_sellers", "traffic_sources", "stock_levels"] {
+        let path = format!("/analytics/metrics?metric={metric}&period=30d");
+        let json = json_of_path(&path).await;
+        let (header, rows) = csv_of(&format!("{path}&format=csv"), &[]).await;
+        let want = json["rows"].as_array().expect("rows");
+        assert!(!want.is_empty(), "{metric} has rows");
+        assert_eq!(rows.len(), want.len(), "{metric}");
+        let columns: Vec<&String> = want[0].as_object().expect("row").keys().collect();
+        for (i, c) in columns.iter().enumerate() {
+            assert_eq!(&header[i], *c, "{metric}");
+        }
+        for (row, w) in rows.iter().zip(want) {
+            for (i, c) in columns.iter().enumerate() {
+                assert_eq!(
+                    json_of(&row[i], &w[c.as_str()]),
+                    w[c.as_str()],
+                    "{metric}.{c}"
+                );
+            }
+            if header.last().map(String::as_str) == Some("currency") {
+                assert_eq!(
+                    row.last(),
+                    json["currency"].as_str().map(str::to_owned).as_ref()
+                );
+            }
+        }
+    }
+
+    // A funnel: one row per step.
+    let path = "/analytics/funnel?steps=page.viewed,product.viewed,order.completed&period=30d";
+    let json = json_of_path(path).await;
+    let (header, rows) = csv_of(&format!("{path}&format=csv"), &[]).await;
+    assert_eq!(
+        header,
+        [
+            "step",
+            "count",
+            "conversion_rate",
+            "step_conversion_rate",
+            "drop_off",
+            "median_seconds_to_convert"
+        ]
+    );
+    let steps = json["steps"].as_array().expect("steps");
+    assert_eq!(rows.len(), steps.len());
+    for (row, s) in rows.iter().zip(steps) {
+        for (i, key) in [
+            "step",
+            "count",
+            "conversionRate",
+            "stepConversionRate",
+            "dropOff",
+            "medianSecondsToConvert",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(json_of(&row[i], &s[key]), s[key], "funnel {key}");
+        }
+    }
+
+    // Cohorts: one row per cohort and period.
+    let path = "/analytics/cohorts?interval=week&period=30d&currency=USD";
+    let json = json_of_path(path).await;
+    let (header, rows) = csv_of(&format!("{path}&format=csv"), &[]).await;
+    assert_eq!(
+        header,
+        [
+            "cohort",
+            "size",
+            "period",
+            "customers",
+            "retention",
+            "revenue",
+            "currency"
+        ]
+    );
+    let want: Vec<(Value, Value, Value)> = json["cohorts"]
+        .as_array()
+        .expect("cohorts")
+        .iter()
+        .flat_map(|c| {
+            c["periods"]
+                .as_array()
+                .expect("periods")
+                .iter()
+                .map(move |p| (c["cohort"].clone(), c["size"].clone(), p.clone()))
+        })
+        .collect();
+    assert!(!want.is_empty(), "cohorts have periods");
+    assert_eq!(rows.len(), want.len());
+    for (row, (cohort, size, p)) in rows.iter().zip(&want) {
+        assert_eq!(json_of(&row[0], cohort), *cohort);
+        assert_eq!(json_of(&row[1], size), *size);
+        for (i, key) in ["offset", "customers", "retention", "revenue"]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(json_of(&row[2 + i], &p[key]), p[key], "cohort {key}");
+        }
+        assert_eq!(row[6], "USD");
+    }
+
+    // An unknown format is a JSON 400 naming the parameter.
+    let (status, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=orders&format=xml",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["field"], "format");
+    f.db.drop_database().await;
+}

@@ -563,6 +563,28 @@ pub async fn call_with(
     )
 }
 
+/// A GET through the API as it answers it: status, headers and the body as text (CSV exports).
+pub async fn get_raw(
+    api: &commerce_analytics::api::Api,
+    path_and_query: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+) -> (u16, lambda_http::http::HeaderMap, String) {
+    let mut req = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri(format!("https://api.example.com{path_and_query}"))
+        .header("authorization", format!("Bearer {key}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = api
+        .handle(req.body(lambda_http::Body::Empty).expect("request"))
+        .await;
+    let status = resp.status().as_u16();
+    let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
+    (status, resp.headers().clone(), body)
+}
+
 /// The local server (`analytics serve`) on a free loopback port over `db`, as `scripts/dev` runs it.
 /// Stop it with [`stop_local_server`], which also removes its spill directory.
 pub async fn local_server(db: &TestDb) -> analytics_cli::server::LocalServer {

@@ -15,7 +15,8 @@
 //!   minutes, [`crate::query::live`]), `GET|POST /analytics/dashboards` and
 //!   `GET|PUT|DELETE /analytics/dashboards/{id}` (built-in and custom dashboards,
 //!   [`crate::query::dashboards`]), `DELETE /analytics/customers/{customerId}` (erase a customer,
-//!   [`crate::erasure`]).
+//!   [`crate::erasure`]). Metrics, funnels and cohorts answer CSV on `format=csv` or `Accept: text/csv`
+//!   ([`export`]).
 //! - `GET /dashboard`: the dashboard page ([`web`]; no auth: the page asks for a read key).
 //! - `GET /analytics/openapi.json`: the API contract ([`openapi`]).
 //! - `GET /health`: liveness (no auth).
@@ -28,6 +29,7 @@
 //! the read routes answer cross-origin only to `dashboard_origins` (the built-in page is same-origin);
 //! every other route never. A preflight allows only the route's own methods.
 
+pub mod export;
 pub mod openapi;
 pub mod request;
 pub mod response;
@@ -41,6 +43,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use self::export::Format;
 use crate::auth::{Authenticator, Scope};
 use crate::clock::Clock;
 use crate::config::Limits;
@@ -352,18 +355,34 @@ impl Api {
 
     async fn metrics(&self, req: Request) -> Result<Response<Body>> {
         let r = self.reader(&req, Scope::Read).await?;
-        let body = match metrics::parse(r.reads(), &r.store_id, query_of(&req), r.now).await? {
-            metrics::Request::Series(q) => to_json(&metrics::run(r.reads(), &q).await?)?,
-            metrics::Request::Ranked(q) => ranked::response(&q, &r.reads().ranked(&q).await?),
-        };
-        Ok(response::json(StatusCode::OK, &body))
+        let (format, query) = export::requested(&req)?;
+        match metrics::parse(r.reads(), &r.store_id, &query, r.now).await? {
+            metrics::Request::Series(q) => {
+                let answer = metrics::run(r.reads(), &q).await?;
+                match format {
+                    Format::Csv => export::series(&answer),
+                    Format::Json => Ok(response::json(StatusCode::OK, &to_json(&answer)?)),
+                }
+            }
+            metrics::Request::Ranked(q) => {
+                let body = ranked::response(&q, &r.reads().ranked(&q).await?);
+                match format {
+                    Format::Csv => export::ranked(&body),
+                    Format::Json => Ok(response::json(StatusCode::OK, &body)),
+                }
+            }
+        }
     }
 
     async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
         let r = self.reader(&req, Scope::Read).await?;
-        let q = cohorts::parse(r.reads(), &r.store_id, query_of(&req), r.now).await?;
+        let (format, query) = export::requested(&req)?;
+        let q = cohorts::parse(r.reads(), &r.store_id, &query, r.now).await?;
         let body = cohorts::run(r.reads(), &q).await?;
-        Ok(response::json(StatusCode::OK, &body))
+        match format {
+            Format::Csv => export::cohorts(&body),
+            Format::Json => Ok(response::json(StatusCode::OK, &body)),
+        }
     }
 
     async fn live(&self, req: Request) -> Result<Response<Body>> {
@@ -375,9 +394,13 @@ impl Api {
 
     async fn funnel(&self, req: Request) -> Result<Response<Body>> {
         let r = self.reader(&req, Scope::Read).await?;
-        let q = funnel::parse(&r.store_id, query_of(&req), r.now)?;
+        let (format, query) = export::requested(&req)?;
+        let q = funnel::parse(&r.store_id, &query, r.now)?;
         let body = funnel::run(r.reads(), &q).await?;
-        Ok(response::json(StatusCode::OK, &body))
+        match format {
+            Format::Csv => export::funnel(&body),
+            Format::Json => Ok(response::json(StatusCode::OK, &body)),
+        }
     }
 
     /// `GET /analytics/dashboards` (list), `POST` (create); `GET /analytics/dashboards/{id}` (every widget's
