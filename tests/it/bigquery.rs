@@ -246,6 +246,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 country: params.country().expect("country"),
                 product_id: None,
                 include_bots: false,
+                compare: None,
             };
             let want = ch.store.metric(&q).await.expect("clickhouse");
             let (bucketed, total) = read::metric_sql(&bq, &q).expect("sql");
@@ -285,6 +286,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             country: None,
             product_id,
             include_bots,
+            compare: None,
         };
         let want = ch.store.metric(&q).await.expect("clickhouse");
         let got = bq.metric(&q).await.expect("bigquery");
@@ -312,6 +314,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 country: params.country().expect("country"),
                 limit: 50,
                 include_bots: false,
+                compare: None,
             };
             let want = ch.store.ranked(&q).await.expect("clickhouse");
             dry_run(&bq, &read::ranked_sql(&bq, &q), &format!("{metric:?}")).await;
@@ -417,6 +420,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             by,
             strict,
             include_bots: false,
+            compare: None,
         };
         let want = ch.store.funnel(&q).await.expect("clickhouse");
         dry_run(&bq, &read::funnel_sql(&bq, &q).expect("sql"), steps).await;

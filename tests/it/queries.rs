@@ -1502,3 +1502,230 @@ async fn csv_exports_read_back_equal_to_the_json_answers() {
     assert_eq!(body["error"]["field"], "format");
     f.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn comparisons_equal_the_same_reads_over_the_comparison_range() {
+    let f = fixture().await;
+    let tz = TimeZone::UTC;
+    let d = |days_back: i64| {
+        day(
+            f.now.checked_sub((days_back * 24).hours()).expect("sub"),
+            &tz,
+        )
+    };
+    // Ten whole days ending three days ago, and the ten days before them.
+    let (from, to) = (d(12), d(3));
+    let (prev_from, prev_to) = (d(22), d(13));
+
+    for (metric, zone) in [
+        ("revenue&currency=USD", "UTC"),
+        ("sessions", "America/New_York"),
+        ("conversion_rate", "Europe/Berlin"),
+        ("aov&currency=EUR", "Asia/Kolkata"),
+        ("visitors", "UTC"),
+    ] {
+        let base = format!("/analytics/metrics?metric={metric}&timezone={zone}");
+        let (status, compared) = get(
+            &f.api,
+            &format!("{base}&from={from}&to={to}&compare=previous_period"),
+            READ_KEY,
+        )
+        .await;
+        assert_eq!(status, 200, "{compared}");
+        let (_, current) = get(&f.api, &format!("{base}&from={from}&to={to}"), READ_KEY).await;
+        let (_, previous) = get(
+            &f.api,
+            &format!("{base}&from={prev_from}&to={prev_to}"),
+            READ_KEY,
+        )
+        .await;
+        let points = compared["dataPoints"].as_array().expect("points");
+        let want_prev = previous["dataPoints"].as_array().expect("points");
+        assert_eq!(points.len(), 10);
+        assert_eq!(want_prev.len(), 10);
+        for (i, p) in points.iter().enumerate() {
+            assert_eq!(
+                p["value"], current["dataPoints"][i]["value"],
+                "{metric} current"
+            );
+            assert_eq!(
+                p["previous"]["date"], want_prev[i]["date"],
+                "{metric} pairing"
+            );
+            assert_eq!(
+                p["previous"]["value"], want_prev[i]["value"],
+                "{metric} previous"
+            );
+            let (c, b) = (p["value"].as_f64(), want_prev[i]["value"].as_f64());
+            match (c, b) {
+                (Some(c), Some(b)) if b != 0.0 => {
+                    let rel = ((c - b) / b * 10_000.0).round() / 10_000.0;
+                    assert_eq!(p["change"]["relative"].as_f64(), Some(rel), "{metric}");
+                }
+                (Some(_), Some(_)) => assert!(p["change"]["relative"].is_null(), "{metric}"),
+                _ => assert!(p["change"].is_null(), "{metric}"),
+            }
+        }
+        assert_eq!(compared["total"], current["total"], "{metric}");
+        assert_eq!(
+            compared["comparison"]["total"], previous["total"],
+            "{metric}"
+        );
+        assert_eq!(compared["comparison"]["compare"], "previous_period");
+        assert!(
+            points
+                .iter()
+                .any(|p| p["previous"]["value"].as_f64().unwrap_or(0.0) > 0.0),
+            "{metric}: the comparison range has data"
+        );
+    }
+
+    // Ranked: every row's previous figures are the same key's row over the comparison range.
+    for metric in [
+        "best_sellers&currency=USD",
+        "traffic_sources",
+        "new_vs_returning",
+    ] {
+        let base = format!("/analytics/metrics?metric={metric}");
+        let (status, compared) = get(
+            &f.api,
+            &format!("{base}&from={from}&to={to}&compare=previous_period"),
+            READ_KEY,
+        )
+        .await;
+        assert_eq!(status, 200, "{compared}");
+        let (_, previous) = get(
+            &f.api,
+            &format!("{base}&from={prev_from}&to={prev_to}&limit=100"),
+            READ_KEY,
+        )
+        .await;
+        let before = previous["rows"].as_array().expect("rows");
+        let rows = compared["rows"].as_array().expect("rows");
+        assert!(!rows.is_empty(), "{metric}");
+        let mut matched = 0;
+        for row in rows {
+            let key_col = row
+                .as_object()
+                .expect("row")
+                .keys()
+                .next()
+                .expect("key")
+                .clone();
+            let key = &row[key_col.as_str()];
+            match before.iter().find(|b| b[key_col.as_str()] == *key) {
+                Some(b) => {
+                    matched += 1;
+                    assert_eq!(row["previous"], *b, "{metric} {key}");
+                }
+                None => {
+                    for (k, v) in row["previous"].as_object().expect("zeros") {
+                        if k != key_col.as_str() && v.is_number() {
+                            assert_eq!(v.as_f64(), Some(0.0), "{metric} {key}.{k}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(matched > 0, "{metric}: some keys have earlier activity");
+    }
+
+    // A funnel's steps against the same funnel over the comparison range.
+    let steps = "steps=page.viewed,product.viewed,cart.item_added,order.completed";
+    let (_, compared) = get(
+        &f.api,
+        &format!("/analytics/funnel?{steps}&from={from}&to={to}&compare=previous_period"),
+        READ_KEY,
+    )
+    .await;
+    let (_, previous) = get(
+        &f.api,
+        &format!("/analytics/funnel?{steps}&from={prev_from}&to={prev_to}"),
+        READ_KEY,
+    )
+    .await;
+    for (i, s) in compared["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            s["previous"]["count"], previous["steps"][i]["count"],
+            "step {i}"
+        );
+        assert_eq!(
+            s["previous"]["conversionRate"],
+            previous["steps"][i]["conversionRate"]
+        );
+    }
+    assert_eq!(
+        compared["comparison"]["total"],
+        previous["overallConversionRate"]
+    );
+
+    // A year earlier the store had no data: previous values are 0 and relative changes null.
+    let (status, yoy) = get(
+        &f.api,
+        "/analytics/metrics?metric=orders&period=30d&compare=previous_year",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{yoy}");
+    assert_eq!(yoy["comparison"]["total"], 0);
+    assert!(yoy["comparison"]["change"]["relative"].is_null());
+    for p in yoy["dataPoints"].as_array().expect("points") {
+        assert_eq!(p["previous"]["value"], 0);
+        assert!(p["change"]["relative"].is_null());
+    }
+
+    // Dashboards compare their metric and funnel widgets; a bad value is a 400 naming it.
+    let (status, dash) = get(
+        &f.api,
+        "/analytics/dashboards/overview?period=7d&compare=previous_period",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(status, 200, "{dash}");
+    for w in dash["widgets"].as_array().expect("widgets") {
+        assert!(w["error"].is_null(), "{w}");
+        if w["endpoint"] != "cohorts" {
+            assert_eq!(
+                w["data"]["comparison"]["compare"], "previous_period",
+                "{}",
+                w["title"]
+            );
+        }
+    }
+    for path in [
+        "/analytics/metrics?metric=orders&compare=yesterday",
+        "/analytics/dashboards/overview?compare=lastyear",
+    ] {
+        let (status, body) = get(&f.api, path, READ_KEY).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some("compare")),
+            "{path}"
+        );
+    }
+
+    // CSV carries the comparison beside the current figures.
+    let (status, _, text) = integration_tests::get_raw(
+        &f.api,
+        &format!(
+            "/analytics/metrics?metric=orders&from={from}&to={to}&compare=previous_period&format=csv"
+        ),
+        READ_KEY,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (header, rows) = parse_csv(&text);
+    assert_eq!(
+        header,
+        ["date", "orders", "previous_date", "previous_orders"]
+    );
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows[0][2], prev_from);
+    f.db.drop_database().await;
+}

@@ -2,7 +2,9 @@
 //! Read-side latency through the local API over a demo store of `events` events (loaded once into the
 //! database `bench_queries` and kept for later runs): p50 of 9 calls after a warm-up, for every metric, the
 //! dashboards, a 4-step funnel over 7 days and 12 months of cohorts. The funnel is compared with the same
-//! funnel as a plain `windowFunnel` over the whole raw table (no store/type/time pre-filtering).
+//! funnel as a plain `windowFunnel` over the whole raw table (no store/type/time pre-filtering). Each time
+//! series, ranked metric, the funnel and the Overview dashboard are also timed with
+//! `compare=previous_period`, side by side, as a ratio to the plain read (target: at most 2×).
 
 use std::time::Instant;
 
@@ -75,17 +77,23 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
         "ltv",
         "new_vs_returning",
     ] {
-        let d = p50(9, || {
-            get(format!("/analytics/metrics?metric={m}&period=30d"))
-        })
-        .await?;
-        println!("  metric {m:<22} 30d  {:>8.1} ms", d.as_secs_f64() * 1e3);
+        let path = format!("/analytics/metrics?metric={m}&period=30d");
+        let (d, c) = with_comparison(&get, &path).await?;
+        println!(
+            "  metric {m:<22} 30d  {:>8.1} ms   compared {:>8.1} ms ({:.2}×)",
+            d.as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e3,
+            c.as_secs_f64() / d.as_secs_f64()
+        );
     }
     for id in commerce_analytics::query::dashboards::BUILT_IN {
-        let d = p50(9, || get(format!("/analytics/dashboards/{id}?period=30d"))).await?;
+        let path = format!("/analytics/dashboards/{id}?period=30d");
+        let (d, c) = with_comparison(&get, &path).await?;
         println!(
-            "  dashboard {id:<19} 30d  {:>8.1} ms",
-            d.as_secs_f64() * 1e3
+            "  dashboard {id:<19} 30d  {:>8.1} ms   compared {:>8.1} ms ({:.2}×)",
+            d.as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e3,
+            c.as_secs_f64() / d.as_secs_f64()
         );
     }
     let steps = "page.viewed,product.viewed,cart.item_added,order.completed";
@@ -113,6 +121,14 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
         baseline.as_secs_f64() * 1e3,
         ours.as_secs_f64() / baseline.as_secs_f64()
     );
+    let (d, c) =
+        with_comparison(&get, &format!("/analytics/funnel?steps={steps}&period=7d")).await?;
+    println!(
+        "  funnel 4 steps 7d, compared  {:>8.1} ms   vs {:.1} ms plain ({:.2}×)",
+        c.as_secs_f64() * 1e3,
+        d.as_secs_f64() * 1e3,
+        c.as_secs_f64() / d.as_secs_f64()
+    );
     let d = p50(9, || {
         get("/analytics/cohorts?interval=month&period=12m".to_owned())
     })
@@ -123,4 +139,30 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
     );
     srv.stop().await;
     Ok(())
+}
+
+/// p50 of `path` plain and with `compare=previous_period`, the two measured alternately (9 calls each).
+async fn with_comparison<F, Fut>(
+    get: &F,
+    path: &str,
+) -> Result<(std::time::Duration, std::time::Duration), Box<dyn std::error::Error>>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+{
+    let compared = format!("{path}&compare=previous_period");
+    get(path.to_owned()).await?;
+    get(compared.clone()).await?;
+    let (mut plain, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        let t = Instant::now();
+        get(path.to_owned()).await?;
+        plain.push(t.elapsed());
+        let t = Instant::now();
+        get(compared.clone()).await?;
+        with.push(t.elapsed());
+    }
+    plain.sort();
+    with.sort();
+    Ok((plain[4], with[4]))
 }

@@ -6,6 +6,9 @@
 //!   lines end in CRLF).
 //! - Money stays in minor units, as in JSON, with a `currency` column beside it (so `1999,USD` and
 //!   `2999,JPY` both read exactly); rates are fractions (`0.0312`), as in JSON.
+//! - With `compare`, the comparison's figures are columns beside the current ones: `previous_date` and
+//!   `previous_<metric>` for a series, `previous_<column>` for each number of a ranked row, and
+//!   `previous_count`, `previous_conversion_rate` for a funnel step (changes are derivable and left out).
 //! - Totals are not rows: a spreadsheet sums the column, and a total of a rate or an average is not a
 //!   sum, so a "total" row would invite a wrong formula. JSON carries them.
 //! - `Content-Disposition: attachment; filename="<what>-<period>.csv"`.
@@ -76,17 +79,31 @@ pub fn requested(req: &Request) -> Result<(Format, String)> {
     Ok((format, rest.join("&")))
 }
 
-/// A metric's data points: `date,<metric>` (+ `currency` for money metrics).
+/// A metric's data points: `date,<metric>` (+ `currency` for money metrics, + `previous_date`,
+/// `previous_<metric>` with `compare`).
 pub fn series(r: &MetricResponse) -> Result<Response<Body>> {
     let mut w = writer();
     let money = r.currency.as_deref();
+    let compared = r.comparison.is_some();
+    let previous_name = format!("previous_{}", r.metric);
     let mut header = vec!["date", r.metric];
     header.extend(money.map(|_| "currency"));
+    if compared {
+        header.extend(["previous_date", previous_name.as_str()]);
+    }
     w.write_record(&header).map_err(internal)?;
     for p in &r.data_points {
-        let value = cell(&p.value);
-        let mut row = vec![p.date.as_str(), value.as_str()];
-        row.extend(money);
+        let mut row = vec![p.date.clone(), cell(&p.value)];
+        row.extend(money.map(str::to_owned));
+        if compared {
+            let (date, value) = p
+                .previous
+                .as_ref()
+                .map_or((String::new(), String::new()), |b| {
+                    (b.date.clone(), cell(&b.value))
+                });
+            row.extend([date, value]);
+        }
         w.write_record(&row).map_err(internal)?;
     }
     finish(w, &format!("{}-{}", r.metric, r.period))
@@ -97,15 +114,28 @@ pub fn ranked(body: &Value) -> Result<Response<Body>> {
     let mut w = writer();
     let rows = body["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let currency = body["currency"].as_str();
-    let columns: Vec<&str> = match rows.first().and_then(Value::as_object) {
-        Some(first) => first.keys().map(String::as_str).collect(),
-        None => Vec::new(),
+    let first = rows.first().and_then(Value::as_object);
+    let columns: Vec<&str> = first.map_or_else(Vec::new, |f| {
+        f.keys()
+            .map(String::as_str)
+            .filter(|k| !matches!(*k, "previous" | "change"))
+            .collect()
+    });
+    // With `compare`: a `previous_<column>` for each number of the row.
+    let previous: Vec<&str> = match first {
+        Some(f) if f.contains_key("previous") => columns
+            .iter()
+            .copied()
+            .filter(|c| f[*c].is_number())
+            .collect(),
+        _ => Vec::new(),
     };
     let with_currency = currency.is_some() && columns.contains(&"revenue");
-    let mut header: Vec<&str> = columns.clone();
+    let mut header: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
     if with_currency {
-        header.push("currency");
+        header.push("currency".into());
     }
+    header.extend(previous.iter().map(|c| format!("previous_{c}")));
     if !header.is_empty() {
         w.write_record(&header).map_err(internal)?;
     }
@@ -114,6 +144,7 @@ pub fn ranked(body: &Value) -> Result<Response<Body>> {
         if with_currency {
             cells.extend(currency.map(str::to_owned));
         }
+        cells.extend(previous.iter().map(|c| cell(&row["previous"][*c])));
         w.write_record(&cells).map_err(internal)?;
     }
     let name = format!(
@@ -127,17 +158,21 @@ pub fn ranked(body: &Value) -> Result<Response<Body>> {
 /// A funnel's steps: `step,count,conversion_rate,step_conversion_rate,drop_off,median_seconds_to_convert`.
 pub fn funnel(r: &FunnelResponse) -> Result<Response<Body>> {
     let mut w = writer();
-    w.write_record([
+    let compared = r.comparison.is_some();
+    let mut header = vec![
         "step",
         "count",
         "conversion_rate",
         "step_conversion_rate",
         "drop_off",
         "median_seconds_to_convert",
-    ])
-    .map_err(internal)?;
+    ];
+    if compared {
+        header.extend(["previous_count", "previous_conversion_rate"]);
+    }
+    w.write_record(&header).map_err(internal)?;
     for s in &r.steps {
-        w.write_record([
+        let mut row = vec![
             s.step.clone(),
             s.count.to_string(),
             s.conversion_rate.to_string(),
@@ -146,8 +181,17 @@ pub fn funnel(r: &FunnelResponse) -> Result<Response<Body>> {
             s.median_seconds_to_convert
                 .map(|m| m.to_string())
                 .unwrap_or_default(),
-        ])
-        .map_err(internal)?;
+        ];
+        if compared {
+            let (count, rate) = s
+                .previous
+                .as_ref()
+                .map_or((String::new(), String::new()), |p| {
+                    (p.count.to_string(), p.conversion_rate.to_string())
+                });
+            row.extend([count, rate]);
+        }
+        w.write_record(&row).map_err(internal)?;
     }
     finish(w, &format!("funnel-{}", r.period))
 }
@@ -302,12 +346,17 @@ mod tests {
                 DataPoint {
                     date: "2026-01-01".into(),
                     value: Value::from(2998),
+                    previous: None,
+                    change: None,
                 },
                 DataPoint {
                     date: "a \"quoted\", odd\ndate".into(),
                     value: Value::Null,
+                    previous: None,
+                    change: None,
                 },
             ],
+            comparison: None,
         };
         let resp = series(&r).expect("csv");
         let Body::Text(text) = resp.body() else {

@@ -365,7 +365,7 @@ impl Api {
                 }
             }
             metrics::Request::Ranked(q) => {
-                let body = ranked::response(&q, &r.reads().ranked(&q).await?);
+                let body = ranked::run(r.reads(), &q).await?;
                 match format {
                     Format::Csv => export::ranked(&body),
                     Format::Json => Ok(response::json(StatusCode::OK, &body)),

@@ -32,7 +32,11 @@ pub const BUILT_IN: [&str; 5] = [
     "marketing",
     "inventory",
 ];
-const PERIOD_PARAMS: [&str; 4] = ["period", "from", "to", "timezone"];
+const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"];
+
+/// What `GET /analytics/dashboards/{id}` takes: the shared parameters and `compare` (metrics, ranked
+/// metrics and funnels are compared; cohort widgets are not).
+pub const RENDER_PARAMS: [&str; 7] = params::concat::<6, 1, 7>(params::SHARED, ["compare"]);
 
 /// The dashboards port: a store's custom dashboards (the built-in ones live in code).
 #[async_trait]
@@ -231,7 +235,7 @@ async fn run_widget(
             metrics::Request::Series(m) => {
                 to_value(serde_json::to_value(metrics::run(store, &m).await?))
             }
-            metrics::Request::Ranked(r) => Ok(ranked::response(&r, &store.ranked(&r).await?)),
+            metrics::Request::Ranked(r) => ranked::run(store, &r).await,
         },
         Endpoint::Funnel => to_value(serde_json::to_value(
             funnel::run(store, &funnel::parse(store_id, &q, now)?).await?,
@@ -315,37 +319,41 @@ pub async fn render(
 ) -> Result<Value> {
     let mut period = BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if !params::SHARED.contains(&k.as_ref()) {
+        if !RENDER_PARAMS.contains(&k.as_ref()) {
             return Err(Error::invalid(
                 "unknown_parameter",
                 k.to_string(),
                 format!(
                     "unknown parameter {k:?}; a dashboard takes {}",
-                    params::SHARED.join(", ")
+                    RENDER_PARAMS.join(", ")
                 ),
             ));
         }
         period.insert(k.into_owned(), v.into_owned());
     }
     // Validate the period once, for a clear error instead of one per widget.
-    let shared = params::Params::parse(&query_string(&period, &BTreeMap::new()), &params::SHARED)?;
+    let shared = params::Params::parse(&query_string(&period, &BTreeMap::new()), &RENDER_PARAMS)?;
     shared.include_bots()?;
     shared.currency()?;
+    super::compare::Compare::from_params(&shared)?;
     // The period and zone as every widget will read them; only the bucket count depends on a widget's own
     // granularity, so that one is left to the widgets.
     match shared.range(now) {
         Err(e) if e.code() != "too_many_buckets" => return Err(e),
         _ => {}
     }
-    // Funnels take no currency; every other endpoint does.
+    // Funnels take no currency; every other endpoint does. Cohorts are not compared (a cohort table
+    // already compares its cohorts with each other).
     let periods: Vec<BTreeMap<String, String>> = dashboard
         .widgets
         .iter()
         .map(|w| {
             let mut p = period.clone();
-            if w.endpoint == Endpoint::Funnel {
-                p.remove("currency");
-            }
+            match w.endpoint {
+                Endpoint::Funnel => p.remove("currency"),
+                Endpoint::Cohorts => p.remove("compare"),
+                Endpoint::Metrics => None,
+            };
             p
         })
         .collect();

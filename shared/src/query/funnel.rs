@@ -22,6 +22,7 @@
 use serde::Serialize;
 
 use super::ReadStore;
+use super::compare::{Change, Compare, Comparison, ComparisonSummary};
 use super::params::{Params, Range};
 use crate::error::{Error, Result};
 use crate::event::EventType;
@@ -36,6 +37,7 @@ pub const PARAMS: &[&str] = &[
     "by",
     "mode",
     "includeBots",
+    "compare",
 ];
 const MAX_WINDOW_SECS: u64 = 90 * 86_400;
 
@@ -55,6 +57,8 @@ pub struct FunnelQuery {
     pub strict: bool,
     /// Count events flagged as bots too (`includeBots=true`).
     pub include_bots: bool,
+    /// Compare with an earlier range ([`super::compare`]); run by [`run`] as a second query.
+    pub compare: Option<Compare>,
 }
 
 impl FunnelQuery {
@@ -86,6 +90,27 @@ pub struct FunnelStep {
     pub step_conversion_rate: f64,
     pub drop_off: u64,
     pub median_seconds_to_convert: Option<f64>,
+    /// With `compare`: the step in the comparison range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousStep>,
+    /// With `compare`: how `count` and `conversionRate` changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<StepChange>,
+}
+
+/// A step's figures in the comparison range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousStep {
+    pub count: u64,
+    pub conversion_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepChange {
+    pub count: Option<Change>,
+    pub conversion_rate: Option<Change>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,6 +123,9 @@ pub struct FunnelResponse {
     pub mode: &'static str,
     pub steps: Vec<FunnelStep>,
     pub overall_conversion_rate: f64,
+    /// With `compare`: the comparison range, its overall conversion rate (`total`) and the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonSummary>,
 }
 
 fn parse_window(s: &str) -> Result<u64> {
@@ -182,6 +210,7 @@ pub fn parse(store_id: &str, query: &str, now: jiff::Timestamp) -> Result<Funnel
         by,
         strict,
         include_bots: p.include_bots()?,
+        compare: Compare::from_params(&p)?,
     })
 }
 
@@ -193,8 +222,43 @@ fn ratio(n: u64, d: u64) -> f64 {
     }
 }
 
+/// Runs a funnel; with `compare`, the same funnel over the comparison range runs concurrently and each
+/// step gains its `previous` figures and their `change`.
 pub async fn run(store: &dyn ReadStore, q: &FunnelQuery) -> Result<FunnelResponse> {
-    let counts = store.funnel(q).await?;
+    let Some(compare) = q.compare else {
+        return Ok(response(q, store.funnel(q).await?));
+    };
+    let comparison = Comparison::of(&q.range, compare)?;
+    let previous_query = FunnelQuery {
+        range: comparison.range.clone(),
+        compare: None,
+        ..q.clone()
+    };
+    let (counts, previous) =
+        futures_util::future::try_join(store.funnel(q), store.funnel(&previous_query)).await?;
+    let mut current = response(q, counts);
+    let previous = response(&previous_query, previous);
+    for (step, before) in current.steps.iter_mut().zip(&previous.steps) {
+        step.change = Some(StepChange {
+            count: Change::between(&step.count.into(), &before.count.into()),
+            conversion_rate: Change::between(
+                &step.conversion_rate.into(),
+                &before.conversion_rate.into(),
+            ),
+        });
+        step.previous = Some(PreviousStep {
+            count: before.count,
+            conversion_rate: before.conversion_rate,
+        });
+    }
+    current.comparison = Some(comparison.summary(
+        previous.overall_conversion_rate.into(),
+        &current.overall_conversion_rate.into(),
+    ));
+    Ok(current)
+}
+
+fn response(q: &FunnelQuery, counts: FunnelCounts) -> FunnelResponse {
     let first = counts.reached.first().copied().unwrap_or(0);
     let steps: Vec<FunnelStep> = q
         .steps
@@ -218,11 +282,13 @@ pub async fn run(store: &dyn ReadStore, q: &FunnelQuery) -> Result<FunnelRespons
                 } else {
                     counts.median_secs.get(i).copied().flatten()
                 },
+                previous: None,
+                change: None,
             }
         })
         .collect();
     let last = steps.last().map_or(0, |s| s.count);
-    Ok(FunnelResponse {
+    FunnelResponse {
         period: q.range.label.clone(),
         timezone: q.range.tz_name.clone(),
         window_seconds: q.window_secs,
@@ -233,7 +299,8 @@ pub async fn run(store: &dyn ReadStore, q: &FunnelQuery) -> Result<FunnelRespons
         mode: if q.strict { "strict" } else { "ordered" },
         overall_conversion_rate: ratio(last, first),
         steps,
-    })
+        comparison: None,
+    }
 }
 
 #[cfg(test)]

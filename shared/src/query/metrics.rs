@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ReadStore;
+use super::compare::{Change, Compare, Comparison, ComparisonSummary};
 use super::params::{Params, Range};
 use crate::error::{Error, Result};
 
@@ -205,6 +206,9 @@ pub struct MetricQuery {
     pub product_id: Option<String>,
     /// Count events flagged as bots too (`includeBots=true`).
     pub include_bots: bool,
+    /// Compare with an earlier range ([`super::compare`]); the query side runs it as a second query, so
+    /// adapters ignore it.
+    pub compare: Option<Compare>,
 }
 
 /// The facts of one bucket.
@@ -227,6 +231,19 @@ pub struct MetricFacts {
 pub struct DataPoint {
     pub date: String,
     pub value: Value,
+    /// With `compare`: the paired bucket of the comparison range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousPoint>,
+    /// With `compare`: the change from `previous` (`null` when a value is missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+}
+
+/// A bucket of the comparison range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviousPoint {
+    pub date: String,
+    pub value: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -239,6 +256,9 @@ pub struct MetricResponse {
     pub total: Value,
     pub currency: Option<String>,
     pub data_points: Vec<DataPoint>,
+    /// With `compare`: the comparison range, its total and the change of the total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonSummary>,
 }
 
 pub const PARAMS: &[&str] = &[
@@ -253,6 +273,7 @@ pub const PARAMS: &[&str] = &[
     "productId",
     "limit",
     "includeBots",
+    "compare",
 ];
 
 /// A parsed metrics request: a time series or a ranked metric.
@@ -314,6 +335,7 @@ pub async fn parse(
             country: p.country()?,
             limit: super::ranked::parse_limit(p.get("limit"))?,
             include_bots: p.include_bots()?,
+            compare: Compare::from_params(&p)?,
         }));
     }
     let metric = Metric::parse(name)?;
@@ -350,6 +372,7 @@ pub async fn parse(
         country,
         product_id,
         include_bots: p.include_bots()?,
+        compare: Compare::from_params(&p)?,
     }))
 }
 
@@ -374,11 +397,55 @@ pub(super) async fn currency_param(
     })
 }
 
-/// Runs a metric query: every bucket present (zero-filled), total over the range.
+/// Runs a metric query: every bucket present (zero-filled), total over the range; with `compare`, the
+/// comparison range's buckets paired with them (both queries run concurrently).
 pub async fn run(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricResponse> {
+    let Some(compare) = q.compare else {
+        let (buckets, total) = series(store, q).await?;
+        return Ok(response(q, buckets, total, None));
+    };
+    let comparison = Comparison::of(&q.range, compare)?;
+    let previous_query = MetricQuery {
+        range: comparison.range.clone(),
+        compare: None,
+        ..q.clone()
+    };
+    let ((buckets, total), (previous, previous_total)) =
+        futures_util::future::try_join(series(store, q), series(store, &previous_query)).await?;
+    let previous: std::collections::HashMap<i64, (String, Value)> = previous
+        .into_iter()
+        .map(|p| (p.start, (p.label, p.value)))
+        .collect();
+    let mut buckets = buckets;
+    for b in &mut buckets {
+        let paired = comparison.paired_bucket(&b.zoned)?;
+        if let Some((date, value)) = previous.get(&paired.timestamp().as_second()) {
+            b.change = Change::between(&b.value, value);
+            b.previous = Some(PreviousPoint {
+                date: date.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    let summary = comparison.summary(previous_total, &total);
+    Ok(response(q, buckets, total, Some(summary)))
+}
+
+/// One bucket of a series while it is assembled.
+struct Bucket {
+    zoned: jiff::ZonedDateTime,
+    start: i64,
+    label: String,
+    value: Value,
+    previous: Option<PreviousPoint>,
+    change: Option<Change>,
+}
+
+/// Every bucket of `q`'s range with its value (zero-filled), and the total.
+async fn series(store: &dyn ReadStore, q: &MetricQuery) -> Result<(Vec<Bucket>, Value)> {
     let facts = store.metric(q).await?;
     let zero = q.metric.family().zero();
-    let mut data_points = Vec::new();
+    let mut out = Vec::new();
     let mut found = facts.buckets.iter().peekable();
     for bucket in q.range.buckets()? {
         let start = bucket.timestamp().as_second();
@@ -389,18 +456,40 @@ pub async fn run(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricRespons
             Some(b) if b.start == start => b.facts,
             _ => zero,
         };
-        data_points.push(DataPoint {
-            date: q.range.label_of(&bucket),
+        out.push(Bucket {
+            label: q.range.label_of(&bucket),
+            zoned: bucket,
+            start,
             value: q.metric.value(here),
+            previous: None,
+            change: None,
         });
     }
-    Ok(MetricResponse {
+    Ok((out, q.metric.value(facts.total)))
+}
+
+fn response(
+    q: &MetricQuery,
+    buckets: Vec<Bucket>,
+    total: Value,
+    comparison: Option<ComparisonSummary>,
+) -> MetricResponse {
+    MetricResponse {
         metric: q.metric.name(),
         period: q.range.label.clone(),
         granularity: q.range.granularity.as_str(),
         timezone: q.range.tz_name.clone(),
-        total: q.metric.value(facts.total),
+        total,
         currency: q.currency.clone(),
-        data_points,
-    })
+        data_points: buckets
+            .into_iter()
+            .map(|b| DataPoint {
+                date: b.label,
+                value: b.value,
+                previous: b.previous,
+                change: b.change,
+            })
+            .collect(),
+        comparison,
+    }
 }

@@ -10,6 +10,7 @@
 //! taken from the key.
 
 pub mod cohorts;
+pub mod compare;
 pub mod dashboards;
 pub mod fair;
 pub mod funnel;

@@ -14,6 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::compare::{Change, Compare, Comparison};
 use super::metrics::rate;
 use super::params::Range;
 use crate::error::{Error, Result};
@@ -149,6 +150,17 @@ impl RankedRow {
         }
     }
 
+    /// The row's key: its product, source, campaign or segment.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Product { product_id, .. }
+            | Self::Stock { product_id, .. }
+            | Self::SellThrough { product_id, .. } => product_id,
+            Self::Channel { key, .. } => key,
+            Self::Segment { segment, .. } => segment,
+        }
+    }
+
     /// The row as the API shows it, named for `metric` (a channel row is a `source` or a `campaign`).
     pub fn to_json(&self, metric: Ranked) -> Value {
         match self {
@@ -214,6 +226,8 @@ pub struct RankedQuery {
     pub limit: u32,
     /// Count events flagged as bots too (`includeBots=true`).
     pub include_bots: bool,
+    /// Compare with an earlier range ([`super::compare`]); run by [`run`] as a second query.
+    pub compare: Option<Compare>,
 }
 
 pub fn parse_limit(v: Option<&str>) -> Result<u32> {
@@ -228,6 +242,54 @@ pub fn parse_limit(v: Option<&str>) -> Result<u32> {
             )),
         },
     }
+}
+
+/// Runs a ranked query. With `compare`, each row gains `previous` (the same key's row in the comparison
+/// range: all its keys, or zeros when the key had no activity there; `null` for stock levels without a
+/// report) and `change` (per numeric column), and the answer gains `comparison` (the range). The
+/// comparison query has no row limit, so a key outside the earlier top rows still finds its values.
+pub async fn run(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value> {
+    let Some(compare) = q.compare else {
+        return Ok(response(q, &store.ranked(q).await?));
+    };
+    let comparison = Comparison::of(&q.range, compare)?;
+    let previous_query = RankedQuery {
+        range: comparison.range.clone(),
+        limit: u32::MAX,
+        compare: None,
+        ..q.clone()
+    };
+    let (rows, previous) =
+        futures_util::future::try_join(store.ranked(q), store.ranked(&previous_query)).await?;
+    let previous: std::collections::HashMap<&str, &RankedRow> =
+        previous.iter().map(|r| (r.key(), r)).collect();
+    let mut body = response(q, &rows);
+    if let Some(out) = body["rows"].as_array_mut() {
+        for (json_row, row) in out.iter_mut().zip(&rows) {
+            let before = match previous.get(row.key()) {
+                Some(p) => p.to_json(q.metric),
+                None if q.metric == Ranked::StockLevels => Value::Null,
+                None => RankedRow::from_measures(q.metric, row.key().to_owned(), 0, 0, 0)
+                    .to_json(q.metric),
+            };
+            let mut change = Map::new();
+            if let Some(fields) = json_row.as_object() {
+                for (k, v) in fields {
+                    if v.is_number() {
+                        change.insert(k.clone(), json!(Change::between(v, &before[k.as_str()])));
+                    }
+                }
+            }
+            json_row["previous"] = before;
+            json_row["change"] = Value::Object(change);
+        }
+    }
+    body["comparison"] = json!({
+        "compare": compare.name(),
+        "from": comparison.range.from.to_string(),
+        "to": comparison.range.to.to_string(),
+    });
+    Ok(body)
 }
 
 pub fn response(q: &RankedQuery, rows: &[RankedRow]) -> Value {

@@ -314,6 +314,7 @@ mod tests {
             country: None,
             product_id: None,
             include_bots: false,
+            compare: None,
         }
     }
 
@@ -366,6 +367,7 @@ mod tests {
                 country: None,
                 limit: 10,
                 include_bots: false,
+                compare: None,
             };
             insta::assert_snapshot!(
                 format!("ranked_{}", m.name()),
@@ -406,6 +408,7 @@ mod tests {
                 by,
                 strict,
                 include_bots: false,
+                compare: None,
             };
             insta::assert_snapshot!(name, layout(&super::funnel::sql(&q)));
         }
