@@ -449,8 +449,11 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
         "strict order changes some funnel, so both modes are really compared: {by_mode:?}"
     );
     assert_eq!(
-        bq.main_currency("shop-a", now).await.expect("bq"),
-        ch.store.main_currency("shop-a", now).await.expect("ch"),
+        bq.main_currency("shop-a", now, false).await.expect("bq"),
+        ch.store
+            .main_currency("shop-a", now, false)
+            .await
+            .expect("ch"),
     );
     bq.drop_dataset().await.expect("drop");
     ch.drop_database().await;

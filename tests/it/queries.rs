@@ -33,6 +33,8 @@ struct Ev {
     utm_source: String,
     utm_campaign: String,
     referrer: String,
+    /// `context.page.path`, else the path of `context.page.url`.
+    page: String,
 }
 
 fn flatten(v: &Value) -> Ev {
@@ -88,6 +90,21 @@ fn flatten(v: &Value) -> Ev {
         utm_source: url_param(&s("/context/page/url"), "utm_source"),
         utm_campaign: url_param(&s("/context/page/url"), "utm_campaign"),
         referrer: s("/context/referrer"),
+        page: match s("/context/page/path") {
+            p if !p.is_empty() => p,
+            _ => url_path(&s("/context/page/url")),
+        },
+    }
+}
+
+/// The path of a URL: from the first `/` after the host, without query or fragment.
+fn url_path(url: &str) -> String {
+    let Some((_, rest)) = url.split_once("://") else {
+        return String::new();
+    };
+    match rest.find('/') {
+        Some(i) => rest[i..].split(['?', '#']).next().unwrap_or("").to_owned(),
+        None => String::new(),
     }
 }
 
@@ -764,8 +781,46 @@ async fn ranked_metrics_equal_an_independent_computation() {
     }
     let mut by_source: HashMap<String, (u64, u64)> = HashMap::new();
     let mut by_campaign: HashMap<String, (u64, u64)> = HashMap::new();
+    // landing_pages / referrers: (sessions, orders, bounces, revenue in USD).
+    let mut by_landing: HashMap<String, (u64, u64, u64, i64)> = HashMap::new();
+    let mut by_referrer: HashMap<String, (u64, u64, u64, i64)> = HashMap::new();
     for evs in sessions.values_mut() {
         evs.sort_by_key(|e| e.t);
+        let pages: HashSet<&str> = evs
+            .iter()
+            .map(|e| e.page.as_str())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let orders: HashMap<&str, i64> = evs
+            .iter()
+            .filter(|e| e.kind == "order.completed" && e.currency == "USD")
+            .map(|e| (e.order.as_str(), e.amount))
+            .collect();
+        let entry = (
+            1,
+            evs.iter().any(|e| e.kind == "order.completed") as u64,
+            (pages.len() == 1) as u64,
+            orders.values().sum::<i64>(),
+        );
+        let add = |m: &mut HashMap<String, (u64, u64, u64, i64)>, k: String| {
+            let s = m.entry(k).or_default();
+            *s = (s.0 + entry.0, s.1 + entry.1, s.2 + entry.2, s.3 + entry.3);
+        };
+        if let Some(first) = evs.iter().find(|e| !e.page.is_empty()) {
+            add(&mut by_landing, first.page.clone());
+        }
+        if let Some(first) = evs.iter().find(|e| !e.referrer.is_empty()) {
+            let host = first
+                .referrer
+                .split_once("://")
+                .map_or(first.referrer.as_str(), |(_, r)| r);
+            let domain = host
+                .split(['/', ':', '?', '#'])
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("www.");
+            add(&mut by_referrer, domain.to_owned());
+        }
         let source = evs
             .iter()
             .find(|e| !e.utm_source.is_empty())
@@ -813,6 +868,44 @@ async fn ranked_metrics_equal_an_independent_computation() {
                     (
                         r["sessions"].as_u64().unwrap_or(0),
                         r["orders"].as_u64().unwrap_or(0),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(&got, want, "{metric}");
+    }
+    assert!(
+        by_landing.len() > 3 && by_referrer.len() > 1,
+        "{by_landing:?}"
+    );
+    for (metric, key, want) in [
+        ("landing_pages", "landingPage", &by_landing),
+        ("referrers", "referrer", &by_referrer),
+    ] {
+        let (status, body) = get(
+            &f.api,
+            &format!("/analytics/metrics?metric={metric}&period=30d&limit=100&currency=USD"),
+            READ_KEY,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let got: HashMap<String, (u64, u64, u64, i64)> = rows(&body)
+            .iter()
+            .map(|r| {
+                let (sessions, bounces) = (
+                    r["sessions"].as_u64().unwrap_or(0),
+                    r["bounces"].as_u64().unwrap_or(0),
+                );
+                let bounce_rate =
+                    ((bounces as f64 / sessions as f64) * 10_000.0).round() / 10_000.0;
+                assert_eq!(r["bounceRate"].as_f64(), Some(bounce_rate), "{metric}");
+                (
+                    r[key].as_str().unwrap_or("").to_owned(),
+                    (
+                        sessions,
+                        r["orders"].as_u64().unwrap_or(0),
+                        bounces,
+                        r["revenue"].as_i64().unwrap_or(-1),
                     ),
                 )
             })

@@ -97,10 +97,14 @@ impl ReadStore for FairReads {
         &self,
         store_id: &str,
         now: jiff::Timestamp,
+        include_bots: bool,
     ) -> Result<Option<String>, StoreError> {
         let turn = self.turn(store_id).await?;
-        RANK.scope(turn.rank, self.inner.main_currency(store_id, now))
-            .await
+        RANK.scope(
+            turn.rank,
+            self.inner.main_currency(store_id, now, include_bots),
+        )
+        .await
     }
 
     async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
@@ -146,6 +150,7 @@ mod tests {
             &self,
             store: &str,
             _: jiff::Timestamp,
+            _: bool,
         ) -> Result<Option<String>, StoreError> {
             use std::sync::atomic::Ordering::SeqCst;
             self.ranks
@@ -182,12 +187,14 @@ mod tests {
         let neighbour: Vec<_> = (0..40)
             .map(|_| {
                 let fair = fair.clone();
-                tokio::spawn(async move { fair.main_currency("busy", now).await })
+                tokio::spawn(async move { fair.main_currency("busy", now, false).await })
             })
             .collect();
         tokio::task::yield_now().await;
         // Another store's read runs at once, in one query's time.
-        fair.main_currency("quiet", now).await.expect("quiet store");
+        fair.main_currency("quiet", now, false)
+            .await
+            .expect("quiet store");
         assert_eq!(
             start.elapsed(),
             Duration::from_millis(100),
@@ -214,7 +221,7 @@ mod tests {
         let tasks: Vec<_> = (0..150)
             .map(|_| {
                 let fair = fair.clone();
-                tokio::spawn(async move { fair.main_currency("busy", now).await })
+                tokio::spawn(async move { fair.main_currency("busy", now, false).await })
             })
             .collect();
         let mut refused = 0;
@@ -235,11 +242,13 @@ mod tests {
         let busy: Vec<_> = (0..3)
             .map(|_| {
                 let fair = fair.clone();
-                tokio::spawn(async move { fair.main_currency("busy", now).await })
+                tokio::spawn(async move { fair.main_currency("busy", now, false).await })
             })
             .collect();
         tokio::task::yield_now().await;
-        fair.main_currency("quiet", now).await.expect("quiet");
+        fair.main_currency("quiet", now, false)
+            .await
+            .expect("quiet");
         for task in busy {
             task.await.expect("joined").expect("served");
         }

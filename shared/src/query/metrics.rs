@@ -389,7 +389,7 @@ pub(super) async fn currency_param(
         (true, Some(c)) => Some(c.to_owned()),
         (true, None) => Some(
             store
-                .main_currency(store_id, now)
+                .main_currency(store_id, now, p.include_bots()?)
                 .await?
                 .unwrap_or_else(|| "USD".into()),
         ),

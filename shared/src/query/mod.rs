@@ -37,11 +37,14 @@ pub use metrics::{MetricFacts, MetricQuery};
 pub trait ReadStore: Send + Sync + std::fmt::Debug {
     /// The facts of a metric per bucket and over the whole range (see [`metrics::Facts`]).
     async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError>;
-    /// The currency most of the store's orders of the 90 days before `now` use, if it has any.
+    /// The currency most of the store's orders of the 90 days before `now` use, if it has any: human
+    /// orders only unless `include_bots` (the default currency follows the traffic a read counts, so bots
+    /// never pick the currency of a read that leaves them out).
     async fn main_currency(
         &self,
         store_id: &str,
         now: jiff::Timestamp,
+        include_bots: bool,
     ) -> Result<Option<String>, StoreError>;
     /// Rows of a ranked metric (see [`ranked::RankedRow`]), ordered and limited.
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<Vec<ranked::RankedRow>, StoreError>;

@@ -10,6 +10,8 @@
 //! | `campaign_performance` | `{campaign, sessions, orders, revenue, conversionRate}` | sessions | as above, by the session's first `utm_campaign`; sessions without one are left out |
 //! | `stock_levels` | `{productId, quantity, updatedAt}` | quantity, lowest first | the latest `inventory.updated` quantity per product before the period's end |
 //! | `new_vs_returning` | `{segment, customers, orders, revenue}` | `new`, `returning` | customers with orders in the period: `new` when their first order ever falls in the period; `revenue` in `currency` |
+//! | `landing_pages` | `{landingPage, sessions, bounces, bounceRate, orders, conversionRate, revenue}` | sessions | a session's entry page: the path of its first event with a page; `bounces` = sessions that saw a single page (one distinct path); `orders` = sessions with an order; `revenue` = their orders in `currency` |
+//! | `referrers` | `{referrer, sessions, bounces, bounceRate, orders, conversionRate, revenue}` | sessions | as above, by the domain (without `www.`) of the session's first referrer; sessions without one are left out |
 //! | `sell_through_rate` | `{productId, unitsSold, stockOnHand, sellThroughRate}` | rate, highest first | units sold in the period (order items, all currencies) / (units sold + stock on hand at the period's end) |
 
 use serde_json::{Map, Value, json};
@@ -27,16 +29,20 @@ pub enum Ranked {
     StockLevels,
     SellThroughRate,
     NewVsReturning,
+    LandingPages,
+    Referrers,
 }
 
 impl Ranked {
-    pub const ALL: [Ranked; 6] = [
+    pub const ALL: [Ranked; 8] = [
         Ranked::BestSellers,
         Ranked::TrafficSources,
         Ranked::CampaignPerformance,
         Ranked::StockLevels,
         Ranked::SellThroughRate,
         Ranked::NewVsReturning,
+        Ranked::LandingPages,
+        Ranked::Referrers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +53,8 @@ impl Ranked {
             Self::StockLevels => "stock_levels",
             Self::SellThroughRate => "sell_through_rate",
             Self::NewVsReturning => "new_vs_returning",
+            Self::LandingPages => "landing_pages",
+            Self::Referrers => "referrers",
         }
     }
 
@@ -61,6 +69,8 @@ impl Ranked {
                 | Self::TrafficSources
                 | Self::CampaignPerformance
                 | Self::NewVsReturning
+                | Self::LandingPages
+                | Self::Referrers
         )
     }
 }
@@ -84,6 +94,18 @@ pub enum RankedRow {
     Channel {
         key: String,
         sessions: i64,
+        /// Sessions with an order.
+        orders: i64,
+        /// Those sessions' orders in `currency`.
+        revenue: i64,
+    },
+    /// `landing_pages` (key = entry page path) and `referrers` (key = referring domain): sessions by where
+    /// they entered or came from.
+    Entry {
+        key: String,
+        sessions: i64,
+        /// Sessions that saw a single page.
+        bounces: i64,
         /// Sessions with an order.
         orders: i64,
         /// Those sessions' orders in `currency`.
@@ -116,8 +138,8 @@ impl RankedRow {
     /// The row of `metric` from an adapter's key and three measures, in the order each adapter's query
     /// selects them: best sellers (units, revenue, orders), channels (sessions, orders, revenue), stock
     /// (quantity, updated at, –), sell-through (units sold, stock on hand, –), segments (customers, orders,
-    /// revenue).
-    pub fn from_measures(metric: Ranked, key: String, a: i64, b: i64, c: i64) -> Self {
+    /// revenue), entries (sessions, orders, revenue, bounces). Only entries read the fourth measure `d`.
+    pub fn from_measures(metric: Ranked, key: String, a: i64, b: i64, c: i64, d: i64) -> Self {
         match metric {
             Ranked::BestSellers => Self::Product {
                 product_id: key,
@@ -147,6 +169,13 @@ impl RankedRow {
                 orders: b,
                 revenue: c,
             },
+            Ranked::LandingPages | Ranked::Referrers => Self::Entry {
+                key,
+                sessions: a,
+                orders: b,
+                revenue: c,
+                bounces: d,
+            },
         }
     }
 
@@ -156,7 +185,7 @@ impl RankedRow {
             Self::Product { product_id, .. }
             | Self::Stock { product_id, .. }
             | Self::SellThrough { product_id, .. } => product_id,
-            Self::Channel { key, .. } => key,
+            Self::Channel { key, .. } | Self::Entry { key, .. } => key,
             Self::Segment { segment, .. } => segment,
         }
     }
@@ -211,6 +240,22 @@ impl RankedRow {
                 revenue,
             } => {
                 json!({"segment": segment, "customers": customers, "orders": orders, "revenue": revenue})
+            }
+            Self::Entry {
+                key,
+                sessions,
+                bounces,
+                orders,
+                revenue,
+            } => {
+                let name = if metric == Ranked::LandingPages {
+                    "landingPage"
+                } else {
+                    "referrer"
+                };
+                json!({name: key, "sessions": sessions, "bounces": bounces,
+                       "bounceRate": rate(*bounces, *sessions), "orders": orders,
+                       "conversionRate": rate(*orders, *sessions), "revenue": revenue})
             }
         }
     }
@@ -269,7 +314,7 @@ pub async fn run(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value>
             let before = match previous.get(row.key()) {
                 Some(p) => p.to_json(q.metric),
                 None if q.metric == Ranked::StockLevels => Value::Null,
-                None => RankedRow::from_measures(q.metric, row.key().to_owned(), 0, 0, 0)
+                None => RankedRow::from_measures(q.metric, row.key().to_owned(), 0, 0, 0, 0)
                     .to_json(q.metric),
             };
             let mut change = Map::new();

@@ -118,15 +118,16 @@ fn micros(ms: i64) -> Param {
     Param::Timestamp(ms * 1000)
 }
 
-/// The store's most used order currency over the 90 days before `now`.
+/// The store's most used order currency over the 90 days before `now` (humans only unless `include_bots`).
 pub async fn main_currency(
     store: &BigQueryStore,
     store_id: &str,
     now: jiff::Timestamp,
+    include_bots: bool,
 ) -> Result<Option<String>, StoreError> {
     const DAYS_90_MS: i64 = 90 * 86_400_000;
     let sql = format!(
-        "SELECT currency FROM (SELECT currency, id FROM {} WHERE store_id = @store \
+        "SELECT currency FROM (SELECT currency, id FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
          AND type = 'order.completed' AND timestamp >= @from {ONE_ROW_PER_EVENT}) \
          GROUP BY currency ORDER BY COUNT(*) DESC, currency LIMIT 1",
         store.table(EVENTS_TABLE)
@@ -138,6 +139,7 @@ pub async fn main_currency(
             &[
                 ("store", Param::String(store_id.into())),
                 ("from", micros(now.as_millisecond() - DAYS_90_MS)),
+                ("bots", Param::Bool(include_bots)),
             ],
         )
         .await?;
@@ -154,8 +156,9 @@ impl ReadStore for BigQueryStore {
         &self,
         store_id: &str,
         now: jiff::Timestamp,
+        include_bots: bool,
     ) -> Result<Option<String>, StoreError> {
-        main_currency(self, store_id, now).await
+        main_currency(self, store_id, now, include_bots).await
     }
 
     async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {

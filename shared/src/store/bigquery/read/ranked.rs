@@ -1,5 +1,5 @@
-//! Ranked metrics on BigQuery: one query per metric, each returning `key` plus three measures `a`, `b`,
-//! `c` that [`RankedRow::from_measures`] names, as on ClickHouse (`store/clickhouse/read/ranked.rs`).
+//! Ranked metrics on BigQuery: one query per metric, each returning `key` plus four measures `a`, `b`,
+//! `c`, `d` that [`RankedRow::from_measures`] names, as on ClickHouse (`store/clickhouse/read/ranked.rs`).
 //!
 //! Translations worth knowing: an order's items are `JSON_QUERY_ARRAY(properties, '$.items')`
 //! unnested; "the first non-empty value in the session" (ClickHouse `argMinIf`) is
@@ -44,13 +44,16 @@ const STOCK: &str = "SELECT product_id AS key, \
      ARRAY_AGG(quantity ORDER BY timestamp DESC LIMIT 1)[OFFSET(0)] AS stock, MAX(timestamp) AS at \
      FROM all_ev WHERE type = 'inventory.updated' AND timestamp < @to GROUP BY key";
 
-/// Sessions by `key` (an expression over a session's first `utm`, `ref` and `campaign`): sessions,
-/// sessions with an order, their orders' amount in the currency.
+/// Sessions by `key` (an expression over a session's first `utm`, `ref`, `campaign` and `landing`
+/// page): sessions, sessions with an order, their orders' amount in the currency, sessions that saw a
+/// single page (one distinct page path).
 fn sessions(key: &str) -> String {
     format!(
-        "SELECT s.key AS key, COUNT(*) AS a, COUNTIF(s.orders > 0) AS b, IFNULL(SUM(r.revenue), 0) AS c FROM ( \
-           SELECT session_id, {key} AS key, orders FROM ( \
+        "SELECT s.key AS key, COUNT(*) AS a, COUNTIF(s.orders > 0) AS b, IFNULL(SUM(r.revenue), 0) AS c, \
+           COUNTIF(s.pages = 1) AS d FROM ( \
+           SELECT session_id, {key} AS key, orders, pages FROM ( \
              SELECT session_id, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref, IFNULL({}, '') AS campaign, \
+             IFNULL({}, '') AS landing, COUNT(DISTINCT IF({PAGE} != '', {PAGE}, NULL)) AS pages, \
              MAX(IF(type = 'order.completed', 1, 0)) AS orders \
              FROM ev WHERE session_id != '' GROUP BY session_id)) AS s \
          LEFT JOIN ( \
@@ -62,8 +65,13 @@ fn sessions(key: &str) -> String {
         first_in_session("utm_source"),
         first_in_session("referrer"),
         first_in_session("utm_campaign"),
+        first_in_session(PAGE),
     )
 }
+
+/// An event's page path: `context.page.path` when sent, else the path of `context.page.url` (ClickHouse's
+/// `path()`: from the first `/` after the host, without query or fragment).
+const PAGE: &str = r"IF(page_path != '', page_path, IFNULL(REGEXP_EXTRACT(page_url, r'^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(/[^?#]*)'), ''))";
 
 /// A session's first referrer's host without a leading `www.` (ClickHouse `domainWithoutWWW`).
 const REFERRER_DOMAIN: &str =
@@ -74,7 +82,7 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
     let text = match q.metric {
         Ranked::BestSellers => format!(
             "SELECT {ITEM_PRODUCT} AS key, SUM({ITEM_QTY}) AS a, SUM({ITEM_QTY} * {ITEM_PRICE}) AS b, \
-             COUNT(DISTINCT order_id) AS c FROM ({}) \
+             COUNT(DISTINCT order_id) AS c, 0 AS d FROM ({}) \
              GROUP BY key ORDER BY b DESC, a DESC, key LIMIT @limit",
             order_items(true)
         ),
@@ -82,25 +90,27 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
             "IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {REFERRER_DOMAIN}, 'direct'))"
         )),
         Ranked::CampaignPerformance => sessions("campaign"),
+        Ranked::LandingPages => sessions("landing"),
+        Ranked::Referrers => sessions(REFERRER_DOMAIN),
         Ranked::NewVsReturning => {
             with = format!("{with}, {}", all_events(store));
             format!(
                 "SELECT IF(f.first_ts >= @from, 'new', 'returning') AS key, COUNT(DISTINCT o.cust) AS a, \
-                 COUNT(*) AS b, SUM(IF(o.cur = @currency, o.amt, 0)) AS c \
+                 COUNT(*) AS b, SUM(IF(o.cur = @currency, o.amt, 0)) AS c, 0 AS d \
                  FROM {CUSTOMER_ORDERS_WITH_FIRST} GROUP BY key ORDER BY key LIMIT @limit"
             )
         }
         Ranked::StockLevels => {
             with = format!("{with}, {}", all_events(store));
             format!(
-                "SELECT key, stock AS a, UNIX_SECONDS(at) AS b, 0 AS c FROM ({STOCK}) \
+                "SELECT key, stock AS a, UNIX_SECONDS(at) AS b, 0 AS c, 0 AS d FROM ({STOCK}) \
                  ORDER BY a, key LIMIT @limit"
             )
         }
         Ranked::SellThroughRate => {
             with = format!("{with}, {}", all_events(store));
             format!(
-                "SELECT key, IFNULL(o.sold, 0) AS a, IFNULL(s.stock, 0) AS b, 0 AS c FROM ({STOCK}) AS s \
+                "SELECT key, IFNULL(o.sold, 0) AS a, IFNULL(s.stock, 0) AS b, 0 AS c, 0 AS d FROM ({STOCK}) AS s \
                  FULL OUTER JOIN ( \
                    SELECT {ITEM_PRODUCT} AS key, SUM({ITEM_QTY}) AS sold FROM ({}) GROUP BY key) AS o \
                  USING (key) WHERE key != '' \
@@ -133,11 +143,12 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
 pub async fn ranked(store: &BigQueryStore, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
     let sql = sql(store, q);
     let rows = store.client().query(&sql.text, &sql.params).await?;
-    let (key, a, b, c) = (
+    let (key, a, b, c, d) = (
         rows.column("key")?,
         rows.column("a")?,
         rows.column("b")?,
         rows.column("c")?,
+        rows.column("d")?,
     );
     (0..rows.rows.len())
         .map(|r| {
@@ -147,6 +158,7 @@ pub async fn ranked(store: &BigQueryStore, q: &RankedQuery) -> Result<Vec<Ranked
                 rows.i64(r, a)?,
                 rows.i64(r, b)?,
                 rows.i64(r, c)?,
+                rows.i64(r, d)?,
             ))
         })
         .collect()

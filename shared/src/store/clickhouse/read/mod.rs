@@ -198,17 +198,19 @@ const ACQUIRED_IN_RANGE: &str = "f.first_ts >= fromUnixTimestamp64Milli({from:In
 /// Units of an order item: `quantity`, 1 when absent.
 const ITEM_QTY: &str = "if(JSONHas(item, 'quantity'), JSONExtractInt(item, 'quantity'), 1)";
 
-/// The currency of most of the store's orders (bots included) in the 90 days before `now`.
-fn main_currency_sql(store_id: &str, now: jiff::Timestamp) -> Sql {
+/// The currency of most of the store's orders in the 90 days before `now`, humans only unless
+/// `include_bots` (bots never pick the default currency of a read that leaves them out).
+fn main_currency_sql(store_id: &str, now: jiff::Timestamp, include_bots: bool) -> Sql {
     const DAYS_90_MS: i64 = 90 * 86_400_000;
     Sql {
-        text: "SELECT currency FROM commerce_events WHERE store_id = {store:String} \
+        text: "SELECT currency FROM commerce_events WHERE store_id = {store:String} AND is_bot <= {bots:UInt8} \
                AND type = 'order.completed' AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
                GROUP BY currency ORDER BY count() DESC, currency LIMIT 1"
             .to_owned(),
         binds: Binds {
             store: store_id.to_owned(),
             from_ms: now.as_millisecond() - DAYS_90_MS,
+            bots: u8::from(include_bots),
             ..Binds::default()
         },
     }
@@ -224,8 +226,9 @@ impl ReadStore for ClickHouseStore {
         &self,
         store_id: &str,
         now: jiff::Timestamp,
+        include_bots: bool,
     ) -> Result<Option<String>, StoreError> {
-        let rows = main_currency_sql(store_id, now)
+        let rows = main_currency_sql(store_id, now, include_bots)
             .query(self)
             .fetch_all::<String>()
             .await
@@ -422,7 +425,7 @@ mod tests {
         let now: jiff::Timestamp = "2026-03-15T10:20:30Z".parse().expect("now");
         insta::assert_snapshot!(
             "main_currency",
-            layout(&super::main_currency_sql("shop-a", now))
+            layout(&super::main_currency_sql("shop-a", now, false))
         );
     }
 }

@@ -1,5 +1,5 @@
-//! Ranked metrics: one query per metric, each returning `key` plus three measures that
-//! [`RankedRow::from_measures`] names.
+//! Ranked metrics: one query per metric, each returning `key` plus the measures `a`, `b`, `c`, `d` that
+//! [`RankedRow::from_measures`] names (`d` is 0 but for landing pages and referrers: their bounces).
 
 use serde::Deserialize;
 
@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
 use crate::store::clickhouse::{ClickHouseStore, classify};
 
-/// What every ranked query selects: a key and three measures, named per metric by
+/// What every ranked query selects: a key and four measures, named per metric by
 /// [`RankedRow::from_measures`].
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct KeyedRow {
@@ -19,6 +19,7 @@ struct KeyedRow {
     a: i64,
     b: i64,
     c: i64,
+    d: i64,
 }
 
 pub(super) async fn fetch(
@@ -32,7 +33,7 @@ pub(super) async fn fetch(
         .map_err(classify)?;
     Ok(rows
         .into_iter()
-        .map(|KeyedRow { key, a, b, c }| RankedRow::from_measures(q.metric, key, a, b, c))
+        .map(|KeyedRow { key, a, b, c, d }| RankedRow::from_measures(q.metric, key, a, b, c, d))
         .collect())
 }
 
@@ -40,6 +41,9 @@ pub(super) async fn fetch(
 fn first_in_session(column: &str) -> String {
     format!("argMinIf({column}, timestamp, {column} != '')")
 }
+
+/// An event's page path: `context.page.path` when sent, else the path of `context.page.url`.
+const PAGE: &str = "if(page_path != '', page_path, path(page_url))";
 
 pub(super) fn sql(q: &RankedQuery) -> Sql {
     let base = base_filter(q.country.is_some());
@@ -53,11 +57,14 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
          FROM commerce_events WHERE {STORE_AND_BOTS} AND type = 'inventory.updated' \
          AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) GROUP BY key"
     );
-    // Sessions by `key`: sessions, sessions with an order, their orders' amount in the currency.
+    // Sessions by `key`: sessions, sessions with an order, their orders' amount in the currency, and
+    // sessions that saw a single page (one distinct page path).
     let sessions = |key: &str| {
         format!(
-            "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c FROM ( \
+            "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c, \
+               toInt64(countIf(pages = 1)) AS d FROM ( \
                SELECT {key} AS key, max(type = 'order.completed') AS orders, \
+                 uniqExactIf({PAGE}, {PAGE} != '') AS pages, \
                  arraySum(arrayMap(x -> x.2, groupUniqArrayIf((order_id, amount), \
                    type = 'order.completed' AND currency = {{currency:String}}))) AS revenue \
                FROM commerce_events WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)) \
@@ -67,7 +74,8 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
     let text = match q.metric {
         Ranked::BestSellers => format!(
             "SELECT {product} AS key, toInt64(sum({ITEM_QTY})) AS a, \
-             toInt64(sum({ITEM_QTY} * JSONExtractInt(item, 'price'))) AS b, toInt64(uniqExact(order_id)) AS c \
+             toInt64(sum({ITEM_QTY} * JSONExtractInt(item, 'price'))) AS b, toInt64(uniqExact(order_id)) AS c, \
+             toInt64(0) AS d \
              FROM ({}) {items} \
              GROUP BY key ORDER BY b DESC, a DESC, key LIMIT {{limit:UInt32}}",
             orders(format!("{base}{IN_CURRENCY}"))
@@ -78,19 +86,26 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             referrer = first_in_session("referrer"),
         )),
         Ranked::CampaignPerformance => sessions(&first_in_session("utm_campaign")),
+        Ranked::LandingPages => sessions(&first_in_session(PAGE)),
+        Ranked::Referrers => sessions(&format!(
+            "domainWithoutWWW({})",
+            first_in_session("referrer")
+        )),
         Ranked::NewVsReturning => format!(
             "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \
                toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, \
-               toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS c \
+               toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS c, toInt64(0) AS d \
              FROM {} GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}",
             with_first_orders(&customer_orders(q.country.is_some()))
         ),
         Ranked::StockLevels => format!(
-            "SELECT key, toInt64(stock) AS a, toInt64(toUnixTimestamp(at)) AS b, toInt64(0) AS c FROM ({stock}) \
+            "SELECT key, toInt64(stock) AS a, toInt64(toUnixTimestamp(at)) AS b, toInt64(0) AS c, toInt64(0) AS d \
+             FROM ({stock}) \
              ORDER BY a, key LIMIT {{limit:UInt32}}"
         ),
         Ranked::SellThroughRate => format!(
-            "SELECT key, toInt64(sold) AS a, toInt64(stock) AS b, toInt64(0) AS c FROM ({stock}) AS s \
+            "SELECT key, toInt64(sold) AS a, toInt64(stock) AS b, toInt64(0) AS c, toInt64(0) AS d \
+             FROM ({stock}) AS s \
              FULL OUTER JOIN ( \
                SELECT {product} AS key, sum({ITEM_QTY}) AS sold FROM ({}) {items} GROUP BY key) AS o \
              USING key WHERE key != '' ORDER BY if(a + b = 0, 0, a / (a + b)) DESC, key LIMIT {{limit:UInt32}}",
