@@ -326,6 +326,40 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             assert!(!want.is_empty(), "{metric:?} ({case}) compares real rows");
         }
     }
+    // Product performance, plain, by session source and by country.
+    for (case, source) in [
+        ("period=90d&timezone=UTC", None),
+        ("period=90d&timezone=UTC", Some("google")),
+        ("period=30d&timezone=UTC&country=US", None),
+    ] {
+        let params = Params::parse(case, &["period", "timezone", "country"]).expect("params");
+        let q = commerce_analytics::query::products::ProductQuery {
+            store_id: "shop-a".into(),
+            range: params.range(now).expect("range"),
+            currency: "USD".into(),
+            country: params.country().expect("country"),
+            source: source.map(str::to_owned),
+            sort: "revenue",
+            descending: true,
+            limit: 100,
+            include_bots: false,
+            compare: None,
+        };
+        let mut want = ch.store.product_performance(&q).await.expect("clickhouse");
+        dry_run(&bq, &read::products_sql(&bq, &q), "product_performance").await;
+        let mut got = bq
+            .product_performance(&q)
+            .await
+            .unwrap_or_else(|e| panic!("product_performance ({case}) on BigQuery: {e}"));
+        want.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+        got.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+        assert!(
+            want.iter().any(|p| p.views > 0 && p.cart_sessions > 0)
+                && (source.is_some() || want.iter().any(|p| p.orders > 0)),
+            "product_performance ({case}, {source:?}) compares real rows"
+        );
+        assert_eq!(got, want, "product_performance ({case}, {source:?})");
+    }
     // Cohorts by week and by month, in two zones.
     for case in [
         "period=90d&timezone=Europe/Berlin&granularity=week",

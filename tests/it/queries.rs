@@ -1822,3 +1822,168 @@ async fn comparisons_equal_the_same_reads_over_the_comparison_range() {
     assert_eq!(rows[0][2], prev_from);
     f.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn product_performance_equals_an_independent_computation() {
+    let f = fixture().await;
+    let (from, to) = thirty_days(f.now, &TimeZone::UTC);
+    // A session's source, as traffic_sources names it.
+    let mut by_session: HashMap<&str, Vec<&Ev>> = HashMap::new();
+    for e in f
+        .events
+        .iter()
+        .filter(|e| e.t >= from && e.t < to && !e.session.is_empty())
+    {
+        by_session.entry(e.session.as_str()).or_default().push(e);
+    }
+    let source_of: HashMap<&str, String> = by_session
+        .iter_mut()
+        .map(|(s, evs)| {
+            evs.sort_by_key(|e| e.t);
+            let source = evs
+                .iter()
+                .find(|e| !e.utm_source.is_empty())
+                .map(|e| e.utm_source.clone())
+                .or_else(|| {
+                    evs.iter().find(|e| !e.referrer.is_empty()).map(|e| {
+                        let host = e
+                            .referrer
+                            .split_once("://")
+                            .map_or(e.referrer.as_str(), |(_, r)| r);
+                        host.split(['/', ':'])
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches("www.")
+                            .to_owned()
+                    })
+                })
+                .unwrap_or_else(|| "direct".to_owned());
+            (*s, source)
+        })
+        .collect();
+    let refunded: HashSet<&str> = f
+        .events
+        .iter()
+        .filter(|e| e.kind == "order.refunded" && e.t < to)
+        .map(|e| e.order.as_str())
+        .collect();
+    let compute = |source: Option<&str>| {
+        let mut rows: BTreeMap<String, [i64; 10]> = BTreeMap::new();
+        let mut sets: HashMap<(String, usize), HashSet<&str>> = HashMap::new();
+        for e in f.events.iter().filter(|e| e.t >= from && e.t < to) {
+            if let Some(s) = source
+                && source_of.get(e.session.as_str()).map(String::as_str) != Some(s)
+            {
+                continue;
+            }
+            match e.kind.as_str() {
+                "product.viewed" if !e.product.is_empty() => {
+                    rows.entry(e.product.clone()).or_default()[0] += 1;
+                    sets.entry((e.product.clone(), 1))
+                        .or_default()
+                        .insert(&e.session);
+                }
+                "cart.item_added" if !e.product.is_empty() => {
+                    rows.entry(e.product.clone()).or_default()[2] += 1;
+                    sets.entry((e.product.clone(), 3))
+                        .or_default()
+                        .insert(&e.session);
+                }
+                "order.completed" if e.currency == "USD" => {
+                    for (p, q, price) in &e.items {
+                        // Each order once per product, even when its items list the product twice.
+                        let r = rows.entry(p.clone()).or_default();
+                        r[5] += q;
+                        r[6] += q * price;
+                        sets.entry((p.clone(), 4)).or_default().insert(&e.order);
+                        if refunded.contains(e.order.as_str()) {
+                            sets.entry((p.clone(), 8)).or_default().insert(&e.order);
+                        }
+                        sets.entry((p.clone(), 7)).or_default().insert(&e.session);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for ((p, col), set) in sets {
+            rows.entry(p).or_default()[col] = set.iter().filter(|s| !s.is_empty()).count() as i64;
+        }
+        rows
+    };
+    let check = async |query: &str, want: BTreeMap<String, [i64; 10]>| {
+        let (status, body) = get(
+            &f.api,
+            &format!("/analytics/metrics?metric=product_performance&period=30d&currency=USD&limit=100{query}"),
+            READ_KEY,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let got: BTreeMap<String, [i64; 10]> = rows(&body)
+            .iter()
+            .map(|r| {
+                let n = |k: &str| r[k].as_i64().expect(k);
+                (
+                    r["productId"].as_str().expect("id").to_owned(),
+                    [
+                        n("views"),
+                        n("viewSessions"),
+                        n("addToCarts"),
+                        n("cartSessions"),
+                        n("orders"),
+                        n("units"),
+                        n("revenue"),
+                        n("purchaseSessions"),
+                        n("refunds"),
+                        0,
+                    ],
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "product_performance{query}");
+        body
+    };
+    let all = compute(None);
+    assert!(
+        all.len() >= 10 && all.values().any(|r| r[8] > 0),
+        "products with refunds: {} refunded orders; {all:?}",
+        refunded.len()
+    );
+    let body = check("", all).await;
+    let revenue: Vec<i64> = rows(&body)
+        .iter()
+        .map(|r| r["revenue"].as_i64().expect("rev"))
+        .collect();
+    assert!(
+        revenue.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by revenue"
+    );
+    let google = compute(Some("google"));
+    assert!(!google.is_empty());
+    check("&source=google", google).await;
+    // Sorted by any column, either way.
+    let (_, body) = get(
+        &f.api,
+        "/analytics/metrics?metric=product_performance&period=30d&sort=views&order=asc&limit=100",
+        READ_KEY,
+    )
+    .await;
+    let views: Vec<i64> = rows(&body)
+        .iter()
+        .map(|r| r["views"].as_i64().expect("views"))
+        .collect();
+    assert!(views.windows(2).all(|w| w[0] <= w[1]), "{views:?}");
+    for (path, field) in [
+        ("metric=product_performance&sort=price", "sort"),
+        ("metric=product_performance&order=up", "order"),
+        ("metric=revenue&sort=views", "sort"),
+        ("metric=best_sellers&source=google", "source"),
+    ] {
+        let (status, body) = get(&f.api, &format!("/analytics/metrics?{path}"), READ_KEY).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{path}"
+        );
+    }
+    f.db.drop_database().await;
+}

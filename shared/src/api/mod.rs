@@ -51,7 +51,7 @@ use crate::erasure::{self, ErasureStore};
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
 use crate::query::dashboards::DashboardStore;
-use crate::query::{ReadStore, cohorts, dashboards, funnel, live, metrics, ranked};
+use crate::query::{ReadStore, cohorts, dashboards, funnel, live, metrics, products, ranked};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -362,6 +362,13 @@ impl Api {
                 match format {
                     Format::Csv => export::series(&answer),
                     Format::Json => Ok(response::json(StatusCode::OK, &to_json(&answer)?)),
+                }
+            }
+            metrics::Request::Products(q) => {
+                let body = products::run(r.reads(), &q).await?;
+                match format {
+                    Format::Csv => export::ranked(&body),
+                    Format::Json => Ok(response::json(StatusCode::OK, &body)),
                 }
             }
             metrics::Request::Ranked(q) => {

@@ -115,6 +115,34 @@ impl Comparison {
     }
 }
 
+/// Adds to each JSON row (keyed by its `key` column) `previous`, the row `previous_of(key)` gives for the
+/// comparison range, and `change`, per numeric column.
+pub fn attach_previous(rows: &mut [Value], key: &str, previous_of: impl Fn(&str) -> Value) {
+    for row in rows {
+        let before = previous_of(row[key].as_str().unwrap_or(""));
+        let mut change = serde_json::Map::new();
+        if let Some(fields) = row.as_object() {
+            for (k, v) in fields.iter().filter(|(_, v)| v.is_number()) {
+                let c = Change::between(v, &before[k.as_str()]);
+                change.insert(k.clone(), serde_json::to_value(c).unwrap_or(Value::Null));
+            }
+        }
+        row["previous"] = before;
+        row["change"] = Value::Object(change);
+    }
+}
+
+/// The comparison range as ranked answers show it: `{compare, from, to}`.
+impl Comparison {
+    pub fn range_json(&self) -> Value {
+        serde_json::json!({
+            "compare": self.compare.name(),
+            "from": self.range.from.to_string(),
+            "to": self.range.to.to_string(),
+        })
+    }
+}
+
 /// The comparison range and its total, beside the current one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ComparisonSummary {

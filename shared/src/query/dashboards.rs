@@ -236,6 +236,7 @@ async fn run_widget(
                 to_value(serde_json::to_value(metrics::run(store, &m).await?))
             }
             metrics::Request::Ranked(r) => ranked::run(store, &r).await,
+            metrics::Request::Products(r) => super::products::run(store, &r).await,
         },
         Endpoint::Funnel => to_value(serde_json::to_value(
             funnel::run(store, &funnel::parse(store_id, &q, now)?).await?,

@@ -112,6 +112,15 @@ impl ReadStore for FairReads {
         RANK.scope(turn.rank, self.inner.ranked(q)).await
     }
 
+    async fn product_performance(
+        &self,
+        q: &super::products::ProductQuery,
+    ) -> Result<Vec<super::products::ProductFacts>, StoreError> {
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.product_performance(q))
+            .await
+    }
+
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
         let turn = self.turn(&q.store_id).await?;
         RANK.scope(turn.rank, self.inner.cohorts(q)).await
@@ -164,6 +173,12 @@ mod tests {
             Ok(None)
         }
         async fn ranked(&self, _: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn product_performance(
+            &self,
+            _: &super::super::products::ProductQuery,
+        ) -> Result<Vec<super::super::products::ProductFacts>, StoreError> {
             unreachable!("not used")
         }
         async fn cohorts(&self, _: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {

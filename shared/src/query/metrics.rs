@@ -274,6 +274,9 @@ pub const PARAMS: &[&str] = &[
     "limit",
     "includeBots",
     "compare",
+    "source",
+    "sort",
+    "order",
 ];
 
 /// A parsed metrics request: a time series or a ranked metric.
@@ -281,6 +284,7 @@ pub const PARAMS: &[&str] = &[
 pub enum Request {
     Series(MetricQuery),
     Ranked(super::ranked::RankedQuery),
+    Products(super::products::ProductQuery),
 }
 
 fn unknown_metric(s: &str) -> Error {
@@ -288,6 +292,7 @@ fn unknown_metric(s: &str) -> Error {
         .iter()
         .map(|m| m.name())
         .chain(super::ranked::Ranked::ALL.iter().map(|m| m.name()))
+        .chain([super::products::NAME])
         .collect();
     Error::invalid(
         "unknown_metric",
@@ -305,6 +310,33 @@ pub async fn parse(
 ) -> Result<Request> {
     let p = Params::parse(query, PARAMS)?;
     let name = p.require("metric")?;
+    if name == super::products::NAME {
+        if p.get("productId").is_some() {
+            return Err(Error::invalid(
+                "invalid_parameter",
+                "productId",
+                "productId filters product_views and add_to_cart_rate only",
+            ));
+        }
+        let range = p.range(now)?;
+        let currency = currency_param(store, store_id, &p, true, now)
+            .await?
+            .unwrap_or_else(|| "USD".into());
+        let limit = super::ranked::parse_limit(p.get("limit"))?;
+        return Ok(Request::Products(super::products::parse(
+            &p, store_id, range, currency, limit,
+        )?));
+    }
+    if let Some(k) = ["source", "sort", "order"]
+        .into_iter()
+        .find(|k| p.get(k).is_some())
+    {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            k,
+            format!("{k} applies to product_performance only"),
+        ));
+    }
     if let Some(ranked) = super::ranked::Ranked::parse(name) {
         let range = p.range(now)?;
         let currency = currency_param(store, store_id, &p, ranked.uses_currency(), now).await?;

@@ -17,6 +17,7 @@ pub mod funnel;
 pub mod live;
 pub mod metrics;
 pub mod params;
+pub mod products;
 pub mod ranked;
 
 use async_trait::async_trait;
@@ -48,6 +49,11 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<String>, StoreError>;
     /// Rows of a ranked metric (see [`ranked::RankedRow`]), ordered and limited.
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<Vec<ranked::RankedRow>, StoreError>;
+    /// Every product's facts for product performance (see [`products::ProductFacts`]), unsorted.
+    async fn product_performance(
+        &self,
+        q: &products::ProductQuery,
+    ) -> Result<Vec<products::ProductFacts>, StoreError>;
     /// Cohort cells (see [`cohorts::CohortCell`]).
     async fn cohorts(
         &self,

@@ -16,7 +16,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::compare::{Change, Compare, Comparison};
+use super::compare::{Compare, Comparison};
 use super::metrics::rate;
 use super::params::Range;
 use crate::error::{Error, Result};
@@ -310,30 +310,17 @@ pub async fn run(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value>
         previous.iter().map(|r| (r.key(), r)).collect();
     let mut body = response(q, &rows);
     if let Some(out) = body["rows"].as_array_mut() {
-        for (json_row, row) in out.iter_mut().zip(&rows) {
-            let before = match previous.get(row.key()) {
-                Some(p) => p.to_json(q.metric),
-                None if q.metric == Ranked::StockLevels => Value::Null,
-                None => RankedRow::from_measures(q.metric, row.key().to_owned(), 0, 0, 0, 0)
-                    .to_json(q.metric),
-            };
-            let mut change = Map::new();
-            if let Some(fields) = json_row.as_object() {
-                for (k, v) in fields {
-                    if v.is_number() {
-                        change.insert(k.clone(), json!(Change::between(v, &before[k.as_str()])));
-                    }
-                }
-            }
-            json_row["previous"] = before;
-            json_row["change"] = Value::Object(change);
-        }
+        let key = rows
+            .first()
+            .and_then(|r| r.to_json(q.metric).as_object()?.keys().next().cloned())
+            .unwrap_or_default();
+        super::compare::attach_previous(out, &key, |k| match previous.get(k) {
+            Some(p) => p.to_json(q.metric),
+            None if q.metric == Ranked::StockLevels => Value::Null,
+            None => RankedRow::from_measures(q.metric, k.to_owned(), 0, 0, 0, 0).to_json(q.metric),
+        });
     }
-    body["comparison"] = json!({
-        "compare": compare.name(),
-        "from": comparison.range.from.to_string(),
-        "to": comparison.range.to.to_string(),
-    });
+    body["comparison"] = comparison.range_json();
     Ok(body)
 }
 

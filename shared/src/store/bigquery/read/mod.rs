@@ -14,12 +14,14 @@ mod cohorts;
 mod funnel;
 mod live;
 mod metrics;
+mod products;
 mod ranked;
 
 pub use cohorts::{cohorts, sql as cohorts_sql};
 pub use funnel::{funnel, sql as funnel_sql};
 pub use live::{live, sql as live_sql};
 pub use metrics::{metric, sql as metric_sql};
+pub use products::{product_performance, sql as products_sql};
 pub use ranked::{ranked, sql as ranked_sql};
 
 use super::client::Param;
@@ -159,6 +161,13 @@ impl ReadStore for BigQueryStore {
         include_bots: bool,
     ) -> Result<Option<String>, StoreError> {
         main_currency(self, store_id, now, include_bots).await
+    }
+
+    async fn product_performance(
+        &self,
+        q: &crate::query::products::ProductQuery,
+    ) -> Result<Vec<crate::query::products::ProductFacts>, StoreError> {
+        product_performance(self, q).await
     }
 
     async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {

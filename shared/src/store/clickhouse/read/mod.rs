@@ -19,6 +19,7 @@ mod dashboards;
 mod funnel;
 mod live;
 mod metrics;
+mod products;
 mod ranked;
 
 use async_trait::async_trait;
@@ -59,6 +60,8 @@ pub(super) struct Binds {
     pub currency: Option<String>,
     pub country: Option<String>,
     pub product: Option<String>,
+    /// `{source:String}`: product performance's session-source filter.
+    pub source: Option<String>,
     /// `{rfrom:Int64}`, `{rto:Int64}`: the whole UTC hours the hourly rollup answers, Unix milliseconds.
     pub rollup_hours: Option<(i64, i64)>,
     /// `{limit:UInt32}`: rows of a ranked metric.
@@ -118,6 +121,9 @@ impl Sql {
         }
         if let Some(p) = &b.product {
             q = q.param("product", p);
+        }
+        if let Some(s) = &b.source {
+            q = q.param("source", s);
         }
         if let Some((from, to)) = b.rollup_hours {
             q = q.param("rfrom", from).param("rto", to);
@@ -242,6 +248,13 @@ impl ReadStore for ClickHouseStore {
 
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
         cohorts::fetch(self, q).await
+    }
+
+    async fn product_performance(
+        &self,
+        q: &crate::query::products::ProductQuery,
+    ) -> Result<Vec<crate::query::products::ProductFacts>, StoreError> {
+        products::fetch(self, q).await
     }
 
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
@@ -376,6 +389,28 @@ mod tests {
                 format!("ranked_{}", m.name()),
                 layout(&super::ranked::sql(&q))
             );
+        }
+    }
+
+    #[test]
+    fn product_performance_has_its_sql_snapshots() {
+        for (name, country, source) in [
+            ("products", None, None),
+            ("products_by_country_and_source", Some("DE"), Some("google")),
+        ] {
+            let q = crate::query::products::ProductQuery {
+                store_id: "shop-a".into(),
+                range: range("period=30d"),
+                currency: "USD".into(),
+                country: country.map(str::to_owned),
+                source: source.map(str::to_owned),
+                sort: "revenue",
+                descending: true,
+                limit: 10,
+                include_bots: false,
+                compare: None,
+            };
+            insta::assert_snapshot!(name, layout(&super::products::sql(&q)));
         }
     }
 

@@ -1,0 +1,100 @@
+//! Product performance ([`crate::query::products`]): product-event facts and order facts per product,
+//! joined on the product id.
+
+use serde::Deserialize;
+
+use super::{Binds, ITEM_QTY, STORE_AND_BOTS, Sql, base_filter};
+use crate::error::StoreError;
+use crate::query::products::{ProductFacts, ProductQuery};
+use crate::store::clickhouse::{ClickHouseStore, classify};
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct ProductRow {
+    key: String,
+    views: i64,
+    view_sessions: i64,
+    adds: i64,
+    cart_sessions: i64,
+    orders: i64,
+    units: i64,
+    revenue: i64,
+    purchase_sessions: i64,
+    refunds: i64,
+}
+
+/// A session's source, as `traffic_sources` names it.
+const SESSION_SOURCE: &str = "if(argMinIf(utm_source, timestamp, utm_source != '') != '', \
+     argMinIf(utm_source, timestamp, utm_source != ''), \
+     if(argMinIf(referrer, timestamp, referrer != '') != '', \
+        domainWithoutWWW(argMinIf(referrer, timestamp, referrer != '')), 'direct'))";
+
+pub(super) fn sql(q: &ProductQuery) -> Sql {
+    let mut base = base_filter(q.country.is_some());
+    if q.source.is_some() {
+        base.push_str(&format!(
+            " AND session_id IN (SELECT session_id FROM commerce_events WHERE {} AND session_id != '' \
+             GROUP BY session_id HAVING {SESSION_SOURCE} = {{source:String}})",
+            base_filter(q.country.is_some())
+        ));
+    }
+    let text = format!(
+        "SELECT key, toInt64(views) AS views, toInt64(view_sessions) AS view_sessions, toInt64(adds) AS adds, \
+           toInt64(cart_sessions) AS cart_sessions, toInt64(orders) AS orders, toInt64(units) AS units, \
+           toInt64(revenue) AS revenue, toInt64(purchase_sessions) AS purchase_sessions, \
+           toInt64(refunds) AS refunds \
+         FROM ( \
+           SELECT product_id AS key, uniqExactIf(id, type = 'product.viewed') AS views, \
+             uniqExactIf(session_id, type = 'product.viewed' AND session_id != '') AS view_sessions, \
+             uniqExactIf(id, type = 'cart.item_added') AS adds, \
+             uniqExactIf(session_id, type = 'cart.item_added' AND session_id != '') AS cart_sessions \
+           FROM commerce_events WHERE {base} AND type IN ('product.viewed', 'cart.item_added') \
+             AND product_id != '' GROUP BY key) AS f \
+         FULL OUTER JOIN ( \
+           SELECT JSONExtractString(item, 'productId') AS key, uniqExact(order_id) AS orders, \
+             sum({ITEM_QTY}) AS units, sum({ITEM_QTY} * JSONExtractInt(item, 'price')) AS revenue, \
+             uniqExactIf(session, session != '') AS purchase_sessions, \
+             uniqExactIf(order_id, order_id IN ( \
+               SELECT order_id FROM commerce_events WHERE {STORE_AND_BOTS} AND type = 'order.refunded' \
+               AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}))) AS refunds \
+           FROM (SELECT order_id, any(properties) AS p, any(session_id) AS session FROM commerce_events \
+                 WHERE {base} AND type = 'order.completed' AND currency = {{currency:String}} GROUP BY order_id) \
+           ARRAY JOIN JSONExtractArrayRaw(p, 'items') AS item GROUP BY key) AS o \
+         USING key WHERE key != ''"
+    );
+    Sql {
+        text,
+        binds: Binds {
+            currency: Some(q.currency.clone()),
+            country: q.country.clone(),
+            source: q.source.clone(),
+            tz: None,
+            ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
+        },
+    }
+}
+
+pub(super) async fn fetch(
+    store: &ClickHouseStore,
+    q: &ProductQuery,
+) -> Result<Vec<ProductFacts>, StoreError> {
+    let rows = sql(q)
+        .query(store)
+        .fetch_all::<ProductRow>()
+        .await
+        .map_err(classify)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ProductFacts {
+            product_id: r.key,
+            views: r.views,
+            view_sessions: r.view_sessions,
+            add_to_carts: r.adds,
+            cart_sessions: r.cart_sessions,
+            orders: r.orders,
+            units: r.units,
+            revenue: r.revenue,
+            purchase_sessions: r.purchase_sessions,
+            refunds: r.refunds,
+        })
+        .collect())
+}
