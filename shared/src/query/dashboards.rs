@@ -150,6 +150,11 @@ pub fn built_in() -> Vec<Dashboard> {
             "Products",
             vec![
                 w("Best sellers", Metrics, &[("metric", "best_sellers")]),
+                w(
+                    "Product performance",
+                    Metrics,
+                    &[("metric", "product_performance")],
+                ),
                 w("Product views", Metrics, &[("metric", "product_views")]),
                 w(
                     "Add-to-cart rate",

@@ -39,7 +39,7 @@ export function kindOfColumn(key) {
   if (key === 'revenue') return 'money';
   if (/Rate$/.test(key) || key === 'retention') return 'rate';
   if (key === 'updatedAt') return 'time';
-  return typeof key === 'string' && /^(units|orders|sessions|customers|quantity|unitsSold|stockOnHand|count)$/.test(key) ? 'count' : 'text';
+  return typeof key === 'string' && /^(units|orders|sessions|customers|quantity|unitsSold|stockOnHand|count|views|viewSessions|addToCarts|cartSessions|purchaseSessions|refunds|bounces)$/.test(key) ? 'count' : 'text';
 }
 
 export function value(v, kind, currency) {
