@@ -35,7 +35,7 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
         eprintln!("loading {events} demo events into {db} (once; kept for later runs) ...");
         let end = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
         let started = Instant::now();
-        let n = crate::demo_load::load(
+        let loaded = crate::demo_load::load(
             &store,
             &Validator::from_config(&cfg),
             "bench",
@@ -47,8 +47,14 @@ pub async fn run(url: &str, events: usize) -> BenchResult {
             },
         )
         .await?;
-        eprintln!("loaded {n} events in {:.1?}", started.elapsed());
+        eprintln!("loaded {loaded}; with the final merge of the table:");
+        let merging = Instant::now();
         store.optimize_final("commerce_events").await?;
+        eprintln!(
+            "  merged in {:.1?} ({:.1?} in all)",
+            merging.elapsed(),
+            started.elapsed()
+        );
     }
     let rows = store.count_rows("bench").await?;
     let srv = super::server(&cfg).await?;
