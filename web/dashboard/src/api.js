@@ -35,3 +35,27 @@ export async function call(method, path, body, key = keyStore.get()) {
 }
 
 export const get = (path, key) => call('GET', path, undefined, key);
+
+/// A CSV export of `path` (a read with `format=csv`), saved as the file the API names.
+export async function download(path, key = keyStore.get()) {
+  let resp;
+  try {
+    resp = await fetch(path, { headers: { authorization: `Bearer ${key}`, accept: 'text/csv' } });
+  } catch (e) {
+    throw new ApiError(0, { error: { code: 'network_error', message: 'The API cannot be reached: ' + e.message } });
+  }
+  if (!resp.ok) {
+    let json = null;
+    try { json = await resp.json(); } catch { /* not JSON */ }
+    throw new ApiError(resp.status, json);
+  }
+  const name = /filename="([^"]+)"/.exec(resp.headers.get('content-disposition') || '')?.[1] || 'export.csv';
+  const url = URL.createObjectURL(await resp.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

@@ -2,7 +2,7 @@
 // builder and a dashboard editor. Everything comes from the same-origin API; every value drawn keeps the
 // API's raw number in `data-raw` so tests (and curious people) can compare it with the API's answer.
 import uPlot from 'uplot';
-import { ApiError, call, get, keyStore } from './api.js';
+import { ApiError, call, download, get, keyStore } from './api.js';
 import { compact, count, kindOfColumn, kindOfMetric, label, percent, value } from './format.js';
 
 const METRICS = [
@@ -16,6 +16,7 @@ const EVENT_TYPES = [
 ];
 const PERIODS = [['24h', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days'], ['90d', 'Last 90 days'], ['12m', 'Last 12 months'], ['custom', 'Custom…']];
 const CURRENCIES = ['', 'USD', 'EUR', 'GBP', 'JPY', 'CAD', 'AUD'];
+const COMPARISONS = [['', 'No comparison'], ['previous_period', 'Previous period'], ['previous_year', 'Previous year']];
 const LIVE_EVERY_MS = 5000;
 
 const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
@@ -29,6 +30,7 @@ const state = {
   timezone: 'UTC',
   currency: '',
   includeBots: false,
+  compare: '',
   liveTimer: null,
   charts: [],
 };
@@ -101,8 +103,9 @@ function signOut() {
 
 // ------------------------------------------------------------------------------------------------ layout
 
-/// The period, zone, currency and bot parameters for a request (funnels take no currency).
-function periodQuery(extra = {}, { currency = true } = {}) {
+/// The period, zone, currency, bot and comparison parameters for a request (funnels take no currency,
+/// cohorts no comparison).
+function periodQuery(extra = {}, { currency = true, compare = true } = {}) {
   const q = new URLSearchParams();
   if (state.period === 'custom') {
     if (state.from) q.set('from', state.from);
@@ -113,6 +116,7 @@ function periodQuery(extra = {}, { currency = true } = {}) {
   q.set('timezone', state.timezone);
   if (currency && state.currency) q.set('currency', state.currency);
   if (state.includeBots) q.set('includeBots', 'true');
+  if (compare && state.compare) q.set('compare', state.compare);
   for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== '') q.set(k, v);
   return q.toString();
 }
@@ -129,6 +133,8 @@ function controls(onChange) {
     select({ id: 'timezone', onchange: (e) => { state.timezone = e.target.value; onChange(); } }, ZONES.map((z) => [z, z]), state.timezone),
     h('label', { for: 'currency' }, 'Currency'),
     select({ id: 'currency', onchange: (e) => { state.currency = e.target.value; onChange(); } }, CURRENCIES.map((c) => [c, c || 'Store default']), state.currency),
+    h('label', { for: 'compare' }, 'Compare with'),
+    select({ id: 'compare', onchange: (e) => { state.compare = e.target.value; onChange(); } }, COMPARISONS, state.compare),
     h('label', { class: 'check' }, h('input', { id: 'bots', type: 'checkbox', checked: state.includeBots, onchange: (e) => { state.includeBots = e.target.checked; onChange(); } }), 'Include bots'));
 }
 
@@ -177,16 +183,39 @@ function series(data, title) {
   const kind = kindOfMetric(data.metric);
   const points = data.dataPoints || [];
   const fmt = (v) => value(v, kind, data.currency);
-  const total = h('p', { class: 'total' }, raw(fmt(data.total), data.total, { class: 'total-value' }), data.currency ? h('span', { class: 'muted' }, ' ' + data.currency) : null);
-  const isEmpty = points.every((p) => !p.value) && !data.total;
-  const figure = h('figure', { class: 'chart', role: 'img', 'aria-label': `${title}: ${points.length} points, total ${fmt(data.total)}` });
-  const table = h('details', {}, h('summary', {}, 'Data table'),
-    dataTable(title, [{ label: 'Date', cell: (p) => p.date }, { label: label(data.metric), cell: (p) => raw(fmt(p.value), p.value) }], points));
+  const cmp = data.comparison;
+  const total = h('p', { class: 'total' }, raw(fmt(data.total), data.total, { class: 'total-value' }), data.currency ? h('span', { class: 'muted' }, ' ' + data.currency) : null,
+    cmp ? changeBadge(cmp, kind, fmt) : null);
+  const isEmpty = points.every((p) => !p.value && !p.previous?.value) && !data.total && !cmp?.total;
+  const figure = h('figure', { class: 'chart', role: 'img', 'aria-label': `${title}: ${points.length} points, total ${fmt(data.total)}${cmp ? `, ${fmt(cmp.total)} in the ${comparisonName(cmp.compare)}` : ''}` });
+  const columns = [{ label: 'Date', cell: (p) => p.date }, { label: label(data.metric), cell: (p) => raw(fmt(p.value), p.value) }];
+  if (cmp) {
+    columns.push({ label: comparisonName(cmp.compare), cell: (p) => (p.previous ? h('span', { 'data-previous': JSON.stringify(p.previous.value) }, `${fmt(p.previous.value)} (${p.previous.date})`) : '–') });
+  }
+  const table = h('details', {}, h('summary', {}, 'Data table'), dataTable(title, columns, points));
   if (!isEmpty) {
     // Drawn once the card is in the document (uPlot measures its container).
-    requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency));
+    requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency, cmp));
   }
   return [total, isEmpty ? empty() : figure, table];
+}
+
+const comparisonName = (c) => (c === 'previous_year' ? 'Previous year' : 'Previous period');
+
+/// "▲ 12.3% vs previous period" (or the absolute change when the previous value is 0; rates change in
+/// percentage points).
+function changeBadge(cmp, kind, fmt) {
+  const c = cmp.change;
+  const vs = ` vs ${comparisonName(cmp.compare).toLowerCase()}`;
+  if (!c) return h('span', { class: 'change', 'data-change': 'null' }, ` – ${vs}`);
+  const up = Number(c.absolute) > 0;
+  const down = Number(c.absolute) < 0;
+  const arrow = up ? '▲' : down ? '▼' : '■';
+  let text;
+  if (kind === 'rate') text = `${c.absolute > 0 ? '+' : ''}${(100 * c.absolute).toFixed(1)} pp`;
+  else if (c.relative === null) text = `${c.absolute > 0 ? '+' : ''}${fmt(c.absolute)}`;
+  else text = `${c.relative > 0 ? '+' : ''}${(100 * c.relative).toFixed(1)}%`;
+  return h('span', { class: `change ${up ? 'up' : down ? 'down' : 'flat'}`, 'data-change': JSON.stringify(c) }, ` ${arrow} ${text}${vs}`);
 }
 
 /// The value axis' labels, also kept on the figure (the canvas has no text to read back).
@@ -195,16 +224,18 @@ function yTicks(figure, labels) {
   return labels;
 }
 
-function drawSeries(figure, points, kind, fmt, metric, currency) {
+function drawSeries(figure, points, kind, fmt, metric, currency, cmp) {
   if (!figure.isConnected) return;
   const xs = points.map((_, i) => i);
   const ys = points.map((p) => p.value);
+  const previous = cmp ? points.map((p) => (p.previous ? p.previous.value : null)) : null;
   const bars = kind === 'count' && metric !== 'visitors';
   const width = Math.max(figure.clientWidth, 240);
   const chart = new uPlot({
     width,
     height: 180,
-    legend: { show: false },
+    // With a comparison the legend follows the cursor: date, value and the comparison's value.
+    legend: { show: Boolean(cmp), live: true },
     cursor: { drag: { x: false, y: false } },
     // Values start at zero: a bar or a line floating on a cropped axis exaggerates changes.
     scales: { x: { time: false }, y: { range: (_, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
@@ -212,12 +243,16 @@ function drawSeries(figure, points, kind, fmt, metric, currency) {
       { values: (_, ticks) => ticks.map((t) => (points[t] ? shortDate(points[t].date) : '')), stroke: '#475569', grid: { show: false } },
       { values: (_, ticks) => yTicks(figure, ticks.map((t) => compact(t, kind, currency))), stroke: '#475569', size: 60, grid: { stroke: '#e2e8f0' } },
     ],
-    series: [{}, {
+    series: [{ label: 'Date', value: (_, i) => (points[i] ? points[i].date : '') }, {
       label: label(metric), stroke: '#1d4ed8', width: 2, fill: bars ? '#3b82f6' : 'rgba(59,130,246,0.12)',
       paths: bars ? uPlot.paths.bars({ size: [0.7, 40] }) : undefined, points: { show: !bars && points.length < 40 },
       value: (_, v) => (v === null ? '–' : fmt(v)),
-    }],
-  }, [xs, ys], figure);
+    }, ...(previous ? [{
+      label: comparisonName(cmp.compare), stroke: '#94a3b8', width: 1.5, dash: [6, 4], points: { show: false },
+      value: (_, v) => (v === null || v === undefined ? '–' : fmt(v)),
+    }] : [])],
+  }, previous ? [xs, ys, previous] : [xs, ys], figure);
+  figure.dataset.series = String(chart.series.length - 1);
   state.charts.push(chart);
 }
 
@@ -278,8 +313,8 @@ function cohortGrid(data, title) {
     h('table', { class: 'cohorts' }, h('caption', {}, caption), h('thead', {}, head), h('tbody', {}, body)))];
 }
 
-function widgetBody(w) {
-  if (w.error) return [errorBox(w.error)];
+function widgetBody(w, retry) {
+  if (w.error) return [errorBox(w.error), retry ? h('button', { type: 'button', class: 'retry', onclick: retry }, 'Retry') : null];
   const d = w.data;
   if (w.endpoint === 'funnel') return funnelChart(d, w.title);
   if (w.endpoint === 'cohorts') return cohortGrid(d, w.title);
@@ -287,9 +322,24 @@ function widgetBody(w) {
   return series(d, w.title);
 }
 
-function card(w) {
+/// A widget's card: title, a CSV download of exactly what it shows, its body (or its error and a retry).
+function card(w, retry) {
+  const csvError = h('span', { class: 'error', role: 'alert' });
+  const csv = h('button', { type: 'button', class: 'link csv', 'aria-label': `Download ${w.title} as CSV`, onclick: async () => {
+    csvError.textContent = '';
+    try {
+      await download(`/analytics/${w.endpoint}?${widgetQuery(w)}&format=csv`);
+    } catch (err) {
+      csvError.textContent = err.message;
+    }
+  } }, 'CSV');
   return h('section', { class: 'card', 'data-widget': w.title, 'aria-labelledby': cardId(w.title) },
-    h('h2', { id: cardId(w.title) }, w.title), widgetBody(w));
+    h('div', { class: 'card-head' }, h('h2', { id: cardId(w.title) }, w.title), csv, csvError), widgetBody(w, retry));
+}
+
+/// A widget's own request: its parameters with the page's period (as the dashboard request hands them).
+function widgetQuery(w) {
+  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare: w.endpoint !== 'cohorts' });
 }
 
 const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
@@ -311,7 +361,7 @@ async function dashboardView(id) {
     try {
       const data = await get(`/analytics/dashboards/${encodeURIComponent(d.id)}?${periodQuery()}`);
       if (mine !== latest) return;
-      grid.replaceChildren(...data.widgets.map(card));
+      grid.replaceChildren(...data.widgets.map((w) => card(w, load)));
       status.textContent = `Updated ${new Date().toLocaleTimeString()} in ${Math.round(performance.now() - started)} ms`;
     } catch (err) {
       if (mine !== latest) return;

@@ -160,6 +160,71 @@ test('money in a currency without minor units (JPY) reads in whole yen, on total
   await waitForDashboard();
 });
 
+test('comparing with the previous period shows each change and draws the earlier series', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  await waitForDashboard();
+  await page.selectOption('#period', '30d');
+  await page.selectOption('#timezone', 'UTC');
+  await page.selectOption('#currency', '');
+  await page.selectOption('#compare', 'previous_period');
+  await waitForDashboard();
+  const expected = await api('/analytics/dashboards/overview?period=30d&timezone=UTC&compare=previous_period');
+  let compared = 0;
+  for (const w of expected.widgets) {
+    const card = page.locator(`section.card[data-widget="${w.title}"]`);
+    assert.deepEqual(await shownRaw(card), expectedRaw(w), `${w.title}: the current figures are unchanged`);
+    if (!w.data.comparison || !w.data.dataPoints) continue;
+    compared += 1;
+    const shown = await card.locator('.change').getAttribute('data-change');
+    assert.deepEqual(JSON.parse(shown), w.data.comparison.change, `${w.title}: the change is the API's`);
+    await page.waitForFunction((t) => document.querySelector(`section.card[data-widget="${t}"] figure`)?.dataset.series === '2', w.title);
+    const previous = await card.locator('[data-previous]').evaluateAll((els) => els.map((e) => JSON.parse(e.dataset.previous)));
+    assert.deepEqual(previous, w.data.dataPoints.filter((p) => p.previous).map((p) => p.previous.value), `${w.title}: previous values`);
+  }
+  assert.ok(compared >= 3, 'the overview compares its series');
+  await page.screenshot({ path: `${SHOTS}/overview-compared.png`, fullPage: true });
+  await page.selectOption('#compare', '');
+  await waitForDashboard();
+  assert.equal(await page.locator('.change').count(), 0, 'no comparison once switched off');
+});
+
+test('each widget downloads exactly its CSV export, and a failed widget can be retried', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  await waitForDashboard();
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('section.card[data-widget="Revenue"] button.csv').click(),
+  ]);
+  const file = await download.path();
+  const { readFileSync } = await import('node:fs');
+  const got = readFileSync(file, 'utf8');
+  const resp = await fetch(`${BASE}/analytics/metrics?metric=revenue&period=30d&timezone=UTC&format=csv`, { headers: { authorization: `Bearer ${READ_KEY}` } });
+  assert.equal(got, await resp.text(), 'the downloaded file is the API export');
+  assert.match(download.suggestedFilename(), /^revenue-30d\.csv$/);
+  // The next dashboard answer fails one widget (as when storage times out for it); Retry reloads it.
+  let failed = false;
+  await page.route('**/analytics/dashboards/overview?*', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    if (!failed) {
+      failed = true;
+      body.widgets[0] = { ...body.widgets[0], data: undefined, error: { code: 'unavailable', message: 'Storage is unavailable' } };
+    }
+    await route.fulfill({ response, json: body });
+  });
+  await page.selectOption('#period', '7d');
+  await waitForDashboard();
+  const first = page.locator('section.card').first();
+  await first.locator('.error', { hasText: 'Storage is unavailable' }).waitFor();
+  await first.locator('button.retry').click();
+  await waitForDashboard();
+  await page.locator('section.card').first().locator('.total-value').waitFor();
+  assert.equal(await page.locator('section.card .error[role=alert]:not(:empty)').count(), 0, 'no error after the retry');
+  await page.unroute('**/analytics/dashboards/overview?*');
+  await page.selectOption('#period', '30d');
+  await waitForDashboard();
+});
+
 test('the funnel builder runs the funnel it shows', async () => {
   await page.goto(`${BASE}/dashboard#/funnel`);
   await page.locator('.funnel').waitFor();
