@@ -3,7 +3,7 @@
 // API's raw number in `data-raw` so tests (and curious people) can compare it with the API's answer.
 import uPlot from 'uplot';
 import { ApiError, call, download, get, keyStore } from './api.js';
-import { compact, count, kindOfColumn, kindOfMetric, label, percent, value } from './format.js';
+import { compact, count, kindOfColumn, kindOfMetric, label, percent, setZone, timeOfDay, value } from './format.js';
 
 const METRICS = [
   'revenue', 'net_revenue', 'orders', 'aov', 'sessions', 'conversion_rate', 'visitors', 'ltv',
@@ -121,6 +121,42 @@ function periodQuery(extra = {}, { currency = true, compare = true } = {}) {
   return q.toString();
 }
 
+/// The view's state as URL parameters (never the key): period or range, zone, currency, bots, comparison.
+function stateQuery() {
+  const q = new URLSearchParams();
+  if (state.period === 'custom') {
+    q.set('period', 'custom');
+    if (state.from) q.set('from', state.from);
+    if (state.to) q.set('to', state.to);
+  } else if (state.period !== '30d') {
+    q.set('period', state.period);
+  }
+  if (state.timezone !== 'UTC') q.set('timezone', state.timezone);
+  if (state.currency) q.set('currency', state.currency);
+  if (state.includeBots) q.set('bots', 'true');
+  if (state.compare) q.set('compare', state.compare);
+  return q.toString();
+}
+
+/// Applies the parameters of a shared or reloaded URL; values the page does not offer are ignored.
+function applyStateQuery(query) {
+  const q = new URLSearchParams(query || '');
+  const period = q.get('period');
+  if (period && PERIODS.some(([p]) => p === period)) state.period = period;
+  for (const k of ['from', 'to']) if (/^\d{4}-\d{2}-\d{2}$/.test(q.get(k) || '')) state[k] = q.get(k);
+  if (q.has('timezone')) state.timezone = q.get('timezone');
+  if (q.has('currency') && CURRENCIES.includes(q.get('currency'))) state.currency = q.get('currency');
+  if (q.has('bots')) state.includeBots = q.get('bots') === 'true';
+  if (q.has('compare') && COMPARISONS.some(([c]) => c === q.get('compare'))) state.compare = q.get('compare');
+  setZone(state.timezone);
+}
+
+/// Keeps the address bar on the current view (a reload keeps it, a copied link shares it).
+function rememberView(path) {
+  const query = stateQuery();
+  history.replaceState(null, '', `#${path}${query ? '?' + query : ''}`);
+}
+
 function controls(onChange) {
   const custom = h('span', { class: 'custom', hidden: state.period !== 'custom' },
     h('label', { for: 'from' }, 'From'), h('input', { id: 'from', type: 'date', value: state.from, onchange: (e) => { state.from = e.target.value; if (state.to) onChange(); } }),
@@ -130,7 +166,7 @@ function controls(onChange) {
     select({ id: 'period', onchange: (e) => { state.period = e.target.value; custom.hidden = state.period !== 'custom'; if (state.period !== 'custom') onChange(); } }, PERIODS, state.period),
     custom,
     h('label', { for: 'timezone' }, 'Time zone'),
-    select({ id: 'timezone', onchange: (e) => { state.timezone = e.target.value; onChange(); } }, ZONES.map((z) => [z, z]), state.timezone),
+    select({ id: 'timezone', onchange: (e) => { state.timezone = e.target.value; setZone(state.timezone); onChange(); } }, [...new Set([...ZONES, state.timezone])].map((z) => [z, z]), state.timezone),
     h('label', { for: 'currency' }, 'Currency'),
     select({ id: 'currency', onchange: (e) => { state.currency = e.target.value; onChange(); } }, CURRENCIES.map((c) => [c, c || 'Store default']), state.currency),
     h('label', { for: 'compare' }, 'Compare with'),
@@ -152,8 +188,15 @@ function shell(active, title, body) {
   for (const c of state.charts) c.destroy();
   state.charts = [];
   const live = h('aside', { id: 'live', 'aria-labelledby': 'live-title' }, h('h2', { id: 'live-title' }, 'Live'), h('p', { class: 'muted' }, 'Loading…'));
+  const menu = nav(active);
+  // On a phone the navigation folds behind this button (CSS shows it below 700 px).
+  const toggle = h('button', { type: 'button', class: 'menu', 'aria-expanded': 'false', 'aria-controls': 'nav', onclick: () => {
+    const open = menu.classList.toggle('open');
+    toggle.setAttribute('aria-expanded', String(open));
+  } }, 'Menu');
+  menu.id = 'nav';
   app().replaceChildren(
-    h('header', {}, h('span', { class: 'brand' }, 'Commerce analytics'), nav(active)),
+    h('header', {}, h('span', { class: 'brand' }, 'Commerce analytics'), toggle, menu),
     h('div', { class: 'page' }, h('main', { id: 'main', tabindex: '-1' }, h('h1', {}, title), body), live));
   startLive(live);
 }
@@ -192,7 +235,7 @@ function series(data, title) {
   if (cmp) {
     columns.push({ label: comparisonName(cmp.compare), cell: (p) => (p.previous ? h('span', { 'data-previous': JSON.stringify(p.previous.value) }, `${fmt(p.previous.value)} (${p.previous.date})`) : '–') });
   }
-  const table = h('details', {}, h('summary', {}, 'Data table'), dataTable(title, columns, points));
+  const table = h('details', {}, h('summary', {}, 'Data table'), h('div', { class: 'table-wrap' }, dataTable(title, columns, points)));
   if (!isEmpty) {
     // Drawn once the card is in the document (uPlot measures its container).
     requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency, cmp));
@@ -347,8 +390,12 @@ const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-')
 // ------------------------------------------------------------------------------------------------ views
 
 async function dashboardView(id) {
-  const d = state.dashboards.find((x) => x.id === id) || state.dashboards[0];
-  if (!d) return;
+  const d = state.dashboards.find((x) => x.id === id);
+  if (!d) {
+    shell('', 'Unknown dashboard', [h('p', { class: 'error', role: 'alert' }, `There is no dashboard "${id}" for this store.`),
+      h('p', {}, 'Open one of: ', state.dashboards.map((x, i) => [i ? ', ' : '', h('a', { href: '#/d/' + encodeURIComponent(x.id) }, x.name)]))]);
+    return;
+  }
   const grid = h('div', { class: 'grid', 'aria-busy': 'true' });
   const status = h('p', { class: 'status', role: 'status' });
   let latest = 0;
@@ -358,11 +405,12 @@ async function dashboardView(id) {
     grid.setAttribute('aria-busy', 'true');
     grid.replaceChildren(...d.widgets.map((w) => h('section', { class: 'card loading' }, h('h2', {}, w.title), h('progress', { 'aria-label': `Loading ${w.title}` }))));
     const started = performance.now();
+    rememberView('/d/' + encodeURIComponent(d.id));
     try {
       const data = await get(`/analytics/dashboards/${encodeURIComponent(d.id)}?${periodQuery()}`);
       if (mine !== latest) return;
       grid.replaceChildren(...data.widgets.map((w) => card(w, load)));
-      status.textContent = `Updated ${new Date().toLocaleTimeString()} in ${Math.round(performance.now() - started)} ms`;
+      status.textContent = `Updated ${timeOfDay(Date.now())} (${state.timezone}) in ${Math.round(performance.now() - started)} ms`;
     } catch (err) {
       if (mine !== latest) return;
       if (err.status === 401) return signIn('Your key is no longer valid; sign in again.');
@@ -527,10 +575,10 @@ function renderLive(panel, live) {
     h('h2', { id: 'live-title' }, 'Live'),
     h('p', { class: 'total' }, raw(count(live.total), live.total, { 'data-testid': 'live-total' }), h('span', { class: 'muted' }, ` events in the last ${live.minutes} minutes`)),
     h('div', { class: 'spark', role: 'img', 'aria-label': `Events per minute, last ${live.minutes} minutes: ${live.perMinute.map((m) => m.events).join(', ')}` },
-      live.perMinute.map((m) => h('span', { style: `height:${Math.round((100 * m.events) / max)}%`, title: `${m.minute.slice(11, 16)} UTC: ${m.events}` }))),
+      live.perMinute.map((m) => h('span', { style: `height:${Math.round((100 * m.events) / max)}%`, title: `${timeOfDay(m.minute)}: ${m.events}` }))),
     live.recent.length
       ? h('ul', { class: 'recent', 'aria-label': 'Most recent events' }, live.recent.map((e) => h('li', { 'data-id': e.id },
-        h('span', { class: 'type' }, e.type), ' ', h('span', { class: 'muted' }, e.detail), h('time', { datetime: e.timestamp }, new Date(e.timestamp).toLocaleTimeString()))))
+        h('span', { class: 'type' }, e.type), ' ', h('span', { class: 'muted' }, e.detail), h('time', { datetime: e.timestamp }, timeOfDay(e.timestamp)))))
       : h('p', { class: 'empty' }, 'No events in the last minutes.'),
     h('p', { class: 'muted small' }, `Refreshes every ${LIVE_EVERY_MS / 1000} s.`));
 }
@@ -544,11 +592,24 @@ async function route() {
   } catch (err) {
     return signIn(err instanceof ApiError && err.status === 401 ? 'Your key is no longer valid; sign in again.' : err.message);
   }
-  const [, kind, id] = location.hash.split('/').map(decodeURIComponent);
+  const [path, query] = location.hash.split('?');
+  applyStateQuery(query);
+  const [, kind, id] = path.split('/').map(decodeURIComponent);
   if (kind === 'funnel') return funnelView();
   if (kind === 'edit') return editView(id);
   return dashboardView(kind === 'd' && id ? id : 'overview');
 }
 
 window.addEventListener('hashchange', route);
+// Charts follow their card's width when the window changes (a phone turned, a window resized).
+let resizing = null;
+window.addEventListener('resize', () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => {
+    for (const c of state.charts) {
+      const figure = c.root.parentElement;
+      if (figure) c.setSize({ width: Math.max(figure.clientWidth, 240), height: 180 });
+    }
+  }, 100);
+});
 route();

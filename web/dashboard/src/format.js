@@ -1,6 +1,13 @@
 // Number formatting: money from minor units in the response's currency, percents from 0–1 rates, counts.
 
 const locale = () => navigator.language || 'en-US';
+
+/// The zone every displayed time is shown in: the one the page's controls chose (not the browser's).
+let zone = 'UTC';
+export const setZone = (z) => { zone = z; };
+
+/// A time of day in the chosen zone ("6:04:29 PM").
+export const timeOfDay = (t) => new Date(t).toLocaleTimeString(locale(), { timeZone: zone });
 const MONEY_METRICS = new Set(['revenue', 'net_revenue', 'aov', 'ltv']);
 const RATE_METRICS = new Set(['conversion_rate', 'add_to_cart_rate']);
 
@@ -48,7 +55,7 @@ export function value(v, kind, currency) {
     case 'money': return money(v, currency);
     case 'rate': return percent(v);
     case 'count': return count(v);
-    case 'time': return new Date(v).toLocaleString(locale());
+    case 'time': return new Date(v).toLocaleString(locale(), { timeZone: zone });
     default: return String(v);
   }
 }

@@ -225,6 +225,92 @@ test('each widget downloads exactly its CSV export, and a failed widget can be r
   await waitForDashboard();
 });
 
+test('the view lives in the URL: a reload keeps it, and an unknown dashboard says so', async () => {
+  await page.goto(`${BASE}/dashboard#/d/marketing`);
+  await waitForDashboard();
+  await page.selectOption('#period', '7d');
+  await page.selectOption('#timezone', 'Asia/Tokyo');
+  await page.selectOption('#currency', 'EUR');
+  await page.selectOption('#compare', 'previous_year');
+  await waitForDashboard();
+  const url = page.url();
+  assert.ok(!url.includes(READ_KEY), 'never the key');
+  const [path, query] = url.split('#')[1].split('?');
+  assert.equal(path, '/d/marketing');
+  const want = { period: '7d', timezone: 'Asia/Tokyo', currency: 'EUR', compare: 'previous_year' };
+  assert.deepEqual(Object.fromEntries(new URLSearchParams(query)), want);
+  const asked = page.waitForRequest((r) => r.url().includes('/analytics/dashboards/marketing?'));
+  await page.reload();
+  const request = new URL((await asked).url());
+  await waitForDashboard();
+  for (const [k, v] of Object.entries(want)) {
+    assert.equal(request.searchParams.get(k), v, `the reloaded view asks for ${k}`);
+    assert.equal(await page.inputValue(`#${k}`), v, `the ${k} control keeps its value`);
+  }
+  await page.goto(`${BASE}/dashboard#/d/no-such-dashboard`);
+  await page.locator('main h1', { hasText: 'Unknown dashboard' }).waitFor();
+  assert.match(await page.locator('main .error').textContent(), /no-such-dashboard/);
+  await page.goto(`${BASE}/dashboard#/d/overview?period=30d&timezone=UTC&currency=&compare=`);
+  await waitForDashboard();
+  assert.equal(await page.inputValue('#compare'), '');
+});
+
+test('every time shown follows the chosen time zone, not the browser\'s', async () => {
+  const zone = 'Asia/Kolkata';
+  await page.goto(`${BASE}/dashboard#/d/inventory?timezone=${zone}`);
+  await waitForDashboard();
+  const fmt = (t, opts = {}) => new Date(t).toLocaleTimeString('en-US', { timeZone: zone, ...opts });
+  const status = await page.locator('.status').textContent();
+  const now = Date.now();
+  const candidates = Array.from({ length: 30 }, (_, i) => fmt(now - i * 1000));
+  assert.ok(candidates.some((c) => status.includes(`Updated ${c} (${zone})`)), `${status} is a time in ${zone}`);
+  const stock = page.locator('section.card[data-widget="Stock levels"] td [data-raw]');
+  await stock.first().waitFor();
+  const cells = await stock.evaluateAll((els) => els.map((e) => [e.textContent, JSON.parse(e.dataset.raw)]));
+  const times = cells.filter(([, v]) => typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(v));
+  assert.ok(times.length > 0, 'stock levels show when they were updated');
+  for (const [text, v] of times) {
+    assert.equal(text, new Date(v).toLocaleString('en-US', { timeZone: zone }), `updatedAt ${v}`);
+  }
+  await page.locator('aside#live time').first().waitFor();
+  const live = await page.locator('aside#live time').evaluateAll((els) => els.map((e) => [e.textContent, e.getAttribute('datetime')]));
+  for (const [text, at] of live) assert.equal(text, fmt(at), `live event at ${at}`);
+  await page.goto(`${BASE}/dashboard#/d/overview?timezone=UTC`);
+  await waitForDashboard();
+});
+
+test('on a phone and a tablet nothing is wider than the screen, and the navigation folds', async () => {
+  for (const [width, height] of [[390, 844], [768, 1024]]) {
+    await page.setViewportSize({ width, height });
+    for (const id of BUILT_IN) {
+      await page.goto(`${BASE}/dashboard#/d/${id}`);
+      await waitForDashboard();
+      await page.waitForTimeout(250);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      const culprits = overflow <= 0 ? [] : await page.evaluate(() => [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map((e) => `${e.tagName.toLowerCase()}.${e.className}#${e.id}`).slice(0, 8));
+      assert.ok(overflow <= 0, `${id} at ${width} px is ${overflow} px wider than the screen: ${culprits.join(', ')}`);
+      if (id === 'overview') await page.screenshot({ path: `${SHOTS}/overview-${width}.png`, fullPage: true });
+    }
+  }
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  await waitForDashboard();
+  const menu = page.locator('button.menu');
+  assert.ok(await menu.isVisible(), 'a Menu button on a phone');
+  assert.ok(!(await page.locator('nav').isVisible()), 'the navigation is folded');
+  await menu.click();
+  assert.equal(await menu.getAttribute('aria-expanded'), 'true');
+  await page.locator('nav a', { hasText: 'Products' }).click();
+  await waitForDashboard();
+  assert.equal(await page.locator('main h1').textContent(), 'Products');
+  await page.setViewportSize({ width: 1400, height: 1000 });
+  await page.goto(`${BASE}/dashboard#/d/overview`);
+  await waitForDashboard();
+  assert.ok(!(await page.locator('button.menu').isVisible()), 'no Menu button on a wide screen');
+});
+
 test('the funnel builder runs the funnel it shows', async () => {
   await page.goto(`${BASE}/dashboard#/funnel`);
   await page.locator('.funnel').waitFor();
