@@ -3,7 +3,7 @@
 // API's raw number in `data-raw` so tests (and curious people) can compare it with the API's answer.
 import uPlot from 'uplot';
 import { ApiError, call, download, get, keyStore } from './api.js';
-import { compact, count, kindOfColumn, kindOfMetric, label, percent, setZone, timeOfDay, value } from './format.js';
+import { bucketLabel, compact, count, kindOfColumn, kindOfMetric, label, percent, setZone, timeOfDay, value } from './format.js';
 
 const METRICS = [
   'revenue', 'net_revenue', 'orders', 'aov', 'sessions', 'conversion_rate', 'visitors', 'ltv',
@@ -32,6 +32,8 @@ const state = {
   includeBots: false,
   compare: '',
   liveTimer: null,
+  /// Ids of the live events already shown: only newer ones are announced to screen readers.
+  liveSeen: null,
   charts: [],
 };
 
@@ -188,6 +190,8 @@ function shell(active, title, body) {
   for (const c of state.charts) c.destroy();
   state.charts = [];
   const live = h('aside', { id: 'live', 'aria-labelledby': 'live-title' }, h('h2', { id: 'live-title' }, 'Live'), h('p', { class: 'muted' }, 'Loading…'));
+  // The one polite live region: it speaks when new events arrive, not at every 5-second redraw.
+  const news = h('p', { id: 'live-news', class: 'sr-only', role: 'status', 'aria-live': 'polite' });
   const menu = nav(active);
   // On a phone the navigation folds behind this button (CSS shows it below 700 px).
   const toggle = h('button', { type: 'button', class: 'menu', 'aria-expanded': 'false', 'aria-controls': 'nav', onclick: () => {
@@ -197,8 +201,8 @@ function shell(active, title, body) {
   menu.id = 'nav';
   app().replaceChildren(
     h('header', {}, h('span', { class: 'brand' }, 'Commerce analytics'), toggle, menu),
-    h('div', { class: 'page' }, h('main', { id: 'main', tabindex: '-1' }, h('h1', {}, title), body), live));
-  startLive(live);
+    h('div', { class: 'page' }, h('main', { id: 'main', tabindex: '-1' }, h('h1', {}, title), body), live), news);
+  startLive(live, news);
 }
 
 // ------------------------------------------------------------------------------------------------ widgets
@@ -238,7 +242,7 @@ function series(data, title) {
   const table = h('details', {}, h('summary', {}, 'Data table'), h('div', { class: 'table-wrap' }, dataTable(title, columns, points)));
   if (!isEmpty) {
     // Drawn once the card is in the document (uPlot measures its container).
-    requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency, cmp));
+    requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency, cmp, data.granularity));
   }
   return [total, isEmpty ? empty() : figure, table];
 }
@@ -267,11 +271,16 @@ function yTicks(figure, labels) {
   return labels;
 }
 
-function drawSeries(figure, points, kind, fmt, metric, currency, cmp) {
+function drawSeries(figure, points, kind, fmt, metric, currency, cmp, granularity) {
   if (!figure.isConnected) return;
   const xs = points.map((_, i) => i);
   const ys = points.map((p) => p.value);
   const previous = cmp ? points.map((p) => (p.previous ? p.previous.value : null)) : null;
+  // A year on date labels only where it is ambiguous: when the points span more than one year.
+  const withYear = points.length > 0 && points[0].date.slice(0, 4) !== points[points.length - 1].date.slice(0, 4);
+  const css = getComputedStyle(document.documentElement);
+  const axis = css.getPropertyValue('--muted').trim() || '#475569';
+  const gridLine = css.getPropertyValue('--line').trim() || '#e2e8f0';
   const bars = kind === 'count' && metric !== 'visitors';
   const width = Math.max(figure.clientWidth, 240);
   const chart = new uPlot({
@@ -283,8 +292,8 @@ function drawSeries(figure, points, kind, fmt, metric, currency, cmp) {
     // Values start at zero: a bar or a line floating on a cropped axis exaggerates changes.
     scales: { x: { time: false }, y: { range: (_, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
     axes: [
-      { values: (_, ticks) => ticks.map((t) => (points[t] ? shortDate(points[t].date) : '')), stroke: '#475569', grid: { show: false } },
-      { values: (_, ticks) => yTicks(figure, ticks.map((t) => compact(t, kind, currency))), stroke: '#475569', size: 60, grid: { stroke: '#e2e8f0' } },
+      { values: (_, ticks) => xTicks(figure, ticks.map((t) => (points[t] ? bucketLabel(points[t].date, granularity, withYear) : ''))), stroke: axis, grid: { show: false } },
+      { values: (_, ticks) => yTicks(figure, ticks.map((t) => compact(t, kind, currency))), stroke: axis, size: 60, grid: { stroke: gridLine } },
     ],
     series: [{ label: 'Date', value: (_, i) => (points[i] ? points[i].date : '') }, {
       label: label(metric), stroke: '#1d4ed8', width: 2, fill: bars ? '#3b82f6' : 'rgba(59,130,246,0.12)',
@@ -299,8 +308,10 @@ function drawSeries(figure, points, kind, fmt, metric, currency, cmp) {
   state.charts.push(chart);
 }
 
-function shortDate(d) {
-  return d.length > 10 ? d.slice(5, 16).replace('T', ' ') : d.slice(5);
+/// The time axis' labels, kept on the figure like the value axis'.
+function xTicks(figure, labels) {
+  figure.dataset.xTicks = JSON.stringify(labels);
+  return labels;
 }
 
 function ranked(data, title) {
@@ -341,7 +352,7 @@ function cohortGrid(data, title) {
   const cell = (p) => {
     if (!p) return h('td', { class: 'none' }, '');
     const a = Math.min(1, p.retention);
-    const style = `background:rgba(29,78,216,${(0.08 + 0.92 * a).toFixed(2)});color:${a > 0.45 ? '#fff' : '#0f172a'}`;
+    const style = `background:rgba(29,78,216,${(0.08 + 0.92 * a).toFixed(2)});color:${a > 0.45 ? '#fff' : 'var(--fg)'}`;
     const tip = `${count(p.customers)} customers, ${value(p.revenue, 'money', data.currency)}`;
     return h('td', { style, title: tip }, raw(percent(p.retention), p.retention));
   };
@@ -554,19 +565,34 @@ function stopLive() {
   state.liveTimer = null;
 }
 
-function startLive(panel) {
+function startLive(panel, news) {
   stopLive();
+  state.liveSeen = null;
   const tick = async () => {
     if (!panel.isConnected) return stopLive();
     try {
       const q = state.includeBots ? '?minutes=30&includeBots=true' : '?minutes=30';
-      renderLive(panel, await get('/analytics/live' + q));
+      const live = await get('/analytics/live' + q);
+      renderLive(panel, live);
+      announce(news, live.recent);
     } catch (err) {
       panel.replaceChildren(h('h2', { id: 'live-title' }, 'Live'), errorBox(err));
     }
   };
   tick();
   state.liveTimer = setInterval(tick, LIVE_EVERY_MS);
+}
+
+/// Tells screen readers about events that were not shown before ("2 new events: order.completed, …").
+function announce(news, recent) {
+  const ids = new Set(recent.map((e) => e.id));
+  if (state.liveSeen) {
+    const fresh = recent.filter((e) => !state.liveSeen.has(e.id));
+    if (fresh.length) {
+      news.textContent = `${fresh.length} new event${fresh.length > 1 ? 's' : ''}: ${fresh.slice(0, 3).map((e) => e.type).join(', ')}`;
+    }
+  }
+  state.liveSeen = ids;
 }
 
 function renderLive(panel, live) {
@@ -601,6 +627,11 @@ async function route() {
 }
 
 window.addEventListener('hashchange', route);
+// The skip link moves focus to the content; it must not navigate (its `#main` is not a route).
+document.querySelector('.skip')?.addEventListener('click', (e) => {
+  e.preventDefault();
+  document.getElementById('main')?.focus();
+});
 // Charts follow their card's width when the window changes (a phone turned, a window resized).
 let resizing = null;
 window.addEventListener('resize', () => {

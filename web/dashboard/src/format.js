@@ -63,3 +63,16 @@ export function value(v, kind, currency) {
 /// "Best sellers" from "best_sellers"; "Unit sold" from "unitsSold".
 export const label = (key) =>
   key.replace(/_/g, ' ').replace(/([a-z])([A-Z])/g, '$1 $2').replace(/^./, (c) => c.toUpperCase());
+
+/// A bucket's label on a chart axis, in the reader's locale: "Nov 5" (days, weeks), "Nov" (months),
+/// "Nov 5, 14:00" (hours); with the year ("Nov 5, 2026", "Nov 2026") when the chart spans more than one
+/// year. `date` is the API's bucket label (`YYYY-MM-DD` or `YYYY-MM-DDTHH:00`), already in the chosen
+/// zone, so it is formatted as a calendar date, not converted again.
+export function bucketLabel(date, granularity, withYear) {
+  const [y, m, d] = date.slice(0, 10).split('-').map(Number);
+  const hour = date.length > 10 ? Number(date.slice(11, 13)) : 0;
+  const opts = granularity === 'month' ? { month: 'short' } : { month: 'short', day: 'numeric' };
+  if (withYear) opts.year = 'numeric';
+  if (granularity === 'hour') Object.assign(opts, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  return new Intl.DateTimeFormat(locale(), { ...opts, timeZone: 'UTC' }).format(Date.UTC(y, m - 1, d, hour));
+}

@@ -311,6 +311,32 @@ test('on a phone and a tablet nothing is wider than the screen, and the navigati
   assert.ok(!(await page.locator('button.menu').isVisible()), 'no Menu button on a wide screen');
 });
 
+test('the skip link moves focus without leaving the view, dark mode follows the system, dates follow the locale', async () => {
+  await page.goto(`${BASE}/dashboard#/d/customers?period=7d`);
+  await waitForDashboard();
+  const url = page.url();
+  await page.locator('a.skip').focus();
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'main', 'focus on the content');
+  assert.equal(page.url(), url, 'the view did not change');
+  assert.equal(await page.locator('main h1').textContent(), 'Customers');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const dark = await page.evaluate(() => [getComputedStyle(document.body).backgroundColor, getComputedStyle(document.querySelector('section.card')).backgroundColor]);
+  assert.deepEqual(dark, ['rgb(11, 18, 32)', 'rgb(17, 26, 46)'], 'dark page and cards');
+  await page.screenshot({ path: `${SHOTS}/customers-dark.png`, fullPage: true });
+  await page.emulateMedia({ colorScheme: 'light' });
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(248, 250, 252)');
+  // Dates on the time axis follow the locale (en-US here); the year appears only when the chart spans
+  // years (that case is covered in format.test.mjs, since the demo data lies within one year).
+  await page.goto(`${BASE}/dashboard#/d/overview?period=30d`);
+  await waitForDashboard();
+  await page.locator('section.card[data-widget="Orders"] figure[data-x-ticks]').waitFor();
+  const within = JSON.parse(await page.locator('section.card[data-widget="Orders"] figure').getAttribute('data-x-ticks') || '[]');
+  assert.ok(within.filter(Boolean).length > 2 && within.filter(Boolean).every((t) => /^[A-Z][a-z]{2} \d{1,2}(, \d{4})?$/.test(t)), `en-US dates: ${within}`);
+  const years = new Set(within.filter(Boolean).map((t) => /\d{4}/.test(t)));
+  if (new Date().getUTCMonth() !== 0) assert.deepEqual([...years], [false], `no year within one year: ${within}`);
+});
+
 test('the funnel builder runs the funnel it shows', async () => {
   await page.goto(`${BASE}/dashboard#/funnel`);
   await page.locator('.funnel').waitFor();
@@ -377,5 +403,9 @@ test('the live panel updates on its own after an event is tracked', async () => 
   );
   assert.equal(page.url(), url, 'no reload');
   await page.locator(`.recent li[data-id="${tracked.id}"]`).waitFor();
+  // Screen readers hear the new event once, from the one live region; redraws are not announced.
+  await page.waitForFunction(() => /new event/.test(document.getElementById('live-news')?.textContent || ''));
+  assert.match(await page.locator('#live-news').textContent(), /page\.viewed/);
+  assert.equal(await page.locator('#app[aria-live]').count(), 0, 'the page itself is not a live region');
   await page.screenshot({ path: `${SHOTS}/live.png` });
 });
