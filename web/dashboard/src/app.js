@@ -12,7 +12,7 @@ const METRICS = [
 ];
 const EVENT_TYPES = [
   'page.viewed', 'product.viewed', 'cart.item_added', 'cart.item_removed', 'checkout.started',
-  'order.completed', 'payment.captured', 'order.refunded',
+  'order.completed', 'payment.captured', 'order.refunded', 'inventory.updated',
 ];
 const PERIODS = [['24h', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days'], ['90d', 'Last 90 days'], ['12m', 'Last 12 months'], ['custom', 'Custom…']];
 const CURRENCIES = ['', 'USD', 'EUR', 'GBP', 'JPY', 'CAD', 'AUD'];
@@ -159,13 +159,33 @@ function rememberView(path) {
   history.replaceState(null, '', `#${path}${query ? '?' + query : ''}`);
 }
 
+/// What is wrong with the custom range, if anything (checked before asking the API).
+function rangeProblem() {
+  if (state.period !== 'custom') return '';
+  const { from, to } = state;
+  if (!from || !to) return 'Pick both dates.';
+  if (to < from) return '"To" is before "From".';
+  const today = new Date().toLocaleDateString('en-CA', { timeZone: state.timezone });
+  if (from > today) return 'The range starts in the future: there is no data yet.';
+  const days = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
+  if (days > 1000) return `The range holds ${days} days; at most 1,000 days fit one chart (pick a shorter range).`;
+  return '';
+}
+
 function controls(onChange) {
+  const problem = h('span', { id: 'range-problem', class: 'error', role: 'alert' });
+  // Asks the API only for a range it can answer; otherwise says why next to the dates.
+  const changed = () => {
+    problem.textContent = rangeProblem();
+    if (!problem.textContent) onChange();
+  };
   const custom = h('span', { class: 'custom', hidden: state.period !== 'custom' },
-    h('label', { for: 'from' }, 'From'), h('input', { id: 'from', type: 'date', value: state.from, onchange: (e) => { state.from = e.target.value; if (state.to) onChange(); } }),
-    h('label', { for: 'to' }, 'To'), h('input', { id: 'to', type: 'date', value: state.to, onchange: (e) => { state.to = e.target.value; if (state.from) onChange(); } }));
+    h('label', { for: 'from' }, 'From'), h('input', { id: 'from', type: 'date', value: state.from, 'aria-describedby': 'range-problem', onchange: (e) => { state.from = e.target.value; changed(); } }),
+    h('label', { for: 'to' }, 'To'), h('input', { id: 'to', type: 'date', value: state.to, 'aria-describedby': 'range-problem', onchange: (e) => { state.to = e.target.value; changed(); } }),
+    problem);
   return h('div', { class: 'controls', role: 'group', 'aria-label': 'Period and units' },
     h('label', { for: 'period' }, 'Period'),
-    select({ id: 'period', onchange: (e) => { state.period = e.target.value; custom.hidden = state.period !== 'custom'; if (state.period !== 'custom') onChange(); } }, PERIODS, state.period),
+    select({ id: 'period', onchange: (e) => { state.period = e.target.value; custom.hidden = state.period !== 'custom'; problem.textContent = ''; if (state.period !== 'custom') onChange(); else if (state.from && state.to) changed(); } }, PERIODS, state.period),
     custom,
     h('label', { for: 'timezone' }, 'Time zone'),
     select({ id: 'timezone', onchange: (e) => { state.timezone = e.target.value; setZone(state.timezone); onChange(); } }, [...new Set([...ZONES, state.timezone])].map((z) => [z, z]), state.timezone),
@@ -434,14 +454,25 @@ async function dashboardView(id) {
   await load();
 }
 
+/// Why a funnel step may count nothing: not an event type name, or not one of the built-in types.
+function stepNote(s) {
+  if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/.test(s)) return 'Not an event type name (like order.completed).';
+  if (!EVENT_TYPES.includes(s)) return `"${s}" is not a built-in event type: it counts only if your store sends it.`;
+  return '';
+}
+
 function stepsEditor(steps, onChange) {
   const list = h('ol', { class: 'steps' });
   const datalist = h('datalist', { id: 'event-types' }, EVENT_TYPES.map((t) => h('option', { value: t })));
   const redraw = () => {
-    list.replaceChildren(...steps.map((s, i) => h('li', {},
-      h('label', { for: `step-${i}` }, `Step ${i + 1}`),
-      h('input', { id: `step-${i}`, list: 'event-types', value: s, required: true, oninput: (e) => { steps[i] = e.target.value.trim(); onChange?.(); } }),
-      h('button', { type: 'button', disabled: steps.length <= 2, 'aria-label': `Remove step ${i + 1}`, onclick: () => { steps.splice(i, 1); redraw(); onChange?.(); } }, 'Remove'))));
+    list.replaceChildren(...steps.map((s, i) => {
+      const note = h('span', { id: `step-${i}-note`, class: 'muted' }, stepNote(s));
+      return h('li', {},
+        h('label', { for: `step-${i}` }, `Step ${i + 1}`),
+        h('input', { id: `step-${i}`, list: 'event-types', value: s, required: true, 'aria-describedby': `step-${i}-note`, oninput: (e) => { steps[i] = e.target.value.trim(); note.textContent = stepNote(steps[i]); onChange?.(); } }),
+        h('button', { type: 'button', disabled: steps.length <= 2, 'aria-label': `Remove step ${i + 1}`, onclick: () => { steps.splice(i, 1); redraw(); onChange?.(); } }, 'Remove'),
+        note);
+    }));
   };
   redraw();
   const add = h('button', { type: 'button', onclick: () => { if (steps.length < 10) { steps.push('order.completed'); redraw(); onChange?.(); } } }, 'Add step');
@@ -468,11 +499,11 @@ async function funnelView() {
     stepsEditor(steps),
     h('div', { class: 'row' },
       h('label', { for: 'window' }, 'Window'),
-      select({ id: 'window', onchange: (e) => { opts.window = e.target.value; } }, [['30m', '30 minutes'], ['1h', '1 hour'], ['1d', '1 day'], ['7d', '7 days'], ['30d', '30 days']], opts.window),
+      select({ id: 'window', onchange: (e) => { opts.window = e.target.value; run(); } }, [['30m', '30 minutes'], ['1h', '1 hour'], ['1d', '1 day'], ['7d', '7 days'], ['30d', '30 days']], opts.window),
       h('label', { for: 'by' }, 'Count'),
-      select({ id: 'by', onchange: (e) => { opts.by = e.target.value; } }, [['session', 'Sessions'], ['customer', 'Customers']], opts.by),
+      select({ id: 'by', onchange: (e) => { opts.by = e.target.value; run(); } }, [['session', 'Sessions'], ['customer', 'Customers']], opts.by),
       h('label', { for: 'mode' }, 'Order'),
-      select({ id: 'mode', onchange: (e) => { opts.mode = e.target.value; } }, [['ordered', 'In order'], ['strict', 'Strictly consecutive']], opts.mode)),
+      select({ id: 'mode', onchange: (e) => { opts.mode = e.target.value; run(); } }, [['ordered', 'In order'], ['strict', 'Strictly consecutive']], opts.mode)),
     h('button', { type: 'submit' }, 'Run funnel'));
   shell('funnel', 'Funnel builder', [controls(run), form, result]);
   await run();

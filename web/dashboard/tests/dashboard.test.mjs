@@ -337,6 +337,48 @@ test('the skip link moves focus without leaving the view, dark mode follows the 
   if (new Date().getUTCMonth() !== 0) assert.deepEqual([...years], [false], `no year within one year: ${within}`);
 });
 
+test('impossible ranges and unknown funnel steps are explained next to their control, not queried', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview?period=30d`);
+  await waitForDashboard();
+  const asked = [];
+  const listen = (r) => { if (r.url().includes('/analytics/dashboards/overview?')) asked.push(r.url()); };
+  page.on('request', listen);
+  await page.selectOption('#period', 'custom');
+  const year = new Date().getUTCFullYear();
+  // fill() sets the date and fires its change event, as picking a date does.
+  for (const [from, to, why] of [
+    [`${year}-03-10`, `${year}-03-01`, /before/],
+    [`${year + 2}-01-01`, `${year + 2}-01-31`, /future/],
+    [`${year - 4}-01-01`, `${year}-01-31`, /at most 1,000 days/],
+  ]) {
+    await page.fill('#from', from);
+    await page.fill('#to', to);
+    assert.match(await page.locator('#range-problem').textContent(), why, `${from}..${to}`);
+  }
+  assert.deepEqual(asked, [], 'nothing was asked of the API');
+  await page.fill('#from', `${year}-01-01`);
+  await waitForDashboard();
+  assert.equal(await page.locator('#range-problem').textContent(), '');
+  assert.equal(asked.length, 1, 'a valid range is queried');
+  page.off('request', listen);
+  await page.selectOption('#period', '30d');
+  await waitForDashboard();
+
+  await page.goto(`${BASE}/dashboard#/funnel`);
+  await page.locator('.funnel').waitFor();
+  await page.fill('#step-0', 'product.view');
+  assert.match(await page.locator('#step-0-note').textContent(), /not a built-in event type/);
+  await page.fill('#step-0', 'Product Viewed');
+  assert.match(await page.locator('#step-0-note').textContent(), /Not an event type name/);
+  await page.fill('#step-0', 'product.viewed');
+  assert.equal(await page.locator('#step-0-note').textContent(), '');
+  // Window, count and order apply at once, like the period.
+  const rerun = page.waitForRequest((r) => r.url().includes('/analytics/funnel?') && r.url().includes('window=7d'));
+  await page.selectOption('#window', '7d');
+  await rerun;
+  await page.selectOption('#window', '1d');
+});
+
 test('the funnel builder runs the funnel it shows', async () => {
   await page.goto(`${BASE}/dashboard#/funnel`);
   await page.locator('.funnel').waitFor();
