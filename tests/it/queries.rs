@@ -175,6 +175,13 @@ async fn get(api: &Api, path_and_query: &str, key: &str) -> (u16, Value) {
     integration_tests::call(api, "GET", path_and_query, key, None).await
 }
 
+/// A read with the read key that must answer 200; its body.
+async fn get_ok(api: &Api, path_and_query: &str) -> Value {
+    let (status, body) = get(api, path_and_query, READ_KEY).await;
+    assert_eq!(status, 200, "{path_and_query}: {body}");
+    body
+}
+
 /// `[from, to)` of `period=30d` in `tz`, and the local-day key of an instant.
 fn thirty_days(now: jiff::Timestamp, tz: &TimeZone) -> (jiff::Timestamp, jiff::Timestamp) {
     let today = now
@@ -853,13 +860,11 @@ async fn ranked_metrics_equal_an_independent_computation() {
         ("traffic_sources", "source", &by_source),
         ("campaign_performance", "campaign", &by_campaign),
     ] {
-        let (status, body) = get(
+        let body = get_ok(
             &f.api,
             &format!("/analytics/metrics?metric={metric}&period=30d&limit=100"),
-            READ_KEY,
         )
         .await;
-        assert_eq!(status, 200, "{body}");
         let got: HashMap<String, (u64, u64)> = rows(&body)
             .iter()
             .map(|r| {
@@ -882,13 +887,11 @@ async fn ranked_metrics_equal_an_independent_computation() {
         ("landing_pages", "landingPage", &by_landing),
         ("referrers", "referrer", &by_referrer),
     ] {
-        let (status, body) = get(
+        let body = get_ok(
             &f.api,
             &format!("/analytics/metrics?metric={metric}&period=30d&limit=100&currency=USD"),
-            READ_KEY,
         )
         .await;
-        assert_eq!(status, 200, "{body}");
         let got: HashMap<String, (u64, u64, u64, i64)> = rows(&body)
             .iter()
             .map(|r| {
