@@ -8,16 +8,11 @@ use crate::query::products::{ProductFacts, ProductQuery};
 use crate::store::bigquery::BigQueryStore;
 use crate::store::bigquery::client::Param;
 
-/// A session's source, as `traffic_sources` names it (over one session's rows of `ev`).
-const SESSION_SOURCE: &str = "IFNULL(MIN_BY(IF(utm_source != '', utm_source, NULL), IF(utm_source != '', timestamp, NULL)), \
-     IFNULL(NULLIF(REGEXP_EXTRACT(MIN_BY(IF(referrer != '', referrer, NULL), IF(referrer != '', timestamp, NULL)), \
-       r'^(?:[A-Za-z][A-Za-z0-9+.\\-]*://)?(?:www\\.)?([^/:?#]+)'), ''), 'direct'))";
-
 pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
     let sessions = if q.source.is_some() {
         format!(
-            " AND session_id IN (SELECT session_id FROM ev WHERE session_id != '' GROUP BY session_id \
-             HAVING {SESSION_SOURCE} = @source)"
+            " AND session_id IN ({})",
+            super::ranked::sessions_from_source()
         )
     } else {
         String::new()

@@ -77,6 +77,24 @@ const PAGE: &str = r"IF(page_path != '', page_path, IFNULL(REGEXP_EXTRACT(page_u
 const REFERRER_DOMAIN: &str =
     r"IFNULL(REGEXP_EXTRACT(ref, r'^(?:[A-Za-z][A-Za-z0-9+.\-]*://)?(?:www\.)?([^/:?#]+)'), '')";
 
+/// A session's source from its first `utm` and `ref` (see [`sessions`]): `traffic_sources` ranks by it,
+/// product performance filters by it.
+fn source() -> String {
+    format!("IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {REFERRER_DOMAIN}, 'direct'))")
+}
+
+/// The sessions of `ev` whose source (as `traffic_sources` names it) is `@source`.
+pub(super) fn sessions_from_source() -> String {
+    format!(
+        "SELECT session_id FROM (SELECT session_id, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref \
+           FROM ev WHERE session_id != '' GROUP BY session_id) \
+         WHERE {} = @source",
+        first_in_session("utm_source"),
+        first_in_session("referrer"),
+        source()
+    )
+}
+
 pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
     let mut with = events_in_range(store, q.country.is_some());
     let text = match q.metric {
@@ -86,9 +104,7 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
              GROUP BY key ORDER BY b DESC, a DESC, key LIMIT @limit",
             order_items(true)
         ),
-        Ranked::TrafficSources => sessions(&format!(
-            "IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {REFERRER_DOMAIN}, 'direct'))"
-        )),
+        Ranked::TrafficSources => sessions(&source()),
         Ranked::CampaignPerformance => sessions("campaign"),
         Ranked::LandingPages => sessions("landing"),
         Ranked::Referrers => sessions(REFERRER_DOMAIN),

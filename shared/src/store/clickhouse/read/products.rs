@@ -1,5 +1,10 @@
 //! Product performance ([`crate::query::products`]): product-event facts and order facts per product,
 //! joined on the product id.
+//!
+//! The two set filters (sessions from a source, refunded orders) are `GLOBAL IN`: on a cluster the
+//! subquery runs once, on the node that received the query, over the `Distributed` table, and its result
+//! goes to every shard (a plain `IN` there would be a double-distributed subquery, which ClickHouse
+//! refuses); on one server it is an ordinary `IN`.
 
 use serde::Deserialize;
 
@@ -22,19 +27,14 @@ struct ProductRow {
     refunds: i64,
 }
 
-/// A session's source, as `traffic_sources` names it.
-const SESSION_SOURCE: &str = "if(argMinIf(utm_source, timestamp, utm_source != '') != '', \
-     argMinIf(utm_source, timestamp, utm_source != ''), \
-     if(argMinIf(referrer, timestamp, referrer != '') != '', \
-        domainWithoutWWW(argMinIf(referrer, timestamp, referrer != '')), 'direct'))";
-
 pub(super) fn sql(q: &ProductQuery) -> Sql {
     let mut base = base_filter(q.country.is_some());
     if q.source.is_some() {
         base.push_str(&format!(
-            " AND session_id IN (SELECT session_id FROM commerce_events WHERE {} AND session_id != '' \
-             GROUP BY session_id HAVING {SESSION_SOURCE} = {{source:String}})",
-            base_filter(q.country.is_some())
+            " AND session_id GLOBAL IN (SELECT session_id FROM commerce_events WHERE {} AND session_id != '' \
+             GROUP BY session_id HAVING {} = {{source:String}})",
+            base_filter(q.country.is_some()),
+            super::ranked::session_source()
         ));
     }
     let text = format!(
@@ -53,7 +53,7 @@ pub(super) fn sql(q: &ProductQuery) -> Sql {
            SELECT JSONExtractString(item, 'productId') AS key, uniqExact(order_id) AS orders, \
              sum({ITEM_QTY}) AS units, sum({ITEM_QTY} * JSONExtractInt(item, 'price')) AS revenue, \
              uniqExactIf(session, session != '') AS purchase_sessions, \
-             uniqExactIf(order_id, order_id IN ( \
+             uniqExactIf(order_id, order_id GLOBAL IN ( \
                SELECT order_id FROM commerce_events WHERE {STORE_AND_BOTS} AND type = 'order.refunded' \
                AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}))) AS refunds \
            FROM (SELECT order_id, any(properties) AS p, any(session_id) AS session FROM commerce_events \

@@ -37,6 +37,16 @@ pub(super) async fn fetch(
         .collect())
 }
 
+/// A session's source (over the rows of one session): its first `utm_source`, else its first referrer's
+/// domain, else `direct`. `traffic_sources` ranks by it; product performance filters by it.
+pub(super) fn session_source() -> String {
+    format!(
+        "if({utm} != '', {utm}, if({referrer} != '', domainWithoutWWW({referrer}), 'direct'))",
+        utm = first_in_session("utm_source"),
+        referrer = first_in_session("referrer"),
+    )
+}
+
 /// The first value of `column` in the session that is not empty.
 fn first_in_session(column: &str) -> String {
     format!("argMinIf({column}, timestamp, {column} != '')")
@@ -80,11 +90,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
              GROUP BY key ORDER BY b DESC, a DESC, key LIMIT {{limit:UInt32}}",
             orders(format!("{base}{IN_CURRENCY}"))
         ),
-        Ranked::TrafficSources => sessions(&format!(
-            "if({utm} != '', {utm}, if({referrer} != '', domainWithoutWWW({referrer}), 'direct'))",
-            utm = first_in_session("utm_source"),
-            referrer = first_in_session("referrer"),
-        )),
+        Ranked::TrafficSources => sessions(&session_source()),
         Ranked::CampaignPerformance => sessions(&first_in_session("utm_campaign")),
         Ranked::LandingPages => sessions(&first_in_session(PAGE)),
         Ranked::Referrers => sessions(&format!(
