@@ -41,7 +41,10 @@ fn page_views(prefix: &str, n: usize) -> Vec<Event> {
 #[tokio::test]
 async fn migrations_create_the_schema_once_and_a_second_run_applies_nothing() {
     let store = test_bigquery("bq_migrate").await;
-    assert_eq!(migrations::version(&store).await.expect("version"), 1);
+    assert_eq!(
+        migrations::version(&store).await.expect("version"),
+        migrations::AGENT_COLUMNS
+    );
     let again = store.migrate(365).await.expect("idempotent");
     assert!(again.applied.is_empty(), "{again:?}");
     let tables = store
@@ -247,6 +250,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 product_id: None,
                 include_bots: false,
                 compare: None,
+                breakdown: None,
             };
             let want = ch.store.metric(&q).await.expect("clickhouse");
             let (bucketed, total) = read::metric_sql(&bq, &q).expect("sql");
@@ -287,6 +291,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             product_id,
             include_bots,
             compare: None,
+            breakdown: None,
         };
         let want = ch.store.metric(&q).await.expect("clickhouse");
         let got = bq.metric(&q).await.expect("bigquery");
@@ -325,6 +330,73 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             assert_eq!(got, want, "{metric:?} ({case})");
             assert!(!want.is_empty(), "{metric:?} ({case}) compares real rows");
         }
+    }
+    // Breakdowns: every group's total, then the top three apart with the rest as (other), per bucket.
+    {
+        use commerce_analytics::query::breakdown::{Dimension, GroupFacts, Groups, top};
+        let range = Params::parse(
+            "period=30d&timezone=Europe/Berlin&granularity=day",
+            &["period", "timezone", "granularity"],
+        )
+        .and_then(|p| p.range(now))
+        .expect("range");
+        let sorted = |mut g: Vec<GroupFacts>| {
+            g.sort_by(|a, b| a.key.cmp(&b.key));
+            g
+        };
+        let mut compared = 0;
+        for metric in Metric::ALL {
+            // Every dimension of sessions and revenue; device, source and product of the others.
+            for by in Dimension::ALL.into_iter().filter(|d| {
+                d.applies_to(metric)
+                    && (matches!(metric, Metric::Sessions | Metric::Revenue)
+                        || matches!(
+                            d,
+                            Dimension::Device | Dimension::Source | Dimension::Product
+                        ))
+            }) {
+                let q = MetricQuery {
+                    store_id: "shop-a".into(),
+                    metric,
+                    range: range.clone(),
+                    currency: metric.is_money().then(|| "USD".to_owned()),
+                    country: None,
+                    product_id: None,
+                    include_bots: false,
+                    compare: None,
+                    breakdown: None,
+                };
+                let what = format!("{} by {}", metric.name(), by.name());
+                let want = ch
+                    .store
+                    .metric_groups(&q, by, Groups::AllTotals)
+                    .await
+                    .expect("clickhouse");
+                let got = bq
+                    .metric_groups(&q, by, Groups::AllTotals)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what} on BigQuery: {e}"));
+                assert!(!want.is_empty(), "{what} compares real groups");
+                assert_eq!(sorted(got), sorted(want.clone()), "{what}");
+                let keep = top(metric, &want, 3);
+                let (bucketed, total) =
+                    read::metric_group_sql(&bq, &q, by, Groups::Top(&keep)).expect("sql");
+                dry_run(&bq, bucketed.as_ref().expect("bucketed"), &what).await;
+                dry_run(&bq, &total, &what).await;
+                let want = ch
+                    .store
+                    .metric_groups(&q, by, Groups::Top(&keep))
+                    .await
+                    .expect("clickhouse");
+                let got = bq
+                    .metric_groups(&q, by, Groups::Top(&keep))
+                    .await
+                    .unwrap_or_else(|e| panic!("{what} (top 3) on BigQuery: {e}"));
+                assert_eq!(sorted(got), sorted(want), "{what} (top 3)");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 2 * 9 + 6 * 2 + 1);
     }
     // Product performance, plain, by session source and by country.
     for (case, source) in [
@@ -1020,4 +1092,92 @@ async fn nothing_accepted_is_lost_or_counted_twice_across_a_bigquery_outage() {
     );
     stop_local_server_with(&name, srv).await;
     assert_eq!(count().await, 600, "none twice, none lost");
+}
+
+#[tokio::test]
+async fn device_browser_and_os_are_stored_at_ingest_and_backfilled_for_older_rows() {
+    use commerce_analytics::event::agent::Agent;
+    let store = test_bigquery("bq_agents").await;
+    let v = Validator {
+        limits: Default::default(),
+        retention_days: 365,
+        anonymize_ip: true,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let agents = [
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "",
+    ];
+    let events: Vec<Event> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, ua)| {
+            let mut wire =
+                serde_json::json!({"id": format!("evt_agent_{i}"), "type": "page.viewed"});
+            if !ua.is_empty() {
+                wire["context"] = serde_json::json!({ "userAgent": ua });
+            }
+            v.validate(wire, "shop-a", &RequestMeta::default(), now)
+                .expect("valid")
+        })
+        .collect();
+    let want: Vec<(String, String, String, String)> = events
+        .iter()
+        .zip(agents)
+        .map(|(e, ua)| {
+            let a = Agent::of(ua, e.bot);
+            (e.id.clone(), a.device.to_owned(), a.browser, a.os)
+        })
+        .collect();
+    store.insert(&events, "agents").await.expect("insert");
+    let table = store.table(EVENTS_TABLE);
+    let read = || async {
+        let rows = store
+            .client()
+            .query(
+                &format!(
+                    "SELECT id, IFNULL(device, ''), IFNULL(browser, ''), IFNULL(os, '') FROM {table} ORDER BY id"
+                ),
+                &[],
+            )
+            .await
+            .expect("read");
+        (0..rows.rows.len())
+            .map(|r| {
+                (
+                    rows.string(r, 0),
+                    rows.string(r, 1),
+                    rows.string(r, 2),
+                    rows.string(r, 3),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read().await, want, "as written at ingest");
+    // Rows as stored before migration 2, ingested long enough ago to have left the streaming buffer.
+    store
+        .client()
+        .query(
+            &format!(
+                "UPDATE {table} SET device = NULL, browser = NULL, os = NULL, \
+                 ingested_at = TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 2 HOUR) WHERE TRUE"
+            ),
+            &[],
+        )
+        .await
+        .expect("clear");
+    let parsed = migrations::backfill_agent_columns(&store)
+        .await
+        .expect("backfill");
+    assert_eq!(parsed, 3, "each stored user agent parsed once");
+    assert_eq!(read().await, want, "the backfill writes what ingest writes");
+    assert_eq!(
+        migrations::backfill_agent_columns(&store)
+            .await
+            .expect("again"),
+        0
+    );
+    store.drop_dataset().await.expect("drop");
 }

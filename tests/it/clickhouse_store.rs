@@ -475,3 +475,97 @@ async fn a_node_that_missed_a_migration_is_named_and_migrate_brings_it_up() {
     db.store.verify_schema().await.expect("caught up");
     db.drop_database().await;
 }
+
+/// User agents of every device family, a bot, and an event without one.
+const AGENTS: [&str; 6] = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "PlayStation 4 5.55 (SomethingOdd/1.0)",
+    "",
+];
+
+/// An event's id, device, browser and OS as stored.
+type AgentColumns = (String, String, String, String);
+
+/// Page views from each of [`AGENTS`], and what each must read back as.
+fn agent_events() -> (Vec<Event>, Vec<AgentColumns>) {
+    use commerce_analytics::event::agent::Agent;
+    let events: Vec<Event> = AGENTS
+        .iter()
+        .enumerate()
+        .map(|(i, ua)| {
+            let mut wire = json!({"id": format!("evt_agent_{i}"), "type": "page.viewed", "sessionId": format!("s{i}")});
+            if !ua.is_empty() {
+                wire["context"] = json!({ "userAgent": ua });
+            }
+            event(wire)
+        })
+        .collect();
+    let want = events
+        .iter()
+        .zip(AGENTS)
+        .map(|(e, ua)| {
+            let a = Agent::of(ua, e.bot);
+            (e.id.clone(), a.device.to_owned(), a.browser, a.os)
+        })
+        .collect();
+    (events, want)
+}
+
+#[tokio::test]
+async fn device_browser_and_os_are_parsed_at_ingest_and_backfilled_for_older_rows() {
+    #[derive(Debug, serde::Deserialize, clickhouse::Row)]
+    struct Stored {
+        id: String,
+        device: String,
+        browser: String,
+        os: String,
+    }
+    // One server (the cluster pass covers the same backfill statements through the migration snapshots).
+    let db = TestDb::on(&integration_tests::clickhouse_url(), "agents", &[]).await;
+    let (events, want) = agent_events();
+    assert_eq!(want[0].1, "mobile");
+    assert_eq!(
+        want[3].1, "bot",
+        "Googlebot is flagged and counted as a bot device"
+    );
+    assert_eq!(want[5].1, "", "no user agent, no device");
+    db.store.insert(&events, "agents").await.expect("insert");
+    let read = || async {
+        db.store
+            .client()
+            .query("SELECT id, device, browser, os FROM commerce_events ORDER BY id")
+            .fetch_all::<Stored>()
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|r| (r.id, r.device, r.browser, r.os))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read().await, want, "as parsed at ingest");
+
+    // Rows as stored before migration 9 added the columns.
+    db.store
+        .client()
+        .query("ALTER TABLE commerce_events UPDATE device = '', browser = '', os = '' WHERE 1")
+        .with_setting("mutations_sync", "2")
+        .execute()
+        .await
+        .expect("clear");
+    assert!(
+        read()
+            .await
+            .iter()
+            .all(|r| r.1.is_empty() && r.2.is_empty())
+    );
+    let parsed = db.store.backfill_agent_columns().await.expect("backfill");
+    assert_eq!(parsed, 5, "each stored user agent parsed once");
+    assert_eq!(read().await, want, "the backfill writes what ingest writes");
+    assert_eq!(
+        db.store.backfill_agent_columns().await.expect("again"),
+        0,
+        "nothing left to backfill"
+    );
+}

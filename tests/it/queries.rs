@@ -35,6 +35,9 @@ struct Ev {
     referrer: String,
     /// `context.page.path`, else the path of `context.page.url`.
     page: String,
+    country: String,
+    /// The device family of `context.userAgent` (see `event::agent`).
+    device: String,
 }
 
 fn flatten(v: &Value) -> Ev {
@@ -94,6 +97,10 @@ fn flatten(v: &Value) -> Ev {
             p if !p.is_empty() => p,
             _ => url_path(&s("/context/page/url")),
         },
+        country: s("/context/country"),
+        device: commerce_analytics::event::agent::Agent::of(&s("/context/userAgent"), false)
+            .device
+            .to_owned(),
     }
 }
 
@@ -722,6 +729,28 @@ fn first_orders<'a>(orders: &[&'a Ev]) -> HashMap<&'a str, jiff::Timestamp> {
     first
 }
 
+/// A session's source (its events in time order): its first `utm_source`, else its first referrer's
+/// domain without `www.`, else `direct`.
+fn session_source(evs: &[&Ev]) -> String {
+    evs.iter()
+        .find(|e| !e.utm_source.is_empty())
+        .map(|e| e.utm_source.clone())
+        .or_else(|| {
+            evs.iter().find(|e| !e.referrer.is_empty()).map(|e| {
+                let host = e
+                    .referrer
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                host.split('/')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("www.")
+                    .to_owned()
+            })
+        })
+        .unwrap_or_else(|| "direct".to_owned())
+}
+
 fn rows(body: &Value) -> Vec<Value> {
     body["rows"].as_array().cloned().unwrap_or_default()
 }
@@ -828,24 +857,7 @@ async fn ranked_metrics_equal_an_independent_computation() {
                 .trim_start_matches("www.");
             add(&mut by_referrer, domain.to_owned());
         }
-        let source = evs
-            .iter()
-            .find(|e| !e.utm_source.is_empty())
-            .map(|e| e.utm_source.clone())
-            .or_else(|| {
-                evs.iter().find(|e| !e.referrer.is_empty()).map(|e| {
-                    let host = e
-                        .referrer
-                        .trim_start_matches("https://")
-                        .trim_start_matches("http://");
-                    host.split('/')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start_matches("www.")
-                        .to_owned()
-                })
-            })
-            .unwrap_or_else(|| "direct".to_owned());
+        let source = session_source(evs);
         let converted = evs.iter().any(|e| e.kind == "order.completed") as u64;
         let s = by_source.entry(source).or_default();
         s.0 += 1;
@@ -2017,4 +2029,260 @@ async fn product_performance_equals_an_independent_computation() {
         );
     }
     f.db.drop_database().await;
+}
+
+/// A broken-down answer as `key → (total, the sum of its data points)`, and its keys in order.
+fn groups(body: &Value) -> (Vec<String>, HashMap<String, (i64, i64)>) {
+    let groups = body["groups"].as_array().expect("groups");
+    let keys = groups
+        .iter()
+        .map(|g| g["key"].as_str().expect("key").to_owned())
+        .collect();
+    let totals = groups
+        .iter()
+        .map(|g| {
+            let points: i64 = g["dataPoints"]
+                .as_array()
+                .expect("dataPoints")
+                .iter()
+                .map(|p| p["value"].as_i64().expect("integer"))
+                .sum();
+            (
+                g["key"].as_str().expect("key").to_owned(),
+                (g["total"].as_i64().expect("integer total"), points),
+            )
+        })
+        .collect();
+    (keys, totals)
+}
+
+/// The top `limit` of `want` by value (ties by key), the rest summed as `(other)`.
+fn top_and_other(want: &HashMap<String, i64>, limit: usize) -> HashMap<String, i64> {
+    let mut ranked: Vec<(&String, i64)> = want
+        .iter()
+        .map(|(k, v)| (k, *v))
+        .filter(|(_, v)| *v != 0)
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut out: HashMap<String, i64> = ranked
+        .iter()
+        .take(limit)
+        .map(|(k, v)| ((*k).clone(), *v))
+        .collect();
+    let rest: i64 = ranked.iter().skip(limit).map(|(_, v)| v).sum();
+    if ranked.len() > limit {
+        out.insert("(other)".into(), rest);
+    }
+    out
+}
+
+#[tokio::test]
+async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
+    let f = fixture().await;
+    let tz = TimeZone::UTC;
+    let (from, to) = thirty_days(f.now, &tz);
+    let in_range: Vec<&Ev> = f
+        .events
+        .iter()
+        .filter(|e| e.t >= from && e.t < to)
+        .collect();
+    let mut sessions: HashMap<&str, Vec<&Ev>> = HashMap::new();
+    for e in in_range.iter().filter(|e| !e.session.is_empty()) {
+        sessions.entry(e.session.as_str()).or_default().push(e);
+    }
+    for evs in sessions.values_mut() {
+        evs.sort_by_key(|e| e.t);
+    }
+    let first = |evs: &[&Ev], field: fn(&Ev) -> &str| {
+        evs.iter()
+            .map(|e| field(e))
+            .find(|v| !v.is_empty())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let label = |v: String| if v.is_empty() { "(none)".to_owned() } else { v };
+    // The session's value of each dimension checked here.
+    let value_of = |session: &str, by: &str| -> String {
+        let Some(evs) = sessions.get(session) else {
+            return "(none)".into();
+        };
+        label(match by {
+            "device" => first(evs, |e| &e.device),
+            "country" => first(evs, |e| &e.country),
+            "source" => session_source(evs),
+            _ => unreachable!("{by}"),
+        })
+    };
+
+    // sessions by device, and conversion (sessions with an order) by country.
+    let mut by_device: HashMap<String, i64> = HashMap::new();
+    let mut by_country: HashMap<String, (i64, i64)> = HashMap::new();
+    for (id, evs) in &sessions {
+        *by_device.entry(value_of(id, "device")).or_default() += 1;
+        let c = by_country.entry(value_of(id, "country")).or_default();
+        c.0 += evs.iter().any(|e| e.kind == "order.completed") as i64;
+        c.1 += 1;
+    }
+    assert!(
+        by_device.len() >= 3,
+        "the demo has several devices: {by_device:?}"
+    );
+    // revenue (USD) by the order's session's source; each order once, at its first completion.
+    let mut orders: HashMap<&str, &Ev> = HashMap::new();
+    for e in in_range
+        .iter()
+        .filter(|e| e.kind == "order.completed" && e.currency == "USD")
+    {
+        orders
+            .entry(e.order.as_str())
+            .and_modify(|o| {
+                if e.t < o.t {
+                    *o = e
+                }
+            })
+            .or_insert(e);
+    }
+    let mut by_source: HashMap<String, i64> = HashMap::new();
+    for o in orders.values() {
+        *by_source.entry(value_of(&o.session, "source")).or_default() += o.amount;
+    }
+    // product views by product.
+    let mut by_product: HashMap<String, i64> = HashMap::new();
+    for e in in_range.iter().filter(|e| e.kind == "product.viewed") {
+        *by_product.entry(label(e.product.clone())).or_default() += 1;
+    }
+
+    for (query, want, limit) in [
+        ("metric=sessions&breakdown=device", &by_device, 10),
+        (
+            "metric=revenue&currency=USD&breakdown=source&limit=3",
+            &by_source,
+            3,
+        ),
+        (
+            "metric=product_views&breakdown=product&limit=5",
+            &by_product,
+            5,
+        ),
+    ] {
+        let body = get_ok(
+            &f.api,
+            &format!("/analytics/metrics?{query}&period=30d&timezone=UTC"),
+        )
+        .await;
+        let (keys, got) = groups(&body);
+        let want = top_and_other(want, limit);
+        let totals: HashMap<String, i64> = got.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
+        assert_eq!(totals, want, "{query}");
+        for (k, (total, points)) in &got {
+            assert_eq!(
+                total, points,
+                "{query}: {k}'s data points add up to its total"
+            );
+        }
+        assert_eq!(
+            totals.values().sum::<i64>(),
+            body["total"].as_i64().expect("total"),
+            "{query}: the groups sum to the metric's total"
+        );
+        if keys.contains(&"(other)".to_owned()) {
+            assert_eq!(
+                keys.last().map(String::as_str),
+                Some("(other)"),
+                "{query}: (other) comes last"
+            );
+        }
+        let weights: Vec<i64> = keys
+            .iter()
+            .filter(|k| *k != "(other)")
+            .map(|k| totals[k])
+            .collect();
+        assert!(
+            weights.windows(2).all(|w| w[0] >= w[1]),
+            "{query}: heaviest first: {keys:?}"
+        );
+    }
+
+    // A rate ranks by its sessions and each group's rate is its own.
+    let body = get_ok(&f.api, "/analytics/metrics?metric=conversion_rate&breakdown=country&limit=3&period=30d&timezone=UTC").await;
+    let mut ranked: Vec<(&String, &(i64, i64))> = by_country.iter().collect();
+    ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(b.0)));
+    let got = body["groups"].as_array().expect("groups");
+    for (g, (country, (converted, all))) in got.iter().zip(ranked.iter().take(3)) {
+        assert_eq!(g["key"], country.as_str());
+        let want = ((*converted as f64 / *all as f64) * 10_000.0).round() / 10_000.0;
+        assert_eq!(g["total"].as_f64(), Some(want), "conversion in {country}");
+    }
+    let (rest_converted, rest_all) = ranked
+        .iter()
+        .skip(3)
+        .fold((0, 0), |acc, (_, (c, a))| (acc.0 + c, acc.1 + a));
+    let other = got.last().expect("(other)");
+    assert_eq!(other["key"], "(other)");
+    assert_eq!(other["other"], true);
+    let want = ((rest_converted as f64 / rest_all as f64) * 10_000.0).round() / 10_000.0;
+    assert_eq!(
+        other["total"].as_f64(),
+        Some(want),
+        "conversion of the other countries"
+    );
+
+    // CSV: one row per group and day.
+    let (status, _, csv) = integration_tests::get_raw(
+        &f.api,
+        "/analytics/metrics?metric=sessions&breakdown=device&period=7d&timezone=UTC&format=csv",
+        READ_KEY,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (header, lines) = parse_csv(&csv);
+    assert_eq!(header, ["device", "date", "sessions"]);
+    let json = get_ok(
+        &f.api,
+        "/analytics/metrics?metric=sessions&breakdown=device&period=7d&timezone=UTC",
+    )
+    .await;
+    let want: Vec<Vec<String>> = json["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| {
+            g["dataPoints"]
+                .as_array()
+                .expect("points")
+                .iter()
+                .map(move |p| {
+                    vec![
+                        g["key"].as_str().unwrap_or("").to_owned(),
+                        p["date"].as_str().unwrap_or("").to_owned(),
+                        p["value"].to_string(),
+                    ]
+                })
+        })
+        .collect();
+    assert_eq!(lines, want);
+
+    // What cannot be broken down says so, naming the parameter.
+    for query in [
+        "metric=net_revenue&breakdown=source",
+        "metric=ltv&breakdown=country",
+        "metric=orders&breakdown=product",
+        "metric=sessions&breakdown=planet",
+        "metric=sessions&breakdown=device&compare=previous_period",
+        "metric=traffic_sources&breakdown=device",
+    ] {
+        let (status, body) = get(
+            &f.api,
+            &format!("/analytics/metrics?{query}&period=30d"),
+            READ_KEY,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let field = body["error"]["field"].as_str().unwrap_or("");
+        assert!(
+            field == "breakdown" || field == "compare",
+            "{query}: {body}"
+        );
+    }
 }

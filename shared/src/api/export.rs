@@ -81,9 +81,25 @@ pub fn requested(req: &Request) -> Result<(Format, String)> {
 
 /// A metric's data points: `date,<metric>` (+ `currency` for money metrics, + `previous_date`,
 /// `previous_<metric>` with `compare`).
+///
+/// With `breakdown`: one row per group and bucket, `<breakdown>,date,<metric>` (+ `currency`), groups in
+/// the answer's order (the metric's own series is their sum for additive metrics, and not repeated).
 pub fn series(r: &MetricResponse) -> Result<Response<Body>> {
     let mut w = writer();
     let money = r.currency.as_deref();
+    if let (Some(by), Some(groups)) = (r.breakdown, &r.groups) {
+        let mut header = vec![by, "date", r.metric];
+        header.extend(money.map(|_| "currency"));
+        w.write_record(&header).map_err(internal)?;
+        for g in groups {
+            for p in &g.data_points {
+                let mut row = vec![g.key.clone(), p.date.clone(), cell(&p.value)];
+                row.extend(money.map(str::to_owned));
+                w.write_record(&row).map_err(internal)?;
+            }
+        }
+        return finish(w, &format!("{}-by-{by}-{}", r.metric, r.period));
+    }
     let compared = r.comparison.is_some();
     let previous_name = format!("previous_{}", r.metric);
     let mut header = vec!["date", r.metric];
@@ -342,6 +358,8 @@ mod tests {
             timezone: "UTC".into(),
             total: Value::from(3),
             currency: Some("JPY".into()),
+            breakdown: None,
+            groups: None,
             data_points: vec![
                 DataPoint {
                     date: "2026-01-01".into(),

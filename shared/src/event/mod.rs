@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+pub mod agent;
 pub mod bots;
 
 pub use validate::{RequestMeta, Validator};

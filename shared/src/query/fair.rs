@@ -93,6 +93,17 @@ impl ReadStore for FairReads {
         RANK.scope(turn.rank, self.inner.metric(q)).await
     }
 
+    async fn metric_groups(
+        &self,
+        q: &MetricQuery,
+        by: super::breakdown::Dimension,
+        groups: super::breakdown::Groups<'_>,
+    ) -> Result<Vec<super::breakdown::GroupFacts>, StoreError> {
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.metric_groups(q, by, groups))
+            .await
+    }
+
     async fn main_currency(
         &self,
         store_id: &str,
@@ -153,6 +164,14 @@ mod tests {
     #[async_trait]
     impl ReadStore for Slow {
         async fn metric(&self, _: &MetricQuery) -> Result<MetricFacts, StoreError> {
+            unreachable!("not used")
+        }
+        async fn metric_groups(
+            &self,
+            _: &MetricQuery,
+            _: crate::query::breakdown::Dimension,
+            _: crate::query::breakdown::Groups<'_>,
+        ) -> Result<Vec<crate::query::breakdown::GroupFacts>, StoreError> {
             unreachable!("not used")
         }
         async fn main_currency(

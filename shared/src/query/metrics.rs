@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ReadStore;
+use super::breakdown::{Breakdown, Dimension, Group};
 use super::compare::{Change, Compare, Comparison, ComparisonSummary};
 use super::params::{Params, Range};
 use crate::error::{Error, Result};
@@ -209,6 +210,9 @@ pub struct MetricQuery {
     /// Compare with an earlier range ([`super::compare`]); the query side runs it as a second query, so
     /// adapters ignore it.
     pub compare: Option<Compare>,
+    /// Split by a dimension ([`super::breakdown`]); the query side runs it through
+    /// [`ReadStore::metric_groups`], so [`ReadStore::metric`] ignores it.
+    pub breakdown: Option<Breakdown>,
 }
 
 /// The facts of one bucket.
@@ -259,6 +263,12 @@ pub struct MetricResponse {
     /// With `compare`: the comparison range, its total and the change of the total.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comparison: Option<ComparisonSummary>,
+    /// With `breakdown`: the dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<&'static str>,
+    /// With `breakdown`: the top values, heaviest first, then `(other)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Group>>,
 }
 
 pub const PARAMS: &[&str] = &[
@@ -277,6 +287,7 @@ pub const PARAMS: &[&str] = &[
     "source",
     "sort",
     "order",
+    "breakdown",
 ];
 
 /// A parsed metrics request: a time series or a ranked metric.
@@ -310,6 +321,13 @@ pub async fn parse(
 ) -> Result<Request> {
     let p = Params::parse(query, PARAMS)?;
     let name = p.require("metric")?;
+    if p.get("breakdown").is_some() && Metric::parse(name).is_err() {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            "breakdown",
+            "breakdown applies to time-series metrics only",
+        ));
+    }
     if name == super::products::NAME {
         if p.get("productId").is_some() {
             return Err(Error::invalid(
@@ -371,11 +389,26 @@ pub async fn parse(
         }));
     }
     let metric = Metric::parse(name)?;
-    if p.get("limit").is_some() {
+    let breakdown = match p.get("breakdown") {
+        Some(b) => Some(Breakdown {
+            dimension: Dimension::parse(b, metric)?,
+            limit: super::ranked::parse_limit(p.get("limit"))?,
+        }),
+        None if p.get("limit").is_some() => {
+            return Err(Error::invalid(
+                "invalid_parameter",
+                "limit",
+                "limit applies to ranked metrics and breakdowns only",
+            ));
+        }
+        None => None,
+    };
+    let compare = Compare::from_params(&p)?;
+    if breakdown.is_some() && compare.is_some() {
         return Err(Error::invalid(
             "invalid_parameter",
-            "limit",
-            "limit applies to ranked metrics only",
+            "compare",
+            "compare cannot be combined with breakdown",
         ));
     }
     let range = p.range(now)?;
@@ -404,7 +437,8 @@ pub async fn parse(
         country,
         product_id,
         include_bots: p.include_bots()?,
-        compare: Compare::from_params(&p)?,
+        compare,
+        breakdown,
     }))
 }
 
@@ -432,6 +466,21 @@ pub(super) async fn currency_param(
 /// Runs a metric query: every bucket present (zero-filled), total over the range; with `compare`, the
 /// comparison range's buckets paired with them (both queries run concurrently).
 pub async fn run(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricResponse> {
+    if let Some(by) = q.breakdown {
+        let plain = MetricQuery {
+            breakdown: None,
+            ..q.clone()
+        };
+        let (mut whole, groups) = super::breakdown::run(store, &plain, by).await?;
+        whole.breakdown = Some(by.dimension.name());
+        whole.groups = Some(groups);
+        return Ok(whole);
+    }
+    run_plain(store, q).await
+}
+
+/// [`run`] without a breakdown.
+pub(super) async fn run_plain(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricResponse> {
     let Some(compare) = q.compare else {
         let (buckets, total) = series(store, q).await?;
         return Ok(response(q, buckets, total, None));
@@ -476,9 +525,34 @@ struct Bucket {
 /// Every bucket of `q`'s range with its value (zero-filled), and the total.
 async fn series(store: &dyn ReadStore, q: &MetricQuery) -> Result<(Vec<Bucket>, Value)> {
     let facts = store.metric(q).await?;
+    Ok((buckets(q, &facts.buckets)?, q.metric.value(facts.total)))
+}
+
+/// The data points of `found` (buckets with data, in order) over every bucket of `q`'s range
+/// (zero-filled), and the value of `total`: a breakdown's group as a series.
+pub(super) fn fill(
+    q: &MetricQuery,
+    found: &[BucketFacts],
+    total: Facts,
+) -> (Result<Vec<DataPoint>>, Value) {
+    let points = buckets(q, found).map(|b| {
+        b.into_iter()
+            .map(|b| DataPoint {
+                date: b.label,
+                value: b.value,
+                previous: None,
+                change: None,
+            })
+            .collect()
+    });
+    (points, q.metric.value(total))
+}
+
+/// Every bucket of `q`'s range with the value of `found`'s facts there (zero when absent).
+fn buckets(q: &MetricQuery, found: &[BucketFacts]) -> Result<Vec<Bucket>> {
     let zero = q.metric.family().zero();
     let mut out = Vec::new();
-    let mut found = facts.buckets.iter().peekable();
+    let mut found = found.iter().peekable();
     for bucket in q.range.buckets()? {
         let start = bucket.timestamp().as_second();
         while found.peek().is_some_and(|b| b.start < start) {
@@ -497,7 +571,7 @@ async fn series(store: &dyn ReadStore, q: &MetricQuery) -> Result<(Vec<Bucket>, 
             change: None,
         });
     }
-    Ok((out, q.metric.value(facts.total)))
+    Ok(out)
 }
 
 fn response(
@@ -523,5 +597,7 @@ fn response(
             })
             .collect(),
         comparison,
+        breakdown: None,
+        groups: None,
     }
 }

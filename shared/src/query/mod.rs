@@ -9,6 +9,7 @@
 //! query into its warehouse's SQL and returns typed facts. Every query is scoped to the caller's store,
 //! taken from the key.
 
+pub mod breakdown;
 pub mod cohorts;
 pub mod compare;
 pub mod dashboards;
@@ -38,6 +39,14 @@ pub use metrics::{MetricFacts, MetricQuery};
 pub trait ReadStore: Send + Sync + std::fmt::Debug {
     /// The facts of a metric per bucket and over the whole range (see [`metrics::Facts`]).
     async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError>;
+    /// A metric's facts per value of `by` ([`breakdown`]): every value's total, or the kept values' and
+    /// the rest's (as [`breakdown::GroupKey::Other`]) buckets and totals; groups without rows are absent.
+    async fn metric_groups(
+        &self,
+        q: &MetricQuery,
+        by: breakdown::Dimension,
+        groups: breakdown::Groups<'_>,
+    ) -> Result<Vec<breakdown::GroupFacts>, StoreError>;
     /// The currency most of the store's orders of the 90 days before `now` use, if it has any: human
     /// orders only unless `include_bots` (the default currency follows the traffic a read counts, so bots
     /// never pick the currency of a read that leaves them out).

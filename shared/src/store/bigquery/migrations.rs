@@ -25,11 +25,12 @@ pub struct Migration {
     pub statements: &'static [&'static str],
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events, rejects, custom dashboards, API keys",
-    statements: &[
-        r"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events, rejects, custom dashboards, API keys",
+        statements: &[
+            r"
 CREATE TABLE IF NOT EXISTS `{ds}.events`
 (
     store_id          STRING NOT NULL,
@@ -59,11 +60,14 @@ CREATE TABLE IF NOT EXISTS `{ds}.events`
     currency          STRING,
     quantity          INT64,
     is_bot            BOOL,
-    ingested_at       TIMESTAMP NOT NULL
+    ingested_at       TIMESTAMP NOT NULL,
+    device            STRING,
+    browser           STRING,
+    os                STRING
 )
 PARTITION BY DATE(timestamp)
 CLUSTER BY store_id, type",
-        r"
+            r"
 CREATE TABLE IF NOT EXISTS `{ds}.events_rejects`
 (
     received_at   TIMESTAMP NOT NULL,
@@ -76,7 +80,7 @@ CREATE TABLE IF NOT EXISTS `{ds}.events_rejects`
     raw           STRING
 )
 PARTITION BY DATE(received_at)",
-        r"
+            r"
 CREATE TABLE IF NOT EXISTS `{ds}.analytics_dashboards`
 (
     store_id    STRING NOT NULL,
@@ -87,7 +91,7 @@ CREATE TABLE IF NOT EXISTS `{ds}.analytics_dashboards`
     deleted     BOOL
 )
 CLUSTER BY store_id",
-        r"
+            r"
 CREATE TABLE IF NOT EXISTS `{ds}.api_keys`
 (
     sha256      STRING NOT NULL OPTIONS (description = 'hex SHA-256 of the key; the key itself is never stored'),
@@ -102,8 +106,79 @@ CREATE TABLE IF NOT EXISTS `{ds}.api_keys`
     version     INT64 OPTIONS (description = '0 created, 1 revoked: the highest version wins')
 )
 CLUSTER BY sha256",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: AGENT_COLUMNS,
+        name: "device, browser and OS from the user agent",
+        // A table created by version 1 today has the columns already (the emulator's `insertAll` keeps
+        // writing the columns a table was created with, whatever `ADD COLUMN` adds later); an older
+        // table gets them here. Then [`backfill_agent_columns`] fills them for the rows stored before.
+        statements: &[
+            "ALTER TABLE `{ds}.events` ADD COLUMN IF NOT EXISTS device STRING \
+         OPTIONS (description = 'desktop, mobile, tablet, bot, other; empty without a user agent')",
+            "ALTER TABLE `{ds}.events` ADD COLUMN IF NOT EXISTS browser STRING",
+            "ALTER TABLE `{ds}.events` ADD COLUMN IF NOT EXISTS os STRING",
+        ],
+    },
+];
+
+/// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]).
+pub const AGENT_COLUMNS: i64 = 2;
+
+/// Fills `device`, `browser` and `os` of the stored events that have a user agent but no device (rows
+/// stored before [`AGENT_COLUMNS`]) with what ingest writes ([`crate::event::agent::Agent::of`] of the
+/// row's `user_agent` and `is_bot`): the distinct (user agent, bot) pairs are parsed once each and
+/// written with one `UPDATE` per distinct result (a few dozen: the parser's vocabulary is small), the
+/// agents passed as an array parameter. Idempotent; returns the pairs parsed.
+///
+/// Real BigQuery refuses DML on rows still in the streaming buffer (about 90 minutes after `insertAll`),
+/// so rows ingested that recently are left alone; they were written by a binary that already fills the
+/// columns, unless an older binary was still running during the deploy (their device stays empty).
+pub async fn backfill_agent_columns(store: &BigQueryStore) -> Result<usize, StoreError> {
+    let client = store.client();
+    let ds = store.dataset();
+    const SETTLED: &str = "ingested_at < TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 90 MINUTE)";
+    let pending =
+        format!("device IS NULL AND user_agent IS NOT NULL AND user_agent != '' AND {SETTLED}");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT user_agent, IF(IFNULL(is_bot, FALSE), 1, 0) AS bot FROM `{ds}.events` \
+                 WHERE {pending} GROUP BY user_agent, bot"
+            ),
+            &[],
+        )
+        .await?;
+    let mut by_result: std::collections::BTreeMap<(crate::event::agent::Agent, bool), Vec<String>> =
+        std::collections::BTreeMap::new();
+    for r in 0..rows.rows.len() {
+        let user_agent = rows.string(r, 0);
+        let bot = rows.i64(r, 1)? == 1;
+        by_result
+            .entry((crate::event::agent::Agent::of(&user_agent, bot), bot))
+            .or_default()
+            .push(user_agent);
+    }
+    for ((agent, bot), agents) in by_result {
+        client
+            .query(
+                &format!(
+                    "UPDATE `{ds}.events` SET device = @device, browser = @browser, os = @os \
+                     WHERE {pending} AND IFNULL(is_bot, FALSE) = @bot AND user_agent IN UNNEST(@agents)"
+                ),
+                &[
+                    ("device", Param::String(agent.device.into())),
+                    ("browser", Param::String(agent.browser)),
+                    ("os", Param::String(agent.os)),
+                    ("bot", Param::Bool(bot)),
+                    ("agents", Param::Strings(agents)),
+                ],
+            )
+            .await?;
+    }
+    Ok(rows.rows.len())
+}
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,6 +217,9 @@ pub async fn migrate(store: &BigQueryStore, retention_days: u32) -> Result<Repor
         }
         for statement in m.statements {
             client.query(&statement.replace("{ds}", ds), &[]).await?;
+        }
+        if m.version == AGENT_COLUMNS {
+            backfill_agent_columns(store).await?;
         }
         client
             .query(

@@ -135,6 +135,9 @@ pub fn event_row(e: &Event, ingested_at: time::OffsetDateTime) -> Value {
         "currency": row.currency,
         "quantity": row.quantity,
         "is_bot": row.is_bot,
+        "device": row.device,
+        "browser": row.browser,
+        "os": row.os,
         "ingested_at": rfc3339(ingested_at),
     })
 }

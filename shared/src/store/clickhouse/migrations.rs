@@ -241,7 +241,110 @@ ORDER BY sha256
              DEFAULT [] COMMENT 'track, read, manage, erase; empty: the kind''s defaults'",
         ],
     },
+    Migration {
+        version: AGENT_COLUMNS,
+        name: "device, browser and OS from the user agent",
+        // Then [`backfill_agent_columns`] fills them for the rows stored before.
+        statements: &[
+            "ALTER TABLE {db}.commerce_events ADD COLUMN IF NOT EXISTS device LowCardinality(String) \
+             DEFAULT '' COMMENT 'desktop, mobile, tablet, bot, other; empty without a user agent'",
+            "ALTER TABLE {db}.commerce_events ADD COLUMN IF NOT EXISTS browser LowCardinality(String) \
+             DEFAULT ''",
+            "ALTER TABLE {db}.commerce_events ADD COLUMN IF NOT EXISTS os LowCardinality(String) \
+             DEFAULT ''",
+        ],
+    },
 ];
+
+/// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in
+/// Rust, as ClickHouse has no user-agent parser.
+pub const AGENT_COLUMNS: u32 = 9;
+
+/// User agents per backfill mutation: each mutation rewrites the three columns once, and its statement
+/// carries two arrays of this many elements.
+const AGENT_BATCH: usize = 5_000;
+
+/// Fills `device`, `browser` and `os` of the stored events that have a user agent but no device yet (rows
+/// stored before [`AGENT_COLUMNS`], or by an older binary during a rolling deploy), with exactly what
+/// ingest writes ([`crate::event::agent::Agent::of`] of the row's `user_agent` and `is_bot`). Reads the
+/// distinct (user agent, bot) pairs, parses each once, and rewrites the columns in one mutation per
+/// [`AGENT_BATCH`] pairs (`transform` of the pair's hash, computed by ClickHouse, so only numbers and the
+/// parser's names are written into the statement). Idempotent; returns the pairs it parsed. On a cluster
+/// it runs on every node's local table (or `ON CLUSTER`).
+pub async fn backfill_agent_columns(
+    admin: &Client,
+    db: &str,
+    flavor: Flavor<'_>,
+) -> Result<usize, StoreError> {
+    #[derive(Debug, Deserialize, clickhouse::Row)]
+    struct Pair {
+        user_agent: String,
+        is_bot: bool,
+        h: u64,
+    }
+    let read = format!(
+        "SELECT user_agent, is_bot, cityHash64(user_agent, is_bot) AS h FROM {db}.commerce_events \
+         WHERE device = '' AND user_agent != '' GROUP BY user_agent, is_bot"
+    );
+    // With `ON CLUSTER` the read goes through the `Distributed` table; on one node, to its own table.
+    let read = if flavor.on_cluster.is_some() {
+        read
+    } else {
+        render_for(&read, db, 0, flavor)
+    };
+    let pairs = admin
+        .query(&read)
+        .fetch_all::<Pair>()
+        .await
+        .map_err(classify)?;
+    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    for (i, batch) in pairs.chunks(AGENT_BATCH).enumerate() {
+        let agents: Vec<crate::event::agent::Agent> = batch
+            .iter()
+            .map(|p| crate::event::agent::Agent::of(&p.user_agent, p.is_bot))
+            .collect();
+        let hashes = batch
+            .iter()
+            .map(|p| p.h.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let column = |name: &str, values: Vec<&str>| {
+            let values: Vec<String> = values.into_iter().map(quote).collect();
+            format!(
+                "{name} = transform(cityHash64(user_agent, is_bot), [{hashes}], [{}], {name})",
+                values.join(",")
+            )
+        };
+        let sql = render_for(
+            &format!(
+                "ALTER TABLE {db}.commerce_events UPDATE {}, {}, {} \
+                 WHERE device = '' AND user_agent != '' AND cityHash64(user_agent, is_bot) IN ({hashes})",
+                column("device", agents.iter().map(|a| a.device).collect()),
+                column(
+                    "browser",
+                    agents.iter().map(|a| a.browser.as_str()).collect()
+                ),
+                column("os", agents.iter().map(|a| a.os.as_str()).collect()),
+            ),
+            db,
+            0,
+            flavor,
+        );
+        admin
+            .query(&sql)
+            .with_setting("mutations_sync", "2")
+            .with_setting("max_query_size", "67108864")
+            .execute()
+            .await
+            .map_err(classify)?;
+        tracing::info!(
+            done = (i * AGENT_BATCH + batch.len()),
+            of = pairs.len(),
+            "backfilled device, browser and OS"
+        );
+    }
+    Ok(pairs.len())
+}
 
 /// Both kinds of rollup rows in one pass, for the materialized view: every event is seen twice by the
 /// `ARRAY JOIN`, once under its own type (counted in `events`) and once under `'*'` (counted in
@@ -453,6 +556,9 @@ async fn migrate_node(
             if let Some((table, key)) = created_sharded(&sql, flavor) {
                 exec(distributed_ddl(db, flavor.cluster, table, key, flavor)).await?;
             }
+        }
+        if m.version == AGENT_COLUMNS {
+            backfill_agent_columns(admin, db, flavor).await?;
         }
         admin
             .query(&format!(

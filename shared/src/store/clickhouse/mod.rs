@@ -199,6 +199,38 @@ impl ClickHouseStore {
             .map_err(classify)
     }
 
+    /// Fills `device`, `browser` and `os` of rows stored without them (see
+    /// [`migrations::backfill_agent_columns`], which the migration runs); on every node of a cluster. The
+    /// user agents parsed.
+    pub async fn backfill_agent_columns(&self) -> Result<usize, StoreError> {
+        use migrations::{Flavor, backfill_agent_columns};
+        match &self.cluster {
+            None => backfill_agent_columns(&self.admin, &self.database, Flavor::SINGLE).await,
+            Some(c) if c.nodes.is_empty() => {
+                let flavor = Flavor {
+                    local: true,
+                    cluster: &c.name,
+                    replicated: c.replicated,
+                    on_cluster: Some(&c.name),
+                };
+                backfill_agent_columns(&self.admin, &self.database, flavor).await
+            }
+            Some(c) => {
+                let flavor = Flavor {
+                    local: true,
+                    cluster: &c.name,
+                    replicated: c.replicated,
+                    on_cluster: None,
+                };
+                let mut parsed = 0;
+                for node in &c.nodes {
+                    parsed += backfill_agent_columns(&node.admin, &self.database, flavor).await?;
+                }
+                Ok(parsed)
+            }
+        }
+    }
+
     /// Applies pending migrations; see [`migrations::migrate`].
     pub async fn migrate(&self, retention_days: u32) -> Result<migrations::Report, StoreError> {
         migrations::migrate(

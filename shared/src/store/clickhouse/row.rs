@@ -41,6 +41,10 @@ pub struct EventRow<'a> {
     pub quantity: i64,
     /// Migration v6; see [`crate::event::bots`].
     pub is_bot: bool,
+    /// Migration v9; see [`crate::event::agent`].
+    pub device: &'static str,
+    pub browser: String,
+    pub os: String,
 }
 
 impl<'a> EventRow<'a> {
@@ -52,6 +56,7 @@ impl<'a> EventRow<'a> {
             campaign.and_then(|c| f(c).as_deref()).unwrap_or("")
         };
         let facts = e.facts();
+        let agent = crate::event::agent::Agent::of(s(&e.context.user_agent), e.bot);
         Self {
             store_id: &e.store_id,
             id: &e.id,
@@ -81,6 +86,9 @@ impl<'a> EventRow<'a> {
             currency: facts.currency,
             quantity: facts.quantity,
             is_bot: e.bot,
+            device: agent.device,
+            browser: agent.browser,
+            os: agent.os,
         }
     }
 }

@@ -10,6 +10,7 @@ use super::{
     zone_literal,
 };
 use crate::error::StoreError;
+use crate::query::breakdown::{Dimension, GroupFacts, GroupKey, Groups};
 use crate::query::metrics::{BucketFacts, Family, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
 use crate::store::bigquery::BigQueryStore;
@@ -26,22 +27,40 @@ struct Source {
     y: &'static str,
 }
 
-fn source(q: &MetricQuery) -> Source {
+/// What a broken-down source's rows carry besides their measures: their session (`sid`, joined to the
+/// session's value of the dimension), or for `product` the row's own product (`g`); as on ClickHouse.
+fn by_column(by: Option<Dimension>, per_order: bool) -> &'static str {
+    match (by, per_order) {
+        (None, _) => "",
+        (Some(Dimension::Product), _) => ", product_id AS g",
+        (Some(_), true) => ", ANY_VALUE(session_id) AS sid",
+        (Some(_), false) => ", session_id AS sid",
+    }
+}
+
+fn source(q: &MetricQuery, by: Option<Dimension>) -> Source {
     let s = |rows: String, x, y| Source { rows, x, y };
     let product = if q.product_id.is_some() {
         " AND product_id = @product"
     } else {
         ""
     };
-    let orders_in_currency = "SELECT MIN(timestamp) AS ts, ANY_VALUE(amount) AS v FROM ev \
-                              WHERE type = 'order.completed' AND currency = @currency GROUP BY order_id";
-    let sessions = "SELECT MIN(timestamp) AS ts, MAX(IF(type = 'order.completed', 1, 0)) AS v FROM ev \
-                    WHERE session_id != '' GROUP BY session_id";
+    let (order_by, row_by) = (by_column(by, true), by_column(by, false));
+    let orders_in_currency = format!(
+        "SELECT MIN(timestamp) AS ts, ANY_VALUE(amount) AS v{order_by} FROM ev \
+         WHERE type = 'order.completed' AND currency = @currency GROUP BY order_id"
+    );
+    let sessions = format!(
+        "SELECT MIN(timestamp) AS ts, MAX(IF(type = 'order.completed', 1, 0)) AS v{row_by} FROM ev \
+         WHERE session_id != '' GROUP BY session_id"
+    );
     match q.metric {
-        Metric::Revenue | Metric::Aov => s(orders_in_currency.into(), "SUM(v)", "COUNT(*)"),
+        Metric::Revenue | Metric::Aov => s(orders_in_currency.clone(), "SUM(v)", "COUNT(*)"),
         Metric::Orders => s(
-            "SELECT MIN(timestamp) AS ts FROM ev WHERE type = 'order.completed' GROUP BY order_id"
-                .into(),
+            format!(
+                "SELECT MIN(timestamp) AS ts{order_by} FROM ev WHERE type = 'order.completed' \
+                 GROUP BY order_id"
+            ),
             "COUNT(*)",
             "0",
         ),
@@ -53,24 +72,27 @@ fn source(q: &MetricQuery) -> Source {
             "SUM(v)",
             "0",
         ),
-        Metric::Sessions => s(sessions.into(), "COUNT(*)", "0"),
-        Metric::ConversionRate => s(sessions.into(), "SUM(v)", "COUNT(*)"),
+        Metric::Sessions => s(sessions, "COUNT(*)", "0"),
+        Metric::ConversionRate => s(sessions, "SUM(v)", "COUNT(*)"),
         Metric::Visitors => s(
             format!(
-                "SELECT ts, visitor FROM (SELECT timestamp AS ts, {VISITOR} AS visitor FROM ev) WHERE visitor != ''"
+                "SELECT * FROM (SELECT timestamp AS ts, {VISITOR} AS visitor{row_by} FROM ev) \
+                 WHERE visitor != ''"
             ),
             "COUNT(DISTINCT visitor)",
             "0",
         ),
         Metric::ProductViews => s(
-            format!("SELECT timestamp AS ts, id FROM ev WHERE type = 'product.viewed'{product}"),
+            format!(
+                "SELECT timestamp AS ts, id{row_by} FROM ev WHERE type = 'product.viewed'{product}"
+            ),
             "COUNT(DISTINCT id)",
             "0",
         ),
         Metric::AddToCartRate => s(
             format!(
                 "SELECT MIN(IF(type = 'product.viewed', timestamp, NULL)) AS ts, \
-                 MAX(IF(type = 'cart.item_added', 1, 0)) AS v FROM ev WHERE session_id != '' \
+                 MAX(IF(type = 'cart.item_added', 1, 0)) AS v{row_by} FROM ev WHERE session_id != '' \
                  AND type IN ('product.viewed', 'cart.item_added'){product} \
                  GROUP BY session_id HAVING COUNTIF(type = 'product.viewed') > 0"
             ),
@@ -103,7 +125,7 @@ pub fn sql(store: &BigQueryStore, q: &MetricQuery) -> Result<(Sql, Sql), StoreEr
     let tz = zone_literal(&q.range.tz_name)?;
     let Source {
         rows: source, x, y, ..
-    } = source(q);
+    } = source(q, None);
     let mut with = events_in_range(store, q.country.is_some());
     if q.metric == Metric::Ltv {
         with = format!("{with}, {}", all_events(store));
@@ -174,4 +196,132 @@ pub async fn metric(store: &BigQueryStore, q: &MetricQuery) -> Result<MetricFact
         buckets: facts(&rows?, family)?,
         total,
     })
+}
+
+/// The session's value of `by` (every dimension but `product`) from its first `v` (the dimension's column),
+/// `utm` and `ref`, as on ClickHouse.
+fn session_value(by: Dimension) -> (String, String) {
+    use super::ranked::{PAGE, REFERRER_DOMAIN, first_in_session, source};
+    let column = match by {
+        Dimension::Country => "country",
+        Dimension::Device => "device",
+        Dimension::Browser => "browser",
+        Dimension::Os => "os",
+        Dimension::Medium => "utm_medium",
+        Dimension::Campaign => "utm_campaign",
+        Dimension::LandingPage => PAGE,
+        Dimension::Source | Dimension::ReferrerDomain | Dimension::Product => "utm_source",
+    };
+    let value = match by {
+        Dimension::Source => source(),
+        Dimension::ReferrerDomain => REFERRER_DOMAIN.into(),
+        _ => "v".into(),
+    };
+    (
+        format!(
+            "SELECT session_id AS sid, IFNULL({}, '') AS v, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref \
+             FROM ev WHERE session_id != '' GROUP BY session_id",
+            first_in_session(column),
+            first_in_session("utm_source"),
+            first_in_session("referrer"),
+        ),
+        value,
+    )
+}
+
+/// A broken-down metric's queries, as on ClickHouse (`group_sql` there): per group and bucket (not for
+/// [`Groups::AllTotals`]) and per group; `@keep` holds the values kept apart, the rest has `o = 1`.
+pub fn group_sql(
+    store: &BigQueryStore,
+    q: &MetricQuery,
+    by: Dimension,
+    groups: Groups<'_>,
+) -> Result<(Option<Sql>, Sql), StoreError> {
+    let tz = zone_literal(&q.range.tz_name)?;
+    let Source { rows: source, x, y } = source(q, Some(by));
+    let rows = if by == Dimension::Product {
+        format!("SELECT *, IFNULL(g, '') AS gv FROM ({source})")
+    } else {
+        let (sessions, value) = session_value(by);
+        format!(
+            "SELECT src.*, IFNULL(sd.g, '') AS gv FROM ({source}) AS src LEFT JOIN ( \
+               SELECT sid, {value} AS g FROM ({sessions})) AS sd ON src.sid = sd.sid"
+        )
+    };
+    let key = match groups {
+        Groups::AllTotals => "0 AS o, gv AS k",
+        Groups::Top(_) => {
+            "IF(gv IN UNNEST(@keep), 0, 1) AS o, IF(gv IN UNNEST(@keep), gv, '') AS k"
+        }
+    };
+    let columns = format!("CAST(IFNULL({x}, 0) AS INT64) AS x, CAST(IFNULL({y}, 0) AS INT64) AS y");
+    let with = events_in_range(store, q.country.is_some());
+    let mut params = params(q);
+    if let Groups::Top(keep) = groups {
+        params.push(("keep", Param::Strings(keep.to_vec())));
+    }
+    let bucketed = match groups {
+        Groups::AllTotals => None,
+        Groups::Top(_) => Some(Sql {
+            text: format!(
+                "{with} SELECT o, k, b, {columns} FROM (SELECT *, {key}, {} AS b FROM ({rows})) \
+                 GROUP BY o, k, b ORDER BY o, k, b",
+                bucket_expr(q.range.granularity, &tz)
+            ),
+            params: params.clone(),
+        }),
+    };
+    let total = Sql {
+        text: format!(
+            "{with} SELECT o, k, 0 AS b, {columns} FROM (SELECT *, {key} FROM ({rows})) \
+             GROUP BY o, k ORDER BY o, k"
+        ),
+        params,
+    };
+    Ok((bucketed, total))
+}
+
+/// The facts of `q` per group of `by`.
+pub async fn metric_groups(
+    store: &BigQueryStore,
+    q: &MetricQuery,
+    by: Dimension,
+    groups: Groups<'_>,
+) -> Result<Vec<GroupFacts>, StoreError> {
+    let family = q.metric.family();
+    let (bucketed, total) = group_sql(store, q, by, groups)?;
+    let (rows, totals) = tokio::join!(
+        async {
+            match &bucketed {
+                Some(sql) => store.client().query(&sql.text, &sql.params).await.map(Some),
+                None => Ok(None),
+            }
+        },
+        store.client().query(&total.text, &total.params),
+    );
+    let key = |rows: &Rows, r: usize| -> Result<GroupKey, StoreError> {
+        Ok(if rows.i64(r, rows.column("o")?)? == 1 {
+            GroupKey::Other
+        } else {
+            GroupKey::Value(rows.string(r, rows.column("k")?))
+        })
+    };
+    let totals = totals?;
+    let mut out = Vec::new();
+    for (r, t) in facts(&totals, family)?.into_iter().enumerate() {
+        out.push(GroupFacts {
+            key: key(&totals, r)?,
+            buckets: Vec::new(),
+            total: t.facts,
+        });
+    }
+    if let Some(rows) = rows? {
+        for (r, b) in facts(&rows, family)?.into_iter().enumerate() {
+            let k = key(&rows, r)?;
+            if let Some(g) = out.iter_mut().find(|g| g.key == k) {
+                g.buckets.push(b);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -20,7 +20,7 @@ mod ranked;
 pub use cohorts::{cohorts, sql as cohorts_sql};
 pub use funnel::{funnel, sql as funnel_sql};
 pub use live::{live, sql as live_sql};
-pub use metrics::{metric, sql as metric_sql};
+pub use metrics::{group_sql as metric_group_sql, metric, metric_groups, sql as metric_sql};
 pub use products::{product_performance, sql as products_sql};
 pub use ranked::{ranked, sql as ranked_sql};
 
@@ -152,6 +152,15 @@ pub async fn main_currency(
 impl ReadStore for BigQueryStore {
     async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
         metric(self, q).await
+    }
+
+    async fn metric_groups(
+        &self,
+        q: &MetricQuery,
+        by: crate::query::breakdown::Dimension,
+        groups: crate::query::breakdown::Groups<'_>,
+    ) -> Result<Vec<crate::query::breakdown::GroupFacts>, StoreError> {
+        metric_groups(self, q, by, groups).await
     }
 
     async fn main_currency(

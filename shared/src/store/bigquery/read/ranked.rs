@@ -16,7 +16,7 @@ use crate::store::bigquery::client::Param;
 /// The first non-empty value of `column` in the session (by time): rows where it is empty have a NULL
 /// ordering key, which `MIN_BY` skips. (`ARRAY_AGG(… IGNORE NULLS ORDER BY … LIMIT 1)` would do too, but
 /// the emulator cannot translate it.)
-fn first_in_session(column: &str) -> String {
+pub(super) fn first_in_session(column: &str) -> String {
     format!("MIN_BY(IF({column} != '', {column}, NULL), IF({column} != '', timestamp, NULL))")
 }
 
@@ -71,15 +71,15 @@ fn sessions(key: &str) -> String {
 
 /// An event's page path: `context.page.path` when sent, else the path of `context.page.url` (ClickHouse's
 /// `path()`: from the first `/` after the host, without query or fragment).
-const PAGE: &str = r"IF(page_path != '', page_path, IFNULL(REGEXP_EXTRACT(page_url, r'^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(/[^?#]*)'), ''))";
+pub(super) const PAGE: &str = r"IF(page_path != '', page_path, IFNULL(REGEXP_EXTRACT(page_url, r'^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(/[^?#]*)'), ''))";
 
 /// A session's first referrer's host without a leading `www.` (ClickHouse `domainWithoutWWW`).
-const REFERRER_DOMAIN: &str =
+pub(super) const REFERRER_DOMAIN: &str =
     r"IFNULL(REGEXP_EXTRACT(ref, r'^(?:[A-Za-z][A-Za-z0-9+.\-]*://)?(?:www\.)?([^/:?#]+)'), '')";
 
 /// A session's source from its first `utm` and `ref` (see [`sessions`]): `traffic_sources` ranks by it,
 /// product performance filters by it.
-fn source() -> String {
+pub(super) fn source() -> String {
     format!("IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {REFERRER_DOMAIN}, 'direct'))")
 }
 

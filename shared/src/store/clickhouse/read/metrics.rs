@@ -11,6 +11,7 @@ use super::{
     with_first_orders,
 };
 use crate::error::StoreError;
+use crate::query::breakdown::{Dimension, GroupFacts, GroupKey, Groups};
 use crate::query::metrics::{BucketFacts, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
 use crate::store::clickhouse::{ClickHouseStore, classify};
@@ -79,7 +80,7 @@ pub(super) fn sql(q: &MetricQuery) -> (Sql, Sql, Measures) {
         source,
         measures,
         rollup_hours,
-    } = rollup_source(q).unwrap_or_else(|| raw_source(q));
+    } = rollup_source(q).unwrap_or_else(|| raw_source(q, None));
     let columns = measures.columns();
     let binds = Binds {
         currency: q.currency.clone(),
@@ -126,6 +127,132 @@ pub(super) async fn fetch(
     })
 }
 
+/// A breakdown's result row: the group (`k`, or the rest when `o` is 1), the bucket and the facts.
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct GroupRow {
+    o: u8,
+    k: String,
+    b: i64,
+    x: i64,
+    y: i64,
+}
+
+/// The session's value of `by` (every dimension but `product`), over the rows of one session.
+fn session_value(by: Dimension) -> String {
+    use super::ranked::{PAGE, first_in_session, session_source};
+    match by {
+        Dimension::Country => first_in_session("country"),
+        Dimension::Device => first_in_session("device"),
+        Dimension::Browser => first_in_session("browser"),
+        Dimension::Os => first_in_session("os"),
+        Dimension::Source => session_source(),
+        Dimension::Medium => first_in_session("utm_medium"),
+        Dimension::Campaign => first_in_session("utm_campaign"),
+        Dimension::LandingPage => first_in_session(PAGE),
+        Dimension::ReferrerDomain => format!("domainWithoutWWW({})", first_in_session("referrer")),
+        Dimension::Product => "''".into(),
+    }
+}
+
+/// A broken-down metric's queries: per group and bucket (not for [`Groups::AllTotals`]) and per group.
+/// The source's rows get their group `g`: their own product, or their session's value (a left join on
+/// the session's hash: rows without a session get `''`). [`Groups::Top`] keeps its values apart
+/// (`{keep:Array(String)}`) and folds the rest into `o = 1`.
+pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> (Option<Sql>, Sql) {
+    let MetricSource {
+        source, measures, ..
+    } = raw_source(q, Some(by));
+    let rows = if by == Dimension::Product {
+        source
+    } else {
+        format!(
+            "SELECT * FROM ({source}) AS src LEFT JOIN ( \
+               SELECT cityHash64(session_id) AS sh, {} AS g FROM commerce_events \
+               WHERE {} AND session_id != '' GROUP BY sh) AS sd USING sh",
+            session_value(by),
+            base_filter(q.country.is_some())
+        )
+    };
+    let key = match groups {
+        Groups::AllTotals => "toUInt8(0) AS o, g AS k",
+        Groups::Top(_) => "toUInt8(NOT has({keep:Array(String)}, g)) AS o, if(o = 1, '', g) AS k",
+    };
+    let columns = measures.columns();
+    let binds = Binds {
+        currency: q.currency.clone(),
+        country: q.country.clone(),
+        product: q.product_id.clone(),
+        keep: match groups {
+            Groups::AllTotals => None,
+            Groups::Top(keep) => Some(keep.to_vec()),
+        },
+        ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
+    };
+    let bucketed = match groups {
+        Groups::AllTotals => None,
+        Groups::Top(_) => Some(Sql {
+            text: format!(
+                "SELECT {key}, {} AS b, {columns} FROM ({rows}) GROUP BY o, k, b ORDER BY o, k, b",
+                bucket_expr(q.range.granularity)
+            ),
+            binds: binds.clone(),
+        }),
+    };
+    let total = Sql {
+        text: format!(
+            "SELECT {key}, toInt64(0) AS b, {columns} FROM ({rows}) GROUP BY o, k ORDER BY o, k"
+        ),
+        binds,
+    };
+    (bucketed, total)
+}
+
+pub(super) async fn fetch_groups(
+    store: &ClickHouseStore,
+    q: &MetricQuery,
+    by: Dimension,
+    groups: Groups<'_>,
+) -> Result<Vec<GroupFacts>, StoreError> {
+    let (bucketed, total) = group_sql(q, by, groups);
+    let family = q.metric.family();
+    let key = |r: &GroupRow| {
+        if r.o == 1 {
+            GroupKey::Other
+        } else {
+            GroupKey::Value(r.k.clone())
+        }
+    };
+    let (rows, totals) = tokio::join!(
+        async {
+            match &bucketed {
+                Some(sql) => sql.query(store).fetch_all::<GroupRow>().await,
+                None => Ok(Vec::new()),
+            }
+        },
+        total.query(store).fetch_all::<GroupRow>(),
+    );
+    let rows = rows.map_err(classify)?;
+    let mut out: Vec<GroupFacts> = totals
+        .map_err(classify)?
+        .iter()
+        .map(|t| GroupFacts {
+            key: key(t),
+            buckets: Vec::new(),
+            total: family.facts(t.x, t.y),
+        })
+        .collect();
+    for r in &rows {
+        let k = key(r);
+        if let Some(g) = out.iter_mut().find(|g| g.key == k) {
+            g.buckets.push(BucketFacts {
+                start: r.b,
+                facts: family.facts(r.x, r.y),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Unix seconds of the bucket start of `ts` in the zone parameter `{tz:String}`.
 fn bucket_expr(g: Granularity) -> &'static str {
     match g {
@@ -151,20 +278,44 @@ fn product_filter(q: &MetricQuery) -> &'static str {
     }
 }
 
-/// The metric's source from the raw events.
-fn raw_source(q: &MetricQuery) -> MetricSource {
+/// What a broken-down source's rows carry besides their measures: the hash of their session (`sh`, joined
+/// to the session's value of the dimension), or for `product` the row's own product (`g`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    /// One row per event.
+    Event,
+    /// One row per order (grouped by `order_id`).
+    Order,
+    /// One row per session (grouped by the session's hash).
+    Session,
+}
+
+fn by_column(by: Option<Dimension>, kind: RowKind) -> &'static str {
+    match (by, kind) {
+        (None, _) => "",
+        (Some(Dimension::Product), _) => ", product_id AS g",
+        (Some(_), RowKind::Order) => ", any(cityHash64(session_id)) AS sh",
+        (Some(_), RowKind::Event | RowKind::Session) => ", cityHash64(session_id) AS sh",
+    }
+}
+
+/// The metric's source from the raw events; broken down by `by`, each row also carries [`by_column`].
+fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
     let base = base_filter(q.country.is_some());
+    let order_by = by_column(by, RowKind::Order);
     let orders_in_currency = || {
         each_order(
-            "min(timestamp) AS ts, any(amount) AS v",
+            &format!("min(timestamp) AS ts, any(amount) AS v{order_by}"),
             &format!("{base}{IN_CURRENCY}"),
         )
     };
     // One row per session: its start and whether it has an order.
     let sessions = format!(
-        "SELECT min(timestamp) AS ts, max(type = 'order.completed') AS v FROM commerce_events \
-         WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)"
+        "SELECT min(timestamp) AS ts, max(type = 'order.completed') AS v{} FROM commerce_events \
+         WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)",
+        by_column(by, RowKind::Session)
     );
+    let event_by = by_column(by, RowKind::Event);
     let (source, measures) = match q.metric {
         Metric::Revenue | Metric::Aov => (
             orders_in_currency(),
@@ -174,7 +325,7 @@ fn raw_source(q: &MetricQuery) -> MetricSource {
             },
         ),
         Metric::Orders => (
-            each_order("min(timestamp) AS ts", &base),
+            each_order(&format!("min(timestamp) AS ts{order_by}"), &base),
             Measures::Count { count: "count()" },
         ),
         Metric::NetRevenue => (
@@ -196,7 +347,7 @@ fn raw_source(q: &MetricQuery) -> MetricSource {
         ),
         Metric::Visitors => (
             format!(
-                "SELECT timestamp AS ts, {VISITOR} AS visitor FROM commerce_events \
+                "SELECT timestamp AS ts, {VISITOR} AS visitor{event_by} FROM commerce_events \
                  WHERE {base} AND visitor != ''"
             ),
             Measures::Count {
@@ -218,10 +369,11 @@ fn raw_source(q: &MetricQuery) -> MetricSource {
         Metric::AddToCartRate => (
             // One row per session with a product view: its first view and whether it added to cart.
             format!(
-                "SELECT minIf(timestamp, type = 'product.viewed') AS ts, max(type = 'cart.item_added') AS v \
+                "SELECT minIf(timestamp, type = 'product.viewed') AS ts, max(type = 'cart.item_added') AS v{} \
                  FROM commerce_events WHERE {base} AND session_id != '' \
                  AND type IN ('product.viewed', 'cart.item_added'){} \
                  GROUP BY cityHash64(session_id) HAVING countIf(type = 'product.viewed') > 0",
+                by_column(by, RowKind::Session),
                 product_filter(q)
             ),
             Measures::Rate {
@@ -231,7 +383,7 @@ fn raw_source(q: &MetricQuery) -> MetricSource {
         ),
         Metric::ProductViews => (
             format!(
-                "SELECT timestamp AS ts, id FROM commerce_events \
+                "SELECT timestamp AS ts, id{event_by} FROM commerce_events \
                  WHERE {base} AND type = 'product.viewed'{}",
                 product_filter(q)
             ),

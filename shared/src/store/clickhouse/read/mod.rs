@@ -66,6 +66,8 @@ pub(super) struct Binds {
     pub rollup_hours: Option<(i64, i64)>,
     /// `{limit:UInt32}`: rows of a ranked metric.
     pub limit: Option<u32>,
+    /// `{keep:Array(String)}`: the values a breakdown keeps apart.
+    pub keep: Option<Vec<String>>,
     /// `{window:UInt64}`, `{steps:Array(String)}` and `{s0:String}`…: a funnel's window and steps.
     pub window_secs: Option<u64>,
     pub steps: Vec<String>,
@@ -130,6 +132,9 @@ impl Sql {
         }
         if let Some(limit) = b.limit {
             q = q.param("limit", limit);
+        }
+        if let Some(keep) = &b.keep {
+            q = q.param("keep", keep);
         }
         if let Some(window) = b.window_secs {
             q = q.param("window", window).param("steps", &b.steps);
@@ -226,6 +231,15 @@ fn main_currency_sql(store_id: &str, now: jiff::Timestamp, include_bots: bool) -
 impl ReadStore for ClickHouseStore {
     async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
         metrics::fetch(self, q).await
+    }
+
+    async fn metric_groups(
+        &self,
+        q: &MetricQuery,
+        by: crate::query::breakdown::Dimension,
+        groups: crate::query::breakdown::Groups<'_>,
+    ) -> Result<Vec<crate::query::breakdown::GroupFacts>, StoreError> {
+        metrics::fetch_groups(self, q, by, groups).await
     }
 
     async fn main_currency(
@@ -331,6 +345,40 @@ mod tests {
             product_id: None,
             include_bots: false,
             compare: None,
+            breakdown: None,
+        }
+    }
+
+    #[test]
+    fn breakdowns_have_their_sql_snapshots() {
+        use crate::query::breakdown::{Dimension, Groups};
+        let keep = ["mobile".to_owned(), "desktop".to_owned()];
+        for (name, m, by, groups) in [
+            (
+                "revenue_by_source_totals",
+                Metric::Revenue,
+                Dimension::Source,
+                Groups::AllTotals,
+            ),
+            (
+                "sessions_by_device_top",
+                Metric::Sessions,
+                Dimension::Device,
+                Groups::Top(&keep),
+            ),
+            (
+                "product_views_by_product_top",
+                Metric::ProductViews,
+                Dimension::Product,
+                Groups::Top(&keep),
+            ),
+        ] {
+            let (bucketed, total) = super::metrics::group_sql(&metric(m, "30d", "UTC"), by, groups);
+            let text = match bucketed {
+                Some(b) => format!("{}\n{}", layout(&b), layout(&total)),
+                None => layout(&total),
+            };
+            insta::assert_snapshot!(format!("breakdown_{name}"), text);
         }
     }
 

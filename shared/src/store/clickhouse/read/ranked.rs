@@ -48,12 +48,12 @@ pub(super) fn session_source() -> String {
 }
 
 /// The first value of `column` in the session that is not empty.
-fn first_in_session(column: &str) -> String {
+pub(super) fn first_in_session(column: &str) -> String {
     format!("argMinIf({column}, timestamp, {column} != '')")
 }
 
 /// An event's page path: `context.page.path` when sent, else the path of `context.page.url`.
-const PAGE: &str = "if(page_path != '', page_path, path(page_url))";
+pub(super) const PAGE: &str = "if(page_path != '', page_path, path(page_url))";
 
 pub(super) fn sql(q: &RankedQuery) -> Sql {
     let base = base_filter(q.country.is_some());

@@ -1,0 +1,331 @@
+//! Breakdowns of time-series metrics: `breakdown=<dimension>` splits a metric into its top `limit` values
+//! (default 10) by the metric's total, plus `(other)` for the rest, each with its series and total.
+//!
+//! What a row is attributed to: every dimension but `product` is the **session's**: the first non-empty
+//! value among the session's events in the range (its first country, device, browser and OS; its source
+//! as `traffic_sources` defines it; its first `utm_medium` and `utm_campaign`; its landing page; its
+//! referrer's domain). A session counts under its own value, an order under its session's, a visitor and a
+//! product view under the session they were in. `product` is the viewed product itself (`product_views`
+//! only). Rows without a session (a backend's order with no `sessionId`) and sessions without the value
+//! fall under `(none)`.
+//!
+//! Which metrics: sessions, conversion_rate, add_to_cart_rate, orders, revenue, aov, visitors and
+//! product_views take every session dimension; `product` only product_views; `net_revenue` (a refund has no
+//! session) and `ltv` (a customer's lifetime spans sessions) none (400 naming `breakdown`).
+//!
+//! Ranking: counts and money by their total; rates and `aov` by the volume behind them (the sessions, or
+//! the orders, they are computed over), so a group of one converting session does not outrank the store's
+//! main source; ties by value name. The groups' totals of an additive metric (sessions, orders, revenue,
+//! product_views) sum to the metric's total; distinct visitors can be active in several sessions, hence
+//! under several values, and then count once in each (as in GA4 and Plausible). `(other)` is counted by the
+//! store as one group, so its distinct visitors are exact too.
+//!
+//! The store answers in two steps: every group's total (to pick the top ones), then the series of the top
+//! groups and of `(other)`; the metric's own series runs alongside. `compare` does not combine with a
+//! breakdown (400).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ReadStore;
+use super::metrics::{BucketFacts, DataPoint, Facts, Metric, MetricQuery, MetricResponse};
+use crate::error::{Error, Result};
+
+/// What a metric can be broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Country,
+    Device,
+    Browser,
+    Os,
+    Source,
+    Medium,
+    Campaign,
+    LandingPage,
+    ReferrerDomain,
+    Product,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 10] = [
+        Dimension::Country,
+        Dimension::Device,
+        Dimension::Browser,
+        Dimension::Os,
+        Dimension::Source,
+        Dimension::Medium,
+        Dimension::Campaign,
+        Dimension::LandingPage,
+        Dimension::ReferrerDomain,
+        Dimension::Product,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Country => "country",
+            Self::Device => "device",
+            Self::Browser => "browser",
+            Self::Os => "os",
+            Self::Source => "source",
+            Self::Medium => "medium",
+            Self::Campaign => "campaign",
+            Self::LandingPage => "landing_page",
+            Self::ReferrerDomain => "referrer_domain",
+            Self::Product => "product",
+        }
+    }
+
+    /// Whether `metric` can be broken down by this dimension (see the module docs).
+    pub fn applies_to(self, metric: Metric) -> bool {
+        match metric {
+            Metric::NetRevenue | Metric::Ltv => false,
+            Metric::ProductViews => true,
+            _ => self != Self::Product,
+        }
+    }
+
+    /// The dimension named `s` for `metric`, or a 400 naming `breakdown`.
+    pub fn parse(s: &str, metric: Metric) -> Result<Self> {
+        let Some(d) = Self::ALL.into_iter().find(|d| d.name() == s) else {
+            let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+            return Err(Error::invalid(
+                "invalid_parameter",
+                "breakdown",
+                format!(
+                    "unknown breakdown {s:?}; valid breakdowns: {}",
+                    names.join(", ")
+                ),
+            ));
+        };
+        if !d.applies_to(metric) {
+            let valid: Vec<&str> = Self::ALL
+                .iter()
+                .filter(|d| d.applies_to(metric))
+                .map(|d| d.name())
+                .collect();
+            return Err(Error::invalid(
+                "invalid_parameter",
+                "breakdown",
+                if valid.is_empty() {
+                    format!("{} cannot be broken down", metric.name())
+                } else {
+                    format!(
+                        "{} cannot be broken down by {s}; it can by {}",
+                        metric.name(),
+                        valid.join(", ")
+                    )
+                },
+            ));
+        }
+        Ok(d)
+    }
+}
+
+/// A breakdown request: the dimension and how many values to keep before `(other)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breakdown {
+    pub dimension: Dimension,
+    pub limit: u32,
+}
+
+/// Which values the store should keep apart (the rest is `(other)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Groups<'a> {
+    /// Every value, totals only (no buckets): the first step, to rank them.
+    AllTotals,
+    /// These values apart, everything else as [`GroupKey::Other`], with buckets and totals.
+    Top(&'a [String]),
+}
+
+/// A group of a breakdown, as the store returns it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupKey {
+    /// A value of the dimension (empty: the row has none).
+    Value(String),
+    /// Every value outside the kept ones.
+    Other,
+}
+
+/// One group's facts: per bucket (empty for [`Groups::AllTotals`]) and over the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFacts {
+    pub key: GroupKey,
+    pub buckets: Vec<BucketFacts>,
+    pub total: Facts,
+}
+
+/// A group in the answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// The value, `(none)` for rows without one, `(other)` for the values outside the top.
+    pub key: String,
+    /// `true` for `(other)`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub other: bool,
+    pub total: Value,
+    pub data_points: Vec<DataPoint>,
+}
+
+/// The name shown for a group.
+pub fn label(key: &GroupKey) -> String {
+    match key {
+        GroupKey::Value(v) if v.is_empty() => "(none)".into(),
+        GroupKey::Value(v) => v.clone(),
+        GroupKey::Other => "(other)".into(),
+    }
+}
+
+/// How much a group weighs when picking the top ones: the metric's total for counts and money, the
+/// volume behind a rate or an average (its denominator).
+pub fn weight(metric: Metric, facts: Facts) -> i64 {
+    match (metric, facts) {
+        (Metric::Aov, Facts::Money { orders, .. }) => orders,
+        (_, Facts::Money { amount, .. } | Facts::Amount { amount }) => amount,
+        (_, Facts::Count { count }) => count,
+        (_, Facts::Rate { denominator, .. }) => denominator,
+        (_, Facts::PerCustomer { customers, .. }) => customers,
+    }
+}
+
+/// The `limit` heaviest values of `totals` (see [`weight`]), ties by value.
+pub fn top(metric: Metric, totals: &[GroupFacts], limit: u32) -> Vec<String> {
+    let mut ranked: Vec<(i64, &str)> = totals
+        .iter()
+        .filter_map(|g| match &g.key {
+            GroupKey::Value(v) => Some((weight(metric, g.total), v.as_str())),
+            GroupKey::Other => None,
+        })
+        .filter(|(w, _)| *w != 0)
+        .collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    ranked
+        .into_iter()
+        .take(limit as usize)
+        .map(|(_, v)| v.to_owned())
+        .collect()
+}
+
+/// Runs a broken-down metric: the metric itself (as without a breakdown) plus its groups, heaviest first,
+/// `(other)` last when anything is left.
+pub async fn run(
+    store: &dyn ReadStore,
+    q: &MetricQuery,
+    by: Breakdown,
+) -> Result<(MetricResponse, Vec<Group>)> {
+    let (whole, totals) =
+        futures_util::future::try_join(super::metrics::run_plain(store, q), async {
+            Ok(store
+                .metric_groups(q, by.dimension, Groups::AllTotals)
+                .await?)
+        })
+        .await?;
+    let keep = top(q.metric, &totals, by.limit);
+    let others = totals.iter().any(|g| match &g.key {
+        GroupKey::Value(v) => !keep.contains(v) && weight(q.metric, g.total) != 0,
+        GroupKey::Other => true,
+    });
+    if keep.is_empty() && !others {
+        return Ok((whole, Vec::new()));
+    }
+    let mut found = store
+        .metric_groups(q, by.dimension, Groups::Top(&keep))
+        .await?;
+    if !others {
+        found.retain(|g| g.key != GroupKey::Other);
+    }
+    // Heaviest first as ranked; `(other)` last.
+    let order = |k: &GroupKey| match k {
+        GroupKey::Value(v) => keep.iter().position(|x| x == v).unwrap_or(usize::MAX),
+        GroupKey::Other => usize::MAX,
+    };
+    found.sort_by_key(|g| order(&g.key));
+    let groups = found
+        .into_iter()
+        .map(|g| {
+            let (points, total) = super::metrics::fill(q, &g.buckets, g.total);
+            Ok(Group {
+                other: g.key == GroupKey::Other,
+                key: label(&g.key),
+                total,
+                data_points: points?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((whole, groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(key: &str, total: Facts) -> GroupFacts {
+        GroupFacts {
+            key: GroupKey::Value(key.into()),
+            buckets: Vec::new(),
+            total,
+        }
+    }
+
+    #[test]
+    fn counts_and_money_rank_by_total_rates_and_averages_by_their_volume() {
+        let money = |amount, orders| Facts::Money { amount, orders };
+        let totals = [
+            group("a", money(100, 10)),
+            group("b", money(500, 1)),
+            group("c", money(300, 3)),
+        ];
+        assert_eq!(top(Metric::Revenue, &totals, 2), ["b", "c"]);
+        assert_eq!(top(Metric::Aov, &totals, 2), ["a", "c"]);
+        let rate = |numerator, denominator| Facts::Rate {
+            numerator,
+            denominator,
+        };
+        let sessions = [
+            group("tiny", rate(1, 1)),
+            group("big", rate(10, 1000)),
+            group("mid", rate(5, 100)),
+        ];
+        assert_eq!(
+            top(Metric::ConversionRate, &sessions, 5),
+            ["big", "mid", "tiny"]
+        );
+    }
+
+    #[test]
+    fn ties_rank_by_value_and_empty_groups_are_left_out() {
+        let count = |count| Facts::Count { count };
+        let totals = [
+            group("b", count(5)),
+            group("a", count(5)),
+            group("z", count(0)),
+        ];
+        assert_eq!(top(Metric::Orders, &totals, 10), ["a", "b"]);
+    }
+
+    #[test]
+    fn net_revenue_and_ltv_cannot_be_broken_down_and_product_is_for_product_views() {
+        for (metric, by, ok) in [
+            (Metric::Revenue, "device", true),
+            (Metric::Sessions, "landing_page", true),
+            (Metric::ProductViews, "product", true),
+            (Metric::Orders, "product", false),
+            (Metric::NetRevenue, "country", false),
+            (Metric::Ltv, "source", false),
+            (Metric::Visitors, "planet", false),
+        ] {
+            let parsed = Dimension::parse(by, metric);
+            assert_eq!(parsed.is_ok(), ok, "{} by {by}", metric.name());
+            if let Err(e) = parsed {
+                assert_eq!(e.field(), Some("breakdown"));
+            }
+        }
+    }
+
+    #[test]
+    fn groups_without_a_value_read_none_and_the_rest_reads_other() {
+        assert_eq!(label(&GroupKey::Value(String::new())), "(none)");
+        assert_eq!(label(&GroupKey::Value("mobile".into())), "mobile");
+        assert_eq!(label(&GroupKey::Other), "(other)");
+    }
+}
