@@ -333,7 +333,9 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
     }
     // Breakdowns: every group's total, then the top three apart with the rest as (other), per bucket.
     {
-        use commerce_analytics::query::breakdown::{Dimension, GroupFacts, Groups, top};
+        use commerce_analytics::query::breakdown::{
+            Dimension, GroupFacts, Groups, partitions, top,
+        };
         let range = Params::parse(
             "period=30d&timezone=Europe/Berlin&granularity=day",
             &["period", "timezone", "granularity"],
@@ -378,6 +380,18 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                     .unwrap_or_else(|e| panic!("{what} on BigQuery: {e}"));
                 assert!(!want.is_empty(), "{what} compares real groups");
                 assert_eq!(sorted(got), sorted(want.clone()), "{what}");
+                if partitions(metric) {
+                    let want = ch
+                        .store
+                        .metric_groups(&q, by, Groups::All)
+                        .await
+                        .expect("clickhouse");
+                    let got = bq
+                        .metric_groups(&q, by, Groups::All)
+                        .await
+                        .unwrap_or_else(|e| panic!("{what} (all) on BigQuery: {e}"));
+                    assert_eq!(sorted(got), sorted(want), "{what} (all)");
+                }
                 let keep = top(metric, &want, 3);
                 let (bucketed, total) =
                     read::metric_group_sql(&bq, &q, by, Groups::Top(&keep)).expect("sql");

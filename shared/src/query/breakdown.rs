@@ -128,13 +128,23 @@ pub struct Breakdown {
     pub limit: u32,
 }
 
-/// Which values the store should keep apart (the rest is `(other)`).
+/// Which groups the store returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Groups<'a> {
-    /// Every value, totals only (no buckets): the first step, to rank them.
+    /// Every value, with buckets and totals: one read for a metric whose groups partition what it counts
+    /// ([`partitions`]); the query side ranks them and adds up `(other)`.
+    All,
+    /// Every value, totals only (no buckets): the first of two reads, to rank them.
     AllTotals,
     /// These values apart, everything else as [`GroupKey::Other`], with buckets and totals.
     Top(&'a [String]),
+}
+
+/// Whether every row a metric counts (a session, an order, a product view) falls under exactly one value,
+/// so `(other)` is the sum of the values outside the top: true for every metric but `visitors` (a visitor
+/// active in sessions from two sources is one visitor under each, and once in `(other)`).
+pub fn partitions(metric: Metric) -> bool {
+    metric != Metric::Visitors
 }
 
 /// A group of a breakdown, as the store returns it.
@@ -213,33 +223,22 @@ pub async fn run(
     q: &MetricQuery,
     by: Breakdown,
 ) -> Result<(MetricResponse, Vec<Group>)> {
+    let first = if partitions(q.metric) {
+        Groups::All
+    } else {
+        Groups::AllTotals
+    };
     let (whole, totals) =
         futures_util::future::try_join(super::metrics::run_plain(store, q), async {
-            Ok(store
-                .metric_groups(q, by.dimension, Groups::AllTotals)
-                .await?)
+            Ok(store.metric_groups(q, by.dimension, first).await?)
         })
         .await?;
     let keep = top(q.metric, &totals, by.limit);
-    let others = totals.iter().any(|g| match &g.key {
-        GroupKey::Value(v) => !keep.contains(v) && weight(q.metric, g.total) != 0,
-        GroupKey::Other => true,
-    });
-    if keep.is_empty() && !others {
-        return Ok((whole, Vec::new()));
-    }
-    let mut found = store
-        .metric_groups(q, by.dimension, Groups::Top(&keep))
-        .await?;
-    if !others {
-        found.retain(|g| g.key != GroupKey::Other);
-    }
-    // Heaviest first as ranked; `(other)` last.
-    let order = |k: &GroupKey| match k {
-        GroupKey::Value(v) => keep.iter().position(|x| x == v).unwrap_or(usize::MAX),
-        GroupKey::Other => usize::MAX,
+    let found = if first == Groups::All {
+        fold(totals, &keep)
+    } else {
+        second_read(store, q, by, &totals, &keep).await?
     };
-    found.sort_by_key(|g| order(&g.key));
     let groups = found
         .into_iter()
         .map(|g| {
@@ -253,6 +252,81 @@ pub async fn run(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((whole, groups))
+}
+
+/// The kept groups of `all` in the order of `keep`, then every other group added up as `(other)` (when
+/// there is any).
+fn fold(all: Vec<GroupFacts>, keep: &[String]) -> Vec<GroupFacts> {
+    let mut kept: Vec<GroupFacts> = Vec::new();
+    let mut other: Option<GroupFacts> = None;
+    for g in all {
+        match &g.key {
+            GroupKey::Value(v) if keep.contains(v) => kept.push(g),
+            _ => {
+                other = Some(match other {
+                    None => GroupFacts {
+                        key: GroupKey::Other,
+                        ..g
+                    },
+                    Some(o) => GroupFacts {
+                        key: GroupKey::Other,
+                        buckets: add_buckets(&o.buckets, &g.buckets),
+                        total: o.total.plus(g.total),
+                    },
+                });
+            }
+        }
+    }
+    kept.sort_by_key(|g| match &g.key {
+        GroupKey::Value(v) => keep.iter().position(|x| x == v),
+        GroupKey::Other => None,
+    });
+    kept.extend(other);
+    kept
+}
+
+/// Two bucket lists (each in order) added bucket by bucket.
+fn add_buckets(a: &[BucketFacts], b: &[BucketFacts]) -> Vec<BucketFacts> {
+    let mut out: Vec<BucketFacts> = a.to_vec();
+    for x in b {
+        match out.iter_mut().find(|o| o.start == x.start) {
+            Some(o) => o.facts = o.facts.plus(x.facts),
+            None => out.push(*x),
+        }
+    }
+    out.sort_by_key(|o| o.start);
+    out
+}
+
+/// The second read of a metric whose groups overlap: the kept values' and `(other)`'s buckets and totals,
+/// as the store counts them, heaviest first, `(other)` last when anything is left.
+async fn second_read(
+    store: &dyn ReadStore,
+    q: &MetricQuery,
+    by: Breakdown,
+    totals: &[GroupFacts],
+    keep: &[String],
+) -> Result<Vec<GroupFacts>> {
+    let others = totals.iter().any(|g| match &g.key {
+        GroupKey::Value(v) => !keep.contains(v) && weight(q.metric, g.total) != 0,
+        GroupKey::Other => true,
+    });
+    if keep.is_empty() && !others {
+        return Ok(Vec::new());
+    }
+    let mut found = store
+        .metric_groups(q, by.dimension, Groups::Top(keep))
+        .await?;
+    if !others {
+        found.retain(|g| g.key != GroupKey::Other);
+    }
+    // Heaviest first as ranked; `(other)` last.
+    let order = |k: &GroupKey| match k {
+        GroupKey::Value(v) => keep.iter().position(|x| x == v).unwrap_or(usize::MAX),
+        GroupKey::Other => usize::MAX,
+    };
+    found.sort_by_key(|g| order(&g.key));
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -320,6 +394,49 @@ mod tests {
                 assert_eq!(e.field(), Some("breakdown"));
             }
         }
+    }
+
+    #[test]
+    fn the_groups_outside_the_top_add_up_to_other_bucket_by_bucket() {
+        let money = |amount, orders| Facts::Money { amount, orders };
+        let g = |key: &str, buckets: &[(i64, i64)]| GroupFacts {
+            key: GroupKey::Value(key.into()),
+            buckets: buckets
+                .iter()
+                .map(|(start, amount)| BucketFacts {
+                    start: *start,
+                    facts: money(*amount, 1),
+                })
+                .collect(),
+            total: money(buckets.iter().map(|b| b.1).sum(), buckets.len() as i64),
+        };
+        let all = vec![
+            g("c", &[(10, 5)]),
+            g("a", &[(0, 100), (10, 200)]),
+            g("b", &[(0, 7)]),
+            g("", &[(20, 1)]),
+        ];
+        let keep = top(Metric::Revenue, &all, 1);
+        assert_eq!(keep, ["a"]);
+        let folded = fold(all, &keep);
+        assert_eq!(folded.len(), 2);
+        assert_eq!(folded[0].key, GroupKey::Value("a".into()));
+        assert_eq!(folded[1].key, GroupKey::Other);
+        assert_eq!(folded[1].total, money(13, 3));
+        let starts: Vec<(i64, Facts)> = folded[1]
+            .buckets
+            .iter()
+            .map(|b| (b.start, b.facts))
+            .collect();
+        assert_eq!(
+            starts,
+            [(0, money(7, 1)), (10, money(5, 1)), (20, money(1, 1))]
+        );
+        assert_eq!(
+            fold(vec![g("a", &[(0, 1)])], &["a".to_owned()]).len(),
+            1,
+            "no (other) when nothing is left"
+        );
     }
 
     #[test]

@@ -195,6 +195,52 @@ pub enum Facts {
     PerCustomer { amount: i64, customers: i64 },
 }
 
+impl Facts {
+    /// The facts of two disjoint sets of rows together (a breakdown's `(other)`); both of one family
+    /// (one metric has one family; facts of another family are left out).
+    pub fn plus(self, other: Facts) -> Facts {
+        use Facts::{Amount, Count, Money, PerCustomer, Rate};
+        match (self, other) {
+            (Count { count: a }, Count { count: b }) => Count { count: a + b },
+            (Amount { amount: a }, Amount { amount: b }) => Amount { amount: a + b },
+            (
+                Money { amount, orders },
+                Money {
+                    amount: a,
+                    orders: o,
+                },
+            ) => Money {
+                amount: amount + a,
+                orders: orders + o,
+            },
+            (
+                Rate {
+                    numerator,
+                    denominator,
+                },
+                Rate {
+                    numerator: n,
+                    denominator: d,
+                },
+            ) => Rate {
+                numerator: numerator + n,
+                denominator: denominator + d,
+            },
+            (
+                PerCustomer { amount, customers },
+                PerCustomer {
+                    amount: a,
+                    customers: c,
+                },
+            ) => PerCustomer {
+                amount: amount + a,
+                customers: customers + c,
+            },
+            (mine, _) => mine,
+        }
+    }
+}
+
 /// A validated metric request.
 #[derive(Debug, Clone)]
 pub struct MetricQuery {

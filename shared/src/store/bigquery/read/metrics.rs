@@ -229,8 +229,10 @@ fn session_value(by: Dimension) -> (String, String) {
     )
 }
 
-/// A broken-down metric's queries, as on ClickHouse (`group_sql` there): per group and bucket (not for
-/// [`Groups::AllTotals`]) and per group; `@keep` holds the values kept apart, the rest has `o = 1`.
+/// A broken-down metric's queries: per group and bucket (not for [`Groups::AllTotals`]) and per group;
+/// `@keep` holds the values kept apart, the rest has `o = 1`. The same groups as on ClickHouse
+/// (`group_sql` there), which answers both in one `GROUPING SETS` pass and computes a whole session's
+/// value in place; here every row joins its session's value (the same value: a test compares them).
 pub fn group_sql(
     store: &BigQueryStore,
     q: &MetricQuery,
@@ -249,7 +251,7 @@ pub fn group_sql(
         )
     };
     let key = match groups {
-        Groups::AllTotals => "0 AS o, gv AS k",
+        Groups::All | Groups::AllTotals => "0 AS o, gv AS k",
         Groups::Top(_) => {
             "IF(gv IN UNNEST(@keep), 0, 1) AS o, IF(gv IN UNNEST(@keep), gv, '') AS k"
         }
@@ -262,7 +264,7 @@ pub fn group_sql(
     }
     let bucketed = match groups {
         Groups::AllTotals => None,
-        Groups::Top(_) => Some(Sql {
+        Groups::All | Groups::Top(_) => Some(Sql {
             text: format!(
                 "{with} SELECT o, k, b, {columns} FROM (SELECT *, {key}, {} AS b FROM ({rows})) \
                  GROUP BY o, k, b ORDER BY o, k, b",

@@ -39,11 +39,12 @@ pub(super) enum Measures {
     },
 }
 
-/// A result row: the bucket and the family's facts as columns `x` and `y` (see [`Measures::columns`],
-/// read back by `Family::facts`).
+/// A result row: the bucket (or the range's total when `t` is 1) and the family's facts as columns `x`
+/// and `y` (see [`Measures::columns`], read back by `Family::facts`).
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct FactsRow {
     b: i64,
+    t: u8,
     x: i64,
     y: i64,
 }
@@ -74,8 +75,11 @@ struct MetricSource {
     rollup_hours: Option<(i64, i64)>,
 }
 
-/// The bucketed and the total query of a metric, with their binds.
-pub(super) fn sql(q: &MetricQuery) -> (Sql, Sql, Measures) {
+/// A metric's query, with its binds: one row per bucket and one for the whole range (`t` = 1), from one
+/// pass over the source (`GROUPING SETS`; the total merges the same aggregate states, so distinct counts
+/// stay distinct over the range). One query instead of a bucketed and a total one halves the reads of a
+/// source that groups sessions or orders.
+pub(super) fn sql(q: &MetricQuery) -> (Sql, Measures) {
     let MetricSource {
         source,
         measures,
@@ -89,50 +93,52 @@ pub(super) fn sql(q: &MetricQuery) -> (Sql, Sql, Measures) {
         rollup_hours,
         ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
     };
-    let bucketed = Sql {
+    let sql = Sql {
         text: format!(
-            "SELECT {} AS b, {columns} FROM ({source}) GROUP BY b ORDER BY b",
+            "SELECT {} AS b, toUInt8(grouping(b)) AS t, {columns} FROM ({source}) \
+             GROUP BY GROUPING SETS ((b), ()) ORDER BY t, b",
             bucket_expr(q.range.granularity)
         ),
-        binds: binds.clone(),
-    };
-    let total = Sql {
-        text: format!("SELECT toInt64(0) AS b, {columns} FROM ({source})"),
         binds,
     };
-    (bucketed, total, measures)
+    (sql, measures)
 }
 
 pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &MetricQuery,
 ) -> Result<MetricFacts, StoreError> {
-    let (bucketed, total, _) = sql(q);
+    let (sql, _) = sql(q);
     let family = q.metric.family();
-    let (rows, total) = tokio::join!(
-        bucketed.query(store).fetch_all::<FactsRow>(),
-        total.query(store).fetch_one::<FactsRow>(),
-    );
-    let total = total.map_err(classify)?;
+    let rows = sql
+        .query(store)
+        .fetch_all::<FactsRow>()
+        .await
+        .map_err(classify)?;
     Ok(MetricFacts {
         buckets: rows
-            .map_err(classify)?
             .iter()
+            .filter(|r| r.t == 0)
             .map(|r| BucketFacts {
                 start: r.b,
                 facts: family.facts(r.x, r.y),
             })
             .collect(),
-        total: family.facts(total.x, total.y),
+        total: rows
+            .iter()
+            .find(|r| r.t == 1)
+            .map_or_else(|| family.zero(), |r| family.facts(r.x, r.y)),
     })
 }
 
-/// A breakdown's result row: the group (`k`, or the rest when `o` is 1), the bucket and the facts.
+/// A breakdown's result row: the group (`k`, or the rest when `o` is 1), the bucket (or the group's total
+/// when `t` is 1) and the facts.
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct GroupRow {
     o: u8,
     k: String,
     b: i64,
+    t: u8,
     x: i64,
     y: i64,
 }
@@ -154,15 +160,15 @@ fn session_value(by: Dimension) -> String {
     }
 }
 
-/// A broken-down metric's queries: per group and bucket (not for [`Groups::AllTotals`]) and per group.
-/// The source's rows get their group `g`: their own product, or their session's value (a left join on
-/// the session's hash: rows without a session get `''`). [`Groups::Top`] keeps its values apart
-/// (`{keep:Array(String)}`) and folds the rest into `o = 1`.
-pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> (Option<Sql>, Sql) {
+/// A broken-down metric's query: per group (`t` = 1) and, but for [`Groups::AllTotals`], per group and
+/// bucket (`t` = 0), in one pass (`GROUPING SETS`). The source's rows get their group `g`: their own
+/// product, or their session's value (a left join on the session's hash: rows without a session get
+/// `''`). [`Groups::Top`] keeps its values apart (`{keep:Array(String)}`) and folds the rest into `o = 1`.
+pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> Sql {
     let MetricSource {
         source, measures, ..
     } = raw_source(q, Some(by));
-    let rows = if by == Dimension::Product {
+    let rows = if carries_group(q.metric, by) {
         source
     } else {
         format!(
@@ -174,7 +180,7 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> (
         )
     };
     let key = match groups {
-        Groups::AllTotals => "toUInt8(0) AS o, g AS k",
+        Groups::All | Groups::AllTotals => "toUInt8(0) AS o, g AS k",
         Groups::Top(_) => "toUInt8(NOT has({keep:Array(String)}, g)) AS o, if(o = 1, '', g) AS k",
     };
     let columns = measures.columns();
@@ -183,28 +189,23 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> (
         country: q.country.clone(),
         product: q.product_id.clone(),
         keep: match groups {
-            Groups::AllTotals => None,
+            Groups::All | Groups::AllTotals => None,
             Groups::Top(keep) => Some(keep.to_vec()),
         },
         ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
     };
-    let bucketed = match groups {
-        Groups::AllTotals => None,
-        Groups::Top(_) => Some(Sql {
-            text: format!(
-                "SELECT {key}, {} AS b, {columns} FROM ({rows}) GROUP BY o, k, b ORDER BY o, k, b",
-                bucket_expr(q.range.granularity)
-            ),
-            binds: binds.clone(),
-        }),
-    };
-    let total = Sql {
-        text: format!(
-            "SELECT {key}, toInt64(0) AS b, {columns} FROM ({rows}) GROUP BY o, k ORDER BY o, k"
+    let text = match groups {
+        Groups::AllTotals => format!(
+            "SELECT {key}, toInt64(0) AS b, toUInt8(1) AS t, {columns} FROM ({rows}) \
+             GROUP BY o, k ORDER BY o, k"
         ),
-        binds,
+        Groups::All | Groups::Top(_) => format!(
+            "SELECT {key}, {} AS b, toUInt8(grouping(b)) AS t, {columns} FROM ({rows}) \
+             GROUP BY GROUPING SETS ((o, k, b), (o, k)) ORDER BY t, o, k, b",
+            bucket_expr(q.range.granularity)
+        ),
     };
-    (bucketed, total)
+    Sql { text, binds }
 }
 
 pub(super) async fn fetch_groups(
@@ -213,7 +214,6 @@ pub(super) async fn fetch_groups(
     by: Dimension,
     groups: Groups<'_>,
 ) -> Result<Vec<GroupFacts>, StoreError> {
-    let (bucketed, total) = group_sql(q, by, groups);
     let family = q.metric.family();
     let key = |r: &GroupRow| {
         if r.o == 1 {
@@ -222,18 +222,13 @@ pub(super) async fn fetch_groups(
             GroupKey::Value(r.k.clone())
         }
     };
-    let (rows, totals) = tokio::join!(
-        async {
-            match &bucketed {
-                Some(sql) => sql.query(store).fetch_all::<GroupRow>().await,
-                None => Ok(Vec::new()),
-            }
-        },
-        total.query(store).fetch_all::<GroupRow>(),
-    );
-    let rows = rows.map_err(classify)?;
+    let rows = group_sql(q, by, groups)
+        .query(store)
+        .fetch_all::<GroupRow>()
+        .await
+        .map_err(classify)?;
+    let (totals, rows): (Vec<&GroupRow>, Vec<&GroupRow>) = rows.iter().partition(|r| r.t == 1);
     let mut out: Vec<GroupFacts> = totals
-        .map_err(classify)?
         .iter()
         .map(|t| GroupFacts {
             key: key(t),
@@ -241,7 +236,7 @@ pub(super) async fn fetch_groups(
             total: family.facts(t.x, t.y),
         })
         .collect();
-    for r in &rows {
+    for r in rows {
         let k = key(r);
         if let Some(g) = out.iter_mut().find(|g| g.key == k) {
             g.buckets.push(BucketFacts {
@@ -288,15 +283,25 @@ enum RowKind {
     Order,
     /// One row per session (grouped by the session's hash).
     Session,
+    /// One row per session over all its events in the range: its value is computed in place (`g`), no
+    /// join needed.
+    WholeSession,
 }
 
-fn by_column(by: Option<Dimension>, kind: RowKind) -> &'static str {
+fn by_column(by: Option<Dimension>, kind: RowKind) -> String {
     match (by, kind) {
-        (None, _) => "",
-        (Some(Dimension::Product), _) => ", product_id AS g",
-        (Some(_), RowKind::Order) => ", any(cityHash64(session_id)) AS sh",
-        (Some(_), RowKind::Event | RowKind::Session) => ", cityHash64(session_id) AS sh",
+        (None, _) => String::new(),
+        (Some(Dimension::Product), _) => ", product_id AS g".into(),
+        (Some(d), RowKind::WholeSession) => format!(", {} AS g", session_value(d)),
+        (Some(_), RowKind::Order) => ", any(cityHash64(session_id)) AS sh".into(),
+        (Some(_), RowKind::Event | RowKind::Session) => ", cityHash64(session_id) AS sh".into(),
     }
+}
+
+/// Whether a broken-down source carries its group `g` itself (a product, or a session's value computed
+/// over the session's rows), rather than joining its session's.
+fn carries_group(metric: Metric, by: Dimension) -> bool {
+    by == Dimension::Product || matches!(metric, Metric::Sessions | Metric::ConversionRate)
 }
 
 /// The metric's source from the raw events; broken down by `by`, each row also carries [`by_column`].
@@ -313,7 +318,7 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
     let sessions = format!(
         "SELECT min(timestamp) AS ts, max(type = 'order.completed') AS v{} FROM commerce_events \
          WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)",
-        by_column(by, RowKind::Session)
+        by_column(by, RowKind::WholeSession)
     );
     let event_by = by_column(by, RowKind::Event);
     let (source, measures) = match q.metric {
