@@ -67,14 +67,25 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
          FROM commerce_events WHERE {STORE_AND_BOTS} AND type = 'inventory.updated' \
          AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) GROUP BY key"
     );
-    // Sessions by `key`: sessions, sessions with an order, their orders' amount in the currency, and
-    // sessions that saw a single page (one distinct page path).
-    let sessions = |key: &str| {
+    // Sessions by `key`: sessions, sessions with an order, their orders' amount in the currency, and (for
+    // landing pages and referrers, 0 otherwise) the sessions that saw a single page: one distinct page
+    // path, tested as "the smallest and the largest path are the same" (no set of paths per session).
+    let sessions = |key: &str, bounces: bool| {
+        let (pages, d) = if bounces {
+            (
+                format!(
+                    ", minIf({PAGE}, {PAGE} != '') AS first_page, maxIf({PAGE}, {PAGE} != '') AS last_page, \
+                     countIf({PAGE} != '') > 0 AS viewed"
+                ),
+                "toInt64(countIf(viewed AND first_page = last_page))",
+            )
+        } else {
+            (String::new(), "toInt64(0)")
+        };
         format!(
             "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c, \
-               toInt64(countIf(pages = 1)) AS d FROM ( \
-               SELECT {key} AS key, max(type = 'order.completed') AS orders, \
-                 uniqExactIf({PAGE}, {PAGE} != '') AS pages, \
+               {d} AS d FROM ( \
+               SELECT {key} AS key, max(type = 'order.completed') AS orders{pages}, \
                  arraySum(arrayMap(x -> x.2, groupUniqArrayIf((order_id, amount), \
                    type = 'order.completed' AND currency = {{currency:String}}))) AS revenue \
                FROM commerce_events WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)) \
@@ -90,13 +101,13 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
              GROUP BY key ORDER BY b DESC, a DESC, key LIMIT {{limit:UInt32}}",
             orders(format!("{base}{IN_CURRENCY}"))
         ),
-        Ranked::TrafficSources => sessions(&session_source()),
-        Ranked::CampaignPerformance => sessions(&first_in_session("utm_campaign")),
-        Ranked::LandingPages => sessions(&first_in_session(PAGE)),
-        Ranked::Referrers => sessions(&format!(
-            "domainWithoutWWW({})",
-            first_in_session("referrer")
-        )),
+        Ranked::TrafficSources => sessions(&session_source(), false),
+        Ranked::CampaignPerformance => sessions(&first_in_session("utm_campaign"), false),
+        Ranked::LandingPages => sessions(&first_in_session(PAGE), true),
+        Ranked::Referrers => sessions(
+            &format!("domainWithoutWWW({})", first_in_session("referrer")),
+            true,
+        ),
         Ranked::NewVsReturning => format!(
             "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \
                toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, \
