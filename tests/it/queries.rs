@@ -2203,6 +2203,50 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
         );
     }
 
+    // Visitors by device, in a half-hour zone (Kolkata's days start at 18:30 UTC): a visitor counts once
+    // under each device they had a session on.
+    let body = get_ok(
+        &f.api,
+        "/analytics/metrics?metric=visitors&breakdown=device&period=30d&timezone=Asia/Kolkata",
+    )
+    .await;
+    let (_, got) = groups(&body);
+    let kolkata = TimeZone::get("Asia/Kolkata").expect("zone");
+    let (kfrom, kto) = thirty_days(f.now, &kolkata);
+    let mut visitors: HashMap<String, HashSet<&str>> = HashMap::new();
+    let mut k_sessions: HashMap<&str, Vec<&Ev>> = HashMap::new();
+    for e in f
+        .events
+        .iter()
+        .filter(|e| e.t >= kfrom && e.t < kto && !e.session.is_empty())
+    {
+        k_sessions.entry(e.session.as_str()).or_default().push(e);
+    }
+    for evs in k_sessions.values_mut() {
+        evs.sort_by_key(|e| e.t);
+    }
+    for e in f
+        .events
+        .iter()
+        .filter(|e| e.t >= kfrom && e.t < kto && !e.visitor.is_empty())
+    {
+        let device = k_sessions
+            .get(e.session.as_str())
+            .map(|evs| label(first(evs, |e| &e.device)))
+            .unwrap_or_else(|| "(none)".into());
+        visitors
+            .entry(device)
+            .or_default()
+            .insert(e.visitor.as_str());
+    }
+    let want_kolkata: HashMap<String, i64> = visitors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.len() as i64))
+        .collect();
+    let totals: HashMap<String, i64> = got.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
+    assert!(want_kolkata.len() >= 3, "several devices: {want_kolkata:?}");
+    assert_eq!(totals, want_kolkata, "visitors by device in Kolkata");
+
     // A rate ranks by its sessions and each group's rate is its own.
     let body = get_ok(&f.api, "/analytics/metrics?metric=conversion_rate&breakdown=country&limit=3&period=30d&timezone=UTC").await;
     let mut ranked: Vec<(&String, &(i64, i64))> = by_country.iter().collect();
