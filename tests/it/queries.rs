@@ -1128,6 +1128,37 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
     )
     .await;
     assert_eq!(overview["widgets"][0]["data"], direct);
+    // The dashboard's granularity replaces each series widget's own; funnels and cohorts take none.
+    let (status, weekly) = send(
+        &f.api,
+        "GET",
+        "/analytics/dashboards/overview?period=90d&currency=USD&granularity=week",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{weekly}");
+    let (_, direct) = get(
+        &f.api,
+        "/analytics/metrics?metric=revenue&period=90d&currency=USD&granularity=week",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(weekly["widgets"][0]["data"], direct);
+    for w in weekly["widgets"].as_array().expect("widgets") {
+        assert!(w.get("error").is_none(), "{w}");
+        if let Some(g) = w["data"].get("granularity") {
+            assert_eq!(g, "week", "{}", w["title"]);
+        }
+    }
+    let (status, body) = send(
+        &f.api,
+        "GET",
+        "/analytics/dashboards/overview?period=12m&granularity=hour",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "granularity", "{body}");
 
     let custom = serde_json::json!({"name": "Daily revenue", "widgets": [
         {"title": "Revenue", "endpoint": "metrics", "params": {"metric": "revenue", "granularity": "week"}},
@@ -1238,13 +1269,14 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
     let (status, body) = send(
         &f.api,
         "GET",
-        "/analytics/dashboards/overview?granularity=day",
+        "/analytics/dashboards/overview?limit=5",
         None,
     )
     .await;
     assert_eq!(
         (status, body["error"]["field"].as_str()),
-        (400, Some("granularity"))
+        (400, Some("limit")),
+        "a parameter dashboards do not take is refused by name"
     );
     // A bad shared parameter is one 400 naming it, not a 200 with an error in every widget.
     for (query, field) in [

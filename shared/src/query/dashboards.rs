@@ -34,9 +34,11 @@ pub const BUILT_IN: [&str; 5] = [
 ];
 const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"];
 
-/// What `GET /analytics/dashboards/{id}` takes: the shared parameters and `compare` (metrics, ranked
-/// metrics and funnels are compared; cohort widgets are not).
-pub const RENDER_PARAMS: [&str; 7] = params::concat::<6, 1, 7>(params::SHARED, ["compare"]);
+/// What `GET /analytics/dashboards/{id}` takes: the shared parameters, `compare` (metrics, ranked
+/// metrics and funnels are compared; cohort widgets are not) and `granularity` (the buckets of every
+/// time-series widget, in place of its own; funnels and cohorts have none).
+pub const RENDER_PARAMS: [&str; 8] =
+    params::concat::<6, 2, 8>(params::SHARED, ["compare", "granularity"]);
 
 /// The dashboards port: a store's custom dashboards (the built-in ones live in code).
 #[async_trait]
@@ -231,7 +233,14 @@ async fn run_widget(
     period: &BTreeMap<String, String>,
     now: jiff::Timestamp,
 ) -> Result<Value> {
-    let q = query_string(&widget.params, period);
+    // The dashboard's granularity, when given, replaces the widget's own.
+    let own: BTreeMap<String, String> = widget
+        .params
+        .iter()
+        .filter(|(k, _)| !(k.as_str() == "granularity" && period.contains_key("granularity")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let q = query_string(&own, period);
     let to_value = |v: std::result::Result<Value, serde_json::Error>| {
         v.map_err(|e| Error::Internal(e.to_string()))
     };
@@ -342,10 +351,12 @@ pub async fn render(
     shared.include_bots()?;
     shared.currency()?;
     super::compare::Compare::from_params(&shared)?;
-    // The period and zone as every widget will read them; only the bucket count depends on a widget's own
-    // granularity, so that one is left to the widgets.
+    // The period and zone as every widget will read them; without a `granularity` the bucket count
+    // depends on each widget's own, so that one is left to the widgets.
     match shared.range(now) {
-        Err(e) if e.code() != "too_many_buckets" => return Err(e),
+        Err(e) if e.code() != "too_many_buckets" || period.contains_key("granularity") => {
+            return Err(e);
+        }
         _ => {}
     }
     // Funnels take no currency; every other endpoint does. Cohorts are not compared (a cohort table
@@ -356,9 +367,15 @@ pub async fn render(
         .map(|w| {
             let mut p = period.clone();
             match w.endpoint {
-                Endpoint::Funnel => p.remove("currency"),
-                Endpoint::Cohorts => p.remove("compare"),
-                Endpoint::Metrics => None,
+                Endpoint::Funnel => {
+                    p.remove("currency");
+                    p.remove("granularity");
+                }
+                Endpoint::Cohorts => {
+                    p.remove("compare");
+                    p.remove("granularity");
+                }
+                Endpoint::Metrics => {}
             };
             p
         })

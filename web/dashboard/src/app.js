@@ -17,6 +17,12 @@ const EVENT_TYPES = [
 const PERIODS = [['24h', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days'], ['90d', 'Last 90 days'], ['12m', 'Last 12 months'], ['custom', 'Custom…']];
 const CURRENCIES = ['', 'USD', 'EUR', 'GBP', 'JPY', 'CAD', 'AUD'];
 const COMPARISONS = [['', 'No comparison'], ['previous_period', 'Previous period'], ['previous_year', 'Previous year']];
+/// '' lets each chart keep its own buckets (the period's default: hourly for 24 hours, daily up to 90 days,
+/// monthly for 12 months).
+const GRANULARITIES = [['', 'Auto'], ['hour', 'Hourly'], ['day', 'Daily'], ['week', 'Weekly'], ['month', 'Monthly']];
+/// The API's limit of buckets per chart.
+const MAX_BUCKETS = 1000;
+const PERIOD_DAYS = { '24h': 1, '7d': 7, '30d': 30, '90d': 90, '12m': 366 };
 const LIVE_EVERY_MS = 5000;
 
 const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
@@ -31,6 +37,7 @@ const state = {
   currency: '',
   includeBots: false,
   compare: '',
+  granularity: '',
   liveTimer: null,
   /// Ids of the live events already shown: only newer ones are announced to screen readers.
   liveSeen: null,
@@ -105,9 +112,9 @@ function signOut() {
 
 // ------------------------------------------------------------------------------------------------ layout
 
-/// The period, zone, currency, bot and comparison parameters for a request (funnels take no currency,
-/// cohorts no comparison).
-function periodQuery(extra = {}, { currency = true, compare = true } = {}) {
+/// The period, zone, currency, bot, comparison and granularity parameters for a request (funnels take no
+/// currency or granularity, cohorts no comparison or granularity).
+function periodQuery(extra = {}, { currency = true, compare = true, granularity = true } = {}) {
   const q = new URLSearchParams();
   if (state.period === 'custom') {
     if (state.from) q.set('from', state.from);
@@ -120,6 +127,8 @@ function periodQuery(extra = {}, { currency = true, compare = true } = {}) {
   if (state.includeBots) q.set('includeBots', 'true');
   if (compare && state.compare) q.set('compare', state.compare);
   for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== '') q.set(k, v);
+  // The page's granularity replaces a widget's own, as the dashboard request does.
+  if (granularity && state.granularity) q.set('granularity', state.granularity);
   return q.toString();
 }
 
@@ -137,6 +146,7 @@ function stateQuery() {
   if (state.currency) q.set('currency', state.currency);
   if (state.includeBots) q.set('bots', 'true');
   if (state.compare) q.set('compare', state.compare);
+  if (state.granularity) q.set('granularity', state.granularity);
   return q.toString();
 }
 
@@ -150,6 +160,7 @@ function applyStateQuery(query) {
   if (q.has('currency') && CURRENCIES.includes(q.get('currency'))) state.currency = q.get('currency');
   if (q.has('bots')) state.includeBots = q.get('bots') === 'true';
   if (q.has('compare') && COMPARISONS.some(([c]) => c === q.get('compare'))) state.compare = q.get('compare');
+  if (q.has('granularity') && GRANULARITIES.some(([g]) => g === q.get('granularity'))) state.granularity = q.get('granularity');
   setZone(state.timezone);
 }
 
@@ -159,16 +170,23 @@ function rememberView(path) {
   history.replaceState(null, '', `#${path}${query ? '?' + query : ''}`);
 }
 
-/// What is wrong with the custom range, if anything (checked before asking the API).
+/// What is wrong with the custom range or the granularity, if anything (checked before asking the API).
 function rangeProblem() {
-  if (state.period !== 'custom') return '';
-  const { from, to } = state;
-  if (!from || !to) return 'Pick both dates.';
-  if (to < from) return '"To" is before "From".';
-  const today = new Date().toLocaleDateString('en-CA', { timeZone: state.timezone });
-  if (from > today) return 'The range starts in the future: there is no data yet.';
-  const days = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
-  if (days > 1000) return `The range holds ${days} days; at most 1,000 days fit one chart (pick a shorter range).`;
+  let days = PERIOD_DAYS[state.period];
+  if (state.period === 'custom') {
+    const { from, to } = state;
+    if (!from || !to) return 'Pick both dates.';
+    if (to < from) return '"To" is before "From".';
+    const today = new Date().toLocaleDateString('en-CA', { timeZone: state.timezone });
+    if (from > today) return 'The range starts in the future: there is no data yet.';
+    days = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
+    if (days > MAX_BUCKETS) return `The range holds ${days} days; at most 1,000 days fit one chart (pick a shorter range).`;
+  }
+  const perDay = { hour: 24, day: 1 }[state.granularity];
+  if (perDay && days * perDay > MAX_BUCKETS) {
+    const name = state.granularity === 'hour' ? 'hourly' : 'daily';
+    return `${days} days in ${name} buckets make ${days * perDay}; at most ${MAX_BUCKETS} fit one chart (pick a coarser granularity).`;
+  }
   return '';
 }
 
@@ -185,12 +203,14 @@ function controls(onChange) {
     problem);
   return h('div', { class: 'controls', role: 'group', 'aria-label': 'Period and units' },
     h('label', { for: 'period' }, 'Period'),
-    select({ id: 'period', onchange: (e) => { state.period = e.target.value; custom.hidden = state.period !== 'custom'; problem.textContent = ''; if (state.period !== 'custom') onChange(); else if (state.from && state.to) changed(); } }, PERIODS, state.period),
+    select({ id: 'period', onchange: (e) => { state.period = e.target.value; custom.hidden = state.period !== 'custom'; problem.textContent = ''; if (state.period !== 'custom' || (state.from && state.to)) changed(); } }, PERIODS, state.period),
     custom,
     h('label', { for: 'timezone' }, 'Time zone'),
     select({ id: 'timezone', onchange: (e) => { state.timezone = e.target.value; setZone(state.timezone); onChange(); } }, [...new Set([...ZONES, state.timezone])].map((z) => [z, z]), state.timezone),
     h('label', { for: 'currency' }, 'Currency'),
     select({ id: 'currency', onchange: (e) => { state.currency = e.target.value; onChange(); } }, CURRENCIES.map((c) => [c, c || 'Store default']), state.currency),
+    h('label', { for: 'granularity' }, 'Granularity'),
+    select({ id: 'granularity', 'aria-describedby': 'range-problem', onchange: (e) => { state.granularity = e.target.value; changed(); } }, GRANULARITIES, state.granularity),
     h('label', { for: 'compare' }, 'Compare with'),
     select({ id: 'compare', onchange: (e) => { state.compare = e.target.value; onChange(); } }, COMPARISONS, state.compare),
     h('label', { class: 'check' }, h('input', { id: 'bots', type: 'checkbox', checked: state.includeBots, onchange: (e) => { state.includeBots = e.target.checked; onChange(); } }), 'Include bots'));
@@ -413,7 +433,7 @@ function card(w, retry) {
 
 /// A widget's own request: its parameters with the page's period (as the dashboard request hands them).
 function widgetQuery(w) {
-  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare: w.endpoint !== 'cohorts' });
+  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare: w.endpoint !== 'cohorts', granularity: w.endpoint === 'metrics' });
 }
 
 const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
@@ -489,7 +509,7 @@ async function funnelView() {
     const mine = ++latest;
     result.replaceChildren(h('h2', {}, 'Result'), h('progress', { 'aria-label': 'Running the funnel' }));
     try {
-      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false })}`);
+      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false, granularity: false })}`);
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), ...funnelChart(data, 'Funnel'));
     } catch (err) {
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), errorBox(err));

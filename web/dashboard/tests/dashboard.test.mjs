@@ -344,6 +344,47 @@ test('the skip link moves focus without leaving the view, dark mode follows the 
   if (new Date().getUTCMonth() !== 0) assert.deepEqual([...years], [false], `no year within one year: ${within}`);
 });
 
+test('the granularity picker re-buckets every chart as the API does, keeps the view in the URL, and refuses too many buckets', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview?period=90d&timezone=UTC`);
+  await waitForDashboard();
+  const asked = page.waitForRequest((r) => r.url().includes('/analytics/dashboards/overview?') && r.url().includes('granularity=week'));
+  await page.selectOption('#granularity', 'week');
+  await asked;
+  await waitForDashboard();
+  assert.match(page.url(), /granularity=week/);
+  const expected = await api('/analytics/dashboards/overview?period=90d&timezone=UTC&granularity=week');
+  for (const w of expected.widgets.filter((x) => x.data.dataPoints)) {
+    assert.equal(w.data.granularity, 'week', w.title);
+    const card = page.locator(`section.card[data-widget="${w.title}"]`);
+    await page.waitForFunction(
+      ([title, n]) => document.querySelectorAll(`section.card[data-widget="${title}"] details [data-raw]`).length === n,
+      [w.title, w.data.dataPoints.length],
+    );
+    assert.deepEqual(await shownRaw(card), expectedRaw(w), w.title);
+  }
+  // A CSV download carries the same buckets.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('section.card[data-widget="Revenue"] button.csv').click(),
+  ]);
+  const { readFileSync } = await import('node:fs');
+  const resp = await fetch(`${BASE}/analytics/metrics?metric=revenue&period=90d&timezone=UTC&granularity=week&format=csv`, { headers: { authorization: `Bearer ${READ_KEY}` } });
+  assert.equal(readFileSync(await download.path(), 'utf8'), await resp.text(), 'the weekly export');
+  // Hourly buckets over 12 months are too many: said next to the controls, not asked.
+  const requests = [];
+  const listen = (r) => { if (r.url().includes('/analytics/dashboards/overview?')) requests.push(r.url()); };
+  page.on('request', listen);
+  await page.selectOption('#granularity', 'hour');
+  await page.selectOption('#period', '12m');
+  assert.match(await page.locator('#range-problem').textContent(), /hourly buckets make \d+; at most 1000/);
+  page.off('request', listen);
+  assert.ok(requests.every((u) => !(u.includes('period=12m') && u.includes('granularity=hour'))), requests.join(' '));
+  await page.selectOption('#granularity', '');
+  await page.selectOption('#period', '30d');
+  await waitForDashboard();
+  assert.doesNotMatch(page.url(), /granularity/);
+});
+
 test('impossible ranges and unknown funnel steps are explained next to their control, not queried', async () => {
   await page.goto(`${BASE}/dashboard#/d/overview?period=30d`);
   await waitForDashboard();
