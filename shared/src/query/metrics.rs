@@ -95,6 +95,17 @@ impl Metric {
         }
     }
 
+    /// Whether `facts` measure anything: false for a rate, an average or a per-customer figure over
+    /// nothing (its denominator is 0); counts and amounts are always defined (0 is a real count).
+    pub fn defined(self, facts: Facts) -> bool {
+        match (self, facts) {
+            (Self::Aov, Facts::Money { orders, .. }) => orders != 0,
+            (_, Facts::Rate { denominator, .. }) => denominator != 0,
+            (_, Facts::PerCustomer { customers, .. }) => customers != 0,
+            _ => true,
+        }
+    }
+
     /// The reported value from the store's facts: counts and amounts as they are, averages as integer
     /// minor units rounded half up, rates as 0–1 with 4 decimals (0 when the denominator is 0).
     pub fn value(self, facts: Facts) -> Value {
@@ -287,6 +298,17 @@ pub struct DataPoint {
     /// With `compare`: the change from `previous` (`null` when a value is missing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<Change>,
+    /// The range covers only part of the bucket (it starts before the range, or ends after it, as
+    /// today's bucket does while the day is in progress).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// The bucket starts after the moment the range was read: no data can exist yet (its value is 0).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub future: bool,
+    /// A rate or an average over nothing (no sessions, orders or customers in the bucket): its value is
+    /// reported as 0, but there is nothing to measure.
+    #[serde(rename = "noData", skip_serializing_if = "std::ops::Not::not")]
+    pub no_data: bool,
 }
 
 /// A bucket of the comparison range.
@@ -566,6 +588,23 @@ struct Bucket {
     value: Value,
     previous: Option<PreviousPoint>,
     change: Option<Change>,
+    partial: bool,
+    future: bool,
+    no_data: bool,
+}
+
+impl Bucket {
+    fn point(self) -> DataPoint {
+        DataPoint {
+            date: self.label,
+            value: self.value,
+            previous: self.previous,
+            change: self.change,
+            partial: self.partial,
+            future: self.future,
+            no_data: self.no_data,
+        }
+    }
 }
 
 /// Every bucket of `q`'s range with its value (zero-filled), and the total.
@@ -581,16 +620,7 @@ pub(super) fn fill(
     found: &[BucketFacts],
     total: Facts,
 ) -> (Result<Vec<DataPoint>>, Value) {
-    let points = buckets(q, found).map(|b| {
-        b.into_iter()
-            .map(|b| DataPoint {
-                date: b.label,
-                value: b.value,
-                previous: None,
-                change: None,
-            })
-            .collect()
-    });
+    let points = buckets(q, found).map(|b| b.into_iter().map(Bucket::point).collect());
     (points, q.metric.value(total))
 }
 
@@ -608,8 +638,15 @@ fn buckets(q: &MetricQuery, found: &[BucketFacts]) -> Result<Vec<Bucket>> {
             Some(b) if b.start == start => b.facts,
             _ => zero,
         };
+        let end = q.range.bucket_end(&bucket)?.timestamp();
+        let r = &q.range;
         out.push(Bucket {
-            label: q.range.label_of(&bucket),
+            label: r.label_of(&bucket),
+            partial: bucket.timestamp() < r.from
+                || end > r.to
+                || (bucket.timestamp() <= r.now && r.now < end),
+            future: bucket.timestamp() > r.now,
+            no_data: !q.metric.defined(here),
             zoned: bucket,
             start,
             value: q.metric.value(here),
@@ -633,17 +670,115 @@ fn response(
         timezone: q.range.tz_name.clone(),
         total,
         currency: q.currency.clone(),
-        data_points: buckets
-            .into_iter()
-            .map(|b| DataPoint {
-                date: b.label,
-                value: b.value,
-                previous: b.previous,
-                change: b.change,
-            })
-            .collect(),
+        data_points: buckets.into_iter().map(Bucket::point).collect(),
         comparison,
         breakdown: None,
         groups: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(metric: Metric, params: &str, now: &str) -> MetricQuery {
+        let p = Params::parse(params, PARAMS).expect("params");
+        MetricQuery {
+            store_id: "shop-a".into(),
+            metric,
+            range: p.range(now.parse().expect("now")).expect("range"),
+            currency: None,
+            country: None,
+            product_id: None,
+            include_bots: false,
+            compare: None,
+            breakdown: None,
+        }
+    }
+
+    /// (date, partial, future, noData) of every bucket with nothing found.
+    fn flags(q: &MetricQuery, found: &[BucketFacts]) -> Vec<(String, bool, bool, bool)> {
+        buckets(q, found)
+            .expect("buckets")
+            .into_iter()
+            .map(|b| (b.label, b.partial, b.future, b.no_data))
+            .collect()
+    }
+
+    #[test]
+    fn todays_bucket_is_partial_and_later_ones_are_future() {
+        let q = query(
+            Metric::Orders,
+            "from=2026-12-01&to=2026-12-05",
+            "2026-12-03T10:00:00Z",
+        );
+        let f = |d: &str, partial, future| (d.to_owned(), partial, future, false);
+        assert_eq!(
+            flags(&q, &[]),
+            [
+                f("2026-12-01", false, false),
+                f("2026-12-02", false, false),
+                f("2026-12-03", true, false),
+                f("2026-12-04", false, true),
+                f("2026-12-05", false, true),
+            ]
+        );
+        // A 24-hour period starts and ends mid-hour: both edge hours are partial.
+        let q = query(Metric::Orders, "period=24h", "2026-12-03T10:30:00Z");
+        let all = flags(&q, &[]);
+        assert_eq!(all.len(), 25);
+        assert!(all[0].1 && all[24].1, "{all:?}");
+        assert!(all[1..24].iter().all(|b| !b.1 && !b.2), "{all:?}");
+    }
+
+    #[test]
+    fn a_rate_or_average_over_nothing_has_no_data_and_a_count_of_zero_is_a_value() {
+        let found = |facts| {
+            vec![BucketFacts {
+                start: "2026-12-01T00:00:00Z"
+                    .parse::<jiff::Timestamp>()
+                    .expect("ts")
+                    .as_second(),
+                facts,
+            }]
+        };
+        for (metric, facts, no_data) in [
+            (
+                Metric::ConversionRate,
+                Facts::Rate {
+                    numerator: 0,
+                    denominator: 0,
+                },
+                true,
+            ),
+            (
+                Metric::ConversionRate,
+                Facts::Rate {
+                    numerator: 0,
+                    denominator: 4,
+                },
+                false,
+            ),
+            (
+                Metric::Aov,
+                Facts::Money {
+                    amount: 0,
+                    orders: 0,
+                },
+                true,
+            ),
+            (Metric::Orders, Facts::Count { count: 0 }, false),
+        ] {
+            let q = query(
+                metric,
+                "from=2026-12-01&to=2026-12-01",
+                "2026-12-03T10:00:00Z",
+            );
+            assert_eq!(
+                flags(&q, &found(facts))[0].3,
+                no_data,
+                "{metric:?} {facts:?}"
+            );
+        }
     }
 }

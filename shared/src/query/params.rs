@@ -66,6 +66,8 @@ pub struct Range {
     pub tz: TimeZone,
     pub tz_name: String,
     pub granularity: Granularity,
+    /// When the range was resolved: buckets starting later are in the future (no data can exist yet).
+    pub now: Timestamp,
 }
 
 impl Range {
@@ -108,6 +110,11 @@ impl Range {
             Granularity::Month => z.first_of_month().and_then(|d| d.start_of_day()),
         };
         r.map_err(|e| Error::Internal(format!("bucket arithmetic: {e}")))
+    }
+
+    /// Where the bucket starting at `z` ends (the next one's start).
+    pub fn bucket_end(&self, z: &Zoned) -> Result<Zoned> {
+        self.step(z)
     }
 
     fn step(&self, z: &Zoned) -> Result<Zoned> {
@@ -394,6 +401,7 @@ impl Params {
             tz,
             tz_name,
             granularity,
+            now,
         };
         range.buckets()?; // validates the bucket count
         Ok(range)

@@ -275,16 +275,25 @@ function series(data, title) {
     cmp ? changeBadge(cmp, kind, fmt) : null);
   const isEmpty = points.every((p) => !p.value && !p.previous?.value) && !data.total && !cmp?.total;
   const figure = h('figure', { class: 'chart', role: 'img', 'aria-label': `${title}: ${points.length} points, total ${fmt(data.total)}${cmp ? `, ${fmt(cmp.total)} in the ${comparisonName(cmp.compare)}` : ''}` });
-  const columns = [{ label: 'Date', cell: (p) => p.date }, { label: label(data.metric), cell: (p) => raw(fmt(p.value), p.value) }];
+  // A bucket the range only partly covers (today's, so far) is marked; one in the future, or a rate or an
+  // average over nothing, is a gap on the chart and "no data" in the table, never a drop to 0.
+  const shown = (p) => (p.future ? h('span', { class: 'muted' }, 'future') : p.noData ? h('span', { class: 'muted' }, 'no data') : fmt(p.value));
+  const columns = [
+    { label: 'Date', cell: (p) => (p.partial ? [p.date, ' ', h('span', { class: 'muted partial' }, '(partial)')] : p.date) },
+    { label: label(data.metric), cell: (p) => raw(shown(p), p.value) },
+  ];
   if (cmp) {
     columns.push({ label: comparisonName(cmp.compare), cell: (p) => (p.previous ? h('span', { 'data-previous': JSON.stringify(p.previous.value) }, `${fmt(p.previous.value)} (${p.previous.date})`) : '–') });
   }
   const table = h('details', {}, h('summary', {}, 'Data table'), h('div', { class: 'table-wrap' }, dataTable(title, columns, points)));
+  // The latest bucket that has begun, when the range covers only part of it (today's, so far).
+  const current = points.filter((p) => !p.future).at(-1);
+  const note = current?.partial && points.length > 1 ? h('p', { class: 'muted note' }, `${current.date} is still in progress.`) : null;
   if (!isEmpty) {
     // Drawn once the card is in the document (uPlot measures its container).
     requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency, cmp, data.granularity));
   }
-  return [total, isEmpty ? empty() : figure, table];
+  return [total, isEmpty ? empty() : figure, note, table];
 }
 
 const comparisonName = (c) => (c === 'previous_year' ? 'Previous year' : 'Previous period');
@@ -314,7 +323,10 @@ function yTicks(figure, labels) {
 function drawSeries(figure, points, kind, fmt, metric, currency, cmp, granularity) {
   if (!figure.isConnected) return;
   const xs = points.map((_, i) => i);
-  const ys = points.map((p) => p.value);
+  const gap = (p) => p.future || p.noData;
+  const ys = points.map((p) => (gap(p) ? null : p.value));
+  figure.dataset.gaps = JSON.stringify(points.flatMap((p, i) => (gap(p) ? [i] : [])));
+  figure.dataset.partial = JSON.stringify(points.flatMap((p, i) => (p.partial ? [i] : [])));
   const previous = cmp ? points.map((p) => (p.previous ? p.previous.value : null)) : null;
   // A year on date labels only where it is ambiguous: when the points span more than one year.
   const withYear = points.length > 0 && points[0].date.slice(0, 4) !== points[points.length - 1].date.slice(0, 4);

@@ -385,6 +385,44 @@ test('the granularity picker re-buckets every chart as the API does, keeps the v
   assert.doesNotMatch(page.url(), /granularity/);
 });
 
+test('a bucket still in progress is marked, future days and rates over nothing are gaps, not zeros', async () => {
+  const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+  const range = `from=${day(-3)}&to=${day(2)}&timezone=UTC`;
+  await page.goto(`${BASE}/dashboard#/d/overview?period=custom&${range}`);
+  await waitForDashboard();
+  const expected = await api(`/analytics/dashboards/overview?${range}`);
+  const conversion = expected.widgets.find((w) => w.title === 'Conversion rate').data;
+  assert.deepEqual(
+    conversion.dataPoints.map((p) => [p.date, Boolean(p.partial), Boolean(p.future)]),
+    [[day(-3), false, false], [day(-2), false, false], [day(-1), false, false], [day(0), true, false], [day(1), false, true], [day(2), false, true]],
+    'the API marks today partial and the days after it future',
+  );
+  const card = page.locator('section.card[data-widget="Conversion rate"]');
+  const figure = card.locator('figure.chart');
+  await page.waitForFunction(() => document.querySelector('section.card[data-widget="Conversion rate"] figure.chart')?.dataset.gaps);
+  assert.deepEqual(JSON.parse(await figure.getAttribute('data-gaps')), [4, 5], 'future days are gaps');
+  assert.deepEqual(JSON.parse(await figure.getAttribute('data-partial')), [3]);
+  const rows = await card.locator('tbody tr').allTextContents();
+  assert.match(rows[3], /\(partial\)/);
+  assert.match(rows[4], /future/);
+  assert.doesNotMatch(rows[2], /partial|future|no data/);
+  assert.match(await card.locator('.note').textContent(), new RegExp(`${day(0)} is still in progress`));
+  // Days before the store had any traffic: conversion and AOV measure nothing there, and say so.
+  await page.goto(`${BASE}/dashboard#/d/overview?period=custom&from=2001-01-01&to=2001-01-03&timezone=UTC`);
+  await waitForDashboard();
+  for (const title of ['Conversion rate', 'Average order value']) {
+    const cells = await page.locator(`section.card[data-widget="${title}"] tbody td`).allTextContents();
+    assert.deepEqual(cells, ['no data', 'no data', 'no data'], title);
+  }
+  const orders = await page.locator('section.card[data-widget="Orders"] tbody td').allTextContents();
+  assert.deepEqual(orders, ['0', '0', '0'], 'a count of zero is a value');
+  // Back to the last 30 days, leaving no custom dates behind for the next test.
+  await page.fill('#from', '');
+  await page.fill('#to', '');
+  await page.selectOption('#period', '30d');
+  await waitForDashboard();
+});
+
 test('impossible ranges and unknown funnel steps are explained next to their control, not queried', async () => {
   await page.goto(`${BASE}/dashboard#/d/overview?period=30d`);
   await waitForDashboard();
