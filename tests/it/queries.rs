@@ -729,8 +729,8 @@ fn first_orders<'a>(orders: &[&'a Ev]) -> HashMap<&'a str, jiff::Timestamp> {
     first
 }
 
-/// A session's source (its events in time order): its first `utm_source`, else its first referrer's
-/// domain without `www.`, else `direct`.
+/// A session's source (its events in time order): its first `utm_source`, else the name of its first
+/// referrer's site (`query::sources`: every Google is `google`), else `direct`.
 fn session_source(evs: &[&Ev]) -> String {
     evs.iter()
         .find(|e| !e.utm_source.is_empty())
@@ -739,13 +739,14 @@ fn session_source(evs: &[&Ev]) -> String {
             evs.iter().find(|e| !e.referrer.is_empty()).map(|e| {
                 let host = e
                     .referrer
-                    .trim_start_matches("https://")
-                    .trim_start_matches("http://");
-                host.split('/')
+                    .split_once("://")
+                    .map_or(e.referrer.as_str(), |(_, r)| r);
+                let domain = host
+                    .split(['/', ':', '?', '#'])
                     .next()
                     .unwrap_or("")
-                    .trim_start_matches("www.")
-                    .to_owned()
+                    .trim_start_matches("www.");
+                commerce_analytics::query::sources::name_of(domain)
             })
         })
         .unwrap_or_else(|| "direct".to_owned())
@@ -1887,25 +1888,7 @@ async fn product_performance_equals_an_independent_computation() {
         .iter_mut()
         .map(|(s, evs)| {
             evs.sort_by_key(|e| e.t);
-            let source = evs
-                .iter()
-                .find(|e| !e.utm_source.is_empty())
-                .map(|e| e.utm_source.clone())
-                .or_else(|| {
-                    evs.iter().find(|e| !e.referrer.is_empty()).map(|e| {
-                        let host = e
-                            .referrer
-                            .split_once("://")
-                            .map_or(e.referrer.as_str(), |(_, r)| r);
-                        host.split(['/', ':'])
-                            .next()
-                            .unwrap_or("")
-                            .trim_start_matches("www.")
-                            .to_owned()
-                    })
-                })
-                .unwrap_or_else(|| "direct".to_owned());
-            (*s, source)
+            (*s, session_source(evs))
         })
         .collect();
     let mut refunded: HashSet<&str> = f

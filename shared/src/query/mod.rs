@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod params;
 pub mod products;
 pub mod ranked;
+pub mod sources;
 
 use async_trait::async_trait;
 

@@ -77,10 +77,18 @@ pub(super) const PAGE: &str = r"IF(page_path != '', page_path, IFNULL(REGEXP_EXT
 pub(super) const REFERRER_DOMAIN: &str =
     r"IFNULL(REGEXP_EXTRACT(ref, r'^(?:[A-Za-z][A-Za-z0-9+.\-]*://)?(?:www\.)?([^/:?#]+)'), '')";
 
-/// A session's source from its first `utm` and `ref` (see [`sessions`]): `traffic_sources` ranks by it,
-/// product performance filters by it.
+/// A session's source from its first `utm` and `ref` (see [`sessions`]), named as
+/// [`crate::query::sources`] says: `traffic_sources` ranks by it, product performance filters by it.
 pub(super) fn source() -> String {
-    format!("IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {REFERRER_DOMAIN}, 'direct'))")
+    let mut named = String::from("CASE");
+    for (name, pattern) in crate::query::sources::KNOWN {
+        // Raw string literals: the patterns are this crate's constants, without quotes.
+        named.push_str(&format!(
+            " WHEN REGEXP_CONTAINS(LOWER({REFERRER_DOMAIN}), r'{pattern}') THEN '{name}'"
+        ));
+    }
+    named.push_str(&format!(" ELSE {REFERRER_DOMAIN} END"));
+    format!("IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {named}, 'direct'))")
 }
 
 /// The sessions of `ev` whose source (as `traffic_sources` names it) is `@source`.

@@ -37,14 +37,22 @@ pub(super) async fn fetch(
         .collect())
 }
 
-/// A session's source (over the rows of one session): its first `utm_source`, else its first referrer's
-/// domain, else `direct`. `traffic_sources` ranks by it; product performance filters by it.
+/// A session's source (over the rows of one session): its first `utm_source`, else the name of its first
+/// referrer's site ([`crate::query::sources`]), else `direct`. `traffic_sources` ranks by it; product
+/// performance filters by it; the `source` breakdown groups by it.
 pub(super) fn session_source() -> String {
-    format!(
-        "if({utm} != '', {utm}, if({referrer} != '', domainWithoutWWW({referrer}), 'direct'))",
-        utm = first_in_session("utm_source"),
-        referrer = first_in_session("referrer"),
-    )
+    let utm = first_in_session("utm_source");
+    let domain = format!("domainWithoutWWW({})", first_in_session("referrer"));
+    let mut named = String::from("multiIf(");
+    for (name, pattern) in crate::query::sources::KNOWN {
+        // Patterns and names are this crate's constants; backslashes doubled for the string literal.
+        named.push_str(&format!(
+            "match(lower({domain}), '{}'), '{name}', ",
+            pattern.replace('\\', "\\\\")
+        ));
+    }
+    named.push_str(&format!("{domain})"));
+    format!("if({utm} != '', {utm}, if({domain} != '', {named}, 'direct'))")
 }
 
 /// The first value of `column` in the session that is not empty.
