@@ -3,7 +3,7 @@
 // API's raw number in `data-raw` so tests (and curious people) can compare it with the API's answer.
 import uPlot from 'uplot';
 import { ApiError, call, download, get, keyStore } from './api.js';
-import { bucketLabel, compact, count, kindOfColumn, kindOfMetric, label, percent, setZone, timeOfDay, value } from './format.js';
+import { bucketLabel, compact, count, eventLabel, kindOfColumn, kindOfMetric, label, percent, setZone, timeOfDay, value } from './format.js';
 
 const METRICS = [
   'revenue', 'net_revenue', 'orders', 'aov', 'sessions', 'conversion_rate', 'visitors', 'ltv',
@@ -382,7 +382,7 @@ function funnelChart(data, title) {
   if (!steps.length || !steps[0].count) return [empty()];
   const first = steps[0].count;
   return [h('ol', { class: 'funnel', 'aria-label': title }, steps.map((s, i) => h('li', {},
-    h('div', { class: 'step' }, h('span', { class: 'name' }, s.step), raw(count(s.count), s.count, { class: 'count' })),
+    h('div', { class: 'step' }, h('span', { class: 'name', 'data-type': s.step, title: s.step }, eventLabel(s.step)), raw(count(s.count), s.count, { class: 'count' })),
     h('div', { class: 'bar', role: 'presentation' }, h('span', { style: `width:${Math.max(1, (100 * s.count) / first).toFixed(1)}%` })),
     h('div', { class: 'muted' },
       raw(percent(s.conversionRate), s.conversionRate), ' of step 1',
@@ -652,7 +652,7 @@ function announce(news, recent) {
   if (state.liveSeen) {
     const fresh = recent.filter((e) => !state.liveSeen.has(e.id));
     if (fresh.length) {
-      news.textContent = `${fresh.length} new event${fresh.length > 1 ? 's' : ''}: ${fresh.slice(0, 3).map((e) => e.type).join(', ')}`;
+      news.textContent = `${fresh.length} new event${fresh.length > 1 ? 's' : ''}: ${fresh.slice(0, 3).map((e) => eventLabel(e.type)).join(', ')}`;
     }
   }
   state.liveSeen = ids;
@@ -667,7 +667,7 @@ function renderLive(panel, live) {
       live.perMinute.map((m) => h('span', { style: `height:${Math.round((100 * m.events) / max)}%`, title: `${timeOfDay(m.minute)}: ${m.events}` }))),
     live.recent.length
       ? h('ul', { class: 'recent', 'aria-label': 'Most recent events' }, live.recent.map((e) => h('li', { 'data-id': e.id },
-        h('span', { class: 'type' }, e.type), ' ', h('span', { class: 'muted' }, e.detail), h('time', { datetime: e.timestamp }, timeOfDay(e.timestamp)))))
+        h('span', { class: 'type', 'data-type': e.type, title: e.type }, eventLabel(e.type)), ' ', h('span', { class: 'muted' }, e.detail), h('time', { datetime: e.timestamp }, timeOfDay(e.timestamp)))))
       : h('p', { class: 'empty' }, 'No events in the last minutes.'),
     h('p', { class: 'muted small' }, `Refreshes every ${LIVE_EVERY_MS / 1000} s.`));
 }

@@ -76,3 +76,10 @@ export function bucketLabel(date, granularity, withYear) {
   if (granularity === 'hour') Object.assign(opts, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
   return new Intl.DateTimeFormat(locale(), { ...opts, timeZone: 'UTC' }).format(Date.UTC(y, m - 1, d, hour));
 }
+
+/// An event type as people read it: "page.viewed" → "Page viewed", "cart.item_added" → "Cart item added"
+/// (custom types by the same rule); the type itself stays in the element's `data-type`.
+export function eventLabel(type) {
+  const words = String(type).replace(/[._]+/g, ' ').trim();
+  return words ? words[0].toUpperCase() + words.slice(1) : '';
+}

@@ -479,6 +479,7 @@ test('the funnel builder runs the funnel it shows', async () => {
   const expected = await api('/analytics/funnel?period=30d&timezone=UTC&steps=product.viewed,cart.item_added,order.completed&window=1d&by=customer&mode=ordered');
   const counts = await page.locator('.funnel .count').evaluateAll((els) => els.map((e) => JSON.parse(e.dataset.raw)));
   assert.deepEqual(counts, expected.steps.map((s) => s.count));
+  assert.deepEqual(await page.locator('.funnel .name').allTextContents(), ['Product viewed', 'Cart item added', 'Order completed']);
   await page.screenshot({ path: `${SHOTS}/funnel-builder.png`, fullPage: true });
 });
 
@@ -533,7 +534,11 @@ test('the live panel updates on its own after an event is tracked', async () => 
   await page.locator(`.recent li[data-id="${tracked.id}"]`).waitFor();
   // Screen readers hear the new event once, from the one live region; redraws are not announced.
   await page.waitForFunction(() => /new event/.test(document.getElementById('live-news')?.textContent || ''));
-  assert.match(await page.locator('#live-news').textContent(), /page\.viewed/);
+  assert.match(await page.locator('#live-news').textContent(), /Page viewed/);
+  // Event types read as words; the type itself stays on the element.
+  const type = page.locator(`.recent li[data-id="${tracked.id}"] .type`);
+  assert.equal(await type.textContent(), 'Page viewed');
+  assert.equal(await type.getAttribute('data-type'), 'page.viewed');
   assert.equal(await page.locator('#app[aria-live]').count(), 0, 'the page itself is not a live region');
   await page.screenshot({ path: `${SHOTS}/live.png` });
 });

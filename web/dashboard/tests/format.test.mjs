@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 globalThis.navigator ??= { language: 'en-US' };
-const { bucketLabel, compact, minorDigits, money } = await import('../src/format.js');
+const { bucketLabel, compact, eventLabel, minorDigits, money } = await import('../src/format.js');
 
 test('bucket labels follow the locale and name the year only when a chart spans years', () => {
   const cases = [
@@ -25,4 +25,15 @@ test('money uses the currency minor unit everywhere', () => {
   assert.equal(money(1999, 'USD'), '$19.99');
   assert.equal(compact(2_500_000, 'money', 'JPY'), '2.5M');
   assert.equal(compact(2_500_000, 'money', 'USD'), '25K');
+});
+
+test('event types read as words, custom ones by the same rule', () => {
+  for (const [type, want] of [
+    ['page.viewed', 'Page viewed'],
+    ['cart.item_added', 'Cart item added'],
+    ['order.completed', 'Order completed'],
+    ['wishlist.item_saved', 'Wishlist item saved'],
+  ]) {
+    assert.equal(eventLabel(type), want, type);
+  }
 });
