@@ -1087,6 +1087,7 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
             "overview",
             "products",
             "customers",
+            "audience",
             "marketing",
             "inventory"
         ]
@@ -1096,6 +1097,7 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
         "overview",
         "products",
         "customers",
+        "audience",
         "marketing",
         "inventory",
     ] {
@@ -1151,6 +1153,50 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
             assert_eq!(g, "week", "{}", w["title"]);
         }
     }
+    // A country filter reaches every widget, in place of a widget's own; a funnel says it has none.
+    let (status, audience) = send(
+        &f.api,
+        "GET",
+        "/analytics/dashboards/audience?period=30d&currency=USD&country=US",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audience}");
+    for w in audience["widgets"].as_array().expect("widgets") {
+        let mut query: Vec<String> = w["params"]
+            .as_object()
+            .expect("params")
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        query.push("period=30d&currency=USD&country=US".into());
+        let direct = get_ok(&f.api, &format!("/analytics/metrics?{}", query.join("&"))).await;
+        assert_eq!(w["data"], direct, "{}", w["title"]);
+    }
+    assert_eq!(
+        audience["widgets"][0]["data"]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| g["key"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["US"],
+        "sessions by country, filtered to one"
+    );
+    let (_, marketing) = send(
+        &f.api,
+        "GET",
+        "/analytics/dashboards/marketing?period=30d&country=US",
+        None,
+    )
+    .await;
+    let funnel = marketing["widgets"]
+        .as_array()
+        .expect("widgets")
+        .iter()
+        .find(|w| w["endpoint"] == "funnel")
+        .expect("a funnel");
+    assert_eq!(funnel["error"]["code"], "invalid_parameter", "{funnel}");
     let (status, body) = send(
         &f.api,
         "GET",

@@ -25,20 +25,22 @@ pub const MAX_WIDGETS: usize = 20;
 /// Most custom dashboards per store: each render runs every widget, so the count bounds what one store
 /// can ask of the warehouse.
 pub const MAX_DASHBOARDS: usize = 100;
-pub const BUILT_IN: [&str; 5] = [
+pub const BUILT_IN: [&str; 6] = [
     "overview",
     "products",
     "customers",
+    "audience",
     "marketing",
     "inventory",
 ];
 const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"];
 
 /// What `GET /analytics/dashboards/{id}` takes: the shared parameters, `compare` (metrics, ranked
-/// metrics and funnels are compared; cohort widgets are not) and `granularity` (the buckets of every
-/// time-series widget, in place of its own; funnels and cohorts have none).
-pub const RENDER_PARAMS: [&str; 8] =
-    params::concat::<6, 2, 8>(params::SHARED, ["compare", "granularity"]);
+/// metrics and funnels are compared; cohort widgets are not), `granularity` (the buckets of every
+/// time-series widget, in place of its own; funnels and cohorts have none) and `country` (a filter on
+/// every widget, in place of its own; a widget that cannot be filtered by country answers its own 400).
+pub const RENDER_PARAMS: [&str; 9] =
+    params::concat::<6, 3, 9>(params::SHARED, ["compare", "granularity", "country"]);
 
 /// The dashboards port: a store's custom dashboards (the built-in ones live in code).
 #[async_trait]
@@ -127,7 +129,8 @@ fn w(title: &str, endpoint: Endpoint, params: &[(&str, &str)]) -> Widget {
     }
 }
 
-/// The spec's five dashboards.
+/// The spec's five dashboards, and Audience (where sessions and revenue come from: countries, devices,
+/// browsers, sources, landing pages, referrers).
 pub fn built_in() -> Vec<Dashboard> {
     use Endpoint::*;
     let d = |id: &str, name: &str, widgets: Vec<Widget>| Dashboard {
@@ -183,6 +186,34 @@ pub fn built_in() -> Vec<Dashboard> {
             ],
         ),
         d(
+            "audience",
+            "Audience",
+            vec![
+                w(
+                    "Countries",
+                    Metrics,
+                    &[("metric", "sessions"), ("breakdown", "country")],
+                ),
+                w(
+                    "Devices",
+                    Metrics,
+                    &[("metric", "sessions"), ("breakdown", "device")],
+                ),
+                w(
+                    "Browsers",
+                    Metrics,
+                    &[("metric", "sessions"), ("breakdown", "browser")],
+                ),
+                w(
+                    "Revenue by source",
+                    Metrics,
+                    &[("metric", "revenue"), ("breakdown", "source")],
+                ),
+                w("Landing pages", Metrics, &[("metric", "landing_pages")]),
+                w("Referrers", Metrics, &[("metric", "referrers")]),
+            ],
+        ),
+        d(
             "marketing",
             "Marketing",
             vec![
@@ -233,13 +264,22 @@ async fn run_widget(
     period: &BTreeMap<String, String>,
     now: jiff::Timestamp,
 ) -> Result<Value> {
-    // The dashboard's granularity, when given, replaces the widget's own.
+    // The dashboard's granularity and country, when given, replace the widget's own.
     let own: BTreeMap<String, String> = widget
         .params
         .iter()
-        .filter(|(k, _)| !(k.as_str() == "granularity" && period.contains_key("granularity")))
+        .filter(|(k, _)| {
+            !(matches!(k.as_str(), "granularity" | "country") && period.contains_key(k.as_str()))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if period.contains_key("country") && widget.endpoint != Endpoint::Metrics {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            "country",
+            "funnels and cohorts have no country filter",
+        ));
+    }
     let q = query_string(&own, period);
     let to_value = |v: std::result::Result<Value, serde_json::Error>| {
         v.map_err(|e| Error::Internal(e.to_string()))
@@ -350,6 +390,7 @@ pub async fn render(
     let shared = params::Params::parse(&query_string(&period, &BTreeMap::new()), &RENDER_PARAMS)?;
     shared.include_bots()?;
     shared.currency()?;
+    shared.country()?;
     super::compare::Compare::from_params(&shared)?;
     // The period and zone as every widget will read them; without a `granularity` the bucket count
     // depends on each widget's own, so that one is left to the widgets.

@@ -38,6 +38,8 @@ const state = {
   includeBots: false,
   compare: '',
   granularity: '',
+  /// A country filter on the whole dashboard ('' for none), set by clicking a country in a breakdown.
+  country: '',
   liveTimer: null,
   /// Ids of the live events already shown: only newer ones are announced to screen readers.
   liveSeen: null,
@@ -114,7 +116,7 @@ function signOut() {
 
 /// The period, zone, currency, bot, comparison and granularity parameters for a request (funnels take no
 /// currency or granularity, cohorts no comparison or granularity).
-function periodQuery(extra = {}, { currency = true, compare = true, granularity = true } = {}) {
+function periodQuery(extra = {}, { currency = true, compare = true, granularity = true, country = true } = {}) {
   const q = new URLSearchParams();
   if (state.period === 'custom') {
     if (state.from) q.set('from', state.from);
@@ -129,6 +131,7 @@ function periodQuery(extra = {}, { currency = true, compare = true, granularity 
   for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== '') q.set(k, v);
   // The page's granularity replaces a widget's own, as the dashboard request does.
   if (granularity && state.granularity) q.set('granularity', state.granularity);
+  if (country && state.country) q.set('country', state.country);
   return q.toString();
 }
 
@@ -147,6 +150,7 @@ function stateQuery() {
   if (state.includeBots) q.set('bots', 'true');
   if (state.compare) q.set('compare', state.compare);
   if (state.granularity) q.set('granularity', state.granularity);
+  if (state.country) q.set('country', state.country);
   return q.toString();
 }
 
@@ -161,6 +165,7 @@ function applyStateQuery(query) {
   if (q.has('bots')) state.includeBots = q.get('bots') === 'true';
   if (q.has('compare') && COMPARISONS.some(([c]) => c === q.get('compare'))) state.compare = q.get('compare');
   if (q.has('granularity') && GRANULARITIES.some(([g]) => g === q.get('granularity'))) state.granularity = q.get('granularity');
+  state.country = /^[A-Z]{2}$/.test(q.get('country') || '') ? q.get('country') : '';
   setZone(state.timezone);
 }
 
@@ -419,17 +424,36 @@ function cohortGrid(data, title) {
     h('table', { class: 'cohorts' }, h('caption', {}, caption), h('thead', {}, head), h('tbody', {}, body)))];
 }
 
-function widgetBody(w, retry) {
+function widgetBody(w, retry, onFilter) {
   if (w.error) return [errorBox(w.error), retry ? h('button', { type: 'button', class: 'retry', onclick: retry }, 'Retry') : null];
   const d = w.data;
   if (w.endpoint === 'funnel') return funnelChart(d, w.title);
   if (w.endpoint === 'cohorts') return cohortGrid(d, w.title);
   if (d.rows) return ranked(d, w.title);
+  if (d.groups) return breakdownTable(d, w.title, onFilter);
   return series(d, w.title);
 }
 
+/// A broken-down metric as a table: each value with its total and, for additive metrics, its share of the
+/// metric's total; a country is a button that filters the whole dashboard to it.
+function breakdownTable(data, title, onFilter) {
+  const groups = data.groups || [];
+  if (!groups.length) return [empty()];
+  const kind = kindOfMetric(data.metric);
+  const fmt = (v) => value(v, kind, data.currency);
+  const additive = kind !== 'rate' && !['aov', 'visitors', 'ltv'].includes(data.metric);
+  const filterable = data.breakdown === 'country' && onFilter;
+  const name = (g) => (filterable && !g.other && g.key !== '(none)'
+    ? h('button', { type: 'button', class: 'link filter', 'data-key': g.key, title: `Show only ${g.key}`, onclick: () => onFilter(g.key) }, g.key)
+    : g.key);
+  const columns = [{ label: label(data.breakdown), cell: name }, { label: label(data.metric), cell: (g) => raw(fmt(g.total), g.total) }];
+  if (additive && data.total) columns.push({ label: 'Share', cell: (g) => percent(g.total / data.total) });
+  const total = h('p', { class: 'total' }, raw(fmt(data.total), data.total, { class: 'total-value' }), data.currency ? h('span', { class: 'muted' }, ' ' + data.currency) : null);
+  return [total, h('div', { class: 'table-wrap' }, dataTable(title, columns, groups))];
+}
+
 /// A widget's card: title, a CSV download of exactly what it shows, its body (or its error and a retry).
-function card(w, retry) {
+function card(w, retry, onFilter) {
   const csvError = h('span', { class: 'error', role: 'alert' });
   const csv = h('button', { type: 'button', class: 'link csv', 'aria-label': `Download ${w.title} as CSV`, onclick: async () => {
     csvError.textContent = '';
@@ -440,12 +464,13 @@ function card(w, retry) {
     }
   } }, 'CSV');
   return h('section', { class: 'card', 'data-widget': w.title, 'aria-labelledby': cardId(w.title) },
-    h('div', { class: 'card-head' }, h('h2', { id: cardId(w.title) }, w.title), csv, csvError), widgetBody(w, retry));
+    h('div', { class: 'card-head' }, h('h2', { id: cardId(w.title) }, w.title), csv, csvError), widgetBody(w, retry, onFilter));
 }
 
 /// A widget's own request: its parameters with the page's period (as the dashboard request hands them).
 function widgetQuery(w) {
-  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare: w.endpoint !== 'cohorts', granularity: w.endpoint === 'metrics' });
+  const metrics = w.endpoint === 'metrics';
+  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare: w.endpoint !== 'cohorts', granularity: metrics, country: metrics });
 }
 
 const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
@@ -469,10 +494,11 @@ async function dashboardView(id) {
     grid.replaceChildren(...d.widgets.map((w) => h('section', { class: 'card loading' }, h('h2', {}, w.title), h('progress', { 'aria-label': `Loading ${w.title}` }))));
     const started = performance.now();
     rememberView('/d/' + encodeURIComponent(d.id));
+    filterBar();
     try {
       const data = await get(`/analytics/dashboards/${encodeURIComponent(d.id)}?${periodQuery()}`);
       if (mine !== latest) return;
-      grid.replaceChildren(...data.widgets.map((w) => card(w, load)));
+      grid.replaceChildren(...data.widgets.map((w) => card(w, load, (country) => { state.country = country; load(); })));
       status.textContent = `Updated ${timeOfDay(Date.now())} (${state.timezone}) in ${Math.round(performance.now() - started)} ms`;
     } catch (err) {
       if (mine !== latest) return;
@@ -482,7 +508,17 @@ async function dashboardView(id) {
       if (mine === latest) grid.setAttribute('aria-busy', 'false');
     }
   };
-  shell(d.id, d.name, [controls(load), status, grid]);
+  // The active filter, with a button that removes it.
+  const filters = h('div', { class: 'filters', role: 'group', 'aria-label': 'Filters' });
+  const filterBar = () => {
+    filters.replaceChildren(...(state.country ? [
+      h('span', {}, 'Country: ', h('strong', { 'data-filter': 'country' }, state.country)),
+      h('button', { type: 'button', class: 'link clear-filter', 'aria-label': `Remove the country filter ${state.country}`, onclick: () => { state.country = ''; load(); } }, '✕ Clear'),
+    ] : []));
+    filters.hidden = !state.country;
+  };
+  filterBar();
+  shell(d.id, d.name, [controls(load), filters, status, grid]);
   await load();
 }
 
@@ -521,7 +557,7 @@ async function funnelView() {
     const mine = ++latest;
     result.replaceChildren(h('h2', {}, 'Result'), h('progress', { 'aria-label': 'Running the funnel' }));
     try {
-      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false, granularity: false })}`);
+      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false, granularity: false, country: false })}`);
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), ...funnelChart(data, 'Funnel'));
     } catch (err) {
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), errorBox(err));

@@ -14,7 +14,7 @@ const READ_KEY = process.env.READ_KEY;
 const WRITE_KEY = process.env.WRITE_KEY;
 const SHOTS = process.env.SCREENSHOT_DIR || 'test-results';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const BUILT_IN = ['overview', 'products', 'customers', 'marketing', 'inventory'];
+const BUILT_IN = ['overview', 'products', 'customers', 'audience', 'marketing', 'inventory'];
 
 assert.ok(BASE && READ_KEY && WRITE_KEY, 'DASHBOARD_URL, READ_KEY and WRITE_KEY must be set');
 mkdirSync(SHOTS, { recursive: true });
@@ -40,6 +40,7 @@ function expectedRaw(w) {
   }
   if (w.endpoint === 'cohorts') return d.cohorts.flatMap((c) => [c.size, ...c.periods.map((p) => p.retention)]);
   if (d.rows) return d.rows.flatMap((r) => Object.values(r));
+  if (d.groups) return [d.total, ...d.groups.map((g) => g.total)];
   return [d.total, ...d.dataPoints.map((p) => p.value)];
 }
 
@@ -421,6 +422,37 @@ test('a bucket still in progress is marked, future days and rates over nothing a
   await page.fill('#to', '');
   await page.selectOption('#period', '30d');
   await waitForDashboard();
+});
+
+test('clicking a country in a breakdown filters the whole dashboard, shown in a filter bar and kept in the URL', async () => {
+  await page.goto(`${BASE}/dashboard#/d/audience?period=30d&timezone=UTC`);
+  await waitForDashboard();
+  const countries = page.locator('section.card[data-widget="Countries"] button.filter');
+  await countries.first().waitFor();
+  const country = await countries.first().getAttribute('data-key');
+  assert.match(country, /^[A-Z]{2}$/);
+  assert.ok(await page.locator('.filters').isHidden(), 'no filter yet');
+  const asked = page.waitForRequest((r) => r.url().includes('/analytics/dashboards/audience?') && r.url().includes(`country=${country}`));
+  await countries.first().click();
+  await asked;
+  await waitForDashboard();
+  assert.equal(await page.locator('.filters [data-filter="country"]').textContent(), country);
+  assert.match(page.url(), new RegExp(`country=${country}`));
+  const expected = await api(`/analytics/dashboards/audience?period=30d&timezone=UTC&country=${country}`);
+  for (const w of expected.widgets) {
+    assert.ok(!w.error, `${w.title}: ${JSON.stringify(w.error)}`);
+    assert.deepEqual(await shownRaw(page.locator(`section.card[data-widget="${w.title}"]`)), expectedRaw(w), w.title);
+  }
+  // Filtered to one country, the Countries table holds that country only.
+  assert.deepEqual(await page.locator('section.card[data-widget="Countries"] button.filter').allTextContents(), [country]);
+  // A reload keeps the filter; the clear button removes it.
+  await page.reload();
+  await waitForDashboard();
+  assert.equal(await page.locator('.filters [data-filter="country"]').textContent(), country);
+  await page.click('button.clear-filter');
+  await waitForDashboard();
+  assert.ok(await page.locator('.filters').isHidden());
+  assert.doesNotMatch(page.url(), /country=/);
 });
 
 test('impossible ranges and unknown funnel steps are explained next to their control, not queried', async () => {
