@@ -729,6 +729,18 @@ fn first_orders<'a>(orders: &[&'a Ev]) -> HashMap<&'a str, jiff::Timestamp> {
     first
 }
 
+/// The events of `events` that belong to a session, by session, each session's in time order.
+fn sessions_of<'a>(events: impl IntoIterator<Item = &'a Ev>) -> HashMap<&'a str, Vec<&'a Ev>> {
+    let mut sessions: HashMap<&str, Vec<&Ev>> = HashMap::new();
+    for e in events.into_iter().filter(|e| !e.session.is_empty()) {
+        sessions.entry(e.session.as_str()).or_default().push(e);
+    }
+    for evs in sessions.values_mut() {
+        evs.sort_by_key(|e| e.t);
+    }
+    sessions
+}
+
 /// A session's source (its events in time order): its first `utm_source`, else the name of its first
 /// referrer's site (`query::sources`: every Google is `google`), else `direct`.
 fn session_source(evs: &[&Ev]) -> String {
@@ -811,11 +823,8 @@ async fn ranked_metrics_equal_an_independent_computation() {
         .collect();
     assert_eq!(got, want5);
 
-    // traffic_sources: first utm_source, else first referrer's domain, else direct; per session.
-    let mut sessions: HashMap<&str, Vec<&Ev>> = HashMap::new();
-    for e in in_range.iter().filter(|e| !e.session.is_empty()) {
-        sessions.entry(e.session.as_str()).or_default().push(e);
-    }
+    // traffic_sources: first utm_source, else first referrer's site, else direct; per session.
+    let mut sessions = sessions_of(in_range.iter().copied());
     let mut by_source: HashMap<String, (u64, u64)> = HashMap::new();
     let mut by_campaign: HashMap<String, (u64, u64)> = HashMap::new();
     // landing_pages / referrers: (sessions, orders, bounces, revenue in USD).
@@ -1922,21 +1931,11 @@ async fn product_performance_equals_an_independent_computation() {
     let f = fixture().await;
     let (from, to) = thirty_days(f.now, &TimeZone::UTC);
     // A session's source, as traffic_sources names it.
-    let mut by_session: HashMap<&str, Vec<&Ev>> = HashMap::new();
-    for e in f
-        .events
-        .iter()
-        .filter(|e| e.t >= from && e.t < to && !e.session.is_empty())
-    {
-        by_session.entry(e.session.as_str()).or_default().push(e);
-    }
-    let source_of: HashMap<&str, String> = by_session
-        .iter_mut()
-        .map(|(s, evs)| {
-            evs.sort_by_key(|e| e.t);
-            (*s, session_source(evs))
-        })
-        .collect();
+    let source_of: HashMap<&str, String> =
+        sessions_of(f.events.iter().filter(|e| e.t >= from && e.t < to))
+            .iter()
+            .map(|(s, evs)| (*s, session_source(evs)))
+            .collect();
     let mut refunded: HashSet<&str> = f
         .events
         .iter()
@@ -2147,13 +2146,7 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
         .iter()
         .filter(|e| e.t >= from && e.t < to)
         .collect();
-    let mut sessions: HashMap<&str, Vec<&Ev>> = HashMap::new();
-    for e in in_range.iter().filter(|e| !e.session.is_empty()) {
-        sessions.entry(e.session.as_str()).or_default().push(e);
-    }
-    for evs in sessions.values_mut() {
-        evs.sort_by_key(|e| e.t);
-    }
+    let sessions = sessions_of(in_range.iter().copied());
     let first = |evs: &[&Ev], field: fn(&Ev) -> &str| {
         evs.iter()
             .map(|e| field(e))
@@ -2275,17 +2268,7 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
     let kolkata = TimeZone::get("Asia/Kolkata").expect("zone");
     let (kfrom, kto) = thirty_days(f.now, &kolkata);
     let mut visitors: HashMap<String, HashSet<&str>> = HashMap::new();
-    let mut k_sessions: HashMap<&str, Vec<&Ev>> = HashMap::new();
-    for e in f
-        .events
-        .iter()
-        .filter(|e| e.t >= kfrom && e.t < kto && !e.session.is_empty())
-    {
-        k_sessions.entry(e.session.as_str()).or_default().push(e);
-    }
-    for evs in k_sessions.values_mut() {
-        evs.sort_by_key(|e| e.t);
-    }
+    let k_sessions = sessions_of(f.events.iter().filter(|e| e.t >= kfrom && e.t < kto));
     for e in f
         .events
         .iter()
