@@ -135,6 +135,16 @@ struct Fixture {
     now: jiff::Timestamp,
 }
 
+impl Fixture {
+    /// The human events in `[from, to)`.
+    fn between(&self, from: jiff::Timestamp, to: jiff::Timestamp) -> Vec<&Ev> {
+        self.events
+            .iter()
+            .filter(|e| e.t >= from && e.t < to)
+            .collect()
+    }
+}
+
 async fn fixture() -> Fixture {
     let db = TestDb::new("queries").await;
     let now_time = time::OffsetDateTime::now_utc()
@@ -773,11 +783,7 @@ async fn ranked_metrics_equal_an_independent_computation() {
     let f = fixture().await;
     let tz = TimeZone::UTC;
     let (from, to) = thirty_days(f.now, &tz);
-    let in_range: Vec<&Ev> = f
-        .events
-        .iter()
-        .filter(|e| e.t >= from && e.t < to)
-        .collect();
+    let in_range = f.between(from, to);
 
     // best_sellers: items of USD orders; sold units per product (all currencies) for sell-through.
     let mut best: HashMap<&str, (i64, i64, HashSet<&str>)> = HashMap::new();
@@ -2141,11 +2147,7 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
     let f = fixture().await;
     let tz = TimeZone::UTC;
     let (from, to) = thirty_days(f.now, &tz);
-    let in_range: Vec<&Ev> = f
-        .events
-        .iter()
-        .filter(|e| e.t >= from && e.t < to)
-        .collect();
+    let in_range = f.between(from, to);
     let sessions = sessions_of(in_range.iter().copied());
     let first = |evs: &[&Ev], field: fn(&Ev) -> &str| {
         evs.iter()

@@ -413,6 +413,20 @@ impl Flavor<'_> {
         replicated: false,
         on_cluster: None,
     };
+
+    /// How statements are written for `cluster`: one server without one; local tables with one, run
+    /// `ON CLUSTER` when it names no nodes (a managed cluster's distributed DDL), else on each node.
+    pub fn of(cluster: Option<&Cluster>) -> Flavor<'_> {
+        match cluster {
+            None => Flavor::SINGLE,
+            Some(c) => Flavor {
+                local: true,
+                cluster: &c.name,
+                replicated: c.replicated,
+                on_cluster: c.nodes.is_empty().then_some(c.name.as_str()),
+            },
+        }
+    }
 }
 
 /// Creates the database if needed, applies pending migrations in order, and brings the TTLs in line with
@@ -443,24 +457,14 @@ pub async fn migrate(
             vec![migrate_node(admin, db, retention_days, Flavor::SINGLE).await?]
         }
         Some(c) if c.nodes.is_empty() => {
-            let flavor = Flavor {
-                local: true,
-                cluster: &c.name,
-                replicated: c.replicated,
-                on_cluster: Some(&c.name),
-            };
+            let flavor = Flavor::of(Some(c));
             report.nodes.push(format!("ON CLUSTER {}", c.name));
             let outcome = migrate_node(admin, db, retention_days, flavor).await?;
             distributed_tables(admin, db, flavor).await?;
             vec![outcome]
         }
         Some(c) => {
-            let flavor = Flavor {
-                local: true,
-                cluster: &c.name,
-                replicated: c.replicated,
-                on_cluster: None,
-            };
+            let flavor = Flavor::of(Some(c));
             let mut outcomes = Vec::new();
             for node in &c.nodes {
                 report.nodes.push(node.url.clone());

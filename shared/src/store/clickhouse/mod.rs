@@ -204,30 +204,16 @@ impl ClickHouseStore {
     /// user agents parsed.
     pub async fn backfill_agent_columns(&self) -> Result<usize, StoreError> {
         use migrations::{Flavor, backfill_agent_columns};
+        let flavor = Flavor::of(self.cluster.as_ref());
         match &self.cluster {
-            None => backfill_agent_columns(&self.admin, &self.database, Flavor::SINGLE).await,
-            Some(c) if c.nodes.is_empty() => {
-                let flavor = Flavor {
-                    local: true,
-                    cluster: &c.name,
-                    replicated: c.replicated,
-                    on_cluster: Some(&c.name),
-                };
-                backfill_agent_columns(&self.admin, &self.database, flavor).await
-            }
-            Some(c) => {
-                let flavor = Flavor {
-                    local: true,
-                    cluster: &c.name,
-                    replicated: c.replicated,
-                    on_cluster: None,
-                };
+            Some(c) if !c.nodes.is_empty() => {
                 let mut parsed = 0;
                 for node in &c.nodes {
                     parsed += backfill_agent_columns(&node.admin, &self.database, flavor).await?;
                 }
                 Ok(parsed)
             }
+            _ => backfill_agent_columns(&self.admin, &self.database, flavor).await,
         }
     }
 
