@@ -432,6 +432,7 @@ test('clicking a country in a breakdown filters the whole dashboard, shown in a 
   const country = await countries.first().getAttribute('data-key');
   assert.match(country, /^[A-Z]{2}$/);
   assert.ok(await page.locator('.filters').isHidden(), 'no filter yet');
+  await page.screenshot({ path: `${SHOTS}/audience.png`, fullPage: true });
   const asked = page.waitForRequest((r) => r.url().includes('/analytics/dashboards/audience?') && r.url().includes(`country=${country}`));
   await countries.first().click();
   await asked;
