@@ -1168,6 +1168,26 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
             assert_eq!(g, "week", "{}", w["title"]);
         }
     }
+    // A comparison leaves breakdown widgets uncompared instead of failing them.
+    let (status, compared) = send(
+        &f.api,
+        "GET",
+        "/analytics/dashboards/audience?period=30d&compare=previous_period",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{compared}");
+    for w in compared["widgets"].as_array().expect("widgets") {
+        assert!(w.get("error").is_none(), "{w}");
+        let compared_widget =
+            w["data"].get("comparison").is_some() || w["data"]["rows"][0].get("previous").is_some();
+        assert_eq!(
+            compared_widget,
+            w["params"].get("breakdown").is_none(),
+            "{}",
+            w["title"]
+        );
+    }
     // A country filter reaches every widget, in place of a widget's own; a funnel says it has none.
     let (status, audience) = send(
         &f.api,
@@ -2241,6 +2261,21 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
             body["total"].as_i64().expect("total"),
             "{query}: the groups sum to the metric's total"
         );
+        // The metric beside its groups is the metric as read without a breakdown.
+        let plain: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.starts_with("breakdown=") && !p.starts_with("limit="))
+            .collect();
+        let plain = get_ok(
+            &f.api,
+            &format!(
+                "/analytics/metrics?{}&period=30d&timezone=UTC",
+                plain.join("&")
+            ),
+        )
+        .await;
+        assert_eq!(body["total"], plain["total"], "{query}");
+        assert_eq!(body["dataPoints"], plain["dataPoints"], "{query}");
         if keys.contains(&"(other)".to_owned()) {
             assert_eq!(
                 keys.last().map(String::as_str),

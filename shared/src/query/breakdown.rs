@@ -28,7 +28,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::ReadStore;
-use super::metrics::{BucketFacts, DataPoint, Facts, Metric, MetricQuery, MetricResponse};
+use super::metrics::{
+    BucketFacts, DataPoint, Facts, Metric, MetricFacts, MetricQuery, MetricResponse,
+};
 use crate::error::{Error, Result};
 
 /// What a metric can be broken down by.
@@ -223,21 +225,22 @@ pub async fn run(
     q: &MetricQuery,
     by: Breakdown,
 ) -> Result<(MetricResponse, Vec<Group>)> {
-    let first = if partitions(q.metric) {
-        Groups::All
+    let (whole, found) = if partitions(q.metric) {
+        // One read: every group; the metric itself is their sum (every row is in exactly one group).
+        let all = store.metric_groups(q, by.dimension, Groups::All).await?;
+        let whole = super::metrics::answer(q, &sum(&all, q.metric.family().zero()))?;
+        let keep = top(q.metric, &all, by.limit);
+        (whole, fold(all, &keep))
     } else {
-        Groups::AllTotals
-    };
-    let (whole, totals) =
-        futures_util::future::try_join(super::metrics::run_plain(store, q), async {
-            Ok(store.metric_groups(q, by.dimension, first).await?)
-        })
-        .await?;
-    let keep = top(q.metric, &totals, by.limit);
-    let found = if first == Groups::All {
-        fold(totals, &keep)
-    } else {
-        second_read(store, q, by, &totals, &keep).await?
+        let (whole, totals) =
+            futures_util::future::try_join(super::metrics::run_plain(store, q), async {
+                Ok(store
+                    .metric_groups(q, by.dimension, Groups::AllTotals)
+                    .await?)
+            })
+            .await?;
+        let keep = top(q.metric, &totals, by.limit);
+        (whole, second_read(store, q, by, &totals, &keep).await?)
     };
     let groups = found
         .into_iter()
@@ -252,6 +255,18 @@ pub async fn run(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((whole, groups))
+}
+
+/// Every group of a metric that partitions what it counts, added up: the metric's own facts (`zero`:
+/// its family's, when there is no group).
+fn sum(all: &[GroupFacts], zero: Facts) -> MetricFacts {
+    let mut buckets: Vec<BucketFacts> = Vec::new();
+    let mut total = zero;
+    for g in all {
+        buckets = add_buckets(&buckets, &g.buckets);
+        total = total.plus(g.total);
+    }
+    MetricFacts { buckets, total }
 }
 
 /// The kept groups of `all` in the order of `keep`, then every other group added up as `(other)` (when

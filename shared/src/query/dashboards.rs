@@ -416,6 +416,11 @@ pub async fn render(
                     p.remove("compare");
                     p.remove("granularity");
                 }
+                // A breakdown is not compared (the API refuses the two together): its widget shows
+                // its values without the comparison rather than an error.
+                Endpoint::Metrics if w.params.contains_key("breakdown") => {
+                    p.remove("compare");
+                }
                 Endpoint::Metrics => {}
             };
             p

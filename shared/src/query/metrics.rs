@@ -580,6 +580,16 @@ pub(super) async fn run_plain(store: &dyn ReadStore, q: &MetricQuery) -> Result<
     Ok(response(q, buckets, total, Some(summary)))
 }
 
+/// The answer for facts the query side already holds (a breakdown's groups added up).
+pub(super) fn answer(q: &MetricQuery, facts: &MetricFacts) -> Result<MetricResponse> {
+    Ok(response(
+        q,
+        buckets(q, &facts.buckets)?,
+        q.metric.value(facts.total),
+        None,
+    ))
+}
+
 /// One bucket of a series while it is assembled.
 struct Bucket {
     zoned: jiff::ZonedDateTime,

@@ -470,7 +470,9 @@ function card(w, retry, onFilter) {
 /// A widget's own request: its parameters with the page's period (as the dashboard request hands them).
 function widgetQuery(w) {
   const metrics = w.endpoint === 'metrics';
-  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare: w.endpoint !== 'cohorts', granularity: metrics, country: metrics });
+  // As the dashboard request does: cohorts and breakdowns are not compared.
+  const compare = w.endpoint !== 'cohorts' && !w.params?.breakdown;
+  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare, granularity: metrics, country: metrics });
 }
 
 const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
