@@ -43,6 +43,15 @@ pub(super) async fn fetch(
 pub(super) fn session_source() -> String {
     let utm = first_in_session("utm_source");
     let domain = format!("domainWithoutWWW({})", first_in_session("referrer"));
+    format!(
+        "if({utm} != '', {utm}, if({domain} != '', {}, 'direct'))",
+        site_name(&domain)
+    )
+}
+
+/// The site's name of a referrer's domain (`domain`, an expression): [`crate::query::sources::KNOWN`] as
+/// one `multiIf` of RE2 matches, else the domain.
+fn site_name(domain: &str) -> String {
     let mut named = String::from("multiIf(");
     for (name, pattern) in crate::query::sources::KNOWN {
         // Patterns and names are this crate's constants; backslashes doubled for the string literal.
@@ -52,7 +61,18 @@ pub(super) fn session_source() -> String {
         ));
     }
     named.push_str(&format!("{domain})"));
-    format!("if({utm} != '', {utm}, if({domain} != '', {named}, 'direct'))")
+    named
+}
+
+/// A session's source before its referrer is named: `u:<utm_source>`, `r:<referrer domain>` or
+/// `d:direct`, so `traffic_sources` names each distinct domain once (after grouping the sessions by it)
+/// instead of once per session: the same names as [`session_source`].
+fn session_source_unnamed() -> String {
+    let utm = first_in_session("utm_source");
+    let domain = format!("domainWithoutWWW({})", first_in_session("referrer"));
+    format!(
+        "if({utm} != '', concat('u:', {utm}), if({domain} != '', concat('r:', {domain}), 'd:direct'))"
+    )
 }
 
 /// The first value of `column` in the session that is not empty.
@@ -109,7 +129,19 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
              GROUP BY key ORDER BY b DESC, a DESC, key LIMIT {{limit:UInt32}}",
             orders(format!("{base}{IN_CURRENCY}"))
         ),
-        Ranked::TrafficSources => sessions(&session_source(), false),
+        Ranked::TrafficSources => {
+            // Sessions by their unnamed source first (a few hundred distinct values), then named and
+            // added up: the naming's regular expressions run per domain, not per session.
+            let by_raw = sessions(&session_source_unnamed(), false)
+                .replace(" ORDER BY a DESC, key LIMIT {limit:UInt32}", "");
+            format!(
+                "SELECT if(startsWith(raw, 'r:'), {}, substring(raw, 3)) AS key, \
+                 toInt64(sum(a)) AS a, toInt64(sum(b)) AS b, toInt64(sum(c)) AS c, toInt64(sum(d)) AS d \
+                 FROM (SELECT key AS raw, a, b, c, d FROM ({by_raw})) \
+                 GROUP BY key ORDER BY a DESC, key LIMIT {{limit:UInt32}}",
+                site_name("substring(raw, 3)")
+            )
+        }
         Ranked::CampaignPerformance => sessions(&first_in_session("utm_campaign"), false),
         Ranked::LandingPages => sessions(&first_in_session(PAGE), true),
         Ranked::Referrers => sessions(
