@@ -17,12 +17,14 @@
 //! the orders, they are computed over), so a group of one converting session does not outrank the store's
 //! main source; ties by value name. The groups' totals of an additive metric (sessions, orders, revenue,
 //! product_views) sum to the metric's total; distinct visitors can be active in several sessions, hence
-//! under several values, and then count once in each (as in GA4 and Plausible). `(other)` is counted by the
-//! store as one group, so its distinct visitors are exact too.
+//! under several values, and then count once in each (as in GA4 and Plausible); their `(other)` is counted
+//! by the store as one group, so its distinct visitors are exact too.
 //!
-//! The store answers in two steps: every group's total (to pick the top ones), then the series of the top
-//! groups and of `(other)`; the metric's own series runs alongside. `compare` does not combine with a
-//! breakdown (400).
+//! How it is read: when the groups partition what the metric counts (every metric but `visitors`, see
+//! [`partitions`]) the store returns every group with its buckets in one read; the query side ranks
+//! them, adds up `(other)` and gives the metric itself as their sum. For `visitors` the metric runs
+//! alongside a first read of every group's total (to rank), then a second read counts the top groups
+//! and `(other)` per bucket. `compare` does not combine with a breakdown (400).
 
 use serde::Serialize;
 use serde_json::Value;
