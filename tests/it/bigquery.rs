@@ -369,44 +369,31 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                     breakdown: None,
                 };
                 let what = format!("{} by {}", metric.name(), by.name());
-                let want = ch
-                    .store
-                    .metric_groups(&q, by, Groups::AllTotals)
-                    .await
-                    .expect("clickhouse");
-                let got = bq
-                    .metric_groups(&q, by, Groups::AllTotals)
-                    .await
-                    .unwrap_or_else(|e| panic!("{what} on BigQuery: {e}"));
-                assert!(!want.is_empty(), "{what} compares real groups");
-                assert_eq!(sorted(got), sorted(want.clone()), "{what}");
-                if partitions(metric) {
+                // The groups ClickHouse answers, checked equal on BigQuery.
+                let same = async |groups: Groups<'_>| {
                     let want = ch
                         .store
-                        .metric_groups(&q, by, Groups::All)
+                        .metric_groups(&q, by, groups)
                         .await
                         .expect("clickhouse");
                     let got = bq
-                        .metric_groups(&q, by, Groups::All)
+                        .metric_groups(&q, by, groups)
                         .await
-                        .unwrap_or_else(|e| panic!("{what} (all) on BigQuery: {e}"));
-                    assert_eq!(sorted(got), sorted(want), "{what} (all)");
+                        .unwrap_or_else(|e| panic!("{what} ({groups:?}) on BigQuery: {e}"));
+                    assert_eq!(sorted(got), sorted(want.clone()), "{what} ({groups:?})");
+                    want
+                };
+                let totals = same(Groups::AllTotals).await;
+                assert!(!totals.is_empty(), "{what} compares real groups");
+                if partitions(metric) {
+                    same(Groups::All).await;
                 }
-                let keep = top(metric, &want, 3);
+                let keep = top(metric, &totals, 3);
                 let (bucketed, total) =
                     read::metric_group_sql(&bq, &q, by, Groups::Top(&keep)).expect("sql");
                 dry_run(&bq, bucketed.as_ref().expect("bucketed"), &what).await;
-                dry_run(&bq, &total, &what).await;
-                let want = ch
-                    .store
-                    .metric_groups(&q, by, Groups::Top(&keep))
-                    .await
-                    .expect("clickhouse");
-                let got = bq
-                    .metric_groups(&q, by, Groups::Top(&keep))
-                    .await
-                    .unwrap_or_else(|e| panic!("{what} (top 3) on BigQuery: {e}"));
-                assert_eq!(sorted(got), sorted(want), "{what} (top 3)");
+                dry_run(&bq, total.as_ref().expect("total"), &what).await;
+                same(Groups::Top(&keep)).await;
                 compared += 1;
             }
         }

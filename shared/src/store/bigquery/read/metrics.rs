@@ -229,16 +229,18 @@ fn session_value(by: Dimension) -> (String, String) {
     )
 }
 
-/// A broken-down metric's queries: per group and bucket (not for [`Groups::AllTotals`]) and per group;
-/// `@keep` holds the values kept apart, the rest has `o = 1`. The same groups as on ClickHouse
-/// (`group_sql` there), which answers both in one `GROUPING SETS` pass and computes a whole session's
-/// value in place; here every row joins its session's value (the same value: a test compares them).
+/// A broken-down metric's queries: per group and bucket (not for [`Groups::AllTotals`]) and per group
+/// (not for [`Groups::All`]: its groups partition the rows, so each group's total is the sum of its
+/// buckets, added up by [`metric_groups`] rather than scanned and billed a second time); `@keep` holds
+/// the values kept apart, the rest has `o = 1`. The same groups as on ClickHouse (`group_sql` there),
+/// which answers both in one `GROUPING SETS` pass and computes a whole session's value in place; here
+/// every row joins its session's value (the same value: a test compares them).
 pub fn group_sql(
     store: &BigQueryStore,
     q: &MetricQuery,
     by: Dimension,
     groups: Groups<'_>,
-) -> Result<(Option<Sql>, Sql), StoreError> {
+) -> Result<(Option<Sql>, Option<Sql>), StoreError> {
     let tz = zone_literal(&q.range.tz_name)?;
     let Source { rows: source, x, y } = source(q, Some(by));
     let rows = if by == Dimension::Product {
@@ -273,13 +275,13 @@ pub fn group_sql(
             params: params.clone(),
         }),
     };
-    let total = Sql {
+    let total = (groups != Groups::All).then(|| Sql {
         text: format!(
             "{with} SELECT o, k, 0 AS b, {columns} FROM (SELECT *, {key} FROM ({rows})) \
              GROUP BY o, k ORDER BY o, k"
         ),
         params,
-    };
+    });
     Ok((bucketed, total))
 }
 
@@ -292,15 +294,13 @@ pub async fn metric_groups(
 ) -> Result<Vec<GroupFacts>, StoreError> {
     let family = q.metric.family();
     let (bucketed, total) = group_sql(store, q, by, groups)?;
-    let (rows, totals) = tokio::join!(
-        async {
-            match &bucketed {
-                Some(sql) => store.client().query(&sql.text, &sql.params).await.map(Some),
-                None => Ok(None),
-            }
-        },
-        store.client().query(&total.text, &total.params),
-    );
+    let run = |sql: Option<Sql>| async move {
+        match sql {
+            Some(sql) => store.client().query(&sql.text, &sql.params).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (rows, totals) = tokio::join!(run(bucketed), run(total));
     let key = |rows: &Rows, r: usize| -> Result<GroupKey, StoreError> {
         Ok(if rows.i64(r, rows.column("o")?)? == 1 {
             GroupKey::Other
@@ -308,21 +308,37 @@ pub async fn metric_groups(
             GroupKey::Value(rows.string(r, rows.column("k")?))
         })
     };
-    let totals = totals?;
     let mut out = Vec::new();
-    for (r, t) in facts(&totals, family)?.into_iter().enumerate() {
-        out.push(GroupFacts {
-            key: key(&totals, r)?,
-            buckets: Vec::new(),
-            total: t.facts,
-        });
+    if let Some(totals) = totals? {
+        for (r, t) in facts(&totals, family)?.into_iter().enumerate() {
+            out.push(GroupFacts {
+                key: key(&totals, r)?,
+                buckets: Vec::new(),
+                total: t.facts,
+            });
+        }
     }
     if let Some(rows) = rows? {
         for (r, b) in facts(&rows, family)?.into_iter().enumerate() {
             let k = key(&rows, r)?;
-            if let Some(g) = out.iter_mut().find(|g| g.key == k) {
-                g.buckets.push(b);
+            let at = match out.iter().position(|g: &GroupFacts| g.key == k) {
+                Some(at) => at,
+                // `All` has no totals read: each group starts at zero and adds up its buckets.
+                None if groups == Groups::All => {
+                    out.push(GroupFacts {
+                        key: k,
+                        buckets: Vec::new(),
+                        total: family.zero(),
+                    });
+                    out.len() - 1
+                }
+                None => continue,
+            };
+            let g = &mut out[at];
+            if groups == Groups::All {
+                g.total = g.total.plus(b.facts);
             }
+            g.buckets.push(b);
         }
     }
     Ok(out)
