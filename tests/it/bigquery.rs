@@ -1182,3 +1182,121 @@ async fn device_browser_and_os_are_stored_at_ingest_and_backfilled_for_older_row
     );
     store.drop_dataset().await.expect("drop");
 }
+
+#[tokio::test]
+async fn products_are_named_by_their_latest_view_before_the_period_ends_on_both_warehouses() {
+    use commerce_analytics::query::ReadStore;
+    use commerce_analytics::query::names::NamesQuery;
+    use commerce_analytics::query::params::Params;
+    use commerce_analytics::query::ranked::{self, Ranked, RankedQuery};
+
+    let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("now");
+    let at = |hours_before: i64| {
+        time::OffsetDateTime::from_unix_timestamp(now.as_second() - hours_before * 3600)
+            .expect("time")
+    };
+    let view = |store: &str, id: &str, product: &str, name: Option<&str>, hours_before: i64| {
+        let mut properties = serde_json::json!({ "productId": product });
+        if let Some(n) = name {
+            properties["productName"] = n.into();
+        }
+        event_at(
+            store,
+            serde_json::json!({"id": id, "type": "product.viewed", "properties": properties}),
+            at(hours_before),
+        )
+    };
+    let mut events = vec![
+        // Renamed: the latest name before the end wins; one after the end does not count.
+        view("shop-a", "v1", "p_renamed", Some("Old name"), 40 * 24),
+        view("shop-a", "v2", "p_renamed", Some("New name"), 2 * 24),
+        view("shop-a", "v3", "p_renamed", Some("Name after the end"), -1),
+        // Only viewed long ago: found by the second step (30 days to a year before the end).
+        view("shop-a", "v4", "p_old", Some("Only old"), 200 * 24),
+        // Viewed without a name, or with an empty one: no name.
+        view("shop-a", "v5", "p_unnamed", None, 24),
+        view("shop-a", "v6", "p_unnamed", Some(""), 12),
+        // Another store's name for the same id stays there.
+        view("shop-b", "v7", "p_unnamed", Some("Other store's name"), 24),
+    ];
+    for (i, p) in ["p_renamed", "p_old", "p_unnamed"].iter().enumerate() {
+        events.push(event_at(
+            "shop-a",
+            serde_json::json!({"id": format!("s{i}"), "type": "inventory.updated",
+                               "properties": {"productId": p, "quantity": 5}}),
+            at(6),
+        ));
+    }
+    let want: std::collections::BTreeMap<String, Option<String>> = [
+        ("p_renamed", Some("New name")),
+        ("p_old", Some("Only old")),
+        ("p_unnamed", None),
+    ]
+    .into_iter()
+    .map(|(p, n)| (p.to_owned(), n.map(str::to_owned)))
+    .collect();
+
+    let ch = integration_tests::TestDb::new("bq_names").await;
+    ch.store
+        .insert(&events, "names")
+        .await
+        .expect("clickhouse insert");
+    let bq = test_bigquery("bq_names").await;
+    bq.insert(&events, "names").await.expect("bigquery insert");
+    dry_run(
+        &bq,
+        &read::product_names_sql(
+            &bq,
+            &NamesQuery {
+                store_id: "shop-a".into(),
+                ids: vec!["p_renamed".into()],
+                from: now - commerce_analytics::query::names::OLDEST,
+                to: now,
+            },
+        ),
+        "product names",
+    )
+    .await;
+
+    let range = Params::parse("period=30d&timezone=UTC", &["period", "timezone"])
+        .expect("params")
+        .range(now)
+        .expect("range");
+    let q = RankedQuery {
+        store_id: "shop-a".into(),
+        metric: Ranked::StockLevels,
+        range,
+        currency: None,
+        country: None,
+        limit: 100,
+        include_bots: false,
+        compare: None,
+    };
+    let stores: [(&str, &dyn ReadStore); 2] = [("clickhouse", &ch.store), ("bigquery", &bq)];
+    for (name, store) in stores {
+        let body = ranked::run(store, &q).await.expect("stock levels");
+        let got: std::collections::BTreeMap<String, Option<String>> = body["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                let keys: Vec<&str> = r
+                    .as_object()
+                    .expect("row")
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                assert_eq!(
+                    &keys[..2],
+                    ["productId", "productName"],
+                    "{name}: the name follows the id"
+                );
+                (
+                    r["productId"].as_str().expect("id").to_owned(),
+                    r["productName"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+}

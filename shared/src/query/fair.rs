@@ -123,6 +123,14 @@ impl ReadStore for FairReads {
         RANK.scope(turn.rank, self.inner.ranked(q)).await
     }
 
+    async fn product_names(
+        &self,
+        q: &super::names::NamesQuery,
+    ) -> Result<Vec<super::names::ProductName>, StoreError> {
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.product_names(q)).await
+    }
+
     async fn product_performance(
         &self,
         q: &super::products::ProductQuery,
@@ -192,6 +200,12 @@ mod tests {
             Ok(None)
         }
         async fn ranked(&self, _: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn product_names(
+            &self,
+            _: &crate::query::names::NamesQuery,
+        ) -> Result<Vec<crate::query::names::ProductName>, StoreError> {
             unreachable!("not used")
         }
         async fn product_performance(

@@ -17,6 +17,7 @@ pub mod fair;
 pub mod funnel;
 pub mod live;
 pub mod metrics;
+pub mod names;
 pub mod params;
 pub mod products;
 pub mod ranked;
@@ -59,6 +60,12 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<String>, StoreError>;
     /// Rows of a ranked metric (see [`ranked::RankedRow`]), ordered and limited.
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<Vec<ranked::RankedRow>, StoreError>;
+    /// The latest name of each of the query's products in its window (see [`names`]); products without
+    /// one are absent.
+    async fn product_names(
+        &self,
+        q: &names::NamesQuery,
+    ) -> Result<Vec<names::ProductName>, StoreError>;
     /// Every product's facts for product performance (see [`products::ProductFacts`]), unsorted.
     async fn product_performance(
         &self,

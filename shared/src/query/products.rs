@@ -176,7 +176,9 @@ pub async fn run(store: &dyn super::ReadStore, q: &ProductQuery) -> Result<Value
         "order": if q.descending { "desc" } else { "asc" },
     });
     let Some(compare) = q.compare else {
-        body["rows"] = Value::Array(rows(q, &store.product_performance(q).await?));
+        let mut current = rows(q, &store.product_performance(q).await?);
+        super::names::attach(store, &q.store_id, q.range.to, &mut current).await?;
+        body["rows"] = Value::Array(current);
         return Ok(body);
     };
     let comparison = Comparison::of(&q.range, compare)?;
@@ -202,6 +204,7 @@ pub async fn run(store: &dyn super::ReadStore, q: &ProductQuery) -> Result<Value
             })
             .to_json()
     });
+    super::names::attach(store, &q.store_id, q.range.to, &mut current).await?;
     body["rows"] = Value::Array(current);
     body["comparison"] = comparison.range_json();
     Ok(body)

@@ -45,6 +45,14 @@ impl Ranked {
         Ranked::Referrers,
     ];
 
+    /// Rows keyed by `productId`, which gain `productName` ([`super::names`]).
+    pub fn keyed_by_product(self) -> bool {
+        matches!(
+            self,
+            Self::BestSellers | Self::StockLevels | Self::SellThroughRate
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::BestSellers => "best_sellers",
@@ -294,6 +302,17 @@ pub fn parse_limit(v: Option<&str>) -> Result<u32> {
 /// report) and `change` (per numeric column), and the answer gains `comparison` (the range). The
 /// comparison query has no row limit, so a key outside the earlier top rows still finds its values.
 pub async fn run(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value> {
+    let mut body = compared(store, q).await?;
+    if q.metric.keyed_by_product()
+        && let Some(rows) = body["rows"].as_array_mut()
+    {
+        super::names::attach(store, &q.store_id, q.range.to, rows).await?;
+    }
+    Ok(body)
+}
+
+/// The rows, with `previous` and `change` when the query compares.
+async fn compared(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value> {
     let Some(compare) = q.compare else {
         return Ok(response(q, &store.ranked(q).await?));
     };

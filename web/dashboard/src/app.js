@@ -374,12 +374,21 @@ function xTicks(figure, labels) {
 function ranked(data, title) {
   const rows = data.rows || [];
   if (!rows.length) return [empty()];
-  const keys = Object.keys(rows[0]);
+  // A product's name sits in its id's cell, above the id (which keeps the raw value).
+  const keys = Object.keys(rows[0]).filter((k) => k !== 'productName');
   const columns = keys.map((k) => {
+    if (k === 'productId') return { label: 'Product', cell: productCell };
     const kind = kindOfColumn(k);
     return { label: label(k), cell: (r) => raw(value(r[k], kind, data.currency), r[k]) };
   });
   return [h('div', { class: 'table-wrap' }, dataTable(title, columns, rows))];
+}
+
+/// A product as people know it: its name (when the store's events carried one) over its id.
+function productCell(r) {
+  const id = raw(r.productId, r.productId, { class: 'product-id' });
+  if (!r.productName) return id;
+  return h('span', { class: 'product' }, h('span', { class: 'product-name' }, r.productName), id);
 }
 
 function funnelChart(data, title) {

@@ -39,7 +39,8 @@ function expectedRaw(w) {
     return d.steps.flatMap((s, i) => (i === 0 ? [s.count, s.conversionRate] : [s.count, s.conversionRate, s.stepConversionRate, s.dropOff]));
   }
   if (w.endpoint === 'cohorts') return d.cohorts.flatMap((c) => [c.size, ...c.periods.map((p) => p.retention)]);
-  if (d.rows) return d.rows.flatMap((r) => Object.values(r));
+  // A product's name is text beside its id, checked by its own test below.
+  if (d.rows) return d.rows.flatMap((r) => Object.entries(r).filter(([k]) => k !== 'productName').map(([, v]) => v));
   if (d.groups) return [d.total, ...d.groups.map((g) => g.total)];
   return [d.total, ...d.dataPoints.map((p) => p.value)];
 }
@@ -454,6 +455,23 @@ test('clicking a country in a breakdown filters the whole dashboard, shown in a 
   await waitForDashboard();
   assert.ok(await page.locator('.filters').isHidden());
   assert.doesNotMatch(page.url(), /country=/);
+});
+
+test('products read by their names, each beside its id', async () => {
+  await page.goto(`${BASE}/dashboard#/d/products?period=30d&timezone=UTC`);
+  await waitForDashboard();
+  const expected = await api('/analytics/dashboards/products?period=30d&timezone=UTC');
+  let checked = 0;
+  for (const w of expected.widgets.filter((x) => x.data.rows?.[0]?.productId)) {
+    const card = page.locator(`section.card[data-widget="${w.title}"]`);
+    const shown = await card.locator('tbody th').evaluateAll((cells) => cells.map((c) => ({
+      name: c.querySelector('.product-name')?.textContent ?? null,
+      id: c.querySelector('.product-id')?.textContent,
+    })));
+    assert.deepEqual(shown, w.data.rows.map((r) => ({ name: r.productName, id: r.productId })), w.title);
+    checked += w.data.rows.filter((r) => r.productName).length;
+  }
+  assert.ok(checked > 0, 'the demo names its products');
 });
 
 test('impossible ranges and unknown funnel steps are explained next to their control, not queried', async () => {

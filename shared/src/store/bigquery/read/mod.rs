@@ -148,6 +148,41 @@ pub async fn main_currency(
     Ok(rows.cell(0, 0).map(str::to_owned))
 }
 
+/// The latest non-empty `productName` per requested product among the window's `product.viewed` events
+/// ([`crate::query::names`]); duplicates of an event carry the same name, so no deduplication is needed.
+pub fn product_names_sql(store: &BigQueryStore, q: &crate::query::names::NamesQuery) -> Sql {
+    Sql {
+        text: format!(
+            "SELECT product_id, MAX_BY(n, timestamp) AS name FROM ( \
+               SELECT product_id, timestamp, JSON_VALUE(properties, '$.productName') AS n FROM {} \
+               WHERE store_id = @store AND type = 'product.viewed' AND timestamp >= @from \
+                 AND timestamp < @to AND product_id IN UNNEST(@products)) \
+             WHERE n IS NOT NULL AND n != '' GROUP BY product_id",
+            store.table(EVENTS_TABLE)
+        ),
+        params: vec![
+            ("store", Param::String(q.store_id.clone())),
+            ("from", micros(q.from.as_millisecond())),
+            ("to", micros(q.to.as_millisecond())),
+            ("products", Param::Strings(q.ids.clone())),
+        ],
+    }
+}
+
+async fn product_names(
+    store: &BigQueryStore,
+    q: &crate::query::names::NamesQuery,
+) -> Result<Vec<crate::query::names::ProductName>, StoreError> {
+    let sql = product_names_sql(store, q);
+    let rows = store.client().query(&sql.text, &sql.params).await?;
+    Ok((0..rows.rows.len())
+        .map(|i| crate::query::names::ProductName {
+            product_id: rows.string(i, 0),
+            name: rows.string(i, 1),
+        })
+        .collect())
+}
+
 #[async_trait::async_trait]
 impl ReadStore for BigQueryStore {
     async fn metric(&self, q: &MetricQuery) -> Result<MetricFacts, StoreError> {
@@ -181,6 +216,13 @@ impl ReadStore for BigQueryStore {
 
     async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
         ranked(self, q).await
+    }
+
+    async fn product_names(
+        &self,
+        q: &crate::query::names::NamesQuery,
+    ) -> Result<Vec<crate::query::names::ProductName>, StoreError> {
+        product_names(self, q).await
     }
 
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {

@@ -19,6 +19,7 @@ mod dashboards;
 mod funnel;
 mod live;
 mod metrics;
+mod names;
 mod products;
 mod ranked;
 
@@ -68,6 +69,8 @@ pub(super) struct Binds {
     pub limit: Option<u32>,
     /// `{keep:Array(String)}`: the values a breakdown keeps apart.
     pub keep: Option<Vec<String>>,
+    /// `{products:Array(String)}`: the products whose names are looked up.
+    pub products: Option<Vec<String>>,
     /// `{window:UInt64}`, `{steps:Array(String)}` and `{s0:String}`…: a funnel's window and steps.
     pub window_secs: Option<u64>,
     pub steps: Vec<String>,
@@ -135,6 +138,9 @@ impl Sql {
         }
         if let Some(keep) = &b.keep {
             q = q.param("keep", keep);
+        }
+        if let Some(products) = &b.products {
+            q = q.param("products", products);
         }
         if let Some(window) = b.window_secs {
             q = q.param("window", window).param("steps", &b.steps);
@@ -258,6 +264,13 @@ impl ReadStore for ClickHouseStore {
 
     async fn ranked(&self, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
         ranked::fetch(self, q).await
+    }
+
+    async fn product_names(
+        &self,
+        q: &crate::query::names::NamesQuery,
+    ) -> Result<Vec<crate::query::names::ProductName>, StoreError> {
+        names::fetch(self, q).await
     }
 
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
@@ -459,6 +472,18 @@ mod tests {
             };
             insta::assert_snapshot!(name, layout(&super::products::sql(&q)));
         }
+    }
+
+    #[test]
+    fn product_names_have_their_sql_snapshot() {
+        let r = range("period=30d");
+        let q = crate::query::names::NamesQuery {
+            store_id: "shop-a".into(),
+            ids: vec!["prod_1".into(), "prod_2".into()],
+            from: r.from,
+            to: r.to,
+        };
+        insta::assert_snapshot!("product_names", layout(&super::names::sql(&q)));
     }
 
     #[test]
