@@ -36,8 +36,9 @@ struct Ev {
     /// `context.page.path`, else the path of `context.page.url`.
     page: String,
     country: String,
-    /// The device family of `context.userAgent` (see `event::agent`).
+    /// The device family and browser of `context.userAgent` (see `event::agent`).
     device: String,
+    browser: String,
 }
 
 fn flatten(v: &Value) -> Ev {
@@ -101,6 +102,8 @@ fn flatten(v: &Value) -> Ev {
         device: commerce_analytics::event::agent::Agent::of(&s("/context/userAgent"), false)
             .device
             .to_owned(),
+        browser: commerce_analytics::event::agent::Agent::of(&s("/context/userAgent"), false)
+            .browser,
     }
 }
 
@@ -2111,7 +2114,9 @@ async fn product_performance_equals_an_independent_computation() {
         ("metric=product_performance&sort=price", "sort"),
         ("metric=product_performance&order=up", "order"),
         ("metric=revenue&sort=views", "sort"),
-        ("metric=best_sellers&source=google", "source"),
+        ("metric=revenue&device=phone", "device"),
+        ("metric=ltv&browser=Chrome", "browser"),
+        ("metric=stock_levels&source=google", "source"),
     ] {
         let (status, body) = get(&f.api, &format!("/analytics/metrics?{path}"), READ_KEY).await;
         assert_eq!(
@@ -2416,4 +2421,92 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
             "{query}: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn device_browser_and_source_filters_keep_exactly_their_events() {
+    let f = fixture().await;
+    let tz = TimeZone::UTC;
+    let (from, to) = thirty_days(f.now, &tz);
+    let in_range = f.between(from, to);
+    let sources: HashMap<&str, String> = sessions_of(in_range.iter().copied())
+        .into_iter()
+        .map(|(id, evs)| (id, session_source(&evs)))
+        .collect();
+    // Each query's filters, as an event must meet them to count.
+    for query in [
+        "device=mobile",
+        "browser=Chrome",
+        "source=google",
+        "device=desktop&source=google&country=US",
+    ] {
+        let given = |k: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+        };
+        let (device, browser, source, country) = (
+            given("device"),
+            given("browser"),
+            given("source"),
+            given("country"),
+        );
+        let kept: Vec<&Ev> = in_range
+            .iter()
+            .copied()
+            .filter(|e| device.is_none_or(|d| e.device == d))
+            .filter(|e| browser.is_none_or(|b| e.browser == b))
+            .filter(|e| country.is_none_or(|c| e.country == c))
+            .filter(|e| {
+                source.is_none_or(|s| sources.get(e.session.as_str()).is_some_and(|x| x == s))
+            })
+            .collect();
+        let sessions: HashSet<&str> = kept
+            .iter()
+            .filter(|e| !e.session.is_empty())
+            .map(|e| e.session.as_str())
+            .collect();
+        let mut orders: HashMap<&str, i64> = HashMap::new();
+        for e in kept
+            .iter()
+            .filter(|e| e.kind == "order.completed" && e.currency == "USD")
+        {
+            orders.entry(e.order.as_str()).or_insert(e.amount);
+        }
+        let views = kept.iter().filter(|e| e.kind == "product.viewed").count() as i64;
+        assert!(
+            !sessions.is_empty() && !orders.is_empty(),
+            "{query}: the demo has such events"
+        );
+        for (metric, want) in [
+            ("sessions", sessions.len() as i64),
+            ("revenue&currency=USD", orders.values().sum::<i64>()),
+            ("product_views", views),
+        ] {
+            let body = get_ok(
+                &f.api,
+                &format!("/analytics/metrics?metric={metric}&period=30d&timezone=UTC&{query}"),
+            )
+            .await;
+            assert_eq!(body["total"].as_i64(), Some(want), "{metric} with {query}");
+        }
+        // A dashboard's filters reach its widgets: the overview's revenue is the filtered one.
+        let overview = get_ok(
+            &f.api,
+            &format!("/analytics/dashboards/overview?period=30d&timezone=UTC&currency=USD&{query}"),
+        )
+        .await;
+        let revenue = overview["widgets"]
+            .as_array()
+            .expect("widgets")
+            .iter()
+            .find(|w| w["data"]["metric"] == "revenue")
+            .expect("revenue widget");
+        assert_eq!(
+            revenue["data"]["total"].as_i64(),
+            Some(orders.values().sum::<i64>()),
+            "overview revenue with {query}"
+        );
+    }
+    f.db.drop_database().await;
 }

@@ -37,10 +37,25 @@ const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"]
 
 /// What `GET /analytics/dashboards/{id}` takes: the shared parameters, `compare` (metrics, ranked
 /// metrics and funnels are compared; cohort widgets are not), `granularity` (the buckets of every
-/// time-series widget, in place of its own; funnels and cohorts have none) and `country` (a filter on
-/// every widget, in place of its own; a widget that cannot be filtered by country answers its own 400).
-pub const RENDER_PARAMS: [&str; 9] =
-    params::concat::<6, 3, 9>(params::SHARED, ["compare", "granularity", "country"]);
+/// time-series widget, in place of its own; funnels and cohorts have none) and the filters `country`,
+/// `device`, `browser`, `source` ([`params::Filters`]: each on every widget, in place of its own; a
+/// widget that cannot be filtered answers its own 400).
+pub const RENDER_PARAMS: [&str; 12] = params::concat::<6, 6, 12>(
+    params::SHARED,
+    [
+        "compare",
+        "granularity",
+        "country",
+        "device",
+        "browser",
+        "source",
+    ],
+);
+
+/// Whether `k` is a dashboard parameter that replaces a widget's own.
+fn replaces_own(k: &str) -> bool {
+    k == "granularity" || params::Filters::NAMES.contains(&k)
+}
 
 /// The dashboards port: a store's custom dashboards (the built-in ones live in code).
 #[async_trait]
@@ -264,20 +279,22 @@ async fn run_widget(
     period: &BTreeMap<String, String>,
     now: jiff::Timestamp,
 ) -> Result<Value> {
-    // The dashboard's granularity and country, when given, replace the widget's own.
+    // The dashboard's granularity and filters, when given, replace the widget's own.
     let own: BTreeMap<String, String> = widget
         .params
         .iter()
-        .filter(|(k, _)| {
-            !(matches!(k.as_str(), "granularity" | "country") && period.contains_key(k.as_str()))
-        })
+        .filter(|(k, _)| !(replaces_own(k) && period.contains_key(k.as_str())))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if period.contains_key("country") && widget.endpoint != Endpoint::Metrics {
+    if let Some(k) = params::Filters::NAMES
+        .into_iter()
+        .find(|k| period.contains_key(*k))
+        && widget.endpoint != Endpoint::Metrics
+    {
         return Err(Error::invalid(
             "invalid_parameter",
-            "country",
-            "funnels and cohorts have no country filter",
+            k,
+            format!("funnels and cohorts have no {k} filter"),
         ));
     }
     let q = query_string(&own, period);
@@ -390,7 +407,7 @@ pub async fn render(
     let shared = params::Params::parse(&query_string(&period, &BTreeMap::new()), &RENDER_PARAMS)?;
     shared.include_bots()?;
     shared.currency()?;
-    shared.country()?;
+    shared.filters()?;
     super::compare::Compare::from_params(&shared)?;
     // The period and zone as every widget will read them; without a `granularity` the bucket count
     // depends on each widget's own, so that one is left to the widgets.

@@ -14,8 +14,8 @@
 //! | `add_to_cart_rate` | sessions with a `cart.item_added` / sessions with a `product.viewed`, by the session's first product view; 0–1 | `productId`: that product's views and adds |
 //!
 //! Money is integer minor units in one currency (`currency`, default the store's main currency: the one
-//! most of its orders of the last 90 days use). Filters: `country` (the event's `context.country`),
-//! `productId` (`product_views` only).
+//! most of its orders of the last 90 days use). Filters: `country`, `device`, `browser`, `source` (see
+//! [`super::params::Filters`]; not on `ltv`), `productId` (`product_views` and `add_to_cart_rate`).
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -260,7 +260,8 @@ pub struct MetricQuery {
     pub range: Range,
     /// Set for money metrics (resolved to the store's main currency when not given).
     pub currency: Option<String>,
-    pub country: Option<String>,
+    /// `country`, `device`, `browser`, `source` ([`super::params::Filters`]).
+    pub filters: super::params::Filters,
     pub product_id: Option<String>,
     /// Count events flagged as bots too (`includeBots=true`).
     pub include_bots: bool,
@@ -348,6 +349,8 @@ pub const PARAMS: &[&str] = &[
     "timezone",
     "currency",
     "country",
+    "device",
+    "browser",
     "productId",
     "limit",
     "includeBots",
@@ -413,10 +416,7 @@ pub async fn parse(
             &p, store_id, range, currency, limit,
         )?));
     }
-    if let Some(k) = ["source", "sort", "order"]
-        .into_iter()
-        .find(|k| p.get(k).is_some())
-    {
+    if let Some(k) = ["sort", "order"].into_iter().find(|k| p.get(k).is_some()) {
         return Err(Error::invalid(
             "invalid_parameter",
             k,
@@ -433,7 +433,8 @@ pub async fn parse(
                 "productId filters product_views and add_to_cart_rate only",
             ));
         }
-        if p.get("country").is_some()
+        let filters = p.filters()?;
+        if let Some(k) = filters.first_given()
             && matches!(
                 ranked,
                 super::ranked::Ranked::StockLevels | super::ranked::Ranked::SellThroughRate
@@ -441,8 +442,8 @@ pub async fn parse(
         {
             return Err(Error::invalid(
                 "invalid_parameter",
-                "country",
-                "inventory metrics have no country filter",
+                k,
+                format!("inventory metrics have no {k} filter"),
             ));
         }
         return Ok(Request::Ranked(super::ranked::RankedQuery {
@@ -450,7 +451,7 @@ pub async fn parse(
             metric: ranked,
             range,
             currency,
-            country: p.country()?,
+            filters,
             limit: super::ranked::parse_limit(p.get("limit"))?,
             include_bots: p.include_bots()?,
             compare: Compare::from_params(&p)?,
@@ -481,12 +482,14 @@ pub async fn parse(
     }
     let range = p.range(now)?;
     let currency = currency_param(store, store_id, &p, metric.is_money(), now).await?;
-    let country = p.country()?;
-    if country.is_some() && metric == Metric::Ltv {
+    let filters = p.filters()?;
+    if let Some(k) = filters.first_given()
+        && metric == Metric::Ltv
+    {
         return Err(Error::invalid(
             "invalid_parameter",
-            "country",
-            "ltv has no country filter",
+            k,
+            format!("ltv has no {k} filter"),
         ));
     }
     let product_id = p.get("productId").map(str::to_owned);
@@ -502,7 +505,7 @@ pub async fn parse(
         metric,
         range,
         currency,
-        country,
+        filters,
         product_id,
         include_bots: p.include_bots()?,
         compare,
@@ -698,7 +701,7 @@ mod tests {
             metric,
             range: p.range(now.parse().expect("now")).expect("range"),
             currency: None,
-            country: None,
+            filters: Default::default(),
             product_id: None,
             include_bots: false,
             compare: None,

@@ -186,6 +186,52 @@ pub const fn concat<const A: usize, const B: usize, const N: usize>(
     out
 }
 
+/// The devices [`crate::event::agent`] tells apart (the `device` filter's values).
+pub const DEVICES: [&str; 5] = ["desktop", "mobile", "tablet", "bot", "other"];
+
+/// The filters a read takes, each an equality every event it counts must meet (absent: no filter):
+/// - `country`: the event's `context.country`;
+/// - `device`, `browser`: parsed from the event's user agent at ingest ([`crate::event::agent`]);
+/// - `source`: the source of the event's session, named as `traffic_sources` names it (its first
+///   `utm_source`, else its first referrer's site, else `direct`, over the session's events in the
+///   range); events without a session (backend orders) drop out under it.
+///
+/// The same filters, by the same names, on the metrics and dashboards endpoints; funnels, cohorts, `ltv`
+/// and the inventory metrics take none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub country: Option<String>,
+    pub device: Option<String>,
+    pub browser: Option<String>,
+    pub source: Option<String>,
+}
+
+impl Filters {
+    /// The parameters' names, in the order they are checked and shown.
+    pub const NAMES: [&'static str; 4] = ["country", "device", "browser", "source"];
+
+    /// A country filter alone.
+    pub fn country(code: &str) -> Self {
+        Self {
+            country: Some(code.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// The name of the first filter given, if any (for "X has no filters" errors).
+    pub fn first_given(&self) -> Option<&'static str> {
+        [&self.country, &self.device, &self.browser, &self.source]
+            .into_iter()
+            .zip(Self::NAMES)
+            .find_map(|(v, name)| v.is_some().then_some(name))
+    }
+
+    /// Whether only filters the hourly rollup carries (the country) are given.
+    pub fn rollup_can_answer(&self) -> bool {
+        self.device.is_none() && self.browser.is_none() && self.source.is_none()
+    }
+}
+
 /// The years `from` and `to` may name.
 const FIRST_YEAR: i16 = 1970;
 const LAST_YEAR: i16 = 2199;
@@ -259,6 +305,39 @@ impl Params {
             )),
             c => Ok(c.map(str::to_owned)),
         }
+    }
+
+    /// The dashboard-wide filters ([`Filters`]), each checked: `country` an ISO 3166-1 alpha-2 code,
+    /// `device` one of [`DEVICES`], `browser` and `source` non-empty text of at most 100 characters.
+    pub fn filters(&self) -> Result<Filters> {
+        let text = |k: &'static str| -> Result<Option<String>> {
+            match self.get(k) {
+                Some(v) if v.chars().count() > 100 || v.chars().any(char::is_control) => {
+                    Err(Error::invalid(
+                        "invalid_parameter",
+                        k,
+                        format!("{k} must be at most 100 characters, without control characters"),
+                    ))
+                }
+                v => Ok(v.map(str::to_owned)),
+            }
+        };
+        let device = match self.get("device") {
+            Some(d) if !DEVICES.contains(&d) => {
+                return Err(Error::invalid(
+                    "invalid_parameter",
+                    "device",
+                    format!("device must be one of {}", DEVICES.join(", ")),
+                ));
+            }
+            d => d.map(str::to_owned),
+        };
+        Ok(Filters {
+            country: self.country()?,
+            device,
+            browser: text("browser")?,
+            source: text("source")?,
+        })
     }
 
     pub fn require(&self, k: &str) -> Result<&str> {

@@ -48,9 +48,8 @@ pub struct ProductQuery {
     pub store_id: String,
     pub range: Range,
     pub currency: String,
-    pub country: Option<String>,
-    /// A session source (`google`, `facebook`, `direct`, a referring domain, …).
-    pub source: Option<String>,
+    /// `country`, `device`, `browser`, `source` ([`super::params::Filters`]).
+    pub filters: super::params::Filters,
     pub sort: &'static str,
     pub descending: bool,
     pub limit: u32,
@@ -121,22 +120,11 @@ pub fn parse(
             ));
         }
     };
-    let source = match p.get("source") {
-        Some(s) if s.len() > 256 => {
-            return Err(Error::invalid(
-                "invalid_parameter",
-                "source",
-                "source is at most 256 bytes",
-            ));
-        }
-        s => s.map(str::to_owned),
-    };
     Ok(ProductQuery {
         store_id: store_id.to_owned(),
         range,
         currency,
-        country: p.country()?,
-        source,
+        filters: p.filters()?,
         sort,
         descending,
         limit,

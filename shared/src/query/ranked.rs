@@ -275,7 +275,8 @@ pub struct RankedQuery {
     pub metric: Ranked,
     pub range: Range,
     pub currency: Option<String>,
-    pub country: Option<String>,
+    /// `country`, `device`, `browser`, `source` ([`super::params::Filters`]).
+    pub filters: super::params::Filters,
     pub limit: u32,
     /// Count events flagged as bots too (`includeBots=true`).
     pub include_bots: bool,

@@ -30,7 +30,7 @@ pub fn sql(store: &BigQueryStore, q: &CohortQuery) -> Result<Sql, StoreError> {
            COUNT(DISTINCT o.cust) AS customers, SUM(IF(o.cur = @currency, o.amt, 0)) AS revenue \
          FROM {CUSTOMER_ORDERS_WITH_FIRST} WHERE f.first_ts >= @from AND f.first_ts < @to \
          GROUP BY cohort, k ORDER BY cohort, k",
-        events_in_range(store, false),
+        events_in_range(store, &Default::default()),
         all_events(store)
     );
     Ok(Sql {

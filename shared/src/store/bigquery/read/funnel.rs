@@ -39,7 +39,7 @@ pub fn sql(store: &BigQueryStore, q: &FunnelQuery) -> Result<Sql, StoreError> {
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     let mut with = vec![
-        events_from_until(store, "@until", false),
+        events_from_until(store, "@until", &Default::default()),
         format!("steps AS ({steps})"),
         format!(
             "e AS (SELECT k, ts, raw, idx, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts, idx) AS rn FROM ( \

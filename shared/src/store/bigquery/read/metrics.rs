@@ -126,7 +126,7 @@ pub fn sql(store: &BigQueryStore, q: &MetricQuery) -> Result<(Sql, Sql), StoreEr
     let Source {
         rows: source, x, y, ..
     } = source(q, None);
-    let mut with = events_in_range(store, q.country.is_some());
+    let mut with = events_in_range(store, &q.filters);
     if q.metric == Metric::Ltv {
         with = format!("{with}, {}", all_events(store));
     }
@@ -159,9 +159,7 @@ fn params(q: &MetricQuery) -> Vec<(&'static str, Param)> {
     } else if q.metric == Metric::Ltv || q.metric.is_money() {
         p.push(("currency", Param::String(String::new())));
     }
-    if let Some(c) = &q.country {
-        p.push(("country", Param::String(c.clone())));
-    }
+    p.extend(super::filter_params(&q.filters));
     if let Some(id) = &q.product_id {
         p.push(("product", Param::String(id.clone())));
     }
@@ -259,7 +257,7 @@ pub fn group_sql(
         }
     };
     let columns = format!("CAST(IFNULL({x}, 0) AS INT64) AS x, CAST(IFNULL({y}, 0) AS INT64) AS y");
-    let with = events_in_range(store, q.country.is_some());
+    let with = events_in_range(store, &q.filters);
     let mut params = params(q);
     if let Groups::Top(keep) = groups {
         params.push(("keep", Param::Strings(keep.to_vec())));

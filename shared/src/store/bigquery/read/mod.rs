@@ -32,7 +32,7 @@ use crate::query::cohorts::{CohortCell, CohortQuery};
 use crate::query::funnel::{FunnelCounts, FunnelQuery};
 use crate::query::live::{LiveData, LiveQuery};
 use crate::query::metrics::{MetricFacts, MetricQuery};
-use crate::query::params::Granularity;
+use crate::query::params::{Filters, Granularity};
 use crate::query::ranked::{RankedQuery, RankedRow};
 
 /// A read's SQL and its named parameters.
@@ -42,23 +42,55 @@ pub struct Sql {
     pub params: Vec<(&'static str, Param)>,
 }
 
-/// `WITH ev AS (…)`: the store's events in the range, each once, in `@country` when `country`.
-fn events_in_range(store: &BigQueryStore, country: bool) -> String {
-    events_from_until(store, "@to", country)
+/// `WITH ev AS (…)`: the store's events in the range, each once, that meet the read's [`Filters`].
+fn events_in_range(store: &BigQueryStore, f: &Filters) -> String {
+    events_from_until(store, "@to", f)
 }
 
 /// `WITH ev AS (…)` over `[@from, end)`; funnels read past the period's end (`@until`) for later steps.
-fn events_from_until(store: &BigQueryStore, end: &str, country: bool) -> String {
-    let country = if country {
-        " AND country = @country"
-    } else {
-        ""
-    };
-    format!(
-        "WITH ev AS (SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
-         AND timestamp >= @from AND timestamp < {end}{country} {ONE_ROW_PER_EVENT})",
+///
+/// With filters, `ev0` holds every event of the range and `ev` those that meet the filters: `@country`,
+/// `@device` and `@browser` on the event's columns, `@source` on its session's source over `ev0` (as
+/// `traffic_sources` names it), as on ClickHouse.
+fn events_from_until(store: &BigQueryStore, end: &str, f: &Filters) -> String {
+    let all = format!(
+        "SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
+         AND timestamp >= @from AND timestamp < {end} {ONE_ROW_PER_EVENT}",
         store.table(EVENTS_TABLE)
-    )
+    );
+    if *f == Filters::default() {
+        return format!("WITH ev AS ({all})");
+    }
+    let mut filtered = String::from("SELECT * FROM ev0 WHERE TRUE");
+    for (given, column) in [
+        (f.country.is_some(), "country"),
+        (f.device.is_some(), "device"),
+        (f.browser.is_some(), "browser"),
+    ] {
+        if given {
+            filtered.push_str(&format!(" AND {column} = @{column}"));
+        }
+    }
+    if f.source.is_some() {
+        filtered.push_str(&format!(
+            " AND session_id IN ({})",
+            ranked::sessions_from_source("ev0")
+        ));
+    }
+    format!("WITH ev0 AS ({all}), ev AS ({filtered})")
+}
+
+/// The parameters of the filters given.
+fn filter_params(f: &Filters) -> Vec<(&'static str, Param)> {
+    [
+        ("country", &f.country),
+        ("device", &f.device),
+        ("browser", &f.browser),
+        ("source", &f.source),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| v.as_ref().map(|v| (name, Param::String(v.clone()))))
+    .collect()
 }
 
 /// `all_ev AS (…)`: every event of the store (any time), each once; for first orders and stock.

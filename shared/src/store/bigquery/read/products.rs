@@ -9,14 +9,6 @@ use crate::store::bigquery::BigQueryStore;
 use crate::store::bigquery::client::Param;
 
 pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
-    let sessions = if q.source.is_some() {
-        format!(
-            " AND session_id IN ({})",
-            super::ranked::sessions_from_source()
-        )
-    } else {
-        String::new()
-    };
     let text = format!(
         "{}, {} \
          SELECT COALESCE(f.key, o.key) AS key, IFNULL(f.views, 0) AS views, \
@@ -29,7 +21,7 @@ pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
              COUNT(DISTINCT IF(type = 'product.viewed' AND session_id != '', session_id, NULL)) AS view_sessions, \
              COUNT(DISTINCT IF(type = 'cart.item_added', id, NULL)) AS adds, \
              COUNT(DISTINCT IF(type = 'cart.item_added' AND session_id != '', session_id, NULL)) AS cart_sessions \
-           FROM ev WHERE type IN ('product.viewed', 'cart.item_added') AND product_id != ''{sessions} \
+           FROM ev WHERE type IN ('product.viewed', 'cart.item_added') AND product_id != '' \
            GROUP BY key) AS f \
          FULL OUTER JOIN ( \
            SELECT IFNULL(JSON_VALUE(item, '$.productId'), '') AS key, COUNT(DISTINCT order_id) AS orders, \
@@ -40,11 +32,11 @@ pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
              COUNT(DISTINCT IF(order_id IN (SELECT order_id FROM all_ev WHERE type = 'order.refunded' \
                AND timestamp < @to), order_id, NULL)) AS refunds \
            FROM (SELECT order_id, ANY_VALUE(properties) AS p, ANY_VALUE(session_id) AS session FROM ev \
-                 WHERE type = 'order.completed' AND currency = @currency{sessions} GROUP BY order_id), \
+                 WHERE type = 'order.completed' AND currency = @currency GROUP BY order_id), \
              UNNEST(JSON_QUERY_ARRAY(p, '$.items')) AS item \
            GROUP BY key) AS o \
          ON f.key = o.key WHERE COALESCE(f.key, o.key) != ''",
-        events_in_range(store, q.country.is_some()),
+        events_in_range(store, &q.filters),
         all_events(store)
     );
     let mut params = vec![
@@ -54,12 +46,7 @@ pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
         ("bots", Param::Bool(q.include_bots)),
         ("currency", Param::String(q.currency.clone())),
     ];
-    if let Some(c) = &q.country {
-        params.push(("country", Param::String(c.clone())));
-    }
-    if let Some(s) = &q.source {
-        params.push(("source", Param::String(s.clone())));
-    }
+    params.extend(super::filter_params(&q.filters));
     Sql { text, params }
 }
 

@@ -92,10 +92,10 @@ pub(super) fn source() -> String {
 }
 
 /// The sessions of `ev` whose source (as `traffic_sources` names it) is `@source`.
-pub(super) fn sessions_from_source() -> String {
+pub(super) fn sessions_from_source(events: &str) -> String {
     format!(
         "SELECT session_id FROM (SELECT session_id, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref \
-           FROM ev WHERE session_id != '' GROUP BY session_id) \
+           FROM {events} WHERE session_id != '' GROUP BY session_id) \
          WHERE {} = @source",
         first_in_session("utm_source"),
         first_in_session("referrer"),
@@ -104,7 +104,7 @@ pub(super) fn sessions_from_source() -> String {
 }
 
 pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
-    let mut with = events_in_range(store, q.country.is_some());
+    let mut with = events_in_range(store, &q.filters);
     let text = match q.metric {
         Ranked::BestSellers => format!(
             "SELECT {ITEM_PRODUCT} AS key, SUM({ITEM_QTY}) AS a, SUM({ITEM_QTY} * {ITEM_PRICE}) AS b, \
@@ -118,10 +118,14 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
         Ranked::Referrers => sessions(REFERRER_DOMAIN),
         Ranked::NewVsReturning => {
             with = format!("{with}, {}", all_events(store));
+            // The segment is named in a subquery and grouped by its column: grouping by the `IF` over a
+            // parameter makes the emulator's DuckDB refuse the query once a filter adds parameters
+            // before it ("first_ts must appear in the GROUP BY clause"); BigQuery takes either.
             format!(
-                "SELECT IF(f.first_ts >= @from, 'new', 'returning') AS key, COUNT(DISTINCT o.cust) AS a, \
-                 COUNT(*) AS b, SUM(IF(o.cur = @currency, o.amt, 0)) AS c, 0 AS d \
-                 FROM {CUSTOMER_ORDERS_WITH_FIRST} GROUP BY key ORDER BY key LIMIT @limit"
+                "SELECT key, COUNT(DISTINCT cust) AS a, COUNT(*) AS b, SUM(IF(cur = @currency, amt, 0)) AS c, \
+                 0 AS d FROM (SELECT IF(f.first_ts >= @from, 'new', 'returning') AS key, o.cust AS cust, \
+                 o.cur AS cur, o.amt AS amt FROM {CUSTOMER_ORDERS_WITH_FIRST}) \
+                 GROUP BY key ORDER BY key LIMIT @limit"
             )
         }
         Ranked::StockLevels => {
@@ -154,9 +158,7 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
             Param::String(q.currency.clone().unwrap_or_default()),
         ),
     ];
-    if let Some(c) = &q.country {
-        params.push(("country", Param::String(c.clone())));
-    }
+    params.extend(super::filter_params(&q.filters));
     Sql {
         text: format!("{with} {text}"),
         params,

@@ -88,10 +88,9 @@ pub(super) fn sql(q: &MetricQuery) -> (Sql, Measures) {
     let columns = measures.columns();
     let binds = Binds {
         currency: q.currency.clone(),
-        country: q.country.clone(),
         product: q.product_id.clone(),
         rollup_hours,
-        ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
+        ..Binds::of_read(&q.store_id, &q.range, q.include_bots, &q.filters)
     };
     let sql = Sql {
         text: format!(
@@ -176,7 +175,7 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
                SELECT cityHash64(session_id) AS sh, {} AS g FROM commerce_events \
                WHERE {} AND session_id != '' GROUP BY sh) AS sd USING sh",
             session_value(by),
-            base_filter(q.country.is_some())
+            base_filter(&q.filters)
         )
     };
     let key = match groups {
@@ -186,13 +185,12 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
     let columns = measures.columns();
     let binds = Binds {
         currency: q.currency.clone(),
-        country: q.country.clone(),
         product: q.product_id.clone(),
         keep: match groups {
             Groups::All | Groups::AllTotals => None,
             Groups::Top(keep) => Some(keep.to_vec()),
         },
-        ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
+        ..Binds::of_read(&q.store_id, &q.range, q.include_bots, &q.filters)
     };
     let text = match groups {
         Groups::AllTotals => format!(
@@ -306,7 +304,7 @@ fn carries_group(metric: Metric, by: Dimension) -> bool {
 
 /// The metric's source from the raw events; broken down by `by`, each row also carries [`by_column`].
 fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
-    let base = base_filter(q.country.is_some());
+    let base = base_filter(&q.filters);
     let order_by = by_column(by, RowKind::Order);
     let orders_in_currency = || {
         each_order(
@@ -376,7 +374,7 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
             format!(
                 "SELECT f.first_ts AS ts, if(o.cur = {{currency:String}}, o.amt, 0) AS v, o.cust AS cust, \
                  o.cur = {{currency:String}} AS in_cur FROM {} WHERE {ACQUIRED_IN_RANGE}",
-                with_first_orders(&customer_orders(false))
+                with_first_orders(&customer_orders(&Default::default()))
             ),
             Measures::PerCustomer {
                 amount: "sum(v)",
@@ -442,15 +440,15 @@ fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
         Metric::ProductViews => q.product_id.is_none(),
         _ => false,
     };
-    // The rollup counts humans only.
-    if !servable || q.include_bots || !q.range.hour_aligned() {
+    // The rollup counts humans only, by country: any other filter reads the raw events.
+    if !servable || q.include_bots || !q.range.hour_aligned() || !q.filters.rollup_can_answer() {
         return None;
     }
     let (inner_from, inner_to) = whole_hours(q);
     if inner_from >= inner_to {
         return None;
     }
-    let country = if q.country.is_some() {
+    let country = if q.filters.country.is_some() {
         " AND country = {country:String}"
     } else {
         ""
@@ -462,7 +460,7 @@ fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
     let edges = format!(
         "{} AND (timestamp < fromUnixTimestamp64Milli({{rfrom:Int64}}) \
          OR timestamp >= fromUnixTimestamp64Milli({{rto:Int64}}))",
-        base_filter(q.country.is_some())
+        base_filter(&q.filters)
     );
     let source = match q.metric {
         Metric::Visitors => format!(

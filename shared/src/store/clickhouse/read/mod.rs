@@ -32,7 +32,7 @@ use crate::query::cohorts::{CohortCell, CohortQuery};
 use crate::query::funnel::{FunnelCounts, FunnelQuery};
 use crate::query::live::{LiveData, LiveQuery};
 use crate::query::metrics::{MetricFacts, MetricQuery};
-use crate::query::params::Range;
+use crate::query::params::{Filters, Range};
 use crate::query::ranked::{RankedQuery, RankedRow};
 
 /// A read's SQL text and the values of its parameters.
@@ -57,11 +57,14 @@ pub(super) struct Binds {
     pub bots: u8,
     /// `{tz:String}`: the zone of buckets.
     pub tz: Option<String>,
-    /// `{currency:String}`, `{country:String}`, `{product:String}`: filters.
+    /// `{currency:String}`, `{product:String}`: filters.
     pub currency: Option<String>,
-    pub country: Option<String>,
     pub product: Option<String>,
-    /// `{source:String}`: product performance's session-source filter.
+    /// `{country:String}`, `{device:String}`, `{browser:String}`, `{source:String}`: the read's
+    /// [`Filters`].
+    pub country: Option<String>,
+    pub device: Option<String>,
+    pub browser: Option<String>,
     pub source: Option<String>,
     /// `{rfrom:Int64}`, `{rto:Int64}`: the whole UTC hours the hourly rollup answers, Unix milliseconds.
     pub rollup_hours: Option<(i64, i64)>,
@@ -86,6 +89,17 @@ impl Binds {
             bots: u8::from(include_bots),
             tz: Some(range.tz_name.clone()),
             ..Self::default()
+        }
+    }
+
+    /// [`Self::of_range`] plus the values of the read's filters.
+    fn of_read(store: &str, range: &Range, include_bots: bool, f: &Filters) -> Self {
+        Self {
+            country: f.country.clone(),
+            device: f.device.clone(),
+            browser: f.browser.clone(),
+            source: f.source.clone(),
+            ..Self::of_range(store, range, include_bots)
         }
     }
 }
@@ -121,8 +135,14 @@ impl Sql {
         if let Some(c) = &b.currency {
             q = q.param("currency", c);
         }
-        if let Some(c) = &b.country {
-            q = q.param("country", c);
+        for (name, value) in [
+            ("country", &b.country),
+            ("device", &b.device),
+            ("browser", &b.browser),
+        ] {
+            if let Some(v) = value {
+                q = q.param(name, v);
+            }
         }
         if let Some(p) = &b.product {
             q = q.param("product", p);
@@ -152,12 +172,31 @@ impl Sql {
     }
 }
 
-/// The events of the store and `[from, to)`, humans only unless the query includes bots, plus the
-/// optional country filter. Bots: `is_bot <= {bots:UInt8}` keeps humans only unless `bots` = 1.
-fn base_filter(country: bool) -> String {
+/// The events of the store and `[from, to)`, humans only unless the query includes bots, that meet the
+/// query's [`Filters`]. Bots: `is_bot <= {bots:UInt8}` keeps humans only unless `bots` = 1.
+///
+/// `source` keeps the events of the sessions whose source (over all the session's events in the range,
+/// as `traffic_sources` names it) is the value: a `GLOBAL IN`, so on a cluster the sessions are found
+/// once, over the `Distributed` table, and sent to every shard (a plain `IN` there would be a
+/// double-distributed subquery, which ClickHouse refuses); on one server it is an ordinary `IN`.
+fn base_filter(f: &Filters) -> String {
     let mut base = format!("{STORE_AND_BOTS} AND {IN_RANGE}");
-    if country {
-        base.push_str(" AND country = {country:String}");
+    for (given, column) in [
+        (f.country.is_some(), "country"),
+        (f.device.is_some(), "device"),
+        (f.browser.is_some(), "browser"),
+    ] {
+        if given {
+            base.push_str(&format!(" AND {column} = {{{column}:String}}"));
+        }
+    }
+    if f.source.is_some() {
+        base.push_str(&format!(
+            " AND session_id GLOBAL IN (SELECT session_id FROM commerce_events \
+             WHERE {STORE_AND_BOTS} AND {IN_RANGE} AND session_id != '' \
+             GROUP BY session_id HAVING {} = {{source:String}})",
+            ranked::session_source()
+        ));
     }
     base
 }
@@ -183,11 +222,11 @@ fn each_order(columns: &str, filter: &str) -> String {
 
 /// Orders of identified customers in the range (`o`): `order_id`, `cust`, `ts` (first completion), `amt`,
 /// `cur`.
-fn customer_orders(country: bool) -> String {
+fn customer_orders(f: &Filters) -> String {
     each_order(
         "order_id, any(customer_id) AS cust, min(timestamp) AS ts, any(amount) AS amt, \
          any(currency) AS cur",
-        &format!("{} AND customer_id != ''", base_filter(country)),
+        &format!("{} AND customer_id != ''", base_filter(f)),
     )
 }
 
@@ -302,7 +341,7 @@ mod tests {
     use crate::query::funnel::{FunnelKey, FunnelQuery};
     use crate::query::live::LiveQuery;
     use crate::query::metrics::{Metric, MetricQuery};
-    use crate::query::params::{Params, Range};
+    use crate::query::params::{Filters, Params, Range};
     use crate::query::ranked::{Ranked, RankedQuery};
 
     use super::Sql;
@@ -354,7 +393,7 @@ mod tests {
             metric,
             range: range(&format!("period={period}&timezone={tz}&granularity=day")),
             currency: metric.is_money().then(|| "USD".to_owned()),
-            country: None,
+            filters: Filters::default(),
             product_id: None,
             include_bots: false,
             compare: None,
@@ -408,13 +447,28 @@ mod tests {
     #[test]
     fn filtered_and_rollup_metrics_have_their_sql_snapshots() {
         let mut by_country = metric(Metric::Revenue, "30d", "UTC");
-        by_country.country = Some("DE".into());
+        by_country.filters = Filters::country("DE");
+        let mut by_device_and_source = metric(Metric::Sessions, "30d", "UTC");
+        by_device_and_source.filters = Filters {
+            device: Some("mobile".into()),
+            browser: Some("Safari".into()),
+            source: Some("google".into()),
+            ..Filters::default()
+        };
+        let mut visitors_on_mobile = metric(Metric::Visitors, "30d", "UTC");
+        visitors_on_mobile.filters.device = Some("mobile".into());
         let mut one_product = metric(Metric::AddToCartRate, "30d", "UTC");
         one_product.product_id = Some("prod_1".into());
         let mut with_bots = metric(Metric::Visitors, "30d", "UTC");
         with_bots.include_bots = true;
         for (name, q) in [
             ("revenue_in_one_country", by_country),
+            (
+                "sessions_on_mobile_safari_from_google",
+                by_device_and_source,
+            ),
+            // A device is not in the hourly rollup: raw events answer.
+            ("visitors_on_mobile_from_raw_events", visitors_on_mobile),
             ("add_to_cart_rate_of_one_product", one_product),
             ("visitors_with_bots_from_raw_events", with_bots),
             // A 30-minute offset: the rollup cannot answer, raw events do.
@@ -440,7 +494,7 @@ mod tests {
                 metric: m,
                 range: range("period=30d"),
                 currency: m.uses_currency().then(|| "USD".to_owned()),
-                country: None,
+                filters: Filters::default(),
                 limit: 10,
                 include_bots: false,
                 compare: None,
@@ -462,8 +516,11 @@ mod tests {
                 store_id: "shop-a".into(),
                 range: range("period=30d"),
                 currency: "USD".into(),
-                country: country.map(str::to_owned),
-                source: source.map(str::to_owned),
+                filters: Filters {
+                    country: country.map(str::to_owned),
+                    source: source.map(str::to_owned),
+                    ..Filters::default()
+                },
                 sort: "revenue",
                 descending: true,
                 limit: 10,

@@ -28,15 +28,7 @@ struct ProductRow {
 }
 
 pub(super) fn sql(q: &ProductQuery) -> Sql {
-    let mut base = base_filter(q.country.is_some());
-    if q.source.is_some() {
-        base.push_str(&format!(
-            " AND session_id GLOBAL IN (SELECT session_id FROM commerce_events WHERE {} AND session_id != '' \
-             GROUP BY session_id HAVING {} = {{source:String}})",
-            base_filter(q.country.is_some()),
-            super::ranked::session_source()
-        ));
-    }
+    let base = base_filter(&q.filters);
     let text = format!(
         "SELECT key, toInt64(views) AS views, toInt64(view_sessions) AS view_sessions, toInt64(adds) AS adds, \
            toInt64(cart_sessions) AS cart_sessions, toInt64(orders) AS orders, toInt64(units) AS units, \
@@ -65,10 +57,8 @@ pub(super) fn sql(q: &ProductQuery) -> Sql {
         text,
         binds: Binds {
             currency: Some(q.currency.clone()),
-            country: q.country.clone(),
-            source: q.source.clone(),
             tz: None,
-            ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
+            ..Binds::of_read(&q.store_id, &q.range, q.include_bots, &q.filters)
         },
     }
 }

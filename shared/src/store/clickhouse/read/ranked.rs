@@ -84,7 +84,7 @@ pub(super) fn first_in_session(column: &str) -> String {
 pub(super) const PAGE: &str = "if(page_path != '', page_path, path(page_url))";
 
 pub(super) fn sql(q: &RankedQuery) -> Sql {
-    let base = base_filter(q.country.is_some());
+    let base = base_filter(&q.filters);
     // Each order once with its properties (for its items).
     let orders = |filter: String| each_order("order_id, any(properties) AS p", &filter);
     let items = "ARRAY JOIN JSONExtractArrayRaw(p, 'items') AS item";
@@ -153,7 +153,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
                toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, \
                toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS c, toInt64(0) AS d \
              FROM {} GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}",
-            with_first_orders(&customer_orders(q.country.is_some()))
+            with_first_orders(&customer_orders(&q.filters))
         ),
         Ranked::StockLevels => format!(
             "SELECT key, toInt64(stock) AS a, toInt64(toUnixTimestamp(at)) AS b, toInt64(0) AS c, toInt64(0) AS d \
@@ -173,10 +173,9 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
         text,
         binds: Binds {
             currency: q.currency.clone(),
-            country: q.country.clone(),
             limit: Some(q.limit),
             tz: None,
-            ..Binds::of_range(&q.store_id, &q.range, q.include_bots)
+            ..Binds::of_read(&q.store_id, &q.range, q.include_bots, &q.filters)
         },
     }
 }
