@@ -38,8 +38,9 @@ const state = {
   includeBots: false,
   compare: '',
   granularity: '',
-  /// A country filter on the whole dashboard ('' for none), set by clicking a country in a breakdown.
-  country: '',
+  /// Filters on the whole dashboard (name → value; see FILTERS), set by clicking a value in a breakdown
+  /// or a source in Traffic sources.
+  filters: {},
   liveTimer: null,
   /// Ids of the live events already shown: only newer ones are announced to screen readers.
   liveSeen: null,
@@ -116,7 +117,7 @@ function signOut() {
 
 /// The period, zone, currency, bot, comparison and granularity parameters for a request (funnels take no
 /// currency or granularity, cohorts no comparison or granularity).
-function periodQuery(extra = {}, { currency = true, compare = true, granularity = true, country = true } = {}) {
+function periodQuery(extra = {}, { currency = true, compare = true, granularity = true, filters = true } = {}) {
   const q = new URLSearchParams();
   if (state.period === 'custom') {
     if (state.from) q.set('from', state.from);
@@ -131,7 +132,7 @@ function periodQuery(extra = {}, { currency = true, compare = true, granularity 
   for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== '') q.set(k, v);
   // The page's granularity replaces a widget's own, as the dashboard request does.
   if (granularity && state.granularity) q.set('granularity', state.granularity);
-  if (country && state.country) q.set('country', state.country);
+  if (filters) for (const k of FILTERS) if (state.filters[k]) q.set(k, state.filters[k]);
   return q.toString();
 }
 
@@ -150,8 +151,20 @@ function stateQuery() {
   if (state.includeBots) q.set('bots', 'true');
   if (state.compare) q.set('compare', state.compare);
   if (state.granularity) q.set('granularity', state.granularity);
-  if (state.country) q.set('country', state.country);
+  for (const k of FILTERS) if (state.filters[k]) q.set(k, state.filters[k]);
   return q.toString();
+}
+
+/// The dashboard-wide filters the API takes, in the order the filter bar shows them.
+const FILTERS = ['country', 'device', 'browser', 'source'];
+const DEVICES = ['desktop', 'mobile', 'tablet', 'bot', 'other'];
+
+/// Whether `v` is a value the API takes for filter `k` (a link with anything else is ignored).
+function validFilter(k, v) {
+  if (!v) return false;
+  if (k === 'country') return /^[A-Z]{2}$/.test(v);
+  if (k === 'device') return DEVICES.includes(v);
+  return v.length <= 100 && !/[\u0000-\u001f]/.test(v);
 }
 
 /// Applies the parameters of a shared or reloaded URL; values the page does not offer are ignored.
@@ -165,7 +178,8 @@ function applyStateQuery(query) {
   if (q.has('bots')) state.includeBots = q.get('bots') === 'true';
   if (q.has('compare') && COMPARISONS.some(([c]) => c === q.get('compare'))) state.compare = q.get('compare');
   if (q.has('granularity') && GRANULARITIES.some(([g]) => g === q.get('granularity'))) state.granularity = q.get('granularity');
-  state.country = /^[A-Z]{2}$/.test(q.get('country') || '') ? q.get('country') : '';
+  state.filters = {};
+  for (const k of FILTERS) if (validFilter(k, q.get(k))) state.filters[k] = q.get(k);
   setZone(state.timezone);
 }
 
@@ -371,13 +385,17 @@ function xTicks(figure, labels) {
   return labels;
 }
 
-function ranked(data, title) {
+function ranked(data, title, onFilter) {
   const rows = data.rows || [];
   if (!rows.length) return [empty()];
   // A product's name sits in its id's cell, above the id (which keeps the raw value).
   const keys = Object.keys(rows[0]).filter((k) => k !== 'productName');
   const columns = keys.map((k) => {
     if (k === 'productId') return { label: 'Product', cell: productCell };
+    // A traffic source filters the whole dashboard to its sessions.
+    if (k === 'source' && data.metric === 'traffic_sources' && onFilter) {
+      return { label: label(k), cell: (r) => filterButton('source', r.source, onFilter, raw(r.source, r.source)) };
+    }
     const kind = kindOfColumn(k);
     return { label: label(k), cell: (r) => raw(value(r[k], kind, data.currency), r[k]) };
   });
@@ -438,27 +456,30 @@ function widgetBody(w, retry, onFilter) {
   const d = w.data;
   if (w.endpoint === 'funnel') return funnelChart(d, w.title);
   if (w.endpoint === 'cohorts') return cohortGrid(d, w.title);
-  if (d.rows) return ranked(d, w.title);
+  if (d.rows) return ranked(d, w.title, onFilter);
   if (d.groups) return breakdownTable(d, w.title, onFilter);
   return series(d, w.title);
 }
 
 /// A broken-down metric as a table: each value with its total and, for additive metrics, its share of the
-/// metric's total; a country is a button that filters the whole dashboard to it.
+/// metric's total; a country, device, browser or source is a button that filters the whole dashboard to it.
 function breakdownTable(data, title, onFilter) {
   const groups = data.groups || [];
   if (!groups.length) return [empty()];
   const kind = kindOfMetric(data.metric);
   const fmt = (v) => value(v, kind, data.currency);
   const additive = kind !== 'rate' && !['aov', 'visitors', 'ltv'].includes(data.metric);
-  const filterable = data.breakdown === 'country' && onFilter;
-  const name = (g) => (filterable && !g.other && g.key !== '(none)'
-    ? h('button', { type: 'button', class: 'link filter', 'data-key': g.key, title: `Show only ${g.key}`, onclick: () => onFilter(g.key) }, g.key)
-    : g.key);
+  const filterable = FILTERS.includes(data.breakdown) && onFilter;
+  const name = (g) => (filterable && !g.other && g.key !== '(none)' ? filterButton(data.breakdown, g.key, onFilter) : g.key);
   const columns = [{ label: label(data.breakdown), cell: name }, { label: label(data.metric), cell: (g) => raw(fmt(g.total), g.total) }];
   if (additive && data.total) columns.push({ label: 'Share', cell: (g) => percent(g.total / data.total) });
   const total = h('p', { class: 'total' }, raw(fmt(data.total), data.total, { class: 'total-value' }), data.currency ? h('span', { class: 'muted' }, ' ' + data.currency) : null);
   return [total, h('div', { class: 'table-wrap' }, dataTable(title, columns, groups))];
+}
+
+/// A value that filters the whole dashboard to it when clicked (showing `content`, by default the value).
+function filterButton(dimension, key, onFilter, content = key) {
+  return h('button', { type: 'button', class: 'link filter', 'data-key': key, 'data-dimension': dimension, title: `Show only ${key}`, onclick: () => onFilter(dimension, key) }, content);
 }
 
 /// A widget's card: title, a CSV download of exactly what it shows, its body (or its error and a retry).
@@ -481,7 +502,7 @@ function widgetQuery(w) {
   const metrics = w.endpoint === 'metrics';
   // As the dashboard request does: cohorts and breakdowns are not compared.
   const compare = w.endpoint !== 'cohorts' && !w.params?.breakdown;
-  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare, granularity: metrics, country: metrics });
+  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare, granularity: metrics, filters: metrics });
 }
 
 const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
@@ -509,7 +530,7 @@ async function dashboardView(id) {
     try {
       const data = await get(`/analytics/dashboards/${encodeURIComponent(d.id)}?${periodQuery()}`);
       if (mine !== latest) return;
-      grid.replaceChildren(...data.widgets.map((w) => card(w, load, (country) => { state.country = country; load(); })));
+      grid.replaceChildren(...data.widgets.map((w) => card(w, load, (k, v) => { state.filters = { ...state.filters, [k]: v }; load(); })));
       status.textContent = `Updated ${timeOfDay(Date.now())} (${state.timezone}) in ${Math.round(performance.now() - started)} ms`;
     } catch (err) {
       if (mine !== latest) return;
@@ -519,14 +540,18 @@ async function dashboardView(id) {
       if (mine === latest) grid.setAttribute('aria-busy', 'false');
     }
   };
-  // The active filter, with a button that removes it.
+  // The active filters, each with a button that removes it.
   const filters = h('div', { class: 'filters', role: 'group', 'aria-label': 'Filters' });
   const filterBar = () => {
-    filters.replaceChildren(...(state.country ? [
-      h('span', {}, 'Country: ', h('strong', { 'data-filter': 'country' }, state.country)),
-      h('button', { type: 'button', class: 'link clear-filter', 'aria-label': `Remove the country filter ${state.country}`, onclick: () => { state.country = ''; load(); } }, '✕ Clear'),
-    ] : []));
-    filters.hidden = !state.country;
+    const active = FILTERS.filter((k) => state.filters[k]);
+    filters.replaceChildren(...active.map((k) => h('span', { class: 'filter-chip' },
+      label(k), ': ', h('strong', { 'data-filter': k }, state.filters[k]), ' ',
+      h('button', { type: 'button', class: 'link clear-filter', 'aria-label': `Remove the ${k} filter ${state.filters[k]}`, onclick: () => {
+        const { [k]: _, ...rest } = state.filters;
+        state.filters = rest;
+        load();
+      } }, '✕ Clear'))));
+    filters.hidden = !active.length;
   };
   filterBar();
   shell(d.id, d.name, [controls(load), filters, status, grid]);
@@ -568,7 +593,7 @@ async function funnelView() {
     const mine = ++latest;
     result.replaceChildren(h('h2', {}, 'Result'), h('progress', { 'aria-label': 'Running the funnel' }));
     try {
-      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false, granularity: false, country: false })}`);
+      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false, granularity: false, filters: false })}`);
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), ...funnelChart(data, 'Funnel'));
     } catch (err) {
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), errorBox(err));

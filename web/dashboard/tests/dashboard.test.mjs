@@ -457,6 +457,59 @@ test('clicking a country in a breakdown filters the whole dashboard, shown in a 
   assert.doesNotMatch(page.url(), /country=/);
 });
 
+test('devices, browsers and sources filter the dashboard too; filters combine and each clears alone', async () => {
+  await page.goto(`${BASE}/dashboard#/d/audience?period=30d&timezone=UTC`);
+  await waitForDashboard();
+  const pick = async (widget, dimension) => {
+    const button = page.locator(`section.card[data-widget="${widget}"] button.filter[data-dimension="${dimension}"]`).first();
+    await button.waitFor();
+    const key = await button.getAttribute('data-key');
+    const asked = page.waitForRequest((r) => r.url().includes('/analytics/dashboards/audience?')
+      && new URL(r.url()).searchParams.get(dimension) === key);
+    await button.click();
+    await asked;
+    await waitForDashboard();
+    return key;
+  };
+  const device = await pick('Devices', 'device');
+  const browser = await pick('Browsers', 'browser');
+  assert.equal(await page.locator('.filters [data-filter="device"]').textContent(), device);
+  assert.equal(await page.locator('.filters [data-filter="browser"]').textContent(), browser);
+  const url = new URL(page.url().replace('#/d/audience', ''));
+  assert.equal(url.searchParams.get('device'), device);
+  assert.equal(url.searchParams.get('browser'), browser);
+  const q = new URLSearchParams({ period: '30d', timezone: 'UTC', device, browser });
+  const expected = await api(`/analytics/dashboards/audience?${q}`);
+  for (const w of expected.widgets) {
+    assert.ok(!w.error, `${w.title}: ${JSON.stringify(w.error)}`);
+    assert.deepEqual(await shownRaw(page.locator(`section.card[data-widget="${w.title}"]`)), expectedRaw(w), w.title);
+  }
+  assert.deepEqual(await page.locator('section.card[data-widget="Devices"] button.filter').allTextContents(), [device]);
+  // Clearing the device keeps the browser.
+  await page.click(`button.clear-filter[aria-label="Remove the device filter ${device}"]`);
+  await waitForDashboard();
+  assert.ok(await page.locator('.filters [data-filter="device"]').count() === 0);
+  assert.equal(await page.locator('.filters [data-filter="browser"]').textContent(), browser);
+  await page.click('button.clear-filter');
+  await waitForDashboard();
+  assert.ok(await page.locator('.filters').isHidden());
+  // A traffic source on Marketing filters to its sessions.
+  await page.goto(`${BASE}/dashboard#/d/marketing?period=30d&timezone=UTC`);
+  await waitForDashboard();
+  const sources = page.locator('section.card[data-widget="Traffic sources"] button.filter[data-dimension="source"]');
+  await sources.first().waitFor();
+  const source = await sources.first().getAttribute('data-key');
+  await sources.first().click();
+  await waitForDashboard();
+  assert.equal(await page.locator('.filters [data-filter="source"]').textContent(), source);
+  const filtered = await api(`/analytics/dashboards/marketing?${new URLSearchParams({ period: '30d', timezone: 'UTC', source })}`);
+  const traffic = filtered.widgets.find((w) => w.title === 'Traffic sources');
+  assert.deepEqual(traffic.data.rows.map((r) => r.source), [source], 'only that source\'s sessions');
+  assert.deepEqual(await shownRaw(page.locator('section.card[data-widget="Traffic sources"]')), expectedRaw(traffic));
+  await page.click('button.clear-filter');
+  await waitForDashboard();
+});
+
 test('products read by their names, each beside its id', async () => {
   await page.goto(`${BASE}/dashboard#/d/products?period=30d&timezone=UTC`);
   await waitForDashboard();
