@@ -197,3 +197,35 @@ impl Progress {
         }
     }
 }
+
+/// The committed ECB history (`data/fx/eurofxref-hist.csv`), built into the binary so the demo converts
+/// wherever it runs.
+pub const ECB_HISTORY: &str = include_str!("../../data/fx/eurofxref-hist.csv");
+
+/// Loads exchange rates for demo traffic: the committed ECB history, and each currency's last rate
+/// carried forward over the weekdays since (the demo's traffic runs up to today, the history stops at its
+/// last publication), stored with a source that says so. Returns how many rates were stored.
+pub async fn load_rates(
+    rates: &dyn commerce_analytics::fx::RateStore,
+    through: jiff::civil::Date,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    use commerce_analytics::fx;
+    let history = fx::parse_ecb_csv(ECB_HISTORY)?;
+    let last = history.iter().map(|r| r.day).max();
+    let carried = fx::carry_forward(&history, through);
+    let mut stored = rates.put_rates(&history, fx::ECB_SOURCE).await?;
+    if let Some(last) = last
+        && !carried.is_empty()
+    {
+        stored += rates
+            .put_rates(
+                &carried,
+                &format!(
+                    "{} of {last}, carried forward for demo traffic",
+                    fx::ECB_SOURCE
+                ),
+            )
+            .await?;
+    }
+    Ok(stored)
+}

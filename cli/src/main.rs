@@ -63,7 +63,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
-    /// Generate deterministic demo traffic into a store.
+    /// Exchange rates for `convert=true` (stored in the warehouse's `fx_rates`).
+    Rates {
+        #[command(subcommand)]
+        cmd: RatesCmd,
+    },
+    /// Generate deterministic demo traffic into a store (and the exchange rates it needs).
     Demo {
         #[arg(long, default_value = "demo")]
         store: String,
@@ -76,6 +81,16 @@ enum Cmd {
         /// Delete the store's existing events first.
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RatesCmd {
+    /// Load rates from a file in the ECB's CSV layout (`Date,USD,JPY,…`, as `data/fx/eurofxref-hist.csv`)
+    /// or XML (`eurofxref-hist-90d.xml`); a day loaded again replaces its rates.
+    Load {
+        #[arg(long)]
+        file: PathBuf,
     },
 }
 
@@ -154,6 +169,29 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 report.applied
             );
         }
+        Cmd::Rates {
+            cmd: RatesCmd::Load { file },
+        } => {
+            let warehouse = commerce_analytics::store::Warehouse::from_config(&config)?;
+            warehouse.migrate(config.max_retention_days()).await?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("reading {}: {e}", file.display()))?;
+            let rates = if text.trim_start().starts_with('<') {
+                commerce_analytics::fx::parse_ecb_xml(&text)
+            } else {
+                commerce_analytics::fx::parse_ecb_csv(&text)
+            }
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+            let stored = warehouse
+                .rates()
+                .put_rates(&rates, commerce_analytics::fx::ECB_SOURCE)
+                .await?;
+            eprintln!(
+                "loaded {stored} exchange rates from {} into {}",
+                file.display(),
+                warehouse.describe(&config)
+            );
+        }
         Cmd::Keys { cmd } => {
             let store = ClickHouseStore::new(&config.clickhouse);
             store.migrate(config.max_retention_days()).await?;
@@ -178,6 +216,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             let summary = load_demo(&ch, &config, &store, events, seed, days).await?;
             eprintln!("loaded demo traffic into store {store:?}: {summary}");
+            let rates =
+                demo_load::load_rates(&ch, commerce_analytics::fx::utc_day(jiff::Timestamp::now()))
+                    .await?;
+            eprintln!("loaded {rates} exchange rates (ECB history, carried forward to today)");
         }
         Cmd::Serve {
             addr,
@@ -203,6 +245,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .await?;
                 eprintln!("loaded demo traffic into store {demo_store:?}: {summary}");
+                let rates = demo_load::load_rates(
+                    &*srv.warehouse.rates(),
+                    commerce_analytics::fx::utc_day(jiff::Timestamp::now()),
+                )
+                .await?;
+                eprintln!("loaded {rates} exchange rates (ECB history, carried forward to today)");
             }
             eprintln!(
                 "commerce analytics listening on http://{} (Ctrl-C to stop)",

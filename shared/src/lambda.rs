@@ -112,6 +112,22 @@ pub async fn ingest() -> Result<(), Error> {
 }
 
 /// `retention`: the schedule's event (or `{"dryRun": true}`) in, the report out.
+/// `rates`: the scheduled load of exchange rates ([`crate::fx::refresh`] from `rates_url`).
+pub async fn rates() -> Result<(), Error> {
+    let w = Wiring::from_env()?;
+    let http = reqwest::Client::new();
+    let (store, url) = (w.warehouse.rates(), w.config.rates_url.clone());
+    let (http, store, url) = (&http, store.as_ref(), url.as_str());
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<Value>| async move {
+            let report = crate::fx::refresh(http, url, store).await?;
+            tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "rates stored");
+            Ok::<_, Error>(report)
+        },
+    ))
+    .await
+}
+
 pub async fn retention() -> Result<(), Error> {
     let w = Wiring::from_env()?;
     let policy = crate::retention::Policy::from_config(&w.config);

@@ -43,6 +43,7 @@ pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod fx;
 pub mod ident;
 pub mod ingest;
 pub mod lambda;

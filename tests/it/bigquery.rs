@@ -43,7 +43,7 @@ async fn migrations_create_the_schema_once_and_a_second_run_applies_nothing() {
     let store = test_bigquery("bq_migrate").await;
     assert_eq!(
         migrations::version(&store).await.expect("version"),
-        migrations::AGENT_COLUMNS
+        migrations::EXCHANGE_RATES
     );
     let again = store.migrate(365).await.expect("idempotent");
     assert!(again.applied.is_empty(), "{again:?}");
@@ -66,6 +66,7 @@ async fn migrations_create_the_schema_once_and_a_second_run_applies_nothing() {
         "api_keys",
         "events",
         "events_rejects",
+        "fx_rates",
         "schema_migrations",
     ] {
         assert!(
@@ -251,7 +252,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 store_id: "shop-a".into(),
                 metric,
                 range: range.clone(),
-                currency: (metric.is_money() || metric == Metric::Ltv).then(|| {
+                currency: (metric.in_currency() || metric == Metric::Ltv).then(|| {
                     params
                         .currency()
                         .expect("currency")
@@ -263,6 +264,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 include_bots: false,
                 compare: None,
                 breakdown: None,
+                convert: false,
             };
             let want = ch.store.metric(&q).await.expect("clickhouse");
             let (bucketed, total) = read::metric_sql(&bq, &q).expect("sql");
@@ -299,12 +301,13 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             store_id: "shop-a".into(),
             metric,
             range: range.clone(),
-            currency: (metric.is_money() || metric == Metric::Ltv).then(|| "USD".to_owned()),
+            currency: (metric.in_currency() || metric == Metric::Ltv).then(|| "USD".to_owned()),
             filters: Default::default(),
             product_id,
             include_bots,
             compare: None,
             breakdown: None,
+            convert: false,
         };
         let want = ch.store.metric(&q).await.expect("clickhouse");
         let got = bq.metric(&q).await.expect("bigquery");
@@ -389,12 +392,13 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                     store_id: "shop-a".into(),
                     metric,
                     range: range.clone(),
-                    currency: metric.is_money().then(|| "USD".to_owned()),
+                    currency: metric.in_currency().then(|| "USD".to_owned()),
                     filters: Default::default(),
                     product_id: None,
                     include_bots: false,
                     compare: None,
                     breakdown: None,
+                    convert: false,
                 };
                 let what = format!("{} by {}", metric.name(), by.name());
                 // The groups ClickHouse answers, checked equal on BigQuery.
@@ -466,6 +470,92 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             "product_performance ({case}) compares real rows"
         );
         assert_eq!(got, want, "product_performance ({case})");
+    }
+    // Money converted into a reporting currency: the same rates stored in both, read back equal, and the
+    // per currency and day amounts equal (which the query side converts, once for both).
+    {
+        use commerce_analytics::fx::{self, RateStore};
+        let day = fx::utc_day(now);
+        let recent: Vec<fx::DailyRate> = fx::parse_ecb_csv(analytics_cli::demo_load::ECB_HISTORY)
+            .expect("history")
+            .into_iter()
+            .filter(|r| r.day >= jiff::civil::date(2026, 7, 1))
+            .collect();
+        let mut rates = recent.clone();
+        rates.extend(fx::carry_forward(&recent, day));
+        ch.store
+            .put_rates(&rates, "test")
+            .await
+            .expect("clickhouse rates");
+        bq.put_rates(&rates, "test").await.expect("bigquery rates");
+        let key = |r: &fx::DailyRate| (r.day, r.currency.clone());
+        let (mut a, mut b) = (
+            ch.store
+                .exchange_rates(jiff::civil::date(2026, 8, 1), day)
+                .await
+                .expect("clickhouse"),
+            bq.exchange_rates(jiff::civil::date(2026, 8, 1), day)
+                .await
+                .expect("bigquery"),
+        );
+        a.sort_by_key(key);
+        b.sort_by_key(key);
+        assert!(a.len() > 1_000, "{}", a.len());
+        assert_eq!(a, b, "rates read back");
+        for (metric, case) in [
+            (
+                Metric::Revenue,
+                "period=90d&timezone=Europe/Berlin&granularity=week",
+            ),
+            (
+                Metric::NetRevenue,
+                "period=30d&timezone=UTC&granularity=day&device=mobile",
+            ),
+        ] {
+            let params = Params::parse(case, &["period", "timezone", "granularity", "device"])
+                .expect("params");
+            let q = MetricQuery {
+                store_id: "shop-a".into(),
+                metric,
+                range: params.range(now).expect("range"),
+                currency: Some("EUR".into()),
+                filters: params.filters().expect("filters"),
+                product_id: None,
+                include_bots: false,
+                compare: None,
+                breakdown: None,
+                convert: true,
+            };
+            dry_run(
+                &bq,
+                &read::money_by_currency_sql(&bq, &q).expect("sql"),
+                "money",
+            )
+            .await;
+            let want = ch.store.money_by_currency(&q).await.expect("clickhouse");
+            let got = bq.money_by_currency(&q).await.expect("bigquery");
+            assert!(
+                want.iter()
+                    .map(|r| &r.currency)
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+                    > 1,
+                "several currencies"
+            );
+            assert_eq!(got, want, "{} converted ({case})", metric.name());
+            let (ch_facts, ch_conv) = commerce_analytics::query::convert::facts(&ch.store, &q)
+                .await
+                .expect("ch");
+            let (bq_facts, bq_conv) = commerce_analytics::query::convert::facts(&bq, &q)
+                .await
+                .expect("bq");
+            assert_eq!(
+                (bq_facts, bq_conv),
+                (ch_facts, ch_conv),
+                "{}",
+                metric.name()
+            );
+        }
     }
     // Cohorts by week and by month, in two zones.
     for case in [

@@ -55,11 +55,12 @@ async fn run_browser_tests(
     (out.status.success(), report)
 }
 
-/// The demo data every run of the page loads: 60,000 events over 120 days for `shop-a`.
-async fn load_demo(
-    store: &dyn commerce_analytics::store::EventStore,
-    config: &commerce_analytics::config::Config,
-) {
+/// The demo data every run of the page loads: 60,000 events over 120 days for `shop-a`, and the exchange
+/// rates the reporting currency needs (as `scripts/dev` loads them).
+async fn load_demo<S>(store: &S, config: &commerce_analytics::config::Config)
+where
+    S: commerce_analytics::store::EventStore + commerce_analytics::fx::RateStore,
+{
     let now = time::OffsetDateTime::now_utc();
     demo_load::load(
         store,
@@ -74,6 +75,12 @@ async fn load_demo(
     )
     .await
     .expect("demo data");
+    demo_load::load_rates(
+        store,
+        commerce_analytics::fx::utc_day(jiff::Timestamp::now()),
+    )
+    .await
+    .expect("exchange rates");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

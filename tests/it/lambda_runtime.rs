@@ -17,7 +17,11 @@ use test_support::runtime_api::{self, Reply};
 #[derive(Debug, Clone, Copy)]
 enum Expect {
     Status(u16),
-    Retention { dry_run: bool },
+    Retention {
+        dry_run: bool,
+    },
+    /// The rates function stored this many rates (from the XML served by [`serve_rates`]).
+    Rates(usize),
 }
 
 /// (fixture, function, expectation). Every file in `events/` must be listed.
@@ -71,7 +75,42 @@ const FIXTURES: &[(&str, &str, Expect)] = &[
         "retention",
         Expect::Retention { dry_run: false },
     ),
+    ("rates-schedule.json", "rates", Expect::Rates(3)),
 ];
+
+/// The ECB's XML layout with three rates over two days, as the rates function reads it.
+const RATES_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">
+<Cube><Cube time="2026-11-27"><Cube currency="USD" rate="1.1172"/><Cube currency="JPY" rate="175.68"/></Cube>
+<Cube time="2026-11-26"><Cube currency="USD" rate="1.1101"/></Cube></Cube></gesmes:Envelope>"#;
+
+/// Answers every request on a loopback port with [`RATES_XML`] (the ECB's endpoint, for the function);
+/// its URL.
+fn serve_rates() -> String {
+    serve("200 OK", RATES_XML)
+}
+
+/// Answers every request on a loopback port with `status` and `body`; its URL.
+fn serve(status: &'static str, body: &'static str) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/eurofxref-hist-90d.xml",
+        listener.local_addr().expect("addr")
+    );
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut request = [0_u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
 
 /// The debug binary of a function, refusing a missing or stale one.
 fn binary(function: &str) -> PathBuf {
@@ -113,6 +152,7 @@ async fn every_event_fixture_runs_through_its_function_binary() {
         ("CLICKHOUSE_URL".into(), integration_tests::clickhouse_url()),
         ("CLICKHOUSE_DATABASE".into(), db.name.clone()),
         ("RUST_LOG".into(), "warn".into()),
+        ("ANALYTICS_RATES_URL".into(), serve_rates()),
     ];
     let functions: BTreeSet<&str> = FIXTURES.iter().map(|(_, f, _)| *f).collect();
     for function in functions {
@@ -145,6 +185,10 @@ async fn every_event_fixture_runs_through_its_function_binary() {
                         assert!(inner["error"]["code"].is_string(), "{file}: {inner}");
                     }
                 }
+                Expect::Rates(n) => {
+                    assert_eq!(body["rates"], *n, "{file}: {body}");
+                    assert_eq!(body["lastDay"], "2026-11-27", "{file}: {body}");
+                }
                 Expect::Retention { dry_run } => {
                     assert_eq!(body["dryRun"], *dry_run, "{file}: {body}");
                     assert_eq!(body["retentionDays"], 365, "{file}: {body}");
@@ -164,5 +208,45 @@ async fn every_event_fixture_runs_through_its_function_binary() {
         ))
         .await;
     assert!(stored > 0, "track and ingest fixtures store events");
+    // The rates function stored its rates where conversions read them.
+    let rates: u64 = db
+        .scalar(&format!(
+            "SELECT count() FROM {}.fx_rates WHERE day = '2026-11-27' AND currency IN ('USD', 'JPY')",
+            db.name
+        ))
+        .await;
+    assert_eq!(rates, 2, "the rates function stores the rates it read");
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_rates_load_refuses_plain_http_off_loopback_and_bad_answers_storing_nothing() {
+    let db = TestDb::new("rates").await;
+    let http = reqwest::Client::new();
+    for (url, why) in [
+        (
+            "http://www.ecb.europa.eu/rates.xml".to_owned(),
+            "only https",
+        ),
+        (serve("500 Internal Server Error", "oops"), "HTTP 500"),
+        (serve("200 OK", "<html>maintenance</html>"), "no rates"),
+        (serve("200 OK", "not xml at all"), "not XML"),
+    ] {
+        let err = commerce_analytics::fx::refresh(&http, &url, &db.store)
+            .await
+            .expect_err(&url);
+        assert!(err.to_string().contains(why), "{url}: {err}");
+    }
+    let stored: u64 = db
+        .scalar(&format!("SELECT count() FROM {}.fx_rates", db.name))
+        .await;
+    assert_eq!(stored, 0, "nothing stored from a bad answer");
+    let report = commerce_analytics::fx::refresh(&http, &serve_rates(), &db.store)
+        .await
+        .expect("stored");
+    assert_eq!(
+        (report.rates, report.first_day.as_deref()),
+        (3, Some("2026-11-26"))
+    );
     db.drop_database().await;
 }

@@ -245,18 +245,16 @@ async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change
             .filter(|e| e.t >= from && e.t < to)
             .collect();
 
-        // Expected revenue and orders per local day.
+        // Expected revenue and orders (both in USD: counts beside money are in its currency) per local day.
         let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
         let mut orders: BTreeMap<String, i64> = BTreeMap::new();
         let mut net = 0;
         for e in &in_range {
             match e.kind.as_str() {
-                "order.completed" => {
+                "order.completed" if e.currency == "USD" => {
                     *orders.entry(day(e.t, &tz)).or_default() += 1;
-                    if e.currency == "USD" {
-                        *revenue.entry(day(e.t, &tz)).or_default() += e.amount;
-                        net += e.amount;
-                    }
+                    *revenue.entry(day(e.t, &tz)).or_default() += e.amount;
+                    net += e.amount;
                 }
                 "order.refunded" if e.currency == "USD" => net -= e.amount,
                 _ => {}
@@ -386,6 +384,11 @@ async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change
             body["total"].as_i64(),
             Some((2 * sum + usd_orders) / (2 * usd_orders)),
             "aov ({tz_name})"
+        );
+        assert_eq!(
+            usd_orders,
+            orders.values().sum::<i64>(),
+            "the orders metric counts the orders behind the AOV ({tz_name})"
         );
     }
     f.db.drop_database().await;
@@ -853,7 +856,7 @@ async fn ranked_metrics_equal_an_independent_computation() {
             .collect();
         let entry = (
             1,
-            evs.iter().any(|e| e.kind == "order.completed") as u64,
+            !orders.is_empty() as u64,
             (pages.len() == 1) as u64,
             orders.values().sum::<i64>(),
         );
@@ -877,7 +880,9 @@ async fn ranked_metrics_equal_an_independent_computation() {
             add(&mut by_referrer, domain.to_owned());
         }
         let source = session_source(evs);
-        let converted = evs.iter().any(|e| e.kind == "order.completed") as u64;
+        let converted =
+            evs.iter()
+                .any(|e| e.kind == "order.completed" && e.currency == "USD") as u64;
         let s = by_source.entry(source).or_default();
         s.0 += 1;
         s.1 += converted;
@@ -893,7 +898,7 @@ async fn ranked_metrics_equal_an_independent_computation() {
     ] {
         let body = get_ok(
             &f.api,
-            &format!("/analytics/metrics?metric={metric}&period=30d&limit=100"),
+            &format!("/analytics/metrics?metric={metric}&period=30d&limit=100&currency=USD"),
         )
         .await;
         let got: HashMap<String, (u64, u64)> = rows(&body)
@@ -1431,7 +1436,7 @@ async fn customer_metrics_equal_an_independent_computation() {
 
     // new_vs_returning over the period.
     let mut seg: BTreeMap<&str, (HashSet<&str>, u64, i64)> = BTreeMap::new();
-    for o in orders.iter().filter(|o| o.t >= from) {
+    for o in orders.iter().filter(|o| o.t >= from && o.currency == "USD") {
         let s = seg
             .entry(if first[o.customer.as_str()] >= from {
                 "new"
@@ -1441,9 +1446,7 @@ async fn customer_metrics_equal_an_independent_computation() {
             .or_default();
         s.0.insert(o.customer.as_str());
         s.1 += 1;
-        if o.currency == "USD" {
-            s.2 += o.amount;
-        }
+        s.2 += o.amount;
     }
     let (status, body) = get(
         &f.api,
@@ -1954,10 +1957,16 @@ async fn comparisons_equal_the_same_reads_over_the_comparison_range() {
     let (header, rows) = parse_csv(&text);
     assert_eq!(
         header,
-        ["date", "orders", "previous_date", "previous_orders"]
+        [
+            "date",
+            "orders",
+            "currency",
+            "previous_date",
+            "previous_orders"
+        ]
     );
     assert_eq!(rows.len(), 10);
-    assert_eq!(rows[0][2], prev_from);
+    assert_eq!(rows[0][3], prev_from);
     f.db.drop_database().await;
 }
 
@@ -2506,6 +2515,185 @@ async fn device_browser_and_source_filters_keep_exactly_their_events() {
             revenue["data"]["total"].as_i64(),
             Some(orders.values().sum::<i64>()),
             "overview revenue with {query}"
+        );
+    }
+    f.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn money_converts_into_a_reporting_currency_at_each_days_rate() {
+    use commerce_analytics::fx;
+    use rust_decimal::Decimal;
+    let f = fixture().await;
+    let today = fx::utc_day(f.now);
+    let loaded = demo_load::load_rates(&f.db.store, today)
+        .await
+        .expect("rates");
+    assert!(loaded > 10_000, "the ECB history is loaded: {loaded}");
+    // The same published rates, looked up here: the latest on or before the day, at most 7 days back.
+    let mut published = fx::parse_ecb_csv(demo_load::ECB_HISTORY).expect("history");
+    published.extend(fx::carry_forward(&published, today));
+    let table: HashMap<(String, jiff::civil::Date), Decimal> = published
+        .into_iter()
+        .map(|r| ((r.currency, r.day), r.per_eur))
+        .collect();
+    let per_eur = |currency: &str, day: jiff::civil::Date| -> Option<Decimal> {
+        if currency == "EUR" {
+            return Some(Decimal::ONE);
+        }
+        (0..=7).find_map(|back| {
+            table
+                .get(&(currency.to_owned(), day - back.days()))
+                .copied()
+        })
+    };
+    let minor = |currency: &str| Decimal::from(10_i64.pow(fx::exponent(currency)));
+    // Each amount in USD, converted alone (the store converts per currency and day, then adds up).
+    let in_usd = |amount: i64, currency: &str, t: jiff::Timestamp| -> Decimal {
+        let day = fx::utc_day(t);
+        let (from, to) = (
+            per_eur(currency, day).expect("rate"),
+            per_eur("USD", day).expect("rate"),
+        );
+        Decimal::from(amount) / minor(currency) / from * to * minor("USD")
+    };
+    let round = |d: Decimal| {
+        d.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            .try_into()
+            .unwrap_or(i64::MAX)
+    };
+
+    let tz = TimeZone::UTC;
+    let (from, to) = thirty_days(f.now, &tz);
+    // Each order once, at its first completion.
+    let mut first: HashMap<&str, &Ev> = HashMap::new();
+    for e in f.events.iter().filter(|e| e.kind == "order.completed") {
+        let o = first.entry(e.order.as_str()).or_insert(e);
+        if e.t < o.t {
+            *o = e;
+        }
+    }
+    let orders: Vec<&Ev> = first
+        .values()
+        .copied()
+        .filter(|o| o.t >= from && o.t < to)
+        .collect();
+    let currencies: HashSet<&str> = orders.iter().map(|o| o.currency.as_str()).collect();
+    assert!(
+        currencies.len() >= 3,
+        "the demo sells in several currencies: {currencies:?}"
+    );
+    let mut by_day: BTreeMap<String, (Decimal, i64)> = BTreeMap::new();
+    for o in &orders {
+        let d = by_day.entry(day(o.t, &tz)).or_default();
+        d.0 += in_usd(o.amount, &o.currency, o.t);
+        d.1 += 1;
+    }
+    let exact_total: Decimal = by_day.values().map(|d| d.0).sum();
+    let revenue_total: i64 = round(exact_total);
+    let refunds: Decimal = f
+        .between(from, to)
+        .iter()
+        .filter(|e| e.kind == "order.refunded")
+        .map(|e| in_usd(e.amount, &e.currency, e.t))
+        .sum();
+
+    let read = |metric: &str| {
+        format!(
+            "/analytics/metrics?metric={metric}&period=30d&timezone=UTC&currency=USD&convert=true"
+        )
+    };
+    let body = get_ok(&f.api, &read("revenue")).await;
+    assert_eq!(body["currency"], "USD");
+    assert_eq!(body["conversion"]["unconverted"], serde_json::json!([]));
+    assert!(
+        body["conversion"]["rates"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ECB"),
+        "{body}"
+    );
+    for (d, v) in series(&body) {
+        let want = by_day.get(&d).map_or(0, |x| round(x.0));
+        assert_eq!(v, want, "converted revenue on {d}");
+    }
+    assert_eq!(body["total"].as_i64(), Some(revenue_total), "revenue");
+    // More than the USD orders alone: every currency counts.
+    let usd_only = get_ok(
+        &f.api,
+        "/analytics/metrics?metric=revenue&period=30d&timezone=UTC&currency=USD",
+    )
+    .await;
+    assert!(body["total"].as_i64() > usd_only["total"].as_i64());
+
+    let n = orders.len() as i64;
+    let body = get_ok(&f.api, &read("orders")).await;
+    assert_eq!(body["total"].as_i64(), Some(n), "orders of every currency");
+    for (d, v) in series(&body) {
+        assert_eq!(v, by_day.get(&d).map_or(0, |x| x.1), "orders on {d}");
+    }
+    let body = get_ok(&f.api, &read("aov")).await;
+    assert_eq!(
+        body["total"].as_i64(),
+        Some((2 * revenue_total + n) / (2 * n)),
+        "aov: converted revenue ÷ orders"
+    );
+    let body = get_ok(&f.api, &read("net_revenue")).await;
+    assert_eq!(
+        body["total"].as_i64(),
+        Some(round(exact_total - refunds)),
+        "net revenue, each refund at its own day's rate"
+    );
+    // Compared, the earlier period converts too.
+    let body = get_ok(
+        &f.api,
+        &format!("{}&compare=previous_period", read("revenue")),
+    )
+    .await;
+    assert_eq!(body["total"].as_i64(), Some(revenue_total));
+    assert!(
+        body["comparison"]["total"].as_i64().unwrap_or(0) > 0,
+        "{body}"
+    );
+
+    // An order in a currency without a published rate (the ECB publishes no AED) is left out and said.
+    let validator = Validator::from_config(&f.db.config);
+    let at = time::OffsetDateTime::from_unix_timestamp(f.now.as_second() - 3600).expect("time");
+    let mut aed = validator
+        .validate(
+            serde_json::json!({"id": "evt_aed_order", "type": "order.completed",
+                "properties": {"orderId": "ord_aed_1", "total": 5_000, "currency": "AED"}}),
+            "shop-a",
+            &Default::default(),
+            at,
+        )
+        .expect("valid");
+    aed.timestamp = at;
+    commerce_analytics::store::EventStore::insert(&f.db.store, &[aed], "aed")
+        .await
+        .expect("insert");
+    let body = get_ok(&f.api, &read("revenue")).await;
+    assert_eq!(
+        body["total"].as_i64(),
+        Some(revenue_total),
+        "not counted as 0, not counted at all"
+    );
+    assert_eq!(
+        body["conversion"]["unconverted"],
+        serde_json::json!([{"currency": "AED", "orders": 1, "amount": 5_000,
+                            "days": [fx::utc_day(f.now - 1.hour()).to_string()]}])
+    );
+    // Only the money metrics and orders convert, and not broken down.
+    for (q, field) in [
+        ("metric=sessions&convert=true", "convert"),
+        ("metric=revenue&convert=yes", "convert"),
+        ("metric=revenue&convert=true&breakdown=device", "convert"),
+    ] {
+        let (status, body) = get(&f.api, &format!("/analytics/metrics?{q}"), READ_KEY).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{q}"
         );
     }
     f.db.drop_database().await;

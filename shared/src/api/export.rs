@@ -360,6 +360,7 @@ mod tests {
             currency: Some("JPY".into()),
             breakdown: None,
             groups: None,
+            conversion: None,
             data_points: vec![
                 DataPoint {
                     date: "2026-01-01".into(),

@@ -204,6 +204,8 @@ pub struct Config {
     pub durable_buffer: bool,
     /// Local server: how it treats connections (see [`ServerLimits`]).
     pub server: ServerLimits,
+    /// Where the `rates` function reads the ECB's reference rates ([`crate::fx::refresh`]).
+    pub rates_url: String,
     /// Zero the last IPv4 octet / keep only the IPv6 /48 before storing. Default true.
     pub anonymize_ip: bool,
     /// Bootstrap keys (the committed development keys locally). Requests are authenticated against the key
@@ -396,6 +398,7 @@ impl Config {
                 header_timeout: Duration::from_secs(raw.server_header_timeout_seconds.into()),
                 body_timeout: Duration::from_secs(raw.server_body_timeout_seconds.into()),
             },
+            rates_url: raw.rates_url,
             anonymize_ip: raw.anonymize_ip,
             keys,
             key_cache_ttl_seconds: raw.key_cache_ttl_seconds,

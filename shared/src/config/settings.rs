@@ -193,6 +193,11 @@ settings! {
     server_body_timeout_seconds: u32 = 30;
     shown "`30`", env "ANALYTICS_SERVER_BODY_TIMEOUT_SECONDS", parse from_str;
 
+    /// where the scheduled `rates` function reads the ECB's reference rates (XML; the last 90 days, so a
+    /// missed day is filled the next time) for `convert=true`; `https` (plain `http` only to loopback)
+    rates_url: String = crate::fx::ECB_90_DAYS_URL.into();
+    shown "the ECB's `eurofxref-hist-90d.xml`", env "ANALYTICS_RATES_URL", parse text;
+
     /// zero the last IPv4 octet / keep only the IPv6 /48 before storing (see "The event")
     anonymize_ip: bool = true;
     shown "`true`", env "ANALYTICS_ANONYMIZE_IP", parse from_str;

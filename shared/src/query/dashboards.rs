@@ -39,8 +39,8 @@ const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"]
 /// metrics and funnels are compared; cohort widgets are not), `granularity` (the buckets of every
 /// time-series widget, in place of its own; funnels and cohorts have none) and the filters `country`,
 /// `device`, `browser`, `source` ([`params::Filters`]: each on every widget, in place of its own; a
-/// widget that cannot be filtered answers its own 400).
-pub const RENDER_PARAMS: [&str; 12] = params::concat::<6, 6, 12>(
+/// widget that cannot be filtered answers its own 400), and `convert` (on the widgets that take it).
+pub const RENDER_PARAMS: [&str; 13] = params::concat::<6, 7, 13>(
     params::SHARED,
     [
         "compare",
@@ -49,8 +49,21 @@ pub const RENDER_PARAMS: [&str; 12] = params::concat::<6, 6, 12>(
         "device",
         "browser",
         "source",
+        "convert",
     ],
 );
+
+/// Whether `widget` takes `convert` (a time series of [`super::convert::METRICS`]); the others read in
+/// `currency` as they would without it, and their answers say so (no `conversion`).
+fn converts(widget: &Widget) -> bool {
+    widget.endpoint == Endpoint::Metrics
+        && !widget.params.contains_key("breakdown")
+        && widget
+            .params
+            .get("metric")
+            .and_then(|m| metrics::Metric::parse(m).ok())
+            .is_some_and(|m| super::convert::METRICS.contains(&m))
+}
 
 /// Whether `k` is a dashboard parameter that replaces a widget's own.
 fn replaces_own(k: &str) -> bool {
@@ -297,7 +310,11 @@ async fn run_widget(
             format!("funnels and cohorts have no {k} filter"),
         ));
     }
-    let q = query_string(&own, period);
+    let mut period = period.clone();
+    if !converts(widget) {
+        period.remove("convert");
+    }
+    let q = query_string(&own, &period);
     let to_value = |v: std::result::Result<Value, serde_json::Error>| {
         v.map_err(|e| Error::Internal(e.to_string()))
     };
@@ -408,6 +425,7 @@ pub async fn render(
     shared.include_bots()?;
     shared.currency()?;
     shared.filters()?;
+    metrics::parse_convert(&shared)?;
     super::compare::Compare::from_params(&shared)?;
     // The period and zone as every widget will read them; without a `granularity` the bucket count
     // depends on each widget's own, so that one is left to the widgets.

@@ -104,6 +104,23 @@ impl ReadStore for FairReads {
             .await
     }
 
+    async fn money_by_currency(
+        &self,
+        q: &MetricQuery,
+    ) -> Result<Vec<super::convert::CurrencyDayFacts>, StoreError> {
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.money_by_currency(q)).await
+    }
+
+    async fn exchange_rates(
+        &self,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
+        // Rates are global (no store's turn): one small read.
+        self.inner.exchange_rates(from, to).await
+    }
+
     async fn main_currency(
         &self,
         store_id: &str,
@@ -200,6 +217,19 @@ mod tests {
             Ok(None)
         }
         async fn ranked(&self, _: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn money_by_currency(
+            &self,
+            _: &MetricQuery,
+        ) -> Result<Vec<crate::query::convert::CurrencyDayFacts>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn exchange_rates(
+            &self,
+            _: jiff::civil::Date,
+            _: jiff::civil::Date,
+        ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
             unreachable!("not used")
         }
         async fn product_names(

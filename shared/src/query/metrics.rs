@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `revenue` | sum of `total` of `order.completed`, in `currency` | each `orderId` counted once, at its first completion event |
 //! | `net_revenue` | `revenue` minus `order.refunded` `amount`s, in `currency` | a refund counts in the bucket where it happens |
-//! | `orders` | distinct `orderId`s completed (all currencies) | |
+//! | `orders` | distinct `orderId`s completed in `currency` | so revenue ÷ orders is the AOV beside them |
 //! | `aov` | `revenue / orders` in `currency`, integer minor units (rounded half up) | |
 //! | `sessions` | sessions (distinct `sessionId`) that start in the bucket | |
 //! | `conversion_rate` | sessions with an `order.completed` / sessions, by session start; 0–1, 4 decimals | |
@@ -77,6 +77,12 @@ impl Metric {
     }
 
     /// Money metrics are reported in one currency.
+    /// Whether the metric counts in one currency (`currency`, default the store's main one): the money
+    /// metrics, and `orders`, so that revenue ÷ orders is the AOV beside them.
+    pub fn in_currency(self) -> bool {
+        self.is_money() || self == Self::Orders
+    }
+
     pub fn is_money(self) -> bool {
         matches!(
             self,
@@ -188,7 +194,7 @@ impl Family {
 ///
 /// | metric | facts |
 /// |---|---|
-/// | `orders` | `Count`: distinct completed orders, all currencies, at their first completion |
+/// | `orders` | `Count`: distinct completed orders in `currency`, at their first completion |
 /// | `sessions` | `Count`: sessions starting in the bucket |
 /// | `visitors` | `Count`: distinct visitors active in the bucket (the range's total is distinct over the range) |
 /// | `product_views` | `Count`: `product.viewed` events |
@@ -271,6 +277,9 @@ pub struct MetricQuery {
     /// Split by a dimension ([`super::breakdown`]); the query side runs it through
     /// [`ReadStore::metric_groups`], so [`ReadStore::metric`] ignores it.
     pub breakdown: Option<Breakdown>,
+    /// `convert=true`: every amount in `currency`, converted at its day's rate ([`super::convert`]); the
+    /// query side runs it through [`ReadStore::money_by_currency`], so [`ReadStore::metric`] ignores it.
+    pub convert: bool,
 }
 
 /// The facts of one bucket.
@@ -338,6 +347,9 @@ pub struct MetricResponse {
     /// With `breakdown`: the top values, heaviest first, then `(other)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<Group>>,
+    /// With `convert`: the rates used and what had none ([`super::convert::Conversion`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<super::convert::Conversion>,
 }
 
 pub const PARAMS: &[&str] = &[
@@ -359,6 +371,7 @@ pub const PARAMS: &[&str] = &[
     "sort",
     "order",
     "breakdown",
+    "convert",
 ];
 
 /// A parsed metrics request: a time series or a ranked metric.
@@ -473,6 +486,17 @@ pub async fn parse(
         None => None,
     };
     let compare = Compare::from_params(&p)?;
+    let convert = parse_convert(&p)?;
+    if convert {
+        super::convert::check(metric)?;
+        if breakdown.is_some() {
+            return Err(Error::invalid(
+                "invalid_parameter",
+                "convert",
+                "convert cannot be combined with breakdown",
+            ));
+        }
+    }
     if breakdown.is_some() && compare.is_some() {
         return Err(Error::invalid(
             "invalid_parameter",
@@ -481,7 +505,7 @@ pub async fn parse(
         ));
     }
     let range = p.range(now)?;
-    let currency = currency_param(store, store_id, &p, metric.is_money(), now).await?;
+    let currency = currency_param(store, store_id, &p, metric.in_currency(), now).await?;
     let filters = p.filters()?;
     if let Some(k) = filters.first_given()
         && metric == Metric::Ltv
@@ -510,7 +534,21 @@ pub async fn parse(
         include_bots: p.include_bots()?,
         compare,
         breakdown,
+        convert,
     }))
+}
+
+/// `convert`: `true` converts every amount into `currency` ([`super::convert`]); default `false`.
+pub(super) fn parse_convert(p: &Params) -> Result<bool> {
+    match p.get("convert") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(Error::invalid(
+            "invalid_parameter",
+            "convert",
+            format!("convert must be true or false, not {other:?}"),
+        )),
+    }
 }
 
 /// `currency` for money metrics: as given, else the store's main currency (USD for a store without
@@ -553,8 +591,10 @@ pub async fn run(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricRespons
 /// [`run`] without a breakdown.
 pub(super) async fn run_plain(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricResponse> {
     let Some(compare) = q.compare else {
-        let (buckets, total) = series(store, q).await?;
-        return Ok(response(q, buckets, total, None));
+        let current = series(store, q).await?;
+        let mut out = response(q, current.buckets, current.total, None);
+        out.conversion = current.conversion;
+        return Ok(out);
     };
     let comparison = Comparison::of(&q.range, compare)?;
     let previous_query = MetricQuery {
@@ -562,9 +602,11 @@ pub(super) async fn run_plain(store: &dyn ReadStore, q: &MetricQuery) -> Result<
         compare: None,
         ..q.clone()
     };
-    let ((buckets, total), (previous, previous_total)) =
+    let (current, earlier) =
         futures_util::future::try_join(series(store, q), series(store, &previous_query)).await?;
-    let previous: std::collections::HashMap<i64, (String, Value)> = previous
+    let (buckets, total) = (current.buckets, current.total);
+    let previous: std::collections::HashMap<i64, (String, Value)> = earlier
+        .buckets
         .into_iter()
         .map(|p| (p.start, (p.label, p.value)))
         .collect();
@@ -579,8 +621,10 @@ pub(super) async fn run_plain(store: &dyn ReadStore, q: &MetricQuery) -> Result<
             });
         }
     }
-    let summary = comparison.summary(previous_total, &total);
-    Ok(response(q, buckets, total, Some(summary)))
+    let summary = comparison.summary(earlier.total, &total);
+    let mut out = response(q, buckets, total, Some(summary));
+    out.conversion = current.conversion;
+    Ok(out)
 }
 
 /// The answer for facts the query side already holds (a breakdown's groups added up).
@@ -620,10 +664,26 @@ impl Bucket {
     }
 }
 
-/// Every bucket of `q`'s range with its value (zero-filled), and the total.
-async fn series(store: &dyn ReadStore, q: &MetricQuery) -> Result<(Vec<Bucket>, Value)> {
-    let facts = store.metric(q).await?;
-    Ok((buckets(q, &facts.buckets)?, q.metric.value(facts.total)))
+/// A metric's series as read: every bucket of the range with its value (zero-filled), the total, and
+/// (converted) what the conversion used and missed.
+struct Series {
+    buckets: Vec<Bucket>,
+    total: Value,
+    conversion: Option<super::convert::Conversion>,
+}
+
+async fn series(store: &dyn ReadStore, q: &MetricQuery) -> Result<Series> {
+    let (facts, conversion) = if q.convert {
+        let (facts, conversion) = super::convert::facts(store, q).await?;
+        (facts, Some(conversion))
+    } else {
+        (store.metric(q).await?, None)
+    };
+    Ok(Series {
+        buckets: buckets(q, &facts.buckets)?,
+        total: q.metric.value(facts.total),
+        conversion,
+    })
 }
 
 /// The data points of `found` (buckets with data, in order) over every bucket of `q`'s range
@@ -687,6 +747,7 @@ fn response(
         comparison,
         breakdown: None,
         groups: None,
+        conversion: None,
     }
 }
 
@@ -706,6 +767,7 @@ mod tests {
             include_bots: false,
             compare: None,
             breakdown: None,
+            convert: false,
         }
     }
 

@@ -12,6 +12,7 @@
 pub mod breakdown;
 pub mod cohorts;
 pub mod compare;
+pub mod convert;
 pub mod dashboards;
 pub mod fair;
 pub mod funnel;
@@ -49,6 +50,18 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
         by: breakdown::Dimension,
         groups: breakdown::Groups<'_>,
     ) -> Result<Vec<breakdown::GroupFacts>, StoreError>;
+    /// A money metric's amounts per bucket, currency and UTC day, in every currency (for `convert`; see
+    /// [`convert::CurrencyDayFacts`]); `q.currency` is the reporting currency and filters nothing.
+    async fn money_by_currency(
+        &self,
+        q: &MetricQuery,
+    ) -> Result<Vec<convert::CurrencyDayFacts>, StoreError>;
+    /// The exchange rates published from `from` to `to`, both included ([`crate::fx`]).
+    async fn exchange_rates(
+        &self,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<crate::fx::DailyRate>, StoreError>;
     /// The currency most of the store's orders of the 90 days before `now` use, if it has any: human
     /// orders only unless `include_bots` (the default currency follows the traffic a read counts, so bots
     /// never pick the currency of a read that leaves them out).

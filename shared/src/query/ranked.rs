@@ -6,13 +6,13 @@
 //! | metric | row | order | definition |
 //! |---|---|---|---|
 //! | `best_sellers` | `{productId, units, revenue, orders}` | revenue, then units | from the `items` of completed orders in `currency` (each order once); `units` = Σ quantity (default 1), `revenue` = Σ quantity × price |
-//! | `traffic_sources` | `{source, sessions, orders, revenue, conversionRate}` | sessions | a session's source: its first `utm_source`, else its first referrer's domain, else `direct`; `orders` = sessions with an order; `revenue` = their orders in `currency` |
+//! | `traffic_sources` | `{source, sessions, orders, revenue, conversionRate}` | sessions | a session's source: its first `utm_source`, else its first referrer's domain, else `direct`; `orders` = sessions with an order in `currency`; `revenue` = those orders' amount |
 //! | `campaign_performance` | `{campaign, sessions, orders, revenue, conversionRate}` | sessions | as above, by the session's first `utm_campaign`; sessions without one are left out |
 //! | `stock_levels` | `{productId, quantity, updatedAt}` | quantity, lowest first | the latest `inventory.updated` quantity per product before the period's end |
-//! | `new_vs_returning` | `{segment, customers, orders, revenue}` | `new`, `returning` | customers with orders in the period: `new` when their first order ever falls in the period; `revenue` in `currency` |
-//! | `landing_pages` | `{landingPage, sessions, bounces, bounceRate, orders, conversionRate, revenue}` | sessions | a session's entry page: the path of its first event with a page; `bounces` = sessions that saw a single page (one distinct path); `orders` = sessions with an order; `revenue` = their orders in `currency` |
+//! | `new_vs_returning` | `{segment, customers, orders, revenue}` | `new`, `returning` | customers with orders in `currency` in the period, those orders and their revenue: `new` when the customer's first order ever (any currency) falls in the period |
+//! | `landing_pages` | `{landingPage, sessions, bounces, bounceRate, orders, conversionRate, revenue}` | sessions | a session's entry page: the path of its first event with a page; `bounces` = sessions that saw a single page (one distinct path); `orders` = sessions with an order in `currency`; `revenue` = those orders' amount |
 //! | `referrers` | `{referrer, sessions, bounces, bounceRate, orders, conversionRate, revenue}` | sessions | as above, by the domain (without `www.`) of the session's first referrer; sessions without one are left out |
-//! | `sell_through_rate` | `{productId, unitsSold, stockOnHand, sellThroughRate}` | rate, highest first | units sold in the period (order items, all currencies) / (units sold + stock on hand at the period's end) |
+//! | `sell_through_rate` | `{productId, unitsSold, stockOnHand, sellThroughRate}` | rate, highest first | units sold in the period (order items, every currency: units, not money) / (units sold + stock on hand at the period's end) |
 
 use serde_json::{Map, Value, json};
 

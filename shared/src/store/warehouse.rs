@@ -97,6 +97,13 @@ impl Warehouse {
         }
     }
 
+    pub fn rates(&self) -> Arc<dyn crate::fx::RateStore> {
+        match self {
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
+            Self::BigQuery(bq) => Arc::new(bq.clone()),
+        }
+    }
+
     pub fn retention(&self) -> Arc<dyn RetentionStore> {
         match self {
             Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),

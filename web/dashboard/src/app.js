@@ -36,6 +36,9 @@ const state = {
   timezone: 'UTC',
   currency: '',
   includeBots: false,
+  /// Every currency converted into the chosen one at each day's ECB rate (`convert=true`), or each
+  /// currency's own figures (the default).
+  convert: false,
   compare: '',
   granularity: '',
   /// Filters on the whole dashboard (name → value; see FILTERS), set by clicking a value in a breakdown
@@ -117,7 +120,7 @@ function signOut() {
 
 /// The period, zone, currency, bot, comparison and granularity parameters for a request (funnels take no
 /// currency or granularity, cohorts no comparison or granularity).
-function periodQuery(extra = {}, { currency = true, compare = true, granularity = true, filters = true } = {}) {
+function periodQuery(extra = {}, { currency = true, compare = true, granularity = true, filters = true, convert = true } = {}) {
   const q = new URLSearchParams();
   if (state.period === 'custom') {
     if (state.from) q.set('from', state.from);
@@ -128,6 +131,7 @@ function periodQuery(extra = {}, { currency = true, compare = true, granularity 
   q.set('timezone', state.timezone);
   if (currency && state.currency) q.set('currency', state.currency);
   if (state.includeBots) q.set('includeBots', 'true');
+  if (convert && state.convert) q.set('convert', 'true');
   if (compare && state.compare) q.set('compare', state.compare);
   for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== '') q.set(k, v);
   // The page's granularity replaces a widget's own, as the dashboard request does.
@@ -149,6 +153,7 @@ function stateQuery() {
   if (state.timezone !== 'UTC') q.set('timezone', state.timezone);
   if (state.currency) q.set('currency', state.currency);
   if (state.includeBots) q.set('bots', 'true');
+  if (state.convert) q.set('convert', 'true');
   if (state.compare) q.set('compare', state.compare);
   if (state.granularity) q.set('granularity', state.granularity);
   for (const k of FILTERS) if (state.filters[k]) q.set(k, state.filters[k]);
@@ -176,6 +181,7 @@ function applyStateQuery(query) {
   if (q.has('timezone')) state.timezone = q.get('timezone');
   if (q.has('currency') && CURRENCIES.includes(q.get('currency'))) state.currency = q.get('currency');
   if (q.has('bots')) state.includeBots = q.get('bots') === 'true';
+  state.convert = q.get('convert') === 'true';
   if (q.has('compare') && COMPARISONS.some(([c]) => c === q.get('compare'))) state.compare = q.get('compare');
   if (q.has('granularity') && GRANULARITIES.some(([g]) => g === q.get('granularity'))) state.granularity = q.get('granularity');
   state.filters = {};
@@ -228,6 +234,8 @@ function controls(onChange) {
     select({ id: 'timezone', onchange: (e) => { state.timezone = e.target.value; setZone(state.timezone); onChange(); } }, [...new Set([...ZONES, state.timezone])].map((z) => [z, z]), state.timezone),
     h('label', { for: 'currency' }, 'Currency'),
     select({ id: 'currency', onchange: (e) => { state.currency = e.target.value; onChange(); } }, CURRENCIES.map((c) => [c, c || 'Store default']), state.currency),
+    h('label', { class: 'check', title: 'Revenue, orders and AOV of every currency, each order converted at its day\'s ECB reference rate' },
+      h('input', { id: 'convert', type: 'checkbox', checked: state.convert, onchange: (e) => { state.convert = e.target.checked; onChange(); } }), 'Convert all currencies'),
     h('label', { for: 'granularity' }, 'Granularity'),
     select({ id: 'granularity', 'aria-describedby': 'range-problem', onchange: (e) => { state.granularity = e.target.value; changed(); } }, GRANULARITIES, state.granularity),
     h('label', { for: 'compare' }, 'Compare with'),
@@ -290,7 +298,10 @@ function series(data, title) {
   const points = data.dataPoints || [];
   const fmt = (v) => value(v, kind, data.currency);
   const cmp = data.comparison;
-  const total = h('p', { class: 'total' }, raw(fmt(data.total), data.total, { class: 'total-value' }), data.currency ? h('span', { class: 'muted' }, ' ' + data.currency) : null,
+  // A count beside money (orders) is in the same currency, and says so; converted figures say so too.
+  const converted = data.conversion ? ' (all currencies, converted)' : '';
+  const unit = data.currency ? h('span', { class: 'muted currency' }, (kind === 'money' ? ' ' + data.currency : ` in ${data.currency}`) + converted) : null;
+  const total = h('p', { class: 'total' }, raw(fmt(data.total), data.total, { class: 'total-value' }), unit,
     cmp ? changeBadge(cmp, kind, fmt) : null);
   const isEmpty = points.every((p) => !p.value && !p.previous?.value) && !data.total && !cmp?.total;
   const figure = h('figure', { class: 'chart', role: 'img', 'aria-label': `${title}: ${points.length} points, total ${fmt(data.total)}${cmp ? `, ${fmt(cmp.total)} in the ${comparisonName(cmp.compare)}` : ''}` });
@@ -312,7 +323,10 @@ function series(data, title) {
     // Drawn once the card is in the document (uPlot measures its container).
     requestAnimationFrame(() => drawSeries(figure, points, kind, fmt, data.metric, data.currency, cmp, data.granularity));
   }
-  return [total, isEmpty ? empty() : figure, note, table];
+  // Amounts without an exchange rate are left out of a converted figure, and said here.
+  const missing = (data.conversion?.unconverted || []).map((u) => `${count(u.orders)} ${u.currency} order${u.orders === 1 ? '' : 's'}`);
+  const unconverted = missing.length ? h('p', { class: 'muted note unconverted', role: 'note' }, `Not included, no exchange rate: ${missing.join(', ')}.`) : null;
+  return [total, unconverted, isEmpty ? empty() : figure, note, table];
 }
 
 const comparisonName = (c) => (c === 'previous_year' ? 'Previous year' : 'Previous period');
@@ -502,7 +516,12 @@ function widgetQuery(w) {
   const metrics = w.endpoint === 'metrics';
   // As the dashboard request does: cohorts and breakdowns are not compared.
   const compare = w.endpoint !== 'cohorts' && !w.params?.breakdown;
-  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare, granularity: metrics, filters: metrics });
+  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare, granularity: metrics, filters: metrics, convert: converts(w) });
+}
+
+/// Whether a widget takes `convert` (as the dashboard request decides: money time series and orders).
+function converts(w) {
+  return w.endpoint === 'metrics' && !w.params?.breakdown && ['revenue', 'net_revenue', 'aov', 'orders'].includes(w.params?.metric);
 }
 
 const cardId = (title) => 'w-' + title.toLowerCase().replace(/[^a-z0-9]+/g, '-');
@@ -593,7 +612,7 @@ async function funnelView() {
     const mine = ++latest;
     result.replaceChildren(h('h2', {}, 'Result'), h('progress', { 'aria-label': 'Running the funnel' }));
     try {
-      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false, granularity: false, filters: false })}`);
+      const data = await get(`/analytics/funnel?${periodQuery({ steps: steps.join(','), ...opts }, { currency: false, granularity: false, filters: false, convert: false })}`);
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), ...funnelChart(data, 'Funnel'));
     } catch (err) {
       if (mine === latest) result.replaceChildren(h('h2', {}, 'Result'), errorBox(err));

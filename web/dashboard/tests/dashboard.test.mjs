@@ -115,6 +115,49 @@ test('every built-in dashboard shows exactly what the API answers', async () => 
   assert.equal(text, new Intl.NumberFormat('en-US', { style: 'currency', currency: revenue.currency }).format(revenue.total / 100));
 });
 
+test('Overview\'s revenue, orders and AOV agree: the orders are those of the shown currency', async () => {
+  for (const currency of ['', 'EUR']) {
+    await page.goto(`${BASE}/dashboard#/d/overview?period=30d${currency ? '&currency=' + currency : ''}`);
+    await waitForDashboard();
+    const total = async (title) => JSON.parse(await page.locator(`section.card[data-widget="${title}"] .total-value`).getAttribute('data-raw'));
+    const [revenue, orders, aov] = [await total('Revenue'), await total('Orders'), await total('Average order value')];
+    assert.ok(orders > 0, `orders in ${currency || 'the default currency'}`);
+    assert.equal(aov, Math.floor((2 * revenue + orders) / (2 * orders)), `revenue ${revenue} ÷ orders ${orders} is the AOV (${currency})`);
+    const shown = await page.locator('section.card[data-widget="Orders"] .currency').textContent();
+    const unit = await page.locator('section.card[data-widget="Revenue"] .currency').textContent();
+    assert.equal(shown, ` in ${unit.trim()}`, 'the orders say their currency');
+  }
+});
+
+test('a reporting currency converts every currency\'s orders, labelled, kept in the URL', async () => {
+  await page.goto(`${BASE}/dashboard#/d/overview?period=30d&currency=EUR`);
+  await waitForDashboard();
+  const total = async (title) => JSON.parse(await page.locator(`section.card[data-widget="${title}"] .total-value`).getAttribute('data-raw'));
+  const eurOnly = await total('Revenue');
+  const asked = page.waitForRequest((r) => r.url().includes('/analytics/dashboards/overview?') && new URL(r.url()).searchParams.get('convert') === 'true');
+  await page.check('#convert');
+  await asked;
+  await waitForDashboard();
+  assert.match(page.url(), /convert=true/);
+  const expected = await api('/analytics/dashboards/overview?period=30d&timezone=UTC&currency=EUR&convert=true');
+  for (const w of expected.widgets) {
+    assert.ok(!w.error, `${w.title}: ${JSON.stringify(w.error)}`);
+    assert.deepEqual(await shownRaw(page.locator(`section.card[data-widget="${w.title}"]`)), expectedRaw(w), w.title);
+  }
+  const [revenue, orders, aov] = [await total('Revenue'), await total('Orders'), await total('Average order value')];
+  assert.ok(revenue > eurOnly, `every currency counts: ${revenue} > ${eurOnly}`);
+  assert.equal(aov, Math.floor((2 * revenue + orders) / (2 * orders)), 'converted revenue ÷ all orders is the AOV');
+  assert.match(await page.locator('section.card[data-widget="Revenue"] .currency').textContent(), /EUR \(all currencies, converted\)/);
+  // Conversion rate has no money: the same answer as without conversion.
+  assert.equal(await page.locator('section.card[data-widget="Conversion rate"] .currency').count(), 0);
+  await page.reload();
+  await waitForDashboard();
+  assert.ok(await page.locator('#convert').isChecked(), 'a reload keeps the conversion');
+  await page.uncheck('#convert');
+  await waitForDashboard();
+  assert.doesNotMatch(page.url(), /convert=/);
+});
+
 test('changing the period, zone and currency asks the API for exactly that', async () => {
   await page.goto(`${BASE}/dashboard#/d/overview`);
   await waitForDashboard();

@@ -121,10 +121,27 @@ CLUSTER BY sha256",
             "ALTER TABLE `{ds}.events` ADD COLUMN IF NOT EXISTS os STRING",
         ],
     },
+    Migration {
+        version: EXCHANGE_RATES,
+        name: "exchange rates",
+        statements: &[r"
+CREATE TABLE IF NOT EXISTS `{ds}.fx_rates`
+(
+    day         DATE NOT NULL,
+    currency    STRING NOT NULL,
+    rate        STRING NOT NULL OPTIONS (description = 'units of the currency per euro, as published (text keeps it exact)'),
+    source      STRING,
+    loaded_at   TIMESTAMP NOT NULL OPTIONS (description = 'the latest load of a day and currency wins')
+)
+CLUSTER BY currency"],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]).
 pub const AGENT_COLUMNS: i64 = 2;
+
+/// The migration that adds `fx_rates` ([`crate::fx`]), the latest.
+pub const EXCHANGE_RATES: i64 = 3;
 
 /// Fills `device`, `browser` and `os` of the stored events that have a user agent but no device (rows
 /// stored before [`AGENT_COLUMNS`]) with what ingest writes ([`crate::event::agent::Agent::of`] of the

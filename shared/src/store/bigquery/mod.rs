@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod client;
 mod dashboards;
+pub mod fx;
 mod keys;
 mod lifecycle;
 pub mod migrations;

@@ -43,6 +43,7 @@ pub const SHARDED: &[(&str, &str)] = &[
     ("commerce_hourly", "cityHash64(store_id, hour)"),
     ("api_keys", "cityHash64(sha256)"),
     ("analytics_dashboards", "cityHash64(store_id, id)"),
+    ("fx_rates", "cityHash64(currency, day)"),
 ];
 
 /// The name of a table's storage on a node of a cluster.

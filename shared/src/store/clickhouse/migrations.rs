@@ -254,6 +254,22 @@ ORDER BY sha256
              DEFAULT ''",
         ],
     },
+    Migration {
+        version: 10,
+        name: "exchange rates",
+        statements: &[r"
+CREATE TABLE IF NOT EXISTS {db}.fx_rates
+(
+    day         Date,
+    currency    LowCardinality(String),
+    rate        String COMMENT 'units of the currency per euro, as published (text keeps it exact)',
+    source      LowCardinality(String),
+    loaded_at   DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(loaded_at)
+ORDER BY (currency, day)
+"],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in

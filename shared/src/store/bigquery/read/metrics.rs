@@ -59,7 +59,7 @@ fn source(q: &MetricQuery, by: Option<Dimension>) -> Source {
         Metric::Orders => s(
             format!(
                 "SELECT MIN(timestamp) AS ts{order_by} FROM ev WHERE type = 'order.completed' \
-                 GROUP BY order_id"
+                 AND currency = @currency GROUP BY order_id"
             ),
             "COUNT(*)",
             "0",
@@ -120,6 +120,61 @@ fn bucket_expr(g: Granularity, tz: &str) -> String {
     )
 }
 
+/// A money metric's amounts per bucket, currency and UTC day, in every currency
+/// ([`crate::query::convert`]): each order once and, for `net_revenue`, each refund event once, negative.
+pub fn money_by_currency_sql(store: &BigQueryStore, q: &MetricQuery) -> Result<Sql, StoreError> {
+    let tz = zone_literal(&q.range.tz_name)?;
+    let orders = "SELECT MIN(timestamp) AS ts, ANY_VALUE(amount) AS v, ANY_VALUE(currency) AS cur, 1 AS o \
+                  FROM ev WHERE type = 'order.completed' GROUP BY order_id";
+    let source = if q.metric == Metric::NetRevenue {
+        format!(
+            "{orders} UNION ALL SELECT MIN(timestamp) AS ts, -ANY_VALUE(amount) AS v, \
+             ANY_VALUE(currency) AS cur, 0 AS o FROM ev WHERE type = 'order.refunded' GROUP BY id"
+        )
+    } else {
+        orders.to_owned()
+    };
+    let mut params = vec![
+        ("store", Param::String(q.store_id.clone())),
+        ("from", micros(q.range.from_ms())),
+        ("to", micros(q.range.to_ms())),
+        ("bots", Param::Bool(q.include_bots)),
+    ];
+    params.extend(super::filter_params(&q.filters));
+    Ok(Sql {
+        text: format!(
+            "{} SELECT {} AS b, cur, CAST(DATE(ts) AS STRING) AS d, CAST(SUM(v) AS INT64) AS x, \
+             CAST(SUM(o) AS INT64) AS y FROM ({source}) GROUP BY b, cur, d ORDER BY b, cur, d",
+            events_in_range(store, &q.filters),
+            bucket_expr(q.range.granularity, &tz)
+        ),
+        params,
+    })
+}
+
+/// [`money_by_currency_sql`], run.
+pub async fn money_by_currency(
+    store: &BigQueryStore,
+    q: &MetricQuery,
+) -> Result<Vec<crate::query::convert::CurrencyDayFacts>, StoreError> {
+    let sql = money_by_currency_sql(store, q)?;
+    let rows = store.client().query(&sql.text, &sql.params).await?;
+    (0..rows.rows.len())
+        .map(|i| {
+            let day = rows.string(i, 2);
+            Ok(crate::query::convert::CurrencyDayFacts {
+                bucket: rows.i64(i, 0)?,
+                currency: rows.string(i, 1),
+                day: day
+                    .parse()
+                    .map_err(|e| StoreError::Rejected(format!("day {day}: {e}")))?,
+                amount: rows.i64(i, 3)?,
+                orders: rows.i64(i, 4)?,
+            })
+        })
+        .collect()
+}
+
 /// The bucketed and the total query of a metric.
 pub fn sql(store: &BigQueryStore, q: &MetricQuery) -> Result<(Sql, Sql), StoreError> {
     let tz = zone_literal(&q.range.tz_name)?;
@@ -156,7 +211,7 @@ fn params(q: &MetricQuery) -> Vec<(&'static str, Param)> {
     ];
     if let Some(c) = &q.currency {
         p.push(("currency", Param::String(c.clone())));
-    } else if q.metric == Metric::Ltv || q.metric.is_money() {
+    } else if q.metric == Metric::Ltv || q.metric.in_currency() {
         p.push(("currency", Param::String(String::new())));
     }
     p.extend(super::filter_params(&q.filters));

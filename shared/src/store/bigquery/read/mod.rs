@@ -20,7 +20,10 @@ mod ranked;
 pub use cohorts::{cohorts, sql as cohorts_sql};
 pub use funnel::{funnel, sql as funnel_sql};
 pub use live::{live, sql as live_sql};
-pub use metrics::{group_sql as metric_group_sql, metric, metric_groups, sql as metric_sql};
+pub use metrics::{
+    group_sql as metric_group_sql, metric, metric_groups, money_by_currency, money_by_currency_sql,
+    sql as metric_sql,
+};
 pub use products::{product_performance, sql as products_sql};
 pub use ranked::{ranked, sql as ranked_sql};
 
@@ -228,6 +231,21 @@ impl ReadStore for BigQueryStore {
         groups: crate::query::breakdown::Groups<'_>,
     ) -> Result<Vec<crate::query::breakdown::GroupFacts>, StoreError> {
         metric_groups(self, q, by, groups).await
+    }
+
+    async fn money_by_currency(
+        &self,
+        q: &MetricQuery,
+    ) -> Result<Vec<crate::query::convert::CurrencyDayFacts>, StoreError> {
+        money_by_currency(self, q).await
+    }
+
+    async fn exchange_rates(
+        &self,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
+        crate::store::bigquery::fx::exchange_rates(self, from, to).await
     }
 
     async fn main_currency(

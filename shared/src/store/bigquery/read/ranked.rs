@@ -54,7 +54,7 @@ fn sessions(key: &str) -> String {
            SELECT session_id, {key} AS key, orders, pages FROM ( \
              SELECT session_id, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref, IFNULL({}, '') AS campaign, \
              IFNULL({}, '') AS landing, COUNT(DISTINCT IF({PAGE} != '', {PAGE}, NULL)) AS pages, \
-             MAX(IF(type = 'order.completed', 1, 0)) AS orders \
+             MAX(IF(type = 'order.completed' AND currency = @currency, 1, 0)) AS orders \
              FROM ev WHERE session_id != '' GROUP BY session_id)) AS s \
          LEFT JOIN ( \
            SELECT session_id, SUM(amount) AS revenue FROM ( \
@@ -122,9 +122,9 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
             // parameter makes the emulator's DuckDB refuse the query once a filter adds parameters
             // before it ("first_ts must appear in the GROUP BY clause"); BigQuery takes either.
             format!(
-                "SELECT key, COUNT(DISTINCT cust) AS a, COUNT(*) AS b, SUM(IF(cur = @currency, amt, 0)) AS c, \
+                "SELECT key, COUNT(DISTINCT cust) AS a, COUNT(*) AS b, SUM(amt) AS c, \
                  0 AS d FROM (SELECT IF(f.first_ts >= @from, 'new', 'returning') AS key, o.cust AS cust, \
-                 o.cur AS cur, o.amt AS amt FROM {CUSTOMER_ORDERS_WITH_FIRST}) \
+                 o.amt AS amt FROM {CUSTOMER_ORDERS_WITH_FIRST} WHERE o.cur = @currency) \
                  GROUP BY key ORDER BY key LIMIT @limit"
             )
         }

@@ -247,7 +247,7 @@ pub(super) async fn fetch_groups(
 }
 
 /// Unix seconds of the bucket start of `ts` in the zone parameter `{tz:String}`.
-fn bucket_expr(g: Granularity) -> &'static str {
+pub(super) fn bucket_expr(g: Granularity) -> &'static str {
     match g {
         Granularity::Hour => "toInt64(toUnixTimestamp(toStartOfHour(ts, {tz:String})))",
         Granularity::Day => {
@@ -328,7 +328,10 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
             },
         ),
         Metric::Orders => (
-            each_order(&format!("min(timestamp) AS ts{order_by}"), &base),
+            each_order(
+                &format!("min(timestamp) AS ts{order_by}"),
+                &format!("{base}{IN_CURRENCY}"),
+            ),
             Measures::Count { count: "count()" },
         ),
         Metric::NetRevenue => (

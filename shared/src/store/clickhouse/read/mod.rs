@@ -15,6 +15,7 @@
 //! 100 million sessions).
 
 mod cohorts;
+mod convert;
 mod dashboards;
 mod funnel;
 mod live;
@@ -287,6 +288,21 @@ impl ReadStore for ClickHouseStore {
         metrics::fetch_groups(self, q, by, groups).await
     }
 
+    async fn money_by_currency(
+        &self,
+        q: &MetricQuery,
+    ) -> Result<Vec<crate::query::convert::CurrencyDayFacts>, StoreError> {
+        convert::fetch(self, q).await
+    }
+
+    async fn exchange_rates(
+        &self,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
+        super::fx::exchange_rates(self, from, to).await
+    }
+
     async fn main_currency(
         &self,
         store_id: &str,
@@ -392,12 +408,13 @@ mod tests {
             store_id: "shop-a".into(),
             metric,
             range: range(&format!("period={period}&timezone={tz}&granularity=day")),
-            currency: metric.is_money().then(|| "USD".to_owned()),
+            currency: metric.in_currency().then(|| "USD".to_owned()),
             filters: Filters::default(),
             product_id: None,
             include_bots: false,
             compare: None,
             breakdown: None,
+            convert: false,
         }
     }
 
@@ -528,6 +545,18 @@ mod tests {
                 compare: None,
             };
             insta::assert_snapshot!(name, layout(&super::products::sql(&q)));
+        }
+    }
+
+    #[test]
+    fn converted_money_has_its_sql_snapshots() {
+        for m in [Metric::Revenue, Metric::NetRevenue] {
+            let mut q = metric(m, "30d", "Europe/Berlin");
+            q.convert = true;
+            insta::assert_snapshot!(
+                format!("money_by_currency_{}", m.name()),
+                layout(&super::convert::sql(&q))
+            );
         }
     }
 

@@ -95,7 +95,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
          FROM commerce_events WHERE {STORE_AND_BOTS} AND type = 'inventory.updated' \
          AND timestamp < fromUnixTimestamp64Milli({{to:Int64}}) GROUP BY key"
     );
-    // Sessions by `key`: sessions, sessions with an order, their orders' amount in the currency, and (for
+    // Sessions by `key`: sessions, sessions with an order in the currency, those orders' amount, and (for
     // landing pages and referrers, 0 otherwise) the sessions that saw a single page: one distinct page
     // path, tested as "the smallest and the largest path are the same" (no set of paths per session).
     let sessions = |key: &str, bounces: bool| {
@@ -113,7 +113,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
         format!(
             "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c, \
                {d} AS d FROM ( \
-               SELECT {key} AS key, max(type = 'order.completed') AS orders{pages}, \
+               SELECT {key} AS key, max(type = 'order.completed' AND currency = {{currency:String}}) AS orders{pages}, \
                  arraySum(arrayMap(x -> x.2, groupUniqArrayIf((order_id, amount), \
                    type = 'order.completed' AND currency = {{currency:String}}))) AS revenue \
                FROM commerce_events WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)) \
@@ -150,9 +150,8 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
         ),
         Ranked::NewVsReturning => format!(
             "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \
-               toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, \
-               toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS c, toInt64(0) AS d \
-             FROM {} GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}",
+               toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, toInt64(sum(o.amt)) AS c, toInt64(0) AS d \
+             FROM {} WHERE o.cur = {{currency:String}} GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}",
             with_first_orders(&customer_orders(&q.filters))
         ),
         Ranked::StockLevels => format!(
