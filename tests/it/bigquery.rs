@@ -224,6 +224,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
         "period=30d&timezone=Europe/Berlin&granularity=day&currency=EUR",
         "period=30d&timezone=UTC&granularity=day&device=mobile&browser=Safari",
         "period=30d&timezone=Europe/Berlin&granularity=week&source=google&device=desktop",
+        "period=90d&timezone=UTC&granularity=week&landingPage=/collections/sale&referrer=google.com",
     ];
     let mut compared = 0;
     for case in cases {
@@ -238,6 +239,8 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
                 "device",
                 "browser",
                 "source",
+                "landingPage",
+                "referrer",
             ],
         )
         .expect("params");
@@ -278,8 +281,8 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             compared += 1;
         }
     }
-    // `ltv` is left out of the three filtered cases.
-    assert_eq!(compared, cases.len() * Metric::ALL.len() - 3);
+    // `ltv` is left out of the four filtered cases.
+    assert_eq!(compared, cases.len() * Metric::ALL.len() - 4);
     // One product's views and add-to-cart rate, and every metric with bots counted.
     let product = events
         .iter()

@@ -2438,17 +2438,47 @@ async fn device_browser_and_source_filters_keep_exactly_their_events() {
     let tz = TimeZone::UTC;
     let (from, to) = thirty_days(f.now, &tz);
     let in_range = f.between(from, to);
-    let sources: HashMap<&str, String> = sessions_of(in_range.iter().copied())
-        .into_iter()
-        .map(|(id, evs)| (id, session_source(&evs)))
+    let by_session = sessions_of(in_range.iter().copied());
+    let sources: HashMap<&str, String> = by_session
+        .iter()
+        .map(|(id, evs)| (*id, session_source(evs)))
         .collect();
+    // A session's entry page and first referrer's domain, as landing_pages and referrers name them.
+    let landing: HashMap<&str, &str> = by_session
+        .iter()
+        .filter_map(|(id, evs)| Some((*id, evs.iter().find(|e| !e.page.is_empty())?.page.as_str())))
+        .collect();
+    let referrer: HashMap<&str, String> = by_session
+        .iter()
+        .filter_map(|(id, evs)| {
+            let r = &evs.iter().find(|e| !e.referrer.is_empty())?.referrer;
+            let host = r.split_once("://").map_or(r.as_str(), |(_, rest)| rest);
+            let domain = host.split(['/', ':', '?', '#']).next()?;
+            Some((*id, domain.trim_start_matches("www.").to_owned()))
+        })
+        .collect();
+    let most_common = |values: Vec<&str>| -> String {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for v in values {
+            *counts.entry(v).or_default() += 1;
+        }
+        let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        counts[0].0.to_owned()
+    };
+    let top_landing = most_common(landing.values().copied().collect());
+    let top_referrer = most_common(referrer.values().map(String::as_str).collect());
+    let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     // Each query's filters, as an event must meet them to count.
     for query in [
-        "device=mobile",
-        "browser=Chrome",
-        "source=google",
-        "device=desktop&source=google&country=US",
+        "device=mobile".to_owned(),
+        "browser=Chrome".to_owned(),
+        "source=google".to_owned(),
+        "device=desktop&source=google&country=US".to_owned(),
+        format!("landingPage={}", encode(&top_landing)),
+        format!("referrer={}&device=mobile", encode(&top_referrer)),
     ] {
+        let query = query.as_str();
         let given = |k: &str| {
             query
                 .split('&')
@@ -2460,6 +2490,10 @@ async fn device_browser_and_source_filters_keep_exactly_their_events() {
             given("source"),
             given("country"),
         );
+        let (landing_page, referrer_domain) = (
+            given("landingPage").map(|_| top_landing.as_str()),
+            given("referrer").map(|_| top_referrer.as_str()),
+        );
         let kept: Vec<&Ev> = in_range
             .iter()
             .copied()
@@ -2468,6 +2502,14 @@ async fn device_browser_and_source_filters_keep_exactly_their_events() {
             .filter(|e| country.is_none_or(|c| e.country == c))
             .filter(|e| {
                 source.is_none_or(|s| sources.get(e.session.as_str()).is_some_and(|x| x == s))
+            })
+            .filter(|e| {
+                landing_page
+                    .is_none_or(|l| landing.get(e.session.as_str()).is_some_and(|x| *x == l))
+            })
+            .filter(|e| {
+                referrer_domain
+                    .is_none_or(|r| referrer.get(e.session.as_str()).is_some_and(|x| x == r))
             })
             .collect();
         let sessions: HashSet<&str> = kept

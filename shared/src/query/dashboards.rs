@@ -38,9 +38,9 @@ const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"]
 /// What `GET /analytics/dashboards/{id}` takes: the shared parameters, `compare` (metrics, ranked
 /// metrics and funnels are compared; cohort widgets are not), `granularity` (the buckets of every
 /// time-series widget, in place of its own; funnels and cohorts have none) and the filters `country`,
-/// `device`, `browser`, `source` ([`params::Filters`]: each on every widget, in place of its own; a
+/// `device`, `browser`, `source`, `landingPage`, `referrer` ([`params::Filters`]: each on every widget, in place of its own; a
 /// widget that cannot be filtered answers its own 400), and `convert` (on the widgets that take it).
-pub const RENDER_PARAMS: [&str; 13] = params::concat::<6, 7, 13>(
+pub const RENDER_PARAMS: [&str; 15] = params::concat::<6, 9, 15>(
     params::SHARED,
     [
         "compare",
@@ -49,6 +49,8 @@ pub const RENDER_PARAMS: [&str; 13] = params::concat::<6, 7, 13>(
         "device",
         "browser",
         "source",
+        "landingPage",
+        "referrer",
         "convert",
     ],
 );

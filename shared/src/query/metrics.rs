@@ -363,6 +363,8 @@ pub const PARAMS: &[&str] = &[
     "country",
     "device",
     "browser",
+    "landingPage",
+    "referrer",
     "productId",
     "limit",
     "includeBots",

@@ -194,7 +194,10 @@ pub const DEVICES: [&str; 5] = ["desktop", "mobile", "tablet", "bot", "other"];
 /// - `device`, `browser`: parsed from the event's user agent at ingest ([`crate::event::agent`]);
 /// - `source`: the source of the event's session, named as `traffic_sources` names it (its first
 ///   `utm_source`, else its first referrer's site, else `direct`, over the session's events in the
-///   range); events without a session (backend orders) drop out under it.
+///   range); events without a session (backend orders) drop out under it;
+/// - `landingPage`, `referrer`: likewise, the events of sessions whose entry page (the path of its first
+///   event with a page) or first referrer's domain (without `www.`) is the value, as `landing_pages` and
+///   `referrers` name them.
 ///
 /// The same filters, by the same names, on the metrics and dashboards endpoints; funnels, cohorts, `ltv`
 /// and the inventory metrics take none.
@@ -204,11 +207,20 @@ pub struct Filters {
     pub device: Option<String>,
     pub browser: Option<String>,
     pub source: Option<String>,
+    pub landing_page: Option<String>,
+    pub referrer: Option<String>,
 }
 
 impl Filters {
     /// The parameters' names, in the order they are checked and shown.
-    pub const NAMES: [&'static str; 4] = ["country", "device", "browser", "source"];
+    pub const NAMES: [&'static str; 6] = [
+        "country",
+        "device",
+        "browser",
+        "source",
+        "landingPage",
+        "referrer",
+    ];
 
     /// A country filter alone.
     pub fn country(code: &str) -> Self {
@@ -220,15 +232,27 @@ impl Filters {
 
     /// The name of the first filter given, if any (for "X has no filters" errors).
     pub fn first_given(&self) -> Option<&'static str> {
-        [&self.country, &self.device, &self.browser, &self.source]
-            .into_iter()
-            .zip(Self::NAMES)
-            .find_map(|(v, name)| v.is_some().then_some(name))
+        [
+            &self.country,
+            &self.device,
+            &self.browser,
+            &self.source,
+            &self.landing_page,
+            &self.referrer,
+        ]
+        .into_iter()
+        .zip(Self::NAMES)
+        .find_map(|(v, name)| v.is_some().then_some(name))
     }
 
     /// Whether only filters the hourly rollup carries (the country) are given.
     pub fn rollup_can_answer(&self) -> bool {
-        self.device.is_none() && self.browser.is_none() && self.source.is_none()
+        self.device.is_none() && self.browser.is_none() && !self.on_sessions()
+    }
+
+    /// Whether a filter keeps whole sessions by what they are (`source`, `landingPage`, `referrer`).
+    pub fn on_sessions(&self) -> bool {
+        self.source.is_some() || self.landing_page.is_some() || self.referrer.is_some()
     }
 }
 
@@ -310,13 +334,13 @@ impl Params {
     /// The dashboard-wide filters ([`Filters`]), each checked: `country` an ISO 3166-1 alpha-2 code,
     /// `device` one of [`DEVICES`], `browser` and `source` non-empty text of at most 100 characters.
     pub fn filters(&self) -> Result<Filters> {
-        let text = |k: &'static str| -> Result<Option<String>> {
+        let text = |k: &'static str, max: usize| -> Result<Option<String>> {
             match self.get(k) {
-                Some(v) if v.chars().count() > 100 || v.chars().any(char::is_control) => {
+                Some(v) if v.chars().count() > max || v.chars().any(char::is_control) => {
                     Err(Error::invalid(
                         "invalid_parameter",
                         k,
-                        format!("{k} must be at most 100 characters, without control characters"),
+                        format!("{k} must be at most {max} characters, without control characters"),
                     ))
                 }
                 v => Ok(v.map(str::to_owned)),
@@ -335,8 +359,10 @@ impl Params {
         Ok(Filters {
             country: self.country()?,
             device,
-            browser: text("browser")?,
-            source: text("source")?,
+            browser: text("browser", 100)?,
+            source: text("source", 100)?,
+            landing_page: text("landingPage", 2048)?,
+            referrer: text("referrer", 255)?,
         })
     }
 

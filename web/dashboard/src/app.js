@@ -161,7 +161,9 @@ function stateQuery() {
 }
 
 /// The dashboard-wide filters the API takes, in the order the filter bar shows them.
-const FILTERS = ['country', 'device', 'browser', 'source'];
+const FILTERS = ['country', 'device', 'browser', 'source', 'landingPage', 'referrer'];
+/// The ranked tables whose first column is a filter: metric → (column, filter).
+const FILTER_COLUMNS = { traffic_sources: 'source', landing_pages: 'landingPage', referrers: 'referrer' };
 const DEVICES = ['desktop', 'mobile', 'tablet', 'bot', 'other'];
 
 /// Whether `v` is a value the API takes for filter `k` (a link with anything else is ignored).
@@ -169,7 +171,8 @@ function validFilter(k, v) {
   if (!v) return false;
   if (k === 'country') return /^[A-Z]{2}$/.test(v);
   if (k === 'device') return DEVICES.includes(v);
-  return v.length <= 100 && !/[\u0000-\u001f]/.test(v);
+  const max = { landingPage: 2048, referrer: 255 }[k] || 100;
+  return v.length <= max && !/[\u0000-\u001f]/.test(v);
 }
 
 /// Applies the parameters of a shared or reloaded URL; values the page does not offer are ignored.
@@ -406,9 +409,9 @@ function ranked(data, title, onFilter) {
   const keys = Object.keys(rows[0]).filter((k) => k !== 'productName');
   const columns = keys.map((k) => {
     if (k === 'productId') return { label: 'Product', cell: productCell };
-    // A traffic source filters the whole dashboard to its sessions.
-    if (k === 'source' && data.metric === 'traffic_sources' && onFilter) {
-      return { label: label(k), cell: (r) => filterButton('source', r.source, onFilter, raw(r.source, r.source)) };
+    // A traffic source, landing page or referrer filters the whole dashboard to its sessions.
+    if (k === FILTER_COLUMNS[data.metric] && onFilter) {
+      return { label: label(k), cell: (r) => filterButton(k, r[k], onFilter, raw(r[k], r[k])) };
     }
     const kind = kindOfColumn(k);
     return { label: label(k), cell: (r) => raw(value(r[k], kind, data.currency), r[k]) };

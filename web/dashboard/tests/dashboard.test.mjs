@@ -551,6 +551,19 @@ test('devices, browsers and sources filter the dashboard too; filters combine an
   assert.deepEqual(await shownRaw(page.locator('section.card[data-widget="Traffic sources"]')), expectedRaw(traffic));
   await page.click('button.clear-filter');
   await waitForDashboard();
+  // A landing page on Audience: its sessions only, and the Landing pages table holds that page alone.
+  await page.goto(`${BASE}/dashboard#/d/audience?period=30d&timezone=UTC`);
+  await waitForDashboard();
+  const landing = await pick('Landing pages', 'landingPage');
+  assert.equal(await page.locator('.filters [data-filter="landingPage"]').textContent(), landing);
+  const byLanding = await api(`/analytics/dashboards/audience?${new URLSearchParams({ period: '30d', timezone: 'UTC', landingPage: landing })}`);
+  for (const w of byLanding.widgets) {
+    assert.ok(!w.error, `${w.title}: ${JSON.stringify(w.error)}`);
+    assert.deepEqual(await shownRaw(page.locator(`section.card[data-widget="${w.title}"]`)), expectedRaw(w), w.title);
+  }
+  assert.deepEqual(byLanding.widgets.find((w) => w.title === 'Landing pages').data.rows.map((r) => r.landingPage), [landing]);
+  await page.click('button.clear-filter');
+  await waitForDashboard();
 });
 
 test('products read by their names, each beside its id', async () => {

@@ -53,8 +53,8 @@ fn events_in_range(store: &BigQueryStore, f: &Filters) -> String {
 /// `WITH ev AS (…)` over `[@from, end)`; funnels read past the period's end (`@until`) for later steps.
 ///
 /// With filters, `ev0` holds every event of the range and `ev` those that meet the filters: `@country`,
-/// `@device` and `@browser` on the event's columns, `@source` on its session's source over `ev0` (as
-/// `traffic_sources` names it), as on ClickHouse.
+/// `@device` and `@browser` on the event's columns, `@source`, `@landing_page` and `@referrer` on its
+/// session's source, entry page and first referrer's domain over `ev0`, as on ClickHouse.
 fn events_from_until(store: &BigQueryStore, end: &str, f: &Filters) -> String {
     let all = format!(
         "SELECT * FROM {} WHERE store_id = @store AND (@bots OR NOT is_bot) \
@@ -74,10 +74,10 @@ fn events_from_until(store: &BigQueryStore, end: &str, f: &Filters) -> String {
             filtered.push_str(&format!(" AND {column} = @{column}"));
         }
     }
-    if f.source.is_some() {
+    if f.on_sessions() {
         filtered.push_str(&format!(
             " AND session_id IN ({})",
-            ranked::sessions_from_source("ev0")
+            ranked::sessions_matching("ev0", f)
         ));
     }
     format!("WITH ev0 AS ({all}), ev AS ({filtered})")
@@ -90,6 +90,8 @@ fn filter_params(f: &Filters) -> Vec<(&'static str, Param)> {
         ("device", &f.device),
         ("browser", &f.browser),
         ("source", &f.source),
+        ("landing_page", &f.landing_page),
+        ("referrer", &f.referrer),
     ]
     .into_iter()
     .filter_map(|(name, v)| v.as_ref().map(|v| (name, Param::String(v.clone()))))

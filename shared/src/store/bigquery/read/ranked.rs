@@ -91,15 +91,27 @@ pub(super) fn source() -> String {
     format!("IF(utm != '', utm, IF({REFERRER_DOMAIN} != '', {named}, 'direct'))")
 }
 
-/// The sessions of `ev` whose source (as `traffic_sources` names it) is `@source`.
-pub(super) fn sessions_from_source(events: &str) -> String {
+/// The sessions of `events` (a CTE's name) that meet the session filters of `f` (`@source`,
+/// `@landing_page`, `@referrer`), each computed over the session's events as the ranked metrics name them.
+pub(super) fn sessions_matching(events: &str, f: &crate::query::params::Filters) -> String {
+    let mut conditions = Vec::new();
+    if f.source.is_some() {
+        conditions.push(format!("{} = @source", source()));
+    }
+    if f.landing_page.is_some() {
+        conditions.push("landing = @landing_page".to_owned());
+    }
+    if f.referrer.is_some() {
+        conditions.push(format!("{REFERRER_DOMAIN} = @referrer"));
+    }
     format!(
-        "SELECT session_id FROM (SELECT session_id, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref \
-           FROM {events} WHERE session_id != '' GROUP BY session_id) \
-         WHERE {} = @source",
+        "SELECT session_id FROM (SELECT session_id, IFNULL({}, '') AS utm, IFNULL({}, '') AS ref, \
+           IFNULL({}, '') AS landing FROM {events} WHERE session_id != '' GROUP BY session_id) \
+         WHERE {}",
         first_in_session("utm_source"),
         first_in_session("referrer"),
-        source()
+        first_in_session(PAGE),
+        conditions.join(" AND ")
     )
 }
 

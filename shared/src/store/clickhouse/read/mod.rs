@@ -67,6 +67,9 @@ pub(super) struct Binds {
     pub device: Option<String>,
     pub browser: Option<String>,
     pub source: Option<String>,
+    /// `{landing_page:String}`, `{referrer:String}`: the session filters beside `source`.
+    pub landing_page: Option<String>,
+    pub referrer: Option<String>,
     /// `{rfrom:Int64}`, `{rto:Int64}`: the whole UTC hours the hourly rollup answers, Unix milliseconds.
     pub rollup_hours: Option<(i64, i64)>,
     /// `{limit:UInt32}`: rows of a ranked metric.
@@ -100,6 +103,8 @@ impl Binds {
             device: f.device.clone(),
             browser: f.browser.clone(),
             source: f.source.clone(),
+            landing_page: f.landing_page.clone(),
+            referrer: f.referrer.clone(),
             ..Self::of_range(store, range, include_bots)
         }
     }
@@ -140,6 +145,8 @@ impl Sql {
             ("country", &b.country),
             ("device", &b.device),
             ("browser", &b.browser),
+            ("landing_page", &b.landing_page),
+            ("referrer", &b.referrer),
         ] {
             if let Some(v) = value {
                 q = q.param(name, v);
@@ -191,12 +198,28 @@ fn base_filter(f: &Filters) -> String {
             base.push_str(&format!(" AND {column} = {{{column}:String}}"));
         }
     }
-    if f.source.is_some() {
+    if f.on_sessions() {
+        let mut having = Vec::new();
+        if f.source.is_some() {
+            having.push(format!("{} = {{source:String}}", ranked::session_source()));
+        }
+        if f.landing_page.is_some() {
+            having.push(format!(
+                "{} = {{landing_page:String}}",
+                ranked::first_in_session(ranked::PAGE)
+            ));
+        }
+        if f.referrer.is_some() {
+            having.push(format!(
+                "domainWithoutWWW({}) = {{referrer:String}}",
+                ranked::first_in_session("referrer")
+            ));
+        }
         base.push_str(&format!(
             " AND session_id GLOBAL IN (SELECT session_id FROM commerce_events \
              WHERE {STORE_AND_BOTS} AND {IN_RANGE} AND session_id != '' \
-             GROUP BY session_id HAVING {} = {{source:String}})",
-            ranked::session_source()
+             GROUP BY session_id HAVING {})",
+            having.join(" AND ")
         ));
     }
     base
@@ -470,6 +493,8 @@ mod tests {
             device: Some("mobile".into()),
             browser: Some("Safari".into()),
             source: Some("google".into()),
+            landing_page: Some("/sale".into()),
+            referrer: Some("news.example".into()),
             ..Filters::default()
         };
         let mut visitors_on_mobile = metric(Metric::Visitors, "30d", "UTC");
@@ -481,7 +506,7 @@ mod tests {
         for (name, q) in [
             ("revenue_in_one_country", by_country),
             (
-                "sessions_on_mobile_safari_from_google",
+                "sessions_on_mobile_safari_from_google_landing_on_sale",
                 by_device_and_source,
             ),
             // A device is not in the hourly rollup: raw events answer.
