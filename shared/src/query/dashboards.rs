@@ -40,19 +40,9 @@ const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"]
 /// time-series widget, in place of its own; funnels and cohorts have none) and the filters `country`,
 /// `device`, `browser`, `source`, `landingPage`, `referrer` ([`params::Filters`]: each on every widget, in place of its own; a
 /// widget that cannot be filtered answers its own 400), and `convert` (on the widgets that take it).
-pub const RENDER_PARAMS: [&str; 15] = params::concat::<6, 9, 15>(
-    params::SHARED,
-    [
-        "compare",
-        "granularity",
-        "country",
-        "device",
-        "browser",
-        "source",
-        "landingPage",
-        "referrer",
-        "convert",
-    ],
+pub const RENDER_PARAMS: [&str; 15] = params::concat::<9, 6, 15>(
+    params::concat::<6, 3, 9>(params::SHARED, ["compare", "granularity", "convert"]),
+    params::Filters::NAMES,
 );
 
 /// Whether `widget` takes `convert` (a time series of [`super::convert::METRICS`]); the others read in
