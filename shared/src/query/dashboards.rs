@@ -427,6 +427,17 @@ pub async fn render(
         }
         _ => {}
     }
+    // The store's main currency, when none is given, resolved once for every widget (each would
+    // resolve the same one: an Overview would read it three times).
+    if !period.contains_key("currency")
+        && dashboard.widgets.iter().any(|w| w.endpoint != Endpoint::Funnel)
+    {
+        let main = store
+            .main_currency(store_id, now, shared.include_bots()?)
+            .await?
+            .unwrap_or_else(|| "USD".into());
+        period.insert("currency".into(), main);
+    }
     // Funnels take no currency; every other endpoint does. Cohorts are not compared (a cohort table
     // already compares its cohorts with each other).
     let periods: Vec<BTreeMap<String, String>> = dashboard
