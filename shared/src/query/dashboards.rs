@@ -430,7 +430,10 @@ pub async fn render(
     // The store's main currency, when none is given, resolved once for every widget (each would
     // resolve the same one: an Overview would read it three times).
     if !period.contains_key("currency")
-        && dashboard.widgets.iter().any(|w| w.endpoint != Endpoint::Funnel)
+        && dashboard
+            .widgets
+            .iter()
+            .any(|w| w.endpoint != Endpoint::Funnel)
     {
         let main = store
             .main_currency(store_id, now, shared.include_bots()?)
