@@ -263,3 +263,64 @@ async fn the_track_endpoint_flags_bot_browsers_but_never_a_backend_reporting_an_
     assert_eq!(body["total"], 1, "{body}");
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn segment_and_ga4_orders_are_stored_canonical_and_counted_like_any_order() {
+    let db = TestDb::new("aliases").await;
+    let api = db.tracking_api();
+    for (id, event) in [
+        (
+            "seg_order",
+            json!({"type": "Order Completed", "properties": {"order_id": "seg-1", "total": 27.5,
+                "subtotal": 25, "discount": 0, "shipping": 0, "tax": 2.5, "currency": "USD",
+                "products": [{"product_id": "p1", "name": "Cap", "price": 12.5, "quantity": 2}]}}),
+        ),
+        (
+            "ga4_order",
+            json!({"type": "purchase", "properties": {"transaction_id": "ga4-1", "value": 67.91,
+                "currency": "USD", "items": [{"item_id": "p2", "item_name": "Shirt", "price": 67.91}]}}),
+        ),
+    ] {
+        let mut event = event;
+        event["id"] = json!(id);
+        let (status, answer) = call(&api, "POST", "/analytics/event", WRITE_KEY, Some(event)).await;
+        assert_eq!(status, 202, "{id}: {answer}");
+    }
+    // A decimal that does not fit the currency is refused naming the field, before anything is stored.
+    let (status, answer) = call(
+        &api,
+        "POST",
+        "/analytics/event",
+        WRITE_KEY,
+        Some(json!({"type": "purchase", "properties": {"transaction_id": "x", "value": 1.005, "currency": "USD"}})),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("properties.value")),
+        "{answer}"
+    );
+    let stored: String = db
+        .scalar(&format!(
+            "SELECT arrayStringConcat(groupArray(concat(type, ':', order_id, ':', toString(amount), ':', \
+             JSONExtractString(JSONExtractArrayRaw(properties, 'items')[1], 'productId'))), ',') \
+             FROM (SELECT * FROM {}.commerce_events ORDER BY order_id)",
+            db.name
+        ))
+        .await;
+    assert_eq!(
+        stored,
+        "order.completed:ga4-1:6791:p2,order.completed:seg-1:2750:p1"
+    );
+    let reads = db.api(time::OffsetDateTime::now_utc());
+    let (_, body) = call(
+        &reads,
+        "GET",
+        "/analytics/metrics?metric=revenue&period=24h&currency=USD",
+        READ_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(body["total"], 6791 + 2750, "{body}");
+    db.drop_database().await;
+}

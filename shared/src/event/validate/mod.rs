@@ -19,6 +19,7 @@
 //! the request), [`properties`] (the per-type contract and limits). Currency and country codes follow
 //! [`crate::ident`], as the query parameters do.
 
+mod aliases;
 mod context;
 mod envelope;
 mod properties;
@@ -136,6 +137,8 @@ impl Validator {
         }
         let now = truncate_to_millis(now);
 
+        // Segment's and GA4's ecommerce events are stored as the canonical ones.
+        aliases::canonicalize(&mut obj)?;
         let event_type = event_type(&mut obj)?;
         let id = match opt_string(&mut obj, "id")? {
             Some(id) => checked_event_id(id, self.limits.max_id_len)?,

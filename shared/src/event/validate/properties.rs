@@ -97,6 +97,12 @@ fn rules(t: &EventType) -> &'static [(&'static str, Kind, bool)] {
             ("orderId", Id, true),
             ("total", Money, true),
             ("currency", Currency, true),
+            ("subtotal", Money, false),
+            ("tax", Money, false),
+            ("shipping", Money, false),
+            ("discount", Money, false),
+            ("coupon", Text, false),
+            ("affiliation", Text, false),
             ("itemCount", NonNegativeInt, false),
             ("items", Items, false),
             ("paymentMethod", Text, false),
@@ -112,6 +118,7 @@ fn rules(t: &EventType) -> &'static [(&'static str, Kind, bool)] {
             ("amount", Money, true),
             ("currency", Currency, true),
             ("reason", Text, false),
+            ("items", Items, false),
         ],
         EventType::InventoryUpdated => {
             &[("productId", Id, true), ("quantity", NonNegativeInt, true)]
@@ -155,6 +162,37 @@ pub fn check_properties(
             "an amount needs properties.currency (ISO 4217, e.g. USD)",
         ));
     }
+    if *t == EventType::OrderCompleted {
+        check_order_parts(p)?;
+    }
+    Ok(())
+}
+
+/// An order's `total` is what the customer paid: `subtotal − discount + shipping + tax`. When all four
+/// parts are sent they must add up to it (a 400 naming `properties.total` otherwise); with some missing,
+/// nothing can be checked.
+fn check_order_parts(p: &Map<String, Value>) -> Result<(), FieldError> {
+    let part = |k: &str| p.get(k).and_then(Value::as_i64);
+    let (Some(total), Some(subtotal), Some(discount), Some(shipping), Some(tax)) = (
+        part("total"),
+        part("subtotal"),
+        part("discount"),
+        part("shipping"),
+        part("tax"),
+    ) else {
+        return Ok(());
+    };
+    let sum = i128::from(subtotal) - i128::from(discount) + i128::from(shipping) + i128::from(tax);
+    if sum != i128::from(total) {
+        return Err(FieldError::new(
+            "invalid_value",
+            "properties.total",
+            format!(
+                "properties.total is {total}, but subtotal − discount + shipping + tax is {sum} \
+                 ({subtotal} − {discount} + {shipping} + {tax})"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -192,7 +230,8 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
                 "invalid_value",
                 field,
                 format!(
-                    "{field} must be an integer amount in minor units (cents): 6791, not 67.91"
+                    "{field} must be an integer amount in the currency's minor units (its ISO 4217 \
+                     exponent): 6791 for 67.91 USD, 6791 for 6791 JPY, 67910 for 67.910 KWD"
                 ),
             )),
             None => Err(FieldError::new(
@@ -268,8 +307,15 @@ fn check_value(kind: Kind, v: &Value, field: &str, max_id_len: usize) -> Result<
                         max_id_len,
                     )?;
                 }
-                if let Some(price) = obj.get("price") {
-                    check_value(Kind::Money, price, &format!("{base}.price"), max_id_len)?;
+                for money in ["price", "discount"] {
+                    if let Some(v) = obj.get(money) {
+                        check_value(Kind::Money, v, &format!("{base}.{money}"), max_id_len)?;
+                    }
+                }
+                for text in ["sku", "name", "brand", "category", "variant", "coupon"] {
+                    if let Some(v) = obj.get(text).filter(|v| !v.is_null()) {
+                        check_value(Kind::Text, v, &format!("{base}.{text}"), max_id_len)?;
+                    }
                 }
             }
             Ok(())

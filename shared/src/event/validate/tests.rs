@@ -81,7 +81,7 @@ fn invalid_events_are_rejected_with_the_field_named() {
         (json!({"sessionId": "s"}), "type", "missing_field"),
         (json!({"type": 5}), "type", "invalid_type"),
         (
-            json!({"type": "Order Completed"}),
+            json!({"type": "Order Placed"}),
             "type",
             "invalid_event_type",
         ),
@@ -463,4 +463,90 @@ fn enriched_event_round_trips_through_its_json_form() {
     let text = serde_json::to_string(&e).expect("serializes");
     let back: Event = serde_json::from_str(&text).expect("parses");
     assert_eq!(back, e);
+}
+
+#[test]
+fn an_orders_parts_must_add_up_to_its_total_when_all_are_sent() {
+    let order = |total: i64, parts: Value| {
+        let mut p = json!({"orderId": "o1", "total": total, "currency": "USD"});
+        for (k, v) in parts.as_object().expect("parts") {
+            p[k] = v.clone();
+        }
+        check(json!({"type": "order.completed", "properties": p}))
+    };
+    // 100.00 − 10.00 + 5.00 + 7.20 = 102.20.
+    let all = json!({"subtotal": 10_000, "discount": 1_000, "shipping": 500, "tax": 720});
+    assert!(order(10_220, all.clone()).is_ok());
+    let err = order(10_000, all).expect_err("does not add up");
+    assert_eq!(
+        (err.field.as_str(), err.code),
+        ("properties.total", "invalid_value")
+    );
+    assert!(err.message.contains("10220"), "{}", err.message);
+    // Some parts only: nothing to check against.
+    assert!(order(1, json!({"tax": 720, "coupon": "HELLO"})).is_ok());
+    // Each part is money; text parts are text.
+    let err = order(1, json!({"shipping": 4.99})).expect_err("decimal");
+    assert_eq!(err.field, "properties.shipping");
+    let err = order(1, json!({"coupon": 5})).expect_err("not text");
+    assert_eq!(err.field, "properties.coupon");
+}
+
+#[test]
+fn items_carry_sku_name_brand_category_variant_coupon_and_discount() {
+    let ok = check(
+        json!({"type": "order.completed", "properties": {"orderId": "o", "total": 1, "currency": "USD",
+        "items": [{"productId": "p", "sku": "S-1", "name": "Cap", "brand": "Acme", "category": "Apparel/Hats",
+                   "variant": "red", "coupon": "X", "discount": 100, "price": 1200, "quantity": 1}]}}),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    for (item, field) in [
+        (
+            json!({"productId": "p", "discount": 1.5}),
+            "properties.items[0].discount",
+        ),
+        (
+            json!({"productId": "p", "brand": 7}),
+            "properties.items[0].brand",
+        ),
+    ] {
+        let err = check(json!({"type": "order.completed", "properties": {"orderId": "o", "total": 1, "currency": "USD", "items": [item]}}))
+            .expect_err("refused");
+        assert_eq!(err.field, field);
+    }
+    // A partial refund names its items.
+    let refund = check(
+        json!({"type": "order.refunded", "properties": {"orderId": "o", "amount": 1200, "currency": "USD",
+        "reason": "damaged", "items": [{"productId": "p", "quantity": 1, "price": 1200}]}}),
+    );
+    assert!(refund.is_ok(), "{refund:?}");
+    let err = check(json!({"type": "order.refunded", "properties": {"orderId": "o", "amount": 1, "currency": "USD", "items": [{"quantity": 1}]}}))
+        .expect_err("no product");
+    assert_eq!(err.field, "properties.items[0].productId");
+}
+
+#[test]
+fn segment_and_ga4_events_are_stored_canonical() {
+    let e = check(json!({"type": "purchase", "sessionId": "s1", "properties": {"transaction_id": "T-9", "value": 67.91,
+        "currency": "USD", "items": [{"item_id": "p1", "price": 67.91, "quantity": 1}]}}))
+    .expect("GA4 purchase");
+    assert_eq!(e.event_type, EventType::OrderCompleted);
+    assert_eq!(e.properties["orderId"], "T-9");
+    assert_eq!(e.properties["total"], 6791);
+    assert_eq!(e.properties["items"][0]["productId"], "p1");
+    let e = check(json!({"type": "Product Viewed", "properties": {"product_id": "p1", "name": "Cap", "price": 1200, "currency": "JPY"}}))
+        .expect("Segment product view");
+    assert_eq!(e.event_type, EventType::ProductViewed);
+    assert_eq!(
+        (
+            e.properties["productName"].as_str(),
+            e.properties["price"].as_i64()
+        ),
+        (Some("Cap"), Some(1200))
+    );
+    // The canonical contract still applies: a Segment order without its id is refused, named canonically.
+    let err =
+        check(json!({"type": "Order Completed", "properties": {"total": 10, "currency": "USD"}}))
+            .expect_err("no id");
+    assert_eq!(err.field, "properties.orderId");
 }
