@@ -129,19 +129,7 @@ pub(super) fn canonicalize(obj: &mut Map<String, Value>) -> Result<(), FieldErro
             items(source, &mut sent, &mut out, &money)?;
         }
         (_, "order.completed") => {
-            rename(&mut sent, &mut out, "order_id", "orderId");
-            rename(&mut sent, &mut out, "transaction_id", "orderId");
-            let total = ["total", "value", "revenue"]
-                .into_iter()
-                .find(|k| sent.contains_key(*k))
-                .unwrap_or("total");
-            money.convert(
-                &mut sent,
-                &mut out,
-                total,
-                "total",
-                &format!("properties.{total}"),
-            )?;
+            order(&mut sent, &mut out, &money, "total")?;
             for part in ["subtotal", "tax", "shipping", "discount"] {
                 money.convert(
                     &mut sent,
@@ -154,19 +142,7 @@ pub(super) fn canonicalize(obj: &mut Map<String, Value>) -> Result<(), FieldErro
             items(source, &mut sent, &mut out, &money)?;
         }
         (_, "order.refunded") => {
-            rename(&mut sent, &mut out, "order_id", "orderId");
-            rename(&mut sent, &mut out, "transaction_id", "orderId");
-            let amount = ["total", "value", "revenue"]
-                .into_iter()
-                .find(|k| sent.contains_key(*k))
-                .unwrap_or("total");
-            money.convert(
-                &mut sent,
-                &mut out,
-                amount,
-                "amount",
-                &format!("properties.{amount}"),
-            )?;
+            order(&mut sent, &mut out, &money, "amount")?;
             items(source, &mut sent, &mut out, &money)?;
         }
         _ => {}
@@ -178,6 +154,23 @@ pub(super) fn canonicalize(obj: &mut Map<String, Value>) -> Result<(), FieldErro
     obj.insert("type".into(), Value::from(canonical));
     obj.insert("properties".into(), Value::Object(out));
     Ok(())
+}
+
+/// An order's id (Segment `order_id`, GA4 `transaction_id`) and its amount as `to`: Segment's `total`
+/// (else `revenue`), GA4's `value`.
+fn order(
+    sent: &mut Map<String, Value>,
+    out: &mut Map<String, Value>,
+    money: &Money<'_>,
+    to: &str,
+) -> Result<(), FieldError> {
+    rename(sent, out, "order_id", "orderId");
+    rename(sent, out, "transaction_id", "orderId");
+    let amount = ["total", "value", "revenue"]
+        .into_iter()
+        .find(|k| sent.contains_key(*k))
+        .unwrap_or("total");
+    money.convert(sent, out, amount, to, &format!("properties.{amount}"))
 }
 
 fn obj_type(obj: &Map<String, Value>) -> &str {
