@@ -168,28 +168,28 @@ pub fn check_properties(
     Ok(())
 }
 
-/// An order's `total` is what the customer paid: `subtotal − discount + shipping + tax`. When all four
-/// parts are sent they must add up to it (a 400 naming `properties.total` otherwise); with some missing,
-/// nothing can be checked.
+/// An order's `total` is what the customer paid: `subtotal + shipping + tax`, where `subtotal` is the items
+/// after discounts (as Segment and Shopify define it; `discount` is how much was taken off, for the sales
+/// report). When the three parts are sent they must add up to `total` (a 400 naming `properties.total`
+/// otherwise); with some missing, nothing can be checked.
 fn check_order_parts(p: &Map<String, Value>) -> Result<(), FieldError> {
     let part = |k: &str| p.get(k).and_then(Value::as_i64);
-    let (Some(total), Some(subtotal), Some(discount), Some(shipping), Some(tax)) = (
+    let (Some(total), Some(subtotal), Some(shipping), Some(tax)) = (
         part("total"),
         part("subtotal"),
-        part("discount"),
         part("shipping"),
         part("tax"),
     ) else {
         return Ok(());
     };
-    let sum = i128::from(subtotal) - i128::from(discount) + i128::from(shipping) + i128::from(tax);
+    let sum = i128::from(subtotal) + i128::from(shipping) + i128::from(tax);
     if sum != i128::from(total) {
         return Err(FieldError::new(
             "invalid_value",
             "properties.total",
             format!(
-                "properties.total is {total}, but subtotal − discount + shipping + tax is {sum} \
-                 ({subtotal} − {discount} + {shipping} + {tax})"
+                "properties.total is {total}, but subtotal + shipping + tax is {sum} \
+                 ({subtotal} + {shipping} + {tax}; the subtotal is after discounts)"
             ),
         ));
     }

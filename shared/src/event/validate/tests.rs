@@ -474,10 +474,10 @@ fn an_orders_parts_must_add_up_to_its_total_when_all_are_sent() {
         }
         check(json!({"type": "order.completed", "properties": p}))
     };
-    // 100.00 − 10.00 + 5.00 + 7.20 = 102.20.
-    let all = json!({"subtotal": 10_000, "discount": 1_000, "shipping": 500, "tax": 720});
+    // Items of 100.00 with 10.00 off: subtotal 90.00; + 5.00 shipping + 7.20 tax = 102.20.
+    let all = json!({"subtotal": 9_000, "discount": 1_000, "shipping": 500, "tax": 720});
     assert!(order(10_220, all.clone()).is_ok());
-    let err = order(10_000, all).expect_err("does not add up");
+    let err = order(11_220, all).expect_err("does not add up");
     assert_eq!(
         (err.field.as_str(), err.code),
         ("properties.total", "invalid_value")
