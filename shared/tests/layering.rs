@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
         "telemetry",
         "demo",
     ],
-    &["config"],
+    &["config", "fx"],
     &["event"],
     &["auth", "query", "retention", "erasure"],
     &["store"],

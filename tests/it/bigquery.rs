@@ -560,6 +560,47 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
             );
         }
     }
+    // The sales report, by week in Berlin and by day in one country; a refund in both stores (the demo's
+    // few USD orders here have none) so returns are compared too.
+    let refund = event_at(
+        "shop-a",
+        serde_json::json!({"id": "evt_sales_refund", "type": "order.refunded",
+            "context": {"country": "US"},
+            "properties": {"orderId": "ord_sales", "amount": 1_234, "currency": "USD"}}),
+        end - time::Duration::days(3),
+    );
+    ch.store
+        .insert(std::slice::from_ref(&refund), "refund")
+        .await
+        .expect("clickhouse");
+    bq.insert(std::slice::from_ref(&refund), "refund")
+        .await
+        .expect("bigquery");
+    for case in [
+        "period=90d&timezone=Europe/Berlin&granularity=week",
+        "period=30d&timezone=UTC&granularity=day&country=US",
+    ] {
+        let params =
+            Params::parse(case, &["period", "timezone", "granularity", "country"]).expect("params");
+        let q = commerce_analytics::query::sales::SalesQuery {
+            store_id: "shop-a".into(),
+            range: params.range(now).expect("range"),
+            currency: "USD".into(),
+            filters: params.filters().expect("filters"),
+            include_bots: false,
+        };
+        dry_run(&bq, &read::sales_sql(&bq, &q).expect("sql"), "sales").await;
+        let want = ch.store.sales(&q).await.expect("clickhouse");
+        assert!(
+            want.total.orders > 0 && want.total.returns > 0,
+            "{case}: {want:?}"
+        );
+        assert_eq!(
+            bq.sales(&q).await.expect("bigquery"),
+            want,
+            "sales ({case})"
+        );
+    }
     // Cohorts by week and by month, in two zones.
     for case in [
         "period=90d&timezone=Europe/Berlin&granularity=week",

@@ -22,5 +22,6 @@ mod live;
 mod load;
 mod local_server;
 mod queries;
+mod sales;
 mod sdk_browser;
 mod server_limits;

@@ -84,7 +84,10 @@ mod tests {
             .iter()
             .map(|m| m.name().to_owned())
             .chain(ranked::Ranked::ALL.iter().map(|m| m.name().to_owned()))
-            .chain([crate::query::products::NAME.to_owned()])
+            .chain([
+                crate::query::products::NAME.to_owned(),
+                crate::query::sales::NAME.to_owned(),
+            ])
             .collect();
         assert_eq!(documented, catalog);
     }

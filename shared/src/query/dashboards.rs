@@ -317,6 +317,7 @@ async fn run_widget(
             }
             metrics::Request::Ranked(r) => ranked::run(store, &r).await,
             metrics::Request::Products(r) => super::products::run(store, &r).await,
+            metrics::Request::Sales(r) => super::sales::run(store, &r).await,
         },
         Endpoint::Funnel => to_value(serde_json::to_value(
             funnel::run(store, &funnel::parse(store_id, &q, now)?).await?,

@@ -140,6 +140,14 @@ impl ReadStore for FairReads {
         RANK.scope(turn.rank, self.inner.ranked(q)).await
     }
 
+    async fn sales(
+        &self,
+        q: &super::sales::SalesQuery,
+    ) -> Result<super::sales::SalesRead, StoreError> {
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.sales(q)).await
+    }
+
     async fn product_names(
         &self,
         q: &super::names::NamesQuery,
@@ -230,6 +238,12 @@ mod tests {
             _: jiff::civil::Date,
             _: jiff::civil::Date,
         ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn sales(
+            &self,
+            _: &crate::query::sales::SalesQuery,
+        ) -> Result<crate::query::sales::SalesRead, StoreError> {
             unreachable!("not used")
         }
         async fn product_names(

@@ -382,6 +382,7 @@ pub enum Request {
     Series(MetricQuery),
     Ranked(super::ranked::RankedQuery),
     Products(super::products::ProductQuery),
+    Sales(super::sales::SalesQuery),
 }
 
 fn unknown_metric(s: &str) -> Error {
@@ -389,7 +390,7 @@ fn unknown_metric(s: &str) -> Error {
         .iter()
         .map(|m| m.name())
         .chain(super::ranked::Ranked::ALL.iter().map(|m| m.name()))
-        .chain([super::products::NAME])
+        .chain([super::products::NAME, super::sales::NAME])
         .collect();
     Error::invalid(
         "unknown_metric",
@@ -414,6 +415,13 @@ pub async fn parse(
             "breakdown applies to time-series metrics only",
         ));
     }
+    if parse_convert(&p)? && Metric::parse(name).is_err() {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            "convert",
+            "convert applies to revenue, net_revenue, aov and orders",
+        ));
+    }
     if name == super::products::NAME {
         if p.get("productId").is_some() {
             return Err(Error::invalid(
@@ -430,6 +438,28 @@ pub async fn parse(
         return Ok(Request::Products(super::products::parse(
             &p, store_id, range, currency, limit,
         )?));
+    }
+    if name == super::sales::NAME {
+        if let Some(k) = ["productId", "compare", "limit"]
+            .into_iter()
+            .find(|k| p.get(k).is_some())
+        {
+            return Err(Error::invalid(
+                "invalid_parameter",
+                k,
+                format!("the sales report takes no {k}"),
+            ));
+        }
+        let currency = currency_param(store, store_id, &p, true, now)
+            .await?
+            .unwrap_or_else(|| "USD".into());
+        return Ok(Request::Sales(super::sales::SalesQuery {
+            store_id: store_id.to_owned(),
+            range: p.range(now)?,
+            currency,
+            filters: p.filters()?,
+            include_bots: p.include_bots()?,
+        }));
     }
     if let Some(k) = ["sort", "order"].into_iter().find(|k| p.get(k).is_some()) {
         return Err(Error::invalid(

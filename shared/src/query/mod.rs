@@ -22,6 +22,7 @@ pub mod names;
 pub mod params;
 pub mod products;
 pub mod ranked;
+pub mod sales;
 pub mod sources;
 
 use async_trait::async_trait;
@@ -79,6 +80,8 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
         &self,
         q: &names::NamesQuery,
     ) -> Result<Vec<names::ProductName>, StoreError>;
+    /// The sales report's sums per bucket and over the period ([`sales`]).
+    async fn sales(&self, q: &sales::SalesQuery) -> Result<sales::SalesRead, StoreError>;
     /// Every product's facts for product performance (see [`products::ProductFacts`]), unsorted.
     async fn product_performance(
         &self,

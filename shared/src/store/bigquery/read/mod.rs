@@ -22,7 +22,7 @@ pub use funnel::{funnel, sql as funnel_sql};
 pub use live::{live, sql as live_sql};
 pub use metrics::{
     group_sql as metric_group_sql, metric, metric_groups, money_by_currency, money_by_currency_sql,
-    sql as metric_sql,
+    sales, sales_sql, sql as metric_sql,
 };
 pub use products::{product_performance, sql as products_sql};
 pub use ranked::{ranked, sql as ranked_sql};
@@ -275,6 +275,13 @@ impl ReadStore for BigQueryStore {
         q: &crate::query::names::NamesQuery,
     ) -> Result<Vec<crate::query::names::ProductName>, StoreError> {
         product_names(self, q).await
+    }
+
+    async fn sales(
+        &self,
+        q: &crate::query::sales::SalesQuery,
+    ) -> Result<crate::query::sales::SalesRead, StoreError> {
+        sales(self, q).await
     }
 
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {

@@ -23,6 +23,7 @@ mod metrics;
 mod names;
 mod products;
 mod ranked;
+mod sales;
 
 use async_trait::async_trait;
 
@@ -351,6 +352,13 @@ impl ReadStore for ClickHouseStore {
         names::fetch(self, q).await
     }
 
+    async fn sales(
+        &self,
+        q: &crate::query::sales::SalesQuery,
+    ) -> Result<crate::query::sales::SalesRead, StoreError> {
+        sales::fetch(self, q).await
+    }
+
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
         cohorts::fetch(self, q).await
     }
@@ -583,6 +591,18 @@ mod tests {
                 layout(&super::convert::sql(&q))
             );
         }
+    }
+
+    #[test]
+    fn the_sales_report_has_its_sql_snapshot() {
+        let q = crate::query::sales::SalesQuery {
+            store_id: "shop-a".into(),
+            range: range("period=30d&timezone=Europe/Berlin"),
+            currency: "EUR".into(),
+            filters: Filters::country("DE"),
+            include_bots: false,
+        };
+        insta::assert_snapshot!("sales", layout(&super::sales::sql(&q)));
     }
 
     #[test]
