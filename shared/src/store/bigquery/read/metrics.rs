@@ -6,7 +6,7 @@
 //! half-hour zones such as Kolkata).
 
 use super::{
-    CUSTOMER_ORDERS_WITH_FIRST, Sql, VISITOR, all_events, events_in_range, local_start, micros,
+    CUSTOMER_ORDERS_WITH_FIRST, Sql, VISITOR, all_events, events_in_range, local_start,
     zone_literal,
 };
 use crate::error::StoreError;
@@ -134,13 +134,7 @@ pub fn money_by_currency_sql(store: &BigQueryStore, q: &MetricQuery) -> Result<S
     } else {
         orders.to_owned()
     };
-    let mut params = vec![
-        ("store", Param::String(q.store_id.clone())),
-        ("from", micros(q.range.from_ms())),
-        ("to", micros(q.range.to_ms())),
-        ("bots", Param::Bool(q.include_bots)),
-    ];
-    params.extend(super::filter_params(&q.filters));
+    let params = super::range_params(&q.store_id, &q.range, q.include_bots, &q.filters);
     Ok(Sql {
         text: format!(
             "{} SELECT {} AS b, cur, CAST(DATE(ts) AS STRING) AS d, CAST(SUM(v) AS INT64) AS x, \
@@ -183,14 +177,8 @@ pub fn sales_sql(
 ) -> Result<Sql, StoreError> {
     let tz = zone_literal(&q.range.tz_name)?;
     let int = |k: &str| format!("IFNULL(SAFE_CAST(JSON_VALUE(p, '$.{k}') AS INT64), 0)");
-    let mut params = vec![
-        ("store", Param::String(q.store_id.clone())),
-        ("from", micros(q.range.from_ms())),
-        ("to", micros(q.range.to_ms())),
-        ("bots", Param::Bool(q.include_bots)),
-        ("currency", Param::String(q.currency.clone())),
-    ];
-    params.extend(super::filter_params(&q.filters));
+    let mut params = super::range_params(&q.store_id, &q.range, q.include_bots, &q.filters);
+    params.extend([("currency", Param::String(q.currency.clone()))]);
     Ok(Sql {
         text: format!(
             "{} SELECT {} AS b, SUM(g) AS gross, SUM(d) AS discounts, SUM(r) AS returns, SUM(s) AS shipping, \
@@ -269,18 +257,12 @@ pub fn sql(store: &BigQueryStore, q: &MetricQuery) -> Result<(Sql, Sql), StoreEr
 }
 
 fn params(q: &MetricQuery) -> Vec<(&'static str, Param)> {
-    let mut p = vec![
-        ("store", Param::String(q.store_id.clone())),
-        ("from", micros(q.range.from_ms())),
-        ("to", micros(q.range.to_ms())),
-        ("bots", Param::Bool(q.include_bots)),
-    ];
+    let mut p = super::range_params(&q.store_id, &q.range, q.include_bots, &q.filters);
     if let Some(c) = &q.currency {
         p.push(("currency", Param::String(c.clone())));
     } else if q.metric == Metric::Ltv || q.metric.in_currency() {
         p.push(("currency", Param::String(String::new())));
     }
-    p.extend(super::filter_params(&q.filters));
     if let Some(id) = &q.product_id {
         p.push(("product", Param::String(id.clone())));
     }

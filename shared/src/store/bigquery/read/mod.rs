@@ -83,6 +83,24 @@ fn events_from_until(store: &BigQueryStore, end: &str, f: &Filters) -> String {
     format!("WITH ev0 AS ({all}), ev AS ({filtered})")
 }
 
+/// The parameters every read of [`events_in_range`] binds: `@store`, `@from`, `@to`, `@bots` and those of
+/// the filters given; a read adds its own (`@currency`, `@limit`, …) after them.
+fn range_params(
+    store_id: &str,
+    range: &crate::query::params::Range,
+    include_bots: bool,
+    f: &Filters,
+) -> Vec<(&'static str, Param)> {
+    let mut params = vec![
+        ("store", Param::String(store_id.to_owned())),
+        ("from", micros(range.from_ms())),
+        ("to", micros(range.to_ms())),
+        ("bots", Param::Bool(include_bots)),
+    ];
+    params.extend(filter_params(f));
+    params
+}
+
 /// The parameters of the filters given.
 fn filter_params(f: &Filters) -> Vec<(&'static str, Param)> {
     [

@@ -2,7 +2,7 @@
 //! (`store/clickhouse/read/products.rs`): product-event facts and order facts per product, joined on the
 //! product id; events read once each (`ev`), refunds from every event before the period's end.
 
-use super::{Sql, all_events, events_in_range, micros};
+use super::{Sql, all_events, events_in_range};
 use crate::error::StoreError;
 use crate::query::products::{ProductFacts, ProductQuery};
 use crate::store::bigquery::BigQueryStore;
@@ -39,14 +39,8 @@ pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
         events_in_range(store, &q.filters),
         all_events(store)
     );
-    let mut params = vec![
-        ("store", Param::String(q.store_id.clone())),
-        ("from", micros(q.range.from_ms())),
-        ("to", micros(q.range.to_ms())),
-        ("bots", Param::Bool(q.include_bots)),
-        ("currency", Param::String(q.currency.clone())),
-    ];
-    params.extend(super::filter_params(&q.filters));
+    let mut params = super::range_params(&q.store_id, &q.range, q.include_bots, &q.filters);
+    params.extend([("currency", Param::String(q.currency.clone()))]);
     Sql { text, params }
 }
 

@@ -7,7 +7,7 @@
 //! expression over the URL's host; a session's revenue sums each of its orders once (grouped by
 //! session, order and amount, as ClickHouse's `groupUniqArray`).
 
-use super::{CUSTOMER_ORDERS_WITH_FIRST, Sql, all_events, events_in_range, micros};
+use super::{CUSTOMER_ORDERS_WITH_FIRST, Sql, all_events, events_in_range};
 use crate::error::StoreError;
 use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
 use crate::store::bigquery::BigQueryStore;
@@ -159,18 +159,14 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
             )
         }
     };
-    let mut params = vec![
-        ("store", Param::String(q.store_id.clone())),
-        ("from", micros(q.range.from_ms())),
-        ("to", micros(q.range.to_ms())),
-        ("bots", Param::Bool(q.include_bots)),
+    let mut params = super::range_params(&q.store_id, &q.range, q.include_bots, &q.filters);
+    params.extend([
         ("limit", Param::Int64(i64::from(q.limit))),
         (
             "currency",
             Param::String(q.currency.clone().unwrap_or_default()),
         ),
-    ];
-    params.extend(super::filter_params(&q.filters));
+    ]);
     Sql {
         text: format!("{with} {text}"),
         params,
