@@ -8,10 +8,12 @@
 //! use serde_json::json;
 //! let id = tracker
 //!     .track("demo", json!({
+//!         "id": "order_1-completed",
 //!         "type": "order.completed",
+//!         "anonymousId": "anon_7f3c",
 //!         "customerId": "cust_1",
 //!         "timestamp": "2025-01-15T10:35:00Z",
-//!         "properties": { "orderId": "order_1", "total": 6791, "currency": "USD" }
+//!         "properties": { "orderId": "order_1", "total": 6791, "currency": "USD", "cartId": "cart_42" }
 //!     }))
 //!     .await?;
 //! # Ok(()) }
@@ -19,6 +21,13 @@
 //!
 //! Server-side callers should set `id` (e.g. derived from their order id) and `timestamp` when the
 //! business event happens, so a retried call can never be counted twice.
+//!
+//! **So that a backend order is attributed to the visits that led to it** (`metric=attribution`), pass
+//! what ties it to the storefront visitor, best first: `properties.cartId` (the id the storefront's
+//! `cart.item_added` / `checkout.started` events sent: the SDK's cart id, or the platform's checkout
+//! token), else `anonymousId` (the SDK's, e.g. carried in a cookie to the checkout), else `customerId`
+//! (matches the sessions where that customer was logged in). An order with none of them is counted in
+//! revenue but reported as `(unattributed)`. A `sessionId` is only for orders sent from the visit itself.
 
 use std::sync::Arc;
 

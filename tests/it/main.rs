@@ -6,6 +6,7 @@
 //! reads everything logged.
 
 mod adversarial;
+mod attribution;
 mod bigquery;
 mod bots;
 mod clickhouse_store;

@@ -371,6 +371,13 @@ impl Api {
                     Format::Json => Ok(response::json(StatusCode::OK, &body)),
                 }
             }
+            metrics::Request::Attribution(q) => {
+                let body = crate::query::attribution::run(r.reads(), &q).await?;
+                match format {
+                    Format::Csv => export::ranked(&body),
+                    Format::Json => Ok(response::json(StatusCode::OK, &body)),
+                }
+            }
             metrics::Request::Sales(q) => {
                 let body = crate::query::sales::run(r.reads(), &q).await?;
                 match format {

@@ -87,6 +87,7 @@ mod tests {
             .chain([
                 crate::query::products::NAME.to_owned(),
                 crate::query::sales::NAME.to_owned(),
+                crate::query::attribution::NAME.to_owned(),
             ])
             .collect();
         assert_eq!(documented, catalog);

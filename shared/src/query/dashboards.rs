@@ -39,11 +39,21 @@ const PERIOD_PARAMS: [&str; 5] = ["period", "from", "to", "timezone", "compare"]
 /// metrics and funnels are compared; cohort widgets are not), `granularity` (the buckets of every
 /// time-series widget, in place of its own; funnels and cohorts have none) and the filters `country`,
 /// `device`, `browser`, `source`, `landingPage`, `referrer` ([`params::Filters`]: each on every widget, in place of its own; a
-/// widget that cannot be filtered answers its own 400), and `convert` (on the widgets that take it).
-pub const RENDER_PARAMS: [&str; 15] = params::concat::<9, 6, 15>(
-    params::concat::<6, 3, 9>(params::SHARED, ["compare", "granularity", "convert"]),
+/// widget that cannot be filtered answers its own 400), `convert` (on the widgets that take it) and
+/// `model` (the attribution widgets' model, in place of their own; the others ignore it).
+pub const RENDER_PARAMS: [&str; 16] = params::concat::<10, 6, 16>(
+    params::concat::<6, 4, 10>(
+        params::SHARED,
+        ["compare", "granularity", "convert", "model"],
+    ),
     params::Filters::NAMES,
 );
+
+/// Whether `widget` is an attribution report (it takes the dashboard's `model`, and is not compared).
+fn attributes(widget: &Widget) -> bool {
+    widget.endpoint == Endpoint::Metrics
+        && widget.params.get("metric").map(String::as_str) == Some(super::attribution::NAME)
+}
 
 /// Whether `widget` takes `convert` (a time series of [`super::convert::METRICS`]); the others read in
 /// `currency` as they would without it, and their answers say so (no `conversion`).
@@ -59,7 +69,7 @@ fn converts(widget: &Widget) -> bool {
 
 /// Whether `k` is a dashboard parameter that replaces a widget's own.
 fn replaces_own(k: &str) -> bool {
-    k == "granularity" || params::Filters::NAMES.contains(&k)
+    k == "granularity" || k == "model" || params::Filters::NAMES.contains(&k)
 }
 
 /// The dashboards port: a store's custom dashboards (the built-in ones live in code).
@@ -244,6 +254,11 @@ pub fn built_in() -> Vec<Dashboard> {
                     &[("metric", "campaign_performance")],
                 ),
                 w(
+                    "Revenue attribution",
+                    Metrics,
+                    &[("metric", "attribution"), ("model", "last_non_direct")],
+                ),
+                w(
                     "Funnel",
                     Funnel,
                     &[(
@@ -306,6 +321,9 @@ async fn run_widget(
     if !converts(widget) {
         period.remove("convert");
     }
+    if !attributes(widget) {
+        period.remove("model");
+    }
     let q = query_string(&own, &period);
     let to_value = |v: std::result::Result<Value, serde_json::Error>| {
         v.map_err(|e| Error::Internal(e.to_string()))
@@ -318,6 +336,7 @@ async fn run_widget(
             metrics::Request::Ranked(r) => ranked::run(store, &r).await,
             metrics::Request::Products(r) => super::products::run(store, &r).await,
             metrics::Request::Sales(r) => super::sales::run(store, &r).await,
+            metrics::Request::Attribution(r) => super::attribution::run(store, &r).await,
         },
         Endpoint::Funnel => to_value(serde_json::to_value(
             funnel::run(store, &funnel::parse(store_id, &q, now)?).await?,
@@ -460,7 +479,7 @@ pub async fn render(
                 }
                 // A breakdown is not compared (the API refuses the two together): its widget shows
                 // its values without the comparison rather than an error.
-                Endpoint::Metrics if w.params.contains_key("breakdown") => {
+                Endpoint::Metrics if w.params.contains_key("breakdown") || attributes(w) => {
                     p.remove("compare");
                 }
                 Endpoint::Metrics => {}

@@ -140,6 +140,14 @@ impl ReadStore for FairReads {
         RANK.scope(turn.rank, self.inner.ranked(q)).await
     }
 
+    async fn attribution(
+        &self,
+        q: &super::attribution::AttributionQuery,
+    ) -> Result<super::attribution::AttributionFacts, StoreError> {
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.attribution(q)).await
+    }
+
     async fn sales(
         &self,
         q: &super::sales::SalesQuery,
@@ -238,6 +246,12 @@ mod tests {
             _: jiff::civil::Date,
             _: jiff::civil::Date,
         ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn attribution(
+            &self,
+            _: &crate::query::attribution::AttributionQuery,
+        ) -> Result<crate::query::attribution::AttributionFacts, StoreError> {
             unreachable!("not used")
         }
         async fn sales(

@@ -374,6 +374,10 @@ pub const PARAMS: &[&str] = &[
     "order",
     "breakdown",
     "convert",
+    "model",
+    "by",
+    "lookback",
+    "halfLife",
 ];
 
 /// A parsed metrics request: a time series or a ranked metric.
@@ -383,6 +387,7 @@ pub enum Request {
     Ranked(super::ranked::RankedQuery),
     Products(super::products::ProductQuery),
     Sales(super::sales::SalesQuery),
+    Attribution(super::attribution::AttributionQuery),
 }
 
 fn unknown_metric(s: &str) -> Error {
@@ -390,7 +395,11 @@ fn unknown_metric(s: &str) -> Error {
         .iter()
         .map(|m| m.name())
         .chain(super::ranked::Ranked::ALL.iter().map(|m| m.name()))
-        .chain([super::products::NAME, super::sales::NAME])
+        .chain([
+            super::products::NAME,
+            super::sales::NAME,
+            super::attribution::NAME,
+        ])
         .collect();
     Error::invalid(
         "unknown_metric",
@@ -437,6 +446,28 @@ pub async fn parse(
         let limit = super::ranked::parse_limit(p.get("limit"))?;
         return Ok(Request::Products(super::products::parse(
             &p, store_id, range, currency, limit,
+        )?));
+    }
+    if name != super::attribution::NAME
+        && let Some(k) = super::attribution::PARAMS
+            .into_iter()
+            .find(|k| p.get(k).is_some())
+    {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            k,
+            format!("{k} applies to metric=attribution only"),
+        ));
+    }
+    if name == super::attribution::NAME {
+        let currency = currency_param(store, store_id, &p, true, now)
+            .await?
+            .unwrap_or_else(|| "USD".into());
+        return Ok(Request::Attribution(super::attribution::parse(
+            &p,
+            store_id,
+            p.range(now)?,
+            currency,
         )?));
     }
     if name == super::sales::NAME {

@@ -9,6 +9,7 @@
 //! query into its warehouse's SQL and returns typed facts. Every query is scoped to the caller's store,
 //! taken from the key.
 
+pub mod attribution;
 pub mod breakdown;
 pub mod cohorts;
 pub mod compare;
@@ -80,6 +81,11 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
         &self,
         q: &names::NamesQuery,
     ) -> Result<Vec<names::ProductName>, StoreError>;
+    /// The orders, carts and candidate sessions of an attribution report ([`attribution`]).
+    async fn attribution(
+        &self,
+        q: &attribution::AttributionQuery,
+    ) -> Result<attribution::AttributionFacts, StoreError>;
     /// The sales report's sums per bucket and over the period ([`sales`]).
     async fn sales(&self, q: &sales::SalesQuery) -> Result<sales::SalesRead, StoreError>;
     /// Every product's facts for product performance (see [`products::ProductFacts`]), unsorted.

@@ -39,6 +39,8 @@ const state = {
   /// Every currency converted into the chosen one at each day's ECB rate (`convert=true`), or each
   /// currency's own figures (the default).
   convert: false,
+  /// The attribution widgets' model (`model`), or '' for each widget's own.
+  model: '',
   compare: '',
   granularity: '',
   /// Filters on the whole dashboard (name → value; see FILTERS), set by clicking a value in a breakdown
@@ -120,7 +122,7 @@ function signOut() {
 
 /// The period, zone, currency, bot, comparison and granularity parameters for a request (funnels take no
 /// currency or granularity, cohorts no comparison or granularity).
-function periodQuery(extra = {}, { currency = true, compare = true, granularity = true, filters = true, convert = true } = {}) {
+function periodQuery(extra = {}, { currency = true, compare = true, granularity = true, filters = true, convert = true, model = false } = {}) {
   const q = new URLSearchParams();
   if (state.period === 'custom') {
     if (state.from) q.set('from', state.from);
@@ -134,6 +136,8 @@ function periodQuery(extra = {}, { currency = true, compare = true, granularity 
   if (convert && state.convert) q.set('convert', 'true');
   if (compare && state.compare) q.set('compare', state.compare);
   for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== '') q.set(k, v);
+  // The page's attribution model replaces an attribution widget's own, as the dashboard request does.
+  if (model && state.model) q.set('model', state.model);
   // The page's granularity replaces a widget's own, as the dashboard request does.
   if (granularity && state.granularity) q.set('granularity', state.granularity);
   if (filters) for (const k of FILTERS) if (state.filters[k]) q.set(k, state.filters[k]);
@@ -154,6 +158,7 @@ function stateQuery() {
   if (state.currency) q.set('currency', state.currency);
   if (state.includeBots) q.set('bots', 'true');
   if (state.convert) q.set('convert', 'true');
+  if (state.model) q.set('model', state.model);
   if (state.compare) q.set('compare', state.compare);
   if (state.granularity) q.set('granularity', state.granularity);
   for (const k of FILTERS) if (state.filters[k]) q.set(k, state.filters[k]);
@@ -165,6 +170,16 @@ const FILTERS = ['country', 'device', 'browser', 'source', 'landingPage', 'refer
 /// The ranked tables whose first column is a filter: metric → (column, filter).
 const FILTER_COLUMNS = { traffic_sources: 'source', landing_pages: 'landingPage', referrers: 'referrer' };
 const DEVICES = ['desktop', 'mobile', 'tablet', 'bot', 'other'];
+/// Attribution models (`model`), as the API names them, with how each splits an order's credit.
+const MODELS = [
+  ['last_non_direct', 'Last non-direct touch'],
+  ['last_touch', 'Last touch'],
+  ['first_touch', 'First touch'],
+  ['linear', 'Linear (equal shares)'],
+  ['position_based', 'Position-based (40/20/40)'],
+  ['time_decay', 'Time decay (7-day half-life)'],
+];
+const LINKS = { session: 'in the visit', cart: 'by cart id', anonymous_id: 'by anonymous id', customer_id: 'by customer id' };
 
 /// Whether `v` is a value the API takes for filter `k` (a link with anything else is ignored).
 function validFilter(k, v) {
@@ -185,6 +200,7 @@ function applyStateQuery(query) {
   if (q.has('currency') && CURRENCIES.includes(q.get('currency'))) state.currency = q.get('currency');
   if (q.has('bots')) state.includeBots = q.get('bots') === 'true';
   state.convert = q.get('convert') === 'true';
+  state.model = MODELS.some(([m]) => m === q.get('model')) ? q.get('model') : '';
   if (q.has('compare') && COMPARISONS.some(([c]) => c === q.get('compare'))) state.compare = q.get('compare');
   if (q.has('granularity') && GRANULARITIES.some(([g]) => g === q.get('granularity'))) state.granularity = q.get('granularity');
   state.filters = {};
@@ -468,11 +484,12 @@ function cohortGrid(data, title) {
     h('table', { class: 'cohorts' }, h('caption', {}, caption), h('thead', {}, head), h('tbody', {}, body)))];
 }
 
-function widgetBody(w, retry, onFilter) {
+function widgetBody(w, retry, onFilter, onModel) {
   if (w.error) return [errorBox(w.error), retry ? h('button', { type: 'button', class: 'retry', onclick: retry }, 'Retry') : null];
   const d = w.data;
   if (w.endpoint === 'funnel') return funnelChart(d, w.title);
   if (w.endpoint === 'cohorts') return cohortGrid(d, w.title);
+  if (d.metric === 'attribution') return attributionTable(d, w.title, onModel);
   if (d.rows) return ranked(d, w.title, onFilter);
   if (d.groups) return breakdownTable(d, w.title, onFilter);
   return series(d, w.title);
@@ -494,13 +511,29 @@ function breakdownTable(data, title, onFilter) {
   return [total, h('div', { class: 'table-wrap' }, dataTable(title, columns, groups))];
 }
 
+/// Revenue by channel under a model the reader picks: the channels' credited orders, revenue and share of
+/// orders, and how much of the revenue could be tied to visits (and how).
+function attributionTable(data, title, onModel) {
+  const id = cardId(title) + '-model';
+  const picker = h('p', { class: 'model' }, h('label', { for: id }, 'Model '),
+    h('select', { id, class: 'model-picker', onchange: (e) => onModel && onModel(e.target.value) },
+      MODELS.map(([m, name]) => h('option', { value: m, selected: m === data.model }, name))),
+    h('span', { class: 'muted' }, ` · ${data.lookback} lookback`));
+  const a = data.attributed || {};
+  const how = (a.byLink || []).map((l) => `${percent(data.total.revenue ? l.revenue / data.total.revenue : 0)} ${LINKS[l.link] || l.link}`);
+  const note = data.total?.orders
+    ? h('p', { class: 'muted note attributed' }, raw(percent(a.share || 0), a.share), ' of revenue tied to visits', how.length ? ` (${how.join(', ')})` : '', '.')
+    : null;
+  return [picker, note, ...ranked(data, title)];
+}
+
 /// A value that filters the whole dashboard to it when clicked (showing `content`, by default the value).
 function filterButton(dimension, key, onFilter, content = key) {
   return h('button', { type: 'button', class: 'link filter', 'data-key': key, 'data-dimension': dimension, title: `Show only ${key}`, onclick: () => onFilter(dimension, key) }, content);
 }
 
 /// A widget's card: title, a CSV download of exactly what it shows, its body (or its error and a retry).
-function card(w, retry, onFilter) {
+function card(w, retry, onFilter, onModel) {
   const csvError = h('span', { class: 'error', role: 'alert' });
   const csv = h('button', { type: 'button', class: 'link csv', 'aria-label': `Download ${w.title} as CSV`, onclick: async () => {
     csvError.textContent = '';
@@ -511,7 +544,7 @@ function card(w, retry, onFilter) {
     }
   } }, 'CSV');
   return h('section', { class: 'card', 'data-widget': w.title, 'aria-labelledby': cardId(w.title) },
-    h('div', { class: 'card-head' }, h('h2', { id: cardId(w.title) }, w.title), csv, csvError), widgetBody(w, retry, onFilter));
+    h('div', { class: 'card-head' }, h('h2', { id: cardId(w.title) }, w.title), csv, csvError), widgetBody(w, retry, onFilter, onModel));
 }
 
 /// A widget's own request: its parameters with the page's period (as the dashboard request hands them).
@@ -519,7 +552,12 @@ function widgetQuery(w) {
   const metrics = w.endpoint === 'metrics';
   // As the dashboard request does: cohorts and breakdowns are not compared.
   const compare = w.endpoint !== 'cohorts' && !w.params?.breakdown;
-  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare, granularity: metrics, filters: metrics, convert: converts(w) });
+  return periodQuery(w.params || {}, { currency: w.endpoint !== 'funnel', compare: compare && !attributes(w), granularity: metrics, filters: metrics, convert: converts(w), model: attributes(w) });
+}
+
+/// Whether a widget is an attribution report (it takes the page's model, and is not compared).
+function attributes(w) {
+  return w.endpoint === 'metrics' && w.params?.metric === 'attribution';
 }
 
 /// Whether a widget takes `convert` (as the dashboard request decides: money time series and orders).
@@ -550,9 +588,11 @@ async function dashboardView(id) {
     rememberView('/d/' + encodeURIComponent(d.id));
     filterBar();
     try {
-      const data = await get(`/analytics/dashboards/${encodeURIComponent(d.id)}?${periodQuery()}`);
+      const data = await get(`/analytics/dashboards/${encodeURIComponent(d.id)}?${periodQuery({}, { model: true })}`);
       if (mine !== latest) return;
-      grid.replaceChildren(...data.widgets.map((w) => card(w, load, (k, v) => { state.filters = { ...state.filters, [k]: v }; load(); })));
+      const onFilter = (k, v) => { state.filters = { ...state.filters, [k]: v }; load(); };
+      const onModel = (m) => { state.model = m; load(); };
+      grid.replaceChildren(...data.widgets.map((w) => card(w, load, onFilter, onModel)));
       status.textContent = `Updated ${timeOfDay(Date.now())} (${state.timezone}) in ${Math.round(performance.now() - started)} ms`;
     } catch (err) {
       if (mine !== latest) return;

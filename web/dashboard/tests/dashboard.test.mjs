@@ -39,6 +39,10 @@ function expectedRaw(w) {
     return d.steps.flatMap((s, i) => (i === 0 ? [s.count, s.conversionRate] : [s.count, s.conversionRate, s.stepConversionRate, s.dropOff]));
   }
   if (w.endpoint === 'cohorts') return d.cohorts.flatMap((c) => [c.size, ...c.periods.map((p) => p.retention)]);
+  // Attribution says first how much revenue it could tie to visits.
+  if (d.metric === 'attribution') {
+    return [...(d.total.orders ? [d.attributed.share] : []), ...d.rows.flatMap((r) => Object.values(r))];
+  }
   // A product's name is text beside its id, checked by its own test below.
   if (d.rows) return d.rows.flatMap((r) => Object.entries(r).filter(([k]) => k !== 'productName').map(([, v]) => v));
   if (d.groups) return [d.total, ...d.groups.map((g) => g.total)];
@@ -575,6 +579,42 @@ test('devices, browsers and sources filter the dashboard too; filters combine an
   }
   assert.deepEqual(byLanding.widgets.find((w) => w.title === 'Landing pages').data.rows.map((r) => r.landingPage), [landing]);
   await page.click('button.clear-filter');
+  await waitForDashboard();
+});
+
+test('Marketing credits revenue to channels under the attribution model the reader picks', async () => {
+  await page.goto(`${BASE}/dashboard#/d/marketing?period=30d&timezone=UTC`);
+  await waitForDashboard();
+  const widget = async (model) => {
+    const query = new URLSearchParams({ period: '30d', timezone: 'UTC', ...(model ? { model } : {}) });
+    const w = (await api(`/analytics/dashboards/marketing?${query}`)).widgets.find((x) => x.title === 'Revenue attribution');
+    assert.ok(w && !w.error, JSON.stringify(w?.error));
+    return w;
+  };
+  const card = page.locator('section.card[data-widget="Revenue attribution"]');
+  const lastNonDirect = await widget();
+  assert.equal(lastNonDirect.data.model, 'last_non_direct', 'the widget\'s own model');
+  assert.ok(lastNonDirect.data.rows.length > 1, 'the demo\'s orders come from several channels');
+  assert.deepEqual(await shownRaw(card), expectedRaw(lastNonDirect));
+  assert.match(await card.locator('.attributed').textContent(), /of revenue tied to visits/);
+  // The channels' revenue adds up to the revenue metric's, in the same currency.
+  const revenue = await api(`/analytics/metrics?metric=revenue&period=30d&timezone=UTC&currency=${lastNonDirect.data.currency}`);
+  assert.equal(lastNonDirect.data.rows.reduce((sum, r) => sum + r.revenue, 0), revenue.total);
+  // Picking a model reads the dashboard again with it, and the view keeps it in the URL.
+  const asked = page.waitForRequest((r) => r.url().includes('/analytics/dashboards/marketing?') && r.url().includes('model=first_touch'));
+  await card.locator('select.model-picker').selectOption('first_touch');
+  await asked;
+  await waitForDashboard();
+  assert.equal(new URLSearchParams(page.url().split('?')[1]).get('model'), 'first_touch');
+  const firstTouch = await widget('first_touch');
+  assert.equal(firstTouch.data.model, 'first_touch');
+  assert.equal(await card.locator('select.model-picker').inputValue(), 'first_touch');
+  assert.deepEqual(await shownRaw(card), expectedRaw(firstTouch));
+  // Its CSV is the same report under the same model.
+  const [download] = await Promise.all([page.waitForEvent('download'), card.locator('button.csv').click()]);
+  const csv = await (await import('node:fs/promises')).readFile(await download.path(), 'utf8');
+  assert.equal(csv.trim().split('\n').length, firstTouch.data.rows.length + 1, csv);
+  await page.goto(`${BASE}/dashboard#/d/marketing?period=30d&timezone=UTC`);
   await waitForDashboard();
 });
 

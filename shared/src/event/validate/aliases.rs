@@ -7,7 +7,7 @@
 //! | Segment `Product Viewed` | `product.viewed` | `product_id`→`productId`, `name`→`productName`, `price`* |
 //! | Segment `Product Added` / `Product Removed` | `cart.item_added` / `cart.item_removed` | `product_id`→`productId`, `quantity`, `price`*, `cart_id`→`cartId` |
 //! | Segment `Checkout Started` | `checkout.started` | `cart_id`→`cartId`, `value` (else `revenue`)→`total`*, `products`→`items` |
-//! | Segment `Order Completed` | `order.completed` | `order_id`→`orderId`, `total` (else `revenue`)*, `subtotal`*, `tax`*, `shipping`*, `discount`*, `coupon`, `affiliation`, `products`→`items` |
+//! | Segment `Order Completed` | `order.completed` | `order_id`→`orderId`, `total` (else `revenue`)*, `subtotal`*, `tax`*, `shipping`*, `discount`*, `coupon`, `affiliation`, `cart_id`→`cartId`, `products`→`items` |
 //! | Segment `Order Refunded` | `order.refunded` | `order_id`→`orderId`, `total` (else `revenue`)→`amount`*, `products`→`items` |
 //! | GA4 `view_item` | `product.viewed` | `items[0].item_id`→`productId`, `items[0].item_name`→`productName`, `items[0].price`* |
 //! | GA4 `add_to_cart` / `remove_from_cart` | `cart.item_added` / `cart.item_removed` | `items[0].item_id`→`productId`, `items[0].quantity`, `items[0].price`* |
@@ -130,6 +130,7 @@ pub(super) fn canonicalize(obj: &mut Map<String, Value>) -> Result<(), FieldErro
         }
         (_, "order.completed") => {
             order(&mut sent, &mut out, &money, "total")?;
+            rename(&mut sent, &mut out, "cart_id", "cartId");
             for part in ["subtotal", "tax", "shipping", "discount"] {
                 money.convert(
                     &mut sent,

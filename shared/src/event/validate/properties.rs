@@ -106,6 +106,8 @@ fn rules(t: &EventType) -> &'static [(&'static str, Kind, bool)] {
             ("itemCount", NonNegativeInt, false),
             ("items", Items, false),
             ("paymentMethod", Text, false),
+            // Ties a backend order to the storefront visit that filled the cart (attribution).
+            ("cartId", Id, false),
         ],
         EventType::PaymentCaptured => &[
             ("orderId", Id, true),

@@ -10,6 +10,7 @@
 //! event once ([`ONE_ROW_PER_EVENT`]). Distinct counts are exact (`COUNT(DISTINCT …)`; never
 //! `APPROX_COUNT_DISTINCT`, approximate on BigQuery and exact only on the emulator).
 
+mod attribution;
 mod cohorts;
 mod funnel;
 mod live;
@@ -17,6 +18,7 @@ mod metrics;
 mod products;
 mod ranked;
 
+pub use attribution::attribution;
 pub use cohorts::{cohorts, sql as cohorts_sql};
 pub use funnel::{funnel, sql as funnel_sql};
 pub use live::{live, sql as live_sql};
@@ -300,6 +302,13 @@ impl ReadStore for BigQueryStore {
         q: &crate::query::sales::SalesQuery,
     ) -> Result<crate::query::sales::SalesRead, StoreError> {
         sales(self, q).await
+    }
+
+    async fn attribution(
+        &self,
+        q: &crate::query::attribution::AttributionQuery,
+    ) -> Result<crate::query::attribution::AttributionFacts, StoreError> {
+        attribution(self, q).await
     }
 
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {

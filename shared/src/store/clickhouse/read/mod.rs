@@ -14,6 +14,7 @@
 //! third faster on 10M events, and exact unless two ids collide (probability ≈ n²/2⁶⁵, below 10⁻⁷ at
 //! 100 million sessions).
 
+mod attribution;
 mod cohorts;
 mod convert;
 mod dashboards;
@@ -53,6 +54,9 @@ pub(super) struct Binds {
     /// `{from:Int64}`, `{to:Int64}`: the range `[from, to)`, Unix milliseconds.
     pub from_ms: i64,
     pub to_ms: Option<i64>,
+    /// `{tfrom:Int64}`: where attribution's touches start (the period's start less the lookback), Unix
+    /// milliseconds.
+    pub touches_from_ms: Option<i64>,
     /// `{until:Int64}`: where a funnel stops reading, Unix milliseconds (its period's end plus the window).
     pub until_ms: Option<i64>,
     /// `{bots:UInt8}`: 1 counts events flagged as bots too.
@@ -132,6 +136,9 @@ impl Sql {
         }
         if let Some(to) = b.to_ms {
             q = q.param("to", to);
+        }
+        if let Some(tfrom) = b.touches_from_ms {
+            q = q.param("tfrom", tfrom);
         }
         if let Some(until) = b.until_ms {
             q = q.param("until", until);
@@ -357,6 +364,13 @@ impl ReadStore for ClickHouseStore {
         q: &crate::query::sales::SalesQuery,
     ) -> Result<crate::query::sales::SalesRead, StoreError> {
         sales::fetch(self, q).await
+    }
+
+    async fn attribution(
+        &self,
+        q: &crate::query::attribution::AttributionQuery,
+    ) -> Result<crate::query::attribution::AttributionFacts, StoreError> {
+        attribution::fetch(self, q).await
     }
 
     async fn cohorts(&self, q: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
@@ -664,6 +678,37 @@ mod tests {
         insta::assert_snapshot!(
             "main_currency",
             layout(&super::main_currency_sql("shop-a", now, false))
+        );
+    }
+
+    #[test]
+    fn attributions_reads_have_their_sql_snapshots() {
+        use crate::query::attribution::{AttributionQuery, Channel, Model};
+        let q = AttributionQuery {
+            store_id: "shop-a".into(),
+            range: range("period=30d"),
+            currency: "USD".into(),
+            filters: Filters {
+                country: Some("US".into()),
+                ..Filters::default()
+            },
+            include_bots: false,
+            model: Model::Linear,
+            by: Channel::Source,
+            lookback_days: 30,
+            half_life_days: 7,
+        };
+        insta::assert_snapshot!(
+            "attribution",
+            [
+                super::attribution::orders_sql(&q),
+                super::attribution::carts_sql(&q),
+                super::attribution::sessions_sql(&q),
+            ]
+            .iter()
+            .map(layout)
+            .collect::<Vec<_>>()
+            .join("\n")
         );
     }
 }
