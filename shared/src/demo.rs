@@ -452,7 +452,7 @@ impl DemoGenerator {
             "order.completed",
             Some(buyer),
             json!({"orderId": order_id, "total": total, "currency": currency, "itemCount": item_count,
-                   "items": items, "paymentMethod": method}),
+                   "items": items.clone(), "paymentMethod": method}),
             v.context("https://shop.example.com/checkout/thank-you", false),
         );
         let server_side = json!({"country": v.country});
@@ -470,19 +470,21 @@ impl DemoGenerator {
         if self.rng.random_bool(0.04) {
             let refunded = at + time::Duration::days(self.rng.random_range(1..21));
             if refunded < self.cfg.end {
-                // Most refunds are returns of the whole order; some refund half (a damaged item).
-                let (amount, reason) = if self.rng.random_bool(0.7) {
-                    (total, "return")
+                // Most refunds are returns of the whole order, with its items; some refund half (a
+                // damaged item), naming no item.
+                let properties = if self.rng.random_bool(0.7) {
+                    json!({"orderId": order_id, "amount": total, "currency": currency,
+                           "reason": "return", "items": items})
                 } else {
-                    (total / 2, "damaged")
+                    json!({"orderId": order_id, "amount": total / 2, "currency": currency,
+                           "reason": "damaged"})
                 };
                 self.emit(
                     v,
                     refunded,
                     "order.refunded",
                     Some(buyer),
-                    json!({"orderId": order_id, "amount": amount, "currency": currency,
-                           "reason": reason}),
+                    properties,
                     server_side,
                 );
             }

@@ -2000,11 +2000,14 @@ async fn product_performance_equals_an_independent_computation() {
         })
         .expect("a USD order in the period");
     let refund_at = order.t.checked_add(1.hour()).expect("time");
+    // It returns one unit of the order's first item, and says so (the product's net revenue drops by it).
+    let (returned, _, returned_price) = order.items[0].clone();
     let refund = Validator::from_config(&f.db.config)
         .validate(
             serde_json::json!({"id": format!("refund-{}", order.order), "type": "order.refunded",
                 "timestamp": refund_at.to_string(), "customerId": order.customer,
-                "properties": {"orderId": order.order, "amount": order.amount, "currency": "USD"}}),
+                "properties": {"orderId": order.order, "amount": order.amount, "currency": "USD",
+                               "items": [{"productId": returned, "quantity": 1, "price": returned_price}]}}),
             "shop-a",
             &Default::default(),
             time::OffsetDateTime::from_unix_timestamp(f.now.as_second()).expect("now"),
@@ -2049,8 +2052,18 @@ async fn product_performance_equals_an_independent_computation() {
                         sets.entry((p.clone(), 7)).or_default().insert(&e.session);
                     }
                 }
+                // What refunds with items gave back, per product.
+                "order.refunded" if e.currency == "USD" => {
+                    for (p, q, price) in &e.items {
+                        rows.entry(p.clone()).or_default()[9] += q * price;
+                    }
+                }
                 _ => {}
             }
+        }
+        if source.is_none() {
+            // The refund above has no session: it counts without a source filter only.
+            rows.entry(returned.clone()).or_default()[9] += returned_price;
         }
         for ((p, col), set) in sets {
             rows.entry(p).or_default()[col] = set.iter().filter(|s| !s.is_empty()).count() as i64;
@@ -2081,7 +2094,14 @@ async fn product_performance_equals_an_independent_computation() {
                         n("revenue"),
                         n("purchaseSessions"),
                         n("refunds"),
-                        0,
+                        {
+                            assert_eq!(
+                                n("netRevenue"),
+                                n("revenue") - n("refundedAmount"),
+                                "{r}"
+                            );
+                            n("refundedAmount")
+                        },
                     ],
                 )
             })

@@ -8,6 +8,10 @@
 //!   once; units = Σ quantity, 1 when absent; revenue = Σ quantity × price, minor units);
 //!   `purchaseSessions`: the sessions of those orders;
 //! - `refunds`: those orders with an `order.refunded` event before the period's end;
+//! - `refundedAmount`: what the period's `order.refunded` events in `currency` gave back for the product,
+//!   from their `items` (Σ quantity × price; each refund event once, in the period of the refund, as the
+//!   sales report's `returns`); a refund without items names no product and subtracts from none;
+//! - `netRevenue` = revenue − refundedAmount;
 //! - `viewToCartRate` = cartSessions / viewSessions, `cartToPurchaseRate` = purchaseSessions /
 //!   cartSessions (it can exceed 1 when orders come from sessions that added the product earlier or from
 //!   the backend).
@@ -28,7 +32,7 @@ use crate::error::{Error, Result};
 pub const NAME: &str = "product_performance";
 
 /// The columns rows can be sorted by, as the API names them.
-pub const COLUMNS: [&str; 12] = [
+pub const COLUMNS: [&str; 14] = [
     "productId",
     "views",
     "viewSessions",
@@ -39,6 +43,8 @@ pub const COLUMNS: [&str; 12] = [
     "revenue",
     "purchaseSessions",
     "refunds",
+    "refundedAmount",
+    "netRevenue",
     "viewToCartRate",
     "cartToPurchaseRate",
 ];
@@ -70,6 +76,8 @@ pub struct ProductFacts {
     pub revenue: i64,
     pub purchase_sessions: i64,
     pub refunds: i64,
+    /// Minor units the period's refunds gave back for the product (from their items).
+    pub refunded_amount: i64,
 }
 
 impl ProductFacts {
@@ -85,6 +93,8 @@ impl ProductFacts {
             "revenue": self.revenue,
             "purchaseSessions": self.purchase_sessions,
             "refunds": self.refunds,
+            "refundedAmount": self.refunded_amount,
+            "netRevenue": self.revenue - self.refunded_amount,
             "viewToCartRate": rate(self.cart_sessions, self.view_sessions),
             "cartToPurchaseRate": rate(self.purchase_sessions, self.cart_sessions),
         })

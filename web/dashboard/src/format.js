@@ -43,7 +43,7 @@ export function kindOfMetric(metric) {
 
 /// How a column of a ranked table reads, by its key.
 export function kindOfColumn(key) {
-  if (key === 'revenue') return 'money';
+  if (key === 'revenue' || key === 'netRevenue' || key === 'refundedAmount') return 'money';
   if (/Rate$/.test(key) || key === 'retention' || key === 'share') return 'rate';
   if (key === 'updatedAt') return 'time';
   return typeof key === 'string' && /^(units|orders|sessions|customers|quantity|unitsSold|stockOnHand|count|views|viewSessions|addToCarts|cartSessions|purchaseSessions|refunds|bounces)$/.test(key) ? 'count' : 'text';

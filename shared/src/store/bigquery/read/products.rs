@@ -11,11 +11,12 @@ use crate::store::bigquery::client::Param;
 pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
     let text = format!(
         "{}, {} \
-         SELECT COALESCE(f.key, o.key) AS key, IFNULL(f.views, 0) AS views, \
+         SELECT COALESCE(f.key, o.key, r.key) AS key, IFNULL(f.views, 0) AS views, \
            IFNULL(f.view_sessions, 0) AS view_sessions, IFNULL(f.adds, 0) AS adds, \
            IFNULL(f.cart_sessions, 0) AS cart_sessions, IFNULL(o.orders, 0) AS orders, \
            IFNULL(o.units, 0) AS units, IFNULL(o.revenue, 0) AS revenue, \
-           IFNULL(o.purchase_sessions, 0) AS purchase_sessions, IFNULL(o.refunds, 0) AS refunds \
+           IFNULL(o.purchase_sessions, 0) AS purchase_sessions, IFNULL(o.refunds, 0) AS refunds, \
+           IFNULL(r.refunded, 0) AS refunded \
          FROM ( \
            SELECT product_id AS key, COUNT(DISTINCT IF(type = 'product.viewed', id, NULL)) AS views, \
              COUNT(DISTINCT IF(type = 'product.viewed' AND session_id != '', session_id, NULL)) AS view_sessions, \
@@ -35,7 +36,16 @@ pub fn sql(store: &BigQueryStore, q: &ProductQuery) -> Sql {
                  WHERE type = 'order.completed' AND currency = @currency GROUP BY order_id), \
              UNNEST(JSON_QUERY_ARRAY(p, '$.items')) AS item \
            GROUP BY key) AS o \
-         ON f.key = o.key WHERE COALESCE(f.key, o.key) != ''",
+         ON f.key = o.key \
+         FULL OUTER JOIN ( \
+           SELECT IFNULL(JSON_VALUE(item, '$.productId'), '') AS key, \
+             SUM(IFNULL(SAFE_CAST(JSON_VALUE(item, '$.quantity') AS INT64), 1) \
+                 * IFNULL(SAFE_CAST(JSON_VALUE(item, '$.price') AS INT64), 0)) AS refunded \
+           FROM (SELECT id, ANY_VALUE(properties) AS p FROM ev \
+                 WHERE type = 'order.refunded' AND currency = @currency GROUP BY id), \
+             UNNEST(JSON_QUERY_ARRAY(p, '$.items')) AS item \
+           GROUP BY key) AS r \
+         ON COALESCE(f.key, o.key) = r.key WHERE COALESCE(f.key, o.key, r.key) != ''",
         events_in_range(store, &q.filters),
         all_events(store)
     );
@@ -66,6 +76,7 @@ pub async fn product_performance(
         col("purchase_sessions")?,
         col("refunds")?,
     );
+    let refunded = col("refunded")?;
     (0..rows.rows.len())
         .map(|r| {
             Ok(ProductFacts {
@@ -79,6 +90,7 @@ pub async fn product_performance(
                 revenue: rows.i64(r, revenue)?,
                 purchase_sessions: rows.i64(r, purchase_sessions)?,
                 refunds: rows.i64(r, refunds)?,
+                refunded_amount: rows.i64(r, refunded)?,
             })
         })
         .collect()

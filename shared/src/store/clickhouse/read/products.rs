@@ -25,6 +25,7 @@ struct ProductRow {
     revenue: i64,
     purchase_sessions: i64,
     refunds: i64,
+    refunded: i64,
 }
 
 pub(super) fn sql(q: &ProductQuery) -> Sql {
@@ -33,7 +34,7 @@ pub(super) fn sql(q: &ProductQuery) -> Sql {
         "SELECT key, toInt64(views) AS views, toInt64(view_sessions) AS view_sessions, toInt64(adds) AS adds, \
            toInt64(cart_sessions) AS cart_sessions, toInt64(orders) AS orders, toInt64(units) AS units, \
            toInt64(revenue) AS revenue, toInt64(purchase_sessions) AS purchase_sessions, \
-           toInt64(refunds) AS refunds \
+           toInt64(refunds) AS refunds, toInt64(refunded) AS refunded \
          FROM ( \
            SELECT product_id AS key, uniqExactIf(id, type = 'product.viewed') AS views, \
              uniqExactIf(session_id, type = 'product.viewed' AND session_id != '') AS view_sessions, \
@@ -51,6 +52,13 @@ pub(super) fn sql(q: &ProductQuery) -> Sql {
            FROM (SELECT order_id, any(properties) AS p, any(session_id) AS session FROM commerce_events \
                  WHERE {base} AND type = 'order.completed' AND currency = {{currency:String}} GROUP BY order_id) \
            ARRAY JOIN JSONExtractArrayRaw(p, 'items') AS item GROUP BY key) AS o \
+         USING key \
+         FULL OUTER JOIN ( \
+           SELECT JSONExtractString(item, 'productId') AS key, \
+             sum({ITEM_QTY} * JSONExtractInt(item, 'price')) AS refunded \
+           FROM (SELECT id, any(properties) AS p FROM commerce_events \
+                 WHERE {base} AND type = 'order.refunded' AND currency = {{currency:String}} GROUP BY id) \
+           ARRAY JOIN JSONExtractArrayRaw(p, 'items') AS item GROUP BY key) AS r \
          USING key WHERE key != ''"
     );
     Sql {
@@ -85,6 +93,7 @@ pub(super) async fn fetch(
             revenue: r.revenue,
             purchase_sessions: r.purchase_sessions,
             refunds: r.refunds,
+            refunded_amount: r.refunded,
         })
         .collect())
 }
