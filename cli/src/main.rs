@@ -68,6 +68,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RatesCmd,
     },
+    /// Alert rules and guards ([`commerce_analytics::alerts`]).
+    Alerts {
+        #[command(subcommand)]
+        cmd: AlertsCmd,
+    },
     /// Generate deterministic demo traffic into a store (and the exchange rates it needs).
     Demo {
         #[arg(long, default_value = "demo")]
@@ -82,6 +87,13 @@ enum Cmd {
         #[arg(long)]
         replace: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AlertsCmd {
+    /// Evaluate every store's due rules and guards now (as the `alerts` function does every 5 minutes)
+    /// and print what was done.
+    Run,
 }
 
 #[derive(Subcommand)]
@@ -190,6 +202,25 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "loaded {stored} exchange rates from {} into {}",
                 file.display(),
                 warehouse.describe(&config)
+            );
+        }
+        Cmd::Alerts {
+            cmd: AlertsCmd::Run,
+        } => {
+            let warehouse = commerce_analytics::store::Warehouse::from_config(&config)?;
+            warehouse.migrate(config.max_retention_days()).await?;
+            let alerts = warehouse.alerts();
+            let reads = warehouse.reads();
+            let runner = commerce_analytics::alerts::run::Runner::new(
+                reads.as_ref(),
+                alerts.as_ref(),
+                commerce_analytics::alerts::webhook::Sender::new(config.alerts_allow_loopback),
+                &config.public_url,
+            );
+            let report = runner.run_all(jiff::Timestamp::now()).await?;
+            eprintln!(
+                "alerts evaluated: {}",
+                serde_json::to_string(&report).map_err(|e| e.to_string())?
             );
         }
         Cmd::Keys { cmd } => {

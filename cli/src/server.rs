@@ -178,6 +178,11 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
             warehouse.dashboards(),
             warehouse.erasure(),
             Arc::new(SystemClock),
+        )
+        .with_alerts(
+            warehouse.alerts(),
+            config.alerts_allow_loopback,
+            &config.public_url,
         );
     let state = AppState {
         api,
@@ -193,6 +198,12 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         .map_err(|e| Error::Internal(e.to_string()))?;
     warn_if_over_file_limit(config.server.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(alert_timer(
+        warehouse.reads(),
+        warehouse.alerts(),
+        config.clone(),
+        stop_rx.clone(),
+    ));
     let serve_task = tokio::spawn(accept_loop(listener, state, stop_rx));
     Ok(LocalServer {
         addr,
@@ -204,6 +215,34 @@ pub async fn start(config: &Config, opts: ServerOptions) -> Result<LocalServer> 
         spill_dir: opts.spill_dir,
         grace: opts.shutdown_grace,
     })
+}
+
+/// Evaluates alerts every 5 minutes (as the `alerts` Lambda's schedule does) until told to stop; the
+/// first run a minute after the start.
+async fn alert_timer(
+    reads: Arc<dyn commerce_analytics::query::ReadStore>,
+    alerts: Arc<dyn commerce_analytics::alerts::AlertStore>,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) {
+    use commerce_analytics::alerts::{run::Runner, webhook::Sender};
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = Duration::from_secs(300);
+        let runner = Runner::new(
+            reads.as_ref(),
+            alerts.as_ref(),
+            Sender::new(config.alerts_allow_loopback),
+            &config.public_url,
+        );
+        if let Err(e) = runner.run_all(jiff::Timestamp::now()).await {
+            tracing::warn!(error = %e, "alert evaluation failed");
+        }
+    }
 }
 
 /// Accepts connections until told to stop, then waits for the open ones to finish their requests.

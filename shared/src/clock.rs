@@ -38,3 +38,9 @@ impl Clock for FixedClock {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// The clock's time as a `jiff` timestamp (millisecond precision), as the read side uses.
+pub fn now_jiff(clock: &dyn Clock) -> jiff::Timestamp {
+    let ms = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}

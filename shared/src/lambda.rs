@@ -87,7 +87,7 @@ fn store_routes_api(w: &Wiring) -> Api {
         Arc::new(crate::sink::DiscardSink),
         w.clock.clone(),
     );
-    Api::new(Arc::new(tracker), w.authenticator(), w.config.limits)
+    let api = Api::new(Arc::new(tracker), w.authenticator(), w.config.limits)
         .with_rate_limit(&w.config, w.clock.clone())
         .with_read_origins(&w.config.dashboard_origins)
         .with_query_ports(
@@ -95,7 +95,12 @@ fn store_routes_api(w: &Wiring) -> Api {
             w.warehouse.dashboards(),
             w.warehouse.erasure(),
             w.clock.clone(),
-        )
+        );
+    api.with_alerts(
+        w.warehouse.alerts(),
+        w.config.alerts_allow_loopback,
+        &w.config.public_url,
+    )
 }
 
 /// `ingest`: the Firehose HTTP endpoint destination. Refuses to start without the access key (its
@@ -122,6 +127,30 @@ pub async fn rates() -> Result<(), Error> {
         move |_: LambdaEvent<Value>| async move {
             let report = crate::fx::refresh(http, url, store).await?;
             tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "rates stored");
+            Ok::<_, Error>(report)
+        },
+    ))
+    .await
+}
+
+/// `alerts`: run every 5 minutes by an EventBridge schedule; evaluates every store's due rules and
+/// guards ([`crate::alerts::run`]). Output: what it did (also logged).
+pub async fn alerts() -> Result<(), Error> {
+    let w = Wiring::from_env()?;
+    let store = w.warehouse.alerts();
+    let reads = w.warehouse.reads();
+    let sender = crate::alerts::webhook::Sender::new(w.config.alerts_allow_loopback);
+    let (store, reads, sender, url, clock) = (
+        store.as_ref(),
+        reads.as_ref(),
+        &sender,
+        w.config.public_url.as_str(),
+        w.clock.as_ref(),
+    );
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<Value>| async move {
+            let runner = crate::alerts::run::Runner::new(reads, store, sender.clone(), url);
+            let report = runner.run_all(crate::clock::now_jiff(clock)).await?;
             Ok::<_, Error>(report)
         },
     ))

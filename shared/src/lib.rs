@@ -33,6 +33,7 @@
 //! starts, day and month steps in a zone) that `time` does not have. They meet only at the read seam, as
 //! Unix milliseconds.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod clock;

@@ -43,7 +43,7 @@ async fn migrations_create_the_schema_once_and_a_second_run_applies_nothing() {
     let store = test_bigquery("bq_migrate").await;
     assert_eq!(
         migrations::version(&store).await.expect("version"),
-        migrations::EXCHANGE_RATES
+        migrations::ALERTS
     );
     let again = store.migrate(365).await.expect("idempotent");
     assert!(again.applied.is_empty(), "{again:?}");
@@ -62,6 +62,10 @@ async fn migrations_create_the_schema_once_and_a_second_run_applies_nothing() {
         .map(|r| tables.string(r, 0))
         .collect();
     for want in [
+        "alert_claims",
+        "alert_deliveries",
+        "alert_log",
+        "alert_rules",
         "analytics_dashboards",
         "api_keys",
         "events",

@@ -22,6 +22,8 @@ enum Expect {
     },
     /// The rates function stored this many rates (from the XML served by [`serve_rates`]).
     Rates(usize),
+    /// The alerts function evaluated the stores with recent events (the guards, at least).
+    Alerts,
 }
 
 /// (fixture, function, expectation). Every file in `events/` must be listed.
@@ -76,6 +78,7 @@ const FIXTURES: &[(&str, &str, Expect)] = &[
         Expect::Retention { dry_run: false },
     ),
     ("rates-schedule.json", "rates", Expect::Rates(3)),
+    ("alerts-schedule.json", "alerts", Expect::Alerts),
 ];
 
 /// The ECB's XML layout with three rates over two days, as the rates function reads it.
@@ -141,6 +144,19 @@ async fn every_event_fixture_runs_through_its_function_binary() {
     commerce_analytics::auth::keys::seed(&db.store, &local.keys, time::OffsetDateTime::now_utc())
         .await
         .expect("seeded");
+    // A page view of the demo store in the last hour, so the alerts function (which runs first) has a
+    // store with recent events to guard.
+    let seen = commerce_analytics::event::Validator::from_config(&local)
+        .validate(
+            serde_json::json!({"type": "page.viewed", "sessionId": "s_runtime"}),
+            "demo",
+            &Default::default(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("valid");
+    commerce_analytics::store::EventStore::insert(&db.store, &[seen], "runtime")
+        .await
+        .expect("stored");
     let env: Vec<(String, String)> = vec![
         (
             "ANALYTICS_CONFIG".into(),
@@ -188,6 +204,11 @@ async fn every_event_fixture_runs_through_its_function_binary() {
                 Expect::Rates(n) => {
                     assert_eq!(body["rates"], *n, "{file}: {body}");
                     assert_eq!(body["lastDay"], "2026-11-27", "{file}: {body}");
+                }
+                Expect::Alerts => {
+                    assert_eq!(body["errors"], 0, "{file}: {body}");
+                    assert!(body["stores"].as_u64() >= Some(1), "{file}: {body}");
+                    assert!(body["evaluated"].as_u64() >= Some(3), "{file}: {body}");
                 }
                 Expect::Retention { dry_run } => {
                     assert_eq!(body["dryRun"], *dry_run, "{file}: {body}");

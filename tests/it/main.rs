@@ -6,6 +6,7 @@
 //! reads everything logged.
 
 mod adversarial;
+mod alerts;
 mod attribution;
 mod bigquery;
 mod bots;

@@ -2095,11 +2095,7 @@ async fn product_performance_equals_an_independent_computation() {
                         n("purchaseSessions"),
                         n("refunds"),
                         {
-                            assert_eq!(
-                                n("netRevenue"),
-                                n("revenue") - n("refundedAmount"),
-                                "{r}"
-                            );
+                            assert_eq!(n("netRevenue"), n("revenue") - n("refundedAmount"), "{r}");
                             n("refundedAmount")
                         },
                     ],

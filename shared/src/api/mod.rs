@@ -98,6 +98,16 @@ pub struct Api {
     limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
     /// Origins that may call the read routes cross-origin.
     read_origins: Arc<[String]>,
+    /// `/analytics/alerts` ([`crate::alerts`]), when the warehouse keeps alerts.
+    alerts: Option<AlertsRoute>,
+}
+
+/// What the alert routes need beside the query ports.
+#[derive(Debug, Clone)]
+struct AlertsRoute {
+    store: Arc<dyn crate::alerts::AlertStore>,
+    allow_loopback: bool,
+    public_url: String,
 }
 
 /// Who may call a route from a browser on another origin, and with which methods.
@@ -121,6 +131,10 @@ impl Cors {
             "/analytics/dashboards" => Self::Read("GET, POST, OPTIONS"),
             p if p.starts_with("/analytics/dashboards/") => Self::Read("GET, PUT, DELETE, OPTIONS"),
             p if p.starts_with("/analytics/customers/") => Self::Read("DELETE, OPTIONS"),
+            "/analytics/alerts" => Self::Read("GET, POST, OPTIONS"),
+            p if p.starts_with("/analytics/alerts/") => {
+                Self::Read("GET, POST, PUT, DELETE, OPTIONS")
+            }
             _ => Self::None,
         }
     }
@@ -136,6 +150,7 @@ impl Api {
             stores: None,
             limiter: None,
             read_origins: Arc::from(Vec::new()),
+            alerts: None,
         }
     }
 
@@ -200,6 +215,22 @@ impl Api {
             dashboards,
             erasure,
             clock,
+        });
+        self
+    }
+
+    /// Also serve `/analytics/alerts` from `store` (webhooks to loopback only when `allow_loopback`;
+    /// notification links to `public_url`).
+    pub fn with_alerts(
+        mut self,
+        store: Arc<dyn crate::alerts::AlertStore>,
+        allow_loopback: bool,
+        public_url: &str,
+    ) -> Self {
+        self.alerts = Some(AlertsRoute {
+            store,
+            allow_loopback,
+            public_url: public_url.to_owned(),
         });
         self
     }
@@ -307,6 +338,11 @@ impl Api {
             (p, _) if p.starts_with("/analytics/dashboards/") => {
                 let id = p.trim_start_matches("/analytics/dashboards/").to_owned();
                 self.dashboards(req, Some(id)).await
+            }
+            ("/analytics/alerts", _) => self.alerts(req, None).await,
+            (p, _) if p.starts_with("/analytics/alerts/") => {
+                let rest = p.trim_start_matches("/analytics/alerts/").to_owned();
+                self.alerts(req, Some(rest)).await
             }
             (p, &Method::DELETE) if p.starts_with("/analytics/customers/") => {
                 let id = p.trim_start_matches("/analytics/customers/").to_owned();
@@ -525,6 +561,174 @@ impl Api {
         }
     }
 
+    /// `/analytics/alerts[/{id}[/history|/test]]`: see [`crate::alerts`]; keys with the `manage` scope.
+    async fn alerts(&self, req: Request, rest: Option<String>) -> Result<Response<Body>> {
+        use crate::alerts::{self, Guard, GuardSettings, RuleBody, RuleInput, StoredRule};
+        let r = &self.reader(&req, Scope::Manage).await?;
+        let method = req.method().clone();
+        let not_found = || Error::NotFound {
+            method: method.to_string(),
+            path: req.uri().path().to_owned(),
+        };
+        let route = self.alerts.as_ref().ok_or_else(not_found)?;
+        let store = route.store.as_ref();
+        let all = async || {
+            Ok::<_, Error>(alerts::run::with_guards(
+                store.alert_rules(&r.store_id).await?,
+            ))
+        };
+        let find = async |id: &str| {
+            all()
+                .await?
+                .into_iter()
+                .find(|x| x.id == id)
+                .ok_or_else(not_found)
+        };
+        let body = || request::body_text(&req, self.limits.max_body_bytes);
+        let json_body = |what: &str| {
+            let text = body()?;
+            Ok::<_, Error>((text, what.to_owned()))
+        };
+        // A custom rule's body, checked (its metric through the metrics parser, its webhooks for SSRF).
+        let checked_input = async || {
+            let (text, _) = json_body("rule")?;
+            let input: RuleInput = serde_json::from_str(text).map_err(|e| {
+                Error::invalid(
+                    "invalid_json",
+                    "body",
+                    format!("body must be a rule {{\"name\", \"metric\", \"condition\", …}}: {e}"),
+                )
+            })?;
+            alerts::check(r.reads(), &r.store_id, &input, r.now).await?;
+            check_channels(&input.channels, route.allow_loopback).await?;
+            Ok::<_, Error>(input)
+        };
+        let (id, action) = match rest.as_deref() {
+            None => (None, None),
+            Some(rest) => match rest.split_once('/') {
+                Some((id, action)) => (Some(id.to_owned()), Some(action.to_owned())),
+                None => (Some(rest.to_owned()), None),
+            },
+        };
+        let answer = |status: StatusCode, v: &serde_json::Value| Ok(response::json(status, v));
+        match (id, action.as_deref(), &method) {
+            (None, None, &Method::GET) => {
+                let rules: Vec<_> = all().await?.iter().map(StoredRule::to_json).collect();
+                answer(StatusCode::OK, &json!({ "alerts": rules }))
+            }
+            (None, None, &Method::POST) => {
+                let input = checked_input().await?;
+                let custom = store
+                    .alert_rules(&r.store_id)
+                    .await?
+                    .into_iter()
+                    .filter(|x| matches!(x.body, RuleBody::Custom(_)))
+                    .count();
+                if custom >= alerts::MAX_RULES {
+                    return Err(Error::invalid(
+                        "too_many_alerts",
+                        "alerts",
+                        format!(
+                            "a store has at most {} alert rules; delete one first",
+                            alerts::MAX_RULES
+                        ),
+                    ));
+                }
+                let rule = StoredRule {
+                    id: format!("alert_{}", ulid::Ulid::new()),
+                    body: RuleBody::Custom(input),
+                    signing_secret: alerts::new_signing_secret(),
+                };
+                store.save_alert_rule(&r.store_id, &rule, r.now).await?;
+                answer(StatusCode::CREATED, &rule.to_json())
+            }
+            (Some(id), None, &Method::GET) => answer(StatusCode::OK, &find(&id).await?.to_json()),
+            (Some(id), None, &Method::PUT) => {
+                let old = find(&id).await?;
+                let secret = if old.signing_secret.is_empty() {
+                    alerts::new_signing_secret()
+                } else {
+                    old.signing_secret
+                };
+                let body = match Guard::parse(&id) {
+                    Some(g) => {
+                        let settings: GuardSettings =
+                            serde_json::from_str(body()?).map_err(|e| {
+                                Error::invalid(
+                                    "invalid_json",
+                                    "body",
+                                    format!(
+                                        "a built-in guard takes {{\"channels\": [...], \"muted\": bool}}: {e}"
+                                    ),
+                                )
+                            })?;
+                        check_channels(&settings.channels, route.allow_loopback).await?;
+                        RuleBody::Guard(g, settings)
+                    }
+                    None => RuleBody::Custom(checked_input().await?),
+                };
+                let rule = StoredRule {
+                    id,
+                    body,
+                    signing_secret: secret,
+                };
+                store.save_alert_rule(&r.store_id, &rule, r.now).await?;
+                answer(StatusCode::OK, &rule.to_json())
+            }
+            (Some(id), None, &Method::DELETE) => {
+                if Guard::parse(&id).is_some() {
+                    return Err(Error::invalid(
+                        "built_in_guard",
+                        "id",
+                        format!(
+                            "{id} is a built-in guard: mute it instead (PUT {{\"muted\": true}})"
+                        ),
+                    ));
+                }
+                find(&id).await?;
+                store.delete_alert_rule(&r.store_id, &id, r.now).await?;
+                answer(StatusCode::OK, &json!({ "id": id, "deleted": true }))
+            }
+            (Some(id), Some("history"), &Method::GET) => {
+                find(&id).await?;
+                let p = crate::query::params::Params::parse(query_of(&req), &["limit"])?;
+                let limit = crate::query::ranked::parse_limit(p.get("limit").or(Some("100")))?;
+                let (evaluations, deliveries) =
+                    store.alert_history(&r.store_id, &id, limit).await?;
+                answer(
+                    StatusCode::OK,
+                    &json!({ "id": id, "evaluations": evaluations, "deliveries": deliveries }),
+                )
+            }
+            (Some(id), Some("test"), &Method::POST) => {
+                let rule = find(&id).await?;
+                if rule.channels().is_empty() {
+                    return Err(Error::invalid(
+                        "no_channels",
+                        "channels",
+                        format!("{id} has no channels to send a test notification to"),
+                    ));
+                }
+                // One attempt, 5 seconds at most: the caller waits for the answer.
+                let mut sender = alerts::webhook::Sender::new(route.allow_loopback);
+                sender.attempts = 1;
+                sender.timeout = std::time::Duration::from_secs(5);
+                let runner = alerts::run::Runner::new(r.reads(), store, sender, &route.public_url);
+                let deliveries = runner.test(&r.store_id, &rule, r.now).await?;
+                answer(
+                    StatusCode::OK,
+                    &json!({ "id": id, "deliveries": deliveries }),
+                )
+            }
+            (Some(_), Some(_), _) | (Some(_), None, _) | (None, _, _) => {
+                Err(Error::MethodNotAllowed {
+                    method: method.to_string(),
+                    path: req.uri().path().to_owned(),
+                })
+            }
+        }
+    }
+
     /// `DELETE /analytics/customers/{customerId}`: see [`crate::erasure`].
     async fn erase_customer(&self, req: &Request, raw_id: &str) -> Result<Response<Body>> {
         let r = self.reader(req, Scope::Erase).await?;
@@ -627,4 +831,14 @@ fn parse_batch(body: &str) -> Result<Vec<&RawValue>> {
             .map(|w| w.events)
             .map_err(bad)
     }
+}
+
+/// Checks each webhook of `channels` against SSRF ([`crate::alerts::webhook::check_url`]).
+async fn check_channels(channels: &[crate::alerts::Channel], allow_loopback: bool) -> Result<()> {
+    for (i, c) in channels.iter().enumerate() {
+        let crate::alerts::Channel::Webhook { url } = c;
+        crate::alerts::webhook::check_url(url, allow_loopback, &format!("channels[{i}].url"))
+            .await?;
+    }
+    Ok(())
 }

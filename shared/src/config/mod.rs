@@ -206,6 +206,10 @@ pub struct Config {
     pub server: ServerLimits,
     /// Where the `rates` function reads the ECB's reference rates ([`crate::fx::refresh`]).
     pub rates_url: String,
+    /// Alert webhooks may go to loopback ([`crate::alerts::webhook`]).
+    pub alerts_allow_loopback: bool,
+    /// The dashboard page's address, for notification links.
+    pub public_url: String,
     /// Zero the last IPv4 octet / keep only the IPv6 /48 before storing. Default true.
     pub anonymize_ip: bool,
     /// Bootstrap keys (the committed development keys locally). Requests are authenticated against the key
@@ -399,6 +403,8 @@ impl Config {
                 body_timeout: Duration::from_secs(raw.server_body_timeout_seconds.into()),
             },
             rates_url: raw.rates_url,
+            alerts_allow_loopback: raw.alerts_allow_loopback,
+            public_url: raw.public_url,
             anonymize_ip: raw.anonymize_ip,
             keys,
             key_cache_ttl_seconds: raw.key_cache_ttl_seconds,

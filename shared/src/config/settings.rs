@@ -198,6 +198,16 @@ settings! {
     rates_url: String = crate::fx::ECB_90_DAYS_URL.into();
     shown "the ECB's `eurofxref-hist-90d.xml`", env "ANALYTICS_RATES_URL", parse text;
 
+    /// alert webhooks may also go to loopback addresses, over `http` too (development receivers; the
+    /// local configuration sets it); never private or link-local ones
+    alerts_allow_loopback: bool = false;
+    shown "`false`", env "ANALYTICS_ALERTS_ALLOW_LOOPBACK", parse from_str;
+
+    /// where the dashboard page is reached (`https://analytics.example.com`), for the links in alert
+    /// notifications; empty: notifications carry no link
+    public_url: String = String::new();
+    shown "none", env "ANALYTICS_PUBLIC_URL", parse text;
+
     /// zero the last IPv4 octet / keep only the IPv6 /48 before storing (see "The event")
     anonymize_ip: bool = true;
     shown "`true`", env "ANALYTICS_ANONYMIZE_IP", parse from_str;

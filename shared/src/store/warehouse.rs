@@ -90,6 +90,14 @@ impl Warehouse {
         }
     }
 
+    /// Where alert rules, claims and the evaluation log live.
+    pub fn alerts(&self) -> Arc<dyn crate::alerts::AlertStore> {
+        match self {
+            Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),
+            Self::BigQuery(bq) => Arc::new(bq.clone()),
+        }
+    }
+
     pub fn erasure(&self) -> Arc<dyn ErasureStore> {
         match self {
             Self::ClickHouse(ch) => Arc::new(ch.as_ref().clone()),

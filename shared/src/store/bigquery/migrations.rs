@@ -135,13 +135,77 @@ CREATE TABLE IF NOT EXISTS `{ds}.fx_rates`
 )
 CLUSTER BY currency"],
     },
+    Migration {
+        version: ALERTS,
+        name: "alerts",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS `{ds}.alert_rules`
+(
+    store_id        STRING NOT NULL,
+    id              STRING NOT NULL,
+    body            STRING NOT NULL OPTIONS (description = 'JSON: the rule as written, or a guard''s settings'),
+    signing_secret  STRING NOT NULL,
+    version         INT64 NOT NULL OPTIONS (description = 'milliseconds; the latest version wins'),
+    deleted         BOOL NOT NULL
+)
+CLUSTER BY store_id",
+            r"
+CREATE TABLE IF NOT EXISTS `{ds}.alert_claims`
+(
+    store_id    STRING NOT NULL,
+    rule_id     STRING NOT NULL,
+    slot        INT64 NOT NULL,
+    claimer     STRING NOT NULL,
+    claimed_at  TIMESTAMP NOT NULL
+)
+CLUSTER BY store_id, rule_id",
+            r"
+CREATE TABLE IF NOT EXISTS `{ds}.alert_log`
+(
+    store_id          STRING NOT NULL,
+    rule_id           STRING NOT NULL,
+    slot              INT64 NOT NULL,
+    evaluated_at      INT64 NOT NULL,
+    window_from       INT64 NOT NULL,
+    window_to         INT64 NOT NULL,
+    value             FLOAT64,
+    median            FLOAT64,
+    lower             FLOAT64,
+    upper             FLOAT64,
+    firing            BOOL NOT NULL,
+    notification      STRING NOT NULL,
+    episode_notified  BOOL NOT NULL,
+    detail            STRING NOT NULL
+)
+CLUSTER BY store_id, rule_id",
+            r"
+CREATE TABLE IF NOT EXISTS `{ds}.alert_deliveries`
+(
+    store_id     STRING NOT NULL,
+    rule_id      STRING NOT NULL,
+    slot         INT64 NOT NULL,
+    delivery_id  STRING NOT NULL,
+    channel      STRING NOT NULL,
+    delivered    BOOL NOT NULL,
+    attempts     INT64 NOT NULL,
+    status       INT64 NOT NULL,
+    detail       STRING NOT NULL,
+    sent_at      INT64 NOT NULL
+)
+CLUSTER BY store_id, rule_id",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]).
 pub const AGENT_COLUMNS: i64 = 2;
 
-/// The migration that adds `fx_rates` ([`crate::fx`]), the latest.
+/// The migration that adds `fx_rates` ([`crate::fx`]).
 pub const EXCHANGE_RATES: i64 = 3;
+
+/// The migration that adds the alert tables ([`crate::alerts`]), the latest.
+pub const ALERTS: i64 = 4;
 
 /// Fills `device`, `browser` and `os` of the stored events that have a user agent but no device (rows
 /// stored before [`AGENT_COLUMNS`]) with what ingest writes ([`crate::event::agent::Agent::of`] of the

@@ -17,6 +17,7 @@
 //! (DML) therefore only reach rows older than that (the emulator has no such limit). Retention's main tool
 //! is partition expiration, which has no such restriction.
 
+mod alerts;
 pub mod auth;
 pub mod client;
 mod dashboards;

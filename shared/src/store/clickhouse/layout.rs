@@ -44,6 +44,10 @@ pub const SHARDED: &[(&str, &str)] = &[
     ("api_keys", "cityHash64(sha256)"),
     ("analytics_dashboards", "cityHash64(store_id, id)"),
     ("fx_rates", "cityHash64(currency, day)"),
+    ("alert_rules", "cityHash64(store_id, id)"),
+    ("alert_claims", "cityHash64(store_id, rule_id, slot)"),
+    ("alert_log", "cityHash64(store_id, rule_id)"),
+    ("alert_deliveries", "cityHash64(store_id, rule_id)"),
 ];
 
 /// The name of a table's storage on a node of a cluster.

@@ -270,6 +270,78 @@ ENGINE = ReplacingMergeTree(loaded_at)
 ORDER BY (currency, day)
 "],
     },
+    Migration {
+        version: 11,
+        name: "alerts",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS {db}.alert_rules
+(
+    store_id        LowCardinality(String),
+    id              String,
+    body            String COMMENT 'JSON: the rule as written, or a guard''s settings',
+    signing_secret  String,
+    version         UInt64 COMMENT 'milliseconds; the latest version wins',
+    deleted         UInt8
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (store_id, id)
+",
+            r"
+CREATE TABLE IF NOT EXISTS {db}.alert_claims
+(
+    store_id    LowCardinality(String),
+    rule_id     String,
+    slot        Int64,
+    claimer     String,
+    claimed_at  DateTime64(6, 'UTC') DEFAULT now64(6)
+)
+ENGINE = MergeTree
+ORDER BY (store_id, rule_id, slot)
+TTL toDateTime(claimed_at) + INTERVAL 30 DAY
+",
+            r"
+CREATE TABLE IF NOT EXISTS {db}.alert_log
+(
+    store_id          LowCardinality(String),
+    rule_id           String,
+    slot              Int64,
+    evaluated_at      Int64,
+    window_from       Int64,
+    window_to         Int64,
+    value             Nullable(Float64),
+    median            Nullable(Float64),
+    lower             Nullable(Float64),
+    upper             Nullable(Float64),
+    firing            UInt8,
+    notification      LowCardinality(String),
+    episode_notified  UInt8,
+    detail            String
+)
+ENGINE = MergeTree
+ORDER BY (store_id, rule_id, slot)
+TTL toDateTime(intDiv(slot, 1000)) + INTERVAL 90 DAY
+",
+            r"
+CREATE TABLE IF NOT EXISTS {db}.alert_deliveries
+(
+    store_id     LowCardinality(String),
+    rule_id      String,
+    slot         Int64,
+    delivery_id  String,
+    channel      String,
+    delivered    UInt8,
+    attempts     UInt32,
+    status       UInt16,
+    detail       String,
+    sent_at      Int64
+)
+ENGINE = MergeTree
+ORDER BY (store_id, rule_id, slot)
+TTL toDateTime(intDiv(sent_at, 1000)) + INTERVAL 90 DAY
+",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in

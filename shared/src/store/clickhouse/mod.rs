@@ -13,6 +13,7 @@
 //! Two inserts of the same new event racing each other can still both land; `ReplacingMergeTree` collapses
 //! such rows on merge and readers count `uniqExact(id)`/`FINAL` where it matters. See [`migrations`].
 
+mod alerts;
 pub(crate) mod fx;
 mod keys;
 pub mod layout;
