@@ -686,3 +686,106 @@ async fn on_bigquery_rules_fire_once_resolve_once_and_each_slot_is_evaluated_onc
     assert_eq!(bq.alert_rules("shop-a").await.expect("rules"), [guard]);
     bq.drop_dataset().await.expect("drop");
 }
+
+#[tokio::test]
+async fn an_sns_channel_publishes_each_notification_to_its_topic_on_moto() {
+    use commerce_analytics::alerts::{Channel, RuleBody, RuleInput, StoredRule};
+    let moto = std::env::var("AWS_ENDPOINT_URL_SNS").unwrap_or_else(|_| {
+        panic!(
+            "AWS_ENDPOINT_URL_SNS is not set. The SNS test runs the real AWS SDK against moto: run it with \
+             scripts/test, or `scripts/moto start` and export AWS_ENDPOINT_URL_SNS=http://127.0.0.1:5000 \
+             AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1"
+        )
+    });
+    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sns = aws_sdk_sns::Client::new(&cfg);
+    let topic = sns
+        .create_topic()
+        .name(format!("alerts-{}", ulid::Ulid::new()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("moto at {moto}: {e}"))
+        .topic_arn
+        .expect("arn");
+    // An HTTP subscriber stands in for an email address: moto delivers to it as SNS would.
+    let receiver = Receiver::start(&[]).await;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("http")
+        .endpoint(format!("{}/sns", receiver.base))
+        .send()
+        .await
+        .expect("subscribed");
+
+    let db = TestDb::new("alerts_sns").await;
+    let rule = StoredRule {
+        id: "alert_sns".into(),
+        body: RuleBody::Custom(RuleInput {
+            name: "Revenue drop".into(),
+            metric: "revenue".into(),
+            filters: Default::default(),
+            currency: Some("USD".into()),
+            condition: commerce_analytics::alerts::Condition::Below { threshold: 100.0 },
+            window: "1h".into(),
+            interval_minutes: 5,
+            cooldown_minutes: 60,
+            channels: vec![Channel::Sns {
+                topic_arn: topic.clone(),
+            }],
+            muted: false,
+        }),
+        signing_secret: "whsec_sns".into(),
+    };
+    db.store
+        .save_alert_rule("shop-a", &rule, jiff::Timestamp::now())
+        .await
+        .expect("saved");
+    let runner = Runner::new(&db.store, &db.store, Sender::new(false), "");
+    // No revenue at all in the last hour: it fires, published once to the topic.
+    let report = runner
+        .run_store("shop-a", jiff::Timestamp::now())
+        .await
+        .expect("run");
+    assert_eq!(
+        (report.notifications, report.delivered, report.failed),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert!(
+        integration_tests::eventually(Duration::from_secs(10), || async {
+            !receiver.at("/sns").is_empty()
+        })
+        .await,
+        "moto delivers to the subscriber"
+    );
+    let got = receiver.at("/sns");
+    assert_eq!(got.len(), 1);
+    let note: Value = serde_json::from_str(&got[0].body).expect("json");
+    assert_eq!(note["Type"], "Notification");
+    assert_eq!(note["TopicArn"], topic.as_str());
+    assert_eq!(note["Subject"], "Firing: Revenue drop");
+    let message = note["Message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("🔴 Firing: Revenue drop (shop-a)"),
+        "{message}"
+    );
+    assert!(message.contains("\"type\": \"alert.firing\""), "{message}");
+    // A bad ARN is refused through the API, naming the field.
+    let api =
+        db.api(time::OffsetDateTime::now_utc())
+            .with_alerts(Arc::new(db.store.clone()), false, "");
+    let (status, answer) = call(
+        &api,
+        "POST",
+        "/analytics/alerts",
+        READ_KEY,
+        Some(json!({"name": "x", "metric": "orders", "condition": {"type": "below", "threshold": 1},
+                    "channels": [{"type": "sns", "topicArn": "arn:aws:sqs:us-east-1:123456789012:q"}]})),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("channels[0].topicArn"))
+    );
+    db.drop_database().await;
+}

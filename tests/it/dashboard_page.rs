@@ -88,7 +88,11 @@ async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() 
     let db = TestDb::on(
         &integration_tests::clickhouse_url(),
         "page",
-        &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")],
+        &[
+            ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5"),
+            // The alerts test sends a test notification to a receiver on loopback.
+            ("ANALYTICS_ALERTS_ALLOW_LOOPBACK", "true"),
+        ],
     )
     .await;
     load_demo(&db.store, &db.config).await;
@@ -103,8 +107,14 @@ async fn the_dashboard_page_passes_its_browser_tests_against_the_local_server() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_page_passes_its_browser_tests_on_bigquery() {
     use commerce_analytics::store::Warehouse;
-    let config =
-        integration_tests::bigquery_config("page", &[("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5")]);
+    let config = integration_tests::bigquery_config(
+        "page",
+        &[
+            ("ANALYTICS_FLUSH_INTERVAL_SECONDS", "0.5"),
+            // The alerts test sends a test notification to a receiver on loopback.
+            ("ANALYTICS_ALERTS_ALLOW_LOOPBACK", "true"),
+        ],
+    );
     let Warehouse::BigQuery(bq) = Warehouse::from_config(&config).expect("warehouse") else {
         panic!("a BigQuery configuration");
     };

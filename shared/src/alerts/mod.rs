@@ -25,6 +25,7 @@
 pub mod band;
 pub mod evaluate;
 pub mod run;
+pub mod sns;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -90,6 +91,22 @@ pub enum Channel {
     /// A JSON POST, signed ([`webhook`]); `https` to a public address (loopback too when
     /// `alerts_allow_loopback`).
     Webhook { url: String },
+    /// A message published to an Amazon SNS topic ([`sns`]): its email subscribers get the
+    /// notification's text (SMS, Lambda and SQS subscribers too).
+    Sns {
+        #[serde(rename = "topicArn")]
+        topic_arn: String,
+    },
+}
+
+impl Channel {
+    /// Where it goes, as the history lists it.
+    pub fn target(&self) -> &str {
+        match self {
+            Channel::Webhook { url } => url,
+            Channel::Sns { topic_arn } => topic_arn,
+        }
+    }
 }
 
 /// A rule as a store writes it.

@@ -248,16 +248,21 @@ impl Runner<'_> {
     ) -> Result<Vec<Delivery>> {
         let mut out = Vec::new();
         for channel in rule.channels() {
-            let Channel::Webhook { url } = channel;
-            let sent = self
-                .sender
-                .send(url, &rule.signing_secret, id, payload)
-                .await;
+            let sent = match channel {
+                Channel::Webhook { url } => {
+                    self.sender
+                        .send(url, &rule.signing_secret, id, payload)
+                        .await
+                }
+                Channel::Sns { topic_arn } => {
+                    super::sns::publish(&self.sender, topic_arn, id, payload).await
+                }
+            };
             let d = Delivery {
                 rule_id: rule.id.clone(),
                 slot,
                 delivery_id: id.to_owned(),
-                channel: url.clone(),
+                channel: channel.target().to_owned(),
                 delivered: sent.delivered,
                 attempts: sent.attempts,
                 status: sent.status,

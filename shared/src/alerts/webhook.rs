@@ -142,6 +142,8 @@ pub struct Outcome {
 /// Sends notifications.
 #[derive(Debug, Clone)]
 pub struct Sender {
+    /// The SNS client, made from the AWS configuration chain at the first SNS notification (or given).
+    pub sns: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_sns::Client>>,
     pub allow_loopback: bool,
     /// At most this many attempts ([`ATTEMPTS`] for notifications; 1 for a test the caller waits for).
     pub attempts: u32,
@@ -153,6 +155,7 @@ pub struct Sender {
 impl Sender {
     pub fn new(allow_loopback: bool) -> Self {
         Self {
+            sns: std::sync::Arc::default(),
             allow_loopback,
             attempts: ATTEMPTS,
             retry_base: Duration::from_secs(2),

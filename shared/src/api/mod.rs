@@ -833,12 +833,18 @@ fn parse_batch(body: &str) -> Result<Vec<&RawValue>> {
     }
 }
 
-/// Checks each webhook of `channels` against SSRF ([`crate::alerts::webhook::check_url`]).
+/// Checks each channel: webhooks against SSRF ([`crate::alerts::webhook::check_url`]), SNS topics' ARNs.
 async fn check_channels(channels: &[crate::alerts::Channel], allow_loopback: bool) -> Result<()> {
     for (i, c) in channels.iter().enumerate() {
-        let crate::alerts::Channel::Webhook { url } = c;
-        crate::alerts::webhook::check_url(url, allow_loopback, &format!("channels[{i}].url"))
-            .await?;
+        match c {
+            crate::alerts::Channel::Webhook { url } => {
+                let field = format!("channels[{i}].url");
+                crate::alerts::webhook::check_url(url, allow_loopback, &field).await?;
+            }
+            crate::alerts::Channel::Sns { topic_arn } => {
+                crate::alerts::sns::check_arn(topic_arn, &format!("channels[{i}].topicArn"))?;
+            }
+        }
     }
     Ok(())
 }

@@ -268,7 +268,8 @@ function nav(active) {
     h('ul', {},
       state.dashboards.map((d) => link('#/d/' + encodeURIComponent(d.id), d.name, d.id)),
       link('#/funnel', 'Funnel builder', 'funnel'),
-      link('#/edit', 'Edit dashboards', 'edit')),
+      link('#/edit', 'Edit dashboards', 'edit'),
+      link('#/alerts', 'Alerts', 'alerts')),
     h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
 }
 
@@ -755,6 +756,141 @@ async function editView(id) {
   shell('edit', existing ? `Edit “${existing.name}”` : 'New dashboard', [picker, form]);
 }
 
+// ------------------------------------------------------------------------------------------------ alerts
+
+/// The time-series metrics an alert can watch.
+const ALERT_METRICS = ['orders', 'revenue', 'net_revenue', 'aov', 'sessions', 'visitors', 'conversion_rate', 'add_to_cart_rate', 'product_views'];
+const CONDITIONS = [['below', 'Falls below'], ['above', 'Rises above'], ['change', 'Changes by (%)'], ['anomaly', 'Is unusual for the hour of the week']];
+
+/// What a rule watches, in words.
+function conditionText(a) {
+  if (a.builtIn) return a.description;
+  const c = a.condition || {};
+  const what = `${label(a.metric)} over ${a.window}`;
+  switch (c.type) {
+    case 'below': return `${what} below ${c.threshold}`;
+    case 'above': return `${what} above ${c.threshold}`;
+    case 'change': return `${what} changes by ${c.percent}% against the ${a.window} before`;
+    default: return `${what} outside its usual band (same hour of the week, last ${c.weeks} weeks, k = ${c.k})`;
+  }
+}
+
+/// A rule's body for PUT, from its answer (without the fields the server sets).
+function ruleBody(a) {
+  const { id, builtIn, signingSecret, description, name, ...rest } = a;
+  return a.builtIn ? { channels: a.channels || [], muted: !!a.muted } : { name, ...rest };
+}
+
+function alertCard(a, reload) {
+  const status = h('p', { class: 'status', role: 'status' });
+  const history = h('div', { class: 'history' });
+  const act = async (what, fn) => {
+    status.textContent = what;
+    try {
+      status.textContent = await fn();
+    } catch (err) {
+      status.replaceChildren(errorBox(err));
+    }
+  };
+  const test = () => act('Sending…', async () => {
+    const r = await call('POST', `/analytics/alerts/${encodeURIComponent(a.id)}/test`);
+    const ok = r.deliveries.filter((d) => d.delivered).length;
+    return `Test sent: ${ok} of ${r.deliveries.length} channel${r.deliveries.length === 1 ? '' : 's'} answered` +
+      r.deliveries.filter((d) => !d.delivered).map((d) => ` · ${d.channel}: ${d.detail}`).join('');
+  });
+  const mute = () => act('Saving…', async () => {
+    await call('PUT', `/analytics/alerts/${encodeURIComponent(a.id)}`, { ...ruleBody(a), muted: !a.muted });
+    reload();
+    return '';
+  });
+  const remove = () => act('Deleting…', async () => {
+    if (!confirm(`Delete the alert "${a.name}"?`)) return '';
+    await call('DELETE', `/analytics/alerts/${encodeURIComponent(a.id)}`);
+    reload();
+    return '';
+  });
+  const showHistory = () => act('Loading…', async () => {
+    const r = await get(`/analytics/alerts/${encodeURIComponent(a.id)}/history?limit=20`);
+    const rows = r.evaluations;
+    history.replaceChildren(rows.length
+      ? dataTable(`${a.name}: latest evaluations`, [
+        { label: 'Window ends', cell: (e) => new Date(e.windowTo).toLocaleString() },
+        { label: 'Value', cell: (e) => raw(e.value === null ? '–' : count(Math.round(e.value * 100) / 100), e.value) },
+        { label: 'Expected', cell: (e) => (e.expected ? `${count(Math.round(e.expected.median))} (${count(Math.max(0, Math.round(e.expected.lower)))}–${count(Math.round(e.expected.upper))})` : '–') },
+        { label: 'State', cell: (e) => (e.firing ? 'Firing' : 'OK') },
+        { label: 'Notified', cell: (e) => e.notification || '' },
+        { label: 'Detail', cell: (e) => e.detail },
+      ], rows)
+      : h('p', { class: 'muted' }, 'Not evaluated yet (every 5 minutes).'));
+    return '';
+  });
+  const channels = a.channels || [];
+  return h('section', { class: 'card alert', 'data-alert': a.id },
+    h('div', { class: 'card-head' }, h('h2', {}, a.name), a.builtIn ? h('span', { class: 'muted' }, 'Built-in') : null, a.muted ? h('span', { class: 'muted muted-flag' }, 'Muted') : null),
+    h('p', {}, conditionText(a)),
+    h('p', { class: 'muted channels' }, channels.length ? `Notifies ${channels.map((c) => c.url || c.topicArn).join(', ')}` : 'No channel: evaluations are logged, nobody is notified.'),
+    h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'test', disabled: !channels.length, onclick: test }, 'Send a test'),
+      h('button', { type: 'button', class: 'mute', onclick: mute }, a.muted ? 'Unmute' : 'Mute'),
+      h('button', { type: 'button', class: 'show-history', onclick: showHistory }, 'History'),
+      a.builtIn ? null : h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete')),
+    status, history);
+}
+
+async function alertsView() {
+  const list = h('div', { class: 'grid alerts' });
+  const load = async () => {
+    try {
+      const data = await get('/analytics/alerts');
+      list.replaceChildren(...data.alerts.map((a) => alertCard(a, load)));
+    } catch (err) {
+      list.replaceChildren(errorBox(err));
+    }
+  };
+  const draft = { name: '', metric: 'orders', type: 'below', amount: '1', window: '1h', url: '' };
+  const message = h('p', { role: 'status', class: 'status' });
+  const field = (id, text, control) => [h('label', { for: id }, text), control];
+  const input = (id, key, attrs = {}) => h('input', { id, value: draft[key], oninput: (e) => { draft[key] = e.target.value; }, ...attrs });
+  const create = async (e) => {
+    e.preventDefault();
+    const amount = Number(draft.amount);
+    const condition = {
+      below: { type: 'below', threshold: amount },
+      above: { type: 'above', threshold: amount },
+      change: { type: 'change', percent: amount },
+      anomaly: { type: 'anomaly', weeks: 4, k: amount || 3, direction: 'both' },
+    }[draft.type];
+    const body = { name: draft.name, metric: draft.metric, window: draft.window, condition, channels: draft.url ? [{ type: 'webhook', url: draft.url }] : [] };
+    form.querySelectorAll('[aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
+    message.textContent = 'Creating…';
+    try {
+      await call('POST', '/analytics/alerts', body);
+      message.textContent = `Created “${draft.name}”.`;
+      await load();
+    } catch (err) {
+      message.replaceChildren(errorBox(err));
+      const id = { name: 'alert-name', metric: 'alert-metric', window: 'alert-window', 'channels[0].url': 'alert-url' }[err.field] || (err.field?.startsWith('condition') ? 'alert-amount' : null);
+      if (id) document.getElementById(id)?.setAttribute('aria-invalid', 'true');
+    }
+  };
+  const form = h('form', { class: 'editor alert-form', onsubmit: create },
+    h('div', { class: 'row' },
+      ...field('alert-name', 'Name', input('alert-name', 'name', { required: true, maxlength: 100 })),
+      ...field('alert-metric', 'Metric', select({ id: 'alert-metric', onchange: (e) => { draft.metric = e.target.value; } }, ALERT_METRICS.map((m) => [m, label(m)]), draft.metric))),
+    h('div', { class: 'row' },
+      ...field('alert-type', 'When it', select({ id: 'alert-type', onchange: (e) => { draft.type = e.target.value; } }, CONDITIONS, draft.type)),
+      ...field('alert-amount', 'Value (threshold, %, or k for unusual)', input('alert-amount', 'amount', { type: 'number', step: 'any', required: true })),
+      ...field('alert-window', 'Over', select({ id: 'alert-window', onchange: (e) => { draft.window = e.target.value; } }, [['1h', 'the last hour'], ['2h', '2 hours'], ['6h', '6 hours'], ['24h', '24 hours']], draft.window))),
+    h('div', { class: 'row' },
+      ...field('alert-url', 'Webhook (https)', input('alert-url', 'url', { type: 'url', placeholder: 'https://hooks.example.com/…', size: 50 }))),
+    h('button', { type: 'submit', class: 'primary' }, 'Create alert'),
+    message);
+  shell('alerts', 'Alerts', [
+    h('p', { class: 'muted' }, 'Rules are evaluated every 5 minutes; the built-in guards watch every store with recent events. Webhooks are signed (X-Analytics-Signature).'),
+    list, h('h2', {}, 'New alert'), form]);
+  await load();
+}
+
 // ------------------------------------------------------------------------------------------------ live
 
 function stopLive() {
@@ -820,6 +956,7 @@ async function route() {
   const [, kind, id] = path.split('/').map(decodeURIComponent);
   if (kind === 'funnel') return funnelView();
   if (kind === 'edit') return editView(id);
+  if (kind === 'alerts') return alertsView();
   return dashboardView(kind === 'd' && id ? id : 'overview');
 }
 

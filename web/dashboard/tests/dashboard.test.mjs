@@ -618,6 +618,61 @@ test('Marketing credits revenue to channels under the attribution model the read
   await waitForDashboard();
 });
 
+test('alerts: guards listed, a rule refused with its field named, then created, tested, muted, read and deleted', async () => {
+  const http = await import('node:http');
+  const received = [];
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => { received.push({ path: req.url, headers: req.headers, body }); res.end(); });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const hook = `http://127.0.0.1:${receiver.address().port}/hook`;
+  try {
+    await page.goto(`${BASE}/dashboard#/alerts`);
+    for (const guard of ['checkout_broken', 'traffic_collapse', 'best_seller_stockout']) {
+      await page.locator(`section.alert[data-alert="${guard}"]`).waitFor();
+    }
+    const name = `Orders stopped ${Date.now()}`;
+    await page.fill('#alert-name', name);
+    await page.selectOption('#alert-metric', 'orders');
+    await page.selectOption('#alert-type', 'below');
+    await page.fill('#alert-amount', '1');
+    // A private address is refused, and the page marks the field.
+    await page.fill('#alert-url', 'https://10.0.0.1/hook');
+    await page.click('form.alert-form button[type=submit]');
+    await page.locator('form.alert-form .error', { hasText: 'unsafe_url' }).waitFor();
+    assert.equal(await page.getAttribute('#alert-url', 'aria-invalid'), 'true');
+    await page.fill('#alert-url', hook);
+    await page.click('form.alert-form button[type=submit]');
+    const card = page.locator('section.alert', { hasText: name });
+    await card.waitFor();
+    const rule = (await api('/analytics/alerts')).alerts.find((a) => a.name === name);
+    assert.equal(rule.channels[0].url, hook);
+    assert.equal(await card.getAttribute('data-alert'), rule.id);
+    // A test notification reaches the receiver, signed.
+    await card.locator('button.test').click();
+    await card.locator('.status', { hasText: 'Test sent: 1 of 1 channel answered' }).waitFor();
+    assert.equal(received.length, 1);
+    assert.equal(JSON.parse(received[0].body).type, 'alert.test');
+    assert.match(received[0].headers['x-analytics-signature'], /^v1=[0-9a-f]{64}$/);
+    // Muted: the API and the card say so.
+    await card.locator('button.mute').click();
+    await page.locator(`section.alert[data-alert="${rule.id}"] .muted-flag`).waitFor();
+    assert.equal((await api(`/analytics/alerts/${rule.id}`)).muted, true);
+    await page.locator(`section.alert[data-alert="${rule.id}"] button.show-history`).click();
+    await page.locator(`section.alert[data-alert="${rule.id}"] .history`, { hasText: /Not evaluated yet|latest evaluations/ }).waitFor();
+    // Deleted, after confirming.
+    page.once('dialog', (d) => d.accept());
+    await page.locator(`section.alert[data-alert="${rule.id}"] button.danger`).click();
+    await page.locator(`section.alert[data-alert="${rule.id}"]`).waitFor({ state: 'detached' });
+    const gone = await fetch(`${BASE}/analytics/alerts/${rule.id}`, { headers: { authorization: `Bearer ${READ_KEY}` } });
+    assert.equal(gone.status, 404);
+  } finally {
+    receiver.close();
+  }
+});
+
 test('products read by their names, each beside its id', async () => {
   await page.goto(`${BASE}/dashboard#/d/products?period=30d&timezone=UTC`);
   await waitForDashboard();
