@@ -12,10 +12,10 @@
 //! - `none`: nothing to tie it with.
 //!
 //! **Touches**: the visitor's sessions (a session is a touch) that started within `lookback` (default
-//! `30d`, `1d`..`365d`) before the order, up to the order itself: the sessions with the order's session
-//! id, or with one of the anonymous or customer ids found through its link (the order's own, its
-//! session's, its cart's). A customer who browsed anonymously on a phone and bought logged in on a laptop
-//! has both devices' sessions as touches once the phone session logged in too.
+//! `30d`, `1d`..`365d`) before the order, up to the order itself: the order's session, its cart events'
+//! sessions, and the sessions with one of the anonymous or customer ids the order or its cart events
+//! carry. A customer who browsed anonymously on a phone and bought logged in on a laptop has both
+//! devices' sessions as touches once the phone session logged in too.
 //!
 //! **Models** ([`Model`]), each order's credit (1 order, its revenue) split across its touches in time
 //! order: `first_touch` all to the first; `last_touch` all to the last; `last_non_direct` all to the last
@@ -224,8 +224,9 @@ pub struct CartFact {
 }
 
 /// A session between the touches' start and the period's end that may be a touch of an order (the
-/// adapter may return more sessions than needed, never fewer): its start (first event), channels and
-/// visitor ids (any non-empty one).
+/// adapter may return more sessions than needed, never fewer: every session with an event carrying the
+/// session, anonymous or customer id of an order or of its cart events): its start (first event),
+/// channels and visitor ids (any non-empty one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionFact {
     pub session_id: String,
@@ -366,7 +367,7 @@ pub fn credit(q: &AttributionQuery, facts: &AttributionFacts) -> Vec<OrderCredit
             } else {
                 Link::None
             };
-            // Every id known for the visitor: the order's, its cart's and those of these sessions.
+            // Every id known for the visitor: the order's and its cart's.
             let mut sessions: Vec<&str> = vec![&o.session_id];
             let mut anonymous: Vec<&str> = vec![&o.anonymous_id];
             let mut customers: Vec<&str> = vec![&o.customer_id];
@@ -374,12 +375,6 @@ pub fn credit(q: &AttributionQuery, facts: &AttributionFacts) -> Vec<OrderCredit
                 sessions.push(&c.session_id);
                 anonymous.push(&c.anonymous_id);
                 customers.push(&c.customer_id);
-            }
-            for s in sessions.clone() {
-                if let Some(&i) = by_session.get(s) {
-                    anonymous.push(&facts.sessions[i].anonymous_id);
-                    customers.push(&facts.sessions[i].customer_id);
-                }
             }
             let mut touches: Vec<&SessionFact> = sessions
                 .iter()
@@ -703,7 +698,7 @@ mod tests {
         facts.carts = vec![CartFact {
             cart_id: "c1".into(),
             session_id: "s3".into(),
-            anonymous_id: String::new(),
+            anonymous_id: "a".into(),
             customer_id: String::new(),
         }];
         let credits = credit(&query(Model::LastTouch), &facts);
@@ -722,7 +717,7 @@ mod tests {
         assert_eq!(
             got,
             BTreeMap::from([
-                // The cart's session names its visitor `a`, whose last touch is s4.
+                // The cart's events name their visitor `a`, whose last touch is s4.
                 ("by_cart", (Link::Cart, vec!["direct"])),
                 ("by_anonymous", (Link::AnonymousId, vec!["bing"])),
                 ("by_customer", (Link::CustomerId, vec![])),

@@ -1,7 +1,8 @@
 //! Attribution's facts ([`crate::query::attribution`]) on BigQuery: the ClickHouse adapter's three reads
-//! (orders, the carts they name, candidate sessions found through the linked session, anonymous and
-//! customer ids) in BigQuery's SQL, over two event sets: `ev` (the period, filtered as every money metric)
-//! and `tev` (the store's events from the touches' start, `@tfrom`, to the period's end).
+//! (orders, the carts they name, candidate sessions found through the session, anonymous and customer
+//! ids of the orders and their cart events) in BigQuery's SQL, over two event sets: `ev` (the period,
+//! filtered as every money metric) and `tev` (the store's events from the touches' start, `@tfrom`, to
+//! the period's end).
 
 use super::ranked::{REFERRER_DOMAIN, first_in_session, source};
 use super::{Sql, events_in_range, micros};
@@ -75,11 +76,7 @@ pub fn sessions_sql(store: &BigQueryStore, q: &AttributionQuery) -> Sql {
         text: format!(
             "{}, linked AS (SELECT session_id, anonymous_id, customer_id FROM o \
                UNION ALL SELECT session_id, anonymous_id, customer_id FROM c), \
-             keys AS (SELECT k FROM ( \
-               SELECT k FROM linked, {keys} \
-               UNION ALL SELECT k FROM tev, {keys} \
-                 WHERE session_id != '' AND session_id IN (SELECT session_id FROM linked)) \
-               WHERE LENGTH(k) > 1), \
+             keys AS (SELECT k FROM linked, {keys} WHERE LENGTH(k) > 1), \
              cand AS (SELECT DISTINCT session_id FROM tev, {keys} \
                WHERE session_id != '' AND k IN (SELECT k FROM keys)) \
              SELECT session_id, start, {} AS source, medium, campaign, {REFERRER_DOMAIN} AS ref_domain, \

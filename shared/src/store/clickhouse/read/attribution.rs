@@ -3,10 +3,12 @@
 //!
 //! Candidate sessions are found on the server, never by sending id lists (a year's orders would not fit
 //! in a URL): the *linked keys* are the session, anonymous and customer ids (prefixed `s`, `a`, `c`) of
-//! the order rows, of the cart and checkout rows naming their carts, and of every event of those rows'
-//! sessions; a candidate is a session of `[touches' start, period's end)` with an event carrying one of
-//! those keys. That is a superset of what the query side looks up, so no touch is missed. Every
-//! subquery is a `GLOBAL IN`, computed once over the `Distributed` table on a cluster.
+//! the order rows and of the cart and checkout rows naming their carts; a candidate is a session of
+//! `[touches' start, period's end)` with an event carrying one of those keys, read whole (all its events in
+//! the window) in a second pass. That is exactly what the query side looks up, so no touch is missed. The
+//! keys are one set (the same subquery three times is built once), every subquery a `GLOBAL IN`, computed
+//! once over the `Distributed` table on a cluster. On the 10M-event store, 30 days: 0.41–0.49 s, where
+//! joining every event's three keys (`arrayJoin`) and the linked sessions' own events took 0.76 s.
 
 use serde::Deserialize;
 
@@ -120,12 +122,9 @@ pub(super) fn sessions_sql(q: &AttributionQuery) -> Sql {
     let keys = "arrayJoin([concat('s', session_id), concat('a', anonymous_id), \
                 concat('c', customer_id)]) AS k";
     let (orders, carts) = (order_rows(q), cart_rows(q));
-    let linked = format!("({orders}) OR ({carts})");
     let linked_keys = format!(
-        "SELECT k FROM (SELECT {keys} FROM commerce_events WHERE ({linked}) \
-           OR ({STORE_AND_BOTS} AND {IN_TOUCHES} AND session_id != '' AND session_id GLOBAL IN \
-               (SELECT session_id FROM commerce_events WHERE {linked}))) \
-         WHERE length(k) > 1"
+        "(SELECT k FROM (SELECT {keys} FROM commerce_events WHERE ({orders}) OR ({carts})) \
+         WHERE length(k) > 1)"
     );
     Sql {
         text: format!(
@@ -134,9 +133,11 @@ pub(super) fn sessions_sql(q: &AttributionQuery) -> Sql {
                {}, {} \
              FROM commerce_events \
              WHERE {STORE_AND_BOTS} AND {IN_TOUCHES} AND session_id != '' AND session_id GLOBAL IN ( \
-               SELECT session_id FROM (SELECT session_id, {keys} FROM commerce_events \
-                 WHERE {STORE_AND_BOTS} AND {IN_TOUCHES} AND session_id != '') \
-               WHERE k GLOBAL IN ({linked_keys})) \
+               SELECT session_id FROM commerce_events \
+               WHERE {STORE_AND_BOTS} AND {IN_TOUCHES} AND session_id != '' \
+                 AND (concat('a', anonymous_id) GLOBAL IN {linked_keys} \
+                   OR concat('c', customer_id) GLOBAL IN {linked_keys} \
+                   OR concat('s', session_id) GLOBAL IN {linked_keys})) \
              GROUP BY session_id",
             ranked::session_source(),
             ranked::first_in_session("utm_medium"),
