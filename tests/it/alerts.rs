@@ -205,15 +205,90 @@ fn steady_store(until: i64, orders_stop: i64) -> Vec<Event> {
     out
 }
 
+/// The scenario's clock: evaluations at T + `minutes`, T 5 minutes past the hour before the last one, so
+/// the slot at T reads windows ending at the hour `end`.
+#[derive(Clone, Copy)]
+struct Clock {
+    end: i64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let real = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        Self {
+            end: real - real.rem_euclid(HOUR) - HOUR,
+        }
+    }
+
+    fn t(self, minutes: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(self.end + (5 + minutes) * 60_000).expect("t")
+    }
+}
+
+/// On a steady store whose orders stopped 3 hours before `clock.end` (stored already), with a rule "orders
+/// below 1 in the last hour" and the checkout guard (each with a channel): both fire at T and notify once;
+/// the slot again, and the next slot by two runs at once, evaluate each rule once per slot and notify
+/// nothing new; orders come back and the rule resolves, once, and stays quiet after.
+async fn fires_once_then_resolves_once<S>(store: &S, clock: Clock)
+where
+    S: commerce_analytics::query::ReadStore + AlertStore + EventStore,
+{
+    let runner = || {
+        let mut sender = Sender::new(true);
+        sender.retry_base = Duration::from_millis(50);
+        Runner::new(store, store, sender, "http://127.0.0.1:3000")
+    };
+    let run = async |minutes: i64| {
+        runner()
+            .run_store("shop-a", clock.t(minutes))
+            .await
+            .expect("run")
+    };
+    let first = run(0).await;
+    assert_eq!(
+        (
+            first.evaluated,
+            first.firing,
+            first.notifications,
+            first.delivered
+        ),
+        (4, 2, 2, 2),
+        "{first:?}"
+    );
+    let again = run(0).await;
+    assert_eq!((again.evaluated, again.skipped), (0, 4), "{again:?}");
+    let (a, b) = tokio::join!(run(5), run(5));
+    assert_eq!((a.evaluated + b.evaluated, a.skipped + b.skipped), (4, 4));
+    assert_eq!(
+        a.notifications + b.notifications,
+        0,
+        "still firing: nothing new"
+    );
+    store
+        .insert(
+            &[event(
+                json!({"id": "back", "type": "order.completed", "sessionId": "s_back",
+                       "properties": {"orderId": "ord_back", "total": 900, "currency": "USD"}}),
+                clock.end + 2 * 60_000,
+            )],
+            "back",
+        )
+        .await
+        .expect("stored");
+    let resolved = run(10).await;
+    assert_eq!(resolved.notifications, 1, "{resolved:?}");
+    for m in [15, 20] {
+        let later = run(m).await;
+        assert_eq!(later.notifications, 0, "{later:?}");
+    }
+}
+
 #[tokio::test]
 async fn rules_fire_once_resolve_once_and_are_delivered_signed_to_safe_urls_only() {
     let receiver = Receiver::start(&["/rule"]).await;
     let db = TestDb::new("alerts").await;
-    // Evaluations at T, 5 minutes past an hour in the past; windows end 5 minutes before their slot.
-    let real = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let end = real - real.rem_euclid(HOUR) - HOUR;
-    let t =
-        |minutes: i64| jiff::Timestamp::from_millisecond(end + (5 + minutes) * 60_000).expect("t");
+    let clock = Clock::new();
+    let (end, t) = (clock.end, |m: i64| clock.t(m));
     db.store
         .insert(&steady_store(end + HOUR, end - 3 * HOUR), "steady")
         .await
@@ -330,56 +405,10 @@ async fn rules_fire_once_resolve_once_and_are_delivered_signed_to_safe_urls_only
         (400, Some("built_in_guard"))
     );
 
-    let store = db.store.clone();
-    let runner = || {
-        let mut sender = Sender::new(true);
-        sender.retry_base = Duration::from_millis(50);
-        Runner::new(&store, &store, sender, "http://127.0.0.1:3000")
-    };
     // T: no order in the last 3 hours. The rule fires (its receiver answers 500 once: one delivery, in
-    // two attempts), the checkout guard fires, traffic is normal.
-    let first = runner().run_store("shop-a", t(0)).await.expect("run");
-    assert_eq!(
-        (
-            first.evaluated,
-            first.firing,
-            first.notifications,
-            first.delivered
-        ),
-        (4, 2, 2, 2),
-        "{first:?}"
-    );
-    // The same slot again, and two runs of the next slot at once: each rule evaluated once per slot.
-    let again = runner().run_store("shop-a", t(0)).await.expect("run");
-    assert_eq!((again.evaluated, again.skipped), (0, 4), "{again:?}");
-    let (a, b) = tokio::join!(
-        async { runner().run_store("shop-a", t(5)).await.expect("run") },
-        async { runner().run_store("shop-a", t(5)).await.expect("run") }
-    );
-    assert_eq!((a.evaluated + b.evaluated, a.skipped + b.skipped), (4, 4));
-    assert_eq!(
-        a.notifications + b.notifications,
-        0,
-        "still firing: nothing new"
-    );
-    // Orders come back: the rule resolves, once.
-    db.store
-        .insert(
-            &[event(
-                json!({"id": "back", "type": "order.completed", "sessionId": "s_back",
-                       "properties": {"orderId": "ord_back", "total": 900, "currency": "USD"}}),
-                end + 2 * 60_000,
-            )],
-            "back",
-        )
-        .await
-        .expect("stored");
-    let resolved = runner().run_store("shop-a", t(10)).await.expect("run");
-    assert_eq!(resolved.notifications, 1, "{resolved:?}");
-    for m in [15, 20] {
-        let later = runner().run_store("shop-a", t(m)).await.expect("run");
-        assert_eq!(later.notifications, 0, "{later:?}");
-    }
+    // two attempts), the checkout guard fires, traffic is normal; then it resolves once.
+    fires_once_then_resolves_once(&db.store, clock).await;
+    let store = db.store.clone();
 
     let got = receiver.at("/rule");
     let kinds: Vec<(String, String)> = got
@@ -579,10 +608,8 @@ async fn on_bigquery_rules_fire_once_resolve_once_and_each_slot_is_evaluated_onc
     use commerce_analytics::alerts::{Channel, GuardSettings, RuleBody, RuleInput, StoredRule};
     let receiver = Receiver::start(&[]).await;
     let bq = integration_tests::test_bigquery("alerts").await;
-    let real = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let end = real - real.rem_euclid(HOUR) - HOUR;
-    let t =
-        |minutes: i64| jiff::Timestamp::from_millisecond(end + (5 + minutes) * 60_000).expect("t");
+    let clock = Clock::new();
+    let (end, t) = (clock.end, |m: i64| clock.t(m));
     bq.insert(&steady_store(end + HOUR, end - 3 * HOUR), "steady")
         .await
         .expect("stored");
@@ -623,38 +650,7 @@ async fn on_bigquery_rules_fire_once_resolve_once_and_each_slot_is_evaluated_onc
         bq.alert_rules("shop-a").await.expect("rules"),
         [rule.clone(), guard.clone()]
     );
-    let runner = || {
-        let mut sender = Sender::new(true);
-        sender.retry_base = Duration::from_millis(50);
-        Runner::new(&bq, &bq, sender, "")
-    };
-    let first = runner().run_store("shop-a", t(0)).await.expect("run");
-    assert_eq!(
-        (
-            first.evaluated,
-            first.firing,
-            first.notifications,
-            first.delivered
-        ),
-        (4, 2, 2, 2),
-        "{first:?}"
-    );
-    let again = runner().run_store("shop-a", t(0)).await.expect("run");
-    assert_eq!((again.evaluated, again.skipped), (0, 4), "{again:?}");
-    let next = runner().run_store("shop-a", t(5)).await.expect("run");
-    assert_eq!((next.evaluated, next.notifications), (4, 0), "{next:?}");
-    bq.insert(
-        &[event(
-            json!({"id": "back", "type": "order.completed", "sessionId": "s_back",
-                   "properties": {"orderId": "ord_back", "total": 900, "currency": "USD"}}),
-            end + 2 * 60_000,
-        )],
-        "back",
-    )
-    .await
-    .expect("stored");
-    let resolved = runner().run_store("shop-a", t(10)).await.expect("run");
-    assert_eq!(resolved.notifications, 1, "{resolved:?}");
+    fires_once_then_resolves_once(&bq, clock).await;
     let types = |path: &str| -> Vec<String> {
         receiver
             .at(path)
@@ -676,9 +672,9 @@ async fn on_bigquery_rules_fire_once_resolve_once_and_each_slot_is_evaluated_onc
             .iter()
             .map(|e| e.notification.as_str())
             .collect::<Vec<_>>(),
-        ["resolved", "", "firing"]
+        ["", "", "resolved", "", "firing"]
     );
-    assert_eq!(evaluations[2].value, Some(0.0));
+    assert_eq!(evaluations[4].value, Some(0.0));
     assert_eq!(deliveries.len(), 2);
     bq.delete_alert_rule("shop-a", "alert_bq", t(20))
         .await

@@ -123,6 +123,16 @@ impl ClickHouseStore {
     }
 }
 
+impl ClickHouseStore {
+    /// A query over one rule's rows: `{store:String}` and `{rule:String}` bound.
+    fn rule_query(&self, sql: &str, store_id: &str, rule_id: &str) -> clickhouse::query::Query {
+        self.client()
+            .query(sql)
+            .param("store", store_id)
+            .param("rule", rule_id)
+    }
+}
+
 fn version(at: jiff::Timestamp) -> u64 {
     u64::try_from(at.as_millisecond()).unwrap_or(0)
 }
@@ -224,13 +234,12 @@ impl AlertStore for ClickHouseStore {
         )
         .await?;
         let winner: String = self
-            .client()
-            .query(
+            .rule_query(
                 "SELECT argMin(claimer, (claimed_at, claimer)) FROM alert_claims \
                  WHERE store_id = {store:String} AND rule_id = {rule:String} AND slot = {slot:Int64}",
+                store_id,
+                rule_id,
             )
-            .param("store", store_id)
-            .param("rule", rule_id)
             .param("slot", slot)
             .fetch_one()
             .await
@@ -245,26 +254,26 @@ impl AlertStore for ClickHouseStore {
         slot: i64,
     ) -> Result<(Option<Evaluation>, Option<i64>), StoreError> {
         let last = self
-            .client()
-            .query(&format!(
-                "SELECT {LOG_COLUMNS} FROM alert_log \
-                 WHERE store_id = {{store:String}} AND rule_id = {{rule:String}} AND slot < {{slot:Int64}} \
-                 ORDER BY slot DESC, evaluated_at DESC LIMIT 1"
-            ))
-            .param("store", store_id)
-            .param("rule", rule_id)
+            .rule_query(
+                &format!(
+                    "SELECT {LOG_COLUMNS} FROM alert_log WHERE store_id = {{store:String}} \
+                     AND rule_id = {{rule:String}} AND slot < {{slot:Int64}} \
+                     ORDER BY slot DESC, evaluated_at DESC LIMIT 1"
+                ),
+                store_id,
+                rule_id,
+            )
             .param("slot", slot)
             .fetch_optional::<LogRow>()
             .await
             .map_err(classify)?;
         let fired: Option<i64> = self
-            .client()
-            .query(
+            .rule_query(
                 "SELECT maxOrNull(slot) FROM alert_log WHERE store_id = {store:String} \
                  AND rule_id = {rule:String} AND slot < {slot:Int64} AND notification = 'firing'",
+                store_id,
+                rule_id,
             )
-            .param("store", store_id)
-            .param("rule", rule_id)
             .param("slot", slot)
             .fetch_one()
             .await
@@ -321,27 +330,29 @@ impl AlertStore for ClickHouseStore {
         limit: u32,
     ) -> Result<(Vec<Evaluation>, Vec<Delivery>), StoreError> {
         let log = self
-            .client()
-            .query(&format!(
-                "SELECT {LOG_COLUMNS} FROM alert_log \
+            .rule_query(
+                &format!(
+                    "SELECT {LOG_COLUMNS} FROM alert_log \
                  WHERE store_id = {{store:String}} AND rule_id = {{rule:String}} \
                  ORDER BY slot DESC, evaluated_at DESC LIMIT {{limit:UInt32}}"
-            ))
-            .param("store", store_id)
-            .param("rule", rule_id)
+                ),
+                store_id,
+                rule_id,
+            )
             .param("limit", limit)
             .fetch_all::<LogRow>()
             .await
             .map_err(classify)?;
         let deliveries = self
-            .client()
-            .query(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries \
+            .rule_query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries \
                  WHERE store_id = {{store:String}} AND rule_id = {{rule:String}} \
                  ORDER BY sent_at DESC LIMIT {{limit:UInt32}}"
-            ))
-            .param("store", store_id)
-            .param("rule", rule_id)
+                ),
+                store_id,
+                rule_id,
+            )
             .param("limit", limit)
             .fetch_all::<DeliveryRow>()
             .await
