@@ -785,3 +785,62 @@ async fn an_sns_channel_publishes_each_notification_to_its_topic_on_moto() {
     );
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn the_stockout_guard_names_the_best_sellers_at_stock_zero_only() {
+    let db = TestDb::new("alerts_stock").await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let mut events = Vec::new();
+    // Twelve products; product pN sells N units over the last days, so p3..p12 are the 10 best sellers.
+    for n in 1..=12_i64 {
+        events.push(event(
+            json!({"id": format!("o{n}"), "type": "order.completed", "sessionId": format!("s{n}"),
+                   "properties": {"orderId": format!("ord{n}"), "total": 100 * n, "currency": "USD",
+                                  "items": [{"productId": format!("p{n}"), "quantity": n, "price": 100}]}}),
+            now - n * HOUR,
+        ));
+        // Stock after the sales: p5 and p1 are sold out, the others are not.
+        let stock = if n == 5 || n == 1 { 0 } else { 10 };
+        events.push(event(
+            json!({"id": format!("inv{n}"), "type": "inventory.updated",
+                   "properties": {"productId": format!("p{n}"), "quantity": stock}}),
+            now - 30 * 60_000,
+        ));
+    }
+    db.store.insert(&events, "stock").await.expect("stored");
+    let at = jiff::Timestamp::from_millisecond(now).expect("now");
+    let queries = GuardQueries::of(&db.store, "shop-a", at)
+        .await
+        .expect("queries");
+    let values = Values::new(&db.store);
+    let o = evaluate::guard(&values, "shop-a", &queries, Guard::BestSellerStockout, now)
+        .await
+        .expect("evaluated");
+    // p1 is out of stock too, but not among the 10 best sellers.
+    assert!(o.firing, "{o:?}");
+    assert_eq!(o.value, Some(1.0));
+    assert_eq!(o.detail, "out of stock: p5");
+    // Restocked: silent.
+    db.store
+        .insert(
+            &[event(
+                json!({"id": "inv5b", "type": "inventory.updated",
+                       "properties": {"productId": "p5", "quantity": 4}}),
+                now - 60_000,
+            )],
+            "restock",
+        )
+        .await
+        .expect("stored");
+    let o = evaluate::guard(
+        &Values::new(&db.store),
+        "shop-a",
+        &queries,
+        Guard::BestSellerStockout,
+        now,
+    )
+    .await
+    .expect("evaluated");
+    assert!(!o.firing, "{o:?}");
+    db.drop_database().await;
+}
