@@ -12,7 +12,7 @@ use commerce_analytics::alerts::evaluate::{self, GuardQueries, Values};
 use commerce_analytics::alerts::run::Runner;
 use commerce_analytics::alerts::webhook::Sender;
 use commerce_analytics::alerts::{AlertStore, Guard};
-use commerce_analytics::event::{Event, RequestMeta, Validator};
+use commerce_analytics::event::{Event, RequestMeta};
 use commerce_analytics::store::EventStore;
 use integration_tests::{READ_KEY, TestDb, call};
 use serde_json::{Value, json};
@@ -153,16 +153,8 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
     outer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn validator() -> Validator {
-    Validator {
-        limits: Default::default(),
-        retention_days: 365,
-        anonymize_ip: true,
-    }
-}
-
 fn event(wire: Value, at_ms: i64) -> Event {
-    let mut e = validator()
+    let mut e = integration_tests::validator()
         .validate(
             wire,
             "shop-a",
@@ -517,7 +509,7 @@ async fn the_guards_stay_silent_on_30_days_of_normal_demo_traffic() {
     let monday = real_day - (real_day + 3).rem_euclid(7);
     let end = monday * 24 * HOUR;
     let end_time = time::OffsetDateTime::from_unix_timestamp(end / 1000).expect("end");
-    let v = validator();
+    let v = integration_tests::validator();
     let events: Vec<Event> = DemoGenerator::new(DemoConfig {
         seed: 7,
         events: 400_000,

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use commerce_analytics::event::{Event, RequestMeta, Validator};
+use commerce_analytics::event::{Event, RequestMeta};
 use commerce_analytics::query::attribution;
 use commerce_analytics::query::metrics::{self, Request};
 use commerce_analytics::store::EventStore;
@@ -452,11 +452,7 @@ fn expected(
 }
 
 fn events(s: &Scenario) -> Vec<Event> {
-    let v = Validator {
-        limits: Default::default(),
-        retention_days: 365,
-        anonymize_ip: true,
-    };
+    let v = integration_tests::validator();
     s.wire
         .iter()
         .enumerate()

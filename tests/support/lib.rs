@@ -12,6 +12,16 @@ use commerce_analytics::store::ClickHouseStore;
 pub const WRITE_KEY: &str = "pk_test_write_key_0001";
 pub const READ_KEY: &str = "sk_test_read_key_00001";
 
+/// The validator of the default limits with a year's retention, as the tests that build events directly
+/// (and set their timestamps themselves) use it.
+pub fn validator() -> commerce_analytics::event::Validator {
+    commerce_analytics::event::Validator {
+        limits: Default::default(),
+        retention_days: 365,
+        anonymize_ip: true,
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

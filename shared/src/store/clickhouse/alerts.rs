@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{ClickHouseStore, classify};
+use super::{ClickHouseStore, classify, version};
 use crate::alerts::band::Band;
 use crate::alerts::{AlertStore, Delivery, Evaluation, StoredRule};
 use crate::store::StoreError;
@@ -112,18 +112,6 @@ impl From<DeliveryRow> for Delivery {
 }
 
 impl ClickHouseStore {
-    async fn insert_row<T>(&self, table: &str, row: &T) -> Result<(), StoreError>
-    where
-        T: clickhouse::Row + Serialize,
-        for<'a> T: clickhouse::RowWrite<Value<'a> = T>,
-    {
-        let mut insert = self.client().insert::<T>(table).await.map_err(classify)?;
-        insert.write(row).await.map_err(classify)?;
-        insert.end().await.map_err(classify)
-    }
-}
-
-impl ClickHouseStore {
     /// A query over one rule's rows: `{store:String}` and `{rule:String}` bound.
     fn rule_query(&self, sql: &str, store_id: &str, rule_id: &str) -> clickhouse::query::Query {
         self.client()
@@ -131,10 +119,6 @@ impl ClickHouseStore {
             .param("store", store_id)
             .param("rule", rule_id)
     }
-}
-
-fn version(at: jiff::Timestamp) -> u64 {
-    u64::try_from(at.as_millisecond()).unwrap_or(0)
 }
 
 #[async_trait]

@@ -490,6 +490,24 @@ const RETRYABLE_CODES: &[u32] = &[
 
 /// Maps a client error to retryable or not. Transport failures and overload codes are retryable;
 /// parse/type/schema errors are not.
+/// A row version from a save's time: milliseconds, the latest wins (`ReplacingMergeTree(version)`).
+pub(crate) fn version(at: jiff::Timestamp) -> u64 {
+    u64::try_from(at.as_millisecond()).unwrap_or(0)
+}
+
+impl ClickHouseStore {
+    /// One row into `table`, in one finished insert (the small per-store tables: dashboards, alerts).
+    pub(crate) async fn insert_row<T>(&self, table: &str, row: &T) -> Result<(), StoreError>
+    where
+        T: clickhouse::Row + serde::Serialize,
+        for<'a> T: clickhouse::RowWrite<Value<'a> = T>,
+    {
+        let mut insert = self.client().insert::<T>(table).await.map_err(classify)?;
+        insert.write(row).await.map_err(classify)?;
+        insert.end().await.map_err(classify)
+    }
+}
+
 pub fn classify(e: clickhouse::error::Error) -> StoreError {
     use clickhouse::error::Error as E;
     match &e {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::error::StoreError;
 use crate::query::dashboards::{Dashboard, DashboardStore};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::{ClickHouseStore, classify, version};
 
 #[derive(Debug, Deserialize, serde::Serialize, clickhouse::Row)]
 struct DashboardRow {
@@ -17,23 +17,6 @@ struct DashboardRow {
     /// Milliseconds of the save or deletion (the latest version wins).
     version: u64,
     deleted: u8,
-}
-
-fn version(at: jiff::Timestamp) -> u64 {
-    u64::try_from(at.as_millisecond()).unwrap_or(0)
-}
-
-impl ClickHouseStore {
-    /// One row into `analytics_dashboards` (saves and deletions are both new versions of the row).
-    async fn write_dashboard_row(&self, row: &DashboardRow) -> Result<(), StoreError> {
-        let mut insert = self
-            .client()
-            .insert::<DashboardRow>("analytics_dashboards")
-            .await
-            .map_err(classify)?;
-        insert.write(row).await.map_err(classify)?;
-        insert.end().await.map_err(classify)
-    }
 }
 
 #[async_trait]
@@ -61,14 +44,17 @@ impl DashboardStore for ClickHouseStore {
         at: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         let widgets = d.widgets_json()?;
-        self.write_dashboard_row(&DashboardRow {
-            store_id: store_id.to_owned(),
-            id: d.id.clone(),
-            name: d.name.clone(),
-            widgets,
-            version: version(at),
-            deleted: 0,
-        })
+        self.insert_row(
+            "analytics_dashboards",
+            &DashboardRow {
+                store_id: store_id.to_owned(),
+                id: d.id.clone(),
+                name: d.name.clone(),
+                widgets,
+                version: version(at),
+                deleted: 0,
+            },
+        )
         .await
     }
 
@@ -82,14 +68,17 @@ impl DashboardStore for ClickHouseStore {
         if !exists {
             return Ok(false);
         }
-        self.write_dashboard_row(&DashboardRow {
-            store_id: store_id.to_owned(),
-            id: id.to_owned(),
-            name: String::new(),
-            widgets: "[]".into(),
-            version: version(at),
-            deleted: 1,
-        })
+        self.insert_row(
+            "analytics_dashboards",
+            &DashboardRow {
+                store_id: store_id.to_owned(),
+                id: id.to_owned(),
+                name: String::new(),
+                widgets: "[]".into(),
+                version: version(at),
+                deleted: 1,
+            },
+        )
         .await?;
         Ok(true)
     }
