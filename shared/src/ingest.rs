@@ -7,7 +7,10 @@
 //! Each record holds one or more NDJSON lines, each a canonical enriched [`Event`] written by `track`.
 //!
 //! Response: `{ "requestId", "timestamp" }` (+ `"errorMessage"` on failure), JSON, with `Content-Length`:
-//! - 200 once every good record is in ClickHouse (inserts in `batch_size` chunks, each finished);
+//! - 200 once every good record is in ClickHouse, as **one insert per delivery**: Firehose already made
+//!   the batch (its buffer size and interval are what `batch_size` / `flush_interval_seconds` describe for
+//!   the local buffer), so splitting it again would only multiply inserts and parts; the already-stored
+//!   check runs in groups of ids beside it;
 //! - records that can never be inserted (not base64, not JSON, not a valid event, older than retention) go
 //!   to `commerce_events_rejects` with the reason and the raw payload, and do not block the others; the
 //!   others get exactly track's rules (see [`crate::event::Validator::revalidate`]);
@@ -19,7 +22,7 @@
 //! - 503 when ClickHouse is unavailable or overloaded (Firehose retries the same request id), 500 when it
 //!   refuses the rows (Firehose retries, then backs the batch up to S3).
 //!
-//! Idempotency: a retried delivery recomputes the same chunks, so the insert dedup tokens match and the
+//! Idempotency: a retried delivery recomputes the same insert, so the insert dedup token matches and the
 //! store's pre-insert id check skips events already stored; rejects use a token from the request id.
 //! Nothing runs after the response: a Lambda is frozen between invocations.
 //!
@@ -47,7 +50,6 @@ pub struct Ingest {
     store: Arc<dyn EventStore>,
     validator: Validator,
     access_key: Option<Secret>,
-    batch_size: usize,
     max_bytes: usize,
     clock: Arc<dyn Clock>,
 }
@@ -165,14 +167,13 @@ struct DeliveryRecord {
 
 impl Ingest {
     /// The destination for `config`: its validation rules, `firehose_access_key` (empty: any caller is
-    /// accepted, as against moto locally; the ingest Lambda refuses to start without one), `batch_size`
-    /// and `limits.max_ingest_bytes`.
+    /// accepted, as against moto locally; the ingest Lambda refuses to start without one) and
+    /// `limits.max_ingest_bytes`.
     pub fn new(store: Arc<dyn EventStore>, config: &Config, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             validator: Validator::from_config(config),
             access_key: Some(config.firehose_access_key.clone()).filter(|k| !k.is_empty()),
-            batch_size: config.batch_size.max(1),
             max_bytes: config.limits.max_ingest_bytes,
             clock,
         }
@@ -377,9 +378,11 @@ impl Ingest {
         let rejected = rejects.count();
         let rejects = rejects.into_rows();
         let decoded = started.elapsed();
-        // Same delivery → same chunks → same tokens, and ids already stored are skipped: a retried
-        // request id (or a duplicate delivery) is stored once.
-        self.store.insert_batches(&events, self.batch_size).await?;
+        // One insert: same delivery → same token, and ids already stored are skipped, so a retried request
+        // id (or a duplicate delivery) is stored once.
+        self.store
+            .insert_batches(&events, events.len().max(1))
+            .await?;
         if !rejects.is_empty() {
             tracing::warn!(request_id, rejected = rejects.len(), first_reason = %rejects[0].reason,
                 "records rejected to commerce_events_rejects");

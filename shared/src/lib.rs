@@ -14,7 +14,8 @@
 //! 4. The domain and its ports (narrow traits the adapters implement): [`auth`] (API keys → store;
 //!    `KeyStore`), [`query`] (parameters, the metric catalog, ranked metrics, funnels, cohorts, live,
 //!    dashboards; `ReadStore`, `DashboardStore`), [`retention`] (`RetentionStore`), [`erasure`]
-//!    (`ErasureStore`).
+//!    (`ErasureStore`), [`alerts`] (rules, guards, their evaluation over the read port and their
+//!    notifications; `AlertStore`).
 //! 5. [`store`]: the write port (`EventStore`) and the adapters: ClickHouse (all SQL: inserts with
 //!    exactly-once, migrations, key table, reads mirroring `query/`, retention and erasure) and in memory.
 //! 6. Where events flow: [`sink`] (local buffer → store, Firehose, direct store writes; `EventSink`),

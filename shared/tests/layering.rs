@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["config", "fx"],
     &["event"],
-    &["auth", "query", "retention", "erasure"],
+    &["auth", "query", "retention", "erasure", "alerts"],
     &["store"],
     &["sink", "ingest"],
     &["tracker"],
