@@ -655,7 +655,10 @@ async fn on_bigquery_rules_fire_once_resolve_once_and_each_slot_is_evaluated_onc
     };
     assert_eq!(types("/rule"), ["alert.firing", "alert.resolved"]);
     assert_eq!(types("/guard"), ["alert.firing"]);
-    let (evaluations, deliveries) = bq
+    let commerce_analytics::alerts::History {
+        evaluations,
+        deliveries,
+    } = bq
         .alert_history("shop-a", "alert_bq", 10)
         .await
         .expect("history");

@@ -382,7 +382,7 @@ pub trait AlertStore: Send + Sync + std::fmt::Debug {
         store_id: &str,
         rule_id: &str,
         slot: i64,
-    ) -> Result<(Option<Evaluation>, Option<i64>), StoreError>;
+    ) -> Result<LastEvaluation, StoreError>;
     async fn log_evaluation(&self, store_id: &str, e: &Evaluation) -> Result<(), StoreError>;
     async fn log_delivery(&self, store_id: &str, d: &Delivery) -> Result<(), StoreError>;
     /// The rule's latest evaluations (newest first) and their deliveries.
@@ -391,7 +391,23 @@ pub trait AlertStore: Send + Sync + std::fmt::Debug {
         store_id: &str,
         rule_id: &str,
         limit: u32,
-    ) -> Result<(Vec<Evaluation>, Vec<Delivery>), StoreError>;
+    ) -> Result<History, StoreError>;
+}
+
+/// What a rule's next evaluation needs from its past ([`AlertStore::last_evaluation`]).
+#[derive(Debug, Clone, Default)]
+pub struct LastEvaluation {
+    /// The latest evaluation before the slot being evaluated, if any.
+    pub last: Option<Evaluation>,
+    /// The slot (ms) of the latest firing notification, for the cooldown.
+    pub last_fired_slot: Option<i64>,
+}
+
+/// A rule's history ([`AlertStore::alert_history`]), newest first.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct History {
+    pub evaluations: Vec<Evaluation>,
+    pub deliveries: Vec<Delivery>,
 }
 
 /// A custom rule checked and ready to evaluate: its metric query (range replaced per window).

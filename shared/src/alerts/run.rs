@@ -166,7 +166,10 @@ impl Runner<'_> {
             };
             report.evaluated += 1;
             report.firing += usize::from(outcome.firing);
-            let (last, last_fired) = self
+            let crate::alerts::LastEvaluation {
+                last,
+                last_fired_slot: last_fired,
+            } = self
                 .alerts
                 .last_evaluation(store_id, &rule.id, slot)
                 .await?;

@@ -693,11 +693,10 @@ impl Api {
                 find(&id).await?;
                 let p = crate::query::params::Params::parse(query_of(&req), &["limit"])?;
                 let limit = crate::query::ranked::parse_limit(p.get("limit").or(Some("100")))?;
-                let (evaluations, deliveries) =
-                    store.alert_history(&r.store_id, &id, limit).await?;
+                let history = store.alert_history(&r.store_id, &id, limit).await?;
                 answer(
                     StatusCode::OK,
-                    &json!({ "id": id, "evaluations": evaluations, "deliveries": deliveries }),
+                    &json!({ "id": id, "evaluations": history.evaluations, "deliveries": history.deliveries }),
                 )
             }
             (Some(id), Some("test"), &Method::POST) => {

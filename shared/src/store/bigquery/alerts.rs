@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::BigQueryStore;
 use super::client::{Param, Rows};
 use crate::alerts::band::Band;
-use crate::alerts::{AlertStore, Delivery, Evaluation, StoredRule};
+use crate::alerts::{AlertStore, Delivery, Evaluation, History, LastEvaluation, StoredRule};
 use crate::error::StoreError;
 
 const LOG_COLUMNS: &str = "rule_id, slot, evaluated_at, window_from, window_to, value, median, lower, \
@@ -163,7 +163,7 @@ impl AlertStore for BigQueryStore {
         store_id: &str,
         rule_id: &str,
         slot: i64,
-    ) -> Result<(Option<Evaluation>, Option<i64>), StoreError> {
+    ) -> Result<LastEvaluation, StoreError> {
         let table = self.table("alert_log");
         let params = [
             ("store", Param::String(store_id.into())),
@@ -194,7 +194,10 @@ impl AlertStore for BigQueryStore {
             None => None,
             Some(_) => Some(fired.i64(0, 0)?),
         };
-        Ok((evaluations(&last)?.into_iter().next(), fired))
+        Ok(LastEvaluation {
+            last: evaluations(&last)?.into_iter().next(),
+            last_fired_slot: fired,
+        })
     }
 
     async fn log_evaluation(&self, store_id: &str, e: &Evaluation) -> Result<(), StoreError> {
@@ -266,7 +269,7 @@ impl AlertStore for BigQueryStore {
         store_id: &str,
         rule_id: &str,
         limit: u32,
-    ) -> Result<(Vec<Evaluation>, Vec<Delivery>), StoreError> {
+    ) -> Result<History, StoreError> {
         let params = [
             ("store", Param::String(store_id.into())),
             ("rule", Param::String(rule_id.into())),
@@ -309,7 +312,10 @@ impl AlertStore for BigQueryStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((evaluations(&log)?, deliveries))
+        Ok(History {
+            evaluations: evaluations(&log)?,
+            deliveries,
+        })
     }
 }
 

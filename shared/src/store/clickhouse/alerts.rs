@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ClickHouseStore, classify, version};
 use crate::alerts::band::Band;
-use crate::alerts::{AlertStore, Delivery, Evaluation, StoredRule};
+use crate::alerts::{AlertStore, Delivery, Evaluation, History, LastEvaluation, StoredRule};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
@@ -236,7 +236,7 @@ impl AlertStore for ClickHouseStore {
         store_id: &str,
         rule_id: &str,
         slot: i64,
-    ) -> Result<(Option<Evaluation>, Option<i64>), StoreError> {
+    ) -> Result<LastEvaluation, StoreError> {
         let last = self
             .rule_query(
                 &format!(
@@ -262,7 +262,10 @@ impl AlertStore for ClickHouseStore {
             .fetch_one()
             .await
             .map_err(classify)?;
-        Ok((last.map(Evaluation::from), fired))
+        Ok(LastEvaluation {
+            last: last.map(Evaluation::from),
+            last_fired_slot: fired,
+        })
     }
 
     async fn log_evaluation(&self, store_id: &str, e: &Evaluation) -> Result<(), StoreError> {
@@ -312,7 +315,7 @@ impl AlertStore for ClickHouseStore {
         store_id: &str,
         rule_id: &str,
         limit: u32,
-    ) -> Result<(Vec<Evaluation>, Vec<Delivery>), StoreError> {
+    ) -> Result<History, StoreError> {
         let log = self
             .rule_query(
                 &format!(
@@ -341,9 +344,9 @@ impl AlertStore for ClickHouseStore {
             .fetch_all::<DeliveryRow>()
             .await
             .map_err(classify)?;
-        Ok((
-            log.into_iter().map(Evaluation::from).collect(),
-            deliveries.into_iter().map(Delivery::from).collect(),
-        ))
+        Ok(History {
+            evaluations: log.into_iter().map(Evaluation::from).collect(),
+            deliveries: deliveries.into_iter().map(Delivery::from).collect(),
+        })
     }
 }
