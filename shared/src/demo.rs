@@ -76,14 +76,34 @@ const SOURCES: &[Source] = &[
     (12, "", "newsletter", "email", "weekly_digest"),
 ];
 
-const USER_AGENTS: &[&str] = &[
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
-    // A tablet, so the device breakdown and filter show all three kinds of human visitor.
-    "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+/// Human visitors' agents, with their share of visits in percent: phones keep a fifth each as before a
+/// tablet (a few percent of a real shop's visits) joined, so every device breakdown and filter shows all
+/// three kinds of human visitor.
+const USER_AGENTS: &[(u32, &str)] = &[
+    (
+        26,
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+    ),
+    (
+        18,
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+    ),
+    (
+        20,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    ),
+    (
+        20,
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36",
+    ),
+    (
+        8,
+        "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0",
+    ),
+    (
+        8,
+        "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    ),
 ];
 
 /// Crawlers and a headless browser: [`crate::event::bots`] flags each of them at ingest.
@@ -252,7 +272,8 @@ impl DemoGenerator {
         let user_agent = if bot {
             BOT_AGENTS[rng.random_range(0..BOT_AGENTS.len())]
         } else {
-            USER_AGENTS[rng.random_range(0..USER_AGENTS.len())]
+            weighted(USER_AGENTS, rng.random_range(0..100), |a| a.0)
+                .map_or(USER_AGENTS[0].1, |a| a.1)
         };
         let ip = format!(
             "{}.{}.{}.{}",
