@@ -395,7 +395,7 @@ pub trait AlertStore: Send + Sync + std::fmt::Debug {
 }
 
 /// What a rule's next evaluation needs from its past ([`AlertStore::last_evaluation`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LastEvaluation {
     /// The latest evaluation before the slot being evaluated, if any.
     pub last: Option<Evaluation>,
@@ -404,7 +404,7 @@ pub struct LastEvaluation {
 }
 
 /// A rule's history ([`AlertStore::alert_history`]), newest first.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone)]
 pub struct History {
     pub evaluations: Vec<Evaluation>,
     pub deliveries: Vec<Delivery>,
