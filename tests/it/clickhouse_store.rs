@@ -104,6 +104,8 @@ async fn changing_retention_days_updates_the_table_ttl() {
         "commerce_events",
         "commerce_events_rejects",
         "commerce_hourly",
+        "commerce_hourly_counts",
+        "commerce_sessions",
     ] {
         let engines: Vec<String> = db
             .store
@@ -355,14 +357,19 @@ async fn an_event_repeated_across_chunks_of_one_call_is_stored_once() {
     db.drop_database().await;
 }
 
-/// A rollup row, finalized: store, hour (unix seconds), type, country, distinct events, distinct visitors.
-type RollupRow = (String, u32, String, String, u64, u64);
+/// A visitors' rollup row, finalized: store, hour (unix seconds), type, country, distinct visitors.
+type VisitorRow = (String, u32, String, String, u64);
+/// A counts rollup row: store, hour (unix seconds), type, country, events.
+type CountRow = (String, u32, String, String, i64);
+/// A session rollup row: store, hour, session hash, country, device, browser, start (ms), has an order.
+type SessionRow = (String, u32, u64, String, String, String, i64, u8);
 
 #[tokio::test]
-async fn the_rollup_view_writes_exactly_what_the_per_kind_queries_compute() {
+async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_changes_nothing() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::store::clickhouse::migrations::{
-        HOURLY_EVENTS, HOURLY_EVENTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
+        HOURLY_COUNTS, HOURLY_COUNTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
+        SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
     };
     let db = TestDb::new("rollup").await;
     let now = time::OffsetDateTime::now_utc();
@@ -378,26 +385,57 @@ async fn the_rollup_view_writes_exactly_what_the_per_kind_queries_compute() {
             .expect("valid demo event")
     })
     .collect();
-    // Every seventh event from a bot: the rollup counts humans only.
+    // Every seventh event from a bot: the rollups count humans only.
     for e in events.iter_mut().step_by(7) {
         e.bot = true;
     }
+    // Latest first: every session's first events arrive after its later ones (late events).
+    events.reverse();
     db.store
         .insert_batches(&events, 1000)
         .await
         .expect("insert");
 
-    let finalize = "SELECT store_id, toUnixTimestamp(hour), toString(type), toString(country), \
-                    uniqExactMerge(events), uniqExactMerge(visitors) FROM ({}) \
-                    GROUP BY ALL ORDER BY ALL";
     let store = &db.store;
-    let fetch = |inner: String| {
-        let sql = finalize.replace("{}", &inner);
+    let visitors = |inner: String| {
+        let sql = format!(
+            "SELECT store_id, toUnixTimestamp(hour), toString(type), toString(country), \
+             uniqExactMerge(visitors) FROM ({inner}) GROUP BY ALL ORDER BY ALL"
+        );
         async move {
             store
                 .client()
                 .query(&sql)
-                .fetch_all::<RollupRow>()
+                .fetch_all::<VisitorRow>()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    let counts = |inner: String| {
+        let sql = format!(
+            "SELECT store_id, toUnixTimestamp(hour), toString(type), toString(country), \
+             toInt64(sum(events)) FROM ({inner}) GROUP BY ALL HAVING sum(events) != 0 ORDER BY ALL"
+        );
+        async move {
+            store
+                .client()
+                .query(&sql)
+                .fetch_all::<CountRow>()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    let sessions = |inner: String| {
+        let sql = format!(
+            "SELECT store_id, toUnixTimestamp(hour), session_hash, toString(country), toString(device), \
+             toString(browser), toUnixTimestamp64Milli(min(start)), max(has_order) FROM ({inner}) \
+             GROUP BY store_id, hour, session_hash, country, device, browser ORDER BY ALL"
+        );
+        async move {
+            store
+                .client()
+                .query(&sql)
+                .fetch_all::<SessionRow>()
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
@@ -412,31 +450,77 @@ async fn the_rollup_view_writes_exactly_what_the_per_kind_queries_compute() {
         .fetch_all::<String>()
         .await
         .expect("views");
-    assert_eq!(views, ["commerce_hourly_mv"], "one view feeds the rollup");
-    let stored = fetch("SELECT * FROM commerce_hourly".to_owned()).await;
-    let expected = fetch(format!(
-        "{HOURLY_EVENTS} FROM commerce_events WHERE NOT is_bot {HOURLY_EVENTS_GROUP} \
-         UNION ALL {HOURLY_VISITORS} FROM commerce_events WHERE NOT is_bot {HOURLY_VISITORS_GROUP}"
+    assert_eq!(
+        views,
+        [
+            "commerce_hourly_counts_mv",
+            "commerce_hourly_mv",
+            "commerce_sessions_mv"
+        ],
+        "one view per rollup"
+    );
+    let expected_sessions = sessions(format!(
+        "{SESSIONS_ROLLUP} FROM commerce_events {SESSIONS_ROLLUP_GROUP}"
     ))
     .await;
-    let humans = events.iter().filter(|e| !e.bot).count() as u64;
+    let human_sessions: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| !e.bot)
+        .filter_map(|e| e.session_id.as_deref())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let rolled_up: std::collections::HashSet<u64> = expected_sessions.iter().map(|r| r.2).collect();
+    assert_eq!(rolled_up.len(), human_sessions.len(), "every human session");
+    let expected_visitors = visitors(format!(
+        "{HOURLY_VISITORS} FROM commerce_events WHERE NOT is_bot {HOURLY_VISITORS_GROUP}"
+    ))
+    .await;
+    let expected_counts = counts(format!(
+        "{HOURLY_COUNTS} FROM commerce_events {HOURLY_COUNTS_GROUP}"
+    ))
+    .await;
+    let humans = events.iter().filter(|e| !e.bot).count() as i64;
     assert_eq!(
-        stored.iter().map(|r| r.4).sum::<u64>(),
+        expected_counts.iter().map(|r| r.4).sum::<i64>(),
         humans,
         "every human event is counted once, no bot"
     );
+    let kinds = db
+        .store
+        .client()
+        .query("SELECT DISTINCT toString(type) FROM commerce_hourly ORDER BY 1")
+        .fetch_all::<String>()
+        .await
+        .expect("kinds");
     assert_eq!(
-        stored.len(),
-        expected.len(),
-        "as many rollup rows as the per-kind queries give"
+        kinds,
+        ["*"],
+        "commerce_hourly keeps the visitors' rows only"
     );
-    let differing: Vec<_> = stored
-        .iter()
-        .zip(&expected)
-        .filter(|(a, b)| a != b)
-        .take(5)
-        .collect();
-    assert!(differing.is_empty(), "stored vs expected: {differing:?}");
+
+    // The same events again: a retried batch (same chunks), and a client resending them in other
+    // batches. Exactly-once is enforced before the insert, so neither rollup moves.
+    for batch_size in [1000, 700] {
+        db.store
+            .insert_batches(&events, batch_size)
+            .await
+            .expect("resend");
+        let stored_visitors = visitors("SELECT * FROM commerce_hourly".to_owned()).await;
+        assert_eq!(
+            stored_visitors, expected_visitors,
+            "resent in batches of {batch_size}"
+        );
+        let stored_counts = counts("SELECT * FROM commerce_hourly_counts".to_owned()).await;
+        assert_eq!(
+            stored_counts, expected_counts,
+            "resent in batches of {batch_size}"
+        );
+        let stored_sessions = sessions("SELECT * FROM commerce_sessions".to_owned()).await;
+        assert_eq!(
+            stored_sessions, expected_sessions,
+            "resent in batches of {batch_size}"
+        );
+    }
     db.drop_database().await;
 }
 

@@ -194,13 +194,19 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
     assert_eq!(rejects_left, 1);
     // The rollup keeps exactly the hours whose events are kept.
     for (store, cutoff) in [("shop-a", cut30), ("shop-b", cut10), ("shop-c", cut30)] {
-        let hours = count(format!(
-            "SELECT count() FROM {db_name}.commerce_hourly WHERE store_id = '{store}' \
-             AND hour < fromUnixTimestamp64Milli({})",
-            ms(cutoff)
-        ))
-        .await;
-        assert_eq!(hours, 0, "{store}: no rollup hour before the cutoff");
+        for rollup in [
+            "commerce_hourly",
+            "commerce_hourly_counts",
+            "commerce_sessions",
+        ] {
+            let hours = count(format!(
+                "SELECT count() FROM {db_name}.{rollup} WHERE store_id = '{store}' \
+                 AND hour < fromUnixTimestamp64Milli({})",
+                ms(cutoff)
+            ))
+            .await;
+            assert_eq!(hours, 0, "{store}: no {rollup} hour before the cutoff");
+        }
     }
     assert_rollup_matches_raw(&db, "shop-a").await;
     assert_rollup_matches_raw(&db, "shop-b").await;
@@ -241,7 +247,8 @@ struct HourCounts {
     product_views: u64,
 }
 
-/// The `commerce_hourly` rollup of a store, hour by hour, equals the same counts over the raw events.
+/// The hourly rollups of a store (visitors' sets in `commerce_hourly`, event counts in
+/// `commerce_hourly_counts`), hour by hour, equal the same counts over the raw events.
 async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
     let fetch = |sql: String| async move {
         db.store
@@ -252,10 +259,12 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
     let rollup = fetch(format!(
-        "SELECT toUnixTimestamp(hour) AS hour, uniqExactMergeIf(visitors, type = '*') AS visitors, \
-         uniqExactMergeIf(events, type = 'product.viewed') AS product_views \
-         FROM commerce_hourly WHERE store_id = '{store}' GROUP BY hour HAVING visitors + product_views > 0 \
-         ORDER BY hour"
+        "SELECT toUnixTimestamp(hour) AS hour, toUInt64(sum(v)) AS visitors, toUInt64(sum(p)) AS product_views \
+         FROM (SELECT hour, uniqExactMerge(visitors) AS v, toInt64(0) AS p FROM commerce_hourly \
+               WHERE store_id = '{store}' AND type = '*' GROUP BY hour \
+               UNION ALL SELECT hour, 0 AS v, sum(events) AS p FROM commerce_hourly_counts \
+               WHERE store_id = '{store}' AND type = 'product.viewed' GROUP BY hour) \
+         GROUP BY hour HAVING visitors + product_views > 0 ORDER BY hour"
     ))
     .await;
     let raw = fetch(format!(
@@ -267,6 +276,32 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
     ))
     .await;
     assert!(!raw.is_empty(), "{store} has events");
+    // Sessions by the hour they start: count and those with an order, from the session rollup and raw.
+    let sessions = |sql: String| async move {
+        db.store
+            .client()
+            .query(&sql)
+            .fetch_all::<(u32, u64, u64)>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let rolled = sessions(format!(
+        "SELECT toUnixTimestamp(toStartOfHour(s)) AS h, count(), sum(o) FROM ( \
+           SELECT min(start) AS s, max(has_order) AS o FROM commerce_sessions \
+           WHERE store_id = '{store}' GROUP BY session_hash) GROUP BY h ORDER BY h"
+    ))
+    .await;
+    let from_raw = sessions(format!(
+        "SELECT toUnixTimestamp(toStartOfHour(s)) AS h, count(), sum(o) FROM ( \
+           SELECT min(timestamp) AS s, max(toUInt8(type = 'order.completed')) AS o FROM commerce_events \
+           WHERE store_id = '{store}' AND NOT is_bot AND session_id != '' GROUP BY cityHash64(session_id)) \
+         GROUP BY h ORDER BY h"
+    ))
+    .await;
+    assert_eq!(
+        rolled, from_raw,
+        "{store}: session rollup equals the raw events"
+    );
     let differing: Vec<(&HourCounts, &HourCounts)> =
         rollup.iter().zip(&raw).filter(|(a, b)| a != b).collect();
     assert!(

@@ -7,7 +7,7 @@
 //! Each table with rows per event or per key (see [`SHARDED`]) becomes two:
 //! - `<name>_local` on every node: the storage (`Replicated*MergeTree` with the `{shard}`/`{replica}`
 //!   macros when `clickhouse_replicated`), holding that shard's rows; materialized views (the hourly
-//!   rollup) read and write local tables, so each shard aggregates its own events;
+//!   rollups) read and write local tables, so each shard aggregates its own events;
 //! - `<name>`: a `Distributed` table over the local ones on every node, so every query of the module runs
 //!   unchanged on any node (reads fan out to every shard and merge; the module's inserts go through it
 //!   with `distributed_foreground_insert = 1`, so an insert returns only when every shard stored its rows).
@@ -41,6 +41,8 @@ pub const SHARDED: &[(&str, &str)] = &[
         "cityHash64(request_id, record_index)",
     ),
     ("commerce_hourly", "cityHash64(store_id, hour)"),
+    ("commerce_hourly_counts", "cityHash64(store_id, hour)"),
+    ("commerce_sessions", "cityHash64(store_id, session_hash)"),
     ("api_keys", "cityHash64(sha256)"),
     ("analytics_dashboards", "cityHash64(store_id, id)"),
     ("fx_rates", "cityHash64(currency, day)"),

@@ -1,15 +1,21 @@
 //! Data lifecycle SQL: retention ([`crate::retention`]) and customer erasure ([`crate::erasure`]).
 //!
-//! Erasure also rebuilds the `commerce_hourly` rollup rows of the hours it touched, so no aggregate keeps
-//! counting an erased customer. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
+//! Erasure also keeps the hourly rollups consistent, so no aggregate keeps counting an erased customer:
+//! before the events are deleted, their counts are subtracted from `commerce_hourly_counts` (one insert of
+//! negative counts, with a deduplication token naming exactly those rows, so an erasure retried after a
+//! failure never subtracts twice; inserts landing meanwhile only add); after, the visitors' distinct sets
+//! of the hours touched in `commerce_hourly`, and the `commerce_sessions` rows of the sessions touched, are
+//! rebuilt from the events left. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
 //! whole partitions with `ALTER TABLE … DROP PARTITION ID`. Table names come from the fixed list below;
 //! every value is a server-side parameter.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use sha2::{Digest as _, Sha256};
+
 use super::migrations::{
-    HOURLY_EVENTS, HOURLY_EVENTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
+    HOURLY_VISITORS, HOURLY_VISITORS_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
 };
 use super::{ClickHouseStore, EVENTS_TABLE, classify, layout};
 use crate::erasure::{ErasureReport, ErasureStore};
@@ -25,9 +31,13 @@ const RETAINED: RetainedTables = RetainedTables(&[
     // Per-hour aggregates: the cutoff is a whole UTC day, so `hour < cutoff` removes exactly the hours whose
     // events are removed.
     (HOURLY_TABLE, "hour"),
+    (COUNTS_TABLE, "hour"),
+    (SESSIONS_TABLE, "hour"),
 ]);
 
 const HOURLY_TABLE: &str = "commerce_hourly";
+const COUNTS_TABLE: &str = "commerce_hourly_counts";
+const SESSIONS_TABLE: &str = "commerce_sessions";
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -163,9 +173,9 @@ impl ClickHouseStore {
 }
 
 impl ClickHouseStore {
-    /// Rebuilds the rollup rows of `hours` (Unix seconds) of a store from the raw events left: the rows are
-    /// deleted, then the hours aggregated again. An insert landing meanwhile is at worst aggregated twice,
-    /// which the rollup's distinct sets absorb.
+    /// Rebuilds the visitors' rows of `hours` (Unix seconds) of a store from the raw events left: the rows
+    /// are deleted, then the hours aggregated again. An insert landing meanwhile is at worst aggregated
+    /// twice, which the rollup's distinct sets absorb.
     async fn reaggregate_hours(&self, store_id: &str, hours: &[u32]) -> Result<(), StoreError> {
         let (Some(first), Some(last)) = (hours.iter().min(), hours.iter().max()) else {
             return Ok(());
@@ -198,10 +208,7 @@ impl ClickHouseStore {
             ),
         };
         for client in sources {
-            for (select, group) in [
-                (HOURLY_EVENTS, HOURLY_EVENTS_GROUP),
-                (HOURLY_VISITORS, HOURLY_VISITORS_GROUP),
-            ] {
+            for (select, group) in [(HOURLY_VISITORS, HOURLY_VISITORS_GROUP)] {
                 client
                     .query(&format!(
                         "INSERT INTO {rollup} {select} FROM {events} \
@@ -218,6 +225,117 @@ impl ClickHouseStore {
                     .await
                     .map_err(classify)?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl ClickHouseStore {
+    /// Rebuilds the `commerce_sessions` rows of `sessions` (ids) of a store from the raw events left: the
+    /// rows are deleted, then the sessions aggregated again. The rollup holds only `min`/`max`, so an
+    /// insert landing meanwhile, aggregated by its view and again here, changes nothing.
+    async fn rebuild_sessions(
+        &self,
+        store_id: &str,
+        sessions: &[String],
+    ) -> Result<(), StoreError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        for site in self.sites(SESSIONS_TABLE) {
+            site.client
+                .query(&format!(
+                    "DELETE FROM {} WHERE store_id = {{store:String}} \
+                     AND session_hash IN (SELECT cityHash64(arrayJoin({{sessions:Array(String)}})))",
+                    site.table
+                ))
+                .param("store", store_id)
+                .param("sessions", sessions)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        // As for the hourly rollup: node by node on a cluster with nodes (each node's rows come from its
+        // own events), else through the `Distributed` tables.
+        let (sources, rollup, events) = match &self.cluster {
+            Some(c) if !c.nodes.is_empty() => (
+                c.nodes.iter().map(|n| n.client.clone()).collect(),
+                layout::local(SESSIONS_TABLE),
+                layout::local(EVENTS_TABLE),
+            ),
+            _ => (
+                vec![self.client.clone()],
+                SESSIONS_TABLE.to_owned(),
+                EVENTS_TABLE.to_owned(),
+            ),
+        };
+        let rest = SESSIONS_ROLLUP_GROUP.replacen(
+            "WHERE ",
+            "WHERE store_id = {store:String} AND has({sessions:Array(String)}, session_id) AND ",
+            1,
+        );
+        for client in sources {
+            client
+                .query(&format!(
+                    "INSERT INTO {rollup} {SESSIONS_ROLLUP} FROM {events} {rest}"
+                ))
+                .param("store", store_id)
+                .param("sessions", sessions)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the negative of the counts of the events about to be erased (`events_where`, `events` rows) to
+    /// `commerce_hourly_counts`, where the view had added them: node by node on a cluster with nodes (each
+    /// node's counts came from its own events), else in one statement. The token names the store, the
+    /// customer and the rows, so a retry of an erasure that failed before its delete subtracts nothing
+    /// again (the table keeps a deduplication window); one that already deleted finds no rows.
+    async fn subtract_counts(
+        &self,
+        store_id: &str,
+        customer_id: &str,
+        events_where: &str,
+        linked: &Linked,
+        events: u64,
+    ) -> Result<(), StoreError> {
+        let (sources, counts, raw) = match &self.cluster {
+            Some(c) if !c.nodes.is_empty() => (
+                c.nodes.iter().map(|n| n.client.clone()).collect(),
+                layout::local(COUNTS_TABLE),
+                layout::local(EVENTS_TABLE),
+            ),
+            _ => (
+                vec![self.client.clone()],
+                COUNTS_TABLE.to_owned(),
+                EVENTS_TABLE.to_owned(),
+            ),
+        };
+        let token = format!(
+            "{:x}",
+            Sha256::digest(format!(
+                "erase-counts\n{store_id}\n{customer_id}\n{events}\n{}\n{}",
+                linked.anonymous_ids.join(","),
+                linked.sessions.join(",")
+            ))
+        );
+        for (node, client) in sources.into_iter().enumerate() {
+            client
+                .query(&format!(
+                    "INSERT INTO {counts} SELECT store_id, toStartOfHour(timestamp) AS hour, type, country, \
+                     -toInt64(count()) AS events FROM {raw} WHERE {events_where} AND NOT is_bot \
+                     GROUP BY store_id, hour, type, country"
+                ))
+                .param("store", store_id)
+                .param("customer", customer_id)
+                .param("anon", &linked.anonymous_ids)
+                .param("sessions", &linked.sessions)
+                .with_setting("insert_deduplication_token", format!("{token}-{node}"))
+                .execute()
+                .await
+                .map_err(classify)?;
         }
         Ok(())
     }
@@ -278,6 +396,22 @@ impl ClickHouseStore {
                 .fetch_all()
                 .await
                 .map_err(classify)?;
+            // Every session with a row erased: the customer's, and the linked anonymous ids' others.
+            let touched_sessions: Vec<String> = self
+                .client
+                .query(&format!(
+                    "SELECT DISTINCT session_id FROM {EVENTS_TABLE} \
+                     WHERE {events_where} AND session_id != ''"
+                ))
+                .param("store", store_id)
+                .param("customer", customer_id)
+                .param("anon", &linked.anonymous_ids)
+                .param("sessions", &linked.sessions)
+                .fetch_all()
+                .await
+                .map_err(classify)?;
+            self.subtract_counts(store_id, customer_id, events_where, &linked, events)
+                .await?;
             for site in self.sites(EVENTS_TABLE) {
                 site.client
                     .query(&format!("DELETE FROM {} WHERE {events_where}", site.table))
@@ -290,6 +424,7 @@ impl ClickHouseStore {
                     .map_err(classify)?;
             }
             self.reaggregate_hours(store_id, &hours).await?;
+            self.rebuild_sessions(store_id, &touched_sessions).await?;
         }
         // A rejected record is raw text: it names the customer when their id appears as a JSON string.
         // Records whose store could not be read are included unless they name another store (better to

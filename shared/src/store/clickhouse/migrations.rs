@@ -40,7 +40,27 @@
 //! ## `api_keys` (v5)
 //! Keys by SHA-256, never the key; see `keys.rs` and [`crate::auth::keys`].
 //!
-//! ## `commerce_hourly` rollup (v4; one view since v7)
+//! ## `commerce_hourly_counts` (v12)
+//! Stored human events per store, UTC hour, type and country, as plain counts (`SimpleAggregateFunction(sum)`,
+//! fed by `commerce_hourly_counts_mv`): its size follows the number of (hour, type, country) groups, not
+//! the events. Counts are exact because exactly-once is enforced where events are written (the adapter's
+//! pre-insert lookup and insert tokens, see [`super::ClickHouseStore`]): a duplicate delivery never becomes
+//! a stored row, so it never reaches the view. Erasure subtracts the erased rows' counts (negative rows,
+//! token-deduplicated) before deleting them; retention cuts it like the events. Until v12 the per-type
+//! rows of `commerce_hourly` held a distinct set of every event id (8 bytes per event, 16% of the raw
+//! events' compressed bytes at 1M events); v12 deletes them and leaves that table the visitors' sets.
+//!
+//! ## `commerce_sessions` (v13)
+//! One row per store, UTC hour, session (its id's 64-bit hash), country, device and browser: the first
+//! event's time and whether the session completed an order in those events (humans only, events with a
+//! session). A session is usually one or two rows (two when it crosses an hour), so the table grows with
+//! sessions, not events. Readers group rows by `session_hash` again (merges are not awaited), which makes
+//! it exact for any bucket boundaries and zone: a session's start is kept to the millisecond. Fed by
+//! `commerce_sessions_mv`; only `min`/`max`, so it is idempotent (see [`SESSIONS_ROLLUP`]). Late events
+//! add or lower a row's `start`; erasure deletes and rebuilds the rows of the sessions it touched;
+//! retention cuts it by `hour` like the other rollups.
+//!
+//! ## `commerce_hourly` rollup (v4; one view since v7; visitors only since v12)
 //! An `AggregatingMergeTree` fed by a materialized view on every insert into `commerce_events` (two views
 //! until v7, which merged them into [`HOURLY_ROLLUP`] to write one block per insert instead of two): per
 //! store, UTC hour, type and country the exact distinct set (`uniqExactState` of 64-bit hashes) of event
@@ -342,6 +362,72 @@ TTL toDateTime(intDiv(sent_at, 1000)) + INTERVAL 90 DAY
 ",
         ],
     },
+    Migration {
+        version: 12,
+        name: "hourly event counts instead of event id sets",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_hourly_counts
+(
+    store_id    LowCardinality(String),
+    hour        DateTime('UTC'),
+    type        LowCardinality(String),
+    country     LowCardinality(String),
+    events      SimpleAggregateFunction(sum, Int64) COMMENT 'stored human events; an erasure adds its negative'
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (store_id, hour, type, country)
+TTL toDateTime(hour) + INTERVAL {retention_days} DAY
+SETTINGS non_replicated_deduplication_window = 1000
+",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_hourly_counts_mv TO {db}.commerce_hourly_counts AS \
+             {hourly_counts} FROM {db}.commerce_events {hourly_counts_group}",
+            // Atomic swap: from here on the old view writes only the visitors' rows.
+            "ALTER TABLE {db}.commerce_hourly_mv MODIFY QUERY \
+             {hourly_visitors} FROM {db}.commerce_events WHERE NOT is_bot {hourly_visitors_group}",
+            // The rows stored before the new view existed (each event once: an unmerged racing duplicate
+            // is not counted twice). An insert that began before the view was created is not in it; its
+            // `ingested_at` is earlier than the view's creation second. Rows ingested within that second
+            // may be counted twice or not at all, so run this migration with ingest paused on a live store.
+            "INSERT INTO {db}.commerce_hourly_counts \
+             SELECT store_id, toStartOfHour(timestamp) AS hour, type, country, toInt64(uniqExact(id)) AS events \
+             FROM {db}.commerce_events WHERE NOT is_bot AND ingested_at < ( \
+               SELECT any(metadata_modification_time) FROM system.tables \
+               WHERE database = '{db}' AND name = 'commerce_hourly_counts_mv') \
+             GROUP BY store_id, hour, type, country",
+            // The per-type distinct sets of event ids are what made the rollup grow with the events.
+            "ALTER TABLE {db}.commerce_hourly DELETE WHERE type != '*'",
+        ],
+    },
+    Migration {
+        version: 13,
+        name: "session rollup",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_sessions
+(
+    store_id      LowCardinality(String),
+    hour          DateTime('UTC') COMMENT 'the UTC hour of the session''s events aggregated in this row',
+    session_hash  UInt64 COMMENT 'cityHash64(session_id)',
+    country       LowCardinality(String),
+    device        LowCardinality(String),
+    browser       LowCardinality(String),
+    start         SimpleAggregateFunction(min, DateTime64(3, 'UTC')) COMMENT 'first event of the row',
+    has_order     SimpleAggregateFunction(max, UInt8) COMMENT 'an order.completed among the row''s events'
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (store_id, hour, session_hash, country, device, browser)
+TTL toDateTime(hour) + INTERVAL {retention_days} DAY
+",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_sessions_mv TO {db}.commerce_sessions AS \
+             {sessions_rollup} FROM {db}.commerce_events {sessions_rollup_group}",
+            // Rows stored before the view: min and max only, so rows the view also aggregated (inserted
+            // while this runs) change nothing.
+            "INSERT INTO {db}.commerce_sessions {sessions_rollup} FROM {db}.commerce_events {sessions_rollup_group}",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in
@@ -462,6 +548,28 @@ pub const HOURLY_VISITORS: &str = "SELECT store_id, toStartOfHour(timestamp) AS 
        customer_id != '' OR anonymous_id != '' OR session_id != '') AS visitors";
 /// The `GROUP BY` of [`HOURLY_VISITORS`].
 pub const HOURLY_VISITORS_GROUP: &str = "GROUP BY store_id, hour, country";
+
+/// The `commerce_hourly_counts` rows of the events a query reads (`FROM commerce_events` and any `WHERE`
+/// go between this and [`HOURLY_COUNTS_GROUP`]): stored human events per store, UTC hour, type and
+/// country. Plain counts: exactly-once is enforced where events are written (see
+/// [`super::ClickHouseStore`]), so each stored event row is one event, and a duplicate delivery never
+/// reaches the view. The materialized view adds `WHERE NOT is_bot` through [`HOURLY_COUNTS_GROUP`].
+pub const HOURLY_COUNTS: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, type, country, \
+     toInt64(count()) AS events";
+/// What follows `FROM commerce_events` in the view of [`HOURLY_COUNTS`].
+pub const HOURLY_COUNTS_GROUP: &str = "WHERE NOT is_bot GROUP BY store_id, hour, type, country";
+
+/// The `commerce_sessions` rows of the events a query reads (`FROM commerce_events` between this and
+/// [`SESSIONS_ROLLUP_GROUP`]): per store, UTC hour, session, country, device and browser, the first
+/// event's time and whether an order was completed. Only `min`/`max`, so aggregating an event twice (the
+/// backfill racing the view, the rebuild after an erasure, a duplicate row before its merge) changes
+/// nothing: this rollup does not rely on exactly-once at all.
+pub const SESSIONS_ROLLUP: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, \
+     cityHash64(session_id) AS session_hash, country, device, browser, min(timestamp) AS start, \
+     max(toUInt8(type = 'order.completed')) AS has_order";
+/// What follows `FROM commerce_events` in [`SESSIONS_ROLLUP`]: humans' events with a session.
+pub const SESSIONS_ROLLUP_GROUP: &str = "WHERE NOT is_bot AND session_id != '' \
+     GROUP BY store_id, hour, session_hash, country, device, browser";
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -744,7 +852,11 @@ pub fn distributed_ddl(
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{hourly_rollup_rest}", HOURLY_ROLLUP_REST)
+    stmt.replace("{sessions_rollup_group}", SESSIONS_ROLLUP_GROUP)
+        .replace("{sessions_rollup}", SESSIONS_ROLLUP)
+        .replace("{hourly_counts_group}", HOURLY_COUNTS_GROUP)
+        .replace("{hourly_counts}", HOURLY_COUNTS)
+        .replace("{hourly_rollup_rest}", HOURLY_ROLLUP_REST)
         .replace("{hourly_rollup}", HOURLY_ROLLUP)
         .replace("{hourly_events_group}", HOURLY_EVENTS_GROUP)
         .replace("{hourly_visitors_group}", HOURLY_VISITORS_GROUP)
@@ -844,6 +956,8 @@ async fn sync_ttl(
         ("commerce_events", "timestamp"),
         ("commerce_events_rejects", "received_at"),
         ("commerce_hourly", "hour"),
+        ("commerce_hourly_counts", "hour"),
+        ("commerce_sessions", "hour"),
     ] {
         let table = if flavor.local {
             local(table)

@@ -1,8 +1,9 @@
 //! Time-series metrics: one source row per order, session, visitor or event (`ts` plus what the measures
 //! read), aggregated per bucket and over the range into the facts of the metric's family.
 //!
-//! `visitors` and `product_views` read the `commerce_hourly` rollup when the range allows it (see
-//! [`rollup_source`]); every other metric reads the raw events.
+//! `visitors` and `product_views` read the hourly rollups (`commerce_hourly`, `commerce_hourly_counts`)
+//! when the range allows it (see [`rollup_source`]), `sessions` and `conversion_rate` the session rollup
+//! (`commerce_sessions`, see [`session_rollup_source`]); every other metric reads the raw events.
 
 use serde::Deserialize;
 
@@ -84,7 +85,9 @@ pub(super) fn sql(q: &MetricQuery) -> (Sql, Measures) {
         source,
         measures,
         rollup_hours,
-    } = rollup_source(q).unwrap_or_else(|| raw_source(q, None));
+    } = rollup_source(q)
+        .or_else(|| session_rollup_source(q))
+        .unwrap_or_else(|| raw_source(q, None));
     let columns = measures.columns();
     let binds = Binds {
         currency: q.currency.clone(),
@@ -417,6 +420,64 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
     }
 }
 
+/// The one-row-per-session source of `sessions` and `conversion_rate` from the `commerce_sessions` rollup:
+/// the whole UTC hours of the range from the rollup's rows, the partial hours at either end from the raw
+/// events, and the two grouped again by session, so a session seen in both counts once, starts at its
+/// first event in the range and has an order if any of its events in the range is one — exactly the raw
+/// source's rows. Session starts are kept to the millisecond, so buckets in any zone (half- and
+/// quarter-hour offsets, DST) are those of the raw events. Humans only; the country, device and browser
+/// filters are the rollup's own columns. A filter on what the session is (source, landing page,
+/// referrer), bots, or a range without a whole UTC hour read the raw events.
+fn session_rollup_source(q: &MetricQuery) -> Option<MetricSource> {
+    let measures = match q.metric {
+        Metric::Sessions => Measures::Count { count: "count()" },
+        Metric::ConversionRate => Measures::Rate {
+            numerator: "sum(v)",
+            denominator: "count()",
+        },
+        _ => return None,
+    };
+    if q.include_bots || q.filters.on_sessions() {
+        return None;
+    }
+    let (inner_from, inner_to) = whole_hours(q);
+    if inner_from >= inner_to {
+        return None;
+    }
+    let mut rollup = String::from(
+        "store_id = {store:String} AND hour >= fromUnixTimestamp64Milli({rfrom:Int64}) \
+         AND hour < fromUnixTimestamp64Milli({rto:Int64})",
+    );
+    for (given, column) in [
+        (q.filters.country.is_some(), "country"),
+        (q.filters.device.is_some(), "device"),
+        (q.filters.browser.is_some(), "browser"),
+    ] {
+        if given {
+            rollup.push_str(&format!(" AND {column} = {{{column}:String}}"));
+        }
+    }
+    let edges = format!(
+        "{} AND session_id != '' AND (timestamp < fromUnixTimestamp64Milli({{rfrom:Int64}}) \
+         OR timestamp >= fromUnixTimestamp64Milli({{rto:Int64}}))",
+        base_filter(&q.filters)
+    );
+    let source = format!(
+        "SELECT min(ts) AS ts, max(v) AS v FROM ( \
+           SELECT session_hash AS sh, min(start) AS ts, max(has_order) AS v FROM commerce_sessions \
+           WHERE {rollup} GROUP BY sh \
+           UNION ALL \
+           SELECT cityHash64(session_id) AS sh, min(timestamp) AS ts, max(type = 'order.completed') AS v \
+           FROM commerce_events WHERE {edges} GROUP BY sh) \
+         GROUP BY sh"
+    );
+    Some(MetricSource {
+        source,
+        measures,
+        rollup_hours: Some((inner_from, inner_to)),
+    })
+}
+
 /// A visitor: `customerId`, else `anonymousId`, else `sessionId`.
 const VISITOR: &str =
     "if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, session_id))";
@@ -431,11 +492,12 @@ fn whole_hours(q: &MetricQuery) -> (i64, i64) {
     )
 }
 
-/// The metric's source from the `commerce_hourly` rollup, when it can answer exactly: `visitors` and
-/// `product_views` (without a product filter), humans only, with bucket boundaries on whole UTC hours.
-/// The whole hours come from the rollup's distinct sets; the partial hours at either end (a `24h` period
-/// starts mid-hour, `to` is usually "now") from the raw events, as states of the same type, so buckets
-/// and total stay exact distinct counts.
+/// The metric's source from the hourly rollups, when they can answer exactly: `visitors` (the distinct
+/// sets of `commerce_hourly`) and `product_views` (the counts of `commerce_hourly_counts`, without a
+/// product filter), humans only, with bucket boundaries on whole UTC hours. The whole hours come from the
+/// rollup; the partial hours at either end (a `24h` period starts mid-hour, `to` is usually "now") from
+/// the raw events, as states of the same type (distinct sets, or counts), so buckets and total stay
+/// exact.
 fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
     let servable = match q.metric {
         Metric::Visitors => true,
@@ -474,18 +536,20 @@ fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
              WHERE visitor != '' GROUP BY ts"
         ),
         _ => format!(
-            "SELECT hour AS ts, events AS s FROM commerce_hourly \
+            "SELECT hour AS ts, events AS s FROM commerce_hourly_counts \
              WHERE {rollup} AND type = 'product.viewed' \
              UNION ALL \
-             SELECT toStartOfHour(timestamp) AS ts, uniqExactState(cityHash64(id)) AS s \
+             SELECT toStartOfHour(timestamp) AS ts, toInt64(uniqExact(id)) AS s \
              FROM commerce_events WHERE {edges} AND type = 'product.viewed' GROUP BY ts"
         ),
     };
+    let count = match q.metric {
+        Metric::Visitors => "uniqExactMerge(s)",
+        _ => "sum(s)",
+    };
     Some(MetricSource {
         source,
-        measures: Measures::Count {
-            count: "uniqExactMerge(s)",
-        },
+        measures: Measures::Count { count },
         rollup_hours: Some((inner_from, inner_to)),
     })
 }
