@@ -1,7 +1,11 @@
 //! Amazon Data Firehose as the sink of the `track` Lambda (`PutRecordBatch`).
 //!
-//! - One record per event: the canonical enriched event as one line of NDJSON (JSON + `\n`), which the
-//!   `ingest` function decodes.
+//! - Events as NDJSON lines (the canonical enriched event, JSON + `\n`), consecutive events of a request
+//!   packed into records of at most [`RECORD_PACK_BYTES`]: Firehose bills ingestion per record rounded up
+//!   to 5 KB, so one ~0.8 KB event per record pays for 5 KB, while a packed record of six pays about
+//!   what it holds. An event larger than the pack size goes alone. The `ingest` function decodes every
+//!   line of a record. A record that fails fails all of its events (they are sent again together, or
+//!   named in the 503), so packing never splits an event's fate.
 //! - Service limits: at most [`MAX_RECORDS`] records and [`MAX_CALL_BYTES`] per call, [`MAX_RECORD_BYTES`] per
 //!   record. Events are far smaller (the API caps them at 32 KiB), but the split is by bytes too.
 //! - Partial failures: the response's per-record `ErrorCode` says which records failed; only those are sent
@@ -27,6 +31,9 @@ use crate::retry::Backoff;
 pub const MAX_RECORDS: usize = 500;
 pub const MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_RECORD_BYTES: usize = 1000 * 1024;
+/// Bytes of NDJSON packed into one record at most: Firehose's billing unit (5 KB), so packing never makes
+/// a record cost more than one unit.
+pub const RECORD_PACK_BYTES: usize = 5_000;
 
 /// Why a whole `PutRecordBatch` call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +123,8 @@ pub struct FirehoseSink {
     backoff: Backoff,
     /// Calls per chunk, first one included. Default 4 (≈ 0.1 + 0.2 + 0.4 s of waiting at most).
     max_attempts: u32,
+    /// Bytes packed into one record at most ([`RECORD_PACK_BYTES`]; 0 puts every event in its own record).
+    pack_bytes: usize,
 }
 
 impl FirehoseSink {
@@ -127,7 +136,14 @@ impl FirehoseSink {
                 max: Duration::from_secs(1),
             },
             max_attempts: 4,
+            pack_bytes: RECORD_PACK_BYTES,
         }
+    }
+
+    /// Packs at most `bytes` of events into one record (0: one event per record).
+    pub fn with_pack_bytes(mut self, bytes: usize) -> Self {
+        self.pack_bytes = bytes;
+        self
     }
 
     pub fn with_retry(mut self, backoff: Backoff, max_attempts: u32) -> Self {
@@ -203,7 +219,33 @@ pub fn plan_calls(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
     calls
 }
 
-/// The Firehose record for an event: its canonical JSON and a newline.
+/// One Firehose record: NDJSON lines of one or more events, and their ids in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedRecord<'a> {
+    pub data: Vec<u8>,
+    pub ids: Vec<&'a str>,
+}
+
+/// Packs consecutive `(id, line)` pairs into records of at most `limit` bytes, in order; a line longer
+/// than `limit` goes alone.
+pub fn pack_records(lines: Vec<(&str, Vec<u8>)>, limit: usize) -> Vec<PackedRecord<'_>> {
+    let mut records: Vec<PackedRecord<'_>> = Vec::new();
+    for (id, line) in lines {
+        match records.last_mut() {
+            Some(last) if last.data.len() + line.len() <= limit => {
+                last.data.extend_from_slice(&line);
+                last.ids.push(id);
+            }
+            _ => records.push(PackedRecord {
+                data: line,
+                ids: vec![id],
+            }),
+        }
+    }
+    records
+}
+
+/// The NDJSON line of an event in a Firehose record: its canonical JSON and a newline.
 pub fn encode_record(event: &Event) -> Vec<u8> {
     let mut buf = serde_json::to_vec(event).unwrap_or_default();
     buf.push(b'\n');
@@ -214,22 +256,22 @@ pub fn encode_record(event: &Event) -> Vec<u8> {
 impl EventSink for FirehoseSink {
     async fn send_batch(&self, events: Vec<Event>) -> Result<(), SinkError> {
         let mut failed_ids = Vec::new();
-        let mut records = Vec::with_capacity(events.len());
-        let mut ids = Vec::with_capacity(events.len());
+        let mut lines = Vec::with_capacity(events.len());
         for e in &events {
-            let r = encode_record(e);
-            if r.len() > MAX_RECORD_BYTES {
+            let line = encode_record(e);
+            if line.len() > MAX_RECORD_BYTES {
                 failed_ids.push(e.id.clone());
                 continue;
             }
-            records.push(r);
-            ids.push(e.id.as_str());
+            lines.push((e.id.as_str(), line));
         }
-        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+        let packed = pack_records(lines, self.pack_bytes);
+        let sizes: Vec<usize> = packed.iter().map(|p| p.data.len()).collect();
+        let records: Vec<Vec<u8>> = packed.iter().map(|p| p.data.clone()).collect();
         for call in plan_calls(&sizes) {
             let offset = call.start;
             for i in self.put_chunk(&records[call]).await {
-                failed_ids.push(ids[offset + i].to_owned());
+                failed_ids.extend(packed[offset + i].ids.iter().map(|id| (*id).to_owned()));
             }
         }
         if failed_ids.is_empty() {
@@ -301,22 +343,86 @@ mod tests {
 
     fn ids_in(call: &[Vec<u8>]) -> Vec<String> {
         call.iter()
-            .map(|r| {
-                serde_json::from_slice::<Event>(r)
-                    .expect("record is an event")
+            .flat_map(|r| r.split(|b| *b == b'\n').filter(|l| !l.is_empty()))
+            .map(|line| {
+                serde_json::from_slice::<Event>(line)
+                    .expect("line is an event")
                     .id
             })
             .collect()
     }
 
+    /// Fast retries, one event per record (the retry tests count records).
     fn fast(api: Arc<ScriptedFirehose>) -> FirehoseSink {
-        FirehoseSink::new(api).with_retry(
-            Backoff {
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(2),
-            },
-            4,
-        )
+        FirehoseSink::new(api)
+            .with_retry(
+                Backoff {
+                    initial: Duration::from_millis(1),
+                    max: Duration::from_millis(2),
+                },
+                4,
+            )
+            .with_pack_bytes(0)
+    }
+
+    #[tokio::test]
+    async fn events_are_packed_into_records_of_at_most_the_billing_unit_in_order() {
+        let api = Arc::new(ScriptedFirehose::default());
+        let sent = events(40);
+        let one = encode_record(&sent[0]).len();
+        FirehoseSink::new(api.clone())
+            .send_batch(sent.clone())
+            .await
+            .expect("ok");
+        let records = &api.calls()[0];
+        let per_record = RECORD_PACK_BYTES / one;
+        assert!(per_record >= 2, "test events are small ({one} bytes)");
+        assert_eq!(records.len(), sent.len().div_ceil(per_record));
+        assert!(records.iter().all(|r| r.len() <= RECORD_PACK_BYTES));
+        let want: Vec<String> = sent.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids_in(records), want, "every event once, in order");
+    }
+
+    #[tokio::test]
+    async fn a_packed_record_that_keeps_failing_names_every_event_in_it() {
+        let api = Arc::new(
+            ScriptedFirehose::default()
+                .then(|n| {
+                    Ok((0..n)
+                        .map(|i| (i == 1).then(|| "InternalFailure".to_owned()))
+                        .collect())
+                })
+                .then(|n| Ok(vec![Some("InternalFailure".to_owned()); n]))
+                .then(|n| Ok(vec![Some("InternalFailure".to_owned()); n]))
+                .then(|n| Ok(vec![Some("InternalFailure".to_owned()); n])),
+        );
+        let per_record = RECORD_PACK_BYTES / encode_record(&events(1)[0]).len();
+        let sent = events(3 * per_record);
+        let err = fast(api.clone())
+            .with_pack_bytes(RECORD_PACK_BYTES)
+            .send_batch(sent.clone())
+            .await
+            .expect_err("the second record never lands");
+        let SinkError::Unavailable { failed_ids, .. } = err else {
+            panic!("{err:?}")
+        };
+        let first_call = &api.calls()[0];
+        assert!(first_call.len() >= 3, "three packed records");
+        let second = ids_in(&first_call[1..2]);
+        assert!(second.len() > 1, "the failing record holds several events");
+        assert_eq!(failed_ids, second);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_pack_size_goes_alone() {
+        let lines = vec![
+            ("a", vec![b'x'; 10]),
+            ("b", vec![b'x'; 30]),
+            ("c", vec![b'x'; 5]),
+            ("d", vec![b'x'; 5]),
+        ];
+        let ids: Vec<Vec<&str>> = pack_records(lines, 20).into_iter().map(|r| r.ids).collect();
+        assert_eq!(ids, vec![vec!["a"], vec!["b"], vec!["c", "d"]]);
     }
 
     #[tokio::test]
