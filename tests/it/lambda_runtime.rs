@@ -214,7 +214,7 @@ async fn every_event_fixture_runs_through_its_function_binary() {
                     assert_eq!(body["dryRun"], *dry_run, "{file}: {body}");
                     assert_eq!(body["retentionDays"], 365, "{file}: {body}");
                     assert!(
-                        body["tables"].as_array().is_some_and(|t| t.len() == 3),
+                        body["tables"].as_array().is_some_and(|t| t.len() == 5),
                         "{body}"
                     );
                 }
