@@ -371,6 +371,10 @@ test('on a phone and a tablet nothing is wider than the screen, and the navigati
   await menu.click();
   assert.equal(await menu.getAttribute('aria-expanded'), 'true');
   await page.locator('nav a', { hasText: 'Products' }).click();
+  // The Overview's grid is idle until the hash change renders the next view: wait for the view to change
+  // (up to 30 s) before waiting for its grid, or a slow machine checks the old page.
+  await page.waitForURL(/#\/d\/products/, { timeout: 30_000 });
+  await page.locator('main h1', { hasText: 'Products' }).waitFor({ timeout: 30_000 }).catch(() => {});
   await waitForDashboard();
   assert.equal(await page.locator('main h1').textContent(), 'Products');
   await page.setViewportSize({ width: 1400, height: 1000 });

@@ -172,7 +172,32 @@ impl ClickHouseStore {
     }
 }
 
+/// Where a rollup is rebuilt from the raw events: the clients to run on, the rollup's table and the events'
+/// table as those clients name them.
+struct RollupSites {
+    clients: Vec<clickhouse::Client>,
+    rollup: String,
+    events: String,
+}
+
 impl ClickHouseStore {
+    /// Node by node on a cluster with nodes (a rollup's rows on a node come from that node's events, as
+    /// its view is on the local tables), else once, through the `Distributed` tables on a cluster.
+    fn rollup_sites(&self, rollup: &str) -> RollupSites {
+        match &self.cluster {
+            Some(c) if !c.nodes.is_empty() => RollupSites {
+                clients: c.nodes.iter().map(|n| n.client.clone()).collect(),
+                rollup: layout::local(rollup),
+                events: layout::local(EVENTS_TABLE),
+            },
+            _ => RollupSites {
+                clients: vec![self.client.clone()],
+                rollup: rollup.to_owned(),
+                events: EVENTS_TABLE.to_owned(),
+            },
+        }
+    }
+
     /// Rebuilds the visitors' rows of `hours` (Unix seconds) of a store from the raw events left: the rows
     /// are deleted, then the hours aggregated again. An insert landing meanwhile is at worst aggregated
     /// twice, which the rollup's distinct sets absorb.
@@ -193,21 +218,12 @@ impl ClickHouseStore {
                 .await
                 .map_err(classify)?;
         }
-        // On a cluster node the hours are rebuilt from that node's events into its own rollup (the rollup is
-        // sharded like its view's source); `ON CLUSTER`, through the `Distributed` tables from one node.
-        let (sources, rollup, events) = match &self.cluster {
-            Some(c) if !c.nodes.is_empty() => (
-                c.nodes.iter().map(|n| n.client.clone()).collect(),
-                layout::local(HOURLY_TABLE),
-                layout::local(EVENTS_TABLE),
-            ),
-            _ => (
-                vec![self.client.clone()],
-                HOURLY_TABLE.to_owned(),
-                EVENTS_TABLE.to_owned(),
-            ),
-        };
-        for client in sources {
+        let RollupSites {
+            clients,
+            rollup,
+            events,
+        } = self.rollup_sites(HOURLY_TABLE);
+        for client in clients {
             for (select, group) in [(HOURLY_VISITORS, HOURLY_VISITORS_GROUP)] {
                 client
                     .query(&format!(
@@ -255,26 +271,17 @@ impl ClickHouseStore {
                 .await
                 .map_err(classify)?;
         }
-        // As for the hourly rollup: node by node on a cluster with nodes (each node's rows come from its
-        // own events), else through the `Distributed` tables.
-        let (sources, rollup, events) = match &self.cluster {
-            Some(c) if !c.nodes.is_empty() => (
-                c.nodes.iter().map(|n| n.client.clone()).collect(),
-                layout::local(SESSIONS_TABLE),
-                layout::local(EVENTS_TABLE),
-            ),
-            _ => (
-                vec![self.client.clone()],
-                SESSIONS_TABLE.to_owned(),
-                EVENTS_TABLE.to_owned(),
-            ),
-        };
+        let RollupSites {
+            clients,
+            rollup,
+            events,
+        } = self.rollup_sites(SESSIONS_TABLE);
         let rest = SESSIONS_ROLLUP_GROUP.replacen(
             "WHERE ",
             "WHERE store_id = {store:String} AND has({sessions:Array(String)}, session_id) AND ",
             1,
         );
-        for client in sources {
+        for client in clients {
             client
                 .query(&format!(
                     "INSERT INTO {rollup} {SESSIONS_ROLLUP} FROM {events} {rest}"
@@ -301,18 +308,11 @@ impl ClickHouseStore {
         linked: &Linked,
         events: u64,
     ) -> Result<(), StoreError> {
-        let (sources, counts, raw) = match &self.cluster {
-            Some(c) if !c.nodes.is_empty() => (
-                c.nodes.iter().map(|n| n.client.clone()).collect(),
-                layout::local(COUNTS_TABLE),
-                layout::local(EVENTS_TABLE),
-            ),
-            _ => (
-                vec![self.client.clone()],
-                COUNTS_TABLE.to_owned(),
-                EVENTS_TABLE.to_owned(),
-            ),
-        };
+        let RollupSites {
+            clients,
+            rollup: counts,
+            events: raw,
+        } = self.rollup_sites(COUNTS_TABLE);
         let token = format!(
             "{:x}",
             Sha256::digest(format!(
@@ -321,7 +321,7 @@ impl ClickHouseStore {
                 linked.sessions.join(",")
             ))
         );
-        for (node, client) in sources.into_iter().enumerate() {
+        for (node, client) in clients.into_iter().enumerate() {
             client
                 .query(&format!(
                     "INSERT INTO {counts} SELECT store_id, toStartOfHour(timestamp) AS hour, type, country, \
