@@ -164,13 +164,21 @@ pub async fn run(url: &str, events: usize, period: &str) -> BenchResult {
             Ok::<(), Box<dyn std::error::Error>>(())
         }
     })
-    .await?;
-    println!(
-        "  funnel 4 steps {funnel_period:<4}         {:>8.1} ms   (plain windowFunnel over the whole table: {:.1} ms; ratio {:.2})",
-        ours.as_secs_f64() * 1e3,
-        baseline.as_secs_f64() * 1e3,
-        ours.as_secs_f64() / baseline.as_secs_f64()
-    );
+    .await;
+    // The baseline groups every session of the table at once: on a large store it can exceed the server's
+    // memory, which is a figure too, not a reason to stop.
+    match baseline {
+        Ok(baseline) => println!(
+            "  funnel 4 steps {funnel_period:<4}         {:>8.1} ms   (plain windowFunnel over the whole table: {:.1} ms; ratio {:.2})",
+            ours.as_secs_f64() * 1e3,
+            baseline.as_secs_f64() * 1e3,
+            ours.as_secs_f64() / baseline.as_secs_f64()
+        ),
+        Err(e) => println!(
+            "  funnel 4 steps {funnel_period:<4}         {:>8.1} ms   (plain windowFunnel over the whole table failed: {e})",
+            ours.as_secs_f64() * 1e3,
+        ),
+    }
     let (d, c) = with_comparison(
         &get,
         &format!("/analytics/funnel?steps={steps}&period={funnel_period}"),
