@@ -265,13 +265,16 @@ impl EventSink for FirehoseSink {
             }
             lines.push((e.id.as_str(), line));
         }
-        let packed = pack_records(lines, self.pack_bytes);
-        let sizes: Vec<usize> = packed.iter().map(|p| p.data.len()).collect();
-        let records: Vec<Vec<u8>> = packed.iter().map(|p| p.data.clone()).collect();
+        let (records, record_ids): (Vec<Vec<u8>>, Vec<Vec<&str>>) =
+            pack_records(lines, self.pack_bytes)
+                .into_iter()
+                .map(|p| (p.data, p.ids))
+                .unzip();
+        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
         for call in plan_calls(&sizes) {
             let offset = call.start;
             for i in self.put_chunk(&records[call]).await {
-                failed_ids.extend(packed[offset + i].ids.iter().map(|id| (*id).to_owned()));
+                failed_ids.extend(record_ids[offset + i].iter().map(|id| (*id).to_owned()));
             }
         }
         if failed_ids.is_empty() {

@@ -224,23 +224,22 @@ impl ClickHouseStore {
             events,
         } = self.rollup_sites(HOURLY_TABLE);
         for client in clients {
-            for (select, group) in [(HOURLY_VISITORS, HOURLY_VISITORS_GROUP)] {
-                client
-                    .query(&format!(
-                        "INSERT INTO {rollup} {select} FROM {events} \
-                         WHERE store_id = {{store:String}} AND NOT is_bot \
-                         AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
-                         AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
-                         AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) {group}"
-                    ))
-                    .param("store", store_id)
-                    .param("hours", hours)
-                    .param("first", *first)
-                    .param("last", *last)
-                    .execute()
-                    .await
-                    .map_err(classify)?;
-            }
+            client
+                .query(&format!(
+                    "INSERT INTO {rollup} {HOURLY_VISITORS} FROM {events} \
+                     WHERE store_id = {{store:String}} AND NOT is_bot \
+                     AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
+                     AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
+                     AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) \
+                     {HOURLY_VISITORS_GROUP}"
+                ))
+                .param("store", store_id)
+                .param("hours", hours)
+                .param("first", *first)
+                .param("last", *last)
+                .execute()
+                .await
+                .map_err(classify)?;
         }
         Ok(())
     }
