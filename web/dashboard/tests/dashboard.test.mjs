@@ -183,17 +183,24 @@ test('changing the period, zone and currency asks the API for exactly that', asy
 
 test('money in a currency without minor units (JPY) reads in whole yen, on totals and chart axes', async () => {
   // The demo's Japanese shoppers are few (7 JPY orders in 120 days) and may have ordered nothing in the
-  // last 30 days at the hour the suite runs, so the test places a JPY order of its own and waits for it.
+  // last 30 days at the hour the suite runs, so the test places a JPY order of its own and waits until the
+  // API counts it. Waiting for "more than zero" was a race: with a demo JPY order in the window the wait
+  // ended at once, the page showed the total without ours, and our order landed before the API read the
+  // test compared the page with (CI, twice). So the wait is for the total to grow by our order.
+  const yenRevenue = async () => (await api('/analytics/dashboards/overview?period=30d&timezone=UTC&currency=JPY'))
+    .widgets.find((w) => w.data.metric === 'revenue').data.total;
+  const before = await yenRevenue();
   await api('/analytics/event', {
     method: 'POST',
     key: WRITE_KEY,
     body: JSON.stringify({ type: 'order.completed', sessionId: 'sess_jpy_e2e', properties: { orderId: 'ord_jpy_e2e', total: 12800, currency: 'JPY' } }),
   });
-  for (let i = 0; i < 60; i++) {
-    const overview = await api('/analytics/dashboards/overview?period=30d&timezone=UTC&currency=JPY');
-    if (overview.widgets.find((w) => w.data.metric === 'revenue').data.total > 0) break;
-    await new Promise((r) => setTimeout(r, 500));
+  let counted = false;
+  for (let i = 0; i < 120 && !counted; i++) {
+    counted = (await yenRevenue()) >= before + 12800;
+    if (!counted) await new Promise((r) => setTimeout(r, 500));
   }
+  assert.ok(counted, `the tracked JPY order of ¥12,800 is counted within 60 s (total before it: ¥${before})`);
   await page.goto(`${BASE}/dashboard#/d/overview`);
   await waitForDashboard();
   await page.selectOption('#period', '30d');
