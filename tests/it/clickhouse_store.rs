@@ -521,6 +521,43 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
             "resent in batches of {batch_size}"
         );
     }
+
+    // A client that resends some events changed (two hours later, another session; within the lookup's
+    // day): the ids are stored already, so the resend is dropped, and no row or rollup moves.
+    let changed: Vec<Event> = events
+        .iter()
+        .step_by(5)
+        .map(|e| {
+            let mut e = e.clone();
+            e.timestamp += time::Duration::hours(2);
+            e.session_id = e.session_id.map(|s| format!("{s}-resent"));
+            e
+        })
+        .collect();
+    db.store
+        .insert_batches(&changed, 250)
+        .await
+        .expect("changed resend");
+    assert_eq!(
+        db.store.count_rows("shop-a").await.expect("count"),
+        events.len() as u64,
+        "one row per event after every resend"
+    );
+    assert_eq!(
+        visitors("SELECT * FROM commerce_hourly".to_owned()).await,
+        expected_visitors,
+        "visitors after a changed resend"
+    );
+    assert_eq!(
+        counts("SELECT * FROM commerce_hourly_counts".to_owned()).await,
+        expected_counts,
+        "counts after a changed resend"
+    );
+    assert_eq!(
+        sessions("SELECT * FROM commerce_sessions".to_owned()).await,
+        expected_sessions,
+        "sessions after a changed resend"
+    );
     db.drop_database().await;
 }
 
