@@ -1,6 +1,12 @@
 //! Product performance ([`crate::query::products`]): product-event facts and order facts per product,
 //! joined on the product id.
 //!
+//! Views and adds are counted rows, and sessions distinct 64-bit session hashes: exactly-once is enforced
+//! at the write seam (the hourly counts rely on it the same way) and the session rollup keys sessions by
+//! the same hash. Measured on 100M events, 30 days (4.45 million product events): 0.32–0.37 s, against
+//! 1.5–1.8 s for distinct event ids and session id strings, the same answer; the order items' JSON is
+//! ~0.07 s of it.
+//!
 //! The two set filters (sessions from a source, refunded orders) are `GLOBAL IN`: on a cluster the
 //! subquery runs once, on the node that received the query, over the `Distributed` table, and its result
 //! goes to every shard (a plain `IN` there would be a double-distributed subquery, which ClickHouse
@@ -36,10 +42,10 @@ pub(super) fn sql(q: &ProductQuery) -> Sql {
            toInt64(revenue) AS revenue, toInt64(purchase_sessions) AS purchase_sessions, \
            toInt64(refunds) AS refunds, toInt64(refunded) AS refunded \
          FROM ( \
-           SELECT product_id AS key, uniqExactIf(id, type = 'product.viewed') AS views, \
-             uniqExactIf(session_id, type = 'product.viewed' AND session_id != '') AS view_sessions, \
-             uniqExactIf(id, type = 'cart.item_added') AS adds, \
-             uniqExactIf(session_id, type = 'cart.item_added' AND session_id != '') AS cart_sessions \
+           SELECT product_id AS key, countIf(type = 'product.viewed') AS views, \
+             uniqExactIf(cityHash64(session_id), type = 'product.viewed' AND session_id != '') AS view_sessions, \
+             countIf(type = 'cart.item_added') AS adds, \
+             uniqExactIf(cityHash64(session_id), type = 'cart.item_added' AND session_id != '') AS cart_sessions \
            FROM commerce_events WHERE {base} AND type IN ('product.viewed', 'cart.item_added') \
              AND product_id != '' GROUP BY key) AS f \
          FULL OUTER JOIN ( \
