@@ -1383,15 +1383,21 @@ async fn products_are_named_by_their_latest_view_before_the_period_ends_on_both_
         view("shop-a", "v1", "p_renamed", Some("Old name"), 40 * 24),
         view("shop-a", "v2", "p_renamed", Some("New name"), 2 * 24),
         view("shop-a", "v3", "p_renamed", Some("Name after the end"), -1),
-        // Only viewed long ago: found by the second step (30 days to a year before the end).
+        // Only viewed long ago: found by the last step (30 days to a year before the end).
         view("shop-a", "v4", "p_old", Some("Only old"), 200 * 24),
+        // Renamed within the last day: found by the first step, the later name.
+        view("shop-a", "v8", "p_fresh", Some("Yesterday's name"), 30),
+        view("shop-a", "v9", "p_fresh", Some("Today's name"), 3),
         // Viewed without a name, or with an empty one: no name.
         view("shop-a", "v5", "p_unnamed", None, 24),
         view("shop-a", "v6", "p_unnamed", Some(""), 12),
         // Another store's name for the same id stays there.
         view("shop-b", "v7", "p_unnamed", Some("Other store's name"), 24),
     ];
-    for (i, p) in ["p_renamed", "p_old", "p_unnamed"].iter().enumerate() {
+    for (i, p) in ["p_renamed", "p_old", "p_unnamed", "p_fresh"]
+        .iter()
+        .enumerate()
+    {
         events.push(event_at(
             "shop-a",
             serde_json::json!({"id": format!("s{i}"), "type": "inventory.updated",
@@ -1403,6 +1409,7 @@ async fn products_are_named_by_their_latest_view_before_the_period_ends_on_both_
         ("p_renamed", Some("New name")),
         ("p_old", Some("Only old")),
         ("p_unnamed", None),
+        ("p_fresh", Some("Today's name")),
     ]
     .into_iter()
     .map(|(p, n)| (p.to_owned(), n.map(str::to_owned)))

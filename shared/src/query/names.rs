@@ -3,13 +3,16 @@
 //! `prod_0001`.
 //!
 //! A product's name is the latest non-empty `productName` its `product.viewed` events carried (bots
-//! included: a name is a catalog fact, not traffic) before the answer's period ends. Looked up in two
-//! steps, so the common case reads little: the [`RECENT`] window before the end first, then, only for the
-//! products still without a name, the [`OLDEST`] window before that. A product never viewed with a name
-//! in the year before the end has `productName: null` (the page shows its id alone).
+//! included: a name is a catalog fact, not traffic) before the answer's period ends. Looked up in steps,
+//! so the common case reads little: the [`LATEST`] day before the end first, then, only for the products
+//! still without a name, the rest of the [`RECENT`] window, then the rest of the [`OLDEST`] one. A name
+//! found in a step is later than any in the steps after it, so the answer is the same as one read of the
+//! whole year. A product never viewed with a name in the year before the end has `productName: null` (the
+//! page shows its id alone).
 //!
 //! Measured on the 10M-event bench store (ClickHouse, 10 products): the 30-day step costs about a third
-//! of a 90-day one (the `properties` column dominates the read).
+//! of a 90-day one (the `properties` column dominates the read). On the 100M store (100 products, all
+//! viewed every day): the last day 49-55 ms, 30 days 502-506 ms, side by side.
 
 use std::collections::HashMap;
 
@@ -20,6 +23,8 @@ use super::ReadStore;
 use crate::error::StoreError;
 
 /// The first window looked up, before the period's end.
+pub const LATEST: SignedDuration = SignedDuration::from_hours(24);
+/// The second window looked up, before the period's end (the first one excluded).
 pub const RECENT: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// How far back the second step looks, before the period's end.
 pub const OLDEST: SignedDuration = SignedDuration::from_hours(365 * 24);
@@ -51,7 +56,12 @@ pub async fn lookup(
     let mut missing = ids;
     missing.sort();
     missing.dedup();
-    for (from, to) in [(end - RECENT, end), (end - OLDEST, end - RECENT)] {
+    let steps = [
+        (end - LATEST, end),
+        (end - RECENT, end - LATEST),
+        (end - OLDEST, end - RECENT),
+    ];
+    for (from, to) in steps {
         if missing.is_empty() {
             break;
         }
