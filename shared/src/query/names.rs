@@ -26,7 +26,7 @@ use crate::error::StoreError;
 pub const LATEST: SignedDuration = SignedDuration::from_hours(24);
 /// The second window looked up, before the period's end (the first one excluded).
 pub const RECENT: SignedDuration = SignedDuration::from_hours(30 * 24);
-/// How far back the second step looks, before the period's end.
+/// How far back the third and last step looks, before the period's end.
 pub const OLDEST: SignedDuration = SignedDuration::from_hours(365 * 24);
 
 /// A product's latest name in a window.
