@@ -1515,18 +1515,85 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
         (503, Some("storage_unavailable")),
         "a read over its memory limit is refused, not run: {body}"
     );
-    // The same read within the default limits.
+    // The same read within the default limits, over a few stored events, reports what it cost.
     let mut config = db.config.clone();
     config.clickhouse.query_max_memory_bytes = 2 << 30;
     let api = commerce_analytics::lambda::store_routes_api_for(&config).expect("api");
-    let (status, body) = get(
-        &api,
-        "/analytics/metrics?metric=sessions&period=7d",
-        READ_KEY,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let validator = Validator::from_config(&db.config);
+    let now = time::OffsetDateTime::now_utc();
+    let events: Vec<_> = (0..20)
+        .map(|i| {
+            let wire =
+                serde_json::json!({"type": "page.viewed", "sessionId": format!("s{}", i % 4)});
+            validator
+                .validate(wire, "shop-a", &Default::default(), now)
+                .expect("valid event")
+        })
+        .collect();
+    commerce_analytics::store::EventStore::insert(&db.store, &events, "read-costs")
+        .await
+        .expect("insert");
+    let costs = ReadCosts::default();
+    let (status, body) = {
+        let _capture =
+            tracing::subscriber::set_default(tracing_subscriber::layer::SubscriberExt::with(
+                tracing_subscriber::registry(),
+                costs.clone(),
+            ));
+        get(
+            &api,
+            "/analytics/metrics?metric=sessions&period=7d",
+            READ_KEY,
+        )
+        .await
+    };
+    assert_eq!((status, body["total"].as_i64()), (200, Some(4)), "{body}");
+    let costs = costs.0.lock().expect("lock").clone();
+    let sessions: Vec<&ReadCost> = costs.iter().filter(|c| c.read == "sessions").collect();
+    assert_eq!(sessions.len(), 1, "one read of sessions: {costs:?}");
+    assert!(
+        sessions[0].peak_memory_bytes > 0 && sessions[0].rows_read > 0,
+        "the read's peak memory and rows read come from ClickHouse: {costs:?}"
+    );
     db.drop_database().await;
+}
+
+/// One `analytics::reads` event.
+#[derive(Debug, Clone, Default)]
+struct ReadCost {
+    read: String,
+    peak_memory_bytes: u64,
+    rows_read: u64,
+}
+
+/// Keeps every read-cost event it sees.
+#[derive(Debug, Clone, Default)]
+struct ReadCosts(std::sync::Arc<std::sync::Mutex<Vec<ReadCost>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReadCosts {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields<'a>(&'a mut ReadCost);
+        impl tracing::field::Visit for Fields<'_> {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                match field.name() {
+                    "peak_memory_bytes" => self.0.peak_memory_bytes = value,
+                    "rows_read" => self.0.rows_read = value,
+                    _ => {}
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "read" {
+                    self.0.read = value.to_owned();
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if event.metadata().target() == commerce_analytics::store::READ_COST {
+            let mut cost = ReadCost::default();
+            event.record(&mut Fields(&mut cost));
+            self.0.lock().expect("lock").push(cost);
+        }
+    }
 }
 
 /// The CSV export's records: header, then rows.

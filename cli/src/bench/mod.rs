@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod firehose;
 pub mod neighbour;
+pub mod peak;
 pub mod queries;
 pub mod track;
 

@@ -96,12 +96,13 @@ pub async fn run(url: &str, events: usize, period: &str) -> BenchResult {
         "new_vs_returning",
     ] {
         let path = format!("/analytics/metrics?metric={m}&period={period}");
-        let (d, c) = with_comparison(&get, &path).await?;
+        let r = with_comparison(&get, &path).await?;
         println!(
-            "  metric {m:<22} {period:<4} {:>8.1} ms   compared {:>8.1} ms ({:.2}×)",
-            d.as_secs_f64() * 1e3,
-            c.as_secs_f64() * 1e3,
-            c.as_secs_f64() / d.as_secs_f64()
+            "  metric {m:<22} {period:<4} {:>8.1} ms   peak {:>6.1} MiB   compared {:>8.1} ms ({:.2}×)",
+            r.plain.as_secs_f64() * 1e3,
+            r.plain_peak_mib,
+            r.with.as_secs_f64() * 1e3,
+            r.with.as_secs_f64() / r.plain.as_secs_f64()
         );
     }
     // The metrics a rollup serves, against the same read over the raw events: `includeBots=true` makes
@@ -109,12 +110,12 @@ pub async fn run(url: &str, events: usize, period: &str) -> BenchResult {
     // ~4% more rows.
     for m in ["sessions", "conversion_rate", "visitors", "product_views"] {
         let path = format!("/analytics/metrics?metric={m}&period={period}");
-        let (d, raw) = side_by_side(&get, &path, "&includeBots=true").await?;
+        let r = side_by_side(&get, &path, "&includeBots=true").await?;
         println!(
             "  metric {m:<22} {period:<4} {:>8.1} ms   from raw  {:>8.1} ms (rollup {:.2}× of raw)",
-            d.as_secs_f64() * 1e3,
-            raw.as_secs_f64() * 1e3,
-            d.as_secs_f64() / raw.as_secs_f64()
+            r.plain.as_secs_f64() * 1e3,
+            r.with.as_secs_f64() * 1e3,
+            r.plain.as_secs_f64() / r.with.as_secs_f64()
         );
     }
     for (m, by) in [
@@ -125,32 +126,35 @@ pub async fn run(url: &str, events: usize, period: &str) -> BenchResult {
         ("product_views", "product"),
     ] {
         let path = format!("/analytics/metrics?metric={m}&period={period}");
-        let (d, b) = side_by_side(&get, &path, &format!("&breakdown={by}")).await?;
+        let r = side_by_side(&get, &path, &format!("&breakdown={by}")).await?;
         println!(
             "  metric {:<22} {period:<4} {:>8.1} ms   by {by:<8} {:>8.1} ms ({:.2}×)",
             m,
-            d.as_secs_f64() * 1e3,
-            b.as_secs_f64() * 1e3,
-            b.as_secs_f64() / d.as_secs_f64()
+            r.plain.as_secs_f64() * 1e3,
+            r.with.as_secs_f64() * 1e3,
+            r.with.as_secs_f64() / r.plain.as_secs_f64()
         );
     }
     for id in commerce_analytics::query::dashboards::BUILT_IN {
         let path = format!("/analytics/dashboards/{id}?period={period}");
-        let (d, c) = with_comparison(&get, &path).await?;
+        let r = with_comparison(&get, &path).await?;
         println!(
-            "  dashboard {id:<19} {period:<4} {:>8.1} ms   compared {:>8.1} ms ({:.2}×)",
-            d.as_secs_f64() * 1e3,
-            c.as_secs_f64() * 1e3,
-            c.as_secs_f64() / d.as_secs_f64()
+            "  dashboard {id:<19} {period:<4} {:>8.1} ms   peak {:>6.1} MiB   compared {:>8.1} ms ({:.2}×)",
+            r.plain.as_secs_f64() * 1e3,
+            r.plain_peak_mib,
+            r.with.as_secs_f64() * 1e3,
+            r.with.as_secs_f64() / r.plain.as_secs_f64()
         );
     }
     let steps = "page.viewed,product.viewed,cart.item_added,order.completed";
+    super::peak::take();
     let ours = p50(9, || {
         get(format!(
             "/analytics/funnel?steps={steps}&period={funnel_period}"
         ))
     })
     .await?;
+    let funnel_peak = super::peak::take_mib();
     let baseline_sql = format!(
         "SELECT level, count() FROM (SELECT session_id, windowFunnel(86400)(toDateTime(timestamp), \
          type = 'page.viewed', type = 'product.viewed', type = 'cart.item_added', type = 'order.completed') AS level \
@@ -169,34 +173,36 @@ pub async fn run(url: &str, events: usize, period: &str) -> BenchResult {
     // memory, which is a figure too, not a reason to stop.
     match baseline {
         Ok(baseline) => println!(
-            "  funnel 4 steps {funnel_period:<4}         {:>8.1} ms   (plain windowFunnel over the whole table: {:.1} ms; ratio {:.2})",
+            "  funnel 4 steps {funnel_period:<4}         {:>8.1} ms   peak {funnel_peak:>6.1} MiB   (plain windowFunnel over the whole table: {:.1} ms; ratio {:.2})",
             ours.as_secs_f64() * 1e3,
             baseline.as_secs_f64() * 1e3,
             ours.as_secs_f64() / baseline.as_secs_f64()
         ),
         Err(e) => println!(
-            "  funnel 4 steps {funnel_period:<4}         {:>8.1} ms   (plain windowFunnel over the whole table failed: {e})",
+            "  funnel 4 steps {funnel_period:<4}         {:>8.1} ms   peak {funnel_peak:>6.1} MiB   (plain windowFunnel over the whole table failed: {e})",
             ours.as_secs_f64() * 1e3,
         ),
     }
-    let (d, c) = with_comparison(
+    let r = with_comparison(
         &get,
         &format!("/analytics/funnel?steps={steps}&period={funnel_period}"),
     )
     .await?;
     println!(
         "  funnel 4 steps {funnel_period}, compared  {:>8.1} ms   vs {:.1} ms plain ({:.2}×)",
-        c.as_secs_f64() * 1e3,
-        d.as_secs_f64() * 1e3,
-        c.as_secs_f64() / d.as_secs_f64()
+        r.with.as_secs_f64() * 1e3,
+        r.plain.as_secs_f64() * 1e3,
+        r.with.as_secs_f64() / r.plain.as_secs_f64()
     );
+    super::peak::take();
     let d = p50(9, || {
         get("/analytics/cohorts?interval=month&period=12m".to_owned())
     })
     .await?;
     println!(
-        "  cohorts monthly 12m          {:>8.1} ms",
-        d.as_secs_f64() * 1e3
+        "  cohorts monthly 12m          {:>8.1} ms   peak {:>6.1} MiB",
+        d.as_secs_f64() * 1e3,
+        super::peak::take_mib()
     );
     srv.stop().await;
     Ok(())
@@ -235,11 +241,16 @@ async fn print_storage(store: &ClickHouseStore, rows: u64) -> BenchResult {
     Ok(())
 }
 
+/// What [`side_by_side`] measured: p50 of each read, and the highest peak memory of any ClickHouse query
+/// behind each (MiB, over all its calls; see [`super::peak`]).
+struct Pair {
+    plain: std::time::Duration,
+    with: std::time::Duration,
+    plain_peak_mib: f64,
+}
+
 /// p50 of `path` plain and with `compare=previous_period`, the two measured alternately (9 calls each).
-async fn with_comparison<F, Fut>(
-    get: &F,
-    path: &str,
-) -> Result<(std::time::Duration, std::time::Duration), Box<dyn std::error::Error>>
+async fn with_comparison<F, Fut>(get: &F, path: &str) -> Result<Pair, Box<dyn std::error::Error>>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
@@ -252,24 +263,32 @@ async fn side_by_side<F, Fut>(
     get: &F,
     path: &str,
     extra: &str,
-) -> Result<(std::time::Duration, std::time::Duration), Box<dyn std::error::Error>>
+) -> Result<Pair, Box<dyn std::error::Error>>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
 {
     let compared = format!("{path}{extra}");
+    super::peak::take();
     get(path.to_owned()).await?;
+    let mut plain_peak = super::peak::take();
     get(compared.clone()).await?;
     let (mut plain, mut with) = (Vec::new(), Vec::new());
     for _ in 0..9 {
         let t = Instant::now();
+        super::peak::take();
         get(path.to_owned()).await?;
         plain.push(t.elapsed());
+        plain_peak = plain_peak.max(super::peak::take());
         let t = Instant::now();
         get(compared.clone()).await?;
         with.push(t.elapsed());
     }
     plain.sort();
     with.sort();
-    Ok((plain[4], with[4]))
+    Ok(Pair {
+        plain: plain[4],
+        with: with[4],
+        plain_peak_mib: plain_peak as f64 / (1024.0 * 1024.0),
+    })
 }

@@ -61,7 +61,7 @@ enum Bench {
 
 #[tokio::main]
 async fn main() -> BenchResult {
-    commerce_analytics::telemetry::init(false);
+    bench::peak::init();
     let args = Args::parse();
     let url = &args.clickhouse_url;
     match args.bench {

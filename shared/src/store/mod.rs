@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Event;
 
-pub use self::clickhouse::ClickHouseStore;
+pub use self::clickhouse::{ClickHouseStore, READ_COST};
 pub use crate::error::StoreError;
 pub use memory::MemoryStore;
 pub use warehouse::Warehouse;

@@ -34,6 +34,7 @@ use crate::config::ClickHouseConfig;
 use crate::event::Event;
 
 pub use keys::KEYS_TABLE;
+pub use read::READ_COST;
 pub use row::{EventRow, RejectRow};
 
 /// How far around a batch's timestamps the pre-insert lookup searches for already-stored ids.

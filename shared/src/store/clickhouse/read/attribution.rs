@@ -161,10 +161,11 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &AttributionQuery,
 ) -> Result<AttributionFacts, StoreError> {
+    let (orders, carts, sessions) = (orders_sql(q), carts_sql(q), sessions_sql(q));
     let (orders, carts, sessions) = tokio::try_join!(
-        orders_sql(q).query(store).fetch_all::<OrderRow>(),
-        carts_sql(q).query(store).fetch_all::<CartRow>(),
-        sessions_sql(q).query(store).fetch_all::<SessionRow>(),
+        orders.fetch_all::<OrderRow>(store, "attribution orders"),
+        carts.fetch_all::<CartRow>(store, "attribution carts"),
+        sessions.fetch_all::<SessionRow>(store, "attribution sessions"),
     )
     .map_err(classify)?;
     Ok(AttributionFacts {

@@ -49,8 +49,7 @@ pub(super) async fn fetch(
     q: &CohortQuery,
 ) -> Result<Vec<CohortCell>, StoreError> {
     let rows = sql(q)
-        .query(store)
-        .fetch_all::<CellRow>()
+        .fetch_all::<CellRow>(store, "cohorts")
         .await
         .map_err(classify)?;
     Ok(rows

@@ -47,8 +47,7 @@ pub(super) async fn fetch(
     q: &MetricQuery,
 ) -> Result<Vec<CurrencyDayFacts>, StoreError> {
     let rows = sql(q)
-        .query(store)
-        .fetch_all::<Row>()
+        .fetch_all::<Row>(store, "conversion rates")
         .await
         .map_err(classify)?;
     rows.into_iter()

@@ -91,8 +91,7 @@ pub(super) async fn fetch(
     q: &FunnelQuery,
 ) -> Result<FunnelCounts, StoreError> {
     let row = sql(q)
-        .query(store)
-        .fetch_one::<FunnelRow>()
+        .fetch_one::<FunnelRow>(store, "funnel")
         .await
         .map_err(classify)?;
     Ok(FunnelCounts {

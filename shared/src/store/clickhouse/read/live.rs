@@ -53,8 +53,8 @@ pub(super) fn sql(q: &LiveQuery) -> (Sql, Sql) {
 pub(super) async fn fetch(store: &ClickHouseStore, q: &LiveQuery) -> Result<LiveData, StoreError> {
     let (minutes, recent) = sql(q);
     let (minutes, recent) = tokio::join!(
-        minutes.query(store).fetch_all::<MinuteRow>(),
-        recent.query(store).fetch_all::<RecentRow>(),
+        minutes.fetch_all::<MinuteRow>(store, "live minutes"),
+        recent.fetch_all::<RecentRow>(store, "live recent"),
     );
     Ok(LiveData {
         per_minute: minutes

@@ -41,8 +41,7 @@ pub(super) async fn fetch(
     q: &NamesQuery,
 ) -> Result<Vec<ProductName>, StoreError> {
     let rows = sql(q)
-        .query(store)
-        .fetch_all::<NameRow>()
+        .fetch_all::<NameRow>(store, "product names")
         .await
         .map_err(classify)?;
     Ok(rows

@@ -82,8 +82,7 @@ pub(super) async fn fetch(
     q: &ProductQuery,
 ) -> Result<Vec<ProductFacts>, StoreError> {
     let rows = sql(q)
-        .query(store)
-        .fetch_all::<ProductRow>()
+        .fetch_all::<ProductRow>(store, "products")
         .await
         .map_err(classify)?;
     Ok(rows

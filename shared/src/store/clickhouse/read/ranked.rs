@@ -27,8 +27,7 @@ pub(super) async fn fetch(
     q: &RankedQuery,
 ) -> Result<Vec<RankedRow>, StoreError> {
     let rows = sql(q)
-        .query(store)
-        .fetch_all::<KeyedRow>()
+        .fetch_all::<KeyedRow>(store, q.metric.name())
         .await
         .map_err(classify)?;
     Ok(rows

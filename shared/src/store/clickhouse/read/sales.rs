@@ -56,8 +56,7 @@ pub(super) async fn fetch(
     q: &SalesQuery,
 ) -> Result<SalesRead, StoreError> {
     let rows = sql(q)
-        .query(store)
-        .fetch_all::<Row>()
+        .fetch_all::<Row>(store, "sales")
         .await
         .map_err(classify)?;
     let facts = |r: &Row| SalesFacts {
