@@ -2431,6 +2431,27 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
     assert!(want_kolkata.len() >= 3, "several devices: {want_kolkata:?}");
     assert_eq!(totals, want_kolkata, "visitors by device in Kolkata");
 
+    // Sessions by browser in the same zone: the session rollup's whole UTC hours and the raw events of
+    // the partial ones at either end (the period starts at 18:30 UTC); each session under its first browser.
+    let body = get_ok(
+        &f.api,
+        "/analytics/metrics?metric=sessions&breakdown=browser&period=30d&timezone=Asia/Kolkata",
+    )
+    .await;
+    let (_, got) = groups(&body);
+    let mut want_browsers: HashMap<String, i64> = HashMap::new();
+    for evs in k_sessions.values() {
+        *want_browsers
+            .entry(label(first(evs, |e| &e.browser)))
+            .or_default() += 1;
+    }
+    let totals: HashMap<String, i64> = got.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
+    assert!(
+        want_browsers.len() >= 3,
+        "several browsers: {want_browsers:?}"
+    );
+    assert_eq!(totals, want_browsers, "sessions by browser in Kolkata");
+
     // A rate ranks by its sessions and each group's rate is its own.
     let body = get_ok(&f.api, "/analytics/metrics?metric=conversion_rate&breakdown=country&limit=3&period=30d&timezone=UTC").await;
     let mut ranked: Vec<(&String, &(i64, i64))> = by_country.iter().collect();
