@@ -97,6 +97,11 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
     // Sessions by `key`: sessions, sessions with an order in the currency, those orders' amount, and (for
     // landing pages and referrers, 0 otherwise) the sessions that saw a single page: one distinct page
     // path, tested as "the smallest and the largest path are the same" (no set of paths per session).
+    // The orders come from their own read of the period's orders, joined to their sessions by hash: a
+    // per-session set of (order, amount) pairs kept for every session (most have none) cost more (at 100M
+    // events over 30 days, each query alone, alternating, medians of 3: traffic sources 0.91 s against
+    // 1.11 s, campaigns 0.59 against 0.77, landing pages 1.33 against 1.49, referrers 1.49 against 1.89;
+    // peak memory 8-26% lower; identical rows).
     let sessions = |key: &str, bounces: bool| {
         let (pages, d) = if bounces {
             (
@@ -110,13 +115,16 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             (String::new(), "toInt64(0)")
         };
         format!(
-            "SELECT key, toInt64(count()) AS a, toInt64(countIf(orders > 0)) AS b, toInt64(sum(revenue)) AS c, \
-               {d} AS d FROM ( \
-               SELECT {key} AS key, max(type = 'order.completed' AND currency = {{currency:String}}) AS orders{pages}, \
-                 arraySum(arrayMap(x -> x.2, groupUniqArrayIf((order_id, amount), \
-                   type = 'order.completed' AND currency = {{currency:String}}))) AS revenue \
-               FROM commerce_events WHERE {base} AND session_id != '' GROUP BY cityHash64(session_id)) \
-             WHERE key != '' GROUP BY key ORDER BY a DESC, key LIMIT {{limit:UInt32}}"
+            "SELECT key, toInt64(count()) AS a, toInt64(countIf(o.orders > 0)) AS b, \
+               toInt64(sum(o.revenue)) AS c, {d} AS d FROM ( \
+               SELECT cityHash64(session_id) AS sh, {key} AS key{pages} \
+               FROM commerce_events WHERE {base} AND session_id != '' GROUP BY sh HAVING key != '') AS s \
+             LEFT JOIN ( \
+               SELECT cityHash64(session_id) AS sh, count() AS orders, \
+                 arraySum(arrayMap(x -> x.2, groupUniqArray((order_id, amount)))) AS revenue \
+               FROM commerce_events WHERE {base} AND session_id != '' \
+               AND type = 'order.completed'{IN_CURRENCY} GROUP BY sh) AS o USING sh \
+             GROUP BY key ORDER BY a DESC, key LIMIT {{limit:UInt32}}"
         )
     };
     let text = match q.metric {
