@@ -56,10 +56,14 @@ pub(super) fn sql(q: &FunnelQuery) -> Sql {
         0..n,
     );
     let mode = if q.strict { ", 'strict_order'" } else { "" };
+    // Grouped by the key's 64-bit hash, as sessions are everywhere else (see the module docs of `read`):
+    // a 4-step funnel over 90 days of the 100M-event store peaked at 1.37 GiB instead of 1.80 GiB grouped
+    // by the session id strings, and ran faster (8.5-11.5 s against 11.1-17.8 s on a machine busy with
+    // a test run), with the same answer.
     Sql {
         text: format!(
             "SELECT [{reached}] AS reached, [{medians}] AS medians FROM ( \
-               SELECT {key} AS k, windowFunnel({{window:UInt64}}{mode})(toDateTime(timestamp), {conditions}) AS level, \
+               SELECT cityHash64({key}) AS k, windowFunnel({{window:UInt64}}{mode})(toDateTime(timestamp), {conditions}) AS level, \
                  {firsts} \
                FROM commerce_events \
                WHERE {STORE_AND_BOTS} AND type IN {{steps:Array(String)}} AND {UNTIL} AND {NOT_LATE_ENTRY} AND {key} != '' \
