@@ -20,6 +20,13 @@ use commerce_analytics::store::ClickHouseStore;
 use commerce_analytics::store::bigquery::{self, BigQueryStore};
 use time::OffsetDateTime;
 
+/// mimalloc instead of glibc's allocator: the demo loader builds and drops millions of small strings and
+/// JSON values on one thread while the insert encodes them on another, and glibc's `malloc`/`free` (arena
+/// locks, consolidation) were about a quarter of the loader's samples in `perf`. Measured: loading 3M
+/// demo events took 24.4 s of user CPU instead of 29.0 s (same run, alternating).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "analytics",

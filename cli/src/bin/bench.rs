@@ -9,6 +9,11 @@
 use analytics_cli::bench::{self, BenchResult};
 use clap::{Parser, Subcommand};
 
+/// The allocator of `analytics` (see its `main.rs`), so the bench's demo loads and local server cost what
+/// the shipped command's do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks of the commerce analytics module (figures on stdout)")]
 struct Args {
