@@ -51,6 +51,10 @@ pub enum StoreError {
     /// The storage refused the request itself (schema or data problem); retrying the same data is useless.
     #[error("storage rejected the request: {0}")]
     Rejected(String),
+    /// A read needed more memory than one read query may use (`clickhouse_query_max_memory_bytes`), even
+    /// spilling its aggregation to disk: retrying the same read is useless; a shorter period or a filter can succeed.
+    #[error("read over its memory limit: {0}")]
+    ReadLimit(String),
 }
 
 impl StoreError {
@@ -170,6 +174,7 @@ impl Error {
             Self::HeadersTooLarge { .. } => 431,
             Self::RateLimited { .. } => 429,
             Self::Unavailable { .. } => 503,
+            Self::Store(StoreError::ReadLimit(_)) => 422,
             Self::Store(e) if e.is_retryable() => 503,
             Self::Store(_) | Self::Config(_) | Self::Internal(_) => 500,
         }
@@ -189,6 +194,7 @@ impl Error {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unavailable { .. } => "unavailable",
             Self::RateLimited { .. } => "rate_limited",
+            Self::Store(StoreError::ReadLimit(_)) => "read_too_large",
             Self::Store(e) if e.is_retryable() => "storage_unavailable",
             Self::Store(_) => "storage_error",
             Self::Config(_) => "configuration_error",
@@ -204,6 +210,7 @@ impl Error {
             Self::UriTooLong { .. } => Some("uri"),
             Self::HeadersTooLarge { .. } => Some("headers"),
             Self::RequestTimeout { .. } => Some("body"),
+            Self::Store(StoreError::ReadLimit(_)) => Some("period"),
             _ => None,
         }
     }
@@ -211,6 +218,10 @@ impl Error {
     /// Message safe to show to clients: internal details (SQL, server text) are logged, not returned.
     pub fn public_message(&self) -> String {
         match self {
+            Self::Store(StoreError::ReadLimit(_)) => "this read needs more memory than one query may use \
+                 on the warehouse (clickhouse_query_max_memory_bytes), even spilling to disk; choose a \
+                 shorter period or add a filter"
+                .to_owned(),
             Self::Store(e) if e.is_retryable() => {
                 "storage is temporarily unavailable; retry later".to_owned()
             }

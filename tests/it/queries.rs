@@ -1510,10 +1510,22 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
         READ_KEY,
     )
     .await;
+    // Over its own memory limit a read is not worth retrying as is: 422 naming the period, not a 503
+    // that invites the same request again.
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (503, Some("storage_unavailable")),
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["field"].as_str()
+        ),
+        (422, Some("read_too_large"), Some("period")),
         "a read over its memory limit is refused, not run: {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shorter period") && !m.contains("Code:")),
+        "the message says what to do, not the server's text: {body}"
     );
     // The same read within the default limits, over a few stored events, reports what it cost.
     let mut config = db.config.clone();

@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p analytics-cli --bin bench -- track [--events 1000000]`
 //! `cargo run --release -p analytics-cli --bin bench -- firehose`
-//! `cargo run --release -p analytics-cli --bin bench -- queries [--events 10000000] [--period 30d|12m]`
+//! `cargo run --release -p analytics-cli --bin bench -- queries [--events 10000000] [--period 30d|12m] [--calls 9]`
 //! `cargo run --release -p analytics-cli --bin bench -- neighbour [--events 1000000 --calls 50]`
 //! `cargo run --release -p analytics-cli --bin bench -- cluster --nodes URL,URL [--events N --stored N]`
 
@@ -61,6 +61,9 @@ enum Bench {
         /// The period of every read: `30d` (funnel over 7 days) or `12m` (funnel over 90 days).
         #[arg(long, default_value = "30d", value_parser = ["30d", "12m"])]
         period: String,
+        /// Calls per figure (its p50), after a warm-up; fewer for a large store's 12-month reads.
+        #[arg(long, default_value_t = 9)]
+        calls: usize,
     },
 }
 
@@ -72,7 +75,11 @@ async fn main() -> BenchResult {
     match args.bench {
         Bench::Track { events } => bench::track::run(url, events).await,
         Bench::Firehose => bench::firehose::run(url).await,
-        Bench::Queries { events, period } => bench::queries::run(url, events, &period).await,
+        Bench::Queries {
+            events,
+            period,
+            calls,
+        } => bench::queries::run(url, events, &period, calls).await,
         Bench::Neighbour { events, calls } => bench::neighbour::run(url, events, calls).await,
         Bench::Cluster {
             nodes,

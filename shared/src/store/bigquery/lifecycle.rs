@@ -81,6 +81,7 @@ impl ErasureStore for BigQueryStore {
                 StoreError::Unavailable(m) => {
                     StoreError::Unavailable(format!("erasure, {what}: {m}"))
                 }
+                StoreError::ReadLimit(m) => StoreError::ReadLimit(format!("erasure, {what}: {m}")),
             }
         };
         let anonymous_ids = self

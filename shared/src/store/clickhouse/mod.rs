@@ -523,6 +523,22 @@ pub fn classify(e: clickhouse::error::Error) -> StoreError {
     }
 }
 
+/// [`classify`] for a read query: past its own memory limit (`max_memory_usage`, set on every read) it is
+/// [`StoreError::ReadLimit`], since the same read would fail again. Past the *server's* memory (`Memory
+/// limit (total) exceeded`: other queries hold it) stays retryable, as do inserts over any limit.
+pub fn classify_read(e: clickhouse::error::Error) -> StoreError {
+    if let clickhouse::error::Error::BadResponse(text) = &e
+        && server_code(text) == Some(MEMORY_LIMIT_EXCEEDED)
+        && (text.contains("Query memory limit exceeded")
+            || text.contains("Memory limit (for query) exceeded"))
+    {
+        return StoreError::ReadLimit(e.to_string());
+    }
+    classify(e)
+}
+
+const MEMORY_LIMIT_EXCEEDED: u32 = 241;
+
 fn server_code(text: &str) -> Option<u32> {
     let rest = &text[text.find("Code: ")? + 6..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -549,6 +565,38 @@ mod tests {
         for (text, retryable) in cases {
             let err = classify(clickhouse::error::Error::BadResponse(text.into()));
             assert_eq!(err.is_retryable(), retryable, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_read_over_its_own_memory_limit_is_not_worth_retrying_but_over_the_servers_is() {
+        let cases = [
+            (
+                "Code: 241. DB::Exception: Query memory limit exceeded: would use 2.00 GiB (attempt to \
+                 allocate chunk of 4.31 MiB), maximum: 2.00 GiB: While executing AggregatingTransform. \
+                 (MEMORY_LIMIT_EXCEEDED) (version 26.9.2.1)",
+                "read over its memory limit",
+            ),
+            (
+                "Code: 241. DB::Exception: Memory limit (for query) exceeded: would use 9.31 GiB \
+                 (attempt to allocate chunk of 4194304 bytes), maximum: 9.31 GiB. (MEMORY_LIMIT_EXCEEDED)",
+                "read over its memory limit",
+            ),
+            (
+                "Code: 241. DB::Exception: Memory limit (total) exceeded: would use 21.50 GiB (attempt \
+                 to allocate chunk of 4.00 MiB), maximum: 21.49 GiB. (MEMORY_LIMIT_EXCEEDED)",
+                "storage unavailable",
+            ),
+            (
+                "Code: 159. DB::Exception: Timeout exceeded: elapsed 30.0 seconds, maximum: 30. \
+                 (TIMEOUT_EXCEEDED)",
+                "storage unavailable",
+            ),
+            ("Code: 60. DB::Exception: Unknown table", "storage rejected"),
+        ];
+        for (text, kind) in cases {
+            let err = classify_read(clickhouse::error::Error::BadResponse(text.into()));
+            assert!(err.to_string().starts_with(kind), "{text}: {err}");
         }
         assert!(classify(clickhouse::error::Error::TimedOut).is_retryable());
     }

@@ -21,7 +21,7 @@ use crate::error::StoreError;
 use crate::query::attribution::{
     AttributionFacts, AttributionQuery, CartFact, OrderFact, SessionFact,
 };
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 /// `timestamp` within `[touches' start, period's end)`.
 const IN_TOUCHES: &str = "timestamp >= fromUnixTimestamp64Milli({tfrom:Int64}) \
@@ -166,8 +166,7 @@ pub(super) async fn fetch(
         orders.fetch_all::<OrderRow>(store, "attribution orders"),
         carts.fetch_all::<CartRow>(store, "attribution carts"),
         sessions.fetch_all::<SessionRow>(store, "attribution sessions"),
-    )
-    .map_err(classify)?;
+    )?;
     Ok(AttributionFacts {
         orders: orders
             .into_iter()

@@ -7,7 +7,7 @@ use super::{ACQUIRED_IN_RANGE, Binds, Sql, customer_orders, with_first_orders};
 use crate::error::StoreError;
 use crate::query::cohorts::{CohortCell, CohortQuery};
 use crate::query::params::Granularity;
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct CellRow {
@@ -48,10 +48,7 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &CohortQuery,
 ) -> Result<Vec<CohortCell>, StoreError> {
-    let rows = sql(q)
-        .fetch_all::<CellRow>(store, "cohorts")
-        .await
-        .map_err(classify)?;
+    let rows = sql(q).fetch_all::<CellRow>(store, "cohorts").await?;
     Ok(rows
         .into_iter()
         .map(|r| CohortCell {

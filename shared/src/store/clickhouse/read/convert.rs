@@ -7,7 +7,7 @@ use super::{Binds, Sql, base_filter, each_order, metrics::bucket_expr};
 use crate::error::StoreError;
 use crate::query::convert::CurrencyDayFacts;
 use crate::query::metrics::{Metric, MetricQuery};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct Row {
@@ -46,10 +46,7 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &MetricQuery,
 ) -> Result<Vec<CurrencyDayFacts>, StoreError> {
-    let rows = sql(q)
-        .fetch_all::<Row>(store, "conversion rates")
-        .await
-        .map_err(classify)?;
+    let rows = sql(q).fetch_all::<Row>(store, "conversion rates").await?;
     rows.into_iter()
         .map(|r| {
             Ok(CurrencyDayFacts {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{Binds, STORE_AND_BOTS, Sql};
 use crate::error::StoreError;
 use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct FunnelRow {
@@ -94,10 +94,7 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &FunnelQuery,
 ) -> Result<FunnelCounts, StoreError> {
-    let row = sql(q)
-        .fetch_one::<FunnelRow>(store, "funnel")
-        .await
-        .map_err(classify)?;
+    let row = sql(q).fetch_one::<FunnelRow>(store, "funnel").await?;
     Ok(FunnelCounts {
         reached: row.reached,
         median_secs: row

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::{Binds, STORE_AND_BOTS, Sql};
 use crate::error::StoreError;
 use crate::query::live::{LiveData, LiveQuery, MinuteEvents, RECENT, RecentEvent};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct MinuteRow {
@@ -57,16 +57,14 @@ pub(super) async fn fetch(store: &ClickHouseStore, q: &LiveQuery) -> Result<Live
         recent.fetch_all::<RecentRow>(store, "live recent"),
     );
     Ok(LiveData {
-        per_minute: minutes
-            .map_err(classify)?
+        per_minute: minutes?
             .into_iter()
             .map(|r| MinuteEvents {
                 minute: r.m,
                 events: r.n,
             })
             .collect(),
-        recent: recent
-            .map_err(classify)?
+        recent: recent?
             .into_iter()
             .map(|r| RecentEvent {
                 id: r.id,

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::query::breakdown::{Dimension, GroupFacts, GroupKey, Groups};
 use crate::query::metrics::{BucketFacts, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 /// The SQL aggregates that measure each fact of a metric's family, over the source's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +112,7 @@ pub(super) async fn fetch(
 ) -> Result<MetricFacts, StoreError> {
     let (sql, _) = sql(q);
     let family = q.metric.family();
-    let rows = sql
-        .fetch_all::<FactsRow>(store, q.metric.name())
-        .await
-        .map_err(classify)?;
+    let rows = sql.fetch_all::<FactsRow>(store, q.metric.name()).await?;
     Ok(MetricFacts {
         buckets: rows
             .iter()
@@ -227,8 +224,7 @@ pub(super) async fn fetch_groups(
     };
     let rows = group_sql(q, by, groups)
         .fetch_all::<GroupRow>(store, q.metric.name())
-        .await
-        .map_err(classify)?;
+        .await?;
     let (totals, rows): (Vec<&GroupRow>, Vec<&GroupRow>) = rows.iter().partition(|r| r.t == 1);
     let mut out: Vec<GroupFacts> = totals
         .iter()

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Binds, Sql};
 use crate::error::StoreError;
 use crate::query::names::{NamesQuery, ProductName};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct NameRow {
@@ -40,10 +40,7 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &NamesQuery,
 ) -> Result<Vec<ProductName>, StoreError> {
-    let rows = sql(q)
-        .fetch_all::<NameRow>(store, "product names")
-        .await
-        .map_err(classify)?;
+    let rows = sql(q).fetch_all::<NameRow>(store, "product names").await?;
     Ok(rows
         .into_iter()
         .map(|r| ProductName {

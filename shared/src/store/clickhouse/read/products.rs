@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::{Binds, ITEM_QTY, STORE_AND_BOTS, Sql, base_filter};
 use crate::error::StoreError;
 use crate::query::products::{ProductFacts, ProductQuery};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct ProductRow {
@@ -81,10 +81,7 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &ProductQuery,
 ) -> Result<Vec<ProductFacts>, StoreError> {
-    let rows = sql(q)
-        .fetch_all::<ProductRow>(store, "products")
-        .await
-        .map_err(classify)?;
+    let rows = sql(q).fetch_all::<ProductRow>(store, "products").await?;
     Ok(rows
         .into_iter()
         .map(|r| ProductFacts {

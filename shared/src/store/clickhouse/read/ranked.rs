@@ -9,7 +9,7 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::query::ranked::{Ranked, RankedQuery, RankedRow};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 /// What every ranked query selects: a key and four measures, named per metric by
 /// [`RankedRow::from_measures`].
@@ -26,10 +26,7 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &RankedQuery,
 ) -> Result<Vec<RankedRow>, StoreError> {
-    let rows = sql(q)
-        .fetch_all::<KeyedRow>(store, q.metric.name())
-        .await
-        .map_err(classify)?;
+    let rows = sql(q).fetch_all::<KeyedRow>(store, q.metric.name()).await?;
     Ok(rows
         .into_iter()
         .map(|KeyedRow { key, a, b, c, d }| RankedRow::from_measures(q.metric, key, a, b, c, d))

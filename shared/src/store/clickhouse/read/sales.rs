@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Binds, IN_CURRENCY, Sql, base_filter, metrics::bucket_expr};
 use crate::error::StoreError;
 use crate::query::sales::{SalesBucket, SalesFacts, SalesQuery, SalesRead};
-use crate::store::clickhouse::{ClickHouseStore, classify};
+use crate::store::clickhouse::ClickHouseStore;
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
 struct Row {
@@ -55,10 +55,7 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &SalesQuery,
 ) -> Result<SalesRead, StoreError> {
-    let rows = sql(q)
-        .fetch_all::<Row>(store, "sales")
-        .await
-        .map_err(classify)?;
+    let rows = sql(q).fetch_all::<Row>(store, "sales").await?;
     let facts = |r: &Row| SalesFacts {
         gross: r.gross,
         discounts: r.discounts,
