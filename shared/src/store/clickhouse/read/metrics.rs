@@ -400,17 +400,25 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
             },
         ),
         Metric::ProductViews => (
+            // Distinct events per quarter hour (and group), then added up: a stored copy of an event has
+            // its timestamp, so the copies of one event share a quarter hour, and every zone's bucket
+            // boundaries (offsets are whole quarter hours) fall on quarter hours. One distinct set over
+            // the whole range cannot spill to disk: over 12 months of the 100M-event store (38M views,
+            // bots included) it passed the 2 GiB read limit; per quarter hour the GROUP BY spills like
+            // any other (1.7-1.9 s, 1.2 GiB; per minute 2.0-2.3 s, 1.4 GiB, and by product twice as
+            // slow as per quarter hour). Distinct 64-bit id hashes, not id strings, as sessions and
+            // visitors are counted.
             format!(
-                "SELECT timestamp AS ts, cityHash64(id) AS ih{event_by} FROM commerce_events \
-                 WHERE {base} AND type = 'product.viewed'{}",
-                product_filter(q)
+                "SELECT toStartOfFifteenMinutes(timestamp) AS ts, uniqExact(cityHash64(id)) AS n{event_by} \
+                 FROM commerce_events WHERE {base} AND type = 'product.viewed'{} GROUP BY ts{}",
+                product_filter(q),
+                match by {
+                    None => "",
+                    Some(Dimension::Product) => ", g",
+                    Some(_) => ", sh",
+                }
             ),
-            // Distinct 64-bit id hashes, not id strings (as sessions and visitors are counted): the same
-            // count, and a third of the memory (by product over 30 days of the 100M-event store:
-            // the id strings' sets peaked at 1.2 GiB).
-            Measures::Count {
-                count: "uniqExact(ih)",
-            },
+            Measures::Count { count: "sum(n)" },
         ),
     };
     MetricSource {
