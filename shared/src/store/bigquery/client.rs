@@ -376,19 +376,10 @@ impl Client {
         // The emulator answers a failing query with 200 and `errors`; real BigQuery puts errors of a
         // finished job there too. Either way: failure.
         if let Some(errors) = body["errors"].as_array().filter(|e| !e.is_empty()) {
-            return Err(StoreError::Rejected(format!(
-                "BigQuery: {}",
-                errors[0]["message"].as_str().unwrap_or("query failed")
-            )));
+            return Err(job_error(&errors[0], "query failed"));
         }
-        if let Some(error) = body["status"]["errorResult"].as_object() {
-            return Err(StoreError::Rejected(format!(
-                "BigQuery: {}",
-                error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("job failed")
-            )));
+        if body["status"]["errorResult"].is_object() {
+            return Err(job_error(&body["status"]["errorResult"], "job failed"));
         }
         Ok(body)
     }
@@ -400,14 +391,41 @@ pub(crate) fn install_tls_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// A failure status: 429 and 5xx are worth retrying, other 4xx are not.
+/// BigQuery's reason for a query that needed more than a query may use ("Resources exceeded during query
+/// execution"): the same query fails again, as a ClickHouse read past its memory limit does.
+const RESOURCES_EXCEEDED: &str = "resourcesExceeded";
+
+/// A failed job's (or query's) error object: its `message`, and [`StoreError::ReadLimit`] when its
+/// `reason` is [`RESOURCES_EXCEEDED`].
+fn job_error(error: &Value, fallback: &str) -> StoreError {
+    let msg = format!(
+        "BigQuery: {}",
+        error["message"].as_str().unwrap_or(fallback)
+    );
+    if error["reason"].as_str() == Some(RESOURCES_EXCEEDED) {
+        StoreError::ReadLimit(msg)
+    } else {
+        StoreError::Rejected(msg)
+    }
+}
+
+/// A failure status: 429 and 5xx are worth retrying, other 4xx are not; a 400 whose reason is
+/// [`RESOURCES_EXCEEDED`] is a read over its limit.
 fn classify(status: reqwest::StatusCode, text: &str) -> StoreError {
-    let message = serde_json::from_str::<Value>(text)
-        .ok()
+    let parsed = serde_json::from_str::<Value>(text).ok();
+    let message = parsed
+        .as_ref()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| text.chars().take(300).collect());
     let msg = format!("BigQuery {}: {message}", status.as_u16());
-    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    let reason = parsed.as_ref().and_then(|v| {
+        v["error"]["errors"][0]["reason"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    if reason.as_deref() == Some(RESOURCES_EXCEEDED) {
+        StoreError::ReadLimit(msg)
+    } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         StoreError::Unavailable(msg)
     } else {
         StoreError::Rejected(msg)
@@ -464,6 +482,27 @@ mod tests {
             let e = classify(reqwest::StatusCode::from_u16(status).expect("status"), body);
             assert_eq!(e.is_retryable(), retryable, "{status}");
             assert!(e.to_string().contains("Quota exceeded"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_query_over_its_resources_is_a_read_over_its_limit_however_bigquery_reports_it() {
+        let refused = classify(
+            reqwest::StatusCode::BAD_REQUEST,
+            r#"{"error": {"code": 400, "message": "Resources exceeded during query execution",
+                "errors": [{"reason": "resourcesExceeded", "message": "Resources exceeded"}]}}"#,
+        );
+        let failed_job = job_error(
+            &json!({"reason": "resourcesExceeded", "message": "Resources exceeded during query execution"}),
+            "job failed",
+        );
+        let other_job = job_error(
+            &json!({"reason": "invalidQuery", "message": "Unrecognized name: x"}),
+            "job failed",
+        );
+        for (e, over_limit) in [(refused, true), (failed_job, true), (other_job, false)] {
+            assert_eq!(matches!(e, StoreError::ReadLimit(_)), over_limit, "{e}");
+            assert!(!e.is_retryable(), "{e}");
         }
     }
 }
