@@ -52,7 +52,8 @@ pub enum StoreError {
     #[error("storage rejected the request: {0}")]
     Rejected(String),
     /// A read needed more memory than one read query may use (`clickhouse_query_max_memory_bytes`), even
-    /// spilling its aggregation to disk: retrying the same read is useless; a shorter period or a filter can succeed.
+    /// spilling its aggregation to disk: retrying the same read is useless; a shorter period or a filter
+    /// can succeed.
     #[error("read over its memory limit: {0}")]
     ReadLimit(String),
 }

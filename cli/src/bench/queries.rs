@@ -1,8 +1,9 @@
 //! ## queries
 //! Read-side latency through the local API over a demo store of `events` events (loaded once into the
-//! database `bench_queries` and kept for later runs): p50 of 9 calls (`--calls`) after a warm-up, for every metric, the
-//! dashboards, a 4-step funnel over 7 days and 12 months of cohorts. The funnel is compared with the same
-//! funnel as a plain `windowFunnel` over the whole raw table (no store/type/time pre-filtering). Each time
+//! database `bench_queries` and kept for later runs): p50 of 9 calls (`--calls`) after a warm-up, for
+//! every metric, the dashboards, a 4-step funnel over 7 days and 12 months of cohorts. The funnel is
+//! compared with the same funnel as a plain `windowFunnel` over the whole raw table (no store/type/time
+//! pre-filtering). Each time
 //! series, ranked metric, the funnel and the Overview dashboard are also timed with
 //! `compare=previous_period`, side by side, as a ratio to the plain read (target: at most 2×); a few
 //! metrics also with a `breakdown`, as a ratio to the same metric without; the metrics a rollup serves
