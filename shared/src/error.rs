@@ -56,6 +56,11 @@ pub enum StoreError {
     /// can succeed.
     #[error("read over its memory limit: {0}")]
     ReadLimit(String),
+    /// A read ran past the time one read query may take (`clickhouse_query_timeout_seconds`, below the
+    /// API Gateway's and the metrics function's 30 s): the same read would almost always run as long
+    /// again, so it is not retried on its own; a shorter period or a filter can succeed.
+    #[error("read over its time limit: {0}")]
+    ReadTimeout(String),
 }
 
 impl StoreError {
@@ -176,6 +181,7 @@ impl Error {
             Self::RateLimited { .. } => 429,
             Self::Unavailable { .. } => 503,
             Self::Store(StoreError::ReadLimit(_)) => 422,
+            Self::Store(StoreError::ReadTimeout(_)) => 504,
             Self::Store(e) if e.is_retryable() => 503,
             Self::Store(_) | Self::Config(_) | Self::Internal(_) => 500,
         }
@@ -196,6 +202,7 @@ impl Error {
             Self::Unavailable { .. } => "unavailable",
             Self::RateLimited { .. } => "rate_limited",
             Self::Store(StoreError::ReadLimit(_)) => "read_too_large",
+            Self::Store(StoreError::ReadTimeout(_)) => "read_timeout",
             Self::Store(e) if e.is_retryable() => "storage_unavailable",
             Self::Store(_) => "storage_error",
             Self::Config(_) => "configuration_error",
@@ -211,7 +218,7 @@ impl Error {
             Self::UriTooLong { .. } => Some("uri"),
             Self::HeadersTooLarge { .. } => Some("headers"),
             Self::RequestTimeout { .. } => Some("body"),
-            Self::Store(StoreError::ReadLimit(_)) => Some("period"),
+            Self::Store(StoreError::ReadLimit(_) | StoreError::ReadTimeout(_)) => Some("period"),
             _ => None,
         }
     }
@@ -222,6 +229,9 @@ impl Error {
             Self::Store(StoreError::ReadLimit(_)) => "this read needs more memory than one query may use \
                  on the warehouse (clickhouse_query_max_memory_bytes), even spilling to disk; choose a \
                  shorter period or add a filter"
+                .to_owned(),
+            Self::Store(StoreError::ReadTimeout(_)) => "this read takes longer than one query may run on \
+                 the warehouse (clickhouse_query_timeout_seconds); choose a shorter period or add a filter"
                 .to_owned(),
             Self::Store(e) if e.is_retryable() => {
                 "storage is temporarily unavailable; retry later".to_owned()
@@ -246,3 +256,57 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, StoreError};
+
+    const SERVER: &str = "Code: 159. DB::Exception: Timeout exceeded";
+
+    #[test]
+    fn each_storage_failure_has_its_status_code_field_and_retry_advice() {
+        let cases = [
+            (
+                StoreError::Unavailable(SERVER.into()),
+                503,
+                "storage_unavailable",
+                None,
+                true,
+            ),
+            (
+                StoreError::Rejected(SERVER.into()),
+                500,
+                "storage_error",
+                None,
+                false,
+            ),
+            (
+                StoreError::ReadLimit(SERVER.into()),
+                422,
+                "read_too_large",
+                Some("period"),
+                false,
+            ),
+            (
+                StoreError::ReadTimeout(SERVER.into()),
+                504,
+                "read_timeout",
+                Some("period"),
+                false,
+            ),
+        ];
+        for (store_error, status, code, field, retryable) in cases {
+            let e = Error::Store(store_error);
+            assert_eq!(
+                (e.status(), e.code(), e.field(), e.is_retryable()),
+                (status, code, field, retryable),
+                "{e}"
+            );
+            assert!(
+                !e.public_message().contains(SERVER),
+                "the server's text stays in the log: {}",
+                e.public_message()
+            );
+        }
+    }
+}

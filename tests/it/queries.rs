@@ -1570,6 +1570,56 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
     db.drop_database().await;
 }
 
+#[tokio::test]
+async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
+    let url = integration_tests::clickhouse_url();
+    // One millisecond: every read takes longer (planning a join alone does), so ClickHouse stops each one
+    // with TIMEOUT_EXCEEDED, as it stops a 12-month read of a busy store at the default 25 s.
+    let db = TestDb::on(
+        &url,
+        "read_timeout",
+        &[("CLICKHOUSE_QUERY_TIMEOUT_SECONDS", "0.001")],
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc();
+    let validator = Validator::from_config(&db.config);
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            let wire = serde_json::json!({"type": "page.viewed", "sessionId": format!("s{}", i % 40),
+                                          "anonymousId": format!("a{}", i % 30)});
+            validator
+                .validate(wire, "shop-a", &Default::default(), now)
+                .expect("valid event")
+        })
+        .collect();
+    commerce_analytics::store::EventStore::insert(&db.store, &events, "read-timeout")
+        .await
+        .expect("insert");
+    let api = db.api(now);
+    let (status, body) = get(
+        &api,
+        "/analytics/metrics?metric=visitors&period=30d&breakdown=browser",
+        READ_KEY,
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["field"].as_str()
+        ),
+        (504, Some("read_timeout"), Some("period")),
+        "a read past its time limit says so, not 503 'retry later': {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shorter period") && !m.contains("Code:")),
+        "the message says what to do, not the server's text: {body}"
+    );
+    db.drop_database().await;
+}
+
 /// One `analytics::reads` event.
 #[derive(Debug, Clone, Default)]
 struct ReadCost {

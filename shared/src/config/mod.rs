@@ -98,7 +98,8 @@ pub struct ClickHouseConfig {
     /// Set for a sharded cluster; `None`: one server.
     pub cluster: Option<ClusterConfig>,
     /// Limits of every read query: `max_execution_time` (seconds) and `max_memory_usage` (bytes).
-    pub query_timeout_seconds: u32,
+    /// `clickhouse_query_timeout_seconds` in milliseconds.
+    pub query_timeout_ms: u64,
     pub query_max_memory_bytes: u64,
     /// Database holding the module's tables; created by the migrations. Default `commerce_analytics`.
     pub database: String,
@@ -290,6 +291,13 @@ impl Config {
                 "flush_interval_seconds must be > 0 and <= 3600, got {flush}"
             )));
         }
+        let timeout = raw.clickhouse_query_timeout_seconds;
+        // 0 would be no limit at all on ClickHouse.
+        if !(0.001..=3600.0).contains(&timeout) {
+            return Err(Error::Config(format!(
+                "clickhouse_query_timeout_seconds must be >= 0.001 and <= 3600, got {timeout}"
+            )));
+        }
         let retention_days = raw.retention_days;
         if retention_days == 0 {
             return Err(Error::Config("retention_days must be at least 1".into()));
@@ -385,7 +393,7 @@ impl Config {
             clickhouse: ClickHouseConfig {
                 url,
                 cluster,
-                query_timeout_seconds: raw.clickhouse_query_timeout_seconds,
+                query_timeout_ms: (raw.clickhouse_query_timeout_seconds * 1000.0).round() as u64,
                 query_max_memory_bytes: raw.clickhouse_query_max_memory_bytes,
                 database,
                 user: Some(raw.clickhouse_user).filter(|u| !u.is_empty()),

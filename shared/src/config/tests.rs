@@ -175,6 +175,13 @@ fn bad_settings_fail_with_the_setting_named() {
         (
             &[
                 ("CLICKHOUSE_URL", "http://a:1"),
+                ("CLICKHOUSE_QUERY_TIMEOUT_SECONDS", "0"),
+            ],
+            "clickhouse_query_timeout_seconds",
+        ),
+        (
+            &[
+                ("CLICKHOUSE_URL", "http://a:1"),
                 ("CLICKHOUSE_DATABASE", "x;drop"),
             ],
             "clickhouse_database",

@@ -82,6 +82,9 @@ impl ErasureStore for BigQueryStore {
                     StoreError::Unavailable(format!("erasure, {what}: {m}"))
                 }
                 StoreError::ReadLimit(m) => StoreError::ReadLimit(format!("erasure, {what}: {m}")),
+                StoreError::ReadTimeout(m) => {
+                    StoreError::ReadTimeout(format!("erasure, {what}: {m}"))
+                }
             }
         };
         let anonymous_ids = self

@@ -65,8 +65,8 @@ pub struct ClickHouseStore {
     url: String,
     /// Set on a sharded cluster (see [`layout`]).
     cluster: Option<layout::Cluster>,
-    /// `max_execution_time` (seconds) and `max_memory_usage` (bytes) of every read query.
-    read_limits: (u32, u64),
+    /// `max_execution_time` (in milliseconds here) and `max_memory_usage` (bytes) of every read query.
+    read_limits: (u64, u64),
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -119,7 +119,7 @@ impl ClickHouseStore {
             database: cfg.database.clone(),
             url: cfg.url.clone(),
             cluster,
-            read_limits: (cfg.query_timeout_seconds, cfg.query_max_memory_bytes),
+            read_limits: (cfg.query_timeout_ms, cfg.query_max_memory_bytes),
         }
     }
 
@@ -524,19 +524,31 @@ pub fn classify(e: clickhouse::error::Error) -> StoreError {
 }
 
 /// [`classify`] for a read query: past its own memory limit (`max_memory_usage`, set on every read) it is
-/// [`StoreError::ReadLimit`], since the same read would fail again. Past the *server's* memory (`Memory
-/// limit (total) exceeded`: other queries hold it) stays retryable, as do inserts over any limit.
+/// [`StoreError::ReadLimit`], past its own time limit (`max_execution_time`: `TIMEOUT_EXCEEDED`, or
+/// `TOO_SLOW` when ClickHouse estimates it would pass it) [`StoreError::ReadTimeout`], since the same read
+/// would fail again. Past the *server's* memory (`Memory limit (total) exceeded`: other queries hold it)
+/// stays retryable, as do inserts over any limit and timeouts of the network rather than the query.
 pub fn classify_read(e: clickhouse::error::Error) -> StoreError {
-    if let clickhouse::error::Error::BadResponse(text) = &e
-        && server_code(text) == Some(MEMORY_LIMIT_EXCEEDED)
-        && (text.contains("Query memory limit exceeded")
-            || text.contains("Memory limit (for query) exceeded"))
-    {
-        return StoreError::ReadLimit(e.to_string());
+    if let clickhouse::error::Error::BadResponse(text) = &e {
+        match server_code(text) {
+            Some(MEMORY_LIMIT_EXCEEDED)
+                if text.contains("Query memory limit exceeded")
+                    || text.contains("Memory limit (for query) exceeded") =>
+            {
+                return StoreError::ReadLimit(e.to_string());
+            }
+            Some(TIMEOUT_EXCEEDED) if text.contains("Timeout exceeded: elapsed") => {
+                return StoreError::ReadTimeout(e.to_string());
+            }
+            Some(TOO_SLOW) => return StoreError::ReadTimeout(e.to_string()),
+            _ => {}
+        }
     }
     classify(e)
 }
 
+const TIMEOUT_EXCEEDED: u32 = 159;
+const TOO_SLOW: u32 = 160;
 const MEMORY_LIMIT_EXCEEDED: u32 = 241;
 
 fn server_code(text: &str) -> Option<u32> {
@@ -570,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_over_its_own_memory_limit_is_not_worth_retrying_but_over_the_servers_is() {
+    fn a_read_over_its_own_memory_or_time_limit_is_not_worth_retrying_but_over_the_servers_is() {
         let cases = [
             (
                 "Code: 241. DB::Exception: Query memory limit exceeded: would use 2.00 GiB (attempt to \
@@ -589,8 +601,18 @@ mod tests {
                 "storage unavailable",
             ),
             (
-                "Code: 159. DB::Exception: Timeout exceeded: elapsed 30.0 seconds, maximum: 30. \
-                 (TIMEOUT_EXCEEDED)",
+                "Code: 159. DB::Exception: Timeout exceeded: elapsed 25002.199 ms, maximum: 25000.000 \
+                 ms. (TIMEOUT_EXCEEDED) (version 26.9.2.1)",
+                "read over its time limit",
+            ),
+            (
+                "Code: 160. DB::Exception: Estimated query execution time (61.3 seconds) is too long. \
+                 Maximum: 25. Estimated rows to process: 100000000 (TOO_SLOW)",
+                "read over its time limit",
+            ),
+            (
+                "Code: 159. DB::Exception: Distributed DDL task /clickhouse/task_queue/ddl/query-0000000003 \
+                 is not finished on 1 of 2 hosts. (TIMEOUT_EXCEEDED)",
                 "storage unavailable",
             ),
             ("Code: 60. DB::Exception: Unknown table", "storage rejected"),

@@ -246,10 +246,14 @@ pub const READ_COST: &str = "analytics::reads";
 /// The settings that bound every read: one store's heavy dashboard cannot take the server from the
 /// others. Past [`SPILL_AT`] of the memory bound a read's GROUP BY and ORDER BY continue on disk instead
 /// of failing: a 12-month read of a busy store answers, slower, where it used to hit the bound.
-fn limit_settings(timeout_secs: u32, memory_bytes: u64) -> [(&'static str, String); 4] {
+fn limit_settings(timeout_ms: u64, memory_bytes: u64) -> [(&'static str, String); 4] {
     let spill = (memory_bytes as f64 * SPILL_AT) as u64;
     [
-        ("max_execution_time", timeout_secs.to_string()),
+        // Seconds, fractions allowed: 25000 ms is "25", 500 ms "0.5".
+        (
+            "max_execution_time",
+            (timeout_ms as f64 / 1000.0).to_string(),
+        ),
         ("max_memory_usage", memory_bytes.to_string()),
         ("max_bytes_before_external_group_by", spill.to_string()),
         ("max_bytes_before_external_sort", spill.to_string()),
@@ -515,8 +519,9 @@ mod tests {
     #[test]
     fn every_read_is_bounded_in_time_and_memory_and_spills_at_three_quarters_of_its_memory() {
         let cases = [
-            (30, 2u64 << 30, "30", "2147483648", "1610612736"),
-            (5, 1000, "5", "1000", "750"),
+            (25_000, 2u64 << 30, "25", "2147483648", "1610612736"),
+            (500, 1000, "0.5", "1000", "750"),
+            (1, 1000, "0.001", "1000", "750"),
         ];
         for (timeout, memory, secs, max, spill) in cases {
             let settings = limit_settings(timeout, memory);
