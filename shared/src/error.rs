@@ -56,9 +56,10 @@ pub enum StoreError {
     /// can succeed.
     #[error("read over its memory limit: {0}")]
     ReadLimit(String),
-    /// A read ran past the time one read query may take (`clickhouse_query_timeout_seconds`, below the
-    /// API Gateway's and the metrics function's 30 s): the same read would almost always run as long
-    /// again, so it is not retried on its own; a shorter period or a filter can succeed.
+    /// A read ran past the time one read may take (`clickhouse_query_timeout_seconds`,
+    /// `bigquery_query_timeout_seconds`: below API Gateway's and the metrics function's 30 s): the same
+    /// read would almost always run as long again, so it is not retried on its own; a shorter period or
+    /// a filter can succeed.
     #[error("read over its time limit: {0}")]
     ReadTimeout(String),
 }
@@ -231,7 +232,8 @@ impl Error {
                  shorter period or add a filter"
                 .to_owned(),
             Self::Store(StoreError::ReadTimeout(_)) => "this read takes longer than one query may run on \
-                 the warehouse (clickhouse_query_timeout_seconds); choose a shorter period or add a filter"
+                 the warehouse (clickhouse_query_timeout_seconds, bigquery_query_timeout_seconds); choose a \
+                 shorter period or add a filter"
                 .to_owned(),
             Self::Store(e) if e.is_retryable() => {
                 "storage is temporarily unavailable; retry later".to_owned()

@@ -176,6 +176,62 @@ async fn a_large_result_is_read_page_by_page_to_the_last_row() {
     store.drop_dataset().await.expect("drop");
 }
 
+#[tokio::test]
+async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
+    // One millisecond: no read on the emulator answers that fast, so every read meets the deadline that a
+    // slow read on BigQuery meets at the default 25 s.
+    let config = integration_tests::bigquery_config(
+        "bq_read_timeout",
+        &[("BIGQUERY_QUERY_TIMEOUT_SECONDS", "0.001")],
+    );
+    let store = commerce_analytics::store::bigquery::BigQueryStore::new(
+        config.bigquery.as_ref().expect("bigquery settings"),
+    )
+    .expect("store");
+    store
+        .migrate(config.retention_days)
+        .await
+        .expect("the emulator runs (scripts/bigquery start)");
+    let err = store
+        .client()
+        .read("SELECT 1 AS x", &[])
+        .await
+        .expect_err("a read past its deadline fails");
+    assert!(
+        matches!(err, commerce_analytics::store::StoreError::ReadTimeout(_)),
+        "{err}"
+    );
+    // Statements that are not reads (migrations above, writes, erasure) keep BigQuery's own pace.
+    let rows = store
+        .client()
+        .query("SELECT 1 AS x", &[])
+        .await
+        .expect("query");
+    assert_eq!(rows.i64(0, 0).expect("x"), 1);
+    commerce_analytics::auth::keys::seed(&store, &config.keys, time::OffsetDateTime::now_utc())
+        .await
+        .expect("seed the test keys");
+    let api = commerce_analytics::lambda::store_routes_api_for(&config).expect("api");
+    let (status, body) = integration_tests::call(
+        &api,
+        "GET",
+        "/analytics/metrics?metric=revenue&period=30d",
+        integration_tests::READ_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["field"].as_str()
+        ),
+        (504, Some("read_timeout"), Some("period")),
+        "{body}"
+    );
+    store.drop_dataset().await.expect("drop");
+}
+
 /// The same demo events in ClickHouse and in BigQuery (where some are stored twice, as a resend would),
 /// and every metric asked of both: the facts must be equal, bucket by bucket, in several zones (DST
 /// included), granularities and filters.

@@ -118,6 +118,8 @@ pub struct BigQueryConfig {
     pub location: String,
     /// A service account key (JSON text or a file path); empty: Application Default Credentials.
     pub credentials: Secret,
+    /// `bigquery_query_timeout_seconds` in milliseconds: how long one read may take.
+    pub read_timeout_ms: u64,
 }
 
 impl BigQueryConfig {
@@ -502,12 +504,19 @@ fn bigquery_of(raw: &settings::Settings) -> Result<Option<BigQueryConfig>> {
         .trim_end_matches('/')
         .to_owned();
     check_http_url("bigquery_endpoint", &endpoint)?;
+    let timeout = raw.bigquery_query_timeout_seconds;
+    if !(0.001..=3600.0).contains(&timeout) {
+        return Err(Error::Config(format!(
+            "bigquery_query_timeout_seconds must be >= 0.001 and <= 3600, got {timeout}"
+        )));
+    }
     Ok(Some(BigQueryConfig {
         endpoint,
         project: project.to_owned(),
         dataset: dataset.to_owned(),
         location: location.to_owned(),
         credentials: raw.bigquery_credentials.clone(),
+        read_timeout_ms: (timeout * 1000.0).round() as u64,
     }))
 }
 

@@ -152,6 +152,12 @@ settings! {
     bigquery_endpoint: String = "https://bigquery.googleapis.com".into();
     shown "`https://bigquery.googleapis.com`", env "BIGQUERY_ENDPOINT", parse text;
 
+    /// `provider: bigquery`: longest a read may take on BigQuery, seconds, fractions allowed (the module
+    /// stops waiting then, and the job's `jobTimeoutMs` stops it soon after); past it the read answers 504
+    /// `read_timeout`. Under 30 s, as `clickhouse_query_timeout_seconds`
+    bigquery_query_timeout_seconds: f64 = 25.0;
+    shown "`25`", env "BIGQUERY_QUERY_TIMEOUT_SECONDS", parse from_str;
+
     /// events per batch write (maximum), 1 to 100,000
     batch_size: usize = 1000;
     shown "`1000`", env "ANALYTICS_BATCH_SIZE", parse from_str;

@@ -181,6 +181,14 @@ fn bad_settings_fail_with_the_setting_named() {
         ),
         (
             &[
+                ("ANALYTICS_PROVIDER", "bigquery"),
+                ("BIGQUERY_PROJECT", "local-project"),
+                ("BIGQUERY_QUERY_TIMEOUT_SECONDS", "0"),
+            ],
+            "bigquery_query_timeout_seconds",
+        ),
+        (
+            &[
                 ("CLICKHOUSE_URL", "http://a:1"),
                 ("CLICKHOUSE_DATABASE", "x;drop"),
             ],

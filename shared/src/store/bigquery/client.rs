@@ -154,10 +154,14 @@ pub struct Client {
     base: String,
     location: String,
     tokens: TokenSource,
+    /// How long one [`Client::read`] may take.
+    read_timeout: Duration,
 }
 
 /// How long one request may take; a query longer than this is polled.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much later than a read's own deadline BigQuery stops its job.
+const READ_JOB_GRACE: Duration = Duration::from_secs(5);
 /// Rows per result page.
 const PAGE_ROWS: u32 = 50_000;
 
@@ -177,12 +181,39 @@ impl Client {
             ),
             location: config.location.clone(),
             tokens,
+            read_timeout: Duration::from_millis(config.read_timeout_ms),
+        }
+    }
+
+    /// [`Client::query`] for a read that answers a request: past `bigquery_query_timeout_seconds` it is
+    /// [`StoreError::ReadTimeout`] (the caller's answer must come before API Gateway's and the function's
+    /// 30 s). The job gets `jobTimeoutMs` a few seconds later than our own deadline, so BigQuery stops
+    /// the work we no longer wait for, and its own stop never races our answer.
+    pub async fn read(&self, sql: &str, params: &[(&str, Param)]) -> Result<Rows, StoreError> {
+        let job_timeout = self.read_timeout + READ_JOB_GRACE;
+        match tokio::time::timeout(self.read_timeout, self.run(sql, params, Some(job_timeout)))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(_) => Err(StoreError::ReadTimeout(format!(
+                "BigQuery: the read ran past {:?}",
+                self.read_timeout
+            ))),
         }
     }
 
     /// Runs `sql` (standard SQL, named parameters) and reads every page of its result.
     pub async fn query(&self, sql: &str, params: &[(&str, Param)]) -> Result<Rows, StoreError> {
-        let body = json!({
+        self.run(sql, params, None).await
+    }
+
+    async fn run(
+        &self,
+        sql: &str,
+        params: &[(&str, Param)],
+        job_timeout: Option<Duration>,
+    ) -> Result<Rows, StoreError> {
+        let mut body = json!({
             "query": sql,
             "useLegacySql": false,
             "parameterMode": "NAMED",
@@ -192,6 +223,9 @@ impl Client {
             "maxResults": PAGE_ROWS,
             "timeoutMs": 50_000,
         });
+        if let Some(t) = job_timeout {
+            body["jobTimeoutMs"] = json!(t.as_millis().to_string());
+        }
         let first = self
             .send(self.http.post(format!("{}/queries", self.base)).json(&body))
             .await?;

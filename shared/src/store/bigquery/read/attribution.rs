@@ -102,7 +102,7 @@ pub async fn attribution(
     store: &BigQueryStore,
     q: &AttributionQuery,
 ) -> Result<AttributionFacts, StoreError> {
-    let run = |sql: Sql| async move { store.client().query(&sql.text, &sql.params).await };
+    let run = |sql: Sql| async move { store.client().read(&sql.text, &sql.params).await };
     let (orders, carts, sessions) = tokio::try_join!(
         run(orders_sql(store, q)),
         run(carts_sql(store, q)),

@@ -51,7 +51,7 @@ pub async fn cohorts(
     q: &CohortQuery,
 ) -> Result<Vec<CohortCell>, StoreError> {
     let sql = sql(store, q)?;
-    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let rows = store.client().read(&sql.text, &sql.params).await?;
     let (cohort, k, customers, revenue) = (
         rows.column("cohort")?,
         rows.column("k")?,

@@ -126,7 +126,7 @@ pub fn sql(store: &BigQueryStore, q: &FunnelQuery) -> Result<Sql, StoreError> {
 
 pub async fn funnel(store: &BigQueryStore, q: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
     let sql = sql(store, q)?;
-    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let rows = store.client().read(&sql.text, &sql.params).await?;
     let n = q.steps.len();
     let reached = (0..n)
         .map(|i| Ok(rows.i64(0, rows.column(&format!("r{i}"))?)?.max(0) as u64))

@@ -45,8 +45,8 @@ pub fn sql(store: &BigQueryStore, q: &LiveQuery) -> (Sql, Sql) {
 pub async fn live(store: &BigQueryStore, q: &LiveQuery) -> Result<LiveData, StoreError> {
     let (minutes, recent) = sql(store, q);
     let (minutes, recent) = tokio::join!(
-        store.client().query(&minutes.text, &minutes.params),
-        store.client().query(&recent.text, &recent.params),
+        store.client().read(&minutes.text, &minutes.params),
+        store.client().read(&recent.text, &recent.params),
     );
     let (minutes, recent) = (minutes?, recent?);
     let (m, n) = (minutes.column("m")?, minutes.column("n")?);

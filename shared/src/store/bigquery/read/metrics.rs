@@ -152,7 +152,7 @@ pub async fn money_by_currency(
     q: &MetricQuery,
 ) -> Result<Vec<crate::query::convert::CurrencyDayFacts>, StoreError> {
     let sql = money_by_currency_sql(store, q)?;
-    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let rows = store.client().read(&sql.text, &sql.params).await?;
     (0..rows.rows.len())
         .map(|i| {
             let day = rows.string(i, 2);
@@ -209,7 +209,7 @@ pub async fn sales(
 ) -> Result<crate::query::sales::SalesRead, StoreError> {
     use crate::query::sales::{SalesBucket, SalesFacts, SalesRead};
     let sql = sales_sql(store, q)?;
-    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let rows = store.client().read(&sql.text, &sql.params).await?;
     let mut read = SalesRead::default();
     for i in 0..rows.rows.len() {
         let facts = SalesFacts {
@@ -286,8 +286,8 @@ pub async fn metric(store: &BigQueryStore, q: &MetricQuery) -> Result<MetricFact
     let family = q.metric.family();
     let (bucketed, total) = sql(store, q)?;
     let (rows, total_rows) = tokio::join!(
-        store.client().query(&bucketed.text, &bucketed.params),
-        store.client().query(&total.text, &total.params),
+        store.client().read(&bucketed.text, &bucketed.params),
+        store.client().read(&total.text, &total.params),
     );
     let total = facts(&total_rows?, family)?
         .into_iter()
@@ -397,7 +397,7 @@ pub async fn metric_groups(
     let (bucketed, total) = group_sql(store, q, by, groups)?;
     let run = |sql: Option<Sql>| async move {
         match sql {
-            Some(sql) => store.client().query(&sql.text, &sql.params).await.map(Some),
+            Some(sql) => store.client().read(&sql.text, &sql.params).await.map(Some),
             None => Ok(None),
         }
     };

@@ -231,7 +231,7 @@ async fn product_names(
     q: &crate::query::names::NamesQuery,
 ) -> Result<Vec<crate::query::names::ProductName>, StoreError> {
     let sql = product_names_sql(store, q);
-    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let rows = store.client().read(&sql.text, &sql.params).await?;
     Ok((0..rows.rows.len())
         .map(|i| crate::query::names::ProductName {
             product_id: rows.string(i, 0),

@@ -60,7 +60,7 @@ pub async fn product_performance(
     q: &ProductQuery,
 ) -> Result<Vec<ProductFacts>, StoreError> {
     let sql = sql(store, q);
-    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let rows = store.client().read(&sql.text, &sql.params).await?;
     let col = |name: &str| rows.column(name);
     let (key, views, view_sessions, adds, cart_sessions) = (
         col("key")?,

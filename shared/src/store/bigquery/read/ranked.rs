@@ -176,7 +176,7 @@ pub fn sql(store: &BigQueryStore, q: &RankedQuery) -> Sql {
 /// The rows of `q`, best first.
 pub async fn ranked(store: &BigQueryStore, q: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
     let sql = sql(store, q);
-    let rows = store.client().query(&sql.text, &sql.params).await?;
+    let rows = store.client().read(&sql.text, &sql.params).await?;
     let (key, a, b, c, d) = (
         rows.column("key")?,
         rows.column("a")?,
