@@ -7,10 +7,7 @@
 
 use serde::Deserialize;
 
-use super::{
-    ACQUIRED_IN_RANGE, Binds, IN_CURRENCY, Sql, base_filter, customer_orders, each_order,
-    with_first_orders,
-};
+use super::{Binds, IN_CURRENCY, Sql, base_filter, customers_with_first_order, each_order};
 use crate::error::StoreError;
 use crate::query::breakdown::{Dimension, GroupFacts, GroupKey, Groups};
 use crate::query::metrics::{BucketFacts, Metric, MetricFacts, MetricQuery};
@@ -373,15 +370,18 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
             },
         ),
         Metric::Ltv => (
-            // One row per order of a customer acquired in the range; `ts` is the acquisition time.
+            // One row per customer acquired in the range; `ts` is the acquisition time, `v` what they
+            // spent in the range in the currency (the customers who spent in another currency only are
+            // not counted).
             format!(
-                "SELECT f.first_ts AS ts, if(o.cur = {{currency:String}}, o.amt, 0) AS v, o.cust AS cust, \
-                 o.cur = {{currency:String}} AS in_cur FROM {} WHERE {ACQUIRED_IN_RANGE}",
-                with_first_orders(&customer_orders(&Default::default()))
+                "SELECT first_ts AS ts, amt AS v, n > 0 AS in_cur FROM ({}) \
+                 WHERE first_ts >= fromUnixTimestamp64Milli({{from:Int64}}) \
+                 AND first_ts < fromUnixTimestamp64Milli({{to:Int64}})",
+                customers_with_first_order(&base_filter(&Default::default()))
             ),
             Measures::PerCustomer {
                 amount: "sum(v)",
-                customers: "uniqExactIf(cust, in_cur)",
+                customers: "countIf(in_cur)",
             },
         ),
         Metric::AddToCartRate => (

@@ -390,6 +390,28 @@ fn with_first_orders(orders: &str) -> String {
     )
 }
 
+/// One row per customer with an order that meets `filter` (the range's, see [`base_filter`]): `cust`,
+/// `first_ts` (their first order ever, whatever the filter), and over their orders that meet it in the
+/// query's currency `n` (how many, each `order_id` once) and `amt` (their amount, each order once).
+///
+/// One pass over those customers' orders, where [`with_first_orders`] reads the range's orders and every
+/// customer's first order separately and joins them. LTV reads it: at 100M events, the query alone, 5
+/// alternating runs each, identical rows, over 12 months 243–296 ms against 342–421 ms, over 30 days
+/// 94–117 against 87–140 ms. New vs returning does not: there it was as fast as the join (240–273 ms
+/// either way over 12 months) and took 70% more memory.
+fn customers_with_first_order(filter: &str) -> String {
+    let cond = format!("{filter}{IN_CURRENCY}");
+    format!(
+        "SELECT customer_id AS cust, min(timestamp) AS first_ts, uniqExactIf(order_id, {cond}) AS n, \
+           arraySum(arrayMap(o -> o.2, groupUniqArrayIf((order_id, amount), {cond}))) AS amt \
+         FROM commerce_events \
+         WHERE {STORE_AND_BOTS} AND type = 'order.completed' AND customer_id != '' \
+           AND customer_id GLOBAL IN (SELECT customer_id FROM commerce_events \
+             WHERE {filter} AND type = 'order.completed' AND customer_id != '') \
+         GROUP BY customer_id"
+    )
+}
+
 /// Customers acquired in the range: their first order ever falls inside it.
 const ACQUIRED_IN_RANGE: &str = "f.first_ts >= fromUnixTimestamp64Milli({from:Int64}) \
                                  AND f.first_ts < fromUnixTimestamp64Milli({to:Int64})";
