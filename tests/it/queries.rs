@@ -1512,21 +1512,7 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
     .await;
     // Over its own memory limit a read is not worth retrying as is: 422 naming the period, not a 503
     // that invites the same request again.
-    assert_eq!(
-        (
-            status,
-            body["error"]["code"].as_str(),
-            body["error"]["field"].as_str()
-        ),
-        (422, Some("read_too_large"), Some("period")),
-        "a read over its memory limit is refused, not run: {body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("shorter period") && !m.contains("Code:")),
-        "the message says what to do, not the server's text: {body}"
-    );
+    integration_tests::assert_read_refused(status, &body, (422, "read_too_large"));
     // The same read within the default limits, over a few stored events, reports what it cost.
     let mut config = db.config.clone();
     config.clickhouse.query_max_memory_bytes = 2 << 30;
@@ -1602,21 +1588,7 @@ async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
         READ_KEY,
     )
     .await;
-    assert_eq!(
-        (
-            status,
-            body["error"]["code"].as_str(),
-            body["error"]["field"].as_str()
-        ),
-        (504, Some("read_timeout"), Some("period")),
-        "a read past its time limit says so, not 503 'retry later': {body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("shorter period") && !m.contains("Code:")),
-        "the message says what to do, not the server's text: {body}"
-    );
+    integration_tests::assert_read_refused(status, &body, (504, "read_timeout"));
     db.drop_database().await;
 }
 

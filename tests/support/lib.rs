@@ -632,3 +632,23 @@ pub async fn stop_local_server_with(name: &str, srv: analytics_cli::server::Loca
 fn spill_dir_of(name: &str) -> PathBuf {
     repo_root().join("var").join(format!("it-spill-{name}"))
 }
+
+/// Asserts that a read was refused for its size as the API promises: `status` with `code`, the field
+/// `period`, and a message that says what to do (a shorter period) without the warehouse's own text.
+pub fn assert_read_refused(status: u16, body: &serde_json::Value, want: (u16, &str)) {
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["field"].as_str()
+        ),
+        (want.0, Some(want.1), Some("period")),
+        "a read past its limit says which and what to do, not 503 'retry later': {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shorter period") && !m.contains("Code:")),
+        "the message says what to do, not the server's text: {body}"
+    );
+}
