@@ -293,13 +293,10 @@ impl Config {
                 "flush_interval_seconds must be > 0 and <= 3600, got {flush}"
             )));
         }
-        let timeout = raw.clickhouse_query_timeout_seconds;
-        // 0 would be no limit at all on ClickHouse.
-        if !(0.001..=3600.0).contains(&timeout) {
-            return Err(Error::Config(format!(
-                "clickhouse_query_timeout_seconds must be >= 0.001 and <= 3600, got {timeout}"
-            )));
-        }
+        let query_timeout_ms = read_timeout_ms(
+            "clickhouse_query_timeout_seconds",
+            raw.clickhouse_query_timeout_seconds,
+        )?;
         let retention_days = raw.retention_days;
         if retention_days == 0 {
             return Err(Error::Config("retention_days must be at least 1".into()));
@@ -395,7 +392,7 @@ impl Config {
             clickhouse: ClickHouseConfig {
                 url,
                 cluster,
-                query_timeout_ms: (raw.clickhouse_query_timeout_seconds * 1000.0).round() as u64,
+                query_timeout_ms,
                 query_max_memory_bytes: raw.clickhouse_query_max_memory_bytes,
                 database,
                 user: Some(raw.clickhouse_user).filter(|u| !u.is_empty()),
@@ -504,20 +501,29 @@ fn bigquery_of(raw: &settings::Settings) -> Result<Option<BigQueryConfig>> {
         .trim_end_matches('/')
         .to_owned();
     check_http_url("bigquery_endpoint", &endpoint)?;
-    let timeout = raw.bigquery_query_timeout_seconds;
-    if !(0.001..=3600.0).contains(&timeout) {
-        return Err(Error::Config(format!(
-            "bigquery_query_timeout_seconds must be >= 0.001 and <= 3600, got {timeout}"
-        )));
-    }
+    let read_timeout_ms = read_timeout_ms(
+        "bigquery_query_timeout_seconds",
+        raw.bigquery_query_timeout_seconds,
+    )?;
     Ok(Some(BigQueryConfig {
         endpoint,
         project: project.to_owned(),
         dataset: dataset.to_owned(),
         location: location.to_owned(),
         credentials: raw.bigquery_credentials.clone(),
-        read_timeout_ms: (timeout * 1000.0).round() as u64,
+        read_timeout_ms,
     }))
+}
+
+/// A read time limit in seconds (`setting`), checked and in milliseconds: at least a millisecond (0 would
+/// be no limit at all on ClickHouse), at most an hour.
+fn read_timeout_ms(setting: &str, seconds: f64) -> Result<u64> {
+    if !(0.001..=3600.0).contains(&seconds) {
+        return Err(Error::Config(format!(
+            "{setting} must be >= 0.001 and <= 3600, got {seconds}"
+        )));
+    }
+    Ok((seconds * 1000.0).round() as u64)
 }
 
 /// The cluster settings, checked: nodes and replication need a cluster name; nodes are http(s) URLs.
