@@ -57,9 +57,10 @@ pub enum StoreError {
     #[error("read over its memory limit: {0}")]
     ReadLimit(String),
     /// A read ran past the time one read may take (`clickhouse_query_timeout_seconds`,
-    /// `bigquery_query_timeout_seconds`: below API Gateway's and the metrics function's 30 s): the same
-    /// read would almost always run as long again, so it is not retried on its own; a shorter period or
-    /// a filter can succeed.
+    /// `bigquery_query_timeout_seconds`: below API Gateway's and the metrics function's 30 s), or past
+    /// what was left of its request's time ([`crate::query::deadline`]): the same read would almost
+    /// always run as long again, so it is not retried on its own; a shorter period, a filter or fewer
+    /// widgets can succeed.
     #[error("read over its time limit: {0}")]
     ReadTimeout(String),
 }
@@ -232,8 +233,8 @@ impl Error {
                  shorter period or add a filter"
                 .to_owned(),
             Self::Store(StoreError::ReadTimeout(_)) => "this read takes longer than one query may run on \
-                 the warehouse (clickhouse_query_timeout_seconds, bigquery_query_timeout_seconds); choose a \
-                 shorter period or add a filter"
+                 the warehouse (clickhouse_query_timeout_seconds, bigquery_query_timeout_seconds) or than \
+                 the request has left; choose a shorter period, add a filter, or read fewer widgets at once"
                 .to_owned(),
             Self::Store(e) if e.is_retryable() => {
                 "storage is temporarily unavailable; retry later".to_owned()

@@ -224,6 +224,56 @@ async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
     store.drop_dataset().await.expect("drop");
 }
 
+#[tokio::test]
+async fn a_read_runs_no_longer_than_what_is_left_of_its_request() {
+    use commerce_analytics::query::deadline;
+    use std::time::Duration;
+    use tokio::time::Instant;
+    // Each read's own limit is the default 25 s; the request's deadline decides.
+    let config = integration_tests::bigquery_config("bq_deadline", &[]);
+    let store = commerce_analytics::store::bigquery::BigQueryStore::new(
+        config.bigquery.as_ref().expect("bigquery settings"),
+    )
+    .expect("store");
+    store
+        .migrate(config.retention_days)
+        .await
+        .expect("the emulator runs (scripts/bigquery start)");
+    let ahead = Some(Instant::now() + Duration::from_secs(30));
+    let rows = deadline::within(ahead, store.client().read("SELECT 1 AS x", &[]))
+        .await
+        .expect("a read with time ahead");
+    assert_eq!(rows.i64(0, 0).expect("x"), 1);
+    // One millisecond left at most: no read on the emulator answers that fast (see above).
+    let nearly_spent = Some(Instant::now() + Duration::from_millis(1));
+    let err = deadline::within(nearly_spent, store.client().read("SELECT 1 AS x", &[]))
+        .await
+        .expect_err("a read past its request's deadline fails");
+    assert!(
+        matches!(err, commerce_analytics::store::StoreError::ReadTimeout(_)),
+        "{err}"
+    );
+    // Through the API on Lambda: an invocation with less than its answering second left gets our 504.
+    commerce_analytics::auth::keys::seed(&store, &config.keys, time::OffsetDateTime::now_utc())
+        .await
+        .expect("seed the test keys");
+    let api = commerce_analytics::lambda::store_routes_api_for(&config).expect("api");
+    let spent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+        + 500;
+    let (status, body) = integration_tests::get_on_lambda(
+        &api,
+        "/analytics/metrics?metric=revenue&period=30d",
+        integration_tests::READ_KEY,
+        spent,
+    )
+    .await;
+    integration_tests::assert_read_refused(status, &body, (504, "read_timeout"));
+    store.drop_dataset().await.expect("drop");
+}
+
 /// The same demo events in ClickHouse and in BigQuery (where some are stored twice, as a resend would),
 /// and every metric asked of both: the facts must be equal, bucket by bucket, in several zones (DST
 /// included), granularities and filters.

@@ -1592,6 +1592,60 @@ async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
     db.drop_database().await;
 }
 
+#[tokio::test]
+async fn on_lambda_a_requests_reads_share_what_is_left_of_the_invocation() {
+    let db = TestDb::new("lambda_deadline").await;
+    let now = time::OffsetDateTime::now_utc();
+    let validator = Validator::from_config(&db.config);
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            let wire = serde_json::json!({"type": "page.viewed", "sessionId": format!("s{}", i % 40),
+                                          "anonymousId": format!("a{}", i % 30)});
+            validator
+                .validate(wire, "shop-a", &Default::default(), now)
+                .expect("valid event")
+        })
+        .collect();
+    commerce_analytics::store::EventStore::insert(&db.store, &events, "lambda-deadline")
+        .await
+        .expect("insert");
+    let api = db.api(now + time::Duration::minutes(1));
+    let unix_ms = |d: std::time::Duration| {
+        let at = std::time::SystemTime::now() + d;
+        at.duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64
+    };
+    const SESSIONS: &str = "/analytics/metrics?metric=sessions&period=7d";
+    const OVERVIEW: &str = "/analytics/dashboards/overview?period=30d&currency=USD";
+    // An invocation with its time ahead reads as any request: each read within its own limit.
+    let ahead = unix_ms(std::time::Duration::from_secs(30));
+    let (status, body) = integration_tests::get_on_lambda(&api, SESSIONS, READ_KEY, ahead).await;
+    assert_eq!((status, body["total"].as_i64()), (200, Some(40)), "{body}");
+    let (status, body) = integration_tests::get_on_lambda(&api, OVERVIEW, READ_KEY, ahead).await;
+    assert_eq!(status, 200, "{body}");
+    let widgets = body["widgets"].as_array().expect("widgets");
+    assert!(!widgets.is_empty());
+    for w in widgets {
+        assert!(w.get("error").is_none() && w.get("data").is_some(), "{w}");
+    }
+    // Less than the second kept for answering left: no read is sent, and the answer says so in time,
+    // as our 504 rather than the function's end and API Gateway's own error.
+    let spent = unix_ms(std::time::Duration::from_millis(500));
+    let (status, body) = integration_tests::get_on_lambda(&api, SESSIONS, READ_KEY, spent).await;
+    integration_tests::assert_read_refused(status, &body, (504, "read_timeout"));
+    // A dashboard answers with what it could read: here no widget, each with its error.
+    let (status, body) = integration_tests::get_on_lambda(&api, OVERVIEW, READ_KEY, spent).await;
+    assert_eq!(status, 200, "{body}");
+    let widgets = body["widgets"].as_array().expect("widgets");
+    assert!(!widgets.is_empty());
+    for w in widgets {
+        assert_eq!(w["error"]["code"], "read_timeout", "{w}");
+        assert!(w.get("data").is_none(), "{w}");
+    }
+    db.drop_database().await;
+}
+
 /// One `analytics::reads` event.
 #[derive(Debug, Clone, Default)]
 struct ReadCost {

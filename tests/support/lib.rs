@@ -573,6 +573,32 @@ pub async fn call_with(
     )
 }
 
+/// A GET as the Lambda runtime hands it to the API: with an invocation context whose deadline is
+/// `deadline_ms` (Unix milliseconds), as the runtime sets it from the function's timeout.
+pub async fn get_on_lambda(
+    api: &commerce_analytics::api::Api,
+    path_and_query: &str,
+    key: &str,
+    deadline_ms: u64,
+) -> (u16, serde_json::Value) {
+    use lambda_http::RequestExt;
+    let mut context = lambda_http::Context::default();
+    context.deadline = deadline_ms;
+    let req = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri(format!("https://api.example.com{path_and_query}"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(lambda_http::Body::Empty)
+        .expect("request")
+        .with_lambda_context(context);
+    let resp = api.handle(req).await;
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(resp.body().as_ref()).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A GET through the API as it answers it: status, headers and the body as text (CSV exports).
 pub async fn get_raw(
     api: &commerce_analytics::api::Api,

@@ -38,7 +38,7 @@ pub mod web;
 use std::sync::Arc;
 
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -51,7 +51,9 @@ use crate::erasure::{self, ErasureStore};
 use crate::error::{Error, Result};
 use crate::ingest::Ingest;
 use crate::query::dashboards::DashboardStore;
-use crate::query::{ReadStore, cohorts, dashboards, funnel, live, metrics, products, ranked};
+use crate::query::{
+    ReadStore, cohorts, dashboards, deadline, funnel, live, metrics, products, ranked,
+};
 use crate::tracker::Tracker;
 
 pub use request::PeerAddr;
@@ -272,7 +274,15 @@ impl Api {
         if req.method() == Method::OPTIONS {
             return self.preflight(cors, origin.as_deref());
         }
-        let mut resp = match self.route(req).await {
+        // On Lambda, the request's reads share the invocation's remaining time (see `query::deadline`).
+        let deadline = req.lambda_context_ref().and_then(|ctx| {
+            deadline::of_lambda(
+                ctx.deadline,
+                std::time::SystemTime::now(),
+                tokio::time::Instant::now(),
+            )
+        });
+        let mut resp = match deadline::within(deadline, self.route(req)).await {
             Ok(r) => r,
             Err(e) => {
                 if e.status() >= 500 {

@@ -1,7 +1,8 @@
 //! Fair reads: each store may have at most `per_store` read queries in flight in this process; more wait
 //! their turn (the store's own requests slow down, never another store's), and a query that waited
 //! [`FairReads::MAX_WAIT`] without a turn fails with a retryable error (503), so a store over its share is
-//! told so instead of queueing without bound.
+//! told so instead of queueing without bound. A request with a deadline ([`super::deadline`]) waits no
+//! longer than its deadline, and then fails as out of time (504 `read_timeout`, not retried).
 //!
 //! Within its share, a store's reads are ranked: the first in flight has rank 1, the next rank 2, and so
 //! on ([`current_rank`], a task-local set around each call). An adapter may hand the rank to its warehouse
@@ -72,11 +73,19 @@ impl FairReads {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_store)))
                 .clone()
         };
-        match tokio::time::timeout(Self::MAX_WAIT, slots.clone().acquire_owned()).await {
+        // A request with less time left than the longest wait waits until its deadline, and then has
+        // no time left for the read: that is the request running out of time, not the store.
+        let left = super::deadline::remaining();
+        let wait = left.map_or(Self::MAX_WAIT, |left| left.min(Self::MAX_WAIT));
+        match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Turn {
                 _permit: permit,
                 rank: (self.per_store - slots.available_permits()) as u32,
             }),
+            Err(_) if wait < Self::MAX_WAIT => Err(super::deadline::out_of_time(&format!(
+                "waiting for a turn among store {store_id}'s {} reads in flight",
+                self.per_store
+            ))),
             _ => Err(StoreError::Unavailable(format!(
                 "store {store_id} has more than {} reads in flight for {:?}; retry later",
                 self.per_store,
@@ -338,6 +347,41 @@ mod tests {
             }
         }
         assert!(refused > 0 && refused < 150, "{refused}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waits_for_a_turn_no_longer_than_its_deadline_and_is_then_out_of_time() {
+        let slow = Arc::new(Slow::default());
+        let fair = Arc::new(FairReads::new(slow, 1));
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
+        // One slot, taken by 30 queries of 100 ms (3 s of work ahead).
+        let ahead: Vec<_> = (0..30)
+            .map(|_| {
+                let fair = fair.clone();
+                tokio::spawn(async move { fair.main_currency("busy", now, false).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_millis(750);
+        let late =
+            super::super::deadline::within(Some(deadline), fair.main_currency("busy", now, false))
+                .await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(750),
+            "waited to its deadline"
+        );
+        match late {
+            Err(e @ StoreError::ReadTimeout(_)) => {
+                assert!(!e.is_retryable());
+                assert!(e.to_string().contains("waiting for a turn"), "{e}");
+            }
+            other => panic!("expected out of time, got {other:?}"),
+        }
+        for task in ahead {
+            task.await.expect("joined").expect("served in turn");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,6 +15,7 @@ pub mod cohorts;
 pub mod compare;
 pub mod convert;
 pub mod dashboards;
+pub mod deadline;
 pub mod fair;
 pub mod funnel;
 pub mod live;

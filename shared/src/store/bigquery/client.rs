@@ -185,19 +185,18 @@ impl Client {
         }
     }
 
-    /// [`Client::query`] for a read that answers a request: past `bigquery_query_timeout_seconds` it is
+    /// [`Client::query`] for a read that answers a request: past `bigquery_query_timeout_seconds`, or
+    /// past what is left of its request's time when less ([`crate::query::deadline`]), it is
     /// [`StoreError::ReadTimeout`] (the caller's answer must come before API Gateway's and the function's
     /// 30 s). The job gets `jobTimeoutMs` a few seconds later than our own deadline, so BigQuery stops
     /// the work we no longer wait for, and its own stop never races our answer.
     pub async fn read(&self, sql: &str, params: &[(&str, Param)]) -> Result<Rows, StoreError> {
-        let job_timeout = self.read_timeout + READ_JOB_GRACE;
-        match tokio::time::timeout(self.read_timeout, self.run(sql, params, Some(job_timeout)))
-            .await
-        {
+        let limit = crate::query::deadline::read_limit(self.read_timeout)?;
+        let job_timeout = limit + READ_JOB_GRACE;
+        match tokio::time::timeout(limit, self.run(sql, params, Some(job_timeout))).await {
             Ok(rows) => rows,
             Err(_) => Err(StoreError::ReadTimeout(format!(
-                "BigQuery: the read ran past {:?}",
-                self.read_timeout
+                "BigQuery: the read ran past {limit:?}"
             ))),
         }
     }

@@ -26,6 +26,8 @@ mod products;
 mod ranked;
 mod sales;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{ClickHouseStore, classify_read};
@@ -116,10 +118,17 @@ impl Binds {
 }
 
 impl Sql {
-    /// The query on `store`'s client with every parameter bound: the one place reads bind values.
-    fn query(&self, store: &ClickHouseStore) -> clickhouse::query::Query {
+    /// The query on `store`'s client with every parameter bound: the one place reads bind values. Its
+    /// time limit is the read's own (`clickhouse_query_timeout_seconds`), or what is left of its request
+    /// when less ([`crate::query::deadline`]); a request out of time gets no query.
+    fn query(
+        &self,
+        store: &ClickHouseStore,
+    ) -> Result<(clickhouse::query::Query, Duration), StoreError> {
         let b = &self.binds;
-        let (timeout, memory) = store.read_limits;
+        let (own, memory) = store.read_limits;
+        let limit = crate::query::deadline::read_limit(Duration::from_millis(own))?;
+        let timeout = u64::try_from(limit.as_millis()).unwrap_or(own);
         let mut q = store.client().query(&self.text);
         for (name, value) in limit_settings(timeout, memory) {
             q = q.with_setting(name, value);
@@ -183,7 +192,7 @@ impl Sql {
                 q = q.param(&format!("s{i}"), s);
             }
         }
-        q
+        Ok((q, limit))
     }
 
     /// Runs the read (`what` names it in the log) and returns every row, then logs what it cost
@@ -203,19 +212,31 @@ impl Sql {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        let mut cursor = self
-            .query(store)
-            .with_setting("wait_end_of_query", "1")
-            .fetch::<T>()
-            .map_err(classify_read)?;
-        let mut rows = Vec::new();
-        while let Some(row) = cursor.next().await.map_err(classify_read)? {
-            rows.push(row);
-        }
-        if let Some(summary) = cursor.summary() {
-            log_cost(what, summary, store.read_limits.1);
-        }
-        Ok(rows)
+        let (query, limit) = self.query(store)?;
+        let read = async {
+            let mut cursor = query
+                .with_setting("wait_end_of_query", "1")
+                .fetch::<T>()
+                .map_err(classify_read)?;
+            let mut rows = Vec::new();
+            while let Some(row) = cursor.next().await.map_err(classify_read)? {
+                rows.push(row);
+            }
+            if let Some(summary) = cursor.summary() {
+                log_cost(what, summary, store.read_limits.1);
+            }
+            Ok(rows)
+        };
+        // The server stops the query at its limit; should an answer still not come (a server that does
+        // not check its limit in time, a stalled connection), the read ends here a moment later, so a
+        // request keeps its deadline whatever the server does.
+        tokio::time::timeout(limit + CLIENT_GRACE, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::ReadTimeout(format!(
+                    "{what}: no answer within {limit:?} and {CLIENT_GRACE:?}"
+                )))
+            })
     }
 
     /// [`Self::fetch_all`] of a read that answers exactly one row.
@@ -242,6 +263,10 @@ impl Sql {
 /// (`clickhouse_query_max_memory_bytes`) is also logged at `warn`: it is near the point where its
 /// aggregation spills to disk ([`SPILL_AT`]).
 pub const READ_COST: &str = "analytics::reads";
+
+/// How long after its limit a read's answer is still waited for: the server stops the query itself
+/// at the limit and answers with the error, which takes a few milliseconds.
+const CLIENT_GRACE: Duration = Duration::from_millis(500);
 
 /// The settings that bound every read: one store's heavy dashboard cannot take the server from the
 /// others. Past [`SPILL_AT`] of the memory bound a read's GROUP BY and ORDER BY continue on disk instead
