@@ -16,8 +16,8 @@
 //!   nothing. The [`Report`] is returned (the Lambda's response) and logged as one structured JSON line.
 //! - Table TTL (`max_retention_days`) stays as a safety net behind the job, never ahead of it.
 //!
-//! Custom dashboards hold no per-event rows and are not touched. The hourly rollups (`commerce_hourly`,
-//! `commerce_hourly_counts`) are listed by the adapter like the events and partitioned by month like them: since the cutoff is a whole
+//! Custom dashboards hold no per-event rows and are not touched. The rollups (`commerce_visitors`,
+//! `commerce_hourly_counts`, `commerce_sessions`) are listed by the adapter like the events and partitioned by month like them: since the cutoff is a whole
 //! UTC day, `hour < cutoff` removes exactly the hours whose events are removed, so what a dashboard reads
 //! from the rollup always matches what is left in the raw events.
 

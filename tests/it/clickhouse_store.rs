@@ -103,9 +103,9 @@ async fn changing_retention_days_updates_the_table_ttl() {
     for table in [
         "commerce_events",
         "commerce_events_rejects",
-        "commerce_hourly",
         "commerce_hourly_counts",
         "commerce_sessions",
+        "commerce_visitors",
     ] {
         let engines: Vec<String> = db
             .store
@@ -357,8 +357,8 @@ async fn an_event_repeated_across_chunks_of_one_call_is_stored_once() {
     db.drop_database().await;
 }
 
-/// A visitors' rollup row, finalized: store, hour (unix seconds), type, country, distinct visitors.
-type VisitorRow = (String, u32, String, String, u64);
+/// Visitors' rollup rows, counted: store, hour (unix seconds), country, distinct visitors.
+type VisitorRow = (String, u32, String, u64);
 /// A counts rollup row: store, hour (unix seconds), type, country, events.
 type CountRow = (String, u32, String, String, i64);
 /// A session rollup row: store, hour, session hash, country, device, browser, start (ms), has an order.
@@ -368,8 +368,8 @@ type SessionRow = (String, u32, u64, String, String, String, i64, u8);
 async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_changes_nothing() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::store::clickhouse::migrations::{
-        HOURLY_COUNTS, HOURLY_COUNTS_GROUP, HOURLY_VISITORS, HOURLY_VISITORS_GROUP,
-        SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
+        HOURLY_COUNTS, HOURLY_COUNTS_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP, VISITOR_ROWS,
+        VISITOR_ROWS_GROUP,
     };
     let db = TestDb::new("rollup").await;
     let now = time::OffsetDateTime::now_utc();
@@ -399,8 +399,8 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     let store = &db.store;
     let visitors = |inner: String| {
         let sql = format!(
-            "SELECT store_id, toUnixTimestamp(hour), toString(type), toString(country), \
-             uniqExactMerge(visitors) FROM ({inner}) GROUP BY ALL ORDER BY ALL"
+            "SELECT store_id, toUnixTimestamp(hour), toString(country), \
+             toUInt64(uniqExact(visitor_hash)) FROM ({inner}) GROUP BY ALL ORDER BY ALL"
         );
         async move {
             store
@@ -454,8 +454,8 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         views,
         [
             "commerce_hourly_counts_mv",
-            "commerce_hourly_mv",
-            "commerce_sessions_mv"
+            "commerce_sessions_mv",
+            "commerce_visitors_mv"
         ],
         "one view per rollup"
     );
@@ -472,7 +472,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     let rolled_up: std::collections::HashSet<u64> = expected_sessions.iter().map(|r| r.2).collect();
     assert_eq!(rolled_up.len(), human_sessions.len(), "every human session");
     let expected_visitors = visitors(format!(
-        "{HOURLY_VISITORS} FROM commerce_events WHERE NOT is_bot {HOURLY_VISITORS_GROUP}"
+        "{VISITOR_ROWS} FROM commerce_events {VISITOR_ROWS_GROUP}"
     ))
     .await;
     let expected_counts = counts(format!(
@@ -485,17 +485,39 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         humans,
         "every human event is counted once, no bot"
     );
-    let kinds = db
+    let human_visitors: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| !e.bot)
+        .filter_map(|e| {
+            [&e.customer_id, &e.anonymous_id, &e.session_id]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .find(|v| !v.is_empty())
+        })
+        .collect();
+    let distinct_rows: u64 = db
         .store
         .client()
-        .query("SELECT DISTINCT toString(type) FROM commerce_hourly ORDER BY 1")
-        .fetch_all::<String>()
+        .query("SELECT uniqExact(visitor_hash) FROM commerce_visitors")
+        .fetch_one()
         .await
-        .expect("kinds");
+        .expect("visitors");
     assert_eq!(
-        kinds,
-        ["*"],
-        "commerce_hourly keeps the visitors' rows only"
+        distinct_rows,
+        human_visitors.len() as u64,
+        "every human visitor"
+    );
+    let left: u64 = db
+        .store
+        .client()
+        .query("SELECT count() FROM commerce_hourly")
+        .fetch_one()
+        .await
+        .expect("old sets");
+    assert_eq!(
+        left, 0,
+        "the distinct sets of commerce_hourly are no longer fed"
     );
 
     // The same events again: a retried batch (same chunks), and a client resending them in other
@@ -505,7 +527,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
             .insert_batches(&events, batch_size)
             .await
             .expect("resend");
-        let stored_visitors = visitors("SELECT * FROM commerce_hourly".to_owned()).await;
+        let stored_visitors = visitors("SELECT * FROM commerce_visitors".to_owned()).await;
         assert_eq!(
             stored_visitors, expected_visitors,
             "resent in batches of {batch_size}"
@@ -544,7 +566,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         "one row per event after every resend"
     );
     assert_eq!(
-        visitors("SELECT * FROM commerce_hourly".to_owned()).await,
+        visitors("SELECT * FROM commerce_visitors".to_owned()).await,
         expected_visitors,
         "visitors after a changed resend"
     );

@@ -195,7 +195,7 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
     // The rollup keeps exactly the hours whose events are kept.
     for (store, cutoff) in [("shop-a", cut30), ("shop-b", cut10), ("shop-c", cut30)] {
         for rollup in [
-            "commerce_hourly",
+            "commerce_visitors",
             "commerce_hourly_counts",
             "commerce_sessions",
         ] {
@@ -247,7 +247,7 @@ struct HourCounts {
     product_views: u64,
 }
 
-/// The hourly rollups of a store (visitors' sets in `commerce_hourly`, event counts in
+/// The hourly rollups of a store (visitors' rows in `commerce_visitors`, event counts in
 /// `commerce_hourly_counts`), hour by hour, equal the same counts over the raw events.
 async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
     let fetch = |sql: String| async move {
@@ -260,8 +260,8 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
     };
     let rollup = fetch(format!(
         "SELECT toUnixTimestamp(hour) AS hour, toUInt64(sum(v)) AS visitors, toUInt64(sum(p)) AS product_views \
-         FROM (SELECT hour, uniqExactMerge(visitors) AS v, toInt64(0) AS p FROM commerce_hourly \
-               WHERE store_id = '{store}' AND type = '*' GROUP BY hour \
+         FROM (SELECT hour, uniqExact(visitor_hash) AS v, toInt64(0) AS p FROM commerce_visitors \
+               WHERE store_id = '{store}' GROUP BY hour \
                UNION ALL SELECT hour, 0 AS v, sum(events) AS p FROM commerce_hourly_counts \
                WHERE store_id = '{store}' AND type = 'product.viewed' GROUP BY hour) \
          GROUP BY hour HAVING visitors + product_views > 0 ORDER BY hour"

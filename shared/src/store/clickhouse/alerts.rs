@@ -188,7 +188,7 @@ impl AlertStore for ClickHouseStore {
     async fn alert_stores(&self, since: jiff::Timestamp) -> Result<Vec<String>, StoreError> {
         self.client()
             .query(
-                "SELECT store_id FROM commerce_hourly WHERE hour >= fromUnixTimestamp64Milli({since:Int64}) \
+                "SELECT store_id FROM commerce_visitors WHERE hour >= fromUnixTimestamp64Milli({since:Int64}) \
                  GROUP BY store_id \
                  UNION DISTINCT \
                  SELECT store_id FROM alert_rules FINAL WHERE deleted = 0 GROUP BY store_id \

@@ -3,8 +3,8 @@
 //! Erasure also keeps the hourly rollups consistent, so no aggregate keeps counting an erased customer:
 //! before the events are deleted, their counts are subtracted from `commerce_hourly_counts` (one insert of
 //! negative counts, with a deduplication token naming exactly those rows, so an erasure retried after a
-//! failure never subtracts twice; inserts landing meanwhile only add); after, the visitors' distinct sets
-//! of the hours touched in `commerce_hourly`, and the `commerce_sessions` rows of the sessions touched, are
+//! failure never subtracts twice; inserts landing meanwhile only add); after, the visitors' rows
+//! of the hours touched in `commerce_visitors`, and the `commerce_sessions` rows of the sessions touched, are
 //! rebuilt from the events left. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
 //! whole partitions with `ALTER TABLE … DROP PARTITION ID`. Table names come from the fixed list below;
 //! every value is a server-side parameter.
@@ -14,9 +14,7 @@ use time::OffsetDateTime;
 
 use sha2::{Digest as _, Sha256};
 
-use super::migrations::{
-    HOURLY_VISITORS, HOURLY_VISITORS_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
-};
+use super::migrations::{SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP, VISITOR_ROWS, VISITOR_ROWS_GROUP};
 use super::{ClickHouseStore, EVENTS_TABLE, classify, layout};
 use crate::erasure::{ErasureReport, ErasureStore};
 use crate::error::StoreError;
@@ -30,12 +28,12 @@ const RETAINED: RetainedTables = RetainedTables(&[
     (super::REJECTS_TABLE, "received_at"),
     // Per-hour aggregates: the cutoff is a whole UTC day, so `hour < cutoff` removes exactly the hours whose
     // events are removed.
-    (HOURLY_TABLE, "hour"),
+    (VISITORS_TABLE, "hour"),
     (COUNTS_TABLE, "hour"),
     (SESSIONS_TABLE, "hour"),
 ]);
 
-const HOURLY_TABLE: &str = "commerce_hourly";
+const VISITORS_TABLE: &str = "commerce_visitors";
 const COUNTS_TABLE: &str = "commerce_hourly_counts";
 const SESSIONS_TABLE: &str = "commerce_sessions";
 
@@ -200,12 +198,12 @@ impl ClickHouseStore {
 
     /// Rebuilds the visitors' rows of `hours` (Unix seconds) of a store from the raw events left: the rows
     /// are deleted, then the hours aggregated again. An insert landing meanwhile is at worst aggregated
-    /// twice, which the rollup's distinct sets absorb.
+    /// twice, as the same rows, which a distinct count ignores.
     async fn reaggregate_hours(&self, store_id: &str, hours: &[u32]) -> Result<(), StoreError> {
         let (Some(first), Some(last)) = (hours.iter().min(), hours.iter().max()) else {
             return Ok(());
         };
-        for site in self.sites(HOURLY_TABLE) {
+        for site in self.sites(VISITORS_TABLE) {
             site.client
                 .query(&format!(
                     "DELETE FROM {} WHERE store_id = {{store:String}} \
@@ -222,16 +220,19 @@ impl ClickHouseStore {
             clients,
             rollup,
             events,
-        } = self.rollup_sites(HOURLY_TABLE);
+        } = self.rollup_sites(VISITORS_TABLE);
+        let rest = VISITOR_ROWS_GROUP.replacen(
+            "WHERE ",
+            "WHERE store_id = {store:String} \
+             AND timestamp >= toDateTime({first:UInt32}, 'UTC') \
+             AND timestamp < toDateTime({last:UInt32}, 'UTC') + INTERVAL 1 HOUR \
+             AND has({hours:Array(UInt32)}, toUnixTimestamp(toStartOfHour(timestamp))) AND ",
+            1,
+        );
         for client in clients {
             client
                 .query(&format!(
-                    "INSERT INTO {rollup} {HOURLY_VISITORS} FROM {events} \
-                     WHERE store_id = {{store:String}} AND NOT is_bot \
-                     AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
-                     AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 HOUR \
-                     AND has({{hours:Array(UInt32)}}, toUnixTimestamp(toStartOfHour(timestamp))) \
-                     {HOURLY_VISITORS_GROUP}"
+                    "INSERT INTO {rollup} {VISITOR_ROWS} FROM {events} {rest}"
                 ))
                 .param("store", store_id)
                 .param("hours", hours)

@@ -1,7 +1,7 @@
 //! Time-series metrics: one source row per order, session, visitor or event (`ts` plus what the measures
 //! read), aggregated per bucket and over the range into the facts of the metric's family.
 //!
-//! `visitors` and `product_views` read the hourly rollups (`commerce_hourly`, `commerce_hourly_counts`)
+//! `visitors` and `product_views` read the hourly rollups (`commerce_visitors`, `commerce_hourly_counts`)
 //! when the range allows it (see [`rollup_source`]), `sessions` and `conversion_rate` the session rollup
 //! (`commerce_sessions`, see [`session_rollup_source`]); every other metric reads the raw events.
 
@@ -522,11 +522,11 @@ fn whole_hours(q: &MetricQuery) -> (i64, i64) {
     )
 }
 
-/// The metric's source from the hourly rollups, when they can answer exactly: `visitors` (the distinct
-/// sets of `commerce_hourly`) and `product_views` (the counts of `commerce_hourly_counts`, without a
+/// The metric's source from the hourly rollups, when they can answer exactly: `visitors` (the visitor
+/// rows of `commerce_visitors`) and `product_views` (the counts of `commerce_hourly_counts`, without a
 /// product filter), humans only, with bucket boundaries on whole UTC hours. The whole hours come from the
 /// rollup; the partial hours at either end (a `24h` period starts mid-hour, `to` is usually "now") from
-/// the raw events, as states of the same type (distinct sets, or counts), so buckets and total stay
+/// the raw events, as rows of the same kind (visitor hashes, or counts), so buckets and total stay
 /// exact.
 fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
     let servable = match q.metric {
@@ -558,12 +558,13 @@ fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
         base_filter(&q.filters)
     );
     let source = match q.metric {
+        // Each row one visitor of an hour; the edges' events one row each, their own time as `ts`.
         Metric::Visitors => format!(
-            "SELECT hour AS ts, visitors AS s FROM commerce_hourly WHERE {rollup} AND type = '*' \
+            "SELECT hour AS ts, visitor_hash AS vh FROM commerce_visitors WHERE {rollup} \
              UNION ALL \
-             SELECT toStartOfHour(timestamp) AS ts, uniqExactState(cityHash64(visitor)) AS s FROM ( \
+             SELECT timestamp AS ts, cityHash64(visitor) AS vh FROM ( \
                SELECT timestamp, {VISITOR} AS visitor FROM commerce_events WHERE {edges}) \
-             WHERE visitor != '' GROUP BY ts"
+             WHERE visitor != ''"
         ),
         _ => format!(
             "SELECT hour AS ts, events AS s FROM commerce_hourly_counts \
@@ -574,7 +575,7 @@ fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
         ),
     };
     let count = match q.metric {
-        Metric::Visitors => "uniqExactMerge(s)",
+        Metric::Visitors => "uniqExact(vh)",
         _ => "sum(s)",
     };
     Some(MetricSource {
