@@ -92,4 +92,21 @@ mod tests {
             .collect();
         assert_eq!(documented, catalog);
     }
+
+    /// The metrics answer is `oneOf` Series, Ranked and Attribution: an attribution answer has every field
+    /// Ranked requires, so Ranked must exclude it, or a validator finds it valid under two schemas (the
+    /// contract test did, on a 2-shard cluster run whose fuzzing reached a 200 attribution answer).
+    #[test]
+    fn an_attribution_answer_is_told_apart_from_a_ranked_one() {
+        let schemas = &document()["components"]["schemas"];
+        let name = crate::query::attribution::NAME;
+        assert_eq!(
+            schemas["Ranked"]["properties"]["metric"]["not"]["const"],
+            name
+        );
+        assert_eq!(
+            schemas["Attribution"]["properties"]["metric"]["enum"],
+            serde_json::json!([name])
+        );
+    }
 }
