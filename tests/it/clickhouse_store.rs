@@ -106,6 +106,7 @@ async fn changing_retention_days_updates_the_table_ttl() {
         "commerce_hourly_counts",
         "commerce_sessions",
         "commerce_visitors",
+        "commerce_customers",
     ] {
         let engines: Vec<String> = db
             .store
@@ -361,6 +362,8 @@ async fn an_event_repeated_across_chunks_of_one_call_is_stored_once() {
 type VisitorRow = (String, u32, String, u64);
 /// A counts rollup row: store, hour (unix seconds), type, country, events.
 type CountRow = (String, u32, String, String, i64);
+/// A customers rollup row: store, day (unix seconds), customer hash, first order that day (ms).
+type CustomerRow = (String, u32, u64, i64);
 /// A session rollup row: store, hour, session hash, country, device, browser, start (ms), has an order.
 type SessionRow = (String, u32, u64, String, String, String, i64, u8);
 
@@ -368,8 +371,8 @@ type SessionRow = (String, u32, u64, String, String, String, i64, u8);
 async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_changes_nothing() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::store::clickhouse::migrations::{
-        HOURLY_COUNTS, HOURLY_COUNTS_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP, VISITOR_ROWS,
-        VISITOR_ROWS_GROUP,
+        CUSTOMERS_ROLLUP, CUSTOMERS_ROLLUP_GROUP, HOURLY_COUNTS, HOURLY_COUNTS_GROUP,
+        SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP, VISITOR_ROWS, VISITOR_ROWS_GROUP,
     };
     let db = TestDb::new("rollup").await;
     let now = time::OffsetDateTime::now_utc();
@@ -453,11 +456,45 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     assert_eq!(
         views,
         [
+            "commerce_customers_mv",
             "commerce_hourly_counts_mv",
             "commerce_sessions_mv",
             "commerce_visitors_mv"
         ],
         "one view per rollup"
+    );
+    let customers = |inner: String| {
+        let sql = format!(
+            "SELECT store_id, toUnixTimestamp(toDateTime(day)), customer_hash, \
+             toUnixTimestamp64Milli(min(first_order)) FROM ({inner}) \
+             GROUP BY store_id, day, customer_hash ORDER BY ALL"
+        );
+        async move {
+            store
+                .client()
+                .query(&sql)
+                .fetch_all::<CustomerRow>()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    let expected_customers = customers(format!(
+        "{CUSTOMERS_ROLLUP} FROM commerce_events {CUSTOMERS_ROLLUP_GROUP}"
+    ))
+    .await;
+    let human_customers: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| !e.bot && e.event_type.as_str() == "order.completed")
+        .filter_map(|e| e.customer_id.as_deref())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let rolled_customers: std::collections::HashSet<u64> =
+        expected_customers.iter().map(|r| r.2).collect();
+    assert!(!human_customers.is_empty(), "the demo has customers");
+    assert_eq!(
+        rolled_customers.len(),
+        human_customers.len(),
+        "every human customer with an order"
     );
     let expected_sessions = sessions(format!(
         "{SESSIONS_ROLLUP} FROM commerce_events {SESSIONS_ROLLUP_GROUP}"
@@ -542,6 +579,11 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
             stored_sessions, expected_sessions,
             "resent in batches of {batch_size}"
         );
+        assert_eq!(
+            customers("SELECT * FROM commerce_customers".to_owned()).await,
+            expected_customers,
+            "resent in batches of {batch_size}"
+        );
     }
 
     // A client that resends some events changed (two hours later, another session; within the lookup's
@@ -579,6 +621,11 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         sessions("SELECT * FROM commerce_sessions".to_owned()).await,
         expected_sessions,
         "sessions after a changed resend"
+    );
+    assert_eq!(
+        customers("SELECT * FROM commerce_customers".to_owned()).await,
+        expected_customers,
+        "customers after a changed resend"
     );
     db.drop_database().await;
 }

@@ -78,7 +78,12 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
     let cut30 = day_start - time::Duration::days(30);
     let cut10 = day_start - time::Duration::days(10);
     let milli = time::Duration::milliseconds(1);
-    let pv = || json!({"type": "page.viewed", "sessionId": format!("s-{}", ulid::Ulid::new())});
+    // Orders of one customer per store: after the cut, the customer's first order is their first kept.
+    let order = || {
+        json!({"type": "order.completed", "sessionId": format!("s-{}", ulid::Ulid::new()),
+               "customerId": "c-1",
+               "properties": {"orderId": format!("o-{}", ulid::Ulid::new()), "total": 1000, "currency": "USD"}})
+    };
 
     // (store, instant, kept?)
     let plan: Vec<(&str, OffsetDateTime, bool)> = vec![
@@ -97,7 +102,10 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
         ("shop-c", cut30 - milli, false),
         ("shop-c", cut30, true),
     ];
-    let events: Vec<Event> = plan.iter().map(|(s, t, _)| event_at(s, *t, pv())).collect();
+    let events: Vec<Event> = plan
+        .iter()
+        .map(|(s, t, _)| event_at(s, *t, order()))
+        .collect();
     db.store
         .insert(&events, &dedup_token(&events))
         .await
@@ -194,18 +202,19 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
     assert_eq!(rejects_left, 1);
     // The rollup keeps exactly the hours whose events are kept.
     for (store, cutoff) in [("shop-a", cut30), ("shop-b", cut10), ("shop-c", cut30)] {
-        for rollup in [
-            "commerce_visitors",
-            "commerce_hourly_counts",
-            "commerce_sessions",
+        for (rollup, time) in [
+            ("commerce_visitors", "hour"),
+            ("commerce_hourly_counts", "hour"),
+            ("commerce_sessions", "hour"),
+            ("commerce_customers", "day"),
         ] {
-            let hours = count(format!(
+            let before = count(format!(
                 "SELECT count() FROM {db_name}.{rollup} WHERE store_id = '{store}' \
-                 AND hour < fromUnixTimestamp64Milli({})",
+                 AND {time} < fromUnixTimestamp64Milli({})",
                 ms(cutoff)
             ))
             .await;
-            assert_eq!(hours, 0, "{store}: no {rollup} hour before the cutoff");
+            assert_eq!(before, 0, "{store}: no {rollup} {time} before the cutoff");
         }
     }
     assert_rollup_matches_raw(&db, "shop-a").await;
@@ -301,6 +310,31 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
     assert_eq!(
         rolled, from_raw,
         "{store}: session rollup equals the raw events"
+    );
+    // Each customer's first order, from the customers rollup and from the raw events.
+    let first_orders = |sql: String| async move {
+        db.store
+            .client()
+            .query(&sql)
+            .fetch_all::<(u64, i64)>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let rolled = first_orders(format!(
+        "SELECT customer_hash, toUnixTimestamp64Milli(min(first_order)) FROM commerce_customers \
+         WHERE store_id = '{store}' GROUP BY customer_hash ORDER BY customer_hash"
+    ))
+    .await;
+    let from_raw = first_orders(format!(
+        "SELECT cityHash64(customer_id) AS h, toUnixTimestamp64Milli(min(timestamp)) FROM commerce_events \
+         WHERE store_id = '{store}' AND NOT is_bot AND type = 'order.completed' AND customer_id != '' \
+         GROUP BY h ORDER BY h"
+    ))
+    .await;
+    assert!(!from_raw.is_empty(), "{store} has customers with orders");
+    assert_eq!(
+        rolled, from_raw,
+        "{store}: each customer's first order in the rollup equals the raw events'"
     );
     let differing: Vec<(&HourCounts, &HourCounts)> =
         rollup.iter().zip(&raw).filter(|(a, b)| a != b).collect();

@@ -44,6 +44,7 @@ pub const SHARDED: &[(&str, &str)] = &[
     ("commerce_hourly_counts", "cityHash64(store_id, hour)"),
     ("commerce_sessions", "cityHash64(store_id, session_hash)"),
     ("commerce_visitors", "cityHash64(store_id, hour)"),
+    ("commerce_customers", "cityHash64(store_id, customer_hash)"),
     ("api_keys", "cityHash64(sha256)"),
     ("analytics_dashboards", "cityHash64(store_id, id)"),
     ("fx_rates", "cityHash64(currency, day)"),

@@ -5,7 +5,7 @@
 //! negative counts, with a deduplication token naming exactly those rows, so an erasure retried after a
 //! failure never subtracts twice; inserts landing meanwhile only add); after, the visitors' rows
 //! of the hours touched in `commerce_visitors`, and the `commerce_sessions` rows of the sessions touched, are
-//! rebuilt from the events left. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
+//! rebuilt from the events left, and the customer's rows of `commerce_customers` deleted. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
 //! whole partitions with `ALTER TABLE … DROP PARTITION ID`. Table names come from the fixed list below;
 //! every value is a server-side parameter.
 
@@ -31,11 +31,15 @@ const RETAINED: RetainedTables = RetainedTables(&[
     (VISITORS_TABLE, "hour"),
     (COUNTS_TABLE, "hour"),
     (SESSIONS_TABLE, "hour"),
+    // A day's rows: the cutoff is a whole UTC day, so `day < cutoff` removes exactly the days whose
+    // events are removed.
+    (CUSTOMERS_TABLE, "day"),
 ]);
 
 const VISITORS_TABLE: &str = "commerce_visitors";
 const COUNTS_TABLE: &str = "commerce_hourly_counts";
 const SESSIONS_TABLE: &str = "commerce_sessions";
+const CUSTOMERS_TABLE: &str = "commerce_customers";
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -425,6 +429,20 @@ impl ClickHouseStore {
             }
             self.reaggregate_hours(store_id, &hours).await?;
             self.rebuild_sessions(store_id, &touched_sessions).await?;
+            // Their orders are all erased (every one carries their id), so are their first orders.
+            for site in self.sites(CUSTOMERS_TABLE) {
+                site.client
+                    .query(&format!(
+                        "DELETE FROM {} WHERE store_id = {{store:String}} \
+                         AND customer_hash = cityHash64({{customer:String}})",
+                        site.table
+                    ))
+                    .param("store", store_id)
+                    .param("customer", customer_id)
+                    .execute()
+                    .await
+                    .map_err(classify)?;
+            }
         }
         // A rejected record is raw text: it names the customer when their id appears as a JSON string.
         // Records whose store could not be read are included unless they name another store (better to

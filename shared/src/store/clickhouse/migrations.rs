@@ -74,6 +74,14 @@
 //! Erasure deletes and rebuilds the hours it touched; retention cuts it by `hour` like the other
 //! rollups.
 //!
+//! ## `commerce_customers` (v15)
+//! Each customer's first completed order per store and UTC day (the 64-bit hash of their id; humans
+//! only; `min` only, see [`CUSTOMERS_ROLLUP`]), fed by `commerce_customers_mv`. New vs returning,
+//! cohorts and LTV need every customer's first order ever: they read it here (the `min` over the
+//! customer's rows, ~one row per customer and day with an order) instead of grouping every stored order
+//! by its customer id string. Retention cuts it by `day` on the events' cutoff, so the first order is the
+//! first one kept; erasure deletes the customer's rows; reads with bots read the raw events.
+//!
 //! ## `commerce_hourly` rollup (v4; one view since v7; visitors only since v12; empty since v14)
 //! An `AggregatingMergeTree` fed by a materialized view on every insert into `commerce_events` (two views
 //! until v7, which merged them into [`HOURLY_ROLLUP`] to write one block per insert instead of two): per
@@ -469,6 +477,29 @@ TTL toDateTime(hour) + INTERVAL {retention_days} DAY
             "TRUNCATE TABLE IF EXISTS {db}.commerce_hourly",
         ],
     },
+    Migration {
+        version: 15,
+        name: "customers' first orders",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_customers
+(
+    store_id       LowCardinality(String),
+    day            Date COMMENT 'the UTC day of the orders aggregated in this row',
+    customer_hash  UInt64 COMMENT 'cityHash64(customer_id)',
+    first_order    SimpleAggregateFunction(min, DateTime64(3, 'UTC')) CODEC(ZSTD(3)) COMMENT 'the customer''s first order.completed that day'
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (store_id, customer_hash, day)
+TTL toDateTime(day) + INTERVAL {retention_days} DAY
+",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_customers_mv TO {db}.commerce_customers AS \
+             {customers_rollup} FROM {db}.commerce_events {customers_rollup_group}",
+            // Rows stored before the view: `min` only, so rows the view also aggregated change nothing.
+            "INSERT INTO {db}.commerce_customers {customers_rollup} FROM {db}.commerce_events {customers_rollup_group}",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in
@@ -624,6 +655,17 @@ pub const VISITOR_ROWS: &str = "SELECT store_id, toStartOfHour(timestamp) AS hou
 pub const VISITOR_ROWS_GROUP: &str = "WHERE NOT is_bot \
      AND (customer_id != '' OR anonymous_id != '' OR session_id != '') \
      GROUP BY store_id, hour, visitor_hash, country";
+
+/// The `commerce_customers` rows of the events a query reads (`FROM commerce_events` between this and
+/// [`CUSTOMERS_ROLLUP_GROUP`]): per store, UTC day and customer (their id's 64-bit hash), the first
+/// completed order of that day. Only `min`, so aggregating an order twice changes nothing. A customer's
+/// first order ever is the `min` over their rows; a row per day rather than per customer lets retention
+/// cut it on the same whole-day cutoff as the events, leaving the first order among those kept.
+pub const CUSTOMERS_ROLLUP: &str = "SELECT store_id, toDate(timestamp) AS day, \
+     cityHash64(customer_id) AS customer_hash, min(timestamp) AS first_order";
+/// What follows `FROM commerce_events` in [`CUSTOMERS_ROLLUP`]: humans' completed orders with a customer.
+pub const CUSTOMERS_ROLLUP_GROUP: &str = "WHERE NOT is_bot AND type = 'order.completed' \
+     AND customer_id != '' GROUP BY store_id, day, customer_hash";
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -906,7 +948,9 @@ pub fn distributed_ddl(
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{visitor_rows_group}", VISITOR_ROWS_GROUP)
+    stmt.replace("{customers_rollup_group}", CUSTOMERS_ROLLUP_GROUP)
+        .replace("{customers_rollup}", CUSTOMERS_ROLLUP)
+        .replace("{visitor_rows_group}", VISITOR_ROWS_GROUP)
         .replace("{visitor_rows}", VISITOR_ROWS)
         .replace("{sessions_rollup_group}", SESSIONS_ROLLUP_GROUP)
         .replace("{sessions_rollup}", SESSIONS_ROLLUP)
@@ -1014,6 +1058,7 @@ async fn sync_ttl(
         ("commerce_hourly_counts", "hour"),
         ("commerce_sessions", "hour"),
         ("commerce_visitors", "hour"),
+        ("commerce_customers", "day"),
     ] {
         let table = if flavor.local {
             local(table)

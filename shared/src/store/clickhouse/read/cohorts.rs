@@ -35,7 +35,7 @@ pub(super) fn sql(q: &CohortQuery) -> Sql {
                toInt64(sumIf(o.amt, o.cur = {{currency:String}})) AS revenue \
              FROM {} WHERE {ACQUIRED_IN_RANGE} \
              GROUP BY cohort, k ORDER BY cohort, k",
-            with_first_orders(&customer_orders(&Default::default()))
+            with_first_orders(&customer_orders(&Default::default()), q.include_bots)
         ),
         binds: Binds {
             currency: Some(q.currency.clone()),

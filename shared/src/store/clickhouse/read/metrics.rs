@@ -377,7 +377,7 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
                 "SELECT first_ts AS ts, amt AS v, n > 0 AS in_cur FROM ({}) \
                  WHERE first_ts >= fromUnixTimestamp64Milli({{from:Int64}}) \
                  AND first_ts < fromUnixTimestamp64Milli({{to:Int64}})",
-                customers_with_first_order(&base_filter(&Default::default()))
+                customers_with_first_order(&base_filter(&Default::default()), q.include_bots)
             ),
             Measures::PerCustomer {
                 amount: "sum(v)",

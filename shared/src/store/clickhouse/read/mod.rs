@@ -398,42 +398,53 @@ fn customer_orders(f: &Filters) -> String {
     )
 }
 
-/// Each customer's first order ever (`customer_id`, `first_ts`).
-fn first_orders() -> String {
-    format!(
-        "SELECT customer_id, min(timestamp) AS first_ts FROM commerce_events \
-         WHERE {STORE_AND_BOTS} AND type = 'order.completed' AND customer_id != '' \
-         GROUP BY customer_id"
-    )
+/// Each customer's first order ever: `customer_hash` (their id's 64-bit hash, as the rollup keys them)
+/// and `first_ts`. Humans only from the `commerce_customers` rollup (the `min` over the customer's rows,
+/// ~one per day with an order); a read that includes bots from the raw events, every order grouped by its
+/// customer.
+fn first_orders(include_bots: bool) -> String {
+    if include_bots {
+        format!(
+            "SELECT cityHash64(customer_id) AS customer_hash, min(timestamp) AS first_ts \
+             FROM commerce_events \
+             WHERE {STORE_AND_BOTS} AND type = 'order.completed' AND customer_id != '' \
+             GROUP BY customer_hash"
+        )
+    } else {
+        "SELECT customer_hash, min(first_order) AS first_ts FROM commerce_customers \
+         WHERE store_id = {store:String} GROUP BY customer_hash"
+            .to_owned()
+    }
 }
 
 /// Joins orders `o` to their customer's first order `f`.
-fn with_first_orders(orders: &str) -> String {
+fn with_first_orders(orders: &str, include_bots: bool) -> String {
     format!(
-        "({orders}) AS o INNER JOIN ({}) AS f ON o.cust = f.customer_id",
-        first_orders()
+        "({orders}) AS o INNER JOIN ({}) AS f ON cityHash64(o.cust) = f.customer_hash",
+        first_orders(include_bots)
     )
 }
 
-/// One row per customer with an order that meets `filter` (the range's, see [`base_filter`]): `cust`,
-/// `first_ts` (their first order ever, whatever the filter), and over their orders that meet it in the
-/// query's currency `n` (how many, each `order_id` once) and `amt` (their amount, each order once).
+/// One row per customer with an order that meets `filter` (the range's, see [`base_filter`]): `first_ts`
+/// (their first order ever, whatever the filter), and over their orders that meet it in the query's
+/// currency `n` (how many, each `order_id` once) and `amt` (their amount, each order once).
 ///
-/// One pass over those customers' orders, where [`with_first_orders`] reads the range's orders and every
-/// customer's first order separately and joins them. LTV reads it: at 100M events, the query alone, 5
-/// alternating runs each, identical rows, over 12 months 243–296 ms against 342–421 ms, over 30 days
-/// 94–117 against 87–140 ms. New vs returning does not: there it was as fast as the join (240–273 ms
-/// either way over 12 months) and took 70% more memory.
-fn customers_with_first_order(filter: &str) -> String {
-    let cond = format!("{filter}{IN_CURRENCY}");
+/// The range's orders grouped by customer, joined to [`first_orders`]. On the 100M-event store over 12
+/// months, the query alone, 5 alternating runs, identical rows: 254–292 ms against 321–447 ms for one
+/// pass over every order of the range's customers (which itself took 243–296 ms against 342–421 ms for
+/// the range's orders joined to every customer's first order read from the raw events).
+fn customers_with_first_order(filter: &str, include_bots: bool) -> String {
     format!(
-        "SELECT customer_id AS cust, min(timestamp) AS first_ts, uniqExactIf(order_id, {cond}) AS n, \
-           arraySum(arrayMap(o -> o.2, groupUniqArrayIf((order_id, amount), {cond}))) AS amt \
-         FROM commerce_events \
-         WHERE {STORE_AND_BOTS} AND type = 'order.completed' AND customer_id != '' \
-           AND customer_id GLOBAL IN (SELECT customer_id FROM commerce_events \
-             WHERE {filter} AND type = 'order.completed' AND customer_id != '') \
-         GROUP BY customer_id"
+        "SELECT f.first_ts AS first_ts, o.n AS n, o.amt AS amt FROM ( \
+           SELECT cityHash64(customer_id) AS cust_hash, \
+             uniqExactIf(order_id, currency = {{currency:String}}) AS n, \
+             arraySum(arrayMap(x -> x.2, \
+               groupUniqArrayIf((order_id, amount), currency = {{currency:String}}))) AS amt \
+           FROM commerce_events \
+           WHERE {filter} AND type = 'order.completed' AND customer_id != '' \
+           GROUP BY cust_hash) AS o \
+         INNER JOIN ({}) AS f ON o.cust_hash = f.customer_hash",
+        first_orders(include_bots)
     )
 }
 

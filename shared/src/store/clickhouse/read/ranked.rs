@@ -156,7 +156,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \
                toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, toInt64(sum(o.amt)) AS c, toInt64(0) AS d \
              FROM {} WHERE o.cur = {{currency:String}} GROUP BY key ORDER BY key LIMIT {{limit:UInt32}}",
-            with_first_orders(&customer_orders(&q.filters))
+            with_first_orders(&customer_orders(&q.filters), q.include_bots)
         ),
         Ranked::StockLevels => format!(
             "SELECT key, toInt64(stock) AS a, toInt64(toUnixTimestamp(at)) AS b, toInt64(0) AS c, toInt64(0) AS d \
