@@ -364,8 +364,9 @@ type VisitorRow = (String, u32, String, u64);
 type CountRow = (String, u32, String, String, i64);
 /// A customers rollup row: store, day (unix seconds), customer hash, first order that day (ms).
 type CustomerRow = (String, u32, u64, i64);
-/// A session rollup row: store, hour, session hash, country, device, browser, start (ms), has an order.
-type SessionRow = (String, u32, u64, String, String, String, i64, u8);
+/// A session rollup row: store, hour, session hash, country, device, browser, start (ms), has an order,
+/// first product view (ms), added to a cart.
+type SessionRow = (String, u32, u64, String, String, String, i64, u8, i64, u8);
 
 #[tokio::test]
 async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_changes_nothing() {
@@ -431,7 +432,8 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     let sessions = |inner: String| {
         let sql = format!(
             "SELECT store_id, toUnixTimestamp(hour), session_hash, toString(country), toString(device), \
-             toString(browser), toUnixTimestamp64Milli(min(start)), max(has_order) FROM ({inner}) \
+             toString(browser), toUnixTimestamp64Milli(min(start)), max(has_order), \
+             toUnixTimestamp64Milli(min(first_view)), max(has_cart) FROM ({inner}) \
              GROUP BY store_id, hour, session_hash, country, device, browser ORDER BY ALL"
         );
         async move {

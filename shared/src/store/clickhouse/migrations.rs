@@ -62,6 +62,10 @@
 //! bytes per row and most of it; ZSTD on the other columns took a row from 13.8 to 11.9 bytes (measured
 //! on a month of the 100M-event benchmark store).
 //!
+//! Since v16 a row also keeps its first product view and whether it added to a cart, so the add-to-cart
+//! rate (sessions with a product view that added to a cart, bucketed by their first view) is read from
+//! it like sessions.
+//!
 //! ## `commerce_visitors` (v14)
 //! Each visitor (64-bit hash of the customer, else anonymous, else session id) once per store, UTC hour
 //! and country, as plain rows of a `ReplacingMergeTree` fed by `commerce_visitors_mv` (humans only, see
@@ -444,10 +448,10 @@ ORDER BY (store_id, hour, session_hash, country, device, browser)
 TTL toDateTime(hour) + INTERVAL {retention_days} DAY
 ",
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_sessions_mv TO {db}.commerce_sessions AS \
-             {sessions_rollup} FROM {db}.commerce_events {sessions_rollup_group}",
+             {sessions_rollup_v13} FROM {db}.commerce_events {sessions_rollup_group}",
             // Rows stored before the view: min and max only, so rows the view also aggregated (inserted
             // while this runs) change nothing.
-            "INSERT INTO {db}.commerce_sessions {sessions_rollup} FROM {db}.commerce_events {sessions_rollup_group}",
+            "INSERT INTO {db}.commerce_sessions {sessions_rollup_v13} FROM {db}.commerce_events {sessions_rollup_group}",
         ],
     },
     Migration {
@@ -498,6 +502,25 @@ TTL toDateTime(day) + INTERVAL {retention_days} DAY
              {customers_rollup} FROM {db}.commerce_events {customers_rollup_group}",
             // Rows stored before the view: `min` only, so rows the view also aggregated change nothing.
             "INSERT INTO {db}.commerce_customers {customers_rollup} FROM {db}.commerce_events {customers_rollup_group}",
+        ],
+    },
+    Migration {
+        version: 16,
+        name: "sessions' first product view and cart",
+        statements: &[
+            // Rows written before have the defaults, which `min` and `max` ignore.
+            "ALTER TABLE {db}.commerce_sessions \
+             ADD COLUMN IF NOT EXISTS first_view SimpleAggregateFunction(min, DateTime64(3, 'UTC')) \
+               DEFAULT {no_view} CODEC(ZSTD(3)) \
+               COMMENT 'first product.viewed of the row; the latest DateTime64 when none', \
+             ADD COLUMN IF NOT EXISTS has_cart SimpleAggregateFunction(max, UInt8) DEFAULT 0 \
+               COMMENT 'a cart.item_added among the row''s events'",
+            // Atomic swap of the view's query: no insert skips the new columns.
+            "ALTER TABLE {db}.commerce_sessions_mv MODIFY QUERY \
+             {sessions_rollup} FROM {db}.commerce_events {sessions_rollup_group}",
+            // Every row again, now with the new columns: `min`/`max` only, so the rows already there and
+            // those the view writes meanwhile change nothing.
+            "INSERT INTO {db}.commerce_sessions {sessions_rollup} FROM {db}.commerce_events {sessions_rollup_group}",
         ],
     },
 ];
@@ -633,10 +656,20 @@ pub const HOURLY_COUNTS_GROUP: &str = "WHERE NOT is_bot GROUP BY store_id, hour,
 
 /// The `commerce_sessions` rows of the events a query reads (`FROM commerce_events` between this and
 /// [`SESSIONS_ROLLUP_GROUP`]): per store, UTC hour, session, country, device and browser, the first
-/// event's time and whether an order was completed. Only `min`/`max`, so aggregating an event twice (the
-/// backfill racing the view, the rebuild after an erasure, a duplicate row before its merge) changes
-/// nothing: this rollup does not rely on exactly-once at all.
+/// event's time, whether an order was completed, the first product view ([`NO_VIEW`] when none) and
+/// whether an item was added to a cart. Only `min`/`max`, so aggregating an event twice (the backfill
+/// racing the view, the rebuild after an erasure, a duplicate row before its merge) changes nothing:
+/// this rollup does not rely on exactly-once at all.
 pub const SESSIONS_ROLLUP: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, \
+     cityHash64(session_id) AS session_hash, country, device, browser, min(timestamp) AS start, \
+     max(toUInt8(type = 'order.completed')) AS has_order, \
+     min(if(type = 'product.viewed', timestamp, toDateTime64('2299-12-31 23:59:59.999', 3, 'UTC'))) AS first_view, \
+     max(toUInt8(type = 'cart.item_added')) AS has_cart";
+/// `first_view` of a row without a product view: the latest `DateTime64`, so `min` over a session's rows
+/// is its first view whenever it has one.
+pub const NO_VIEW: &str = "toDateTime64('2299-12-31 23:59:59.999', 3, 'UTC')";
+/// [`SESSIONS_ROLLUP`] as v13 created the view, before the product columns (v16).
+const SESSIONS_ROLLUP_V13: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, \
      cityHash64(session_id) AS session_hash, country, device, browser, min(timestamp) AS start, \
      max(toUInt8(type = 'order.completed')) AS has_order";
 /// What follows `FROM commerce_events` in [`SESSIONS_ROLLUP`]: humans' events with a session.
@@ -953,7 +986,9 @@ fn render(stmt: &str, db: &str, retention_days: u32) -> String {
         .replace("{visitor_rows_group}", VISITOR_ROWS_GROUP)
         .replace("{visitor_rows}", VISITOR_ROWS)
         .replace("{sessions_rollup_group}", SESSIONS_ROLLUP_GROUP)
+        .replace("{sessions_rollup_v13}", SESSIONS_ROLLUP_V13)
         .replace("{sessions_rollup}", SESSIONS_ROLLUP)
+        .replace("{no_view}", NO_VIEW)
         .replace("{hourly_counts_group}", HOURLY_COUNTS_GROUP)
         .replace("{hourly_counts}", HOURLY_COUNTS)
         .replace("{hourly_rollup_rest}", HOURLY_ROLLUP_REST)

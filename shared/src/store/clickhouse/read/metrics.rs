@@ -13,6 +13,7 @@ use crate::query::breakdown::{Dimension, GroupFacts, GroupKey, Groups};
 use crate::query::metrics::{BucketFacts, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
 use crate::store::clickhouse::ClickHouseStore;
+use crate::store::clickhouse::migrations::NO_VIEW;
 
 /// The SQL aggregates that measure each fact of a metric's family, over the source's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,7 +429,8 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
     }
 }
 
-/// The one-row-per-session source of `sessions` and `conversion_rate` from the `commerce_sessions` rollup:
+/// The one-row-per-session source of `sessions`, `conversion_rate` and (without a product filter or a
+/// breakdown) `add_to_cart_rate` from the `commerce_sessions` rollup:
 /// the whole UTC hours of the range from the rollup's rows, the partial hours at either end from the raw
 /// events, and the two grouped again by session, so a session seen in both counts once, starts at its
 /// first event in the range and has an order if any of its events in the range is one — exactly the raw
@@ -452,6 +454,11 @@ fn session_rollup_source(q: &MetricQuery, by: Option<Dimension>) -> Option<Metri
     let measures = match q.metric {
         Metric::Sessions => Measures::Count { count: "count()" },
         Metric::ConversionRate => Measures::Rate {
+            numerator: "sum(v)",
+            denominator: "count()",
+        },
+        // The rollup has no product dimension: a product filter, or a breakdown, reads the raw events.
+        Metric::AddToCartRate if by.is_none() && q.product_id.is_none() => Measures::Rate {
             numerator: "sum(v)",
             denominator: "count()",
         },
@@ -492,15 +499,31 @@ fn session_rollup_source(q: &MetricQuery, by: Option<Dimension>) -> Option<Metri
         ),
         None => (String::new(), String::new()),
     };
-    let source = format!(
-        "SELECT min(at) AS ts, max(v) AS v{g_out} FROM ( \
-           SELECT session_hash AS sh, start AS at, has_order AS v{g_in} FROM commerce_sessions \
-           WHERE {rollup} \
-           UNION ALL \
-           SELECT cityHash64(session_id) AS sh, timestamp AS at, toUInt8(type = 'order.completed') AS v{g_in} \
-           FROM commerce_events WHERE {edges}) \
-         GROUP BY sh"
-    );
+    let source = if matches!(q.metric, Metric::AddToCartRate) {
+        // Sessions with a product view in the range: their first view, and whether any of their events
+        // in the range added to a cart (the raw source's rows).
+        format!(
+            "SELECT min(at) AS ts, max(v) AS v FROM ( \
+               SELECT session_hash AS sh, first_view AS at, has_cart AS v FROM commerce_sessions \
+               WHERE {rollup} \
+               UNION ALL \
+               SELECT cityHash64(session_id) AS sh, \
+                 if(type = 'product.viewed', timestamp, {NO_VIEW}) AS at, \
+                 toUInt8(type = 'cart.item_added') AS v \
+               FROM commerce_events WHERE {edges} AND type IN ('product.viewed', 'cart.item_added')) \
+             GROUP BY sh HAVING ts < {NO_VIEW}"
+        )
+    } else {
+        format!(
+            "SELECT min(at) AS ts, max(v) AS v{g_out} FROM ( \
+               SELECT session_hash AS sh, start AS at, has_order AS v{g_in} FROM commerce_sessions \
+               WHERE {rollup} \
+               UNION ALL \
+               SELECT cityHash64(session_id) AS sh, timestamp AS at, toUInt8(type = 'order.completed') AS v{g_in} \
+               FROM commerce_events WHERE {edges}) \
+             GROUP BY sh"
+        )
+    };
     Some(MetricSource {
         source,
         measures,
