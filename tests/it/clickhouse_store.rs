@@ -364,9 +364,20 @@ type VisitorRow = (String, u32, String, u64);
 type CountRow = (String, u32, String, String, i64);
 /// A customers rollup row: store, day (unix seconds), customer hash, first order that day (ms).
 type CustomerRow = (String, u32, u64, i64);
-/// A session rollup row: store, hour, session hash, country, device, browser, start (ms), has an order,
-/// first product view (ms), added to a cart.
-type SessionRow = (String, u32, u64, String, String, String, i64, u8, i64, u8);
+/// A session rollup row (times in ms; `first_view` the latest `DateTime64` when the row has no view).
+#[derive(Debug, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+struct SessionRow {
+    store_id: String,
+    hour: u32,
+    session_hash: u64,
+    country: String,
+    device: String,
+    browser: String,
+    start: i64,
+    has_order: u8,
+    first_view: i64,
+    has_cart: u8,
+}
 
 #[tokio::test]
 async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_changes_nothing() {
@@ -431,10 +442,14 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     };
     let sessions = |inner: String| {
         let sql = format!(
-            "SELECT store_id, toUnixTimestamp(hour), session_hash, toString(country), toString(device), \
-             toString(browser), toUnixTimestamp64Milli(min(start)), max(has_order), \
-             toUnixTimestamp64Milli(min(first_view)), max(has_cart) FROM ({inner}) \
-             GROUP BY store_id, hour, session_hash, country, device, browser ORDER BY ALL"
+            "SELECT store_id, hour, session_hash, country, device, browser, s AS start, o AS has_order, \
+               v AS first_view, c AS has_cart \
+             FROM (SELECT toString(store_id) AS store_id, toUnixTimestamp(hour) AS hour, session_hash, \
+               toString(country) AS country, toString(device) AS device, toString(browser) AS browser, \
+               toUnixTimestamp64Milli(min(start)) AS s, max(has_order) AS o, \
+               toUnixTimestamp64Milli(min(first_view)) AS v, max(has_cart) AS c \
+               FROM ({inner}) GROUP BY ALL) \
+             ORDER BY ALL"
         );
         async move {
             store
@@ -508,7 +523,8 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         .filter_map(|e| e.session_id.as_deref())
         .filter(|s| !s.is_empty())
         .collect();
-    let rolled_up: std::collections::HashSet<u64> = expected_sessions.iter().map(|r| r.2).collect();
+    let rolled_up: std::collections::HashSet<u64> =
+        expected_sessions.iter().map(|r| r.session_hash).collect();
     assert_eq!(rolled_up.len(), human_sessions.len(), "every human session");
     let expected_visitors = visitors(format!(
         "{VISITOR_ROWS} FROM commerce_events {VISITOR_ROWS_GROUP}"
