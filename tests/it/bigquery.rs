@@ -180,18 +180,11 @@ async fn a_large_result_is_read_page_by_page_to_the_last_row() {
 async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
     // One millisecond: no read on the emulator answers that fast, so every read meets the deadline that a
     // slow read on BigQuery meets at the default 25 s.
-    let config = integration_tests::bigquery_config(
+    let (config, store) = integration_tests::test_bigquery_with(
         "bq_read_timeout",
         &[("BIGQUERY_QUERY_TIMEOUT_SECONDS", "0.001")],
-    );
-    let store = commerce_analytics::store::bigquery::BigQueryStore::new(
-        config.bigquery.as_ref().expect("bigquery settings"),
     )
-    .expect("store");
-    store
-        .migrate(config.retention_days)
-        .await
-        .expect("the emulator runs (scripts/bigquery start)");
+    .await;
     let err = store
         .client()
         .read("SELECT 1 AS x", &[])
@@ -230,15 +223,7 @@ async fn a_read_runs_no_longer_than_what_is_left_of_its_request() {
     use std::time::Duration;
     use tokio::time::Instant;
     // Each read's own limit is the default 25 s; the request's deadline decides.
-    let config = integration_tests::bigquery_config("bq_deadline", &[]);
-    let store = commerce_analytics::store::bigquery::BigQueryStore::new(
-        config.bigquery.as_ref().expect("bigquery settings"),
-    )
-    .expect("store");
-    store
-        .migrate(config.retention_days)
-        .await
-        .expect("the emulator runs (scripts/bigquery start)");
+    let (config, store) = integration_tests::test_bigquery_with("bq_deadline", &[]).await;
     let ahead = Some(Instant::now() + Duration::from_secs(30));
     let rows = deadline::within(ahead, store.client().read("SELECT 1 AS x", &[]))
         .await

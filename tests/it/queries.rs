@@ -1556,6 +1556,23 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
     db.drop_database().await;
 }
 
+/// 200 page views of shop-a at `now`: 40 sessions, 30 anonymous visitors.
+async fn store_page_views(db: &TestDb, now: time::OffsetDateTime) {
+    let validator = Validator::from_config(&db.config);
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            let wire = serde_json::json!({"type": "page.viewed", "sessionId": format!("s{}", i % 40),
+                                          "anonymousId": format!("a{}", i % 30)});
+            validator
+                .validate(wire, "shop-a", &Default::default(), now)
+                .expect("valid event")
+        })
+        .collect();
+    commerce_analytics::store::EventStore::insert(&db.store, &events, "page-views")
+        .await
+        .expect("insert");
+}
+
 #[tokio::test]
 async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
     let url = integration_tests::clickhouse_url();
@@ -1568,19 +1585,7 @@ async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
     )
     .await;
     let now = time::OffsetDateTime::now_utc();
-    let validator = Validator::from_config(&db.config);
-    let events: Vec<_> = (0..200)
-        .map(|i| {
-            let wire = serde_json::json!({"type": "page.viewed", "sessionId": format!("s{}", i % 40),
-                                          "anonymousId": format!("a{}", i % 30)});
-            validator
-                .validate(wire, "shop-a", &Default::default(), now)
-                .expect("valid event")
-        })
-        .collect();
-    commerce_analytics::store::EventStore::insert(&db.store, &events, "read-timeout")
-        .await
-        .expect("insert");
+    store_page_views(&db, now).await;
     let api = db.api(now);
     let (status, body) = get(
         &api,
@@ -1596,19 +1601,7 @@ async fn a_read_past_its_time_limit_answers_504_naming_the_period() {
 async fn on_lambda_a_requests_reads_share_what_is_left_of_the_invocation() {
     let db = TestDb::new("lambda_deadline").await;
     let now = time::OffsetDateTime::now_utc();
-    let validator = Validator::from_config(&db.config);
-    let events: Vec<_> = (0..200)
-        .map(|i| {
-            let wire = serde_json::json!({"type": "page.viewed", "sessionId": format!("s{}", i % 40),
-                                          "anonymousId": format!("a{}", i % 30)});
-            validator
-                .validate(wire, "shop-a", &Default::default(), now)
-                .expect("valid event")
-        })
-        .collect();
-    commerce_analytics::store::EventStore::insert(&db.store, &events, "lambda-deadline")
-        .await
-        .expect("insert");
+    store_page_views(&db, now).await;
     let api = db.api(now + time::Duration::minutes(1));
     let unix_ms = |d: std::time::Duration| {
         let at = std::time::SystemTime::now() + d;

@@ -123,7 +123,15 @@ pub fn bigquery_config(hint: &str, overrides: &[(&str, &str)]) -> Config {
 /// A fresh, migrated dataset `it_<hint>_<random>` on the BigQuery emulator. Panics (fails the test) when
 /// the emulator cannot be reached.
 pub async fn test_bigquery(hint: &str) -> commerce_analytics::store::bigquery::BigQueryStore {
-    let config = bigquery_config(hint, &[]);
+    test_bigquery_with(hint, &[]).await.1
+}
+
+/// [`test_bigquery`] with settings overridden as in [`bigquery_config`], and the configuration.
+pub async fn test_bigquery_with(
+    hint: &str,
+    overrides: &[(&str, &str)],
+) -> (Config, commerce_analytics::store::bigquery::BigQueryStore) {
+    let config = bigquery_config(hint, overrides);
     let store = commerce_analytics::store::bigquery::BigQueryStore::new(
         config.bigquery.as_ref().expect("bigquery settings"),
     )
@@ -135,7 +143,7 @@ pub async fn test_bigquery(hint: &str) -> commerce_analytics::store::bigquery::B
             bigquery_endpoint()
         );
     }
-    store
+    (config, store)
 }
 
 pub fn clickhouse_url() -> String {
