@@ -660,14 +660,24 @@ pub const HOURLY_COUNTS_GROUP: &str = "WHERE NOT is_bot GROUP BY store_id, hour,
 /// whether an item was added to a cart. Only `min`/`max`, so aggregating an event twice (the backfill
 /// racing the view, the rebuild after an erasure, a duplicate row before its merge) changes nothing:
 /// this rollup does not rely on exactly-once at all.
-pub const SESSIONS_ROLLUP: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, \
+pub const SESSIONS_ROLLUP: &str = concat!(
+    "SELECT store_id, toStartOfHour(timestamp) AS hour, \
      cityHash64(session_id) AS session_hash, country, device, browser, min(timestamp) AS start, \
      max(toUInt8(type = 'order.completed')) AS has_order, \
-     min(if(type = 'product.viewed', timestamp, toDateTime64('2299-12-31 23:59:59.999', 3, 'UTC'))) AS first_view, \
-     max(toUInt8(type = 'cart.item_added')) AS has_cart";
+     min(if(type = 'product.viewed', timestamp, ",
+    no_view!(),
+    ")) AS first_view, max(toUInt8(type = 'cart.item_added')) AS has_cart"
+);
+/// The literal of [`NO_VIEW`], for the `concat!` of [`SESSIONS_ROLLUP`].
+macro_rules! no_view {
+    () => {
+        "toDateTime64('2299-12-31 23:59:59.999', 3, 'UTC')"
+    };
+}
+use no_view;
 /// `first_view` of a row without a product view: the latest `DateTime64`, so `min` over a session's rows
 /// is its first view whenever it has one.
-pub const NO_VIEW: &str = "toDateTime64('2299-12-31 23:59:59.999', 3, 'UTC')";
+pub const NO_VIEW: &str = no_view!();
 /// [`SESSIONS_ROLLUP`] as v13 created the view, before the product columns (v16).
 const SESSIONS_ROLLUP_V13: &str = "SELECT store_id, toStartOfHour(timestamp) AS hour, \
      cityHash64(session_id) AS session_hash, country, device, browser, min(timestamp) AS start, \
