@@ -5,6 +5,9 @@
 //! - sessions spread over `days` up to `end`, busier in the afternoon and evening, growing over time;
 //! - each session lands from a source (direct, Google organic, Google Ads, Facebook, Instagram, newsletter)
 //!   with a referrer and UTM parameters where the channel has them;
+//! - a session sees one page (35%, a bounce) or two to ten and, for 90% of those, one to nine product
+//!   pages (each a page view and a product view): about 10 events per session, as a store of
+//!   100M events a year in ≈ 8–10M sessions has;
 //! - page → product → cart → checkout → order with the drop-off of a real shop: about 60% of human
 //!   sessions view a product, about 10% of those add to the cart and about 2.5% of sessions order
 //!   (stores typically see 1–4% conversion and 5–15% add-to-cart); carts sometimes lose items; most
@@ -123,6 +126,25 @@ const PAGES: &[&str] = &[
 ];
 const PAYMENT_METHODS: &[&str] = &["stripe", "paypal", "apple_pay"];
 
+/// Share of sessions that see one page only (stores typically see 30–50%).
+const BOUNCE: f64 = 0.35;
+/// Chance that a product view adds the product to the cart: with one to nine views (five on average) a
+/// viewing session adds to its cart about 10% of the time.
+const ADD_PER_VIEW: f64 = 0.021;
+/// Events of an average session: 0.35 × 1 + 0.65 × 6 page views, 0.6 × 5 product pages (a page view and
+/// a product view each), a few carts, checkouts and orders. The scale issue's store, 100M events a year in ≈ 8M sessions,
+/// has about 12.
+const EVENTS_PER_SESSION: usize = 10;
+
+/// The path of one of the shop's URLs (without the query).
+fn path_of(url: &str) -> String {
+    url.trim_start_matches("https://shop.example.com")
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .to_owned()
+}
+
 #[derive(Debug, Clone)]
 struct Product {
     id: String,
@@ -167,7 +189,9 @@ impl DemoGenerator {
             .collect::<Vec<_>>();
         let stock = (0..n_products).map(|_| rng.random_range(50..500)).collect();
         let start = cfg.end - time::Duration::days(i64::from(cfg.days));
-        let customers = (cfg.events / 20).max(20);
+        // As many customers as ~18% of the sessions: known customers browse 35% of sessions, so a
+        // popular few come back often.
+        let customers = (cfg.events / EVENTS_PER_SESSION * 18 / 100).max(20);
         Self {
             rng,
             start,
@@ -243,8 +267,11 @@ impl DemoGenerator {
     fn session(&mut self) {
         self.session_no += 1;
         let mut v = self.visit();
-        self.browse(&mut v);
-        let cart = self.shop(&mut v);
+        let cart = if self.browse(&mut v) {
+            Vec::new()
+        } else {
+            self.shop(&mut v)
+        };
         if !cart.is_empty() && self.rng.random_bool(0.6) {
             self.checkout(&mut v, &cart);
         }
@@ -336,9 +363,15 @@ impl DemoGenerator {
         v.events.push(e);
     }
 
-    /// One to three page views, the first on the landing page (with the referrer).
-    fn browse(&mut self, v: &mut Visit) {
-        let pages = 1 + self.rng.random_range(0..3);
+    /// The session's page views, the first on the landing page (with the referrer): a bounce (one page,
+    /// then gone; true) for [`BOUNCE`] of sessions, two to ten pages for the others.
+    fn browse(&mut self, v: &mut Visit) -> bool {
+        let bounce = self.rng.random_bool(BOUNCE);
+        let pages = if bounce {
+            1
+        } else {
+            2 + self.rng.random_range(0..9)
+        };
         for i in 0..pages {
             let url = if i == 0 {
                 v.landing.clone()
@@ -348,23 +381,18 @@ impl DemoGenerator {
                     PAGES[self.rng.random_range(0..PAGES.len())]
                 )
             };
-            let path = url
-                .trim_start_matches("https://shop.example.com")
-                .split('?')
-                .next()
-                .unwrap_or("/")
-                .to_owned();
             let (at, customer, context) = (v.at, v.customer.clone(), v.context(&url, i == 0));
             self.emit(
                 v,
                 at,
                 "page.viewed",
                 customer.as_deref(),
-                json!({"path": path}),
+                json!({"path": path_of(&url)}),
                 context,
             );
             v.at += time::Duration::seconds(self.rng.random_range(5..90));
         }
+        bounce
     }
 
     /// Product views, some added to the cart, and sometimes the last item removed again; the cart as
@@ -372,12 +400,23 @@ impl DemoGenerator {
     fn shop(&mut self, v: &mut Visit) -> Vec<(usize, i64)> {
         let mut cart: Vec<(usize, i64)> = Vec::new();
         let customer = v.customer.clone();
-        if self.rng.random_bool(0.6) {
-            let n = 1 + self.rng.random_range(0..4);
+        // 90% of the sessions that did not bounce: about 60% of all sessions.
+        if self.rng.random_bool(0.9) {
+            let n = 1 + self.rng.random_range(0..9);
             for _ in 0..n {
                 let p = self.pick_product();
                 let prod = self.products[p].clone();
                 let url = format!("https://shop.example.com/products/{}", prod.id);
+                // A product page is a page view too, as a storefront's SDK tracks it.
+                self.emit(
+                    v,
+                    v.at,
+                    "page.viewed",
+                    customer.as_deref(),
+                    json!({"path": path_of(&url)}),
+                    v.context(&url, false),
+                );
+                v.at += time::Duration::seconds(1);
                 self.emit(
                     v,
                     v.at,
@@ -388,7 +427,7 @@ impl DemoGenerator {
                     v.context(&url, false),
                 );
                 v.at += time::Duration::seconds(self.rng.random_range(10..120));
-                if self.rng.random_bool(0.04) && !v.bot {
+                if self.rng.random_bool(ADD_PER_VIEW) && !v.bot {
                     let qty = 1
                         + i64::from(self.rng.random_bool(0.2))
                         + i64::from(self.rng.random_bool(0.05));
@@ -578,8 +617,8 @@ impl Iterator for DemoGenerator {
                 return None;
             }
             // Interleave one inventory day per ~N sessions so that inventory spans the whole period.
-            let sessions_per_day =
-                (self.cfg.events / 5).max(1) as u64 / u64::from(self.cfg.days.max(1));
+            let sessions_per_day = (self.cfg.events / EVENTS_PER_SESSION).max(1) as u64
+                / u64::from(self.cfg.days.max(1));
             if self.next_inventory_day < self.cfg.days
                 && self.session_no >= u64::from(self.next_inventory_day) * sessions_per_day.max(1)
             {
@@ -631,7 +670,7 @@ mod tests {
         let mut types = HashSet::new();
         let mut currencies = HashSet::new();
         let mut countries = HashSet::new();
-        for e in DemoGenerator::new(cfg(1, 20_000)) {
+        for e in DemoGenerator::new(cfg(1, 60_000)) {
             let ev = v
                 .validate(e.clone(), "demo", &RequestMeta::default(), now)
                 .unwrap_or_else(|err| panic!("{e}: {err:?}"));
@@ -671,12 +710,34 @@ mod tests {
                 .len() as f64
         };
         let sessions = count("page.viewed");
+        let session_events = events
+            .iter()
+            .filter(|e| !is_bot(e) && e["sessionId"].is_string())
+            .count() as f64;
+        let per_session = session_events / sessions;
+        assert!((8.0..13.0).contains(&per_session), "{per_session}");
+        let mut pages: std::collections::HashMap<&str, usize> = Default::default();
+        for e in events
+            .iter()
+            .filter(|e| e["type"] == "page.viewed" && !is_bot(e))
+        {
+            *pages
+                .entry(e["sessionId"].as_str().unwrap_or(""))
+                .or_default() += 1;
+        }
+        let bounce = pages.values().filter(|n| **n == 1).count() as f64 / sessions;
+        assert!((0.2..0.45).contains(&bounce), "{bounce}");
         let viewed = count("product.viewed");
         let view_to_cart = count("cart.item_added") / viewed;
         let ordered = count("order.completed") / sessions;
         assert!((0.5..0.7).contains(&(viewed / sessions)), "{viewed}");
         assert!((0.05..0.15).contains(&view_to_cart), "{view_to_cart}");
         assert!((0.01..0.04).contains(&ordered), "{ordered}");
+        eprintln!(
+            "{per_session:.2} events per session, bounce {bounce:.3}, view {:.3}, view to cart \
+             {view_to_cart:.3}, ordered {ordered:.4}",
+            viewed / sessions
+        );
         let bot_sessions = events
             .iter()
             .filter(|e| is_bot(e))

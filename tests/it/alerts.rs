@@ -512,7 +512,7 @@ async fn the_guards_stay_silent_on_30_days_of_normal_demo_traffic() {
     let v = integration_tests::validator();
     let events: Vec<Event> = DemoGenerator::new(DemoConfig {
         seed: 7,
-        events: 400_000,
+        events: 1_200_000,
         days: 60,
         end: end_time,
     })
@@ -582,7 +582,7 @@ async fn the_guards_stay_silent_on_30_days_of_normal_demo_traffic() {
         traffic.2,
         traffic.1
     );
-    // The demo is a small store (about 1.6 orders an hour): only its busiest hours expect the 10 orders
+    // The demo is a small store (about 1.8 orders an hour): only its busiest hours expect the 10 orders
     // (in 6 hours) the checkout guard needs to tell an outage from a quiet spell.
     assert!(
         checkout.2 * 20 >= checkout.1,

@@ -282,7 +282,7 @@ async fn every_read_answers_the_same_on_bigquery_as_on_clickhouse() {
     };
     let events: Vec<Event> = DemoGenerator::new(DemoConfig {
         seed: 31,
-        events: 4_000,
+        events: 40_000,
         days: 100,
         end,
     })

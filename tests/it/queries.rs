@@ -156,7 +156,7 @@ async fn fixture() -> Fixture {
     let now = jiff::Timestamp::from_second(now_time.unix_timestamp()).expect("ts");
     let cfg = DemoConfig {
         seed: 99,
-        events: 30_000,
+        events: 80_000,
         days: 40,
         end: now_time - time::Duration::minutes(1),
     };
