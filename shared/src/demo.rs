@@ -132,8 +132,8 @@ const BOUNCE: f64 = 0.35;
 /// viewing session adds to its cart about 10% of the time.
 const ADD_PER_VIEW: f64 = 0.021;
 /// Events of an average session: 0.35 × 1 + 0.65 × 6 page views, 0.6 × 5 product pages (a page view and
-/// a product view each), a few carts, checkouts and orders. The scale issue's store, 100M events a year in ≈ 8M sessions,
-/// has about 12.
+/// a product view each), a few carts, checkouts and orders. The scale issue's store (100M events a year
+/// in ≈ 8M sessions) has about 12.
 const EVENTS_PER_SESSION: usize = 10;
 
 /// The path of one of the shop's URLs (without the query).
