@@ -636,7 +636,7 @@ impl Iterator for DemoGenerator {
 mod tests {
     use super::*;
     use crate::event::{RequestMeta, Validator};
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use time::macros::datetime;
 
     fn cfg(seed: u64, events: usize) -> DemoConfig {
@@ -716,7 +716,7 @@ mod tests {
             .count() as f64;
         let per_session = session_events / sessions;
         assert!((8.0..13.0).contains(&per_session), "{per_session}");
-        let mut pages: std::collections::HashMap<&str, usize> = Default::default();
+        let mut pages: HashMap<&str, usize> = HashMap::new();
         for e in events
             .iter()
             .filter(|e| e["type"] == "page.viewed" && !is_bot(e))
