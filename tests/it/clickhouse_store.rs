@@ -377,6 +377,16 @@ struct SessionRow {
     has_order: u8,
     first_view: i64,
     has_cart: u8,
+    source_at: i64,
+    source: String,
+    campaign_at: i64,
+    campaign: String,
+    referrer_at: i64,
+    referrer: String,
+    page_at: i64,
+    page: String,
+    page_min: Option<String>,
+    page_max: String,
 }
 
 #[tokio::test]
@@ -443,11 +453,18 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     let sessions = |inner: String| {
         let sql = format!(
             "SELECT store_id, hour, session_hash, country, device, browser, s AS start, o AS has_order, \
-               v AS first_view, c AS has_cart \
+               v AS first_view, c AS has_cart, \
+               toUnixTimestamp64Milli(fs.1) AS source_at, fs.2 AS source, \
+               toUnixTimestamp64Milli(fc.1) AS campaign_at, fc.2 AS campaign, \
+               toUnixTimestamp64Milli(fr.1) AS referrer_at, fr.2 AS referrer, \
+               toUnixTimestamp64Milli(fp.1) AS page_at, fp.2 AS page, \
+               CAST(pmin, 'Nullable(String)') AS page_min, toString(pmax) AS page_max \
              FROM (SELECT toString(store_id) AS store_id, toUnixTimestamp(hour) AS hour, session_hash, \
                toString(country) AS country, toString(device) AS device, toString(browser) AS browser, \
                toUnixTimestamp64Milli(min(start)) AS s, max(has_order) AS o, \
-               toUnixTimestamp64Milli(min(first_view)) AS v, max(has_cart) AS c \
+               toUnixTimestamp64Milli(min(first_view)) AS v, max(has_cart) AS c, \
+               min(first_source) AS fs, min(first_campaign) AS fc, min(first_referrer) AS fr, \
+               min(first_page) AS fp, min(page_min) AS pmin, max(page_max) AS pmax \
                FROM ({inner}) GROUP BY ALL) \
              ORDER BY ALL"
         );
@@ -526,6 +543,25 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     let rolled_up: std::collections::HashSet<u64> =
         expected_sessions.iter().map(|r| r.session_hash).collect();
     assert_eq!(rolled_up.len(), human_sessions.len(), "every human session");
+    // What sessions entered with is there to compare: sources, campaigns, referrers, landing pages, and
+    // sessions of one page and of several.
+    let some = |what: &str, f: &dyn Fn(&SessionRow) -> bool| {
+        assert!(
+            expected_sessions.iter().any(f),
+            "some session rows have {what}"
+        );
+    };
+    some("a source", &|r| !r.source.is_empty());
+    some("a campaign", &|r| !r.campaign.is_empty());
+    some("a referrer site", &|r| !r.referrer.is_empty());
+    some("no referrer", &|r| r.referrer.is_empty());
+    some("a landing page", &|r| !r.page.is_empty());
+    some("one page", &|r| {
+        r.page_min.as_deref() == Some(r.page_max.as_str())
+    });
+    some("several pages", &|r| {
+        r.page_min.is_some() && r.page_min.as_deref() != Some(r.page_max.as_str())
+    });
     let expected_visitors = visitors(format!(
         "{VISITOR_ROWS} FROM commerce_events {VISITOR_ROWS_GROUP}"
     ))

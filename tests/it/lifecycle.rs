@@ -311,6 +311,38 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
         rolled, from_raw,
         "{store}: session rollup equals the raw events"
     );
+    // What each session entered with (first source, campaign, referrer site, landing page) and whether
+    // it saw one page, from the session rollup's pairs and from the raw events.
+    let entries = |sql: String| async move {
+        db.store
+            .client()
+            .query(&sql)
+            .fetch_all::<(u64, String, String, String, String, u8)>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let rolled = entries(format!(
+        "SELECT session_hash, argMin(first_source.value, first_source.at), \
+           argMin(first_campaign.value, first_campaign.at), argMin(first_referrer.value, first_referrer.at), \
+           argMin(first_page.value, first_page.at), toUInt8(ifNull(min(page_min) = max(page_max), 0)) \
+         FROM commerce_sessions WHERE store_id = '{store}' GROUP BY session_hash ORDER BY session_hash"
+    ))
+    .await;
+    let page = "if(page_path != '', page_path, path(page_url))";
+    let from_raw = entries(format!(
+        "SELECT cityHash64(session_id) AS h, argMinIf(toString(utm_source), timestamp, utm_source != ''), \
+           argMinIf(toString(utm_campaign), timestamp, utm_campaign != ''), \
+           argMinIf(domainWithoutWWW(referrer), timestamp, referrer != ''), \
+           argMinIf({page}, timestamp, {page} != ''), \
+           toUInt8(countIf({page} != '') > 0 AND minIf({page}, {page} != '') = maxIf({page}, {page} != '')) \
+         FROM commerce_events WHERE store_id = '{store}' AND NOT is_bot AND session_id != '' \
+         GROUP BY h ORDER BY h"
+    ))
+    .await;
+    assert_eq!(
+        rolled, from_raw,
+        "{store}: what sessions entered with, from the rollup and from the raw events"
+    );
     // Each customer's first order, from the customers rollup and from the raw events.
     let first_orders = |sql: String| async move {
         db.store

@@ -116,7 +116,16 @@ pub async fn run(url: &str, events: usize, period: &str, calls: usize) -> BenchR
     // The metrics a rollup serves, against the same read over the raw events: `includeBots=true` makes
     // the adapter read the raw events (the rollups hold humans only), a read of the same shape and
     // ~4% more rows.
-    for m in ["sessions", "conversion_rate", "visitors", "product_views"] {
+    for m in [
+        "sessions",
+        "conversion_rate",
+        "visitors",
+        "product_views",
+        "traffic_sources",
+        "campaign_performance",
+        "landing_pages",
+        "referrers",
+    ] {
         let path = format!("/analytics/metrics?metric={m}&period={period}");
         let Some(r) = reported(
             &format!("metric {m} from raw"),

@@ -7,13 +7,19 @@
 
 use serde::Deserialize;
 
-use super::{Binds, IN_CURRENCY, Sql, base_filter, customers_with_first_order, each_order};
+use super::sessions::{PerSession, per_session, whole_hours};
+use super::{
+    Binds, IN_CURRENCY, Sql, base_filter, customers_with_first_order, each_order,
+    session_rollup_edges, session_rollup_rows,
+};
 use crate::error::StoreError;
 use crate::query::breakdown::{Dimension, GroupFacts, GroupKey, Groups};
 use crate::query::metrics::{BucketFacts, Metric, MetricFacts, MetricQuery};
 use crate::query::params::Granularity;
 use crate::store::clickhouse::ClickHouseStore;
-use crate::store::clickhouse::migrations::NO_VIEW;
+use crate::store::clickhouse::migrations::{
+    FIRST_CAMPAIGN, FIRST_PAGE, FIRST_REFERRER, NO_VIEW, SessionFirst,
+};
 
 /// The SQL aggregates that measure each fact of a metric's family, over the source's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +162,19 @@ fn session_value(by: Dimension) -> String {
     }
 }
 
+/// The first values a session's value of `by` is made of, and the expression over them (`f0`, `f1`, see
+/// [`PerSession`]), for the dimensions the session rollup keeps.
+fn session_firsts(by: Dimension) -> Option<(&'static [SessionFirst], String)> {
+    use super::ranked::{SOURCE_FIRSTS, source_of_firsts};
+    match by {
+        Dimension::Source => Some((&SOURCE_FIRSTS, source_of_firsts())),
+        Dimension::Campaign => Some((&[FIRST_CAMPAIGN], "f0".into())),
+        Dimension::LandingPage => Some((&[FIRST_PAGE], "f0".into())),
+        Dimension::ReferrerDomain => Some((&[FIRST_REFERRER], "f0".into())),
+        _ => None,
+    }
+}
+
 /// A broken-down metric's query: per group (`t` = 1) and, but for [`Groups::AllTotals`], per group and
 /// bucket (`t` = 0), in one pass (`GROUPING SETS`). The source's rows get their group `g`: their own
 /// product, or their session's value (a left join on the session's hash: rows without a session get
@@ -166,16 +185,36 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
         measures,
         rollup_hours,
     } = session_rollup_source(q, Some(by)).unwrap_or_else(|| raw_source(q, Some(by)));
+    // The sessions' values from the session rollup when it keeps them and can answer, else from the
+    // raw events.
+    let values_rollup = session_firsts(by)
+        .and_then(|_| super::sessions::rollup_hours(&q.range, q.include_bots, &q.filters))
+        .filter(|_| !carries_group(q.metric, by));
     let rows = if carries_group(q.metric, by) {
         source
     } else {
-        format!(
-            "SELECT * FROM ({source}) AS src LEFT JOIN ( \
-               SELECT cityHash64(session_id) AS sh, {} AS g FROM commerce_events \
-               WHERE {} AND session_id != '' GROUP BY sh) AS sd USING sh",
-            session_value(by),
-            base_filter(&q.filters)
-        )
+        let values = match session_firsts(by) {
+            Some((firsts, key)) => format!(
+                "SELECT sh, key AS g FROM ({})",
+                per_session(
+                    PerSession {
+                        firsts,
+                        key: &key,
+                        pages: false,
+                    },
+                    &q.filters,
+                    values_rollup.is_some(),
+                    false,
+                )
+            ),
+            None => format!(
+                "SELECT cityHash64(session_id) AS sh, {} AS g FROM commerce_events \
+                 WHERE {} AND session_id != '' GROUP BY sh",
+                session_value(by),
+                base_filter(&q.filters)
+            ),
+        };
+        format!("SELECT * FROM ({source}) AS src LEFT JOIN ({values}) AS sd USING sh")
     };
     let key = match groups {
         Groups::All | Groups::AllTotals => "toUInt8(0) AS o, g AS k",
@@ -189,7 +228,8 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
             Groups::All | Groups::AllTotals => None,
             Groups::Top(keep) => Some(keep.to_vec()),
         },
-        rollup_hours,
+        // Both are the range's whole hours when both are set.
+        rollup_hours: rollup_hours.or(values_rollup),
         ..Binds::of_read(&q.store_id, &q.range, q.include_bots, &q.filters)
     };
     let text = match groups {
@@ -467,28 +507,12 @@ fn session_rollup_source(q: &MetricQuery, by: Option<Dimension>) -> Option<Metri
     if q.include_bots || q.filters.on_sessions() {
         return None;
     }
-    let (inner_from, inner_to) = whole_hours(q);
+    let (inner_from, inner_to) = whole_hours(&q.range);
     if inner_from >= inner_to {
         return None;
     }
-    let mut rollup = String::from(
-        "store_id = {store:String} AND hour >= fromUnixTimestamp64Milli({rfrom:Int64}) \
-         AND hour < fromUnixTimestamp64Milli({rto:Int64})",
-    );
-    for (given, column) in [
-        (q.filters.country.is_some(), "country"),
-        (q.filters.device.is_some(), "device"),
-        (q.filters.browser.is_some(), "browser"),
-    ] {
-        if given {
-            rollup.push_str(&format!(" AND {column} = {{{column}:String}}"));
-        }
-    }
-    let edges = format!(
-        "{} AND session_id != '' AND (timestamp < fromUnixTimestamp64Milli({{rfrom:Int64}}) \
-         OR timestamp >= fromUnixTimestamp64Milli({{rto:Int64}}))",
-        base_filter(&q.filters)
-    );
+    let rollup = session_rollup_rows(&q.filters);
+    let edges = session_rollup_edges(&q.filters);
     // One aggregation over the rollup's rows and the edges' events together, not each grouped by session
     // first and the two regrouped: same sessions, and at 100M events over 30 days 143 ms and 92 MiB
     // against 241 ms and 172 MiB (the query alone, alternating, same server).
@@ -535,16 +559,6 @@ fn session_rollup_source(q: &MetricQuery, by: Option<Dimension>) -> Option<Metri
 const VISITOR: &str =
     "if(customer_id != '', customer_id, if(anonymous_id != '', anonymous_id, session_id))";
 
-/// `[from, to)` shrunk to whole UTC hours, in milliseconds: what the hourly rollup can answer.
-fn whole_hours(q: &MetricQuery) -> (i64, i64) {
-    const HOUR: i64 = 3_600_000;
-    let (from, to) = (q.range.from_ms(), q.range.to_ms());
-    (
-        from.div_euclid(HOUR) * HOUR + if from % HOUR == 0 { 0 } else { HOUR },
-        to.div_euclid(HOUR) * HOUR,
-    )
-}
-
 /// The metric's source from the hourly rollups, when they can answer exactly: `visitors` (the visitor
 /// rows of `commerce_visitors`) and `product_views` (the counts of `commerce_hourly_counts`, without a
 /// product filter), humans only, with bucket boundaries on whole UTC hours. The whole hours come from the
@@ -562,7 +576,7 @@ fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
     if !servable || q.include_bots || !q.range.hour_aligned() || !q.filters.rollup_can_answer() {
         return None;
     }
-    let (inner_from, inner_to) = whole_hours(q);
+    let (inner_from, inner_to) = whole_hours(&q.range);
     if inner_from >= inner_to {
         return None;
     }

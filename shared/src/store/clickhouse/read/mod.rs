@@ -25,6 +25,7 @@ mod names;
 mod products;
 mod ranked;
 mod sales;
+mod sessions;
 
 use std::time::Duration;
 
@@ -367,6 +368,36 @@ fn base_filter(f: &Filters) -> String {
         ));
     }
     base
+}
+
+/// The `commerce_sessions` rows of the read's whole UTC hours (`{rfrom}`, `{rto}`) that meet its
+/// country, device and browser filters (the rollup's own columns; a filter on what sessions are is never
+/// read from the rollup, see [`sessions::rollup_hours`]).
+fn session_rollup_rows(f: &Filters) -> String {
+    let mut rows = String::from(
+        "store_id = {store:String} AND hour >= fromUnixTimestamp64Milli({rfrom:Int64}) \
+         AND hour < fromUnixTimestamp64Milli({rto:Int64})",
+    );
+    for (given, column) in [
+        (f.country.is_some(), "country"),
+        (f.device.is_some(), "device"),
+        (f.browser.is_some(), "browser"),
+    ] {
+        if given {
+            rows.push_str(&format!(" AND {column} = {{{column}:String}}"));
+        }
+    }
+    rows
+}
+
+/// The raw events with a session that [`session_rollup_rows`] leaves out: those of the range's partial
+/// hours at either end, with the read's filters.
+fn session_rollup_edges(f: &Filters) -> String {
+    format!(
+        "{} AND session_id != '' AND (timestamp < fromUnixTimestamp64Milli({{rfrom:Int64}}) \
+         OR timestamp >= fromUnixTimestamp64Milli({{rto:Int64}}))",
+        base_filter(f)
+    )
 }
 
 /// The store's events, humans only unless the query includes bots (no time bounds).
