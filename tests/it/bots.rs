@@ -66,7 +66,9 @@ async fn every_read_leaves_bots_out_unless_asked_and_then_counts_them_like_anyon
         .expect("ns");
     let cfg = DemoConfig {
         seed: 7,
-        events: 12_000,
+        // Enough sessions that bots' orders fall in every 30-day window (10 events a session, 2% of
+        // sessions order, a quarter of sessions flagged): ~15 bot orders in the last 30 days.
+        events: 36_000,
         days: 40,
         end: now - time::Duration::minutes(1),
     };
@@ -83,6 +85,15 @@ async fn every_read_leaves_bots_out_unless_asked_and_then_counts_them_like_anyon
         .collect();
     let bots = events.iter().filter(|e| e.bot).count();
     assert!(bots > 1_000 && bots < events.len() / 2, "{bots} bot events");
+    let month_ago = now - time::Duration::days(29);
+    let bot_orders = events
+        .iter()
+        .filter(|e| e.bot && e.event_type.as_str() == "order.completed" && e.timestamp > month_ago)
+        .count();
+    assert!(
+        bot_orders >= 3,
+        "{bot_orders} bot orders in the last 29 days: too few for revenue to show them"
+    );
 
     // Three databases: the mix; its humans alone; the same events with nobody flagged.
     let humans = TestDb::new("bots_humans").await;

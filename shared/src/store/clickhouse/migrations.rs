@@ -1000,6 +1000,60 @@ async fn applied_versions(admin: &Client, db: &str) -> Result<Vec<u32>, StoreErr
         .collect())
 }
 
+/// How often a backfill's progress is logged.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a migration's backfill (an `INSERT … SELECT` over every stored event: minutes on a big store),
+/// logging every [`PROGRESS_EVERY`] the rows it has read of the server's estimate, and an ETA, from
+/// `system.processes` (found by the statement's own `query_id`). The progress is best effort: a failed
+/// look-up is logged and the backfill goes on.
+async fn backfill_with_progress(admin: &Client, sql: &str, version: u32) -> Result<(), StoreError> {
+    #[derive(Debug, Deserialize, clickhouse::Row)]
+    struct Progress {
+        read_rows: u64,
+        total_rows_approx: u64,
+        elapsed: f64,
+    }
+    let query_id = format!("migration-v{version}-{}", ulid::Ulid::new());
+    let run = admin
+        .query(sql)
+        .with_setting("query_id", query_id.as_str())
+        .execute();
+    tokio::pin!(run);
+    let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut run => return done.map_err(classify),
+            _ = ticks.tick() => {
+                let progress = admin
+                    .query(
+                        "SELECT read_rows, total_rows_approx, elapsed FROM system.processes \
+                         WHERE query_id = ?",
+                    )
+                    .bind(query_id.as_str())
+                    .fetch_optional::<Progress>()
+                    .await;
+                match progress {
+                    Ok(Some(p)) if p.total_rows_approx > 0 && p.read_rows > 0 => {
+                        let done = p.read_rows as f64 / p.total_rows_approx as f64;
+                        tracing::info!(
+                            version,
+                            rows = p.read_rows,
+                            of = p.total_rows_approx,
+                            percent = format!("{:.0}", done * 100.0),
+                            eta_seconds = format!("{:.0}", p.elapsed * (1.0 - done) / done),
+                            "backfilling"
+                        );
+                    }
+                    Ok(_) => tracing::info!(version, "backfilling"),
+                    Err(e) => tracing::warn!(version, error = %e, "backfill progress unknown"),
+                }
+            }
+        }
+    }
+}
+
 /// Applies the pending migrations on one node (or once `ON CLUSTER`); the versions applied and whether a
 /// TTL changed.
 async fn migrate_node(
@@ -1028,7 +1082,11 @@ async fn migrate_node(
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         for stmt in m.statements {
             let sql = render_for(stmt, db, retention_days, flavor);
-            exec(sql.clone()).await?;
+            if sql.starts_with("INSERT INTO") {
+                backfill_with_progress(admin, &sql, m.version).await?;
+            } else {
+                exec(sql.clone()).await?;
+            }
             // The `Distributed` table over a local table just created, so later statements (a backfill
             // through it) find it.
             if let Some((table, key)) = created_sharded(&sql, flavor) {

@@ -116,18 +116,14 @@ pub(super) fn per_session(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::store::clickhouse::migrations::{SESSION_FIRSTS, SESSIONS_ROLLUP};
+    use crate::store::clickhouse::migrations::{NO_FIRST, SESSION_FIRSTS, SESSIONS_ROLLUP};
 
     #[test]
     fn every_first_value_is_written_by_the_rollup_as_the_raw_reads_compute_it() {
         for f in SESSION_FIRSTS {
             let written = format!(
                 "min(if({}, (timestamp, {}), {})) AS {}",
-                f.present,
-                f.raw,
-                crate::store::clickhouse::migrations::NO_FIRST,
-                f.column
+                f.present, f.raw, NO_FIRST, f.column
             );
             assert!(
                 SESSIONS_ROLLUP.contains(&written),
