@@ -147,7 +147,8 @@ struct GroupRow {
 
 /// The session's value of `by` (every dimension but `product`), over the rows of one session.
 fn session_value(by: Dimension) -> String {
-    use super::ranked::{PAGE, first_in_session, session_source};
+    use super::ranked::{first_in_session, session_source};
+    use super::sessions::first_raw;
     match by {
         Dimension::Country => first_in_session("country"),
         Dimension::Device => first_in_session("device"),
@@ -155,9 +156,9 @@ fn session_value(by: Dimension) -> String {
         Dimension::Os => first_in_session("os"),
         Dimension::Source => session_source(),
         Dimension::Medium => first_in_session("utm_medium"),
-        Dimension::Campaign => first_in_session("utm_campaign"),
-        Dimension::LandingPage => first_in_session(PAGE),
-        Dimension::ReferrerDomain => format!("domainWithoutWWW({})", first_in_session("referrer")),
+        Dimension::Campaign => first_raw(FIRST_CAMPAIGN),
+        Dimension::LandingPage => first_raw(FIRST_PAGE),
+        Dimension::ReferrerDomain => first_raw(FIRST_REFERRER),
         Dimension::Product => "''".into(),
     }
 }

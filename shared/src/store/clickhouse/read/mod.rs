@@ -40,6 +40,7 @@ use crate::query::live::{LiveData, LiveQuery};
 use crate::query::metrics::{MetricFacts, MetricQuery};
 use crate::query::params::{Filters, Range};
 use crate::query::ranked::{RankedQuery, RankedRow};
+use crate::store::clickhouse::migrations::{FIRST_PAGE, FIRST_REFERRER};
 
 /// A read's SQL text and the values of its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,16 +334,7 @@ fn log_cost(what: &'static str, summary: &clickhouse::QuerySummary, memory_limit
 /// once, over the `Distributed` table, and sent to every shard (a plain `IN` there would be a
 /// double-distributed subquery, which ClickHouse refuses); on one server it is an ordinary `IN`.
 fn base_filter(f: &Filters) -> String {
-    let mut base = format!("{STORE_AND_BOTS} AND {IN_RANGE}");
-    for (given, column) in [
-        (f.country.is_some(), "country"),
-        (f.device.is_some(), "device"),
-        (f.browser.is_some(), "browser"),
-    ] {
-        if given {
-            base.push_str(&format!(" AND {column} = {{{column}:String}}"));
-        }
-    }
+    let mut base = format!("{STORE_AND_BOTS} AND {IN_RANGE}{}", column_filters(f));
     if f.on_sessions() {
         let mut having = Vec::new();
         if f.source.is_some() {
@@ -351,13 +343,13 @@ fn base_filter(f: &Filters) -> String {
         if f.landing_page.is_some() {
             having.push(format!(
                 "{} = {{landing_page:String}}",
-                ranked::first_in_session(ranked::PAGE)
+                sessions::first_raw(FIRST_PAGE)
             ));
         }
         if f.referrer.is_some() {
             having.push(format!(
-                "domainWithoutWWW({}) = {{referrer:String}}",
-                ranked::first_in_session("referrer")
+                "{} = {{referrer:String}}",
+                sessions::first_raw(FIRST_REFERRER)
             ));
         }
         base.push_str(&format!(
@@ -374,20 +366,25 @@ fn base_filter(f: &Filters) -> String {
 /// country, device and browser filters (the rollup's own columns; a filter on what sessions are is never
 /// read from the rollup, see [`sessions::rollup_hours`]).
 fn session_rollup_rows(f: &Filters) -> String {
-    let mut rows = String::from(
-        "store_id = {store:String} AND hour >= fromUnixTimestamp64Milli({rfrom:Int64}) \
-         AND hour < fromUnixTimestamp64Milli({rto:Int64})",
-    );
-    for (given, column) in [
+    format!(
+        "store_id = {{store:String}} AND hour >= fromUnixTimestamp64Milli({{rfrom:Int64}}) \
+         AND hour < fromUnixTimestamp64Milli({{rto:Int64}}){}",
+        column_filters(f)
+    )
+}
+
+/// ` AND <column> = {<column>:String}` for each of the country, device and browser filters given: columns
+/// of the raw events and of the session rollup alike.
+fn column_filters(f: &Filters) -> String {
+    [
         (f.country.is_some(), "country"),
         (f.device.is_some(), "device"),
         (f.browser.is_some(), "browser"),
-    ] {
-        if given {
-            rows.push_str(&format!(" AND {column} = {{{column}:String}}"));
-        }
-    }
-    rows
+    ]
+    .into_iter()
+    .filter(|(given, _)| *given)
+    .map(|(_, column)| format!(" AND {column} = {{{column}:String}}"))
+    .collect()
 }
 
 /// The raw events with a session that [`session_rollup_rows`] leaves out: those of the range's partial

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::sessions::{PerSession, per_session, rollup_hours};
+use super::sessions::{PerSession, first_raw, per_session, rollup_hours};
 use super::{
     Binds, IN_CURRENCY, ITEM_QTY, STORE_AND_BOTS, Sql, base_filter, customer_orders, each_order,
     with_first_orders,
@@ -38,14 +38,18 @@ pub(super) async fn fetch(
 }
 
 /// A session's source (over the rows of one session): its first `utm_source`, else the name of its first
-/// referrer's site ([`crate::query::sources`]), else `direct`. `traffic_sources` ranks by it; product
-/// performance filters by it; the `source` breakdown groups by it.
+/// referrer's site ([`crate::query::sources`]), else `direct`. Product performance and the `source`
+/// filter use it; `traffic_sources` and the `source` breakdown read the same from [`SOURCE_FIRSTS`].
 pub(super) fn session_source() -> String {
-    let utm = first_in_session("utm_source");
-    let domain = format!("domainWithoutWWW({})", first_in_session("referrer"));
+    source_named(&first_raw(FIRST_SOURCE), &first_raw(FIRST_REFERRER))
+}
+
+/// The source of a session whose first `utm_source` is `source` and first referrer's site is `site`
+/// (two expressions).
+fn source_named(source: &str, site: &str) -> String {
     format!(
-        "if({utm} != '', {utm}, if({domain} != '', {}, 'direct'))",
-        site_name(&domain)
+        "if({source} != '', {source}, if({site} != '', {}, 'direct'))",
+        site_name(site)
     )
 }
 
@@ -74,10 +78,7 @@ const SOURCE_UNNAMED: &str =
 /// A session's source over its first source `f0` and first referrer site `f1` ([`SOURCE_FIRSTS`]): what
 /// [`session_source`] computes from its events.
 pub(super) fn source_of_firsts() -> String {
-    format!(
-        "if(f0 != '', f0, if(f1 != '', {}, 'direct'))",
-        site_name("f1")
-    )
+    source_named("f0", "f1")
 }
 
 /// What a session's source is made of: its first `utm_source`, then its first referrer's site.
@@ -87,8 +88,6 @@ pub(super) const SOURCE_FIRSTS: [SessionFirst; 2] = [FIRST_SOURCE, FIRST_REFERRE
 pub(super) fn first_in_session(column: &str) -> String {
     format!("argMinIf({column}, timestamp, {column} != '')")
 }
-
-pub(super) use crate::store::clickhouse::migrations::PAGE;
 
 pub(super) fn sql(q: &RankedQuery) -> Sql {
     let base = base_filter(&q.filters);

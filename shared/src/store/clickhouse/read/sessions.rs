@@ -51,6 +51,12 @@ pub(super) fn whole_hours(range: &Range) -> (i64, i64) {
     )
 }
 
+/// `first`'s value over the raw events of one session: the value of its earliest event that has one
+/// (`argMinIf` by time), as the rollup's pair keeps it.
+pub(super) fn first_raw(first: SessionFirst) -> String {
+    format!("argMinIf({}, timestamp, {})", first.raw, first.present)
+}
+
 /// The rows (`sh`, `f0`…, `key`, and the pages' columns), sessions whose `key` is `''` left out when
 /// `skip_empty`. From the rollup when `rollup` (the read binds `{rfrom}`/`{rto}` to [`rollup_hours`]),
 /// else from the raw events; `filters` as [`base_filter`] reads them.
@@ -67,7 +73,7 @@ pub(super) fn per_session(
             .firsts
             .iter()
             .enumerate()
-            .map(|(i, f)| format!("argMinIf({}, timestamp, {}) AS f{i}, ", f.raw, f.present))
+            .map(|(i, f)| format!("{} AS f{i}, ", first_raw(*f)))
             .collect();
         let pages = if what.pages {
             format!(
