@@ -1,16 +1,23 @@
 //! Loads generated demo traffic straight into the store, in bulk.
 //!
 //! The events are exactly those the API would store: every generated event goes through the same
-//! [`Validator`] (enrichment, bot flag, typed facts) and the store's own insert, so the warehouse's
-//! materialized views (rollups) see the same rows as from live traffic. What the bulk path skips is only
+//! [`Validator`] (enrichment, bot flag, typed facts) and the store's own insert, so the warehouse holds
+//! the same rows, and its rollups the same aggregates, as from live traffic. What the bulk path skips is
 //! the per-batch lookup of already-stored ids ([`EventStore::insert_new`]): callers load into a store that
-//! holds no events, and the generator never repeats an id (a unit test checks it).
+//! holds no events, and the generator never repeats an id (a unit test checks it). Where the store offers
+//! a staged load ([`EventStore::staged_load`]: ClickHouse on one server), the batches are staged where no
+//! materialized view sees them and every rollup is derived once at the end, month by month, instead of
+//! insert by insert (an integration test checks both ways store the same rows).
 //!
-//! Generation and validation run on their own thread, one batch ahead of the inserts, so the CPU that
-//! builds events and the warehouse that writes them work at the same time. Progress is a bar with rate
-//! and ETA on a terminal, a log line every 5% otherwise (CI, `nohup`).
+//! Generation and validation run on their own thread, ahead of the inserts, so the CPU that builds events
+//! and the warehouse that writes them work at the same time (generating and validating on two threads
+//! was tried: 45% more CPU, as every event's memory then changes threads twice, and slower); each batch
+//! holds one month's events (see [`generate`]). Progress is a bar with rate and ETA on a terminal, a log line every 5%
+//! otherwise (CI, `nohup`), for the events and then for the months published.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use commerce_analytics::demo::{DemoConfig, DemoGenerator};
@@ -19,7 +26,8 @@ use commerce_analytics::store::{EventStore, StoreError, dedup_token};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Events per insert: large enough that the warehouse's per-insert cost (parts, view blocks) is spread
-/// over many rows, small enough that two batches in the pipeline stay around 200 MB.
+/// over many rows, small enough that the batches held (one per month, see [`generate`]) stay around
+/// 1 GB for a year of traffic.
 pub const BULK_BATCH: usize = 100_000;
 
 /// What a load did.
@@ -27,7 +35,11 @@ pub const BULK_BATCH: usize = 100_000;
 pub struct LoadSummary {
     pub events: usize,
     pub inserts: usize,
+    /// The whole load.
     pub elapsed: Duration,
+    /// Of which: storing a staged load's events and deriving its rollups at the end
+    /// ([`EventStore::staged_load`]); `None` when every insert fed the rollups itself.
+    pub rollups: Option<Duration>,
 }
 
 impl LoadSummary {
@@ -45,7 +57,14 @@ impl std::fmt::Display for LoadSummary {
             self.inserts,
             self.elapsed,
             self.events_per_second()
-        )
+        )?;
+        match self.rollups {
+            Some(rollups) => write!(
+                f,
+                ", of which {rollups:.1?} publishing (rollups built once)"
+            ),
+            None => Ok(()),
+        }
     }
 }
 
@@ -63,7 +82,7 @@ pub async fn load(
         )));
     }
     let started = Instant::now();
-    let progress = Progress::new(cfg.events as u64);
+    let progress = Progress::new(cfg.events as u64, "events");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Event>, StoreError>>(1);
     let producer = {
         let validator = validator.clone();
@@ -74,15 +93,21 @@ pub async fn load(
         events: 0,
         inserts: 0,
         elapsed: Duration::ZERO,
+        rollups: None,
     };
+    let staged = store.staged_load().await?;
     let mut failed = None;
     while let Some(batch) = rx.recv().await {
-        let stored = match batch {
-            Ok(batch) => store
+        let stored = match (batch, &staged) {
+            (Ok(batch), Some(staged)) => staged
+                .insert(&batch, &dedup_token(&batch))
+                .await
+                .map(|()| batch.len()),
+            (Ok(batch), None) => store
                 .insert_new(&batch, &dedup_token(&batch))
                 .await
                 .map(|()| batch.len()),
-            Err(e) => Err(e),
+            (Err(e), _) => Err(e),
         };
         match stored {
             Ok(n) => {
@@ -101,14 +126,34 @@ pub async fn load(
     let _ = producer.join();
     progress.finish();
     if let Some(e) = failed {
+        if let Some(staged) = staged
+            && let Err(discard) = staged.discard().await
+        {
+            eprintln!("demo: the staged events could not be dropped: {discard}");
+        }
         return Err(e);
+    }
+    if let Some(staged) = staged {
+        let publishing = Instant::now();
+        let progress = Progress::new(0, "months");
+        staged
+            .publish(&|done, total| progress.steps(done as u64, total as u64))
+            .await?;
+        progress.finish();
+        summary.rollups = Some(publishing.elapsed());
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// The producer: validated batches of [`BULK_BATCH`] events, until the generator ends or the receiver
-/// is gone.
+/// The producer: validated batches of [`BULK_BATCH`] events of one UTC month each, until the generator
+/// ends or the receiver is gone.
+///
+/// One month per batch because the warehouse partitions by month: the generator spreads each stretch of
+/// sessions over the whole period, so a batch of consecutive events would touch every month and be
+/// written as a small part per month (13 parts of ~8,000 rows per insert over 360 days, in the events
+/// table and in every rollup), which the server then merges again and again. At most one batch per
+/// month is held (≈ 13 × 100,000 events over a year).
 fn generate(
     cfg: DemoConfig,
     validator: &Validator,
@@ -117,56 +162,75 @@ fn generate(
 ) {
     let now = time::OffsetDateTime::now_utc();
     let meta = RequestMeta::default();
-    let mut batch = Vec::with_capacity(BULK_BATCH);
+    let mut months: BTreeMap<(i32, u8), Vec<Event>> = BTreeMap::new();
     for value in DemoGenerator::new(cfg) {
-        match validator.validate(value, store_id, &meta, now) {
-            Ok(ev) => batch.push(ev),
+        let ev = match validator.validate(value, store_id, &meta, now) {
+            Ok(ev) => ev,
             Err(e) => {
                 let _ = tx.blocking_send(Err(StoreError::Rejected(format!(
                     "demo generator produced an invalid event: {e}"
                 ))));
                 return;
             }
-        }
+        };
+        let month = (ev.timestamp.year(), u8::from(ev.timestamp.month()));
+        let batch = months
+            .entry(month)
+            .or_insert_with(|| Vec::with_capacity(BULK_BATCH));
+        batch.push(ev);
         if batch.len() == BULK_BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BULK_BATCH));
+            let full = std::mem::replace(batch, Vec::with_capacity(BULK_BATCH));
             if tx.blocking_send(Ok(full)).is_err() {
                 return;
             }
         }
     }
-    if !batch.is_empty() {
-        let _ = tx.blocking_send(Ok(batch));
+    for batch in months.into_values().filter(|b| !b.is_empty()) {
+        if tx.blocking_send(Ok(batch)).is_err() {
+            return;
+        }
     }
 }
 
 /// A bar on a terminal; otherwise a log line at every further 5%.
 struct Progress {
     bar: Option<ProgressBar>,
-    total: u64,
+    /// What is counted (`events`, `months`).
+    unit: &'static str,
+    total: AtomicU64,
     started: Instant,
-    logged_step: std::sync::atomic::AtomicU64,
+    logged_step: AtomicU64,
 }
 
 impl Progress {
-    fn new(total: u64) -> Self {
+    fn new(total: u64, unit: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events \
-                     ({per_sec}, ETA {eta})",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} \
+                     ({{per_sec}}, ETA {{eta}})"
+                ))
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
         Self {
             bar,
-            total: total.max(1),
+            unit,
+            total: AtomicU64::new(total.max(1)),
             started: Instant::now(),
-            logged_step: std::sync::atomic::AtomicU64::new(0),
+            logged_step: AtomicU64::new(0),
         }
+    }
+
+    /// `done` of a total known only now.
+    fn steps(&self, done: u64, total: u64) {
+        self.total.store(total.max(1), Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+        }
+        self.set(done);
     }
 
     fn set(&self, done: u64) {
@@ -174,19 +238,16 @@ impl Progress {
             bar.set_position(done);
             return;
         }
-        let step = (done.min(self.total) * 20) / self.total;
-        if step
-            > self
-                .logged_step
-                .swap(step, std::sync::atomic::Ordering::Relaxed)
-        {
+        let total = self.total.load(Ordering::Relaxed);
+        let step = (done.min(total) * 20) / total;
+        if step > self.logged_step.swap(step, Ordering::Relaxed) {
             let secs = self.started.elapsed().as_secs_f64();
             let rate = done as f64 / secs.max(1e-9);
-            let eta = (self.total.saturating_sub(done)) as f64 / rate.max(1e-9);
+            let eta = (total.saturating_sub(done)) as f64 / rate.max(1e-9);
             eprintln!(
-                "demo: {done}/{} events ({}%), {rate:.0} events/s, ETA {eta:.0} s",
-                self.total,
-                step * 5
+                "demo: {done}/{total} {unit} ({}%), {rate:.1} {unit}/s, ETA {eta:.0} s",
+                step * 5,
+                unit = self.unit,
             );
         }
     }

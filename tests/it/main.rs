@@ -10,6 +10,7 @@ mod alerts;
 mod attribution;
 mod bigquery;
 mod bots;
+mod bulk_load;
 mod clickhouse_store;
 mod cluster;
 mod contract;

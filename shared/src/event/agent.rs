@@ -20,6 +20,15 @@
 //! - `os`: the family: `Windows`, `macOS`, `iOS` (iPhone, iPad, iPod), `Android`, `Linux`, `ChromeOS`, or
 //!   woothee's name; `other` when unknown; empty without a user agent.
 
+/// How many parsed user agents a thread keeps (then it starts again): a batch's distinct agents.
+pub const RECENT_AGENTS: usize = 512;
+
+thread_local! {
+    /// The user agents this thread parsed lately (see [`Agent::of`]).
+    static RECENT: std::cell::RefCell<std::collections::HashMap<String, Agent>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// What a user agent says about the visitor's device.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Agent {
@@ -37,15 +46,38 @@ impl Agent {
     };
 
     /// The device, browser and OS of `user_agent`; `bot` is the event's bot flag.
+    ///
+    /// Each thread remembers the last [`RECENT_AGENTS`] user agents it parsed: a store's events come in
+    /// sessions, each repeating its visitor's user agent, and parsing one takes ~1.2 µs, a lookup ~50 ns
+    /// (the demo loader's encoding spent a quarter of its time parsing the same nine agents).
     pub fn of(user_agent: &str, bot: bool) -> Agent {
         if user_agent.is_empty() {
             return Agent::NONE;
         }
+        let mut agent = RECENT.with_borrow_mut(|recent| {
+            if let Some(known) = recent.get(user_agent) {
+                return known.clone();
+            }
+            let parsed = Agent::parse(user_agent);
+            if recent.len() >= RECENT_AGENTS {
+                recent.clear();
+            }
+            recent.insert(user_agent.to_owned(), parsed.clone());
+            parsed
+        });
+        if bot {
+            agent.device = "bot";
+        }
+        agent
+    }
+
+    /// [`Agent::of`] a non-empty user agent of an event not flagged as a bot.
+    fn parse(user_agent: &str) -> Agent {
         let parsed = woothee::parser::Parser::new().parse(user_agent);
         let (category, name, os) = parsed
             .as_ref()
             .map_or(("", "", ""), |r| (r.category, r.name, r.os));
-        let device = if bot || category == "crawler" {
+        let device = if category == "crawler" {
             "bot"
         } else if os == "iPad"
             || user_agent.contains("Tablet")
@@ -168,6 +200,34 @@ mod tests {
                 "{ua}"
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_agent_answers_as_a_fresh_parse_whatever_the_bot_flag_and_order() {
+        let desktop = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        let crawler = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        for (ua, bot, device) in [
+            (desktop, true, "bot"),
+            (desktop, false, "desktop"),
+            (desktop, true, "bot"),
+            (crawler, false, "bot"),
+            (crawler, true, "bot"),
+        ] {
+            let agent = Agent::of(ua, bot);
+            assert_eq!(agent.device, device, "{ua} flagged {bot}");
+            let mut fresh = Agent::parse(ua);
+            if bot {
+                fresh.device = "bot";
+            }
+            assert_eq!(agent, fresh, "{ua} flagged {bot}");
+        }
+        // More distinct agents than a thread keeps: it starts again, answers unchanged.
+        for i in 0..=RECENT_AGENTS {
+            let ua =
+                format!("Mozilla/5.0 (X11; Linux x86_64; rv:{i}.0) Gecko/20100101 Firefox/{i}.0");
+            assert_eq!(Agent::of(&ua, false), Agent::parse(&ua));
+        }
+        assert_eq!(Agent::of(desktop, false).device, "desktop");
     }
 
     #[test]

@@ -61,9 +61,36 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
         self.insert(events, dedup_token).await
     }
 
+    /// A bulk load whose rollups are derived once, at the end, instead of insert by insert: for the same
+    /// callers and promises as [`EventStore::insert_new`], when the adapter has a faster way than
+    /// inserting batch by batch (ClickHouse on one server: [`clickhouse`]'s `bulk` module). `None`: use
+    /// `insert_new`.
+    async fn staged_load(&self) -> Result<Option<Box<dyn StagedLoad>>, StoreError> {
+        Ok(None)
+    }
+
     /// Stores rejected records (idempotent per `dedup_token` like [`EventStore::insert`]).
     async fn insert_rejects(&self, rejects: &[Reject], dedup_token: &str)
     -> Result<(), StoreError>;
+}
+
+/// A bulk load begun by [`EventStore::staged_load`]: batches are staged, then published together. Until
+/// [`StagedLoad::publish`] returns, reads do not see the staged events (or see part of them).
+#[async_trait]
+pub trait StagedLoad: Send + Sync + std::fmt::Debug {
+    /// Stages a batch of events that cannot be stored yet (see [`EventStore::insert_new`]); a retry with
+    /// the same `dedup_token` stages nothing twice.
+    async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError>;
+
+    /// Stores every staged event and what the rollups derive from them, as [`EventStore::insert_new`]
+    /// of the same batches would have; `progress(done, total)` after each step.
+    async fn publish(
+        self: Box<Self>,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<(), StoreError>;
+
+    /// Drops what was staged (a load that failed).
+    async fn discard(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// A stable token for a batch: hex SHA-256 over each event's store and id, in order.

@@ -849,6 +849,45 @@ pub const CUSTOMERS_ROLLUP: &str = "SELECT store_id, toDate(timestamp) AS day, \
 pub const CUSTOMERS_ROLLUP_GROUP: &str = "WHERE NOT is_bot AND type = 'order.completed' \
      AND customer_id != '' GROUP BY store_id, day, customer_hash";
 
+/// A materialized view on `commerce_events` as the latest migration leaves it: the rollup table it feeds
+/// and its query (`{select} FROM <events> {rest}`).
+#[derive(Debug, Clone, Copy)]
+pub struct RollupView {
+    pub view: &'static str,
+    pub table: &'static str,
+    pub select: &'static str,
+    pub rest: &'static str,
+}
+
+/// Every view the migrations leave on `commerce_events` (an integration test checks this list against a
+/// migrated server's views): what a bulk load without views ([`super::bulk`]) must derive itself.
+pub const ROLLUP_VIEWS: [RollupView; 4] = [
+    RollupView {
+        view: "commerce_hourly_counts_mv",
+        table: "commerce_hourly_counts",
+        select: HOURLY_COUNTS,
+        rest: HOURLY_COUNTS_GROUP,
+    },
+    RollupView {
+        view: "commerce_sessions_mv",
+        table: "commerce_sessions",
+        select: SESSIONS_ROLLUP,
+        rest: SESSIONS_ROLLUP_GROUP,
+    },
+    RollupView {
+        view: "commerce_visitors_mv",
+        table: "commerce_visitors",
+        select: VISITOR_ROWS,
+        rest: VISITOR_ROWS_GROUP,
+    },
+    RollupView {
+        view: "commerce_customers_mv",
+        table: "commerce_customers",
+        select: CUSTOMERS_ROLLUP,
+        rest: CUSTOMERS_ROLLUP_GROUP,
+    },
+];
+
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {

@@ -14,6 +14,7 @@
 //! such rows on merge and readers count `uniqExact(id)`/`FINAL` where it matters. See [`migrations`].
 
 mod alerts;
+mod bulk;
 pub(crate) mod fx;
 mod keys;
 pub mod layout;
@@ -29,7 +30,7 @@ use clickhouse::Client;
 
 use std::collections::HashSet;
 
-use super::{EventStore, Reject, StoreError, dedup_token};
+use super::{EventStore, Reject, StagedLoad, StoreError, dedup_token};
 use crate::config::ClickHouseConfig;
 use crate::event::Event;
 
@@ -325,12 +326,22 @@ impl ClickHouseStore {
 
     /// One `INSERT` of `rows` with the given dedup token, finished with `end()`.
     async fn write_rows(&self, rows: &[&Event], dedup_token: &str) -> Result<(), StoreError> {
+        self.write_rows_to(EVENTS_TABLE, rows, dedup_token).await
+    }
+
+    /// [`Self::write_rows`] into `table` (the events table or a staging table of its shape).
+    async fn write_rows_to(
+        &self,
+        table: &str,
+        rows: &[&Event],
+        dedup_token: &str,
+    ) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
         let mut insert = self
             .client
-            .insert::<EventRow>(EVENTS_TABLE)
+            .insert::<EventRow>(table)
             .await
             .map_err(classify)?
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
@@ -389,6 +400,13 @@ impl EventStore for ClickHouseStore {
     async fn insert_new(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError> {
         self.write_rows(&first_occurrences(events), dedup_token)
             .await
+    }
+
+    async fn staged_load(&self) -> Result<Option<Box<dyn StagedLoad>>, StoreError> {
+        Ok(self
+            .open_staged_load()
+            .await?
+            .map(|load| Box::new(load) as Box<dyn StagedLoad>))
     }
 
     /// Repeats inside the call are dropped first (so chunks never share an event), then every chunk of
