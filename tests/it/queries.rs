@@ -764,20 +764,22 @@ fn session_source(evs: &[&Ev]) -> String {
         .find(|e| !e.utm_source.is_empty())
         .map(|e| e.utm_source.clone())
         .or_else(|| {
-            evs.iter().find(|e| !e.referrer.is_empty()).map(|e| {
-                let host = e
-                    .referrer
-                    .split_once("://")
-                    .map_or(e.referrer.as_str(), |(_, r)| r);
-                let domain = host
-                    .split(['/', ':', '?', '#'])
-                    .next()
-                    .unwrap_or("")
-                    .trim_start_matches("www.");
-                commerce_analytics::query::sources::name_of(domain)
-            })
+            evs.iter()
+                .find(|e| !e.referrer.is_empty())
+                .map(|e| commerce_analytics::query::sources::name_of(&referrer_domain(&e.referrer)))
         })
         .unwrap_or_else(|| "direct".to_owned())
+}
+
+/// The site of a referrer URL as the API names it in `referrers` and `breakdown=referrer_domain`: its
+/// host without `www.` (`''` for an empty referrer).
+fn referrer_domain(referrer: &str) -> String {
+    let host = referrer.split_once("://").map_or(referrer, |(_, r)| r);
+    host.split(['/', ':', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("www.")
+        .to_owned()
 }
 
 fn rows(body: &Value) -> Vec<Value> {
@@ -868,16 +870,7 @@ async fn ranked_metrics_equal_an_independent_computation() {
             add(&mut by_landing, first.page.clone());
         }
         if let Some(first) = evs.iter().find(|e| !e.referrer.is_empty()) {
-            let host = first
-                .referrer
-                .split_once("://")
-                .map_or(first.referrer.as_str(), |(_, r)| r);
-            let domain = host
-                .split(['/', ':', '?', '#'])
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("www.");
-            add(&mut by_referrer, domain.to_owned());
+            add(&mut by_referrer, referrer_domain(&first.referrer));
         }
         let source = session_source(evs);
         let converted =
@@ -2386,6 +2379,8 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
             "device" => first(evs, |e| &e.device),
             "country" => first(evs, |e| &e.country),
             "source" => session_source(evs),
+            "campaign" => first(evs, |e| &e.utm_campaign),
+            "referrer_domain" => referrer_domain(&first(evs, |e| &e.referrer)),
             _ => unreachable!("{by}"),
         })
     };
@@ -2418,9 +2413,27 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
             })
             .or_insert(e);
     }
-    let mut by_source: HashMap<String, i64> = HashMap::new();
+    // ... and by its session's campaign and referrer site (values from the session rollup's rows that
+    // hold one; orders of sessions without one are a group of their own).
+    let (mut by_source, mut by_campaign, mut by_referrer): (
+        HashMap<String, i64>,
+        HashMap<String, i64>,
+        HashMap<String, i64>,
+    ) = Default::default();
     for o in orders.values() {
         *by_source.entry(value_of(&o.session, "source")).or_default() += o.amount;
+        *by_campaign
+            .entry(value_of(&o.session, "campaign"))
+            .or_default() += o.amount;
+        *by_referrer
+            .entry(value_of(&o.session, "referrer_domain"))
+            .or_default() += o.amount;
+    }
+    for (by, groups) in [("campaign", &by_campaign), ("referrer", &by_referrer)] {
+        assert!(
+            groups.len() >= 3 && groups.contains_key("(none)"),
+            "the demo has orders from sessions with several {by}s and without one: {groups:?}"
+        );
     }
     // product views by product.
     let mut by_product: HashMap<String, i64> = HashMap::new();
@@ -2430,6 +2443,16 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
 
     for (query, want, limit) in [
         ("metric=sessions&breakdown=device", &by_device, 10),
+        (
+            "metric=revenue&currency=USD&breakdown=campaign&limit=4",
+            &by_campaign,
+            4,
+        ),
+        (
+            "metric=revenue&currency=USD&breakdown=referrer_domain&limit=4",
+            &by_referrer,
+            4,
+        ),
         (
             "metric=revenue&currency=USD&breakdown=source&limit=3",
             &by_source,
@@ -2653,9 +2676,7 @@ async fn device_browser_and_source_filters_keep_exactly_their_events() {
         .iter()
         .filter_map(|(id, evs)| {
             let r = &evs.iter().find(|e| !e.referrer.is_empty())?.referrer;
-            let host = r.split_once("://").map_or(r.as_str(), |(_, rest)| rest);
-            let domain = host.split(['/', ':', '?', '#']).next()?;
-            Some((*id, domain.trim_start_matches("www.").to_owned()))
+            Some((*id, referrer_domain(r)))
         })
         .collect();
     let most_common = |values: Vec<&str>| -> String {

@@ -25,8 +25,8 @@ pub const RECENT_AGENTS: usize = 512;
 
 thread_local! {
     /// The user agents this thread parsed lately (see [`Agent::of`]).
-    static RECENT: std::cell::RefCell<std::collections::HashMap<String, Agent>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static RECENT: std::cell::RefCell<super::recent::Recent<Agent>> =
+        std::cell::RefCell::new(super::recent::Recent::new(RECENT_AGENTS));
 }
 
 /// What a user agent says about the visitor's device.
@@ -54,17 +54,7 @@ impl Agent {
         if user_agent.is_empty() {
             return Agent::NONE;
         }
-        let mut agent = RECENT.with_borrow_mut(|recent| {
-            if let Some(known) = recent.get(user_agent) {
-                return known.clone();
-            }
-            let parsed = Agent::parse(user_agent);
-            if recent.len() >= RECENT_AGENTS {
-                recent.clear();
-            }
-            recent.insert(user_agent.to_owned(), parsed.clone());
-            parsed
-        });
+        let mut agent = RECENT.with_borrow_mut(|recent| recent.get_or(user_agent, Agent::parse));
         if bot {
             agent.device = "bot";
         }

@@ -25,23 +25,13 @@ static BOTS: LazyLock<isbot::Bots> = LazyLock::new(|| {
 /// for the last user agents it saw, as [`super::agent::Agent::of`] does (a session repeats its agent; the
 /// bot patterns are one large regex).
 pub fn is_bot_user_agent(user_agent: &str) -> bool {
-    RECENT.with_borrow_mut(|recent| {
-        if let Some(&bot) = recent.get(user_agent) {
-            return bot;
-        }
-        let bot = BOTS.is_bot(user_agent);
-        if recent.len() >= super::agent::RECENT_AGENTS {
-            recent.clear();
-        }
-        recent.insert(user_agent.to_owned(), bot);
-        bot
-    })
+    RECENT.with_borrow_mut(|recent| recent.get_or(user_agent, |ua| BOTS.is_bot(ua)))
 }
 
 thread_local! {
     /// The user agents this thread checked lately, and the answers.
-    static RECENT: std::cell::RefCell<std::collections::HashMap<String, bool>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static RECENT: std::cell::RefCell<super::recent::Recent<bool>> =
+        std::cell::RefCell::new(super::recent::Recent::new(super::agent::RECENT_AGENTS));
 }
 
 /// The user agent that speaks for the visitor: the one the client sent in `context`, else the request's

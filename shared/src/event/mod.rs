@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 pub mod agent;
 pub mod bots;
+mod recent;
 
 pub use validate::{RequestMeta, Validator};
 
