@@ -839,8 +839,11 @@ async fn ranked_metrics_equal_an_independent_computation() {
 
     // traffic_sources: first utm_source, else first referrer's site, else direct; per session.
     let mut sessions = sessions_of(in_range.iter().copied());
-    let mut by_source: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut by_campaign: HashMap<String, (u64, u64)> = HashMap::new();
+    // traffic_sources / campaign_performance: (sessions, orders, revenue in USD); sources also of the
+    // sessions of each landing page (a landing page filter reads the raw events, not the rollup).
+    let mut by_source: HashMap<String, (u64, u64, i64)> = HashMap::new();
+    let mut by_campaign: HashMap<String, (u64, u64, i64)> = HashMap::new();
+    let mut by_landing_source: HashMap<String, HashMap<String, (u64, u64, i64)>> = HashMap::new();
     // landing_pages / referrers: (sessions, orders, bounces, revenue in USD).
     let mut by_landing: HashMap<String, (u64, u64, u64, i64)> = HashMap::new();
     let mut by_referrer: HashMap<String, (u64, u64, u64, i64)> = HashMap::new();
@@ -873,28 +876,52 @@ async fn ranked_metrics_equal_an_independent_computation() {
             add(&mut by_referrer, referrer_domain(&first.referrer));
         }
         let source = session_source(evs);
-        let converted =
-            evs.iter()
-                .any(|e| e.kind == "order.completed" && e.currency == "USD") as u64;
-        let s = by_source.entry(source).or_default();
-        s.0 += 1;
-        s.1 += converted;
+        let (converted, revenue) = (entry.1, entry.3);
+        let add = |m: &mut HashMap<String, (u64, u64, i64)>, k: String| {
+            let s = m.entry(k).or_default();
+            *s = (s.0 + 1, s.1 + converted, s.2 + revenue);
+        };
+        if let Some(first) = evs.iter().find(|e| !e.page.is_empty()) {
+            add(
+                by_landing_source.entry(first.page.clone()).or_default(),
+                source.clone(),
+            );
+        }
+        add(&mut by_source, source);
         if let Some(c) = evs.iter().find(|e| !e.utm_campaign.is_empty()) {
-            let c = by_campaign.entry(c.utm_campaign.clone()).or_default();
-            c.0 += 1;
-            c.1 += converted;
+            add(&mut by_campaign, c.utm_campaign.clone());
         }
     }
-    for (metric, key, want) in [
-        ("traffic_sources", "source", &by_source),
-        ("campaign_performance", "campaign", &by_campaign),
+    let (top_landing, by_top_landing_source) = by_landing_source
+        .iter()
+        .max_by_key(|(page, sources)| (sources.values().map(|s| s.0).sum::<u64>(), *page))
+        .expect("sessions with a landing page");
+    assert!(
+        by_top_landing_source.contains_key("direct") && by_top_landing_source.len() > 2,
+        "{top_landing}: {by_top_landing_source:?}"
+    );
+    let top_landing_filter = format!(
+        "&landingPage={}",
+        url::form_urlencoded::byte_serialize(top_landing.as_bytes()).collect::<String>()
+    );
+    for (metric, filter, key, want) in [
+        ("traffic_sources", "", "source", &by_source),
+        (
+            "traffic_sources",
+            top_landing_filter.as_str(),
+            "source",
+            by_top_landing_source,
+        ),
+        ("campaign_performance", "", "campaign", &by_campaign),
     ] {
         let body = get_ok(
             &f.api,
-            &format!("/analytics/metrics?metric={metric}&period=30d&limit=100&currency=USD"),
+            &format!(
+                "/analytics/metrics?metric={metric}&period=30d&limit=100&currency=USD{filter}"
+            ),
         )
         .await;
-        let got: HashMap<String, (u64, u64)> = rows(&body)
+        let got: HashMap<String, (u64, u64, i64)> = rows(&body)
             .iter()
             .map(|r| {
                 (
@@ -902,11 +929,12 @@ async fn ranked_metrics_equal_an_independent_computation() {
                     (
                         r["sessions"].as_u64().unwrap_or(0),
                         r["orders"].as_u64().unwrap_or(0),
+                        r["revenue"].as_i64().unwrap_or(-1),
                     ),
                 )
             })
             .collect();
-        assert_eq!(&got, want, "{metric}");
+        assert_eq!(&got, want, "{metric}{filter}");
     }
     assert!(
         by_landing.len() > 3 && by_referrer.len() > 1,

@@ -202,6 +202,9 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
                         firsts,
                         key: &key,
                         pages: false,
+                        // A session without the value joins as `''` either way; not for the source,
+                        // whose sessions without one are `direct`.
+                        holders_only: by != Dimension::Source,
                     },
                     &q.filters,
                     values_rollup.is_some(),

@@ -120,7 +120,13 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
     let rollup = rollup_hours(&q.range, q.include_bots, &q.filters).filter(|_| by_session);
     let sessions = |firsts: &[SessionFirst], key: &str, pages: bool| {
         let per_session = per_session(
-            PerSession { firsts, key, pages },
+            PerSession {
+                firsts,
+                key,
+                pages,
+                // Sessions without the value are left out (`skip_empty`); traffic sources' are `direct`.
+                holders_only: !pages && key == "f0",
+            },
             &q.filters,
             rollup.is_some(),
             true,
