@@ -927,5 +927,12 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n")
         );
+        insta::assert_snapshot!(
+            "attribution_sessions_from_the_rollup",
+            layout(&super::attribution::sessions_from_rollup_sql(
+                &q,
+                (1_768_435_200_000, 1_773_568_800_000)
+            ))
+        );
     }
 }

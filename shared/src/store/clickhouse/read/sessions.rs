@@ -50,10 +50,14 @@ pub(super) fn rollup_hours(
 
 /// `[from, to)` of `range` shrunk to whole UTC hours, in milliseconds: what an hourly rollup can answer.
 pub(super) fn whole_hours(range: &Range) -> (i64, i64) {
+    whole_hours_of(range.from_ms(), range.to_ms())
+}
+
+/// `[from, to)` (Unix milliseconds) shrunk to whole UTC hours.
+pub(super) fn whole_hours_of(from: i64, to: i64) -> (i64, i64) {
     const HOUR: i64 = 3_600_000;
-    let (from, to) = (range.from_ms(), range.to_ms());
     (
-        from.div_euclid(HOUR) * HOUR + if from % HOUR == 0 { 0 } else { HOUR },
+        from.div_euclid(HOUR) * HOUR + if from.rem_euclid(HOUR) == 0 { 0 } else { HOUR },
         to.div_euclid(HOUR) * HOUR,
     )
 }
