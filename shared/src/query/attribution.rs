@@ -226,7 +226,8 @@ pub struct CartFact {
 /// A session between the touches' start and the period's end that may be a touch of an order (the
 /// adapter may return more sessions than needed, never fewer: every session with an event carrying the
 /// session, anonymous or customer id of an order or of its cart events): its start (first event),
-/// channels and visitor ids (any non-empty one).
+/// channels and visitor ids (any non-empty one). `medium` may be empty unless the report is by medium
+/// (the ClickHouse adapter then reads the other channels from its session rollup, which keeps no medium).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionFact {
     pub session_id: String,
