@@ -1601,22 +1601,13 @@ async fn every_read_runs_within_the_configured_time_and_memory() {
     commerce_analytics::store::EventStore::insert(&db.store, &events, "read-costs")
         .await
         .expect("insert");
-    let costs = ReadCosts::default();
-    let (status, body) = {
-        let _capture =
-            tracing::subscriber::set_default(tracing_subscriber::layer::SubscriberExt::with(
-                tracing_subscriber::registry(),
-                costs.clone(),
-            ));
-        get(
-            &api,
-            "/analytics/metrics?metric=sessions&period=7d",
-            READ_KEY,
-        )
-        .await
-    };
+    let (costs, (status, body)) = ReadCosts::capture(get(
+        &api,
+        "/analytics/metrics?metric=sessions&period=7d",
+        READ_KEY,
+    ))
+    .await;
     assert_eq!((status, body["total"].as_i64()), (200, Some(4)), "{body}");
-    let costs = costs.0.lock().expect("lock").clone();
     let sessions: Vec<&ReadCost> = costs.iter().filter(|c| c.read == "sessions").collect();
     assert_eq!(sessions.len(), 1, "one read of sessions: {costs:?}");
     assert!(
@@ -1717,9 +1708,43 @@ struct ReadCost {
     rows_read: u64,
 }
 
-/// Keeps every read-cost event it sees.
-#[derive(Debug, Clone, Default)]
-struct ReadCosts(std::sync::Arc<std::sync::Mutex<Vec<ReadCost>>>);
+/// The read-cost events emitted on this thread while [`ReadCosts::capture`] awaits its future.
+///
+/// Why one process-wide subscriber and not `tracing::subscriber::set_default` in the test: with a
+/// scoped subscriber as the process's only dispatcher, tracing-core decides the interest of a callsite
+/// that another test's thread registers for the first time from *that* thread's default (none), so
+/// when another test was first to log a read cost while this one captured, the callsite stayed
+/// disabled and the capture saw nothing (CI, stop 36). A global subscriber is every thread's default,
+/// and it hands each event to the capture of the thread that emitted it (a `#[tokio::test]` runs its
+/// future, and what it spawns, on the test's own thread).
+#[derive(Debug, Clone, Copy)]
+struct ReadCosts;
+
+thread_local! {
+    static CAPTURED: std::cell::RefCell<Option<Vec<ReadCost>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl ReadCosts {
+    async fn capture<T>(read: impl std::future::Future<Output = T>) -> (Vec<ReadCost>, T) {
+        static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        INSTALLED.get_or_init(|| {
+            use tracing_subscriber::layer::SubscriberExt;
+            let only_costs = tracing_subscriber::filter::Targets::new().with_target(
+                commerce_analytics::store::READ_COST,
+                tracing::level_filters::LevelFilter::DEBUG,
+            );
+            let subscriber = tracing_subscriber::registry().with(
+                tracing_subscriber::Layer::with_filter(ReadCosts, only_costs),
+            );
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the integration tests");
+        });
+        CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+        let out = read.await;
+        let costs = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+        (costs, out)
+    }
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReadCosts {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
@@ -1742,7 +1767,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReadCosts {
         if event.metadata().target() == commerce_analytics::store::READ_COST {
             let mut cost = ReadCost::default();
             event.record(&mut Fields(&mut cost));
-            self.0.lock().expect("lock").push(cost);
+            CAPTURED.with(|c| {
+                if let Some(costs) = c.borrow_mut().as_mut() {
+                    costs.push(cost);
+                }
+            });
         }
     }
 }
