@@ -26,7 +26,7 @@
 
 use serde::Deserialize;
 
-use super::sessions::whole_hours_of;
+use super::sessions::{FirstPairs, first_pairs, whole_hours_of};
 use super::{Binds, IN_CURRENCY, STORE_AND_BOTS, Sql, base_filter, ranked};
 use crate::error::StoreError;
 use crate::query::attribution::{
@@ -34,7 +34,7 @@ use crate::query::attribution::{
 };
 use crate::store::clickhouse::ClickHouseStore;
 use crate::store::clickhouse::migrations::{
-    FIRST_CAMPAIGN, FIRST_REFERRER, FIRST_SOURCE, NO_VIEW, SessionFirst,
+    FIRST_CAMPAIGN, FIRST_REFERRER, FIRST_SOURCE, SessionFirst,
 };
 
 /// `timestamp` within `[touches' start, period's end)`.
@@ -169,23 +169,18 @@ fn rollup_hours(q: &AttributionQuery) -> Option<(i64, i64)> {
 /// report is not by medium).
 pub(super) fn sessions_from_rollup_sql(q: &AttributionQuery, hours: (i64, i64)) -> Sql {
     const FIRSTS: [SessionFirst; 3] = [FIRST_SOURCE, FIRST_REFERRER, FIRST_CAMPAIGN];
-    let (mut pairs, mut raw_pairs, mut firsts) = (String::new(), String::new(), String::new());
-    for (i, f) in FIRSTS.iter().enumerate() {
-        pairs.push_str(&format!(", {0}.at AS t{i}, {0}.value AS v{i}", f.column));
-        raw_pairs.push_str(&format!(
-            ", if({p}, timestamp, {NO_VIEW}) AS t{i}, if({p}, {raw}, '') AS v{i}",
-            p = f.present,
-            raw = f.raw
-        ));
-        firsts.push_str(&format!(", argMin(r.v{i}, r.t{i}) AS f{i}"));
-    }
+    let FirstPairs {
+        rollup: pairs,
+        events: raw_pairs,
+        firsts,
+    } = first_pairs(&FIRSTS);
     Sql {
         text: format!(
             "SELECT session_id, start, {} AS source, '' AS medium, f2 AS campaign, f1 AS ref_domain, \
                aid, cid \
              FROM ( \
                SELECT any(p.session_id) AS session_id, \
-                 toInt64(toUnixTimestamp64Milli(min(r.at))) AS start{firsts}, \
+                 toInt64(toUnixTimestamp64Milli(min(r.at))) AS start, {firsts}, \
                  any(p.aid) AS aid, any(p.cid) AS cid \
                FROM ( \
                  SELECT session_hash AS sh, start AS at{pairs} FROM commerce_sessions \

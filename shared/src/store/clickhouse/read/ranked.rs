@@ -118,19 +118,12 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             | Ranked::Referrers
     );
     let rollup = rollup_hours(&q.range, q.include_bots, &q.filters).filter(|_| by_session);
-    let sessions = |firsts: &[SessionFirst], key: &str, pages: bool| {
-        let per_session = per_session(
-            PerSession {
-                firsts,
-                key,
-                pages,
-                // Sessions without the value are left out (`skip_empty`); traffic sources' are `direct`.
-                holders_only: !pages && key == "f0",
-            },
-            &q.filters,
-            rollup.is_some(),
-            true,
-        );
+    // Each metric's arm says which sessions it groups: campaigns only those that hold one (the others are
+    // left out anyway, `skip_empty`); traffic sources every one (those without source or referrer are
+    // `direct`); landing pages and referrers every one of their rows, as their bounces need every page.
+    let sessions = |read: PerSession<'_>| {
+        let pages = read.pages;
+        let per_session = per_session(read, &q.filters, rollup.is_some(), true);
         let d = if pages {
             "toInt64(countIf(viewed AND first_page = last_page))"
         } else {
@@ -159,8 +152,13 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
         Ranked::TrafficSources => {
             // Sessions by their unnamed source first (a few hundred distinct values), then named and
             // added up: the naming's regular expressions run per domain, not per session.
-            let by_raw = sessions(&SOURCE_FIRSTS, SOURCE_UNNAMED, false)
-                .replace(" ORDER BY a DESC, key LIMIT {limit:UInt32}", "");
+            let by_raw = sessions(PerSession {
+                firsts: &SOURCE_FIRSTS,
+                key: SOURCE_UNNAMED,
+                pages: false,
+                holders_only: false,
+            })
+            .replace(" ORDER BY a DESC, key LIMIT {limit:UInt32}", "");
             format!(
                 "SELECT if(startsWith(raw, 'r:'), {}, substring(raw, 3)) AS key, \
                  toInt64(sum(a)) AS a, toInt64(sum(b)) AS b, toInt64(sum(c)) AS c, toInt64(sum(d)) AS d \
@@ -169,9 +167,24 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
                 site_name("substring(raw, 3)")
             )
         }
-        Ranked::CampaignPerformance => sessions(&[FIRST_CAMPAIGN], "f0", false),
-        Ranked::LandingPages => sessions(&[FIRST_PAGE], "f0", true),
-        Ranked::Referrers => sessions(&[FIRST_REFERRER], "f0", true),
+        Ranked::CampaignPerformance => sessions(PerSession {
+            firsts: &[FIRST_CAMPAIGN],
+            key: "f0",
+            pages: false,
+            holders_only: true,
+        }),
+        Ranked::LandingPages => sessions(PerSession {
+            firsts: &[FIRST_PAGE],
+            key: "f0",
+            pages: true,
+            holders_only: false,
+        }),
+        Ranked::Referrers => sessions(PerSession {
+            firsts: &[FIRST_REFERRER],
+            key: "f0",
+            pages: true,
+            holders_only: false,
+        }),
         Ranked::NewVsReturning => format!(
             "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \
                toInt64(uniqExact(o.cust)) AS a, toInt64(count()) AS b, toInt64(sum(o.amt)) AS c, toInt64(0) AS d \

@@ -116,17 +116,11 @@ pub(super) fn per_session(
             base_filter(filters)
         );
     }
-    let (mut firsts, mut from_rollup, mut from_edges) =
-        (String::new(), String::new(), String::new());
-    for (i, f) in what.firsts.iter().enumerate() {
-        firsts.push_str(&format!("argMin(v{i}, t{i}) AS f{i}, "));
-        from_rollup.push_str(&format!(", {0}.at AS t{i}, {0}.value AS v{i}", f.column));
-        from_edges.push_str(&format!(
-            ", if({p}, timestamp, {NO_VIEW}) AS t{i}, if({p}, {raw}, '') AS v{i}",
-            p = f.present,
-            raw = f.raw
-        ));
-    }
+    let FirstPairs {
+        rollup: mut from_rollup,
+        events: mut from_edges,
+        firsts,
+    } = first_pairs(what.firsts);
     let pages = if what.pages {
         from_rollup.push_str(", page_min AS pmin, page_max AS pmax");
         from_edges.push_str(&format!(
@@ -137,7 +131,7 @@ pub(super) fn per_session(
         ""
     };
     format!(
-        "SELECT sh, {firsts}{key} AS key{pages} FROM ( \
+        "SELECT sh, {firsts}, {key} AS key{pages} FROM ( \
            SELECT session_hash AS sh{from_rollup} FROM commerce_sessions WHERE {}{holders_rows} \
            UNION ALL \
            SELECT cityHash64(session_id) AS sh{from_edges} FROM commerce_events WHERE {}{holders_events}) \
@@ -145,6 +139,44 @@ pub(super) fn per_session(
         session_rollup_rows(filters),
         session_rollup_edges(filters)
     )
+}
+
+/// The columns that carry each of some [`SessionFirst`]s through a union of the session rollup's rows and
+/// the raw events, and the session's value of each after grouping.
+pub(super) struct FirstPairs {
+    /// `, t{i}, v{i}` for each (leading comma): the rollup row's earliest pair (time and value).
+    pub rollup: String,
+    /// The same columns from one raw event: its time and value when it holds the value, else
+    /// `NO_VIEW` and `''`, which no held value's pair precedes.
+    pub events: String,
+    /// `f{i}` = the value of the earliest pair, for each, joined by `, ` (aggregates over the union).
+    pub firsts: String,
+}
+
+/// [`FirstPairs`] for `firsts`, numbered in their order.
+pub(super) fn first_pairs(firsts: &[SessionFirst]) -> FirstPairs {
+    let mut pairs = FirstPairs {
+        rollup: String::new(),
+        events: String::new(),
+        firsts: String::new(),
+    };
+    for (i, f) in firsts.iter().enumerate() {
+        pairs
+            .rollup
+            .push_str(&format!(", {0}.at AS t{i}, {0}.value AS v{i}", f.column));
+        pairs.events.push_str(&format!(
+            ", if({p}, timestamp, {NO_VIEW}) AS t{i}, if({p}, {raw}, '') AS v{i}",
+            p = f.present,
+            raw = f.raw
+        ));
+        if i > 0 {
+            pairs.firsts.push_str(", ");
+        }
+        pairs
+            .firsts
+            .push_str(&format!("argMin(v{i}, t{i}) AS f{i}"));
+    }
+    pairs
 }
 
 #[cfg(test)]
