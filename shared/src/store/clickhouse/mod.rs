@@ -1,7 +1,8 @@
 //! ClickHouse adapter: the only place that knows ClickHouse SQL and row layouts.
 //!
-//! Inserts use the official `clickhouse` crate (RowBinary, schema validated against the table), one
-//! `INSERT` per batch, always finished with `end()`. Exactly-once storage of events rests on three layers:
+//! Inserts use the official `clickhouse` crate, one `INSERT` per batch, always finished with `end()`;
+//! events go as one Native block ([`row::events_block`], checked by the server against the table's
+//! columns), other rows as RowBinary (schema validated against the table). Exactly-once storage of events rests on three layers:
 //! 1. within a batch, repeated `(store_id, id)` pairs are dropped (first one kept);
 //! 2. before each insert, the ids of its rows already stored are looked up and dropped (`id` bloom-filter
 //!    index, timestamps bounded to [`DEDUP_HORIZON`] around the rows), so a resent event never adds a
@@ -339,19 +340,16 @@ impl ClickHouseStore {
         if rows.is_empty() {
             return Ok(());
         }
+        let rows: Vec<EventRow<'_>> = rows.iter().map(|e| EventRow::from_event(e)).collect();
         let mut insert = self
             .client
-            .insert::<EventRow>(table)
-            .await
-            .map_err(classify)?
+            .insert_formatted_with(format!("INSERT INTO {table} FORMAT Native"))
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
             .with_setting("insert_deduplication_token", dedup_token);
-        for e in rows {
-            insert
-                .write(&EventRow::from_event(e))
-                .await
-                .map_err(classify)?;
-        }
+        insert
+            .send(row::events_block(&rows))
+            .await
+            .map_err(classify)?;
         insert.end().await.map_err(classify)
     }
 

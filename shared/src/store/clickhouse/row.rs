@@ -1,5 +1,14 @@
-//! Row layout of `commerce_events` for RowBinary inserts. Column order and types must match
-//! [`super::migrations`]; the client validates them against the live table before the first insert.
+//! Row layout of `commerce_events`, and the columnar block ([`events_block`]) every insert of events
+//! sends in ClickHouse's Native format.
+//!
+//! Why Native and not RowBinary: the server decodes a Native block column by column, a RowBinary body
+//! value by value. Measured on this project's server (chdb 26.9, 2 cores; the same 3,000,011 demo events
+//! over HTTP in 13 month-sized inserts, alternating, two runs each): **6.1–6.7 s of server CPU against
+//! 13.0–16.8 s** for RowBinary, whatever the `LowCardinality` columns are sent as (the block sends them as
+//! `String`, which the server converts as it does RowBinary's). The server checks the block's columns
+//! by name and type against the table (`input_format_native_allow_types_conversion`), so a column of
+//! the wrong name or an incompatible type fails the insert; the integration tests read every column back,
+//! and a unit test decodes the block's header.
 
 use clickhouse::Row;
 use serde::Serialize;
@@ -45,6 +54,117 @@ pub struct EventRow<'a> {
     pub device: &'static str,
     pub browser: String,
     pub os: String,
+}
+
+/// One Native block of `rows`: a column of `commerce_events` per field of [`EventRow`], each as its
+/// name, its type and its values (strings as length and bytes, numbers little-endian, a nullable
+/// column's null map before its values), in one buffer sent as one request body.
+///
+/// Encoded here rather than with the client crate's block writer: that writer hands the body to the
+/// HTTP connection in many small pieces, and a 100,000-row insert cost the loader more in thread
+/// switches than the server saved (3M demo events: 63 s against 34 s for RowBinary, 28 s of system CPU).
+pub fn events_block(rows: &[EventRow<'_>]) -> bytes::Bytes {
+    let mut out = bytes::BytesMut::with_capacity(rows.len() * 400 + 4096);
+    varuint(&mut out, 30);
+    varuint(&mut out, rows.len() as u64);
+    strings(&mut out, rows, "store_id", |r| r.store_id);
+    strings(&mut out, rows, "id", |r| r.id);
+    strings(&mut out, rows, "type", |r| r.event_type);
+    for (name, at) in [
+        (
+            "timestamp",
+            (|r| r.timestamp) as fn(&EventRow<'_>) -> OffsetDateTime,
+        ),
+        ("received_at", |r| r.received_at),
+    ] {
+        header(&mut out, name, MILLIS);
+        for r in rows {
+            out.extend_from_slice(&millis(at(r)).to_le_bytes());
+        }
+    }
+    header(&mut out, "client_timestamp", &format!("Nullable({MILLIS})"));
+    for r in rows {
+        out.extend_from_slice(&[u8::from(r.client_timestamp.is_none())]);
+    }
+    for r in rows {
+        out.extend_from_slice(&r.client_timestamp.map_or(0, millis).to_le_bytes());
+    }
+    strings(&mut out, rows, "session_id", |r| r.session_id);
+    strings(&mut out, rows, "customer_id", |r| r.customer_id);
+    strings(&mut out, rows, "anonymous_id", |r| r.anonymous_id);
+    strings(&mut out, rows, "properties", |r| r.properties.as_str());
+    strings(&mut out, rows, "ip", |r| r.ip);
+    strings(&mut out, rows, "user_agent", |r| r.user_agent);
+    strings(&mut out, rows, "referrer", |r| r.referrer);
+    strings(&mut out, rows, "country", |r| r.country);
+    strings(&mut out, rows, "page_url", |r| r.page_url);
+    strings(&mut out, rows, "page_path", |r| r.page_path);
+    strings(&mut out, rows, "utm_source", |r| r.utm_source);
+    strings(&mut out, rows, "utm_medium", |r| r.utm_medium);
+    strings(&mut out, rows, "utm_campaign", |r| r.utm_campaign);
+    strings(&mut out, rows, "utm_term", |r| r.utm_term);
+    strings(&mut out, rows, "utm_content", |r| r.utm_content);
+    strings(&mut out, rows, "order_id", |r| r.order_id);
+    strings(&mut out, rows, "product_id", |r| r.product_id);
+    header(&mut out, "amount", "Int64");
+    for r in rows {
+        out.extend_from_slice(&r.amount.to_le_bytes());
+    }
+    strings(&mut out, rows, "currency", |r| r.currency);
+    header(&mut out, "quantity", "Int64");
+    for r in rows {
+        out.extend_from_slice(&r.quantity.to_le_bytes());
+    }
+    header(&mut out, "is_bot", "Bool");
+    for r in rows {
+        out.extend_from_slice(&[u8::from(r.is_bot)]);
+    }
+    strings(&mut out, rows, "device", |r| r.device);
+    strings(&mut out, rows, "browser", |r| r.browser.as_str());
+    strings(&mut out, rows, "os", |r| r.os.as_str());
+    out.freeze()
+}
+
+/// A `String` column: `value` of every row.
+fn strings<'r>(
+    out: &mut bytes::BytesMut,
+    rows: &[EventRow<'r>],
+    name: &str,
+    value: impl for<'x> Fn(&'x EventRow<'r>) -> &'x str,
+) {
+    header(out, name, "String");
+    for r in rows {
+        string(out, value(r));
+    }
+}
+
+/// The type of `timestamp`, `received_at` and `client_timestamp`.
+const MILLIS: &str = "DateTime64(3, 'UTC')";
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn varuint(out: &mut bytes::BytesMut, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.extend_from_slice(&[byte]);
+            return;
+        }
+        out.extend_from_slice(&[byte | 0x80]);
+    }
+}
+
+fn string(out: &mut bytes::BytesMut, s: &str) {
+    varuint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn header(out: &mut bytes::BytesMut, name: &str, data_type: &str) {
+    string(out, name);
+    string(out, data_type);
 }
 
 impl<'a> EventRow<'a> {
@@ -119,5 +239,120 @@ impl<'a> RejectRow<'a> {
             reason: &r.reason,
             raw: &r.raw,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{RequestMeta, Validator};
+
+    /// Reads a Native block back: per column its name, type and values as text (fixed-width values as
+    /// their little-endian integer, a null as `NULL`), failing on anything left over or missing.
+    fn decode(mut b: &[u8]) -> Vec<(String, String, Vec<String>)> {
+        fn varuint(b: &mut &[u8]) -> u64 {
+            let (mut n, mut shift) = (0u64, 0);
+            loop {
+                let byte = b[0];
+                *b = &b[1..];
+                n |= u64::from(byte & 0x7f) << shift;
+                if byte < 0x80 {
+                    return n;
+                }
+                shift += 7;
+            }
+        }
+        fn string(b: &mut &[u8]) -> String {
+            let len = varuint(b) as usize;
+            let s = String::from_utf8(b[..len].to_vec()).expect("utf-8");
+            *b = &b[len..];
+            s
+        }
+        fn fixed(b: &mut &[u8], width: usize) -> String {
+            let mut le = [0u8; 8];
+            le[..width].copy_from_slice(&b[..width]);
+            *b = &b[width..];
+            i64::from_le_bytes(le).to_string()
+        }
+        let (columns, rows) = (varuint(&mut b), varuint(&mut b) as usize);
+        let mut out = Vec::new();
+        for _ in 0..columns {
+            let (name, ty) = (string(&mut b), string(&mut b));
+            let values: Vec<String> = match ty.as_str() {
+                "String" => (0..rows).map(|_| string(&mut b)).collect(),
+                "Bool" => (0..rows).map(|_| fixed(&mut b, 1)).collect(),
+                "Int64" | MILLIS => (0..rows).map(|_| fixed(&mut b, 8)).collect(),
+                t if t == format!("Nullable({MILLIS})") => {
+                    let nulls: Vec<String> = (0..rows).map(|_| fixed(&mut b, 1)).collect();
+                    nulls
+                        .iter()
+                        .map(|null| {
+                            let v = fixed(&mut b, 8);
+                            if null == "1" { "NULL".into() } else { v }
+                        })
+                        .collect()
+                }
+                other => panic!("unexpected type {other}"),
+            };
+            out.push((name, ty, values));
+        }
+        assert!(b.is_empty(), "{} bytes after the last column", b.len());
+        out
+    }
+
+    #[test]
+    fn the_native_block_holds_every_field_of_the_row_as_a_column_with_its_values() {
+        let v = Validator {
+            limits: Default::default(),
+            retention_days: 365,
+            anonymize_ip: false,
+        };
+        let now = time::macros::datetime!(2026-03-01 12:00 UTC);
+        let wire = [
+            serde_json::json!({"type": "order.completed", "timestamp": "2026-03-01T11:59:58.123Z",
+                "sessionId": "s1", "properties": {"orderId": "o1", "total": 1999, "currency": "EUR"},
+                "context": {"userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+                            "campaign": {"source": "google"}}}),
+            serde_json::json!({"type": "page.viewed", "anonymousId": "a-é"}),
+        ];
+        let events: Vec<_> = wire
+            .into_iter()
+            .map(|w| {
+                v.validate(w, "shop", &RequestMeta::default(), now)
+                    .expect("valid")
+            })
+            .collect();
+        let rows: Vec<EventRow<'_>> = events.iter().map(EventRow::from_event).collect();
+        let block = decode(&events_block(&rows));
+        // The columns are the row's fields, in order (what RowBinary sent, and what the table has).
+        let fields: Vec<String> = rows
+            .iter()
+            .map(|r| serde_json::to_value(r).expect("row"))
+            .next()
+            .and_then(|r| r.as_object().map(|o| o.keys().cloned().collect()))
+            .expect("fields");
+        let names: Vec<&String> = block.iter().map(|(n, _, _)| n).collect();
+        assert_eq!(names, fields.iter().collect::<Vec<_>>());
+        let column = |name: &str| {
+            block
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, _, v)| v.clone())
+                .expect(name)
+        };
+        assert_eq!(column("store_id"), ["shop", "shop"]);
+        assert_eq!(column("type"), ["order.completed", "page.viewed"]);
+        assert_eq!(column("anonymous_id")[1], "a-é");
+        assert_eq!(column("amount")[0], "1999");
+        assert_eq!(column("currency"), ["EUR", ""]);
+        assert_eq!(column("utm_source")[0], "google");
+        assert_eq!(column("device")[0], "mobile");
+        assert_eq!(column("is_bot"), ["0", "0"]);
+        assert_eq!(column("timestamp")[0], "1772366398123");
+        assert_eq!(column("client_timestamp"), ["1772366398123", "NULL"]);
+        assert_eq!(
+            column("received_at")[1],
+            (now.unix_timestamp() * 1000).to_string()
+        );
     }
 }
