@@ -106,15 +106,9 @@ pub fn events_block(rows: &[EventRow<'_>]) -> bytes::Bytes {
     strings(&mut out, rows, "utm_content", |r| r.utm_content);
     strings(&mut out, rows, "order_id", |r| r.order_id);
     strings(&mut out, rows, "product_id", |r| r.product_id);
-    header(&mut out, "amount", "Int64");
-    for r in rows {
-        out.extend_from_slice(&r.amount.to_le_bytes());
-    }
+    int64s(&mut out, rows, "amount", |r| r.amount);
     strings(&mut out, rows, "currency", |r| r.currency);
-    header(&mut out, "quantity", "Int64");
-    for r in rows {
-        out.extend_from_slice(&r.quantity.to_le_bytes());
-    }
+    int64s(&mut out, rows, "quantity", |r| r.quantity);
     header(&mut out, "is_bot", "Bool");
     for r in rows {
         out.extend_from_slice(&[u8::from(r.is_bot)]);
@@ -135,6 +129,19 @@ fn strings<'r>(
     header(out, name, "String");
     for r in rows {
         string(out, value(r));
+    }
+}
+
+/// An `Int64` column: `value` of every row.
+fn int64s(
+    out: &mut bytes::BytesMut,
+    rows: &[EventRow<'_>],
+    name: &str,
+    value: impl Fn(&EventRow<'_>) -> i64,
+) {
+    header(out, name, "Int64");
+    for r in rows {
+        out.extend_from_slice(&value(r).to_le_bytes());
     }
 }
 
