@@ -3,7 +3,12 @@
 //! - `alert_rules`: `ReplacingMergeTree(version)` per (store, id), read with `FINAL` (as dashboards);
 //! - `alert_claims`: every claim of a (rule, slot); the winner is the earliest (`claimed_at`, set by the
 //!   server, then the claimer's id). A claimer inserts, then reads the slot's claims: only the winner goes
-//!   on. Two claims racing within the same instant still agree on one winner once both are visible;
+//!   on. Two claims racing within the same instant still agree on one winner once both are visible.
+//!   Known race (a full test run of 2026-12-06 caught it once in `alerts::rules_fire_once…`: one rule
+//!   evaluated by both of two simultaneous runs): a claimer whose read comes before the other's insert
+//!   is visible, while that insert's server-set `claimed_at` is the earlier one, wins as well. Planned
+//!   fix: insert claims with an `insert_deduplication_token` naming (store, rule, slot) on a table with a
+//!   deduplication window, so the second claim is dropped at commit and both read one row;
 //! - `alert_log`, `alert_deliveries`: append-only, 90 days.
 
 use async_trait::async_trait;
