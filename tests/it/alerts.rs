@@ -497,6 +497,38 @@ async fn rules_fire_once_resolve_once_and_are_delivered_signed_to_safe_urls_only
 }
 
 #[tokio::test]
+async fn of_many_simultaneous_claims_of_a_slot_exactly_one_wins_and_a_claimer_asking_again_keeps_its_answer()
+ {
+    use futures_util::future::join_all;
+    let db = TestDb::new("alert_claims").await;
+    for slot in 0..5_i64 {
+        let claimers: Vec<String> = (0..12).map(|i| format!("runner-{slot}-{i}")).collect();
+        let won = join_all(
+            claimers
+                .iter()
+                .map(|c| db.store.claim_slot("shop-a", "rule-1", slot, c)),
+        )
+        .await;
+        let winners: Vec<&String> = claimers
+            .iter()
+            .zip(&won)
+            .filter(|(_, w)| *w.as_ref().expect("claim"))
+            .map(|(c, _)| c)
+            .collect();
+        assert_eq!(winners.len(), 1, "slot {slot}: winners {winners:?}");
+        for (c, w) in claimers.iter().zip(&won) {
+            let again = db
+                .store
+                .claim_slot("shop-a", "rule-1", slot, c)
+                .await
+                .expect("claim again");
+            assert_eq!(again, *w.as_ref().expect("claim"), "{c} asking again");
+        }
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn the_guards_stay_silent_on_30_days_of_normal_demo_traffic() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use futures_util::StreamExt;

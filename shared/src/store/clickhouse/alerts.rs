@@ -3,12 +3,12 @@
 //! - `alert_rules`: `ReplacingMergeTree(version)` per (store, id), read with `FINAL` (as dashboards);
 //! - `alert_claims`: every claim of a (rule, slot); the winner is the earliest (`claimed_at`, set by the
 //!   server, then the claimer's id). A claimer inserts, then reads the slot's claims: only the winner goes
-//!   on. Two claims racing within the same instant still agree on one winner once both are visible.
-//!   Known race (a full test run of 2026-12-06 caught it once in `alerts::rules_fire_once…`: one rule
-//!   evaluated by both of two simultaneous runs): a claimer whose read comes before the other's insert
-//!   is visible, while that insert's server-set `claimed_at` is the earlier one, wins as well. Planned
-//!   fix: insert claims with an `insert_deduplication_token` naming (store, rule, slot) on a table with a
-//!   deduplication window, so the second claim is dropped at commit and both read one row;
+//!   on. Since v18 each claim is inserted with an `insert_deduplication_token` naming its (store, rule,
+//!   slot), and the table keeps a deduplication window: the server drops every claim of a slot after the
+//!   first one to commit, so all claimers read that one claim and agree on its claimer. Before, the
+//!   winner was the earliest server-set `claimed_at` among the claims visible to the reader, and a
+//!   claimer that read before a rival's earlier-timed insert was visible won as well (a full test run
+//!   of 2026-12-06 caught two simultaneous runs both evaluating one rule);
 //! - `alert_log`, `alert_deliveries`: append-only, 90 days.
 
 use async_trait::async_trait;
@@ -212,16 +212,25 @@ impl AlertStore for ClickHouseStore {
         slot: i64,
         claimer: &str,
     ) -> Result<bool, StoreError> {
-        self.insert_row(
-            "alert_claims",
-            &ClaimRow {
+        let mut insert = self
+            .client()
+            .insert::<ClaimRow>("alert_claims")
+            .await
+            .map_err(classify)?
+            .with_setting(
+                "insert_deduplication_token",
+                format!("claim\u{1f}{store_id}\u{1f}{rule_id}\u{1f}{slot}"),
+            );
+        insert
+            .write(&ClaimRow {
                 store_id: store_id.to_owned(),
                 rule_id: rule_id.to_owned(),
                 slot,
                 claimer: claimer.to_owned(),
-            },
-        )
-        .await?;
+            })
+            .await
+            .map_err(classify)?;
+        insert.end().await.map_err(classify)?;
         let winner: String = self
             .rule_query(
                 "SELECT argMin(claimer, (claimed_at, claimer)) FROM alert_claims \

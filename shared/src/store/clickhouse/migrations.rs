@@ -563,6 +563,16 @@ TTL toDateTime(day) + INTERVAL {retention_days} DAY
             "INSERT INTO {db}.commerce_sessions {sessions_rollup} FROM {db}.commerce_events {sessions_rollup_group}",
         ],
     },
+    Migration {
+        version: 18,
+        name: "one claim per alert slot",
+        statements: &[
+            // A claim carries a deduplication token naming its (store, rule, slot): the second claim of a
+            // slot is dropped when it commits, so every claimer reads the same single claim (see
+            // `alerts.rs`). A replicated table deduplicates by its own window already.
+            "ALTER TABLE {db}.alert_claims MODIFY SETTING non_replicated_deduplication_window = 1000",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in
