@@ -212,25 +212,17 @@ impl AlertStore for ClickHouseStore {
         slot: i64,
         claimer: &str,
     ) -> Result<bool, StoreError> {
-        let mut insert = self
-            .client()
-            .insert::<ClaimRow>("alert_claims")
-            .await
-            .map_err(classify)?
-            .with_setting(
-                "insert_deduplication_token",
-                format!("claim\u{1f}{store_id}\u{1f}{rule_id}\u{1f}{slot}"),
-            );
-        insert
-            .write(&ClaimRow {
+        self.insert_row_once(
+            "alert_claims",
+            &ClaimRow {
                 store_id: store_id.to_owned(),
                 rule_id: rule_id.to_owned(),
                 slot,
                 claimer: claimer.to_owned(),
-            })
-            .await
-            .map_err(classify)?;
-        insert.end().await.map_err(classify)?;
+            },
+            &format!("claim\u{1f}{store_id}\u{1f}{rule_id}\u{1f}{slot}"),
+        )
+        .await?;
         let winner: String = self
             .rule_query(
                 "SELECT argMin(claimer, (claimed_at, claimer)) FROM alert_claims \

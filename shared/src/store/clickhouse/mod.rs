@@ -519,7 +519,38 @@ impl ClickHouseStore {
         T: clickhouse::Row + serde::Serialize,
         for<'a> T: clickhouse::RowWrite<Value<'a> = T>,
     {
+        self.insert_one(table, row, None).await
+    }
+
+    /// [`Self::insert_row`] with an `insert_deduplication_token`: into a table that keeps a
+    /// deduplication window, every insert of the same `token` after the first to commit is dropped.
+    pub(crate) async fn insert_row_once<T>(
+        &self,
+        table: &str,
+        row: &T,
+        token: &str,
+    ) -> Result<(), StoreError>
+    where
+        T: clickhouse::Row + serde::Serialize,
+        for<'a> T: clickhouse::RowWrite<Value<'a> = T>,
+    {
+        self.insert_one(table, row, Some(token)).await
+    }
+
+    async fn insert_one<T>(
+        &self,
+        table: &str,
+        row: &T,
+        token: Option<&str>,
+    ) -> Result<(), StoreError>
+    where
+        T: clickhouse::Row + serde::Serialize,
+        for<'a> T: clickhouse::RowWrite<Value<'a> = T>,
+    {
         let mut insert = self.client().insert::<T>(table).await.map_err(classify)?;
+        if let Some(token) = token {
+            insert = insert.with_setting("insert_deduplication_token", token);
+        }
         insert.write(row).await.map_err(classify)?;
         insert.end().await.map_err(classify)
     }
