@@ -84,10 +84,11 @@ pub async fn load(
     let started = Instant::now();
     let progress = Progress::new(cfg.events as u64, "events");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Event>, StoreError>>(1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<Event>>();
     let producer = {
         let validator = validator.clone();
         let store_id = store_id.to_owned();
-        std::thread::spawn(move || generate(cfg, &validator, &store_id, &tx))
+        std::thread::spawn(move || generate(cfg, &validator, &store_id, &tx, &done_rx))
     };
     let mut summary = LoadSummary {
         events: 0,
@@ -99,14 +100,18 @@ pub async fn load(
     let mut failed = None;
     while let Some(batch) = rx.recv().await {
         let stored = match (batch, &staged) {
-            (Ok(batch), Some(staged)) => staged
-                .insert(&batch, &dedup_token(&batch))
-                .await
-                .map(|()| batch.len()),
-            (Ok(batch), None) => store
-                .insert_new(&batch, &dedup_token(&batch))
-                .await
-                .map(|()| batch.len()),
+            (Ok(batch), staged) => {
+                let token = dedup_token(&batch);
+                let stored = match staged {
+                    Some(staged) => staged.insert(&batch, &token).await,
+                    None => store.insert_new(&batch, &token).await,
+                };
+                let n = batch.len();
+                // Back to the producer, whose thread allocated every event (see `generate`); gone if
+                // the producer has ended, and then dropped here.
+                let _ = done_tx.send(batch);
+                stored.map(|()| n)
+            }
             (Err(e), _) => Err(e),
         };
         match stored {
@@ -154,15 +159,22 @@ pub async fn load(
 /// written as a small part per month (13 parts of ~8,000 rows per insert over 360 days, in the events
 /// table and in every rollup), which the server then merges again and again. At most one batch per
 /// month is held (≈ 13 × 100,000 events over a year).
+///
+/// The inserted batches come back on `done` and are emptied here: an event freed on the thread that
+/// allocated it is a local free whose memory the next events reuse, where freeing it on the inserting
+/// thread made the allocator collect every block across threads and hand this thread fresh pages to
+/// zero (a quarter of the loader's CPU in a profile of 3M events).
 fn generate(
     cfg: DemoConfig,
     validator: &Validator,
     store_id: &str,
     tx: &tokio::sync::mpsc::Sender<Result<Vec<Event>, StoreError>>,
+    done: &std::sync::mpsc::Receiver<Vec<Event>>,
 ) {
     let now = time::OffsetDateTime::now_utc();
     let meta = RequestMeta::default();
     let mut months: BTreeMap<(i32, u8), Vec<Event>> = BTreeMap::new();
+    let mut spare: Vec<Vec<Event>> = Vec::new();
     for value in DemoGenerator::new(cfg) {
         let ev = match validator.validate(value, store_id, &meta, now) {
             Ok(ev) => ev,
@@ -179,10 +191,17 @@ fn generate(
             .or_insert_with(|| Vec::with_capacity(BULK_BATCH));
         batch.push(ev);
         if batch.len() == BULK_BATCH {
-            let full = std::mem::replace(batch, Vec::with_capacity(BULK_BATCH));
+            let next = spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(BULK_BATCH));
+            let full = std::mem::replace(batch, next);
             if tx.blocking_send(Ok(full)).is_err() {
                 return;
             }
+            spare.extend(done.try_iter().map(|mut inserted| {
+                inserted.clear();
+                inserted
+            }));
         }
     }
     for batch in months.into_values().filter(|b| !b.is_empty()) {
