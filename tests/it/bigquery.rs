@@ -1446,11 +1446,12 @@ async fn products_are_named_by_their_latest_view_before_the_period_ends_on_both_
     use commerce_analytics::query::ranked::{self, Ranked, RankedQuery};
 
     let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().expect("now");
-    let at = |hours_before: i64| {
-        time::OffsetDateTime::from_unix_timestamp(now.as_second() - hours_before * 3600)
+    let at_minutes = |minutes_before: i64| {
+        time::OffsetDateTime::from_unix_timestamp(now.as_second() - minutes_before * 60)
             .expect("time")
     };
-    let view = |store: &str, id: &str, product: &str, name: Option<&str>, hours_before: i64| {
+    let at = |hours_before: i64| at_minutes(hours_before * 60);
+    let view_at = |store: &str, id: &str, product: &str, name: Option<&str>, minutes_before| {
         let mut properties = serde_json::json!({ "productId": product });
         if let Some(n) = name {
             properties["productName"] = n.into();
@@ -1458,8 +1459,11 @@ async fn products_are_named_by_their_latest_view_before_the_period_ends_on_both_
         event_at(
             store,
             serde_json::json!({"id": id, "type": "product.viewed", "properties": properties}),
-            at(hours_before),
+            at_minutes(minutes_before),
         )
+    };
+    let view = |store: &str, id: &str, product: &str, name: Option<&str>, hours_before: i64| {
+        view_at(store, id, product, name, hours_before * 60)
     };
     let mut events = vec![
         // Renamed: the latest name before the end wins; one after the end does not count.
@@ -1471,13 +1475,17 @@ async fn products_are_named_by_their_latest_view_before_the_period_ends_on_both_
         // Renamed within the last day: found by the first step, the later name.
         view("shop-a", "v8", "p_fresh", Some("Yesterday's name"), 30),
         view("shop-a", "v9", "p_fresh", Some("Today's name"), 3),
+        // Renamed within the last hour: the later name; a later view without a name does not hide it.
+        view("shop-a", "v10", "p_hourly", Some("This morning's name"), 2),
+        view_at("shop-a", "v11", "p_hourly", Some("This hour's name"), 50),
+        view_at("shop-a", "v12", "p_hourly", None, 5),
         // Viewed without a name, or with an empty one: no name.
         view("shop-a", "v5", "p_unnamed", None, 24),
         view("shop-a", "v6", "p_unnamed", Some(""), 12),
         // Another store's name for the same id stays there.
         view("shop-b", "v7", "p_unnamed", Some("Other store's name"), 24),
     ];
-    for (i, p) in ["p_renamed", "p_old", "p_unnamed", "p_fresh"]
+    for (i, p) in ["p_renamed", "p_old", "p_unnamed", "p_fresh", "p_hourly"]
         .iter()
         .enumerate()
     {
@@ -1493,6 +1501,7 @@ async fn products_are_named_by_their_latest_view_before_the_period_ends_on_both_
         ("p_old", Some("Only old")),
         ("p_unnamed", None),
         ("p_fresh", Some("Today's name")),
+        ("p_hourly", Some("This hour's name")),
     ]
     .into_iter()
     .map(|(p, n)| (p.to_owned(), n.map(str::to_owned)))

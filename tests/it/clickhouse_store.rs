@@ -95,6 +95,88 @@ async fn migrations_are_idempotent_and_the_spec_query_runs_verbatim() {
 }
 
 #[tokio::test]
+async fn the_product_name_column_holds_what_its_default_computes_from_the_properties() {
+    // Every insert writes `product_name` itself; a row written without it (an older binary during a
+    // rolling deploy, or a part stored before migration v19, which ClickHouse reads and merges through
+    // the same default) gets it from `properties`. Both must agree, or the names lookup would depend on
+    // when a view was stored.
+    let db = TestDb::new("product_name").await;
+    let view = |id: &str, name: serde_json::Value| {
+        event(json!({"id": id, "type": "product.viewed",
+                     "properties": {"productId": "p1", "productName": name}}))
+    };
+    let mut batch = vec![
+        view("v1", json!("Classic Sneakers")),
+        view("v2", json!("Caf\u{e9} \"Cr\u{e8}me\" \\ 100% \u{1f45f}")),
+        view("v3", json!("")),
+        event(json!({"id": "v4", "type": "product.viewed", "properties": {"productId": "p1"}})),
+        event(json!({"id": "c1", "type": "cart.item_added",
+                     "properties": {"productId": "p1", "productName": "In a cart"}})),
+        event(json!({"id": "pv", "type": "page.viewed"})),
+    ];
+    // Extra properties are kept whatever their type: a number is no name, on both sides.
+    batch.push(event(json!({"id": "o1", "type": "order.completed",
+        "properties": {"orderId": "o1", "total": 1, "currency": "USD", "productName": 7}})));
+    db.store
+        .insert(&batch, &dedup_token(&batch))
+        .await
+        .expect("insert");
+    // The same rows again, written without `product_name`: the column's default computes it.
+    db.store
+        .client()
+        .query(&format!(
+            "INSERT INTO {db}.commerce_events (store_id, id, type, timestamp, received_at, properties, \
+             product_id) SELECT store_id, concat('old-', id), type, timestamp, received_at, properties, \
+             product_id FROM {db}.commerce_events",
+            db = db.name
+        ))
+        .execute()
+        .await
+        .expect("insert without product_name");
+    #[derive(Debug, clickhouse::Row, serde::Deserialize)]
+    struct Named {
+        id: String,
+        product_name: String,
+    }
+    let rows = db
+        .store
+        .client()
+        .query(&format!(
+            "SELECT id, product_name FROM {}.commerce_events ORDER BY id",
+            db.name
+        ))
+        .fetch_all::<Named>()
+        .await
+        .expect("names");
+    let named = |old: bool| -> Vec<(String, String)> {
+        rows.iter()
+            .filter(|r| r.id.starts_with("old-") == old)
+            .map(|r| {
+                (
+                    r.id.trim_start_matches("old-").to_owned(),
+                    r.product_name.clone(),
+                )
+            })
+            .collect()
+    };
+    let want: Vec<(String, String)> = [
+        ("c1", "In a cart"),
+        ("o1", ""),
+        ("pv", ""),
+        ("v1", "Classic Sneakers"),
+        ("v2", "Caf\u{e9} \"Cr\u{e8}me\" \\ 100% \u{1f45f}"),
+        ("v3", ""),
+        ("v4", ""),
+    ]
+    .into_iter()
+    .map(|(i, n)| (i.to_owned(), n.to_owned()))
+    .collect();
+    assert_eq!(named(false), want, "written by the row");
+    assert_eq!(named(true), want, "computed by the default");
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn changing_retention_days_updates_the_table_ttl() {
     let db = TestDb::new("ttl").await;
     let report = db.store.migrate(30).await.expect("migrate");

@@ -217,6 +217,8 @@ pub struct Event {
 pub struct Facts<'a> {
     pub order_id: &'a str,
     pub product_id: &'a str,
+    /// `productName` (product and cart events); empty when absent.
+    pub product_name: &'a str,
     /// Minor units: `total` (orders, checkouts), `amount` (payments, refunds), `price` (product and cart
     /// events); 0 when absent.
     pub amount: i64,
@@ -256,6 +258,7 @@ impl Event {
         Facts {
             order_id: s("orderId"),
             product_id: s("productId"),
+            product_name: s("productName"),
             amount,
             currency: s("currency"),
             quantity,

@@ -573,6 +573,21 @@ TTL toDateTime(day) + INTERVAL {retention_days} DAY
             "ALTER TABLE {db}.alert_claims MODIFY SETTING non_replicated_deduplication_window = 1000",
         ],
     },
+    Migration {
+        version: 19,
+        name: "product names as a column",
+        statements: &[
+            // Written by every insert ([`super::row::EventRow`]); for the parts stored before, ClickHouse
+            // computes the default from `properties` when it reads them, and writes it when it merges
+            // them, so no mutation rewrites the table. A string only, as the row writes it
+            // (`JSONExtractString` alone turns a number into its digits). The names lookup reads it instead of parsing
+            // `properties` (see `query/names.rs`).
+            "ALTER TABLE {db}.commerce_events ADD COLUMN IF NOT EXISTS product_name LowCardinality(String) \
+             DEFAULT if(JSONType(properties, 'productName') = 'String', \
+                        JSONExtractString(properties, 'productName'), '') \
+             COMMENT 'properties.productName when a string, else empty'",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in

@@ -1,6 +1,9 @@
 //! Product names ([`crate::query::names`]): the latest non-empty `productName` per product among the
-//! window's `product.viewed` events. The product filter (`IN`) reads the small `product_id` column first,
-//! so `properties` is parsed only for the requested products' views.
+//! window's `product.viewed` events, from the `product_name` column (migration v19), so no `properties`
+//! JSON is read or parsed. Measured on the 100M-event store (200 products, 10 looked up, the query
+//! alone, 5 runs each, alternating with the same read parsing `properties`): the last day 17–20 ms
+//! against 26–38 ms, the next 29 days 122–133 ms against 286–358 ms. The column costs 0.17 MiB per
+//! million events there (16.8 MiB for 100M, 0.5% of the events' bytes).
 
 use serde::Deserialize;
 
@@ -18,7 +21,7 @@ struct NameRow {
 pub(super) fn sql(q: &NamesQuery) -> Sql {
     Sql {
         text: "SELECT product_id, argMax(n, timestamp) AS name \
-               FROM (SELECT product_id, timestamp, JSONExtractString(properties, 'productName') AS n \
+               FROM (SELECT product_id, timestamp, product_name AS n \
                      FROM commerce_events \
                      WHERE store_id = {store:String} AND type = 'product.viewed' \
                        AND timestamp >= fromUnixTimestamp64Milli({from:Int64}) \
