@@ -3068,3 +3068,74 @@ async fn money_converts_into_a_reporting_currency_at_each_days_rate() {
     }
     f.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn reads_that_name_no_currency_follow_the_stores_main_currency_when_it_changes() {
+    // The API remembers the main currency a store's last read found and reads in it while the lookup
+    // confirms it; when the store's orders move to another currency the next answer must be in that one,
+    // on the metrics endpoint and on a dashboard alike.
+    use commerce_analytics::event::RequestMeta;
+    use commerce_analytics::store::EventStore;
+    let db = TestDb::new("main_currency").await;
+    let now = time::OffsetDateTime::now_utc();
+    let api = db.api(now);
+    let validator = Validator::from_config(&db.config);
+    let store = |orders: &[(&str, i64, &str)]| {
+        let events: Vec<_> = orders
+            .iter()
+            .map(|(id, total, currency)| {
+                validator
+                    .validate(
+                        serde_json::json!({"id": id, "type": "order.completed",
+                            "properties": {"orderId": id, "total": total, "currency": currency}}),
+                        "shop-a",
+                        &RequestMeta::default(),
+                        now - time::Duration::hours(1),
+                    )
+                    .expect("valid")
+            })
+            .collect();
+        let token = commerce_analytics::store::dedup_token(&events);
+        let db = &db;
+        async move { db.store.insert(&events, &token).await.expect("insert") }
+    };
+    // (what the currency is read as, revenue, orders)
+    let read = async |query: &str| {
+        let revenue = get_ok(
+            &api,
+            &format!("/analytics/metrics?metric=revenue&period=7d{query}"),
+        )
+        .await;
+        let orders = get_ok(
+            &api,
+            &format!("/analytics/metrics?metric=orders&period=7d{query}"),
+        )
+        .await;
+        let overview = get_ok(
+            &api,
+            &format!("/analytics/dashboards/overview?period=7d{query}"),
+        )
+        .await;
+        let widget_currency = overview["widgets"][0]["data"]["currency"].clone();
+        assert_eq!(
+            widget_currency, revenue["currency"],
+            "the dashboard reads as the metric does"
+        );
+        (
+            revenue["currency"].as_str().unwrap_or("none").to_owned(),
+            revenue["total"].as_i64(),
+            orders["total"].as_i64(),
+        )
+    };
+    store(&[("o1", 1_000, "EUR"), ("o2", 2_000, "EUR")]).await;
+    assert_eq!(read("").await, ("EUR".to_owned(), Some(3_000), Some(2)));
+    assert_eq!(read("").await, ("EUR".to_owned(), Some(3_000), Some(2)));
+    store(&[("o3", 500, "JPY"), ("o4", 500, "JPY"), ("o5", 500, "JPY")]).await;
+    assert_eq!(read("").await, ("JPY".to_owned(), Some(1_500), Some(3)));
+    assert_eq!(
+        read("&currency=EUR").await,
+        ("EUR".to_owned(), Some(3_000), Some(2))
+    );
+    assert_eq!(read("").await, ("JPY".to_owned(), Some(1_500), Some(3)));
+    db.drop_database().await;
+}

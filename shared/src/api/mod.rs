@@ -65,6 +65,8 @@ struct Stores {
     dashboards: Arc<dyn DashboardStore>,
     erasure: Arc<dyn ErasureStore>,
     clock: Arc<dyn Clock>,
+    /// The main currency each store's last read found ([`crate::query::currency`]).
+    currencies: Arc<crate::query::currency::Guesses>,
 }
 
 /// A read request after its key was checked: the caller's store, the ports and "now".
@@ -217,6 +219,7 @@ impl Api {
             dashboards,
             erasure,
             clock,
+            currencies: Arc::new(crate::query::currency::Guesses::new()),
         });
         self
     }
@@ -402,42 +405,58 @@ impl Api {
     async fn metrics(&self, req: Request) -> Result<Response<Body>> {
         let r = self.reader(&req, Scope::Read).await?;
         let (format, query) = export::requested(&req)?;
-        match metrics::parse(r.reads(), &r.store_id, &query, r.now).await? {
-            metrics::Request::Series(q) => {
-                let answer = metrics::run(r.reads(), &q).await?;
-                match format {
-                    Format::Csv => export::series(&answer),
-                    Format::Json => Ok(response::json(StatusCode::OK, &to_json(&answer)?)),
+        let r = &r;
+        let respond = move |query: String| async move {
+            match metrics::parse(r.reads(), &r.store_id, &query, r.now).await? {
+                metrics::Request::Series(q) => {
+                    let answer = metrics::run(r.reads(), &q).await?;
+                    match format {
+                        Format::Csv => export::series(&answer),
+                        Format::Json => Ok(response::json(StatusCode::OK, &to_json(&answer)?)),
+                    }
+                }
+                metrics::Request::Products(q) => {
+                    let body = products::run(r.reads(), &q).await?;
+                    match format {
+                        Format::Csv => export::ranked(&body),
+                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
+                    }
+                }
+                metrics::Request::Attribution(q) => {
+                    let body = crate::query::attribution::run(r.reads(), &q).await?;
+                    match format {
+                        Format::Csv => export::ranked(&body),
+                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
+                    }
+                }
+                metrics::Request::Sales(q) => {
+                    let body = crate::query::sales::run(r.reads(), &q).await?;
+                    match format {
+                        Format::Csv => export::ranked(&body),
+                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
+                    }
+                }
+                metrics::Request::Ranked(q) => {
+                    let body = ranked::run(r.reads(), &q).await?;
+                    match format {
+                        Format::Csv => export::ranked(&body),
+                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
+                    }
                 }
             }
-            metrics::Request::Products(q) => {
-                let body = products::run(r.reads(), &q).await?;
-                match format {
-                    Format::Csv => export::ranked(&body),
-                    Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                }
+        };
+        // A read in the store's main currency runs in the one its last read found while the lookup
+        // confirms it ([`crate::query::currency`]).
+        match metrics::main_currency_needed(&r.store_id, &query) {
+            Some(needed) => {
+                r.stores
+                    .currencies
+                    .answer(r.reads(), &needed, r.now, |currency| {
+                        respond(metrics::with_currency(&query, &currency))
+                    })
+                    .await
             }
-            metrics::Request::Attribution(q) => {
-                let body = crate::query::attribution::run(r.reads(), &q).await?;
-                match format {
-                    Format::Csv => export::ranked(&body),
-                    Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                }
-            }
-            metrics::Request::Sales(q) => {
-                let body = crate::query::sales::run(r.reads(), &q).await?;
-                match format {
-                    Format::Csv => export::ranked(&body),
-                    Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                }
-            }
-            metrics::Request::Ranked(q) => {
-                let body = ranked::run(r.reads(), &q).await?;
-                match format {
-                    Format::Csv => export::ranked(&body),
-                    Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                }
-            }
+            None => respond(query.clone()).await,
         }
     }
 
@@ -537,8 +556,15 @@ impl Api {
             }
             (Some(id), &Method::GET) => {
                 let d = find(&id, store.dashboards(&r.store_id).await?)?;
-                let data =
-                    dashboards::render(r.reads(), &r.store_id, &d, query_of(req), r.now).await?;
+                let data = dashboards::render(
+                    r.reads(),
+                    &r.stores.currencies,
+                    &r.store_id,
+                    &d,
+                    query_of(req),
+                    r.now,
+                )
+                .await?;
                 Ok(response::json(StatusCode::OK, &data))
             }
             (Some(id), &Method::PUT | &Method::DELETE)

@@ -410,9 +410,12 @@ pub async fn validate(
     Ok(())
 }
 
-/// Every widget's data for the dashboard, queries run concurrently.
+/// Every widget's data for the dashboard, queries run concurrently; in the store's main currency when
+/// the query names none, guessed from `currencies` while the lookup confirms it
+/// ([`super::currency`]).
 pub async fn render(
     store: &dyn ReadStore,
+    currencies: &super::currency::Guesses,
     store_id: &str,
     dashboard: &Dashboard,
     query: &str,
@@ -455,12 +458,29 @@ pub async fn render(
             .iter()
             .any(|w| w.endpoint != Endpoint::Funnel)
     {
-        let main = store
-            .main_currency(store_id, now, shared.include_bots()?)
-            .await?
-            .unwrap_or_else(|| "USD".into());
-        period.insert("currency".into(), main);
+        let needed = super::currency::Needed {
+            store_id: store_id.to_owned(),
+            include_bots: shared.include_bots()?,
+        };
+        return currencies
+            .answer(store, &needed, now, |main| {
+                let mut period = period.clone();
+                period.insert("currency".into(), main);
+                render_widgets(store, store_id, dashboard, period, now)
+            })
+            .await;
     }
+    render_widgets(store, store_id, dashboard, period, now).await
+}
+
+/// Every widget's data over `period` (the render parameters, checked).
+async fn render_widgets(
+    store: &dyn ReadStore,
+    store_id: &str,
+    dashboard: &Dashboard,
+    period: BTreeMap<String, String>,
+    now: jiff::Timestamp,
+) -> Result<Value> {
     // Funnels take no currency; every other endpoint does. Cohorts are not compared (a cohort table
     // already compares its cohorts with each other).
     let periods: Vec<BTreeMap<String, String>> = dashboard

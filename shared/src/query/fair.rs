@@ -212,24 +212,8 @@ mod tests {
     }
 
     #[async_trait]
-    impl ReadStore for Slow {
-        async fn metric(&self, _: &MetricQuery) -> Result<MetricFacts, StoreError> {
-            unreachable!("not used")
-        }
-        async fn metric_groups(
-            &self,
-            _: &MetricQuery,
-            _: crate::query::breakdown::Dimension,
-            _: crate::query::breakdown::Groups<'_>,
-        ) -> Result<Vec<crate::query::breakdown::GroupFacts>, StoreError> {
-            unreachable!("not used")
-        }
-        async fn main_currency(
-            &self,
-            store: &str,
-            _: jiff::Timestamp,
-            _: bool,
-        ) -> Result<Option<String>, StoreError> {
+    impl crate::query::fakes::MainCurrencyOnly for Slow {
+        async fn main_currency(&self, store: &str) -> Result<Option<String>, StoreError> {
             use std::sync::atomic::Ordering::SeqCst;
             self.ranks
                 .lock()
@@ -241,61 +225,17 @@ mod tests {
             self.running.fetch_sub(1, SeqCst);
             Ok(None)
         }
-        async fn ranked(&self, _: &RankedQuery) -> Result<Vec<RankedRow>, StoreError> {
-            unreachable!("not used")
-        }
-        async fn money_by_currency(
-            &self,
-            _: &MetricQuery,
-        ) -> Result<Vec<crate::query::convert::CurrencyDayFacts>, StoreError> {
-            unreachable!("not used")
-        }
-        async fn exchange_rates(
-            &self,
-            _: jiff::civil::Date,
-            _: jiff::civil::Date,
-        ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
-            unreachable!("not used")
-        }
-        async fn attribution(
-            &self,
-            _: &crate::query::attribution::AttributionQuery,
-        ) -> Result<crate::query::attribution::AttributionFacts, StoreError> {
-            unreachable!("not used")
-        }
-        async fn sales(
-            &self,
-            _: &crate::query::sales::SalesQuery,
-        ) -> Result<crate::query::sales::SalesRead, StoreError> {
-            unreachable!("not used")
-        }
-        async fn product_names(
-            &self,
-            _: &crate::query::names::NamesQuery,
-        ) -> Result<Vec<crate::query::names::ProductName>, StoreError> {
-            unreachable!("not used")
-        }
-        async fn product_performance(
-            &self,
-            _: &super::super::products::ProductQuery,
-        ) -> Result<Vec<super::super::products::ProductFacts>, StoreError> {
-            unreachable!("not used")
-        }
-        async fn cohorts(&self, _: &CohortQuery) -> Result<Vec<CohortCell>, StoreError> {
-            unreachable!("not used")
-        }
-        async fn funnel(&self, _: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
-            unreachable!("not used")
-        }
-        async fn live(&self, _: &LiveQuery) -> Result<LiveData, StoreError> {
-            unreachable!("not used")
-        }
+    }
+
+    /// `slow` as a read store.
+    fn store(slow: &Arc<Slow>) -> Arc<dyn ReadStore> {
+        Arc::new(crate::query::fakes::CurrencyStore(slow.clone()))
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_store_waits_its_turn_and_another_store_does_not_wait_behind_it() {
         let slow = Arc::new(Slow::default());
-        let fair = Arc::new(FairReads::new(slow.clone(), 4));
+        let fair = Arc::new(FairReads::new(store(&slow), 4));
         let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
         let start = tokio::time::Instant::now();
         // The neighbour: 40 queries at once (a 20-widget dashboard on 2 connections).
@@ -330,7 +270,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_store_that_waited_too_long_gets_a_retryable_error() {
         let slow = Arc::new(Slow::default());
-        let fair = Arc::new(FairReads::new(slow, 1));
+        let fair = Arc::new(FairReads::new(store(&slow), 1));
         let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
         // 150 queries of 100 ms, one at a time: the last ones would wait 15 s.
         let tasks: Vec<_> = (0..150)
@@ -352,7 +292,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_waits_for_a_turn_no_longer_than_its_deadline_and_is_then_out_of_time() {
         let slow = Arc::new(Slow::default());
-        let fair = Arc::new(FairReads::new(slow, 1));
+        let fair = Arc::new(FairReads::new(store(&slow), 1));
         let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
         // One slot, taken by 30 queries of 100 ms (3 s of work ahead).
         let ahead: Vec<_> = (0..30)
@@ -387,7 +327,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stores_concurrent_reads_are_ranked_and_another_stores_read_ranks_first() {
         let slow = Arc::new(Slow::default());
-        let fair = Arc::new(FairReads::new(slow.clone(), 4));
+        let fair = Arc::new(FairReads::new(store(&slow), 4));
         let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().expect("now");
         let busy: Vec<_> = (0..3)
             .map(|_| {

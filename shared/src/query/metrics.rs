@@ -614,6 +614,44 @@ pub(super) fn parse_convert(p: &Params) -> Result<bool> {
     }
 }
 
+/// The store's main currency a metrics request (`query`, as [`parse`] takes it) would look up: when it
+/// reads in a currency and names none. `None` when it names one, reads none, or is not valid (then
+/// [`parse`] says why).
+pub fn main_currency_needed(store_id: &str, query: &str) -> Option<super::currency::Needed> {
+    let p = Params::parse(query, PARAMS).ok()?;
+    if p.get("currency").is_some() {
+        return None;
+    }
+    let name = p.get("metric")?;
+    let in_currency = [
+        super::products::NAME,
+        super::attribution::NAME,
+        super::sales::NAME,
+    ]
+    .contains(&name)
+        || super::ranked::Ranked::parse(name).is_some_and(|r| r.uses_currency())
+        || Metric::parse(name).is_ok_and(|m| m.in_currency());
+    if !in_currency {
+        return None;
+    }
+    Some(super::currency::Needed {
+        store_id: store_id.to_owned(),
+        include_bots: p.include_bots().ok()?,
+    })
+}
+
+/// `query` with `currency` set to `currency` (a query naming none, see [`main_currency_needed`]).
+pub fn with_currency(query: &str, currency: &str) -> String {
+    let pair: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("currency", currency)
+        .finish();
+    if query.is_empty() {
+        pair
+    } else {
+        format!("{query}&{pair}")
+    }
+}
+
 /// `currency` for money metrics: as given, else the store's main currency (USD for a store without
 /// orders). `None` for metrics without money, after checking a given code all the same.
 pub(super) async fn currency_param(
@@ -832,6 +870,43 @@ mod tests {
             breakdown: None,
             convert: false,
         }
+    }
+
+    #[test]
+    fn the_main_currency_is_needed_by_reads_in_a_currency_that_name_none() {
+        // (query, bots included when needed)
+        let cases: [(&str, Option<bool>); 14] = [
+            ("metric=revenue", Some(false)),
+            ("metric=orders&includeBots=true", Some(true)),
+            ("metric=aov&period=7d", Some(false)),
+            ("metric=best_sellers", Some(false)),
+            ("metric=traffic_sources", Some(false)),
+            ("metric=product_performance", Some(false)),
+            ("metric=sales", Some(false)),
+            ("metric=attribution", Some(false)),
+            ("metric=revenue&currency=EUR", None),
+            ("metric=sessions", None),
+            ("metric=stock_levels", None),
+            ("metric=sell_through_rate", None),
+            ("metric=nope", None),
+            ("metric=revenue&includeBots=maybe", None),
+        ];
+        for (query, bots) in cases {
+            let needed = main_currency_needed("shop-a", query);
+            assert_eq!(needed.as_ref().map(|n| n.include_bots), bots, "{query}");
+            assert!(needed.is_none_or(|n| n.store_id == "shop-a"), "{query}");
+        }
+    }
+
+    #[test]
+    fn a_currency_is_added_to_the_query_as_one_more_parameter() {
+        assert_eq!(
+            with_currency("metric=revenue&period=7d", "EUR"),
+            "metric=revenue&period=7d&currency=EUR"
+        );
+        assert_eq!(with_currency("", "JPY"), "currency=JPY");
+        let p = Params::parse(&with_currency("metric=revenue", "USD"), PARAMS).expect("params");
+        assert_eq!(p.currency().expect("currency"), Some("USD"));
     }
 
     /// (date, partial, future, noData) of every bucket with nothing found.

@@ -14,6 +14,7 @@ pub mod breakdown;
 pub mod cohorts;
 pub mod compare;
 pub mod convert;
+pub mod currency;
 pub mod dashboards;
 pub mod deadline;
 pub mod fair;
@@ -103,4 +104,100 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelCounts, StoreError>;
     /// Events of the last minutes (see [`live`]).
     async fn live(&self, q: &live::LiveQuery) -> Result<live::LiveData, StoreError>;
+}
+
+/// Read stores for unit tests of the query side's own machinery (fair turns, currency guesses): they
+/// answer `main_currency` only.
+#[cfg(test)]
+pub(crate) mod fakes {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::*;
+
+    /// What the fake answers for [`ReadStore::main_currency`].
+    #[async_trait]
+    pub trait MainCurrencyOnly: Send + Sync + std::fmt::Debug {
+        async fn main_currency(&self, store_id: &str) -> Result<Option<String>, StoreError>;
+    }
+
+    /// A [`ReadStore`] that answers `main_currency` from its `T` and no other read.
+    #[derive(Debug)]
+    pub struct CurrencyStore<T>(pub Arc<T>);
+
+    #[async_trait]
+    impl<T: MainCurrencyOnly + 'static> ReadStore for CurrencyStore<T> {
+        async fn metric(&self, _: &MetricQuery) -> Result<MetricFacts, StoreError> {
+            unreachable!("not used")
+        }
+        async fn metric_groups(
+            &self,
+            _: &MetricQuery,
+            _: breakdown::Dimension,
+            _: breakdown::Groups<'_>,
+        ) -> Result<Vec<breakdown::GroupFacts>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn money_by_currency(
+            &self,
+            _: &MetricQuery,
+        ) -> Result<Vec<convert::CurrencyDayFacts>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn exchange_rates(
+            &self,
+            _: jiff::civil::Date,
+            _: jiff::civil::Date,
+        ) -> Result<Vec<crate::fx::DailyRate>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn main_currency(
+            &self,
+            store_id: &str,
+            _: jiff::Timestamp,
+            _: bool,
+        ) -> Result<Option<String>, StoreError> {
+            self.0.main_currency(store_id).await
+        }
+        async fn ranked(
+            &self,
+            _: &ranked::RankedQuery,
+        ) -> Result<Vec<ranked::RankedRow>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn product_names(
+            &self,
+            _: &names::NamesQuery,
+        ) -> Result<Vec<names::ProductName>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn attribution(
+            &self,
+            _: &attribution::AttributionQuery,
+        ) -> Result<attribution::AttributionFacts, StoreError> {
+            unreachable!("not used")
+        }
+        async fn sales(&self, _: &sales::SalesQuery) -> Result<sales::SalesRead, StoreError> {
+            unreachable!("not used")
+        }
+        async fn product_performance(
+            &self,
+            _: &products::ProductQuery,
+        ) -> Result<Vec<products::ProductFacts>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn cohorts(
+            &self,
+            _: &cohorts::CohortQuery,
+        ) -> Result<Vec<cohorts::CohortCell>, StoreError> {
+            unreachable!("not used")
+        }
+        async fn funnel(&self, _: &FunnelQuery) -> Result<FunnelCounts, StoreError> {
+            unreachable!("not used")
+        }
+        async fn live(&self, _: &live::LiveQuery) -> Result<live::LiveData, StoreError> {
+            unreachable!("not used")
+        }
+    }
 }
