@@ -3073,7 +3073,7 @@ async fn money_converts_into_a_reporting_currency_at_each_days_rate() {
 async fn reads_that_name_no_currency_follow_the_stores_main_currency_when_it_changes() {
     // The API remembers the main currency a store's last read found and reads in it while the lookup
     // confirms it; when the store's orders move to another currency the next answer must be in that one,
-    // on the metrics endpoint and on a dashboard alike.
+    // on the metrics endpoint, a dashboard and the cohorts alike.
     use commerce_analytics::event::RequestMeta;
     use commerce_analytics::store::EventStore;
     let db = TestDb::new("main_currency").await;
@@ -3120,6 +3120,11 @@ async fn reads_that_name_no_currency_follow_the_stores_main_currency_when_it_cha
         assert_eq!(
             widget_currency, revenue["currency"],
             "the dashboard reads as the metric does"
+        );
+        let cohorts = get_ok(&api, &format!("/analytics/cohorts?interval=month{query}")).await;
+        assert_eq!(
+            cohorts["currency"], revenue["currency"],
+            "cohorts read as the metric does"
         );
         (
             revenue["currency"].as_str().unwrap_or("none").to_owned(),

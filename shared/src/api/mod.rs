@@ -80,6 +80,31 @@ impl Reader<'_> {
     fn reads(&self) -> &dyn ReadStore {
         self.stores.reads.as_ref()
     }
+
+    /// `respond` to `query`; when the read `needed` the store's main currency, in the one its last read
+    /// found while the lookup confirms it ([`crate::query::currency`]).
+    async fn in_main_currency<F, Fut>(
+        &self,
+        needed: Option<crate::query::currency::Needed>,
+        query: &str,
+        respond: F,
+    ) -> Result<Response<Body>>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Body>>>,
+    {
+        match needed {
+            Some(needed) => {
+                self.stores
+                    .currencies
+                    .answer(self.reads(), &needed, self.now, |currency| {
+                        respond(metrics::with_currency(query, &currency))
+                    })
+                    .await
+            }
+            None => respond(query.to_owned()).await,
+        }
+    }
 }
 
 /// The request's query string ("" without one).
@@ -445,30 +470,32 @@ impl Api {
                 }
             }
         };
-        // A read in the store's main currency runs in the one its last read found while the lookup
-        // confirms it ([`crate::query::currency`]).
-        match metrics::main_currency_needed(&r.store_id, &query) {
-            Some(needed) => {
-                r.stores
-                    .currencies
-                    .answer(r.reads(), &needed, r.now, |currency| {
-                        respond(metrics::with_currency(&query, &currency))
-                    })
-                    .await
-            }
-            None => respond(query.clone()).await,
-        }
+        r.in_main_currency(
+            metrics::main_currency_needed(&r.store_id, &query),
+            &query,
+            respond,
+        )
+        .await
     }
 
     async fn cohorts(&self, req: Request) -> Result<Response<Body>> {
         let r = self.reader(&req, Scope::Read).await?;
         let (format, query) = export::requested(&req)?;
-        let q = cohorts::parse(r.reads(), &r.store_id, &query, r.now).await?;
-        let body = cohorts::run(r.reads(), &q).await?;
-        match format {
-            Format::Csv => export::cohorts(&body),
-            Format::Json => Ok(response::json(StatusCode::OK, &body)),
-        }
+        let r = &r;
+        let respond = move |query: String| async move {
+            let q = cohorts::parse(r.reads(), &r.store_id, &query, r.now).await?;
+            let body = cohorts::run(r.reads(), &q).await?;
+            match format {
+                Format::Csv => export::cohorts(&body),
+                Format::Json => Ok(response::json(StatusCode::OK, &body)),
+            }
+        };
+        r.in_main_currency(
+            cohorts::main_currency_needed(&r.store_id, &query),
+            &query,
+            respond,
+        )
+        .await
     }
 
     async fn live(&self, req: Request) -> Result<Response<Body>> {

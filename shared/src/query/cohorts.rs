@@ -115,6 +115,20 @@ pub async fn parse(
     })
 }
 
+/// The store's main currency a cohorts request (`query`, as [`parse`] takes it) would look up: when it
+/// names none (cohorts always read revenue). `None` when it names one or is not valid (then [`parse`]
+/// says why).
+pub fn main_currency_needed(store_id: &str, query: &str) -> Option<super::currency::Needed> {
+    let p = Params::parse(query, PARAMS).ok()?;
+    if p.get("currency").is_some() {
+        return None;
+    }
+    Some(super::currency::Needed {
+        store_id: store_id.to_owned(),
+        include_bots: p.include_bots().ok()?,
+    })
+}
+
 pub async fn run(store: &dyn ReadStore, q: &CohortQuery) -> Result<CohortResponse> {
     let cells = store.cohorts(q).await?;
     let buckets = q.range.buckets()?;

@@ -8,6 +8,13 @@
 //! two agree (a store's main currency of 90 days seldom changes) the answer stands, and when they do not
 //! the read runs again in the currency found, so the answer is always the one the lookup-first order
 //! gives. A store's first read (or the first after a change) looks the currency up first, as before.
+//! Used by the metrics, dashboards and cohorts endpoints (the API's `Reader::in_main_currency` and
+//! [`super::dashboards::render`]); alerts, which run on a schedule, look it up first.
+//!
+//! Measured through `analytics serve` (30 days, p50 of 11, alternating with the lookup-first build): on
+//! the 10M store revenue 26 ms against 34, best sellers 32 against 45, the Customers dashboard 78 against
+//! 96; on the 100M store revenue 26 against 38, best sellers 72 against 91. A read that keeps both cores
+//! busy gains less (LTV at 100M: 94 against 96 ms): the lookup then shares the cores with it.
 //!
 //! Our choice: a per-process memory, not a cache with a lifetime: nothing is ever served from it without
 //! the lookup confirming it in the same request, so it cannot go stale; a Lambda container keeps it while
