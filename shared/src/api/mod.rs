@@ -432,42 +432,25 @@ impl Api {
         let (format, query) = export::requested(&req)?;
         let r = &r;
         let respond = move |query: String| async move {
-            match metrics::parse(r.reads(), &r.store_id, &query, r.now).await? {
+            // Every answer but a time series is rows (CSV: one line per row).
+            let rows = match metrics::parse(r.reads(), &r.store_id, &query, r.now).await? {
                 metrics::Request::Series(q) => {
                     let answer = metrics::run(r.reads(), &q).await?;
-                    match format {
+                    return match format {
                         Format::Csv => export::series(&answer),
                         Format::Json => Ok(response::json(StatusCode::OK, &to_json(&answer)?)),
-                    }
+                    };
                 }
-                metrics::Request::Products(q) => {
-                    let body = products::run(r.reads(), &q).await?;
-                    match format {
-                        Format::Csv => export::ranked(&body),
-                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                    }
-                }
+                metrics::Request::Products(q) => products::run(r.reads(), &q).await?,
                 metrics::Request::Attribution(q) => {
-                    let body = crate::query::attribution::run(r.reads(), &q).await?;
-                    match format {
-                        Format::Csv => export::ranked(&body),
-                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                    }
+                    crate::query::attribution::run(r.reads(), &q).await?
                 }
-                metrics::Request::Sales(q) => {
-                    let body = crate::query::sales::run(r.reads(), &q).await?;
-                    match format {
-                        Format::Csv => export::ranked(&body),
-                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                    }
-                }
-                metrics::Request::Ranked(q) => {
-                    let body = ranked::run(r.reads(), &q).await?;
-                    match format {
-                        Format::Csv => export::ranked(&body),
-                        Format::Json => Ok(response::json(StatusCode::OK, &body)),
-                    }
-                }
+                metrics::Request::Sales(q) => crate::query::sales::run(r.reads(), &q).await?,
+                metrics::Request::Ranked(q) => ranked::run(r.reads(), &q).await?,
+            };
+            match format {
+                Format::Csv => export::ranked(&rows),
+                Format::Json => Ok(response::json(StatusCode::OK, &rows)),
             }
         };
         r.in_main_currency(
