@@ -74,7 +74,7 @@ impl Guesses {
                 store
                     .main_currency(&needed.store_id, now, needed.include_bots)
                     .await?
-                    .unwrap_or_else(|| "USD".into()),
+                    .unwrap_or_else(|| super::metrics::NO_ORDERS_CURRENCY.into()),
             )
         };
         let Some(guess) = self.get(&key) else {

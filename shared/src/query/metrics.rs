@@ -442,7 +442,7 @@ pub async fn parse(
         let range = p.range(now)?;
         let currency = currency_param(store, store_id, &p, true, now)
             .await?
-            .unwrap_or_else(|| "USD".into());
+            .unwrap_or_else(|| NO_ORDERS_CURRENCY.into());
         let limit = super::ranked::parse_limit(p.get("limit"))?;
         return Ok(Request::Products(super::products::parse(
             &p, store_id, range, currency, limit,
@@ -462,7 +462,7 @@ pub async fn parse(
     if name == super::attribution::NAME {
         let currency = currency_param(store, store_id, &p, true, now)
             .await?
-            .unwrap_or_else(|| "USD".into());
+            .unwrap_or_else(|| NO_ORDERS_CURRENCY.into());
         return Ok(Request::Attribution(super::attribution::parse(
             &p,
             store_id,
@@ -483,7 +483,7 @@ pub async fn parse(
         }
         let currency = currency_param(store, store_id, &p, true, now)
             .await?
-            .unwrap_or_else(|| "USD".into());
+            .unwrap_or_else(|| NO_ORDERS_CURRENCY.into());
         return Ok(Request::Sales(super::sales::SalesQuery {
             store_id: store_id.to_owned(),
             range: p.range(now)?,
@@ -652,6 +652,9 @@ pub fn with_currency(query: &str, currency: &str) -> String {
     }
 }
 
+/// The main currency of a store without orders in the last 90 days.
+pub const NO_ORDERS_CURRENCY: &str = "USD";
+
 /// `currency` for money metrics: as given, else the store's main currency (USD for a store without
 /// orders). `None` for metrics without money, after checking a given code all the same.
 pub(super) async fn currency_param(
@@ -667,7 +670,7 @@ pub(super) async fn currency_param(
             store
                 .main_currency(store_id, now, p.include_bots()?)
                 .await?
-                .unwrap_or_else(|| "USD".into()),
+                .unwrap_or_else(|| NO_ORDERS_CURRENCY.into()),
         ),
         (false, _) => None,
     })
