@@ -98,7 +98,7 @@ impl Reader<'_> {
                 self.stores
                     .currencies
                     .answer(self.reads(), &needed, self.now, |currency| {
-                        respond(metrics::with_currency(query, &currency))
+                        respond(crate::query::currency::with_currency(query, &currency))
                     })
                     .await
             }

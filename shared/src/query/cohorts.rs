@@ -119,14 +119,7 @@ pub async fn parse(
 /// names none (cohorts always read revenue). `None` when it names one or is not valid (then [`parse`]
 /// says why).
 pub fn main_currency_needed(store_id: &str, query: &str) -> Option<super::currency::Needed> {
-    let p = Params::parse(query, PARAMS).ok()?;
-    if p.get("currency").is_some() {
-        return None;
-    }
-    Some(super::currency::Needed {
-        store_id: store_id.to_owned(),
-        include_bots: p.include_bots().ok()?,
-    })
+    super::currency::Needed::unless_named(store_id, &Params::parse(query, PARAMS).ok()?)
 }
 
 pub async fn run(store: &dyn ReadStore, q: &CohortQuery) -> Result<CohortResponse> {

@@ -40,6 +40,33 @@ pub struct Needed {
     pub include_bots: bool,
 }
 
+impl Needed {
+    /// What a read with parameters `p` needs when it reads in a currency: the main currency of `store_id`,
+    /// unless `p` names a currency. `None` also when `includeBots` is not valid (the read's own parse
+    /// says why).
+    pub fn unless_named(store_id: &str, p: &super::params::Params) -> Option<Self> {
+        if p.get("currency").is_some() {
+            return None;
+        }
+        Some(Self {
+            store_id: store_id.to_owned(),
+            include_bots: p.include_bots().ok()?,
+        })
+    }
+}
+
+/// `query` (which names no currency, see [`Needed::unless_named`]) with `currency` added.
+pub fn with_currency(query: &str, currency: &str) -> String {
+    let pair: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("currency", currency)
+        .finish();
+    if query.is_empty() {
+        pair
+    } else {
+        format!("{query}&{pair}")
+    }
+}
+
 impl Guesses {
     pub fn new() -> Self {
         Self::default()
@@ -132,6 +159,21 @@ mod tests {
             store_id: "shop".into(),
             include_bots: bots,
         }
+    }
+
+    #[test]
+    fn a_currency_is_added_to_the_query_as_one_more_parameter() {
+        assert_eq!(
+            with_currency("metric=revenue&period=7d", "EUR"),
+            "metric=revenue&period=7d&currency=EUR"
+        );
+        assert_eq!(with_currency("", "JPY"), "currency=JPY");
+        let p = crate::query::params::Params::parse(
+            &with_currency("metric=revenue", "USD"),
+            crate::query::metrics::PARAMS,
+        )
+        .expect("params");
+        assert_eq!(p.currency().expect("currency"), Some("USD"));
     }
 
     #[tokio::test]

@@ -619,9 +619,6 @@ pub(super) fn parse_convert(p: &Params) -> Result<bool> {
 /// [`parse`] says why).
 pub fn main_currency_needed(store_id: &str, query: &str) -> Option<super::currency::Needed> {
     let p = Params::parse(query, PARAMS).ok()?;
-    if p.get("currency").is_some() {
-        return None;
-    }
     let name = p.get("metric")?;
     let in_currency = [
         super::products::NAME,
@@ -631,25 +628,9 @@ pub fn main_currency_needed(store_id: &str, query: &str) -> Option<super::curren
     .contains(&name)
         || super::ranked::Ranked::parse(name).is_some_and(|r| r.uses_currency())
         || Metric::parse(name).is_ok_and(|m| m.in_currency());
-    if !in_currency {
-        return None;
-    }
-    Some(super::currency::Needed {
-        store_id: store_id.to_owned(),
-        include_bots: p.include_bots().ok()?,
-    })
-}
-
-/// `query` with `currency` set to `currency` (a query naming none, see [`main_currency_needed`]).
-pub fn with_currency(query: &str, currency: &str) -> String {
-    let pair: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("currency", currency)
-        .finish();
-    if query.is_empty() {
-        pair
-    } else {
-        format!("{query}&{pair}")
-    }
+    in_currency
+        .then(|| super::currency::Needed::unless_named(store_id, &p))
+        .flatten()
 }
 
 /// The main currency of a store without orders in the last 90 days.
@@ -899,17 +880,6 @@ mod tests {
             assert_eq!(needed.as_ref().map(|n| n.include_bots), bots, "{query}");
             assert!(needed.is_none_or(|n| n.store_id == "shop-a"), "{query}");
         }
-    }
-
-    #[test]
-    fn a_currency_is_added_to_the_query_as_one_more_parameter() {
-        assert_eq!(
-            with_currency("metric=revenue&period=7d", "EUR"),
-            "metric=revenue&period=7d&currency=EUR"
-        );
-        assert_eq!(with_currency("", "JPY"), "currency=JPY");
-        let p = Params::parse(&with_currency("metric=revenue", "USD"), PARAMS).expect("params");
-        assert_eq!(p.currency().expect("currency"), Some("USD"));
     }
 
     /// (date, partial, future, noData) of every bucket with nothing found.
