@@ -1,19 +1,25 @@
 //! Loads generated demo traffic straight into the store, in bulk.
 //!
 //! The events are exactly those the API would store: every generated event goes through the same
-//! [`Validator`] (enrichment, bot flag, typed facts) and the store's own insert, so the warehouse holds
-//! the same rows, and its rollups the same aggregates, as from live traffic. What the bulk path skips is
+//! [`Validator`] rules (time, enrichment, bot flag) and the store's own encoding, so the warehouse holds
+//! the same rows, and its rollups the same aggregates, as from live traffic. The generator makes its
+//! events typed ([`DemoGenerator::trusted`]) and the validator accepts them as such
+//! ([`Validator::accept_trusted`]: the JSON parsing and field checks a made event cannot fail are
+//! skipped; a unit test checks event by event that this stores what validating their JSON stores). What the bulk path skips is
 //! the per-batch lookup of already-stored ids ([`EventStore::insert_new`]): callers load into a store that
 //! holds no events, and the generator never repeats an id (a unit test checks it). Where the store offers
 //! a staged load ([`EventStore::staged_load`]: ClickHouse on one server), the batches are staged where no
 //! materialized view sees them and every rollup is derived once at the end, month by month, instead of
-//! insert by insert (an integration test checks both ways store the same rows).
+//! insert by insert (an integration test checks both ways store the same rows); each event is then
+//! encoded into its month's batch ([`StagedBatch`]) as soon as it is validated, so the loader holds rows,
+//! not events.
 //!
-//! Generation and validation run on their own thread, ahead of the inserts, so the CPU that builds events
-//! and the warehouse that writes them work at the same time (generating and validating on two threads
-//! was tried: 45% more CPU, as every event's memory then changes threads twice, and slower); each batch
-//! holds one month's events (see [`generate`]). Progress is a bar with rate and ETA on a terminal, a log line every 5%
-//! otherwise (CI, `nohup`), for the events and then for the months published.
+//! Generation, validation and (staged) encoding run on their own thread, ahead of the inserts, so the CPU
+//! that builds events and the warehouse that writes them work at the same time (generating and
+//! validating on two threads was tried: 45% more CPU, as every event's memory then changes threads
+//! twice, and slower); each batch holds one month's events (see [`generate`]). Progress is a bar with
+//! rate and ETA on a terminal, a log line every 5% otherwise (CI, `nohup`), for the events and then for
+//! the months published.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -22,13 +28,31 @@ use std::time::{Duration, Instant};
 
 use commerce_analytics::demo::{DemoConfig, DemoGenerator};
 use commerce_analytics::event::{Event, RequestMeta, Validator};
-use commerce_analytics::store::{EventStore, StoreError, dedup_token};
+use commerce_analytics::store::{EncodedBatch, EventStore, StagedBatch, StoreError, dedup_token};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Events per insert: large enough that the warehouse's per-insert cost (parts, view blocks) is spread
-/// over many rows, small enough that the batches held (one per month, see [`generate`]) stay around
-/// 1 GB for a year of traffic.
+/// Events per insert without a staged load: large enough that the warehouse's per-insert cost (parts,
+/// view blocks) is spread over many rows, small enough that the batches of events held (one per month,
+/// see [`generate`]) stay around 1 GB for a year of traffic.
 pub const BULK_BATCH: usize = 100_000;
+
+/// Events per insert of a staged load, whose batches hold encoded rows (~350 bytes an event, against
+/// ~1.4 KB of allocations for an event held as itself): fewer, larger parts for the server to merge
+/// (see the README's performance section), ~1.4 GB held over a year's 13 months.
+pub const STAGED_BATCH: usize = 300_000;
+
+/// A month's batch being filled by the producer: a staged load's encoded rows, or the events
+/// themselves for a store that inserts them ([`EventStore::insert_new`]).
+enum Filling {
+    Encoded(Box<dyn StagedBatch>),
+    Events(Vec<Event>),
+}
+
+/// A full batch, from the producer to the inserts.
+enum Full {
+    Encoded(EncodedBatch),
+    Events(Vec<Event>),
+}
 
 /// What a load did.
 #[derive(Debug, Clone, Copy)]
@@ -83,12 +107,14 @@ pub async fn load(
     }
     let started = Instant::now();
     let progress = Progress::new(cfg.events as u64, "events");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Event>, StoreError>>(1);
+    let staged = store.staged_load().await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Full, StoreError>>(1);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<Event>>();
     let producer = {
         let validator = validator.clone();
         let store_id = store_id.to_owned();
-        std::thread::spawn(move || generate(cfg, &validator, &store_id, &tx, &done_rx))
+        let encoder = staged.as_ref().map(|s| s.batch());
+        std::thread::spawn(move || generate(cfg, &validator, &store_id, encoder, &tx, &done_rx))
     };
     let mut summary = LoadSummary {
         events: 0,
@@ -96,22 +122,25 @@ pub async fn load(
         elapsed: Duration::ZERO,
         rollups: None,
     };
-    let staged = store.staged_load().await?;
     let mut failed = None;
     while let Some(batch) = rx.recv().await {
         let stored = match (batch, &staged) {
-            (Ok(batch), staged) => {
+            (Ok(Full::Encoded(batch)), Some(staged)) => {
+                let n = batch.events;
+                staged.insert_encoded(batch).await.map(|()| n)
+            }
+            (Ok(Full::Events(batch)), _) => {
                 let token = dedup_token(&batch);
-                let stored = match staged {
-                    Some(staged) => staged.insert(&batch, &token).await,
-                    None => store.insert_new(&batch, &token).await,
-                };
+                let stored = store.insert_new(&batch, &token).await;
                 let n = batch.len();
                 // Back to the producer, whose thread allocated every event (see `generate`); gone if
                 // the producer has ended, and then dropped here.
                 let _ = done_tx.send(batch);
                 stored.map(|()| n)
             }
+            (Ok(Full::Encoded(_)), None) => Err(StoreError::Rejected(
+                "an encoded batch without a staged load".into(),
+            )),
             (Err(e), _) => Err(e),
         };
         match stored {
@@ -151,32 +180,34 @@ pub async fn load(
     Ok(summary)
 }
 
-/// The producer: validated batches of [`BULK_BATCH`] events of one UTC month each, until the generator
-/// ends or the receiver is gone.
+/// The producer: validated batches of one UTC month each ([`STAGED_BATCH`] events encoded by `encoder`'s
+/// staged load, else [`BULK_BATCH`] events), until the generator ends or the receiver is gone.
 ///
 /// One month per batch because the warehouse partitions by month: the generator spreads each stretch of
 /// sessions over the whole period, so a batch of consecutive events would touch every month and be
 /// written as a small part per month (13 parts of ~8,000 rows per insert over 360 days, in the events
 /// table and in every rollup), which the server then merges again and again. At most one batch per
-/// month is held (≈ 13 × 100,000 events over a year).
+/// month is held.
 ///
-/// The inserted batches come back on `done` and are emptied here: an event freed on the thread that
-/// allocated it is a local free whose memory the next events reuse, where freeing it on the inserting
-/// thread made the allocator collect every block across threads and hand this thread fresh pages to
-/// zero (a quarter of the loader's CPU in a profile of 3M events).
+/// Encoded, an event is dropped as soon as its row is in its month's block, on this thread, so the next
+/// events reuse its memory. Held as events, the inserted batches come back on `done` and are emptied
+/// here: an event freed on the thread that allocated it is a local free whose memory the next events
+/// reuse, where freeing it on the inserting thread made the allocator collect every block across threads
+/// and hand this thread fresh pages to zero (a quarter of the loader's CPU in a profile of 3M events).
 fn generate(
     cfg: DemoConfig,
     validator: &Validator,
     store_id: &str,
-    tx: &tokio::sync::mpsc::Sender<Result<Vec<Event>, StoreError>>,
+    encoder: Option<Box<dyn StagedBatch>>,
+    tx: &tokio::sync::mpsc::Sender<Result<Full, StoreError>>,
     done: &std::sync::mpsc::Receiver<Vec<Event>>,
 ) {
     let now = time::OffsetDateTime::now_utc();
     let meta = RequestMeta::default();
-    let mut months: BTreeMap<(i32, u8), Vec<Event>> = BTreeMap::new();
+    let mut months: BTreeMap<(i32, u8), Filling> = BTreeMap::new();
     let mut spare: Vec<Vec<Event>> = Vec::new();
-    for value in DemoGenerator::new(cfg) {
-        let ev = match validator.validate(value, store_id, &meta, now) {
+    for draft in DemoGenerator::new(cfg).trusted() {
+        let ev = match validator.accept_trusted(draft, store_id, &meta, now) {
             Ok(ev) => ev,
             Err(e) => {
                 let _ = tx.blocking_send(Err(StoreError::Rejected(format!(
@@ -186,15 +217,26 @@ fn generate(
             }
         };
         let month = (ev.timestamp.year(), u8::from(ev.timestamp.month()));
-        let batch = months
-            .entry(month)
-            .or_insert_with(|| Vec::with_capacity(BULK_BATCH));
-        batch.push(ev);
-        if batch.len() == BULK_BATCH {
-            let next = spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BULK_BATCH));
-            let full = std::mem::replace(batch, next);
+        let batch = months.entry(month).or_insert_with(|| match &encoder {
+            Some(encoder) => Filling::Encoded(encoder.fresh()),
+            None => Filling::Events(Vec::with_capacity(BULK_BATCH)),
+        });
+        let full = match batch {
+            Filling::Encoded(rows) => {
+                rows.push(&ev);
+                (rows.len() == STAGED_BATCH).then(|| Full::Encoded(rows.take()))
+            }
+            Filling::Events(events) => {
+                events.push(ev);
+                (events.len() == BULK_BATCH).then(|| {
+                    let next = spare
+                        .pop()
+                        .unwrap_or_else(|| Vec::with_capacity(BULK_BATCH));
+                    Full::Events(std::mem::replace(events, next))
+                })
+            }
+        };
+        if let Some(full) = full {
             if tx.blocking_send(Ok(full)).is_err() {
                 return;
             }
@@ -204,8 +246,13 @@ fn generate(
             }));
         }
     }
-    for batch in months.into_values().filter(|b| !b.is_empty()) {
-        if tx.blocking_send(Ok(batch)).is_err() {
+    for batch in months.into_values() {
+        let last = match batch {
+            Filling::Encoded(mut rows) if !rows.is_empty() => Full::Encoded(rows.take()),
+            Filling::Events(events) if !events.is_empty() => Full::Events(events),
+            _ => continue,
+        };
+        if tx.blocking_send(Ok(last)).is_err() {
             return;
         }
     }

@@ -1,7 +1,10 @@
 //! Deterministic, realistic demo traffic.
 //!
 //! Given a seed, [`DemoGenerator`] yields the same wire-format events (the JSON a storefront would send,
-//! with explicit `id` and `timestamp`) every time. Traffic model:
+//! with explicit `id` and `timestamp`) every time; [`DemoGenerator::trusted`] yields the same events typed
+//! ([`TrustedEvent`], [`wire`] turns one into its JSON), for the bulk loader, which stores them through
+//! [`crate::event::Validator::accept_trusted`] without a JSON round trip (a test checks event by event
+//! that this stores what validating the JSON stores). Traffic model:
 //! - sessions spread over `days` up to `end`, busier in the afternoon and evening, growing over time;
 //! - each session lands from a source (direct, Google organic, Google Ads, Facebook, Instagram, newsletter)
 //!   with a referrer and UTM parameters where the channel has them;
@@ -23,9 +26,11 @@ use std::collections::VecDeque;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::event::{Context, EventType, Page, TrustedEvent};
 
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
@@ -161,7 +166,7 @@ pub struct DemoGenerator {
     stock: Vec<i64>,
     customers: usize,
     produced: usize,
-    pending: VecDeque<Value>,
+    pending: VecDeque<TrustedEvent>,
     next_inventory_day: u32,
     session_no: u64,
 }
@@ -252,12 +257,18 @@ impl DemoGenerator {
                 self.stock[i] += self.rng.random_range(100..400);
             }
             let id = self.id(at);
-            self.pending.push_back(json!({
-                "id": id,
-                "type": "inventory.updated",
-                "timestamp": Self::ts(at),
-                "properties": {"productId": self.products[i].id, "quantity": self.stock[i]},
-            }));
+            self.pending.push_back(TrustedEvent {
+                id,
+                event_type: EventType::InventoryUpdated,
+                timestamp: at,
+                session_id: None,
+                customer_id: None,
+                anonymous_id: None,
+                properties: object(
+                    json!({"productId": self.products[i].id, "quantity": self.stock[i]}),
+                ),
+                context: Context::default(),
+            });
         }
     }
 
@@ -277,12 +288,8 @@ impl DemoGenerator {
         }
         // Server-side events (payments, refunds) may fall after `end` only if clamped; drop any that would.
         let end = self.cfg.end;
-        self.pending.extend(v.events.into_iter().filter(|e| {
-            e["timestamp"]
-                .as_str()
-                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-                .is_some_and(|t| t < end)
-        }));
+        self.pending
+            .extend(v.events.into_iter().filter(|e| e.timestamp < end));
     }
 
     /// A new session: its start, country (and so currency), source, device, IP, whether a known customer
@@ -348,22 +355,52 @@ impl DemoGenerator {
         &mut self,
         v: &mut Visit,
         at: OffsetDateTime,
-        event_type: &str,
+        event_type: EventType,
         customer: Option<&str>,
         properties: Value,
-        context: Value,
+        context: Context,
     ) {
         let id = self.id(at);
-        let mut e = json!({"id": id, "type": event_type, "timestamp": Self::ts(at),
-                           "sessionId": v.session_id, "anonymousId": v.anonymous_id});
-        // Moved in, not through `json!`, which would copy each Value through its serializer (a tenth of
-        // the bulk loader's CPU).
-        e["properties"] = properties;
-        e["context"] = context;
-        if let Some(c) = customer {
-            e["customerId"] = json!(c);
+        v.events.push(TrustedEvent {
+            id,
+            event_type,
+            timestamp: at,
+            session_id: Some(v.session_id.clone()),
+            customer_id: customer.map(str::to_owned),
+            anonymous_id: Some(v.anonymous_id.clone()),
+            properties: object(properties),
+            context,
+        });
+    }
+
+    /// The same events, typed: what the JSON events would be after parsing (see the module docs).
+    pub fn trusted(self) -> impl Iterator<Item = TrustedEvent> {
+        Trusted(self)
+    }
+
+    /// The next event, typed.
+    fn next_event(&mut self) -> Option<TrustedEvent> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                self.produced += 1;
+                return Some(e);
+            }
+            if self.produced >= self.cfg.events {
+                return None;
+            }
+            // Interleave one inventory day per ~N sessions so that inventory spans the whole period.
+            let sessions_per_day = (self.cfg.events / EVENTS_PER_SESSION).max(1) as u64
+                / u64::from(self.cfg.days.max(1));
+            if self.next_inventory_day < self.cfg.days
+                && self.session_no >= u64::from(self.next_inventory_day) * sessions_per_day.max(1)
+            {
+                let d = self.next_inventory_day;
+                self.next_inventory_day += 1;
+                self.inventory_day(d);
+            } else {
+                self.session();
+            }
         }
-        v.events.push(e);
     }
 
     /// The session's page views, the first on the landing page (with the referrer): a bounce (one page,
@@ -388,7 +425,7 @@ impl DemoGenerator {
             self.emit(
                 v,
                 at,
-                "page.viewed",
+                EventType::PageViewed,
                 customer.as_deref(),
                 json!({"path": path_of(&url)}),
                 context,
@@ -414,7 +451,7 @@ impl DemoGenerator {
                 self.emit(
                     v,
                     v.at,
-                    "page.viewed",
+                    EventType::PageViewed,
                     customer.as_deref(),
                     json!({"path": path_of(&url)}),
                     v.context(&url, false),
@@ -423,7 +460,7 @@ impl DemoGenerator {
                 self.emit(
                     v,
                     v.at,
-                    "product.viewed",
+                    EventType::ProductViewed,
                     customer.as_deref(),
                     json!({"productId": prod.id, "productName": prod.name, "price": v.price(&prod),
                            "currency": v.currency}),
@@ -437,7 +474,7 @@ impl DemoGenerator {
                     self.emit(
                         v,
                         v.at,
-                        "cart.item_added",
+                        EventType::CartItemAdded,
                         customer.as_deref(),
                         json!({"productId": prod.id, "quantity": qty, "price": v.price(&prod),
                                "currency": v.currency}),
@@ -454,7 +491,7 @@ impl DemoGenerator {
             self.emit(
                 v,
                 v.at,
-                "cart.item_removed",
+                EventType::CartItemRemoved,
                 customer.as_deref(),
                 json!({"productId": prod.id, "quantity": qty, "price": v.price(&prod),
                        "currency": v.currency}),
@@ -482,7 +519,7 @@ impl DemoGenerator {
         self.emit(
             v,
             v.at,
-            "checkout.started",
+            EventType::CheckoutStarted,
             customer.as_deref(),
             json!({"total": total, "currency": v.currency, "items": items}),
             v.context("https://shop.example.com/checkout", false),
@@ -514,19 +551,22 @@ impl DemoGenerator {
         self.emit(
             v,
             at,
-            "order.completed",
+            EventType::OrderCompleted,
             Some(buyer),
             json!({"orderId": order_id, "total": total, "currency": currency, "itemCount": item_count,
                    "items": items.clone(), "paymentMethod": method}),
             v.context("https://shop.example.com/checkout/thank-you", false),
         );
-        let server_side = json!({"country": v.country});
+        let server_side = Context {
+            country: Some(v.country.to_owned()),
+            ..Context::default()
+        };
         if self.rng.random_bool(0.98) {
             let paid = at + time::Duration::seconds(self.rng.random_range(1..30));
             self.emit(
                 v,
                 paid,
-                "payment.captured",
+                EventType::PaymentCaptured,
                 Some(buyer),
                 json!({"orderId": order_id, "amount": total, "currency": currency, "paymentMethod": method}),
                 server_side.clone(),
@@ -547,7 +587,7 @@ impl DemoGenerator {
                 self.emit(
                     v,
                     refunded,
-                    "order.refunded",
+                    EventType::OrderRefunded,
                     Some(buyer),
                     properties,
                     server_side,
@@ -582,18 +622,25 @@ struct Visit {
     landing: String,
     /// When the session's next event happens.
     at: OffsetDateTime,
-    events: Vec<Value>,
+    events: Vec<TrustedEvent>,
 }
 
 impl Visit {
     /// The browser context of an event on `page_url` (the first page also carries the referrer).
-    fn context(&self, page_url: &str, with_referrer: bool) -> Value {
-        let mut c = json!({"ip": self.ip, "userAgent": self.user_agent, "country": self.country,
-                           "page": {"url": page_url}});
-        if with_referrer && !self.source.1.is_empty() {
-            c["referrer"] = json!(self.source.1);
+    fn context(&self, page_url: &str, with_referrer: bool) -> Context {
+        Context {
+            ip: Some(self.ip.clone()),
+            user_agent: Some(self.user_agent.to_owned()),
+            referrer: (with_referrer && !self.source.1.is_empty())
+                .then(|| self.source.1.to_owned()),
+            country: Some(self.country.to_owned()),
+            page: Some(Page {
+                url: Some(page_url.to_owned()),
+                path: None,
+                title: None,
+            }),
+            campaign: None,
         }
-        c
     }
 
     /// A product's price in the session's currency, minor units (EUR at 0.92 per USD; JPY at 150 per USD,
@@ -611,27 +658,63 @@ impl Iterator for DemoGenerator {
     type Item = Value;
 
     fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(e) = self.pending.pop_front() {
-                self.produced += 1;
-                return Some(e);
-            }
-            if self.produced >= self.cfg.events {
-                return None;
-            }
-            // Interleave one inventory day per ~N sessions so that inventory spans the whole period.
-            let sessions_per_day = (self.cfg.events / EVENTS_PER_SESSION).max(1) as u64
-                / u64::from(self.cfg.days.max(1));
-            if self.next_inventory_day < self.cfg.days
-                && self.session_no >= u64::from(self.next_inventory_day) * sessions_per_day.max(1)
-            {
-                let d = self.next_inventory_day;
-                self.next_inventory_day += 1;
-                self.inventory_day(d);
-            } else {
-                self.session();
-            }
-        }
+        self.next_event().map(|e| wire(&e))
+    }
+}
+
+/// [`DemoGenerator::trusted`].
+struct Trusted(DemoGenerator);
+
+impl Iterator for Trusted {
+    type Item = TrustedEvent;
+
+    fn next(&mut self) -> Option<TrustedEvent> {
+        self.0.next_event()
+    }
+}
+
+/// The JSON a storefront (or, for payments and refunds, a server) sends for a demo event: `id`, `type`,
+/// `timestamp`, `sessionId` and `anonymousId` (of a session's events), `properties`, `context` (when it
+/// has one: `ip`, `userAgent`, `country`, `page.url`, and `referrer` on a session's first page), then
+/// `customerId` when known. The demo's events only: [`Context`] fields it never sets are left out.
+pub fn wire(e: &TrustedEvent) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(e.id));
+    m.insert("type".into(), json!(e.event_type.as_str()));
+    m.insert("timestamp".into(), json!(DemoGenerator::ts(e.timestamp)));
+    if let Some(s) = &e.session_id {
+        m.insert("sessionId".into(), json!(s));
+    }
+    if let Some(a) = &e.anonymous_id {
+        m.insert("anonymousId".into(), json!(a));
+    }
+    m.insert("properties".into(), Value::Object(e.properties.clone()));
+    let c = &e.context;
+    if *c != Context::default() {
+        let page = c.page.as_ref().map(|p| json!({"url": p.url}));
+        let ctx: Map<String, Value> = [
+            ("ip", c.ip.as_ref().map(|v| json!(v))),
+            ("userAgent", c.user_agent.as_ref().map(|v| json!(v))),
+            ("country", c.country.as_ref().map(|v| json!(v))),
+            ("page", page),
+            ("referrer", c.referrer.as_ref().map(|v| json!(v))),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect();
+        m.insert("context".into(), Value::Object(ctx));
+    }
+    if let Some(c) = &e.customer_id {
+        m.insert("customerId".into(), json!(c));
+    }
+    Value::Object(m)
+}
+
+/// The object `json!` built (every caller passes one).
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
     }
 }
 
@@ -687,6 +770,35 @@ mod tests {
             "events: {count}\nsha256: {hex}\nfirst: {}",
             first.unwrap_or_default()
         ));
+    }
+
+    #[test]
+    fn each_typed_event_is_stored_as_validating_its_json_stores_it() {
+        // The bulk loader stores `trusted()` events through `accept_trusted`; the API would store their
+        // JSON through `validate`. Every event of every type (sessions, bots, UTM landings, server-side
+        // payments and refunds, inventory) must come out the same, with and without IP anonymization.
+        let now = datetime!(2025-03-01 00:00 UTC);
+        let meta = RequestMeta::default();
+        let mut types = HashSet::new();
+        let mut campaigns = 0;
+        for anonymize_ip in [true, false] {
+            let v = Validator {
+                limits: Default::default(),
+                retention_days: 365,
+                anonymize_ip,
+            };
+            for e in DemoGenerator::new(cfg(5, 60_000)).trusted() {
+                let from_json = v
+                    .validate(wire(&e), "demo", &meta, now)
+                    .unwrap_or_else(|err| panic!("{e:?}: {err:?}"));
+                types.insert(e.event_type.clone());
+                let typed = v.accept_trusted(e, "demo", &meta, now).expect("accepted");
+                campaigns += usize::from(typed.context.campaign.is_some());
+                assert_eq!(typed, from_json);
+            }
+        }
+        assert_eq!(types.len(), 9, "all nine built-in types: {types:?}");
+        assert!(campaigns > 0, "landings with UTM parameters are among them");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod agent;
 pub mod bots;
 mod recent;
 
-pub use validate::{RequestMeta, Validator};
+pub use validate::{RequestMeta, TrustedEvent, Validator};
 
 /// Event types with a contract, plus custom ones.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -35,13 +35,30 @@ use self::envelope::{
     opt_string, take_object, truncate_to_millis,
 };
 use self::properties::check_shape;
-use super::{Context, Event, bots};
+use super::{Context, Event, EventType, bots};
 use crate::config::{Config, Limits};
 use crate::error::FieldError;
 
 pub use self::context::anonymize;
 pub use self::envelope::new_event_id;
 pub use self::properties::check_properties;
+
+/// An event's fields as a client sends them, already typed and known to be well-formed: for a producer
+/// inside this process that makes its events rather than parsing them (the demo loader, see
+/// [`Validator::accept_trusted`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedEvent {
+    pub id: String,
+    pub event_type: EventType,
+    /// The client's `timestamp`.
+    pub timestamp: OffsetDateTime,
+    pub session_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub properties: serde_json::Map<String, Value>,
+    /// As sent, before [`Validator::validate`] completes it from the request.
+    pub context: Context,
+}
 
 /// How far ahead of the receive time a client timestamp may be before it is clamped.
 pub const FUTURE_TOLERANCE: time::Duration = time::Duration::minutes(5);
@@ -178,6 +195,43 @@ impl Validator {
             anonymous_id,
             properties,
             context,
+            bot,
+        })
+    }
+
+    /// The event [`Validator::validate`] stores for the JSON of `e`, without the JSON: the same time
+    /// rules (clamping, retention), bot flag, enrichment from the request and IP anonymization. What it
+    /// skips is what a typed, well-formed event cannot fail: parsing, the envelope's and context's field
+    /// checks, the property contract. For producers that make their events (the demo loader, whose
+    /// generator a test checks against `validate` of its JSON event by event); never for input from
+    /// outside the process.
+    pub fn accept_trusted(
+        &self,
+        e: TrustedEvent,
+        store_id: &str,
+        meta: &RequestMeta,
+        now: OffsetDateTime,
+    ) -> Result<Event, FieldError> {
+        let now = truncate_to_millis(now);
+        let timestamp = event_time(Some(e.timestamp), now, self.retention_days)?;
+        let bot = bots::visitor_user_agent(
+            e.context.user_agent.as_deref(),
+            meta.user_agent.as_deref(),
+            meta.from_browser,
+        )
+        .is_some_and(bots::is_bot_user_agent);
+        Ok(Event {
+            id: e.id,
+            store_id: store_id.to_owned(),
+            event_type: e.event_type,
+            timestamp,
+            received_at: now,
+            client_timestamp: Some(e.timestamp.to_offset(time::UtcOffset::UTC)),
+            session_id: e.session_id,
+            customer_id: e.customer_id,
+            anonymous_id: e.anonymous_id,
+            properties: e.properties,
+            context: enrich(e.context, meta, self.anonymize_ip),
             bot,
         })
     }

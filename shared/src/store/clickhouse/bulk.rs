@@ -21,12 +21,15 @@
 //! inserted would); a process killed mid-load leaves a `commerce_events_staged_…` table that no
 //! read looks at and that can be dropped.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 use super::migrations::ROLLUP_VIEWS;
-use super::{ClickHouseStore, EVENTS_TABLE, classify, first_occurrences};
+use super::row::{EventRow, EventsBlock};
+use super::{ClickHouseStore, EVENTS_TABLE, classify};
 use crate::event::Event;
-use crate::store::{StagedLoad, StoreError};
+use crate::store::{DedupToken, EncodedBatch, StagedBatch, StagedLoad, StoreError};
 
 /// The prefix of staging tables' names.
 pub const STAGED_PREFIX: &str = "commerce_events_staged_";
@@ -129,11 +132,60 @@ impl ClickHouseStagedLoad {
     }
 }
 
+/// A batch of a staged load: one Native block ([`EventsBlock`]) and the token of its events.
+#[derive(Debug, Default)]
+pub struct ClickHouseStagedBatch {
+    block: EventsBlock,
+    token: DedupToken,
+    /// The 128-bit hash (XXH3) of each event's store and id in the batch: repeats are dropped without
+    /// keeping the ids. Two different events of one batch share a hash with a probability under
+    /// 10^-27 (a batch holds at most a few hundred thousand events).
+    seen: HashSet<u128>,
+}
+
+impl StagedBatch for ClickHouseStagedBatch {
+    fn push(&mut self, event: &Event) {
+        let mut key = twox_hash::XxHash3_128::new();
+        key.write(event.store_id.as_bytes());
+        key.write(&[0]);
+        key.write(event.id.as_bytes());
+        if !self.seen.insert(key.finish_128()) {
+            return;
+        }
+        self.token.add(event);
+        self.block.push(&EventRow::from_event(event));
+    }
+
+    fn len(&self) -> usize {
+        self.block.len()
+    }
+
+    fn take(&mut self) -> EncodedBatch {
+        self.seen.clear();
+        EncodedBatch {
+            events: self.block.len(),
+            dedup_token: self.token.finish(),
+            body: self.block.take(),
+        }
+    }
+
+    fn fresh(&self) -> Box<dyn StagedBatch> {
+        Box::<Self>::default()
+    }
+}
+
 #[async_trait]
 impl StagedLoad for ClickHouseStagedLoad {
-    async fn insert(&self, events: &[Event], dedup_token: &str) -> Result<(), StoreError> {
+    fn batch(&self) -> Box<dyn StagedBatch> {
+        Box::<ClickHouseStagedBatch>::default()
+    }
+
+    async fn insert_encoded(&self, batch: EncodedBatch) -> Result<(), StoreError> {
+        if batch.events == 0 {
+            return Ok(());
+        }
         self.store
-            .write_rows_to(&self.table, &first_occurrences(events), dedup_token)
+            .write_block_to(&self.table, batch.body, &batch.dedup_token)
             .await
     }
 
@@ -155,5 +207,34 @@ impl StagedLoad for ClickHouseStagedLoad {
 
     async fn discard(self: Box<Self>) -> Result<(), StoreError> {
         self.drop_table().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::dedup_token;
+
+    #[test]
+    fn a_staged_batch_drops_repeats_and_is_taken_with_the_token_of_the_events_it_kept() {
+        let events = crate::event::test_page_views("e", 3);
+        let mut batch = ClickHouseStagedBatch::default();
+        for e in [&events[0], &events[1], &events[0], &events[2], &events[1]] {
+            batch.push(e);
+        }
+        assert_eq!(batch.len(), 3, "each (store, id) once");
+        let taken = batch.take();
+        assert_eq!(taken.events, 3);
+        assert_eq!(taken.dedup_token, dedup_token(&events));
+        assert!(batch.is_empty(), "taking empties the batch");
+
+        // The next batch starts afresh: what the last one held is no repeat, and its token is its own.
+        batch.push(&events[2]);
+        batch.push(&events[0]);
+        let next = batch.take();
+        assert_eq!(next.events, 2);
+        assert_eq!(next.dedup_token, dedup_token([&events[2], &events[0]]));
+        assert!(next.body.len() < taken.body.len());
+        assert!(batch.fresh().is_empty());
     }
 }

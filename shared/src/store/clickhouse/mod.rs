@@ -1,7 +1,7 @@
 //! ClickHouse adapter: the only place that knows ClickHouse SQL and row layouts.
 //!
 //! Inserts use the official `clickhouse` crate, one `INSERT` per batch, always finished with `end()`;
-//! events go as one Native block ([`row::events_block`], checked by the server against the table's
+//! events go as one Native block ([`row::EventsBlock`], checked by the server against the table's
 //! columns), other rows as RowBinary (schema validated against the table). Exactly-once storage of events rests on three layers:
 //! 1. within a batch, repeated `(store_id, id)` pairs are dropped (first one kept);
 //! 2. before each insert, the ids of its rows already stored are looked up and dropped (`id` bloom-filter
@@ -340,16 +340,26 @@ impl ClickHouseStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let rows: Vec<EventRow<'_>> = rows.iter().map(|e| EventRow::from_event(e)).collect();
+        let mut block = row::EventsBlock::default();
+        for e in rows {
+            block.push(&EventRow::from_event(e));
+        }
+        self.write_block_to(table, block.take(), dedup_token).await
+    }
+
+    /// Sends one Native block of events ([`row::EventsBlock`]) to `table`.
+    async fn write_block_to(
+        &self,
+        table: &str,
+        block: bytes::Bytes,
+        dedup_token: &str,
+    ) -> Result<(), StoreError> {
         let mut insert = self
             .client
             .insert_formatted_with(format!("INSERT INTO {table} FORMAT Native"))
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)))
             .with_setting("insert_deduplication_token", dedup_token);
-        insert
-            .send(row::events_block(&rows))
-            .await
-            .map_err(classify)?;
+        insert.send(block).await.map_err(classify)?;
         insert.end().await.map_err(classify)
     }
 
