@@ -310,8 +310,14 @@ impl Progress {
             let secs = self.started.elapsed().as_secs_f64();
             let rate = done as f64 / secs.max(1e-9);
             let eta = (total.saturating_sub(done)) as f64 / rate.max(1e-9);
+            // Months take seconds each: "0.0 months/s" would say nothing.
+            let pace = if rate >= 1.0 {
+                format!("{rate:.1} {}/s", self.unit)
+            } else {
+                format!("{:.0} s each", 1.0 / rate.max(1e-9))
+            };
             eprintln!(
-                "demo: {done}/{total} {unit} ({}%), {rate:.1} {unit}/s, ETA {eta:.0} s",
+                "demo: {done}/{total} {unit} ({}%), {pace}, ETA {eta:.0} s",
                 step * 5,
                 unit = self.unit,
             );
