@@ -10,7 +10,8 @@
 //!    storage error every port reports), [`ident`] (identifier and code rules), [`clock`], [`retry`]
 //!    (bounded jittered backoff), [`ratelimit`] (per-key token buckets), [`telemetry`] (logging set-up).
 //! 2. [`config`]: typed configuration, every setting declared once.
-//! 3. [`event`]: the event model, validation, enrichment and bot detection.
+//! 3. [`event`]: the event model, validation, enrichment and bot detection; [`demo`] (deterministic
+//!    realistic demo traffic, made as typed events for the bulk loader).
 //! 4. The domain and its ports (narrow traits the adapters implement): [`auth`] (API keys → store;
 //!    `KeyStore`), [`query`] (parameters, the metric catalog, ranked metrics, funnels, cohorts, live,
 //!    dashboards; `ReadStore`, `DashboardStore`), [`retention`] (`RetentionStore`), [`erasure`]
@@ -25,8 +26,7 @@
 //! 8. [`api`]: HTTP handlers over `lambda_http` types, and the single error → HTTP mapping.
 //! 9. [`lambda`]: what every Lambda `main` calls (telemetry, configuration, clients, serving).
 //!
-//! Beside the layers: [`demo`] (deterministic realistic demo traffic; imports nothing of the crate) and
-//! [`fuzzing`] (entry points of the fuzz targets).
+//! Beside the layers: [`fuzzing`] (entry points of the fuzz targets).
 //!
 //! Two time crates, on purpose: `time` for the event model, validation and ClickHouse rows (the
 //! `clickhouse` crate serializes `DateTime64` from `time::OffsetDateTime`; RFC 3339 parsing), `jiff` for
