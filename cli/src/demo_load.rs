@@ -5,9 +5,9 @@
 //! the same rows, and its rollups the same aggregates, as from live traffic. The generator makes its
 //! events typed ([`DemoGenerator::trusted`]) and the validator accepts them as such
 //! ([`Validator::accept_trusted`]: the JSON parsing and field checks a made event cannot fail are
-//! skipped; a unit test checks event by event that this stores what validating their JSON stores). What the bulk path skips is
-//! the per-batch lookup of already-stored ids ([`EventStore::insert_new`]): callers load into a store that
-//! holds no events, and the generator never repeats an id (a unit test checks it). Where the store offers
+//! skipped; a unit test checks event by event that this stores what validating their JSON stores). What
+//! the bulk path skips is the per-batch lookup of already-stored ids ([`EventStore::insert_new`]): callers
+//! load into a store that holds no events, and the generator never repeats an id (a unit test checks it). Where the store offers
 //! a staged load ([`EventStore::staged_load`]: ClickHouse on one server), the batches are staged where no
 //! materialized view sees them and every rollup is derived once at the end, month by month, instead of
 //! insert by insert (an integration test checks both ways store the same rows); each event is then
