@@ -7,14 +7,7 @@ use std::path::Path;
 
 /// Bottom first; a module may use its own layer and the ones before it.
 const LAYERS: &[&[&str]] = &[
-    &[
-        "error",
-        "ident",
-        "clock",
-        "retry",
-        "ratelimit",
-        "telemetry",
-    ],
+    &["error", "ident", "clock", "retry", "ratelimit", "telemetry"],
     &["config", "fx"],
     &["event", "demo"],
     &["auth", "query", "retention", "erasure", "alerts"],
