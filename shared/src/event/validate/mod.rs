@@ -175,28 +175,50 @@ impl Validator {
             Some(m) => parse_context(m)?,
             None => Context::default(),
         };
-        let bot = bots::visitor_user_agent(
-            context.user_agent.as_deref(),
-            meta.user_agent.as_deref(),
-            meta.from_browser,
-        )
-        .is_some_and(bots::is_bot_user_agent);
-        let context = enrich(context, meta, self.anonymize_ip);
-
-        Ok(Event {
+        let fields = TrustedEvent {
             id,
-            store_id: store_id.to_owned(),
             event_type,
             timestamp,
-            received_at: now,
-            client_timestamp: client_timestamp.map(|t| t.to_offset(time::UtcOffset::UTC)),
             session_id,
             customer_id,
             anonymous_id,
             properties,
             context,
+        };
+        Ok(self.complete(fields, client_timestamp, store_id, meta, now))
+    }
+
+    /// The stored event of checked `fields` whose `timestamp` is already the event's time (see
+    /// `event_time`): the bot flag from the visitor's user agent, the context completed from the request
+    /// and its IP anonymized. The one tail of [`Validator::validate`] and [`Validator::accept_trusted`].
+    fn complete(
+        &self,
+        fields: TrustedEvent,
+        client_timestamp: Option<OffsetDateTime>,
+        store_id: &str,
+        meta: &RequestMeta,
+        now: OffsetDateTime,
+    ) -> Event {
+        let bot = bots::visitor_user_agent(
+            fields.context.user_agent.as_deref(),
+            meta.user_agent.as_deref(),
+            meta.from_browser,
+        )
+        .is_some_and(bots::is_bot_user_agent);
+        Event {
+            id: fields.id,
+            store_id: store_id.to_owned(),
+            event_type: fields.event_type,
+            timestamp: fields.timestamp,
+            received_at: now,
+            client_timestamp: client_timestamp.map(|t| t.to_offset(time::UtcOffset::UTC)),
+            session_id: fields.session_id,
+            customer_id: fields.customer_id,
+            anonymous_id: fields.anonymous_id,
+            properties: fields.properties,
+            context: enrich(fields.context, meta, self.anonymize_ip),
             bot,
-        })
+        }
     }
 
     /// The event [`Validator::validate`] stores for the JSON of `e`, without the JSON: the same time
@@ -213,27 +235,15 @@ impl Validator {
         now: OffsetDateTime,
     ) -> Result<Event, FieldError> {
         let now = truncate_to_millis(now);
-        let timestamp = event_time(Some(e.timestamp), now, self.retention_days)?;
-        let bot = bots::visitor_user_agent(
-            e.context.user_agent.as_deref(),
-            meta.user_agent.as_deref(),
-            meta.from_browser,
-        )
-        .is_some_and(bots::is_bot_user_agent);
-        Ok(Event {
-            id: e.id,
-            store_id: store_id.to_owned(),
-            event_type: e.event_type,
-            timestamp,
-            received_at: now,
-            client_timestamp: Some(e.timestamp.to_offset(time::UtcOffset::UTC)),
-            session_id: e.session_id,
-            customer_id: e.customer_id,
-            anonymous_id: e.anonymous_id,
-            properties: e.properties,
-            context: enrich(e.context, meta, self.anonymize_ip),
-            bot,
-        })
+        let sent = e.timestamp;
+        let timestamp = event_time(Some(sent), now, self.retention_days)?;
+        Ok(self.complete(
+            TrustedEvent { timestamp, ..e },
+            Some(sent),
+            store_id,
+            meta,
+            now,
+        ))
     }
 
     /// Checks an already-enriched event arriving from Firehose (written by `track`, but the ingest endpoint
