@@ -189,6 +189,7 @@ async fn changing_retention_days_updates_the_table_ttl() {
         "commerce_sessions",
         "commerce_visitors",
         "commerce_customers",
+        "commerce_product_names",
     ] {
         let engines: Vec<String> = db
             .store
@@ -446,6 +447,8 @@ type VisitorRow = (String, u32, String, u64);
 type CountRow = (String, u32, String, String, i64);
 /// A customers rollup row: store, day (unix seconds), customer hash, first order that day (ms).
 type CustomerRow = (String, u32, u64, i64);
+/// A product names rollup row: store, day (unix seconds), product, latest named view that day (ms), name.
+type NameRow = (String, u32, String, i64, String);
 /// A session rollup row (times in ms; `first_view` the latest `DateTime64` when the row has no view).
 #[derive(Debug, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
 struct SessionRow {
@@ -476,7 +479,8 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
     use commerce_analytics::store::clickhouse::migrations::{
         CUSTOMERS_ROLLUP, CUSTOMERS_ROLLUP_GROUP, HOURLY_COUNTS, HOURLY_COUNTS_GROUP,
-        SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP, VISITOR_ROWS, VISITOR_ROWS_GROUP,
+        PRODUCT_NAMES_ROLLUP, PRODUCT_NAMES_ROLLUP_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
+        VISITOR_ROWS, VISITOR_ROWS_GROUP,
     };
     let db = TestDb::new("rollup").await;
     let now = time::OffsetDateTime::now_utc();
@@ -574,6 +578,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         [
             "commerce_customers_mv",
             "commerce_hourly_counts_mv",
+            "commerce_product_names_mv",
             "commerce_sessions_mv",
             "commerce_visitors_mv"
         ],
@@ -594,6 +599,40 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
     };
+    let names = |inner: String| {
+        let sql = format!(
+            "SELECT toString(store_id), toUnixTimestamp(toDateTime(day)), product_id, \
+             toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM ({inner}) \
+             GROUP BY store_id, day, product_id ORDER BY ALL"
+        );
+        async move {
+            store
+                .client()
+                .query(&sql)
+                .fetch_all::<NameRow>()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    let expected_names = names(format!(
+        "{PRODUCT_NAMES_ROLLUP} FROM commerce_events {PRODUCT_NAMES_ROLLUP_GROUP}"
+    ))
+    .await;
+    let named_products: std::collections::HashSet<(&str, i64)> = events
+        .iter()
+        .filter(|e| e.event_type.as_str() == "product.viewed")
+        .filter_map(|e| {
+            let name = e.properties.get("productName")?.as_str()?;
+            let product = e.properties.get("productId")?.as_str()?;
+            (!name.is_empty()).then_some((product, e.timestamp.unix_timestamp().div_euclid(86_400)))
+        })
+        .collect();
+    assert!(!named_products.is_empty(), "the demo names its products");
+    assert_eq!(
+        expected_names.len(),
+        named_products.len(),
+        "one row per product and day with a named view, bots' views included"
+    );
     let expected_customers = customers(format!(
         "{CUSTOMERS_ROLLUP} FROM commerce_events {CUSTOMERS_ROLLUP_GROUP}"
     ))
@@ -720,6 +759,11 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
             expected_customers,
             "resent in batches of {batch_size}"
         );
+        assert_eq!(
+            names("SELECT * FROM commerce_product_names".to_owned()).await,
+            expected_names,
+            "resent in batches of {batch_size}"
+        );
     }
 
     // A client that resends some events changed (two hours later, another session; within the lookup's
@@ -762,6 +806,11 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         customers("SELECT * FROM commerce_customers".to_owned()).await,
         expected_customers,
         "customers after a changed resend"
+    );
+    assert_eq!(
+        names("SELECT * FROM commerce_product_names".to_owned()).await,
+        expected_names,
+        "product names after a changed resend"
     );
     db.drop_database().await;
 }

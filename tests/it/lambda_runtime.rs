@@ -226,7 +226,8 @@ async fn every_event_fixture_runs_through_its_function_binary() {
                             "commerce_visitors",
                             "commerce_hourly_counts",
                             "commerce_sessions",
-                            "commerce_customers"
+                            "commerce_customers",
+                            "commerce_product_names"
                         ],
                         "{body}"
                     );

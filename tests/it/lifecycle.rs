@@ -207,6 +207,7 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
             ("commerce_hourly_counts", "hour"),
             ("commerce_sessions", "hour"),
             ("commerce_customers", "day"),
+            ("commerce_product_names", "day"),
         ] {
             let before = count(format!(
                 "SELECT count() FROM {db_name}.{rollup} WHERE store_id = '{store}' \
@@ -368,6 +369,33 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
         rolled, from_raw,
         "{store}: each customer's first order in the rollup equals the raw events'"
     );
+    // Each product's latest name per day, from the names rollup and from the raw events (bots
+    // included: a name is a catalog fact).
+    let names = |sql: String| async move {
+        db.store
+            .client()
+            .query(&sql)
+            .fetch_all::<(u32, String, i64, String)>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let rolled = names(format!(
+        "SELECT toUnixTimestamp(toDateTime(day)), product_id, toUnixTimestamp64Milli(max(latest).1), \
+           max(latest).2 FROM commerce_product_names WHERE store_id = '{store}' \
+         GROUP BY day, product_id ORDER BY ALL"
+    ))
+    .await;
+    let from_raw = names(format!(
+        "SELECT toUnixTimestamp(toDateTime(toDate(timestamp))) AS d, product_id, \
+           toUnixTimestamp64Milli(max(timestamp)), argMax(toString(product_name), (timestamp, toString(product_name))) \
+         FROM commerce_events WHERE store_id = '{store}' AND type = 'product.viewed' \
+           AND product_id != '' AND product_name != '' GROUP BY d, product_id ORDER BY ALL"
+    ))
+    .await;
+    assert_eq!(
+        rolled, from_raw,
+        "{store}: each product's latest name per day in the rollup equals the raw events'"
+    );
     let differing: Vec<(&HourCounts, &HourCounts)> =
         rollup.iter().zip(&raw).filter(|(a, b)| a != b).collect();
     assert!(
@@ -427,6 +455,11 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
         .await;
     // Pre-login browsing on a device later used by the victim and, separately, by another customer.
     let t = now - time::Duration::hours(2);
+    let named_at = (now - time::Duration::hours(3))
+        .replace_minute(10)
+        .expect("minute")
+        .replace_second(0)
+        .expect("second");
     let linked = vec![
         event_at(
             "shop-a",
@@ -454,6 +487,20 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
             "shop-a",
             t + time::Duration::minutes(4),
             json!({"type": "page.viewed", "anonymousId": "anon-unrelated", "sessionId": "sess-u"}),
+        ),
+        // A product named by someone else, then renamed by the victim's later view within the same
+        // hour: once the victim is erased, the day's name is the other customer's again.
+        event_at(
+            "shop-a",
+            named_at,
+            json!({"type": "product.viewed", "sessionId": "sess-other", "customerId": "someone-else",
+                   "properties": {"productId": "p-named", "productName": "Original name"}}),
+        ),
+        event_at(
+            "shop-a",
+            named_at + time::Duration::minutes(1),
+            json!({"type": "product.viewed", "sessionId": "sess-pre", "customerId": victim,
+                   "properties": {"productId": "p-named", "productName": "Victim's name"}}),
         ),
     ];
     db.store
@@ -615,6 +662,17 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
     // The rollup was rebuilt for the hours the erasure touched: it still equals the raw events.
     assert_rollup_matches_raw(&db, "shop-a").await;
     assert_rollup_matches_raw(&db, "shop-b").await;
+    let name: String = db
+        .scalar(&format!(
+            "SELECT max(latest).2 FROM {}.commerce_product_names \
+             WHERE store_id = 'shop-a' AND product_id = 'p-named'",
+            db.name
+        ))
+        .await;
+    assert_eq!(
+        name, "Original name",
+        "the product-day the victim renamed is rebuilt from the views left"
+    );
 
     // Idempotent.
     let (status, body) = send(&api, "DELETE", &path, READ_KEY).await;

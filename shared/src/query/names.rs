@@ -4,15 +4,16 @@
 //!
 //! A product's name is the latest non-empty `productName` its `product.viewed` events carried (bots
 //! included: a name is a catalog fact, not traffic) before the answer's period ends. Looked up in steps,
-//! so the common case reads little: the [`LATEST`] day before the end first, then, only for the products
-//! still without a name, the rest of the [`RECENT`] window, then the rest of the [`OLDEST`] one. A name
-//! found in a step is later than any in the steps after it, so the answer is the same as one read of the
-//! whole year. A product never viewed with a name in the year before the end has `productName: null` (the
-//! page shows its id alone).
+//! so the common case reads little: from the UTC midnight [`LATEST`] before the day the period ends in
+//! up to its end first, then, only for the products still without a name, the [`RECENT`] days before
+//! that, then the days before those back to [`OLDEST`] before the end's day. A name found in a step is
+//! later than any in the steps after it, so the answer is the same as one read of the whole window. A
+//! product never viewed with a name in that window (a year and the end's day) has `productName: null`
+//! (the page shows its id alone).
 //!
-//! Measured on the 10M-event bench store (ClickHouse, 10 products): the 30-day step costs about a third
-//! of a 90-day one (the `properties` column dominates the read). On the 100M store (100 products, all
-//! viewed every day): the last day 49-55 ms, 30 days 502-506 ms, side by side.
+//! Every window starts on a UTC midnight and only the first ends inside a day, so a warehouse with a
+//! daily names rollup answers the steps from it and reads raw events only for the day the period ends in
+//! (ClickHouse: `commerce_product_names`, see `store/clickhouse/read/names.rs`).
 
 use std::collections::HashMap;
 
@@ -22,11 +23,12 @@ use serde_json::Value;
 use super::ReadStore;
 use crate::error::StoreError;
 
-/// The first window looked up, before the period's end.
+/// How far before the UTC midnight of the period's end the first window starts (it ends at the end).
 pub const LATEST: SignedDuration = SignedDuration::from_hours(24);
-/// The second window looked up, before the period's end (the first one excluded).
+/// How far before the UTC midnight of the period's end the second window starts (it ends where the
+/// first starts).
 pub const RECENT: SignedDuration = SignedDuration::from_hours(30 * 24);
-/// How far back the third and last step looks, before the period's end.
+/// How far before the UTC midnight of the period's end the third and last window starts.
 pub const OLDEST: SignedDuration = SignedDuration::from_hours(365 * 24);
 
 /// A product's latest name in a window.
@@ -56,10 +58,11 @@ pub async fn lookup(
     let mut missing = ids;
     missing.sort();
     missing.dedup();
+    let day = utc_midnight(end);
     let steps = [
-        (end - LATEST, end),
-        (end - RECENT, end - LATEST),
-        (end - OLDEST, end - RECENT),
+        (day - LATEST, end),
+        (day - RECENT, day - LATEST),
+        (day - OLDEST, day - RECENT),
     ];
     for (from, to) in steps {
         if missing.is_empty() {
@@ -82,6 +85,12 @@ pub async fn lookup(
             .collect();
     }
     Ok(names)
+}
+
+/// The UTC midnight at or before `t`.
+fn utc_midnight(t: Timestamp) -> Timestamp {
+    const DAY: i64 = 86_400;
+    Timestamp::from_second(t.as_second().div_euclid(DAY) * DAY).unwrap_or(t)
 }
 
 /// Adds `productName` (a string, or `null`) after `productId` to every row that has one, looking the names

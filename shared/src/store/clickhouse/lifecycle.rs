@@ -4,8 +4,9 @@
 //! before the events are deleted, their counts are subtracted from `commerce_hourly_counts` (one insert of
 //! negative counts, with a deduplication token naming exactly those rows, so an erasure retried after a
 //! failure never subtracts twice; inserts landing meanwhile only add); after, the visitors' rows
-//! of the hours touched in `commerce_visitors`, and the `commerce_sessions` rows of the sessions touched, are
-//! rebuilt from the events left, and the customer's rows of `commerce_customers` deleted. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
+//! of the hours touched in `commerce_visitors`, the `commerce_sessions` rows of the sessions touched, and
+//! the `commerce_product_names` rows of the product-days whose views are erased, are rebuilt from the
+//! events left, and the customer's rows of `commerce_customers` deleted. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
 //! whole partitions with `ALTER TABLE … DROP PARTITION ID`. Table names come from the fixed list below;
 //! every value is a server-side parameter.
 
@@ -14,7 +15,10 @@ use time::OffsetDateTime;
 
 use sha2::{Digest as _, Sha256};
 
-use super::migrations::{SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP, VISITOR_ROWS, VISITOR_ROWS_GROUP};
+use super::migrations::{
+    PRODUCT_NAMES_ROLLUP, PRODUCT_NAMES_ROLLUP_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
+    VISITOR_ROWS, VISITOR_ROWS_GROUP,
+};
 use super::{ClickHouseStore, EVENTS_TABLE, classify, layout};
 use crate::erasure::{ErasureReport, ErasureStore};
 use crate::error::StoreError;
@@ -34,12 +38,14 @@ const RETAINED: RetainedTables = RetainedTables(&[
     // A day's rows: the cutoff is a whole UTC day, so `day < cutoff` removes exactly the days whose
     // events are removed.
     (CUSTOMERS_TABLE, "day"),
+    (NAMES_TABLE, "day"),
 ]);
 
 const VISITORS_TABLE: &str = "commerce_visitors";
 const COUNTS_TABLE: &str = "commerce_hourly_counts";
 const SESSIONS_TABLE: &str = "commerce_sessions";
 const CUSTOMERS_TABLE: &str = "commerce_customers";
+const NAMES_TABLE: &str = "commerce_product_names";
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -299,6 +305,65 @@ impl ClickHouseStore {
         Ok(())
     }
 
+    /// Rebuilds the `commerce_product_names` rows of `named` (product-days) of a store from the raw events
+    /// left: the rows are deleted, then the days' named views aggregated again. `max` only, so an insert
+    /// landing meanwhile, aggregated by its view and again here, changes nothing.
+    async fn rebuild_names(&self, store_id: &str, named: &[NamedDay]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (
+            named.iter().map(|n| n.day).min(),
+            named.iter().map(|n| n.day).max(),
+        ) else {
+            return Ok(());
+        };
+        let days: Vec<u32> = named.iter().map(|n| n.day).collect();
+        let products: Vec<&str> = named.iter().map(|n| n.product_id.as_str()).collect();
+        let keys = "has(arrayZip({days:Array(UInt32)}, {products:Array(String)}), ";
+        for site in self.sites(NAMES_TABLE) {
+            site.client
+                .query(&format!(
+                    "DELETE FROM {} WHERE store_id = {{store:String}} \
+                     AND {keys}(toUnixTimestamp(toDateTime(day)), product_id))",
+                    site.table
+                ))
+                .param("store", store_id)
+                .param("days", &days)
+                .param("products", &products)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        let RollupSites {
+            clients,
+            rollup,
+            events,
+        } = self.rollup_sites(NAMES_TABLE);
+        let rest = PRODUCT_NAMES_ROLLUP_GROUP.replacen(
+            "WHERE ",
+            &format!(
+                "WHERE store_id = {{store:String}} \
+                 AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
+                 AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 DAY \
+                 AND {keys}(toUnixTimestamp(toDateTime(toDate(timestamp))), product_id)) AND "
+            ),
+            1,
+        );
+        for client in clients {
+            client
+                .query(&format!(
+                    "INSERT INTO {rollup} {PRODUCT_NAMES_ROLLUP} FROM {events} {rest}"
+                ))
+                .param("store", store_id)
+                .param("days", &days)
+                .param("products", &products)
+                .param("first", first)
+                .param("last", last)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
     /// Adds the negative of the counts of the events about to be erased (`events_where`, `events` rows) to
     /// `commerce_hourly_counts`, where the view had added them: node by node on a cluster with nodes (each
     /// node's counts came from its own events), else in one statement. The token names the store, the
@@ -343,6 +408,13 @@ impl ClickHouseStore {
         }
         Ok(())
     }
+}
+
+/// A product and UTC day (Unix seconds) whose name an erasure may change.
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct NamedDay {
+    day: u32,
+    product_id: String,
 }
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
@@ -414,6 +486,21 @@ impl ClickHouseStore {
                 .fetch_all()
                 .await
                 .map_err(classify)?;
+            // Every product-day whose name came, or may have come, from an erased view.
+            let named: Vec<NamedDay> = self
+                .client
+                .query(&format!(
+                    "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp))) AS day, product_id \
+                     FROM {EVENTS_TABLE} WHERE {events_where} AND type = 'product.viewed' \
+                     AND product_id != '' AND product_name != ''"
+                ))
+                .param("store", store_id)
+                .param("customer", customer_id)
+                .param("anon", &linked.anonymous_ids)
+                .param("sessions", &linked.sessions)
+                .fetch_all()
+                .await
+                .map_err(classify)?;
             self.subtract_counts(store_id, customer_id, events_where, &linked, events)
                 .await?;
             for site in self.sites(EVENTS_TABLE) {
@@ -429,6 +516,7 @@ impl ClickHouseStore {
             }
             self.reaggregate_hours(store_id, &hours).await?;
             self.rebuild_sessions(store_id, &touched_sessions).await?;
+            self.rebuild_names(store_id, &named).await?;
             // Their orders are all erased (every one carries their id), so are their first orders.
             for site in self.sites(CUSTOMERS_TABLE) {
                 site.client

@@ -94,6 +94,14 @@
 //! by its customer id string. Retention cuts it by `day` on the events' cutoff, so the first order is the
 //! first one kept; erasure deletes the customer's rows; reads with bots read the raw events.
 //!
+//! ## `commerce_product_names` (v20)
+//! Each product's latest name per store and UTC day (the latest `product.viewed` with a `product_name`,
+//! bots included, kept as a `(time, name)` pair; `max` only, see [`PRODUCT_NAMES_ROLLUP`]), fed by
+//! `commerce_product_names_mv`. The names lookup (`query/names.rs`, whose windows are whole UTC days)
+//! reads the `max` over a window's rows instead of that window's product views: one small read per
+//! step, a few hundred rows a product a year. Retention cuts it by `day` like the customers' rows;
+//! erasure deletes and rebuilds the product-days whose views it erased.
+//!
 //! ## `commerce_hourly` rollup (v4; one view since v7; visitors only since v12; empty since v14)
 //! An `AggregatingMergeTree` fed by a materialized view on every insert into `commerce_events` (two views
 //! until v7, which merged them into [`HOURLY_ROLLUP`] to write one block per insert instead of two): per
@@ -588,6 +596,29 @@ TTL toDateTime(day) + INTERVAL {retention_days} DAY
              COMMENT 'properties.productName when a string, else empty'",
         ],
     },
+    Migration {
+        version: 20,
+        name: "product names per day",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_product_names
+(
+    store_id    LowCardinality(String),
+    day         Date COMMENT 'the UTC day of the product views aggregated in this row',
+    product_id  String,
+    latest      SimpleAggregateFunction(max, Tuple(at DateTime64(3, 'UTC'), name String)) COMMENT 'the day''s latest product.viewed with a name, and that name'
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (store_id, product_id, day)
+TTL toDateTime(day) + INTERVAL {retention_days} DAY
+",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_product_names_mv TO {db}.commerce_product_names AS \
+             {product_names_rollup} FROM {db}.commerce_events {product_names_rollup_group}",
+            // Rows stored before the view: `max` only, so rows the view also aggregated change nothing.
+            "INSERT INTO {db}.commerce_product_names {product_names_rollup} FROM {db}.commerce_events {product_names_rollup_group}",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in
@@ -874,6 +905,17 @@ pub const CUSTOMERS_ROLLUP: &str = "SELECT store_id, toDate(timestamp) AS day, \
 pub const CUSTOMERS_ROLLUP_GROUP: &str = "WHERE NOT is_bot AND type = 'order.completed' \
      AND customer_id != '' GROUP BY store_id, day, customer_hash";
 
+/// The `commerce_product_names` rows of the events a query reads (`FROM commerce_events` between this
+/// and [`PRODUCT_NAMES_ROLLUP_GROUP`]): per store, UTC day and product, the latest `product.viewed` that
+/// carried a name, as a `(time, name)` pair. Only `max`, so aggregating a view twice changes nothing, and
+/// the latest name of any run of days is the `max` over its rows. Bots' views included: a name is a
+/// catalog fact, not traffic (see `query/names.rs`).
+pub const PRODUCT_NAMES_ROLLUP: &str = "SELECT store_id, toDate(timestamp) AS day, product_id, \
+     max((timestamp, CAST(product_name, 'String'))) AS latest";
+/// What follows `FROM commerce_events` in [`PRODUCT_NAMES_ROLLUP`]: product views with a name.
+pub const PRODUCT_NAMES_ROLLUP_GROUP: &str = "WHERE type = 'product.viewed' AND product_id != '' \
+     AND product_name != '' GROUP BY store_id, day, product_id";
+
 /// A materialized view on `commerce_events` as the latest migration leaves it: the rollup table it feeds
 /// and its query (`{select} FROM <events> {rest}`).
 #[derive(Debug, Clone, Copy)]
@@ -886,7 +928,7 @@ pub struct RollupView {
 
 /// Every view the migrations leave on `commerce_events` (an integration test checks this list against a
 /// migrated server's views): what a bulk load without views ([`super::bulk`]) must derive itself.
-pub const ROLLUP_VIEWS: [RollupView; 4] = [
+pub const ROLLUP_VIEWS: [RollupView; 5] = [
     RollupView {
         view: "commerce_hourly_counts_mv",
         table: "commerce_hourly_counts",
@@ -910,6 +952,12 @@ pub const ROLLUP_VIEWS: [RollupView; 4] = [
         table: "commerce_customers",
         select: CUSTOMERS_ROLLUP,
         rest: CUSTOMERS_ROLLUP_GROUP,
+    },
+    RollupView {
+        view: "commerce_product_names_mv",
+        table: "commerce_product_names",
+        select: PRODUCT_NAMES_ROLLUP,
+        rest: PRODUCT_NAMES_ROLLUP_GROUP,
     },
 ];
 
@@ -1252,7 +1300,9 @@ pub fn distributed_ddl(
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{customers_rollup_group}", CUSTOMERS_ROLLUP_GROUP)
+    stmt.replace("{product_names_rollup_group}", PRODUCT_NAMES_ROLLUP_GROUP)
+        .replace("{product_names_rollup}", PRODUCT_NAMES_ROLLUP)
+        .replace("{customers_rollup_group}", CUSTOMERS_ROLLUP_GROUP)
         .replace("{customers_rollup}", CUSTOMERS_ROLLUP)
         .replace("{visitor_rows_group}", VISITOR_ROWS_GROUP)
         .replace("{visitor_rows}", VISITOR_ROWS)
@@ -1368,6 +1418,7 @@ async fn sync_ttl(
         ("commerce_sessions", "hour"),
         ("commerce_visitors", "hour"),
         ("commerce_customers", "day"),
+        ("commerce_product_names", "day"),
     ] {
         let table = if flavor.local {
             local(table)
