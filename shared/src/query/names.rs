@@ -12,8 +12,8 @@
 //! (the page shows its id alone).
 //!
 //! Every window starts on a UTC midnight and only the first ends inside a day, so a warehouse with a
-//! daily names rollup answers the steps from it and reads raw events only for the day the period ends in
-//! (ClickHouse: `commerce_product_names`, see `store/clickhouse/read/names.rs`).
+//! daily names rollup answers the steps from it, reading raw events only when the period ended before a
+//! later view of its last day (ClickHouse: `commerce_product_names`, see `store/clickhouse/read/names.rs`).
 
 use std::collections::HashMap;
 

@@ -838,28 +838,23 @@ mod tests {
 
     #[test]
     fn product_names_have_their_sql_snapshots() {
-        // A lookup's first step: whole days from the rollup, the end's day from the events; the later
-        // steps: whole days only; a window inside one day: the events only.
-        let end: jiff::Timestamp = "2026-03-15T10:20:30Z".parse().expect("end");
-        let midnight: jiff::Timestamp = "2026-03-15T00:00:00Z".parse().expect("midnight");
-        let day = jiff::SignedDuration::from_hours(24);
-        for (name, from, to) in [
-            ("product_names", midnight - day, end),
-            (
-                "product_names_whole_days",
-                midnight - day * 30,
-                midnight - day,
-            ),
-            ("product_names_within_a_day", midnight, end),
-        ] {
-            let q = crate::query::names::NamesQuery {
-                store_id: "shop-a".into(),
-                ids: vec!["prod_1".into(), "prod_2".into()],
-                from,
-                to,
-            };
-            insta::assert_snapshot!(name, layout(&super::names::sql(&q)));
-        }
+        let from: jiff::Timestamp = "2026-03-14T00:00:00Z".parse().expect("from");
+        let to: jiff::Timestamp = "2026-03-15T10:20:30Z".parse().expect("to");
+        let last_day: jiff::Timestamp = "2026-03-15T00:00:00Z".parse().expect("last day");
+        let ids = || vec!["prod_1".to_owned(), "prod_2".to_owned()];
+        let (from, to, last_day) = (
+            from.as_millisecond(),
+            to.as_millisecond(),
+            last_day.as_millisecond(),
+        );
+        insta::assert_snapshot!(
+            "product_names",
+            layout(&super::names::events_sql("shop-a", ids(), from, to))
+        );
+        insta::assert_snapshot!(
+            "product_names_from_the_rollup",
+            layout(&super::names::rollup_sql("shop-a", ids(), from, last_day))
+        );
     }
 
     #[test]
