@@ -206,6 +206,41 @@ impl ClickHouseStore {
         }
     }
 
+    /// Rebuilds rows of `rollup` from the raw events left: its rows matching `rows` are deleted (on every
+    /// node), then `select FROM <events> rest` inserted again on its [`RollupSites`]; `bind` binds the
+    /// parameters both statements name (`{store:String}` always).
+    async fn rebuild(
+        &self,
+        rollup: &str,
+        rows: &str,
+        (select, rest): (&str, &str),
+        bind: impl Fn(clickhouse::query::Query) -> clickhouse::query::Query,
+    ) -> Result<(), StoreError> {
+        for site in self.sites(rollup) {
+            bind(site.client.query(&format!(
+                "DELETE FROM {} WHERE store_id = {{store:String}} AND {rows}",
+                site.table
+            )))
+            .execute()
+            .await
+            .map_err(classify)?;
+        }
+        let RollupSites {
+            clients,
+            rollup,
+            events,
+        } = self.rollup_sites(rollup);
+        for client in clients {
+            bind(client.query(&format!(
+                "INSERT INTO {rollup} {select} FROM {events} {rest}"
+            )))
+            .execute()
+            .await
+            .map_err(classify)?;
+        }
+        Ok(())
+    }
+
     /// Rebuilds the visitors' rows of `hours` (Unix seconds) of a store from the raw events left: the rows
     /// are deleted, then the hours aggregated again. An insert landing meanwhile is at worst aggregated
     /// twice, as the same rows, which a distinct count ignores.
@@ -213,24 +248,6 @@ impl ClickHouseStore {
         let (Some(first), Some(last)) = (hours.iter().min(), hours.iter().max()) else {
             return Ok(());
         };
-        for site in self.sites(VISITORS_TABLE) {
-            site.client
-                .query(&format!(
-                    "DELETE FROM {} WHERE store_id = {{store:String}} \
-                     AND has({{hours:Array(UInt32)}}, toUnixTimestamp(hour))",
-                    site.table
-                ))
-                .param("store", store_id)
-                .param("hours", hours)
-                .execute()
-                .await
-                .map_err(classify)?;
-        }
-        let RollupSites {
-            clients,
-            rollup,
-            events,
-        } = self.rollup_sites(VISITORS_TABLE);
         let rest = VISITOR_ROWS_GROUP.replacen(
             "WHERE ",
             "WHERE store_id = {store:String} \
@@ -239,24 +256,20 @@ impl ClickHouseStore {
              AND has({hours:Array(UInt32)}, toUnixTimestamp(toStartOfHour(timestamp))) AND ",
             1,
         );
-        for client in clients {
-            client
-                .query(&format!(
-                    "INSERT INTO {rollup} {VISITOR_ROWS} FROM {events} {rest}"
-                ))
-                .param("store", store_id)
-                .param("hours", hours)
-                .param("first", *first)
-                .param("last", *last)
-                .execute()
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
+        self.rebuild(
+            VISITORS_TABLE,
+            "has({hours:Array(UInt32)}, toUnixTimestamp(hour))",
+            (VISITOR_ROWS, &rest),
+            |q| {
+                q.param("store", store_id)
+                    .param("hours", hours)
+                    .param("first", *first)
+                    .param("last", *last)
+            },
+        )
+        .await
     }
-}
 
-impl ClickHouseStore {
     /// Rebuilds the `commerce_sessions` rows of `sessions` (ids) of a store from the raw events left: the
     /// rows are deleted, then the sessions aggregated again. The rollup holds only `min`/`max`, so an
     /// insert landing meanwhile, aggregated by its view and again here, changes nothing.
@@ -268,41 +281,18 @@ impl ClickHouseStore {
         if sessions.is_empty() {
             return Ok(());
         }
-        for site in self.sites(SESSIONS_TABLE) {
-            site.client
-                .query(&format!(
-                    "DELETE FROM {} WHERE store_id = {{store:String}} \
-                     AND session_hash IN (SELECT cityHash64(arrayJoin({{sessions:Array(String)}})))",
-                    site.table
-                ))
-                .param("store", store_id)
-                .param("sessions", sessions)
-                .execute()
-                .await
-                .map_err(classify)?;
-        }
-        let RollupSites {
-            clients,
-            rollup,
-            events,
-        } = self.rollup_sites(SESSIONS_TABLE);
         let rest = SESSIONS_ROLLUP_GROUP.replacen(
             "WHERE ",
             "WHERE store_id = {store:String} AND has({sessions:Array(String)}, session_id) AND ",
             1,
         );
-        for client in clients {
-            client
-                .query(&format!(
-                    "INSERT INTO {rollup} {SESSIONS_ROLLUP} FROM {events} {rest}"
-                ))
-                .param("store", store_id)
-                .param("sessions", sessions)
-                .execute()
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
+        self.rebuild(
+            SESSIONS_TABLE,
+            "session_hash IN (SELECT cityHash64(arrayJoin({sessions:Array(String)})))",
+            (SESSIONS_ROLLUP, &rest),
+            |q| q.param("store", store_id).param("sessions", sessions),
+        )
+        .await
     }
 
     /// Rebuilds the `commerce_product_names` rows of `named` (product-days) of a store from the raw events
@@ -318,25 +308,6 @@ impl ClickHouseStore {
         let days: Vec<u32> = named.iter().map(|n| n.day).collect();
         let products: Vec<&str> = named.iter().map(|n| n.product_id.as_str()).collect();
         let keys = "has(arrayZip({days:Array(UInt32)}, {products:Array(String)}), ";
-        for site in self.sites(NAMES_TABLE) {
-            site.client
-                .query(&format!(
-                    "DELETE FROM {} WHERE store_id = {{store:String}} \
-                     AND {keys}(toUnixTimestamp(toDateTime(day)), product_id))",
-                    site.table
-                ))
-                .param("store", store_id)
-                .param("days", &days)
-                .param("products", &products)
-                .execute()
-                .await
-                .map_err(classify)?;
-        }
-        let RollupSites {
-            clients,
-            rollup,
-            events,
-        } = self.rollup_sites(NAMES_TABLE);
         let rest = PRODUCT_NAMES_ROLLUP_GROUP.replacen(
             "WHERE ",
             &format!(
@@ -347,21 +318,19 @@ impl ClickHouseStore {
             ),
             1,
         );
-        for client in clients {
-            client
-                .query(&format!(
-                    "INSERT INTO {rollup} {PRODUCT_NAMES_ROLLUP} FROM {events} {rest}"
-                ))
-                .param("store", store_id)
-                .param("days", &days)
-                .param("products", &products)
-                .param("first", first)
-                .param("last", last)
-                .execute()
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
+        self.rebuild(
+            NAMES_TABLE,
+            &format!("{keys}(toUnixTimestamp(toDateTime(day)), product_id))"),
+            (PRODUCT_NAMES_ROLLUP, &rest),
+            |q| {
+                q.param("store", store_id)
+                    .param("days", &days)
+                    .param("products", &products)
+                    .param("first", first)
+                    .param("last", last)
+            },
+        )
+        .await
     }
 
     /// Adds the negative of the counts of the events about to be erased (`events_where`, `events` rows) to
@@ -443,76 +412,57 @@ impl ClickHouseStore {
             .fetch_one::<Linked>()
             .await
             .map_err(classify)?;
+        // The parameters of every statement over the erased events (`events_where`).
+        let bind = |q: clickhouse::query::Query| {
+            q.param("store", store_id)
+                .param("customer", customer_id)
+                .param("anon", &linked.anonymous_ids)
+                .param("sessions", &linked.sessions)
+        };
         let events_where = "store_id = {store:String} AND (customer_id = {customer:String} \
              OR (customer_id = '' AND (has({anon:Array(String)}, anonymous_id) \
                                        OR has({sessions:Array(String)}, session_id))))";
-        let events = self
-            .client
-            .query(&format!(
-                "SELECT count() FROM {EVENTS_TABLE} WHERE {events_where}"
-            ))
-            .param("store", store_id)
-            .param("customer", customer_id)
-            .param("anon", &linked.anonymous_ids)
-            .param("sessions", &linked.sessions)
-            .fetch_one::<u64>()
+        let events = bind(self.client.query(&format!(
+            "SELECT count() FROM {EVENTS_TABLE} WHERE {events_where}"
+        )))
+        .fetch_one::<u64>()
+        .await
+        .map_err(classify)?;
+        if events > 0 {
+            let hours: Vec<u32> = bind(self.client.query(&format!(
+                "SELECT DISTINCT toUnixTimestamp(toStartOfHour(timestamp)) FROM {EVENTS_TABLE} \
+                     WHERE {events_where}"
+            )))
+            .fetch_all()
             .await
             .map_err(classify)?;
-        if events > 0 {
-            let hours: Vec<u32> = self
-                .client
-                .query(&format!(
-                    "SELECT DISTINCT toUnixTimestamp(toStartOfHour(timestamp)) FROM {EVENTS_TABLE} \
-                     WHERE {events_where}"
-                ))
-                .param("store", store_id)
-                .param("customer", customer_id)
-                .param("anon", &linked.anonymous_ids)
-                .param("sessions", &linked.sessions)
-                .fetch_all()
-                .await
-                .map_err(classify)?;
             // Every session with a row erased: the customer's, and the linked anonymous ids' others.
-            let touched_sessions: Vec<String> = self
-                .client
-                .query(&format!(
-                    "SELECT DISTINCT session_id FROM {EVENTS_TABLE} \
+            let touched_sessions: Vec<String> = bind(self.client.query(&format!(
+                "SELECT DISTINCT session_id FROM {EVENTS_TABLE} \
                      WHERE {events_where} AND session_id != ''"
-                ))
-                .param("store", store_id)
-                .param("customer", customer_id)
-                .param("anon", &linked.anonymous_ids)
-                .param("sessions", &linked.sessions)
-                .fetch_all()
-                .await
-                .map_err(classify)?;
+            )))
+            .fetch_all()
+            .await
+            .map_err(classify)?;
             // Every product-day whose name came, or may have come, from an erased view.
-            let named: Vec<NamedDay> = self
-                .client
-                .query(&format!(
-                    "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp))) AS day, product_id \
+            let named: Vec<NamedDay> = bind(self.client.query(&format!(
+                "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp))) AS day, product_id \
                      FROM {EVENTS_TABLE} WHERE {events_where} AND type = 'product.viewed' \
                      AND product_id != '' AND product_name != ''"
-                ))
-                .param("store", store_id)
-                .param("customer", customer_id)
-                .param("anon", &linked.anonymous_ids)
-                .param("sessions", &linked.sessions)
-                .fetch_all()
-                .await
-                .map_err(classify)?;
+            )))
+            .fetch_all()
+            .await
+            .map_err(classify)?;
             self.subtract_counts(store_id, customer_id, events_where, &linked, events)
                 .await?;
             for site in self.sites(EVENTS_TABLE) {
-                site.client
-                    .query(&format!("DELETE FROM {} WHERE {events_where}", site.table))
-                    .param("store", store_id)
-                    .param("customer", customer_id)
-                    .param("anon", &linked.anonymous_ids)
-                    .param("sessions", &linked.sessions)
-                    .execute()
-                    .await
-                    .map_err(classify)?;
+                bind(
+                    site.client
+                        .query(&format!("DELETE FROM {} WHERE {events_where}", site.table)),
+                )
+                .execute()
+                .await
+                .map_err(classify)?;
             }
             self.reaggregate_hours(store_id, &hours).await?;
             self.rebuild_sessions(store_id, &touched_sessions).await?;
