@@ -45,7 +45,8 @@ function expectedRaw(w) {
   }
   // A product's name is text beside its id, checked by its own test below.
   if (d.rows) return d.rows.flatMap((r) => Object.entries(r).filter(([k]) => k !== 'productName').map(([, v]) => v));
-  if (d.groups) return [d.total, ...d.groups.map((g) => g.total)];
+  // A breakdown without a group says "No data in this period." instead of a zero total.
+  if (d.groups) return d.groups.length ? [d.total, ...d.groups.map((g) => g.total)] : [];
   return [d.total, ...d.dataPoints.map((p) => p.value)];
 }
 

@@ -176,6 +176,16 @@ fn session_firsts(by: Dimension) -> Option<(&'static [SessionFirst], String)> {
     }
 }
 
+/// The session rollup's own column for `by`: the dimensions whose session values it keeps on every row.
+fn rollup_column(by: Dimension) -> Option<&'static str> {
+    match by {
+        Dimension::Country => Some("country"),
+        Dimension::Device => Some("device"),
+        Dimension::Browser => Some("browser"),
+        _ => None,
+    }
+}
+
 /// A broken-down metric's query: per group (`t` = 1) and, but for [`Groups::AllTotals`], per group and
 /// bucket (`t` = 0), in one pass (`GROUPING SETS`). The source's rows get their group `g`: their own
 /// product, or their session's value (a left join on the session's hash: rows without a session get
@@ -188,8 +198,9 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
     } = session_rollup_source(q, Some(by)).unwrap_or_else(|| raw_source(q, Some(by)));
     // The sessions' values from the session rollup when it keeps them and can answer, else from the
     // raw events.
-    let values_rollup = session_firsts(by)
-        .and_then(|_| super::sessions::rollup_hours(&q.range, q.include_bots, &q.filters))
+    let values_rollup = (session_firsts(by).is_some() || rollup_column(by).is_some())
+        .then(|| super::sessions::rollup_hours(&q.range, q.include_bots, &q.filters))
+        .flatten()
         .filter(|_| !carries_group(q.metric, by));
     let rows = if carries_group(q.metric, by) {
         source
@@ -211,12 +222,28 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
                     false,
                 )
             ),
-            None => format!(
-                "SELECT cityHash64(session_id) AS sh, {} AS g FROM commerce_events \
-                 WHERE {} AND session_id != '' GROUP BY sh",
-                session_value(by),
-                base_filter(&q.filters)
-            ),
+            // A country, device or browser: a session's first non-empty one over the rollup's rows of
+            // the whole hours (all the events of a row share the row's value, and its `start` is the
+            // earliest of them) and the edges' events, as `session_rollup_source` computes it.
+            None => match rollup_column(by).filter(|_| values_rollup.is_some()) {
+                Some(column) => format!(
+                    "SELECT sh, argMinIf(gv, at, gv != '') AS g FROM ( \
+                       SELECT session_hash AS sh, start AS at, CAST({column}, 'String') AS gv \
+                       FROM commerce_sessions WHERE {} \
+                       UNION ALL \
+                       SELECT cityHash64(session_id) AS sh, timestamp AS at, CAST({column}, 'String') AS gv \
+                       FROM commerce_events WHERE {}) \
+                     GROUP BY sh",
+                    session_rollup_rows(&q.filters),
+                    session_rollup_edges(&q.filters)
+                ),
+                None => format!(
+                    "SELECT cityHash64(session_id) AS sh, {} AS g FROM commerce_events \
+                     WHERE {} AND session_id != '' GROUP BY sh",
+                    session_value(by),
+                    base_filter(&q.filters)
+                ),
+            },
         };
         format!("SELECT * FROM ({source}) AS src LEFT JOIN ({values}) AS sd USING sh")
     };
@@ -490,10 +517,7 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
 fn session_rollup_source(q: &MetricQuery, by: Option<Dimension>) -> Option<MetricSource> {
     let group = match by {
         None => None,
-        Some(Dimension::Country) => Some("country"),
-        Some(Dimension::Device) => Some("device"),
-        Some(Dimension::Browser) => Some("browser"),
-        Some(_) => return None,
+        Some(d) => Some(rollup_column(d)?),
     };
     let measures = match q.metric {
         Metric::Sessions => Measures::Count { count: "count()" },
