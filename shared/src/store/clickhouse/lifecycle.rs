@@ -143,7 +143,7 @@ impl RetentionStore for ClickHouseStore {
             let (scope, stores) = scope_sql(rows.scope);
             site.client
                 .query(&format!(
-                    "DELETE FROM {} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
+                    "DELETE FROM {} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}, 'UTC') \
                      AND {scope}",
                     site.table
                 ))
@@ -171,7 +171,7 @@ impl ClickHouseStore {
         Ok(self
             .client
             .query(&format!(
-                "{verb} FROM {table} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}) \
+                "{verb} FROM {table} WHERE {column} < fromUnixTimestamp64Milli({{cutoff:Int64}}, 'UTC') \
                  AND {scope}{and}",
                 table = rows.table
             ))
@@ -314,13 +314,13 @@ impl ClickHouseStore {
                 "WHERE store_id = {{store:String}} \
                  AND timestamp >= toDateTime({{first:UInt32}}, 'UTC') \
                  AND timestamp < toDateTime({{last:UInt32}}, 'UTC') + INTERVAL 1 DAY \
-                 AND {keys}(toUnixTimestamp(toDateTime(toDate(timestamp))), product_id)) AND "
+                 AND {keys}(toUnixTimestamp(toDateTime(toDate(timestamp), 'UTC')), product_id)) AND "
             ),
             1,
         );
         self.rebuild(
             NAMES_TABLE,
-            &format!("{keys}(toUnixTimestamp(toDateTime(day)), product_id))"),
+            &format!("{keys}(toUnixTimestamp(toDateTime(day, 'UTC')), product_id))"),
             (PRODUCT_NAMES_ROLLUP, &rest),
             |q| {
                 q.param("store", store_id)
@@ -446,7 +446,7 @@ impl ClickHouseStore {
             .map_err(classify)?;
             // Every product-day whose name came, or may have come, from an erased view.
             let named: Vec<NamedDay> = bind(self.client.query(&format!(
-                "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp))) AS day, product_id \
+                "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp), 'UTC')) AS day, product_id \
                      FROM {EVENTS_TABLE} WHERE {events_where} AND type = 'product.viewed' \
                      AND product_id != '' AND product_name != ''"
             )))

@@ -84,7 +84,16 @@ impl ClickHouseStore {
     /// Builds the clients (no I/O). Build once per process and share.
     pub fn new(cfg: &ClickHouseConfig) -> Self {
         let admin_of = |url: &str| {
-            let mut admin = Client::with_http_client(http_client()).with_url(url);
+            // Every statement runs in UTC whatever the server's default time zone: the tables' times are
+            // UTC, and a `Date` (a rollup's `day`) or a time without a zone would otherwise convert in
+            // the server's zone (a server on Asia/Kolkata read a UTC midnight as the day before's 05:30).
+            // A mutation (a lightweight `DELETE`) evaluates its condition in the server's zone whatever
+            // the session's, so those conditions name 'UTC' wherever a `Date` or a time is converted
+            // (`lifecycle.rs`). CI runs the cluster pass on servers whose default zone is Asia/Kolkata
+            // (`scripts/test`).
+            let mut admin = Client::with_http_client(http_client())
+                .with_url(url)
+                .with_setting("session_timezone", "UTC");
             if let Some(user) = &cfg.user {
                 admin = admin.with_user(user);
             }
