@@ -190,6 +190,7 @@ async fn changing_retention_days_updates_the_table_ttl() {
         "commerce_visitors",
         "commerce_customers",
         "commerce_product_names",
+        "commerce_stock",
     ] {
         let engines: Vec<String> = db
             .store
@@ -449,6 +450,8 @@ type CountRow = (String, u32, String, String, i64);
 type CustomerRow = (String, u32, u64, i64);
 /// A product names rollup row: store, day (unix seconds), product, latest named view that day (ms), name.
 type NameRow = (String, u32, String, i64, String);
+/// A `commerce_stock` row: store, day (Unix seconds), product, latest update's time (ms) and quantity.
+type StockRow = (String, u32, String, i64, i64);
 /// A session rollup row (times in ms; `first_view` the latest `DateTime64` when the row has no view).
 #[derive(Debug, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
 struct SessionRow {
@@ -480,7 +483,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
     use commerce_analytics::store::clickhouse::migrations::{
         CUSTOMERS_ROLLUP, CUSTOMERS_ROLLUP_GROUP, HOURLY_COUNTS, HOURLY_COUNTS_GROUP,
         PRODUCT_NAMES_ROLLUP, PRODUCT_NAMES_ROLLUP_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
-        VISITOR_ROWS, VISITOR_ROWS_GROUP,
+        STOCK_ROLLUP, STOCK_ROLLUP_GROUP, VISITOR_ROWS, VISITOR_ROWS_GROUP,
     };
     let db = TestDb::new("rollup").await;
     let now = time::OffsetDateTime::now_utc();
@@ -580,6 +583,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
             "commerce_hourly_counts_mv",
             "commerce_product_names_mv",
             "commerce_sessions_mv",
+            "commerce_stock_mv",
             "commerce_visitors_mv"
         ],
         "one view per rollup"
@@ -632,6 +636,54 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         expected_names.len(),
         named_products.len(),
         "one row per product and day with a named view, bots' views included"
+    );
+    let stock = |inner: String| {
+        let sql = format!(
+            "SELECT toString(store_id), toUnixTimestamp(toDateTime(day, 'UTC')), product_id, \
+             toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM ({inner}) \
+             GROUP BY store_id, day, product_id ORDER BY ALL"
+        );
+        async move {
+            store
+                .client()
+                .query(&sql)
+                .fetch_all::<StockRow>()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    let expected_stock = stock(format!(
+        "{STOCK_ROLLUP} FROM commerce_events {STOCK_ROLLUP_GROUP}"
+    ))
+    .await;
+    // The latest human update of each product and UTC day, computed here from the events sent.
+    let mut latest_updates: std::collections::BTreeMap<(String, u32), (i64, i64)> =
+        std::collections::BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| !e.bot && e.event_type.as_str() == "inventory.updated")
+    {
+        let product = e.properties["productId"]
+            .as_str()
+            .expect("a product")
+            .to_owned();
+        let quantity = e.properties["quantity"].as_i64().expect("a quantity");
+        let at = (e.timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
+        let day = (e.timestamp.unix_timestamp().div_euclid(86_400) * 86_400) as u32;
+        let latest = latest_updates
+            .entry((product, day))
+            .or_insert((at, quantity));
+        *latest = (*latest).max((at, quantity));
+    }
+    assert!(!latest_updates.is_empty(), "the demo reports stock");
+    let mut computed: Vec<StockRow> = latest_updates
+        .into_iter()
+        .map(|((product, day), (at, quantity))| ("shop-a".to_owned(), day, product, at, quantity))
+        .collect();
+    computed.sort();
+    assert_eq!(
+        expected_stock, computed,
+        "one row per product and UTC day with a human's update, its latest quantity; no bot's"
     );
     let expected_customers = customers(format!(
         "{CUSTOMERS_ROLLUP} FROM commerce_events {CUSTOMERS_ROLLUP_GROUP}"
@@ -764,6 +816,11 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
             expected_names,
             "resent in batches of {batch_size}"
         );
+        assert_eq!(
+            stock("SELECT * FROM commerce_stock".to_owned()).await,
+            expected_stock,
+            "resent in batches of {batch_size}"
+        );
     }
 
     // A client that resends some events changed (two hours later, another session; within the lookup's
@@ -811,6 +868,11 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         names("SELECT * FROM commerce_product_names".to_owned()).await,
         expected_names,
         "product names after a changed resend"
+    );
+    assert_eq!(
+        stock("SELECT * FROM commerce_stock".to_owned()).await,
+        expected_stock,
+        "stock after a changed resend"
     );
     db.drop_database().await;
 }

@@ -227,7 +227,8 @@ async fn every_event_fixture_runs_through_its_function_binary() {
                             "commerce_hourly_counts",
                             "commerce_sessions",
                             "commerce_customers",
-                            "commerce_product_names"
+                            "commerce_product_names",
+                            "commerce_stock"
                         ],
                         "{body}"
                     );

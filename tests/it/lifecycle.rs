@@ -98,13 +98,20 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
         ("shop-b", cut10 - milli, false),
         ("shop-b", cut10, true),
         ("shop-b", now - time::Duration::hours(1), true),
-        // shop-c has no override: the default applies.
+        // shop-c has no override: the default applies. Its events report stock (the stock rollup).
         ("shop-c", cut30 - milli, false),
         ("shop-c", cut30, true),
     ];
     let events: Vec<Event> = plan
         .iter()
-        .map(|(s, t, _)| event_at(s, *t, order()))
+        .map(|(s, t, _)| {
+            let payload = if *s == "shop-c" {
+                json!({"type": "inventory.updated", "properties": {"productId": "p-1", "quantity": 7}})
+            } else {
+                order()
+            };
+            event_at(s, *t, payload)
+        })
         .collect();
     db.store
         .insert(&events, &dedup_token(&events))
@@ -208,6 +215,7 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
             ("commerce_sessions", "hour"),
             ("commerce_customers", "day"),
             ("commerce_product_names", "day"),
+            ("commerce_stock", "day"),
         ] {
             let before = count(format!(
                 "SELECT count() FROM {db_name}.{rollup} WHERE store_id = '{store}' \
@@ -220,6 +228,15 @@ async fn retention_removes_exactly_the_rows_before_each_stores_cutoff_and_a_reru
     }
     assert_rollup_matches_raw(&db, "shop-a").await;
     assert_rollup_matches_raw(&db, "shop-b").await;
+    assert_stock_matches_raw(&db, "shop-c").await;
+    let stock_days = count(format!(
+        "SELECT count() FROM {db_name}.commerce_stock WHERE store_id = 'shop-c'"
+    ))
+    .await;
+    assert_eq!(
+        stock_days, 1,
+        "shop-c's stock rollup keeps the cutoff's day alone"
+    );
     let partitions: BTreeSet<String> = db
         .store
         .client()
@@ -396,6 +413,7 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
         rolled, from_raw,
         "{store}: each product's latest name per day in the rollup equals the raw events'"
     );
+    assert_stock_matches_raw(db, store).await;
     let differing: Vec<(&HourCounts, &HourCounts)> =
         rollup.iter().zip(&raw).filter(|(a, b)| a != b).collect();
     assert!(
@@ -405,6 +423,36 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
         rollup.len(),
         raw.len(),
         differing.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+/// Each product's latest stock per UTC day (humans' updates; on a tie of times the greater quantity),
+/// from the stock rollup and from the raw events.
+async fn assert_stock_matches_raw(db: &TestDb, store: &str) {
+    let stock = |sql: String| async move {
+        db.store
+            .client()
+            .query(&sql)
+            .fetch_all::<(u32, String, i64, i64)>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let rolled = stock(format!(
+        "SELECT toUnixTimestamp(toDateTime(day, 'UTC')), product_id, \
+           toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM commerce_stock \
+         WHERE store_id = '{store}' GROUP BY day, product_id ORDER BY ALL"
+    ))
+    .await;
+    let from_raw = stock(format!(
+        "SELECT toUnixTimestamp(toDateTime(toDate(timestamp), 'UTC')) AS d, product_id, \
+           toUnixTimestamp64Milli(max(timestamp)), argMax(quantity, (timestamp, quantity)) \
+         FROM commerce_events WHERE store_id = '{store}' AND NOT is_bot \
+           AND type = 'inventory.updated' GROUP BY d, product_id ORDER BY ALL"
+    ))
+    .await;
+    assert_eq!(
+        rolled, from_raw,
+        "{store}: each product's latest stock per day in the rollup equals the raw events'"
     );
 }
 
@@ -501,6 +549,20 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
             named_at + time::Duration::minutes(1),
             json!({"type": "product.viewed", "sessionId": "sess-pre", "customerId": victim,
                    "properties": {"productId": "p-named", "productName": "Victim's name"}}),
+        ),
+        // Stock reported from someone else's session, then from the victim's later that day: once the
+        // victim is erased, the day's stock is the first report again.
+        event_at(
+            "shop-a",
+            named_at,
+            json!({"type": "inventory.updated", "sessionId": "sess-other", "customerId": "someone-else",
+                   "properties": {"productId": "p-stocked", "quantity": 5}}),
+        ),
+        event_at(
+            "shop-a",
+            named_at + time::Duration::minutes(1),
+            json!({"type": "inventory.updated", "sessionId": "sess-pre", "customerId": victim,
+                   "properties": {"productId": "p-stocked", "quantity": 2}}),
         ),
     ];
     db.store
@@ -672,6 +734,17 @@ async fn erasing_a_customer_removes_them_everywhere_and_leaves_everyone_else_unc
     assert_eq!(
         name, "Original name",
         "the product-day the victim renamed is rebuilt from the views left"
+    );
+    let stock: i64 = db
+        .scalar(&format!(
+            "SELECT max(latest).2 FROM {}.commerce_stock \
+             WHERE store_id = 'shop-a' AND product_id = 'p-stocked'",
+            db.name
+        ))
+        .await;
+    assert_eq!(
+        stock, 5,
+        "the product-day whose stock the victim reported is rebuilt from the updates left"
     );
 
     // Idempotent.

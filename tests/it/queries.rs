@@ -3144,3 +3144,108 @@ async fn reads_that_name_no_currency_follow_the_stores_main_currency_when_it_cha
     assert_eq!(read("").await, ("JPY".to_owned(), Some(1_500), Some(3)));
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn stock_is_the_latest_update_before_the_periods_end_even_when_it_ends_within_a_utc_day() {
+    // Stock levels read the whole UTC days before the day a period ends in from the stock rollup and
+    // that day from the events (with bots, everything from the events): a period that ends during a UTC
+    // day (a day of Asia/Kolkata ends at 18:30 UTC) must leave out that day's later updates.
+    use commerce_analytics::event::RequestMeta;
+    use commerce_analytics::store::EventStore;
+    let db = TestDb::new("stock_end").await;
+    let now = time::OffsetDateTime::now_utc();
+    let api = db.api(now);
+    let validator = Validator::from_config(&db.config);
+    let day = now.date() - time::Duration::days(3);
+    let at = |d: time::Date, h: u8, m: u8| d.with_hms(h, m, 0).expect("a time of day").assume_utc();
+    // (when, quantity): two days before, then three updates on `day`, the last two at the same time.
+    let updates = [
+        (at(day - time::Duration::days(2), 10, 0), 1),
+        (at(day, 10, 0), 2),
+        (at(day, 20, 0), 4),
+        (at(day, 20, 0), 3),
+    ];
+    let events: Vec<_> = updates
+        .iter()
+        .map(|(t, quantity)| {
+            validator
+                .validate(
+                    serde_json::json!({"type": "inventory.updated",
+                        "timestamp": t.format(&time::format_description::well_known::Rfc3339).expect("rfc3339"),
+                        "properties": {"productId": "p-1", "quantity": quantity}}),
+                    "shop-a",
+                    &RequestMeta::default(),
+                    *t + time::Duration::seconds(1),
+                )
+                .expect("valid")
+        })
+        .collect();
+    let token = commerce_analytics::store::dedup_token(&events);
+    db.store.insert(&events, &token).await.expect("insert");
+    let date = |d: time::Date| d.to_string();
+    // (query, quantity, reported at)
+    let cases = [
+        // The day ends at 18:30 UTC in Kolkata: the 10:00 update is the last before it.
+        (
+            format!(
+                "timezone=Asia/Kolkata&from={}&to={}",
+                date(day - time::Duration::days(5)),
+                date(day)
+            ),
+            2,
+            updates[1].0,
+        ),
+        // The day before ends at 18:30 UTC of the day before `day`: the update of two days before.
+        (
+            format!(
+                "timezone=Asia/Kolkata&from={}&to={}",
+                date(day - time::Duration::days(5)),
+                date(day - time::Duration::days(1))
+            ),
+            1,
+            updates[0].0,
+        ),
+        // The whole UTC day: the two updates at 20:00, the greater quantity on a tie.
+        (
+            format!(
+                "from={}&to={}",
+                date(day - time::Duration::days(5)),
+                date(day)
+            ),
+            4,
+            updates[2].0,
+        ),
+        (String::from("period=30d"), 4, updates[2].0),
+    ];
+    for (query, quantity, reported) in cases {
+        for bots in ["", "&includeBots=true"] {
+            let body = get_ok(
+                &api,
+                &format!("/analytics/metrics?metric=stock_levels&{query}{bots}"),
+            )
+            .await;
+            let stock = rows(&body);
+            assert_eq!(stock.len(), 1, "{query}{bots}: {body}");
+            assert_eq!(stock[0]["productId"], "p-1", "{query}{bots}");
+            assert_eq!(stock[0]["quantity"], quantity, "{query}{bots}");
+            assert_eq!(
+                stock[0]["updatedAt"],
+                reported
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .expect("rfc3339"),
+                "{query}{bots}"
+            );
+            let body = get_ok(
+                &api,
+                &format!("/analytics/metrics?metric=sell_through_rate&{query}{bots}"),
+            )
+            .await;
+            assert_eq!(
+                rows(&body)[0]["stockOnHand"],
+                quantity,
+                "{query}{bots}: {body}"
+            );
+        }
+    }
+    db.drop_database().await;
+}

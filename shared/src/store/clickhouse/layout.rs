@@ -46,6 +46,7 @@ pub const SHARDED: &[(&str, &str)] = &[
     ("commerce_visitors", "cityHash64(store_id, hour)"),
     ("commerce_customers", "cityHash64(store_id, customer_hash)"),
     ("commerce_product_names", "cityHash64(store_id, product_id)"),
+    ("commerce_stock", "cityHash64(store_id, product_id)"),
     ("api_keys", "cityHash64(sha256)"),
     ("analytics_dashboards", "cityHash64(store_id, id)"),
     ("fx_rates", "cityHash64(currency, day)"),

@@ -5,8 +5,8 @@
 //! negative counts, with a deduplication token naming exactly those rows, so an erasure retried after a
 //! failure never subtracts twice; inserts landing meanwhile only add); after, the visitors' rows
 //! of the hours touched in `commerce_visitors`, the `commerce_sessions` rows of the sessions touched, and
-//! the `commerce_product_names` rows of the product-days whose views are erased, are rebuilt from the
-//! events left, and the customer's rows of `commerce_customers` deleted. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
+//! the `commerce_product_names` and `commerce_stock` rows of the product-days whose views or inventory
+//! updates are erased, are rebuilt from the events left, and the customer's rows of `commerce_customers` deleted. Both delete with lightweight `DELETE` (rows are masked at once, storage is reclaimed by merges) and
 //! whole partitions with `ALTER TABLE … DROP PARTITION ID`. Table names come from the fixed list below;
 //! every value is a server-side parameter.
 
@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::migrations::{
     PRODUCT_NAMES_ROLLUP, PRODUCT_NAMES_ROLLUP_GROUP, SESSIONS_ROLLUP, SESSIONS_ROLLUP_GROUP,
-    VISITOR_ROWS, VISITOR_ROWS_GROUP,
+    STOCK_ROLLUP, STOCK_ROLLUP_GROUP, VISITOR_ROWS, VISITOR_ROWS_GROUP,
 };
 use super::{ClickHouseStore, EVENTS_TABLE, classify, layout};
 use crate::erasure::{ErasureReport, ErasureStore};
@@ -38,14 +38,38 @@ const RETAINED: RetainedTables = RetainedTables(&[
     // A day's rows: the cutoff is a whole UTC day, so `day < cutoff` removes exactly the days whose
     // events are removed.
     (CUSTOMERS_TABLE, "day"),
-    (NAMES_TABLE, "day"),
+    (PRODUCT_NAMES.table, "day"),
+    (STOCK.table, "day"),
 ]);
 
 const VISITORS_TABLE: &str = "commerce_visitors";
 const COUNTS_TABLE: &str = "commerce_hourly_counts";
 const SESSIONS_TABLE: &str = "commerce_sessions";
 const CUSTOMERS_TABLE: &str = "commerce_customers";
-const NAMES_TABLE: &str = "commerce_product_names";
+
+/// A rollup kept per store, product and UTC day, of one kind of event.
+struct ProductDays {
+    table: &'static str,
+    /// Its rows of the events a query reads: `{select} FROM <events> {rest}`.
+    select: &'static str,
+    rest: &'static str,
+    /// Which erased events its rows may have come from (a condition on the events).
+    events: &'static str,
+}
+
+const PRODUCT_NAMES: ProductDays = ProductDays {
+    table: "commerce_product_names",
+    select: PRODUCT_NAMES_ROLLUP,
+    rest: PRODUCT_NAMES_ROLLUP_GROUP,
+    events: "type = 'product.viewed' AND product_id != '' AND product_name != ''",
+};
+
+const STOCK: ProductDays = ProductDays {
+    table: "commerce_stock",
+    select: STOCK_ROLLUP,
+    rest: STOCK_ROLLUP_GROUP,
+    events: "type = 'inventory.updated'",
+};
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -295,20 +319,25 @@ impl ClickHouseStore {
         .await
     }
 
-    /// Rebuilds the `commerce_product_names` rows of `named` (product-days) of a store from the raw events
-    /// left: the rows are deleted, then the days' named views aggregated again. `max` only, so an insert
-    /// landing meanwhile, aggregated by its view and again here, changes nothing.
-    async fn rebuild_names(&self, store_id: &str, named: &[NamedDay]) -> Result<(), StoreError> {
+    /// Rebuilds the rows of `rollup` of `erased` (product-days) of a store from the raw events left: the
+    /// rows are deleted, then the days' events aggregated again. `max` only, so an insert landing
+    /// meanwhile, aggregated by its view and again here, changes nothing.
+    async fn rebuild_product_days(
+        &self,
+        store_id: &str,
+        rollup: &ProductDays,
+        erased: &[ProductDay],
+    ) -> Result<(), StoreError> {
         let (Some(first), Some(last)) = (
-            named.iter().map(|n| n.day).min(),
-            named.iter().map(|n| n.day).max(),
+            erased.iter().map(|n| n.day).min(),
+            erased.iter().map(|n| n.day).max(),
         ) else {
             return Ok(());
         };
-        let days: Vec<u32> = named.iter().map(|n| n.day).collect();
-        let products: Vec<&str> = named.iter().map(|n| n.product_id.as_str()).collect();
+        let days: Vec<u32> = erased.iter().map(|n| n.day).collect();
+        let products: Vec<&str> = erased.iter().map(|n| n.product_id.as_str()).collect();
         let keys = "has(arrayZip({days:Array(UInt32)}, {products:Array(String)}), ";
-        let rest = PRODUCT_NAMES_ROLLUP_GROUP.replacen(
+        let rest = rollup.rest.replacen(
             "WHERE ",
             &format!(
                 "WHERE store_id = {{store:String}} \
@@ -319,9 +348,9 @@ impl ClickHouseStore {
             1,
         );
         self.rebuild(
-            NAMES_TABLE,
+            rollup.table,
             &format!("{keys}(toUnixTimestamp(toDateTime(day, 'UTC')), product_id))"),
-            (PRODUCT_NAMES_ROLLUP, &rest),
+            (rollup.select, &rest),
             |q| {
                 q.param("store", store_id)
                     .param("days", &days)
@@ -379,9 +408,9 @@ impl ClickHouseStore {
     }
 }
 
-/// A product and UTC day (Unix seconds) whose name an erasure may change.
+/// A product and UTC day (Unix seconds) whose rollup row (a name, a stock) an erasure may change.
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct NamedDay {
+struct ProductDay {
     day: u32,
     product_id: String,
 }
@@ -444,15 +473,19 @@ impl ClickHouseStore {
             .fetch_all()
             .await
             .map_err(classify)?;
-            // Every product-day whose name came, or may have come, from an erased view.
-            let named: Vec<NamedDay> = bind(self.client.query(&format!(
-                "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp), 'UTC')) AS day, product_id \
-                     FROM {EVENTS_TABLE} WHERE {events_where} AND type = 'product.viewed' \
-                     AND product_id != '' AND product_name != ''"
-            )))
-            .fetch_all()
-            .await
-            .map_err(classify)?;
+            // Every product-day whose name or stock came, or may have come, from an erased event.
+            let mut erased_days = Vec::new();
+            for rollup in [&PRODUCT_NAMES, &STOCK] {
+                let days: Vec<ProductDay> = bind(self.client.query(&format!(
+                    "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp), 'UTC')) AS day, \
+                     product_id FROM {EVENTS_TABLE} WHERE {events_where} AND {}",
+                    rollup.events
+                )))
+                .fetch_all()
+                .await
+                .map_err(classify)?;
+                erased_days.push((rollup, days));
+            }
             self.subtract_counts(store_id, customer_id, events_where, &linked, events)
                 .await?;
             for site in self.sites(EVENTS_TABLE) {
@@ -466,7 +499,9 @@ impl ClickHouseStore {
             }
             self.reaggregate_hours(store_id, &hours).await?;
             self.rebuild_sessions(store_id, &touched_sessions).await?;
-            self.rebuild_names(store_id, &named).await?;
+            for (rollup, days) in &erased_days {
+                self.rebuild_product_days(store_id, rollup, days).await?;
+            }
             // Their orders are all erased (every one carries their id), so are their first orders.
             for site in self.sites(CUSTOMERS_TABLE) {
                 site.client

@@ -102,6 +102,15 @@
 //! step, a few hundred rows a product a year. Retention cuts it by `day` like the customers' rows;
 //! erasure deletes and rebuilds the product-days whose views it erased.
 //!
+//! ## `commerce_stock` (v21)
+//! Each product's latest stock per store and UTC day (the latest `inventory.updated` of a human sender,
+//! kept as a `(time, quantity)` pair, the greater quantity on a tie of times; `max` only, see
+//! [`STOCK_ROLLUP`]), fed by `commerce_stock_mv`. Stock levels and sell-through need each product's
+//! latest stock before the period's end, which may be a year old: they read the whole days before the
+//! day the period ends in from here (one row a product a day however often its stock is reported), and
+//! that day's updates up to the end from the events. Retention cuts it by `day`; erasure deletes and
+//! rebuilds the product-days whose updates it erased; reads with bots read the raw events.
+//!
 //! ## `commerce_hourly` rollup (v4; one view since v7; visitors only since v12; empty since v14)
 //! An `AggregatingMergeTree` fed by a materialized view on every insert into `commerce_events` (two views
 //! until v7, which merged them into [`HOURLY_ROLLUP`] to write one block per insert instead of two): per
@@ -619,6 +628,29 @@ TTL toDateTime(day) + INTERVAL {retention_days} DAY
             "INSERT INTO {db}.commerce_product_names {product_names_rollup} FROM {db}.commerce_events {product_names_rollup_group}",
         ],
     },
+    Migration {
+        version: 21,
+        name: "stock per day",
+        statements: &[
+            r"
+CREATE TABLE IF NOT EXISTS {db}.commerce_stock
+(
+    store_id    LowCardinality(String),
+    day         Date COMMENT 'the UTC day of the inventory updates aggregated in this row',
+    product_id  String,
+    latest      SimpleAggregateFunction(max, Tuple(at DateTime64(3, 'UTC'), quantity Int64)) COMMENT 'the day''s latest inventory.updated and its quantity (the greater on a tie of times)'
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (store_id, product_id, day)
+TTL toDateTime(day) + INTERVAL {retention_days} DAY
+",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.commerce_stock_mv TO {db}.commerce_stock AS \
+             {stock_rollup} FROM {db}.commerce_events {stock_rollup_group}",
+            // Rows stored before the view: `max` only, so rows the view also aggregated change nothing.
+            "INSERT INTO {db}.commerce_stock {stock_rollup} FROM {db}.commerce_events {stock_rollup_group}",
+        ],
+    },
 ];
 
 /// The migration that adds `device`, `browser` and `os` ([`crate::event::agent`]); its backfill runs in
@@ -916,6 +948,17 @@ pub const PRODUCT_NAMES_ROLLUP: &str = "SELECT store_id, toDate(timestamp) AS da
 pub const PRODUCT_NAMES_ROLLUP_GROUP: &str = "WHERE type = 'product.viewed' AND product_id != '' \
      AND product_name != '' GROUP BY store_id, day, product_id";
 
+/// The `commerce_stock` rows of the events a query reads (`FROM commerce_events` between this and
+/// [`STOCK_ROLLUP_GROUP`]): per store, UTC day and product, the latest `inventory.updated` of a human
+/// sender as a `(time, quantity)` pair (on a tie of times, the greater quantity). Only `max`, so
+/// aggregating an update twice changes nothing, and the latest stock before any day is the `max` over the
+/// rows before it.
+pub const STOCK_ROLLUP: &str = "SELECT store_id, toDate(timestamp) AS day, product_id, \
+     max((timestamp, quantity)) AS latest";
+/// What follows `FROM commerce_events` in [`STOCK_ROLLUP`]: humans' inventory updates.
+pub const STOCK_ROLLUP_GROUP: &str =
+    "WHERE NOT is_bot AND type = 'inventory.updated' GROUP BY store_id, day, product_id";
+
 /// A materialized view on `commerce_events` as the latest migration leaves it: the rollup table it feeds
 /// and its query (`{select} FROM <events> {rest}`).
 #[derive(Debug, Clone, Copy)]
@@ -928,7 +971,7 @@ pub struct RollupView {
 
 /// Every view the migrations leave on `commerce_events` (an integration test checks this list against a
 /// migrated server's views): what a bulk load without views ([`super::bulk`]) must derive itself.
-pub const ROLLUP_VIEWS: [RollupView; 5] = [
+pub const ROLLUP_VIEWS: [RollupView; 6] = [
     RollupView {
         view: "commerce_hourly_counts_mv",
         table: "commerce_hourly_counts",
@@ -958,6 +1001,12 @@ pub const ROLLUP_VIEWS: [RollupView; 5] = [
         table: "commerce_product_names",
         select: PRODUCT_NAMES_ROLLUP,
         rest: PRODUCT_NAMES_ROLLUP_GROUP,
+    },
+    RollupView {
+        view: "commerce_stock_mv",
+        table: "commerce_stock",
+        select: STOCK_ROLLUP,
+        rest: STOCK_ROLLUP_GROUP,
     },
 ];
 
@@ -1300,7 +1349,9 @@ pub fn distributed_ddl(
 }
 
 fn render(stmt: &str, db: &str, retention_days: u32) -> String {
-    stmt.replace("{product_names_rollup_group}", PRODUCT_NAMES_ROLLUP_GROUP)
+    stmt.replace("{stock_rollup_group}", STOCK_ROLLUP_GROUP)
+        .replace("{stock_rollup}", STOCK_ROLLUP)
+        .replace("{product_names_rollup_group}", PRODUCT_NAMES_ROLLUP_GROUP)
         .replace("{product_names_rollup}", PRODUCT_NAMES_ROLLUP)
         .replace("{customers_rollup_group}", CUSTOMERS_ROLLUP_GROUP)
         .replace("{customers_rollup}", CUSTOMERS_ROLLUP)
@@ -1419,6 +1470,7 @@ async fn sync_ttl(
         ("commerce_visitors", "hour"),
         ("commerce_customers", "day"),
         ("commerce_product_names", "day"),
+        ("commerce_stock", "day"),
     ] {
         let table = if flavor.local {
             local(table)

@@ -41,7 +41,7 @@ fn order_items(in_currency: bool) -> String {
 
 /// The latest stock per product before the period's end.
 const STOCK: &str = "SELECT product_id AS key, \
-     ARRAY_AGG(quantity ORDER BY timestamp DESC LIMIT 1)[OFFSET(0)] AS stock, MAX(timestamp) AS at \
+     ARRAY_AGG(quantity ORDER BY timestamp DESC, quantity DESC LIMIT 1)[OFFSET(0)] AS stock, MAX(timestamp) AS at \
      FROM all_ev WHERE type = 'inventory.updated' AND timestamp < @to GROUP BY key";
 
 /// Sessions by `key` (an expression over a session's first `utm`, `ref`, `campaign` and `landing`
