@@ -477,6 +477,25 @@ struct SessionRow {
     page_max: String,
 }
 
+/// The rows of a rollup kept per store, UTC day and product (names, stock) among `inner`'s rows, merged
+/// as the table merges them: store, day (Unix seconds), product, the latest pair's time (ms) and value.
+async fn product_days<T>(store: &commerce_analytics::store::ClickHouseStore, inner: &str) -> Vec<T>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    let sql = format!(
+        "SELECT toString(store_id), toUnixTimestamp(toDateTime(day, 'UTC')), product_id, \
+         toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM ({inner}) \
+         GROUP BY store_id, day, product_id ORDER BY ALL"
+    );
+    store
+        .client()
+        .query(&sql)
+        .fetch_all::<T>()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 #[tokio::test]
 async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_changes_nothing() {
     use commerce_analytics::demo::{DemoConfig, DemoGenerator};
@@ -603,21 +622,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
     };
-    let names = |inner: String| {
-        let sql = format!(
-            "SELECT toString(store_id), toUnixTimestamp(toDateTime(day)), product_id, \
-             toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM ({inner}) \
-             GROUP BY store_id, day, product_id ORDER BY ALL"
-        );
-        async move {
-            store
-                .client()
-                .query(&sql)
-                .fetch_all::<NameRow>()
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    };
+    let names = |inner: String| async move { product_days::<NameRow>(store, &inner).await };
     let expected_names = names(format!(
         "{PRODUCT_NAMES_ROLLUP} FROM commerce_events {PRODUCT_NAMES_ROLLUP_GROUP}"
     ))
@@ -637,21 +642,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         named_products.len(),
         "one row per product and day with a named view, bots' views included"
     );
-    let stock = |inner: String| {
-        let sql = format!(
-            "SELECT toString(store_id), toUnixTimestamp(toDateTime(day, 'UTC')), product_id, \
-             toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM ({inner}) \
-             GROUP BY store_id, day, product_id ORDER BY ALL"
-        );
-        async move {
-            store
-                .client()
-                .query(&sql)
-                .fetch_all::<StockRow>()
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    };
+    let stock = |inner: String| async move { product_days::<StockRow>(store, &inner).await };
     let expected_stock = stock(format!(
         "{STOCK_ROLLUP} FROM commerce_events {STOCK_ROLLUP_GROUP}"
     ))

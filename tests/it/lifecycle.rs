@@ -388,31 +388,16 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
     );
     // Each product's latest name per day, from the names rollup and from the raw events (bots
     // included: a name is a catalog fact).
-    let names = |sql: String| async move {
-        db.store
-            .client()
-            .query(&sql)
-            .fetch_all::<(u32, String, i64, String)>()
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    };
-    let rolled = names(format!(
-        "SELECT toUnixTimestamp(toDateTime(day)), product_id, toUnixTimestamp64Milli(max(latest).1), \
-           max(latest).2 FROM commerce_product_names WHERE store_id = '{store}' \
-         GROUP BY day, product_id ORDER BY ALL"
-    ))
+    assert_product_days_match_raw::<(u32, String, i64, String)>(
+        db,
+        store,
+        "commerce_product_names",
+        (
+            "toString(product_name)",
+            "type = 'product.viewed' AND product_id != '' AND product_name != ''",
+        ),
+    )
     .await;
-    let from_raw = names(format!(
-        "SELECT toUnixTimestamp(toDateTime(toDate(timestamp))) AS d, product_id, \
-           toUnixTimestamp64Milli(max(timestamp)), argMax(toString(product_name), (timestamp, toString(product_name))) \
-         FROM commerce_events WHERE store_id = '{store}' AND type = 'product.viewed' \
-           AND product_id != '' AND product_name != '' GROUP BY d, product_id ORDER BY ALL"
-    ))
-    .await;
-    assert_eq!(
-        rolled, from_raw,
-        "{store}: each product's latest name per day in the rollup equals the raw events'"
-    );
     assert_stock_matches_raw(db, store).await;
     let differing: Vec<(&HourCounts, &HourCounts)> =
         rollup.iter().zip(&raw).filter(|(a, b)| a != b).collect();
@@ -429,30 +414,50 @@ async fn assert_rollup_matches_raw(db: &TestDb, store: &str) {
 /// Each product's latest stock per UTC day (humans' updates; on a tie of times the greater quantity),
 /// from the stock rollup and from the raw events.
 async fn assert_stock_matches_raw(db: &TestDb, store: &str) {
-    let stock = |sql: String| async move {
+    assert_product_days_match_raw::<(u32, String, i64, i64)>(
+        db,
+        store,
+        "commerce_stock",
+        ("quantity", "NOT is_bot AND type = 'inventory.updated'"),
+    )
+    .await;
+}
+
+/// A rollup kept per store, product and UTC day as the day's latest `(time, value)` pair (`table`) holds,
+/// for `store`, the same pairs as the raw events `events` (a condition) whose value is `value`: day (Unix
+/// seconds), product, time (ms) and value, on a tie of times the greater value.
+async fn assert_product_days_match_raw<T>(
+    db: &TestDb,
+    store: &str,
+    table: &str,
+    (value, events): (&str, &str),
+) where
+    T: clickhouse::RowOwned + clickhouse::RowRead + PartialEq + std::fmt::Debug,
+{
+    let fetch = |sql: String| async move {
         db.store
             .client()
             .query(&sql)
-            .fetch_all::<(u32, String, i64, i64)>()
+            .fetch_all::<T>()
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
-    let rolled = stock(format!(
+    let rolled = fetch(format!(
         "SELECT toUnixTimestamp(toDateTime(day, 'UTC')), product_id, \
-           toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM commerce_stock \
+           toUnixTimestamp64Milli(max(latest).1), max(latest).2 FROM {table} \
          WHERE store_id = '{store}' GROUP BY day, product_id ORDER BY ALL"
     ))
     .await;
-    let from_raw = stock(format!(
+    let from_raw = fetch(format!(
         "SELECT toUnixTimestamp(toDateTime(toDate(timestamp), 'UTC')) AS d, product_id, \
-           toUnixTimestamp64Milli(max(timestamp)), argMax(quantity, (timestamp, quantity)) \
-         FROM commerce_events WHERE store_id = '{store}' AND NOT is_bot \
-           AND type = 'inventory.updated' GROUP BY d, product_id ORDER BY ALL"
+           toUnixTimestamp64Milli(max(timestamp)), argMax({value}, (timestamp, {value})) \
+         FROM commerce_events WHERE store_id = '{store}' AND {events} \
+         GROUP BY d, product_id ORDER BY ALL"
     ))
     .await;
     assert_eq!(
         rolled, from_raw,
-        "{store}: each product's latest stock per day in the rollup equals the raw events'"
+        "{store}: each product's latest pair per day in {table} equals the raw events'"
     );
 }
 
