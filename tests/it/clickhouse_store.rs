@@ -775,43 +775,48 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         "the distinct sets of commerce_hourly are no longer fed"
     );
 
+    // Every rollup as the events first sent left it.
+    let unchanged = async |after: &str| {
+        assert_eq!(
+            visitors("SELECT * FROM commerce_visitors".to_owned()).await,
+            expected_visitors,
+            "visitors {after}"
+        );
+        assert_eq!(
+            counts("SELECT * FROM commerce_hourly_counts".to_owned()).await,
+            expected_counts,
+            "counts {after}"
+        );
+        assert_eq!(
+            sessions("SELECT * FROM commerce_sessions".to_owned()).await,
+            expected_sessions,
+            "sessions {after}"
+        );
+        assert_eq!(
+            customers("SELECT * FROM commerce_customers".to_owned()).await,
+            expected_customers,
+            "customers {after}"
+        );
+        assert_eq!(
+            names("SELECT * FROM commerce_product_names".to_owned()).await,
+            expected_names,
+            "product names {after}"
+        );
+        assert_eq!(
+            stock("SELECT * FROM commerce_stock".to_owned()).await,
+            expected_stock,
+            "stock {after}"
+        );
+    };
+
     // The same events again: a retried batch (same chunks), and a client resending them in other
-    // batches. Exactly-once is enforced before the insert, so neither rollup moves.
+    // batches. Exactly-once is enforced before the insert, so no rollup moves.
     for batch_size in [1000, 700] {
         db.store
             .insert_batches(&events, batch_size)
             .await
             .expect("resend");
-        let stored_visitors = visitors("SELECT * FROM commerce_visitors".to_owned()).await;
-        assert_eq!(
-            stored_visitors, expected_visitors,
-            "resent in batches of {batch_size}"
-        );
-        let stored_counts = counts("SELECT * FROM commerce_hourly_counts".to_owned()).await;
-        assert_eq!(
-            stored_counts, expected_counts,
-            "resent in batches of {batch_size}"
-        );
-        let stored_sessions = sessions("SELECT * FROM commerce_sessions".to_owned()).await;
-        assert_eq!(
-            stored_sessions, expected_sessions,
-            "resent in batches of {batch_size}"
-        );
-        assert_eq!(
-            customers("SELECT * FROM commerce_customers".to_owned()).await,
-            expected_customers,
-            "resent in batches of {batch_size}"
-        );
-        assert_eq!(
-            names("SELECT * FROM commerce_product_names".to_owned()).await,
-            expected_names,
-            "resent in batches of {batch_size}"
-        );
-        assert_eq!(
-            stock("SELECT * FROM commerce_stock".to_owned()).await,
-            expected_stock,
-            "resent in batches of {batch_size}"
-        );
+        unchanged(&format!("after a resend in batches of {batch_size}")).await;
     }
 
     // A client that resends some events changed (two hours later, another session; within the lookup's
@@ -835,36 +840,7 @@ async fn the_rollup_views_write_exactly_what_their_queries_compute_and_a_resend_
         events.len() as u64,
         "one row per event after every resend"
     );
-    assert_eq!(
-        visitors("SELECT * FROM commerce_visitors".to_owned()).await,
-        expected_visitors,
-        "visitors after a changed resend"
-    );
-    assert_eq!(
-        counts("SELECT * FROM commerce_hourly_counts".to_owned()).await,
-        expected_counts,
-        "counts after a changed resend"
-    );
-    assert_eq!(
-        sessions("SELECT * FROM commerce_sessions".to_owned()).await,
-        expected_sessions,
-        "sessions after a changed resend"
-    );
-    assert_eq!(
-        customers("SELECT * FROM commerce_customers".to_owned()).await,
-        expected_customers,
-        "customers after a changed resend"
-    );
-    assert_eq!(
-        names("SELECT * FROM commerce_product_names".to_owned()).await,
-        expected_names,
-        "product names after a changed resend"
-    );
-    assert_eq!(
-        stock("SELECT * FROM commerce_stock".to_owned()).await,
-        expected_stock,
-        "stock after a changed resend"
-    );
+    unchanged("after a changed resend").await;
     db.drop_database().await;
 }
 
