@@ -50,25 +50,31 @@ const CUSTOMERS_TABLE: &str = "commerce_customers";
 /// A rollup kept per store, product and UTC day, of one kind of event.
 struct ProductDays {
     table: &'static str,
-    /// Its rows of the events a query reads: `{select} FROM <events> {rest}`.
+    /// Its rows of the events a query reads: `{select} FROM <events> {rest}`, `rest` being
+    /// `WHERE <condition> GROUP BY …`.
     select: &'static str,
     rest: &'static str,
-    /// Which erased events its rows may have come from (a condition on the events).
-    events: &'static str,
+}
+
+impl ProductDays {
+    /// The condition its view puts on the events (between `WHERE` and `GROUP BY` in `rest`): the erased
+    /// events its rows may have come from.
+    fn events(&self) -> &'static str {
+        let condition = self.rest.strip_prefix("WHERE ").unwrap_or(self.rest);
+        condition.split(" GROUP BY ").next().unwrap_or(condition)
+    }
 }
 
 const PRODUCT_NAMES: ProductDays = ProductDays {
     table: "commerce_product_names",
     select: PRODUCT_NAMES_ROLLUP,
     rest: PRODUCT_NAMES_ROLLUP_GROUP,
-    events: "type = 'product.viewed' AND product_id != '' AND product_name != ''",
 };
 
 const STOCK: ProductDays = ProductDays {
     table: "commerce_stock",
     select: STOCK_ROLLUP,
     rest: STOCK_ROLLUP_GROUP,
-    events: "type = 'inventory.updated'",
 };
 
 fn ms(t: OffsetDateTime) -> i64 {
@@ -478,8 +484,8 @@ impl ClickHouseStore {
             for rollup in [&PRODUCT_NAMES, &STOCK] {
                 let days: Vec<ProductDay> = bind(self.client.query(&format!(
                     "SELECT DISTINCT toUnixTimestamp(toDateTime(toDate(timestamp), 'UTC')) AS day, \
-                     product_id FROM {EVENTS_TABLE} WHERE {events_where} AND {}",
-                    rollup.events
+                     product_id FROM {EVENTS_TABLE} WHERE {events_where} AND ({})",
+                    rollup.events()
                 )))
                 .fetch_all()
                 .await
@@ -553,5 +559,23 @@ impl ClickHouseStore {
             anonymous_ids: linked.anonymous_ids.len() as u64,
             sessions: linked.sessions.len() as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_day_rollup_names_the_events_its_view_reads() {
+        for (rollup, events) in [
+            (
+                &PRODUCT_NAMES,
+                "type = 'product.viewed' AND product_id != '' AND product_name != ''",
+            ),
+            (&STOCK, "NOT is_bot AND type = 'inventory.updated'"),
+        ] {
+            assert_eq!(rollup.events(), events, "{}", rollup.table);
+        }
     }
 }
