@@ -109,8 +109,14 @@ fn stock(include_bots: bool) -> String {
              AND {before_the_end} GROUP BY key"
         );
     }
+    // On a cluster a product-day has a row on every shard that stored one of its updates, so two rows
+    // may hold the same time: the latest is the greatest (time, quantity), compared as one Int128
+    // (time in ms × 2^64 + quantity: lexicographic, as |quantity| < 2^63) because comparing the tuples
+    // themselves took twice as long (10M store: 19 against 10-11 ms for the query alone).
     format!(
-        "SELECT product_id AS key, argMax(q, t) AS stock, max(t) AS at FROM ( \
+        "SELECT product_id AS key, \
+           argMax(q, toInt128(toUnixTimestamp64Milli(t)) * toInt128('18446744073709551616') + q) AS stock, \
+           max(t) AS at FROM ( \
            SELECT product_id, latest.1 AS t, latest.2 AS q FROM commerce_stock \
            WHERE store_id = {{store:String}} \
            AND day < toDate(fromUnixTimestamp64Milli({{to:Int64}}, 'UTC')) \
