@@ -394,8 +394,9 @@ async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change
     f.db.drop_database().await;
 }
 
-/// A `24h` period starts mid-hour and ends "now": the rollup answers the whole hours, the raw events the
-/// partial hours at both ends; per hour and in total the counts equal the computation here.
+/// A `24h` period starts mid-hour and ends "now": the rollups answer the whole hours, the raw events the
+/// partial hours at both ends; per hour and in total the counts (visitors, product views, sessions) and
+/// conversion equal the computation here.
 #[tokio::test]
 async fn hourly_visitors_and_views_over_24h_are_exact_at_the_partial_edges() {
     let f = fixture().await;
@@ -445,6 +446,38 @@ async fn hourly_visitors_and_views_over_24h_are_exact_at_the_partial_edges() {
                 "views in {h} ({tz_name})"
             );
         }
+        // Sessions by the hour of their first event in the range (in UTC read from the session rollup's
+        // first hours, in Kolkata from its starts), and conversion over the period.
+        let in_range = f.between(from, f.now);
+        let mut first: HashMap<&str, jiff::Timestamp> = HashMap::new();
+        let mut converted: HashSet<&str> = HashSet::new();
+        for e in in_range.iter().filter(|e| !e.session.is_empty()) {
+            let t = first.entry(e.session.as_str()).or_insert(e.t);
+            *t = (*t).min(e.t);
+            if e.kind == "order.completed" {
+                converted.insert(e.session.as_str());
+            }
+        }
+        let mut sessions: BTreeMap<String, i64> = BTreeMap::new();
+        for t in first.values() {
+            *sessions.entry(hour(*t)).or_default() += 1;
+        }
+        assert!(
+            sessions.len() > 12 && !converted.is_empty(),
+            "sessions in most hours and some orders ({tz_name})"
+        );
+        let (_, body) = get(&f.api, &path("sessions"), READ_KEY).await;
+        assert_eq!(body["total"].as_i64(), Some(first.len() as i64), "{tz_name}");
+        for (h, v) in series(&body) {
+            assert_eq!(
+                v,
+                sessions.get(&h).copied().unwrap_or(0),
+                "sessions in {h} ({tz_name})"
+            );
+        }
+        let (_, body) = get(&f.api, &path("conversion_rate"), READ_KEY).await;
+        let want = ((converted.len() as f64 / first.len() as f64) * 10_000.0).round() / 10_000.0;
+        assert_eq!(body["total"].as_f64(), Some(want), "conversion ({tz_name})");
     }
     f.db.drop_database().await;
 }

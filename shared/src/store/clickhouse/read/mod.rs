@@ -761,6 +761,12 @@ mod tests {
                 "product_views_from_the_rollup",
                 metric(Metric::ProductViews, "24h", "UTC"),
             ),
+            // The session rollup answers any zone; a 30-minute offset needs each session's start to
+            // the millisecond, whole-hour zones (the `sessions` snapshot above) its first hour only.
+            (
+                "sessions_in_kolkata_from_the_rollup_by_start",
+                metric(Metric::Sessions, "30d", "Asia/Kolkata"),
+            ),
         ] {
             let (sql, _) = super::metrics::sql(&q);
             insta::assert_snapshot!(format!("metric_{name}"), layout(&sql));
