@@ -555,11 +555,14 @@ fn session_rollup_source(q: &MetricQuery, by: Option<Dimension>) -> Option<Metri
     };
     let source = if matches!(q.metric, Metric::AddToCartRate) {
         // Sessions with a product view in the range: their first view, and whether any of their events
-        // in the range added to a cart (the raw source's rows).
+        // in the range added to a cart (the raw source's rows). A row with neither a view nor a cart
+        // changes no session's answer (a session with only such rows has no view and is left out
+        // anyway), so it is not grouped: at 100M events, the query alone, alternating, identical rows,
+        // 30 days 47.9–50.3 against 57.4–59.1 ms, 12 months 274–284 against 340–347 ms.
         format!(
             "SELECT min(at) AS ts, max(v) AS v FROM ( \
                SELECT session_hash AS sh, first_view AS at, has_cart AS v FROM commerce_sessions \
-               WHERE {rollup} \
+               WHERE {rollup} AND (first_view < {NO_VIEW} OR has_cart = 1) \
                UNION ALL \
                SELECT cityHash64(session_id) AS sh, \
                  if(type = 'product.viewed', timestamp, {NO_VIEW}) AS at, \
