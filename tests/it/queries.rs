@@ -467,7 +467,11 @@ async fn hourly_visitors_and_views_over_24h_are_exact_at_the_partial_edges() {
             "sessions in most hours and some orders ({tz_name})"
         );
         let (_, body) = get(&f.api, &path("sessions"), READ_KEY).await;
-        assert_eq!(body["total"].as_i64(), Some(first.len() as i64), "{tz_name}");
+        assert_eq!(
+            body["total"].as_i64(),
+            Some(first.len() as i64),
+            "{tz_name}"
+        );
         for (h, v) in series(&body) {
             assert_eq!(
                 v,
