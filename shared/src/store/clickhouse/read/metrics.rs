@@ -216,6 +216,7 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
                         // A session without the value joins as `''` either way; not for the source,
                         // whose sessions without one are `direct`.
                         holders_only: by != Dimension::Source,
+                        precedence: by == Dimension::Source,
                     },
                     &q.filters,
                     values_rollup.is_some(),

@@ -193,6 +193,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
                 key: SOURCE_UNNAMED,
                 pages: false,
                 holders_only: false,
+                precedence: true,
             })
             .replace(" ORDER BY a DESC, key LIMIT {limit:UInt32}", "");
             format!(
@@ -208,18 +209,21 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             key: "f0",
             pages: false,
             holders_only: true,
+            precedence: false,
         }),
         Ranked::LandingPages => sessions(PerSession {
             firsts: &[FIRST_PAGE],
             key: "f0",
             pages: true,
             holders_only: false,
+            precedence: false,
         }),
         Ranked::Referrers => sessions(PerSession {
             firsts: &[FIRST_REFERRER],
             key: "f0",
             pages: true,
             holders_only: false,
+            precedence: false,
         }),
         Ranked::NewVsReturning => format!(
             "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \

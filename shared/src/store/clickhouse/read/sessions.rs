@@ -32,6 +32,11 @@ pub(super) struct PerSession<'a> {
     pub key: &'a str,
     pub pages: bool,
     pub holders_only: bool,
+    /// `key` reads each of `firsts` only when those before it are empty (a session's source: its first
+    /// `utm_source`, else its first referrer's site). From the rollup, each session then keeps one pair,
+    /// the earliest value of the first kind it holds ([`precedence_pairs`]), instead of one per kind:
+    /// `f{i}` is that value for its kind and `''` for the others, which is all such a `key` reads.
+    pub precedence: bool,
 }
 
 /// The whole UTC hours of `range` (Unix milliseconds) that the session rollup answers for a read of
@@ -120,7 +125,11 @@ pub(super) fn per_session(
         rollup: mut from_rollup,
         events: mut from_edges,
         firsts,
-    } = first_pairs(what.firsts);
+    } = if what.precedence {
+        precedence_pairs(what.firsts)
+    } else {
+        first_pairs(what.firsts)
+    };
     let pages = if what.pages {
         from_rollup.push_str(", page_min AS pmin, page_max AS pmax");
         from_edges.push_str(&format!(
@@ -176,6 +185,44 @@ pub(super) fn first_pairs(firsts: &[SessionFirst]) -> FirstPairs {
             .firsts
             .push_str(&format!("argMin(v{i}, t{i}) AS f{i}"));
     }
+    pairs
+}
+
+/// The kinds of [`precedence_pairs`] are this far apart in its order, which is `kind × KIND + the time
+/// in Unix milliseconds`: every stored time (1970 to `NO_VIEW`, 2299, 10.4e12 ms) is less than it.
+const KIND: i64 = 1 << 50;
+
+/// [`FirstPairs`] for a `key` that reads `firsts` in precedence (see [`PerSession::precedence`]): the
+/// rows carry the same pairs as [`first_pairs`], and each session keeps the one value of its earliest
+/// pair among those of the first kind it holds: `argMin` of the value over `kind × KIND + time` (one
+/// `argMin` of a string per session instead of one per kind: at 100M events over 30 days the grouping
+/// of traffic sources' 1.0M sessions took 103 ms against 116 ms, and 56 MiB against 89 MiB, the query
+/// alone, alternating, same rows). `f{i}` is the value when its kind is `i`, else `''`.
+pub(super) fn precedence_pairs(firsts: &[SessionFirst]) -> FirstPairs {
+    let mut pairs = first_pairs(firsts);
+    // Nested `if`s, innermost last: measured faster than one `multiIf` per row. A value that is not held
+    // is `''` already, so the last kind's needs no test.
+    let held = |i: usize| format!("t{i} < {NO_VIEW}");
+    let last = firsts.len().saturating_sub(1);
+    let mut order = format!("{}", firsts.len() as i64 * KIND);
+    let mut value = format!("v{last}");
+    for i in (0..firsts.len()).rev() {
+        order = format!(
+            "if({}, {} + toUnixTimestamp64Milli(t{i}), {order})",
+            held(i),
+            i as i64 * KIND
+        );
+        if i < last {
+            value = format!("if({}, v{i}, {value})", held(i));
+        }
+    }
+    let values: Vec<String> = (0..firsts.len())
+        .map(|i| format!("if(intDiv(po, {KIND}) = {i}, pv, '') AS f{i}"))
+        .collect();
+    pairs.firsts = format!(
+        "argMin({value}, {order}) AS pv, min({order}) AS po, {}",
+        values.join(", ")
+    );
     pairs
 }
 
