@@ -192,39 +192,61 @@ pub(super) fn first_pairs(firsts: &[SessionFirst]) -> FirstPairs {
 /// in Unix milliseconds`: every stored time (1970 to `NO_VIEW`, 2299, 10.4e12 ms) is less than it.
 const KIND: i64 = 1 << 50;
 
-/// [`FirstPairs`] for a `key` that reads `firsts` in precedence (see [`PerSession::precedence`]): the
-/// rows carry the same pairs as [`first_pairs`], and each session keeps the one value of its earliest
-/// pair among those of the first kind it holds: `argMin` of the value over `kind × KIND + time` (one
-/// `argMin` of a string per session instead of one per kind: traffic sources at 100M events, the query
-/// alone, alternating, same rows, over 12 months 1.02–1.03 s and 454 MiB against 1.19–1.44 s and
-/// 732 MiB; over 30 days as fast, 63 MiB against 95). `f{i}` is the value when its kind is `i`, else
-/// `''`.
+/// [`FirstPairs`] for a `key` that reads `firsts` in precedence (see [`PerSession::precedence`]): each
+/// rollup row and raw event carries one pair instead of one per kind, `po_` = `kind × KIND + time` of
+/// its earliest value of the first kind it holds (`firsts.len() × KIND` when none) and `pv_` that value,
+/// and each session keeps the value of its least `po_` (one `argMin` of a string per session instead of
+/// one per kind, and half the columns through the union). `f{i}` is the value when its kind is `i`,
+/// else `''`. Measured in the README (*Reading less per session*).
 pub(super) fn precedence_pairs(firsts: &[SessionFirst]) -> FirstPairs {
-    let mut pairs = first_pairs(firsts);
-    // Nested `if`s, innermost last: measured faster than one `multiIf` per row. A value that is not held
-    // is `''` already, so the last kind's needs no test.
-    let held = |i: usize| format!("t{i} < {NO_VIEW}");
-    let last = firsts.len().saturating_sub(1);
-    let mut order = format!("{}", firsts.len() as i64 * KIND);
-    let mut value = format!("v{last}");
-    for i in (0..firsts.len()).rev() {
-        order = format!(
-            "if({}, {} + toUnixTimestamp64Milli(t{i}), {order})",
-            held(i),
-            i as i64 * KIND
-        );
-        if i < last {
-            value = format!("if({}, v{i}, {value})", held(i));
+    // Nested `if`s, innermost last: measured faster than one `multiIf` per row. The last kind's value
+    // needs no test: a pair that is not held has `''`.
+    let nested = |held: &dyn Fn(usize) -> String,
+                  order: &dyn Fn(usize) -> String,
+                  value: &dyn Fn(usize) -> String| {
+        let last = firsts.len().saturating_sub(1);
+        let mut o = format!("{}", firsts.len() as i64 * KIND);
+        let mut v = value(last);
+        for i in (0..firsts.len()).rev() {
+            let at = match i {
+                0 => order(i),
+                _ => format!("{} + {}", i as i64 * KIND, order(i)),
+            };
+            o = format!("if({}, {at}, {o})", held(i));
+            if i < last {
+                v = format!("if({}, {}, {v})", held(i), value(i));
+            }
         }
-    }
+        format!(", {o} AS po_, {v} AS pv_")
+    };
+    let rollup = nested(
+        &|i| format!("{}.at < {NO_VIEW}", firsts[i].column),
+        &|i| format!("toUnixTimestamp64Milli({}.at)", firsts[i].column),
+        &|i| format!("{}.value", firsts[i].column),
+    );
+    let events = nested(
+        &|i| firsts[i].present.to_owned(),
+        &|_| "toUnixTimestamp64Milli(timestamp)".to_owned(),
+        &|i| {
+            if i + 1 == firsts.len() {
+                // Not held is `''` here too.
+                format!("if({}, {}, '')", firsts[i].present, firsts[i].raw)
+            } else {
+                firsts[i].raw.to_owned()
+            }
+        },
+    );
     let values: Vec<String> = (0..firsts.len())
         .map(|i| format!("if(intDiv(po, {KIND}) = {i}, pv, '') AS f{i}"))
         .collect();
-    pairs.firsts = format!(
-        "argMin({value}, {order}) AS pv, min({order}) AS po, {}",
-        values.join(", ")
-    );
-    pairs
+    FirstPairs {
+        rollup,
+        events,
+        firsts: format!(
+            "argMin(pv_, po_) AS pv, min(po_) AS po, {}",
+            values.join(", ")
+        ),
+    }
 }
 
 #[cfg(test)]
