@@ -1452,9 +1452,16 @@ static DDL_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static pattern")
 });
 
-/// Rewrites the TTL of every table with per-event rows when `retention_days` changed; existing parts are
-/// not rewritten (`materialize_ttl_after_modify = 0`): the TTL is applied as parts merge and the retention
-/// job enforces the exact cutoff. Returns whether any table changed.
+/// Rewrites the TTL of every table with per-event rows when `retention_days` changed, or when it is not
+/// the TTL written here; existing parts are not rewritten (`materialize_ttl_after_modify = 0`): the TTL is
+/// applied as parts merge and the retention job enforces the exact cutoff. Returns whether any table
+/// changed.
+///
+/// A rollup keyed by a `Date` converts it in UTC (`toDateTime(day, 'UTC')`): without the zone a `Date`
+/// becomes the server's midnight, so on a server whose default zone is not UTC the day's rows expired
+/// hours apart from that day's events (the tables' DDL before 2026-12-07 wrote it so; the first
+/// migration run after rewrites it). Times (`DateTime64(3, 'UTC')`, `DateTime('UTC')`) keep their own
+/// zone.
 async fn sync_ttl(
     admin: &Client,
     db: &str,
@@ -1462,15 +1469,15 @@ async fn sync_ttl(
     flavor: Flavor<'_>,
 ) -> Result<bool, StoreError> {
     let mut changed = false;
-    for (table, column) in [
-        ("commerce_events", "timestamp"),
-        ("commerce_events_rejects", "received_at"),
-        ("commerce_hourly_counts", "hour"),
-        ("commerce_sessions", "hour"),
-        ("commerce_visitors", "hour"),
-        ("commerce_customers", "day"),
-        ("commerce_product_names", "day"),
-        ("commerce_stock", "day"),
+    for (table, expiry) in [
+        ("commerce_events", "toDateTime(timestamp)"),
+        ("commerce_events_rejects", "toDateTime(received_at)"),
+        ("commerce_hourly_counts", "toDateTime(hour)"),
+        ("commerce_sessions", "toDateTime(hour)"),
+        ("commerce_visitors", "toDateTime(hour)"),
+        ("commerce_customers", "toDateTime(day, 'UTC')"),
+        ("commerce_product_names", "toDateTime(day, 'UTC')"),
+        ("commerce_stock", "toDateTime(day, 'UTC')"),
     ] {
         let table = if flavor.local {
             local(table)
@@ -1484,13 +1491,13 @@ async fn sync_ttl(
             .fetch_one()
             .await
             .map_err(classify)?;
-        let wanted = format!("TTL toDateTime({column}) + toIntervalDay({retention_days})");
+        let wanted = format!("TTL {expiry} + toIntervalDay({retention_days})");
         if engine.contains(&wanted) {
             continue;
         }
         let sql = with_cluster(
             &format!(
-                "ALTER TABLE {db}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {retention_days} DAY"
+                "ALTER TABLE {db}.{table} MODIFY TTL {expiry} + INTERVAL {retention_days} DAY"
             ),
             flavor,
         );
