@@ -161,7 +161,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
         let pages = read.pages;
         let per_session = per_session(read, &q.filters, rollup.is_some(), true);
         let d = if pages {
-            "toInt64(countIf(viewed AND first_page = last_page))"
+            "toInt64(countIf(single_page))"
         } else {
             "toInt64(0)"
         };

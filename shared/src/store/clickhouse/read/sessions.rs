@@ -18,8 +18,14 @@ use crate::query::params::{Filters, Range};
 use crate::store::clickhouse::migrations::{NO_VIEW, PAGE, SessionFirst};
 
 /// What the rows carry: `key`, an expression over `f0`, `f1`, … (the session's values of `firsts`, in
-/// that order); with `pages`, also `first_page` and `last_page` (the smallest and largest page path it
-/// saw, NULL and `''` when none) and `viewed` (it saw a page).
+/// that order); with `pages`, also `single_page` (it saw exactly one distinct page path: a bounce).
+///
+/// From the rollup, `single_page` compares hashes, not paths: each row's smallest and largest path
+/// (`page_min`, `page_max`) become the least and greatest of their `cityHash64`, and a session saw one
+/// page when the least over its rows equals the greatest. Grouping by session then keeps two numbers
+/// instead of two strings (at 100M events over 30 days, landing pages 0.86× the time). Two different
+/// paths of one session would have to share a 64-bit hash to be taken for one, as two sessions would
+/// to be taken for one by `session_hash`.
 ///
 /// `holders_only`: only the rows and events that hold one of `firsts` are read, so the sessions
 /// without any are not grouped at all (at 100M events over 30 days, 38% of the session rows hold a
@@ -109,8 +115,8 @@ pub(super) fn per_session(
             .collect();
         let pages = if what.pages {
             format!(
-                ", minIf({PAGE}, {PAGE} != '') AS first_page, maxIf({PAGE}, {PAGE} != '') AS last_page, \
-                 countIf({PAGE} != '') > 0 AS viewed"
+                ", countIf({PAGE} != '') > 0 \
+                   AND minIf({PAGE}, {PAGE} != '') = maxIf({PAGE}, {PAGE} != '') AS single_page"
             )
         } else {
             String::new()
@@ -131,11 +137,16 @@ pub(super) fn per_session(
         first_pairs(what.firsts)
     };
     let pages = if what.pages {
-        from_rollup.push_str(", page_min AS pmin, page_max AS pmax");
+        // A row without a page has a NULL `page_min` and an empty `page_max`: NULL hashes, which
+        // `min` and `max` skip.
+        from_rollup.push_str(
+            ", least(cityHash64(page_min), if(page_max != '', cityHash64(page_max), NULL)) AS plo, \
+             greatest(cityHash64(page_min), if(page_max != '', cityHash64(page_max), NULL)) AS phi",
+        );
         from_edges.push_str(&format!(
-            ", if({PAGE} != '', {PAGE}, NULL) AS pmin, {PAGE} AS pmax"
+            ", if({PAGE} != '', cityHash64({PAGE}), NULL) AS plo, plo AS phi"
         ));
-        ", min(pmin) AS first_page, max(pmax) AS last_page, last_page != '' AS viewed"
+        ", max(phi) IS NOT NULL AND min(plo) = max(phi) AS single_page"
     } else {
         ""
     };
