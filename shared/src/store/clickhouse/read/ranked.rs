@@ -194,6 +194,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
                 pages: false,
                 holders_only: false,
                 precedence: true,
+                only: None,
             })
             .replace(" ORDER BY a DESC, key LIMIT {limit:UInt32}", "");
             format!(
@@ -210,6 +211,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             pages: false,
             holders_only: true,
             precedence: false,
+            only: None,
         }),
         Ranked::LandingPages => sessions(PerSession {
             firsts: &[FIRST_PAGE],
@@ -217,6 +219,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             pages: true,
             holders_only: false,
             precedence: false,
+            only: None,
         }),
         Ranked::Referrers => sessions(PerSession {
             firsts: &[FIRST_REFERRER],
@@ -224,6 +227,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
             pages: true,
             holders_only: false,
             precedence: false,
+            only: None,
         }),
         Ranked::NewVsReturning => format!(
             "SELECT if(f.first_ts >= fromUnixTimestamp64Milli({{from:Int64}}), 'new', 'returning') AS key, \

@@ -43,6 +43,10 @@ pub(super) struct PerSession<'a> {
     /// the earliest value of the first kind it holds ([`precedence_pairs`]), instead of one per kind:
     /// `f{i}` is that value for its kind and `''` for the others, which is all such a `key` reads.
     pub precedence: bool,
+    /// A subquery whose `sh` column names the only sessions to read: the rows and events of the
+    /// others are not grouped at all. For a read that joins the values to the rows of a few sessions
+    /// (a breakdown of orders): the grouping and the join's table then hold those sessions alone.
+    pub only: Option<&'a str>,
 }
 
 /// The whole UTC hours of `range` (Unix milliseconds) that the session rollup answers for a read of
@@ -94,7 +98,7 @@ pub(super) fn per_session(
         !(what.holders_only && what.pages),
         "pages are on rows without the values too"
     );
-    let (holders_rows, holders_events) = if what.holders_only {
+    let (mut holders_rows, mut holders_events) = if what.holders_only {
         let any = |held: &dyn Fn(&SessionFirst) -> String| {
             let held: Vec<String> = what.firsts.iter().map(held).collect();
             format!(" AND ({})", held.join(" OR "))
@@ -106,6 +110,11 @@ pub(super) fn per_session(
     } else {
         (String::new(), String::new())
     };
+    if let Some(only) = what.only {
+        let (rows, events) = only_sessions(only);
+        holders_rows.push_str(&rows);
+        holders_events.push_str(&events);
+    }
     if !rollup {
         let firsts: String = what
             .firsts
@@ -158,6 +167,17 @@ pub(super) fn per_session(
          GROUP BY sh{having}",
         session_rollup_rows(filters),
         session_rollup_edges(filters)
+    )
+}
+
+/// The conditions that keep the session rollup's rows and the raw events of the sessions `only` names
+/// (a subquery with an `sh` column), each with its leading ` AND `. `GLOBAL IN`: on a cluster the
+/// subquery runs once, on the node that received the read, and its result goes to every shard; on one
+/// server it is an ordinary `IN`.
+pub(super) fn only_sessions(only: &str) -> (String, String) {
+    (
+        format!(" AND session_hash GLOBAL IN (SELECT sh FROM ({only}))"),
+        format!(" AND cityHash64(session_id) GLOBAL IN (SELECT sh FROM ({only}))"),
     )
 }
 
