@@ -98,7 +98,8 @@ pub(super) fn per_session(
         !(what.holders_only && what.pages),
         "pages are on rows without the values too"
     );
-    let (mut holders_rows, mut holders_events) = if what.holders_only {
+    // The conditions on the rollup's rows and on the raw events of which sessions are read.
+    let (mut rows_kept, mut events_kept) = if what.holders_only {
         let any = |held: &dyn Fn(&SessionFirst) -> String| {
             let held: Vec<String> = what.firsts.iter().map(held).collect();
             format!(" AND ({})", held.join(" OR "))
@@ -112,8 +113,8 @@ pub(super) fn per_session(
     };
     if let Some(only) = what.only {
         let (rows, events) = only_sessions(only);
-        holders_rows.push_str(&rows);
-        holders_events.push_str(&events);
+        rows_kept.push_str(&rows);
+        events_kept.push_str(&events);
     }
     if !rollup {
         let firsts: String = what
@@ -132,7 +133,7 @@ pub(super) fn per_session(
         };
         return format!(
             "SELECT cityHash64(session_id) AS sh, {firsts}{key} AS key{pages} \
-             FROM commerce_events WHERE {} AND session_id != ''{holders_events} GROUP BY sh{having}",
+             FROM commerce_events WHERE {} AND session_id != ''{events_kept} GROUP BY sh{having}",
             base_filter(filters)
         );
     }
@@ -161,9 +162,9 @@ pub(super) fn per_session(
     };
     format!(
         "SELECT sh, {firsts}, {key} AS key{pages} FROM ( \
-           SELECT session_hash AS sh{from_rollup} FROM commerce_sessions WHERE {}{holders_rows} \
+           SELECT session_hash AS sh{from_rollup} FROM commerce_sessions WHERE {}{rows_kept} \
            UNION ALL \
-           SELECT cityHash64(session_id) AS sh{from_edges} FROM commerce_events WHERE {}{holders_events}) \
+           SELECT cityHash64(session_id) AS sh{from_edges} FROM commerce_events WHERE {}{events_kept}) \
          GROUP BY sh{having}",
         session_rollup_rows(filters),
         session_rollup_edges(filters)
