@@ -2655,18 +2655,28 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
     let kolkata = TimeZone::get("Asia/Kolkata").expect("zone");
     let (kfrom, kto) = thirty_days(f.now, &kolkata);
     let mut visitors: HashMap<String, HashSet<&str>> = HashMap::new();
+    let mut visitors_by_day: HashMap<String, BTreeMap<String, HashSet<&str>>> = HashMap::new();
     let k_sessions = sessions_of(f.events.iter().filter(|e| e.t >= kfrom && e.t < kto));
+    let device_of = |e: &Ev| {
+        k_sessions
+            .get(e.session.as_str())
+            .map(|evs| label(first(evs, |e| &e.device)))
+            .unwrap_or_else(|| "(none)".into())
+    };
     for e in f
         .events
         .iter()
         .filter(|e| e.t >= kfrom && e.t < kto && !e.visitor.is_empty())
     {
-        let device = k_sessions
-            .get(e.session.as_str())
-            .map(|evs| label(first(evs, |e| &e.device)))
-            .unwrap_or_else(|| "(none)".into());
+        let device = device_of(e);
         visitors
+            .entry(device.clone())
+            .or_default()
+            .insert(e.visitor.as_str());
+        visitors_by_day
             .entry(device)
+            .or_default()
+            .entry(day(e.t, &kolkata))
             .or_default()
             .insert(e.visitor.as_str());
     }
@@ -2677,6 +2687,41 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
     let totals: HashMap<String, i64> = got.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
     assert!(want_kolkata.len() >= 3, "several devices: {want_kolkata:?}");
     assert_eq!(totals, want_kolkata, "visitors by device in Kolkata");
+    // Every device fits in the limit, so the first read's buckets are the answer: each day's distinct
+    // visitors of each device.
+    for g in body["groups"].as_array().expect("groups") {
+        let key = g["key"].as_str().expect("key");
+        let want: BTreeMap<String, i64> = visitors_by_day[key]
+            .iter()
+            .map(|(d, v)| (d.clone(), v.len() as i64))
+            .collect();
+        let got: BTreeMap<String, i64> = series(g).into_iter().filter(|(_, v)| *v != 0).collect();
+        assert_eq!(got, want, "visitors of {key} per day in Kolkata");
+    }
+    // With a limit below the devices, the rest is `(other)`: its distinct visitors, read again.
+    let body = get_ok(
+        &f.api,
+        "/analytics/metrics?metric=visitors&breakdown=device&limit=2&period=30d&timezone=Asia/Kolkata",
+    )
+    .await;
+    let (keys, got) = groups(&body);
+    let mut ranked: Vec<(&String, i64)> = want_kolkata.iter().map(|(k, v)| (k, *v)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let top2: Vec<String> = ranked.iter().take(2).map(|(k, _)| (*k).clone()).collect();
+    let rest: HashSet<&str> = visitors
+        .iter()
+        .filter(|(k, _)| !top2.contains(k))
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    let mut want_top: HashMap<String, i64> =
+        top2.iter().map(|k| (k.clone(), want_kolkata[k])).collect();
+    want_top.insert("(other)".into(), rest.len() as i64);
+    let totals: HashMap<String, i64> = got.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
+    assert_eq!(
+        totals, want_top,
+        "the top two devices' visitors and (other)'s"
+    );
+    assert_eq!(keys[..2], top2[..], "heaviest first");
 
     // Sessions by browser in the same zone: the session rollup's whole UTC hours and the raw events of
     // the partial ones at either end (the period starts at 18:30 UTC); each session under its first browser.
