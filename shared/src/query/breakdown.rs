@@ -239,31 +239,66 @@ pub async fn run(
     q: &MetricQuery,
     by: Breakdown,
 ) -> Result<(MetricResponse, Vec<Group>)> {
-    let (whole, found) = if partitions(q.metric) {
+    if partitions(q.metric) {
         // One read: every group; the metric itself is their sum (every row is in exactly one group).
         let all = store.metric_groups(q, by.dimension, Groups::All).await?;
-        let whole = super::metrics::answer(q, &sum(&all, q.metric.family().zero()))?;
-        let keep = top(q.metric, &all, by.limit);
-        (whole, fold(all, &keep))
+        return answer_all(q, all, by);
+    }
+    let first = if by.dimension.few_values() {
+        Groups::All
     } else {
-        let first = if by.dimension.few_values() {
-            Groups::All
-        } else {
-            Groups::AllTotals
-        };
-        let (whole, totals) =
-            futures_util::future::try_join(super::metrics::run_plain(store, q), async {
-                Ok(store.metric_groups(q, by.dimension, first).await?)
-            })
-            .await?;
-        let keep = top(q.metric, &totals, by.limit);
-        let found = match first {
-            Groups::All if !left_out(q.metric, &totals, &keep) => kept(totals, &keep),
-            _ => second_read(store, q, by, &totals, &keep).await?,
-        };
-        (whole, found)
+        Groups::AllTotals
     };
-    let groups = found
+    let (whole, totals) =
+        futures_util::future::try_join(super::metrics::run_plain(store, q), async {
+            Ok(store.metric_groups(q, by.dimension, first).await?)
+        })
+        .await?;
+    let keep = top(q.metric, &totals, by.limit);
+    let found = match first {
+        Groups::All if !left_out(q.metric, &totals, &keep) => kept(totals, &keep),
+        _ => second_read(store, q, by, &totals, &keep).await?,
+    };
+    Ok((whole, answer_groups(q, found)?))
+}
+
+/// Runs a metric broken down by each of `bys` (a dashboard's breakdowns of one metric): for each, what
+/// [`run`] answers. When the metric's groups partition it and the store reads every group of each
+/// dimension at once ([`ReadStore::metric_groups_at_once`]), that is one read in place of one per
+/// dimension; else each runs as [`run`].
+pub async fn run_each(
+    store: &dyn ReadStore,
+    q: &MetricQuery,
+    bys: &[Breakdown],
+) -> Result<Vec<(MetricResponse, Vec<Group>)>> {
+    if partitions(q.metric) && bys.len() > 1 {
+        let dims: Vec<Dimension> = bys.iter().map(|b| b.dimension).collect();
+        if let Some(each) = store.metric_groups_at_once(q, &dims).await? {
+            return each
+                .into_iter()
+                .zip(bys)
+                .map(|(all, by)| answer_all(q, all, *by))
+                .collect();
+        }
+    }
+    futures_util::future::try_join_all(bys.iter().map(|by| run(store, q, *by))).await
+}
+
+/// The answer from every group of a metric that partitions what it counts: the metric is their sum, the
+/// top `by.limit` are kept and the rest is `(other)`.
+fn answer_all(
+    q: &MetricQuery,
+    all: Vec<GroupFacts>,
+    by: Breakdown,
+) -> Result<(MetricResponse, Vec<Group>)> {
+    let whole = super::metrics::answer(q, &sum(&all, q.metric.family().zero()))?;
+    let keep = top(q.metric, &all, by.limit);
+    Ok((whole, answer_groups(q, fold(all, &keep))?))
+}
+
+/// The groups as answered: labelled, each with its buckets filled.
+fn answer_groups(q: &MetricQuery, found: Vec<GroupFacts>) -> Result<Vec<Group>> {
+    found
         .into_iter()
         .map(|g| {
             let (points, total) = super::metrics::fill(q, &g.buckets, g.total);
@@ -274,8 +309,7 @@ pub async fn run(
                 data_points: points?,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((whole, groups))
+        .collect()
 }
 
 /// Every group of a metric that partitions what it counts, added up: the metric's own facts (`zero`:

@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 use async_trait::async_trait;
 
+use super::breakdown::Breakdown;
+use super::metrics::MetricQuery;
 use super::{ReadStore, cohorts, funnel, metrics, params, ranked};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
@@ -291,14 +293,8 @@ fn query_string(params: &BTreeMap<String, String>, period: &BTreeMap<String, Str
     q.finish()
 }
 
-/// Runs one widget; its endpoint's response, or the error.
-async fn run_widget(
-    store: &dyn ReadStore,
-    store_id: &str,
-    widget: &Widget,
-    period: &BTreeMap<String, String>,
-    now: jiff::Timestamp,
-) -> Result<Value> {
+/// A widget's query string: its own parameters, but those the dashboard's replace, and the period's.
+fn widget_query(widget: &Widget, period: &BTreeMap<String, String>) -> Result<String> {
     // The dashboard's granularity and filters, when given, replace the widget's own.
     let own: BTreeMap<String, String> = widget
         .params
@@ -324,28 +320,70 @@ async fn run_widget(
     if !attributes(widget) {
         period.remove("model");
     }
-    let q = query_string(&own, &period);
-    let to_value = |v: std::result::Result<Value, serde_json::Error>| {
-        v.map_err(|e| Error::Internal(e.to_string()))
-    };
+    Ok(query_string(&own, &period))
+}
+
+/// Runs one widget on its query ([`widget_query`]); its endpoint's response, or the error.
+async fn run_widget(
+    store: &dyn ReadStore,
+    store_id: &str,
+    widget: &Widget,
+    q: &str,
+    now: jiff::Timestamp,
+) -> Result<Value> {
     match widget.endpoint {
-        Endpoint::Metrics => match metrics::parse(store, store_id, &q, now).await? {
-            metrics::Request::Series(m) => {
-                to_value(serde_json::to_value(metrics::run(store, &m).await?))
-            }
+        Endpoint::Metrics => match metrics::parse(store, store_id, q, now).await? {
+            metrics::Request::Series(m) => to_value(metrics::run(store, &m).await?),
             metrics::Request::Ranked(r) => ranked::run(store, &r).await,
             metrics::Request::Products(r) => super::products::run(store, &r).await,
             metrics::Request::Sales(r) => super::sales::run(store, &r).await,
             metrics::Request::Attribution(r) => super::attribution::run(store, &r).await,
         },
-        Endpoint::Funnel => to_value(serde_json::to_value(
-            funnel::run(store, &funnel::parse(store_id, &q, now)?).await?,
-        )),
+        Endpoint::Funnel => to_value(funnel::run(store, &funnel::parse(store_id, q, now)?).await?),
         Endpoint::Cohorts => {
-            let c = cohorts::parse(store, store_id, &q, now).await?;
-            to_value(serde_json::to_value(cohorts::run(store, &c).await?))
+            let c = cohorts::parse(store, store_id, q, now).await?;
+            to_value(cohorts::run(store, &c).await?)
         }
     }
+}
+
+fn to_value(v: impl Serialize) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// The breakdowns among `queries` (the widgets' queries, [`widget_query`]) that are one metric over one
+/// query but for the dimension (and its limit), by that query: each group of two or more runs as one
+/// ([`metrics::run_each`]), the store reading them in one pass when it can. The Audience dashboard's
+/// sessions by country, by device and by browser group the range's sessions once instead of three times.
+async fn breakdowns_of_one_metric(
+    store: &dyn ReadStore,
+    store_id: &str,
+    widgets: &[Widget],
+    queries: &[Result<String>],
+    now: jiff::Timestamp,
+) -> Vec<Vec<(usize, MetricQuery)>> {
+    let mut by_query: BTreeMap<String, Vec<(usize, MetricQuery)>> = BTreeMap::new();
+    for (i, (w, q)) in widgets.iter().zip(queries).enumerate() {
+        let Ok(q) = q else { continue };
+        if w.endpoint != Endpoint::Metrics || !w.params.contains_key("breakdown") {
+            continue;
+        }
+        let Ok(metrics::Request::Series(m)) = metrics::parse(store, store_id, q, now).await else {
+            continue;
+        };
+        if m.breakdown.is_none() {
+            continue;
+        }
+        let rest: BTreeMap<String, String> = url::form_urlencoded::parse(q.as_bytes())
+            .filter(|(k, _)| k != "breakdown" && k != "limit")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        by_query
+            .entry(query_string(&rest, &BTreeMap::new()))
+            .or_default()
+            .push((i, m));
+    }
+    by_query.into_values().filter(|g| g.len() > 1).collect()
 }
 
 /// A dashboard name or widget title: 1 to 100 characters once trimmed, no control characters (a NUL or
@@ -507,24 +545,164 @@ async fn render_widgets(
             p
         })
         .collect();
-    let mut runs = Vec::with_capacity(dashboard.widgets.len());
-    for (widget, p) in dashboard.widgets.iter().zip(&periods) {
-        runs.push(run_widget(store, store_id, widget, p, now));
+    let queries: Vec<Result<String>> = dashboard
+        .widgets
+        .iter()
+        .zip(&periods)
+        .map(|(w, p)| widget_query(w, p))
+        .collect();
+    let together =
+        breakdowns_of_one_metric(store, store_id, &dashboard.widgets, &queries, now).await;
+    // Each widget's data, or its error as shown (code and message).
+    type Shown = std::result::Result<Value, (&'static str, String)>;
+    let shown = |r: Result<Value>| r.map_err(|e| (e.code(), e.public_message()));
+    let mut runs: Vec<futures_util::future::BoxFuture<'_, Vec<(usize, Shown)>>> = Vec::new();
+    for group in &together {
+        runs.push(Box::pin(async move {
+            let plain = MetricQuery {
+                breakdown: None,
+                ..group[0].1.clone()
+            };
+            let bys: Vec<Breakdown> = group.iter().filter_map(|(_, m)| m.breakdown).collect();
+            match metrics::run_each(store, &plain, &bys).await {
+                Ok(answers) => group
+                    .iter()
+                    .zip(answers)
+                    .map(|((i, _), a)| (*i, shown(to_value(a))))
+                    .collect(),
+                // Every widget of the group shows the one read's error.
+                Err(e) => group
+                    .iter()
+                    .map(|(i, _)| (*i, Err((e.code(), e.public_message()))))
+                    .collect(),
+            }
+        }));
     }
-    let results = futures_util::future::join_all(runs).await;
+    let grouped: std::collections::HashSet<usize> =
+        together.iter().flatten().map(|(i, _)| *i).collect();
+    for (i, (widget, q)) in dashboard.widgets.iter().zip(queries).enumerate() {
+        if grouped.contains(&i) {
+            continue;
+        }
+        runs.push(Box::pin(async move {
+            let r = match q {
+                Ok(q) => run_widget(store, store_id, widget, &q, now).await,
+                Err(e) => Err(e),
+            };
+            vec![(i, shown(r))]
+        }));
+    }
+    // Every widget ran exactly once: in its group or alone.
+    let mut results: Vec<(usize, Shown)> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    results.sort_by_key(|(i, _)| *i);
     let widgets: Vec<Value> = dashboard
         .widgets
         .iter()
         .zip(results)
-        .map(|(w, r)| match r {
+        .map(|(w, (_, r))| match r {
             Ok(data) => {
                 json!({"title": w.title, "endpoint": w.endpoint, "params": w.params, "data": data})
             }
-            Err(e) => json!({"title": w.title, "endpoint": w.endpoint, "params": w.params,
-                             "error": {"code": e.code(), "message": e.public_message()}}),
+            Err((code, message)) => {
+                json!({"title": w.title, "endpoint": w.endpoint, "params": w.params,
+                             "error": {"code": code, "message": message}})
+            }
         })
         .collect();
     Ok(
         json!({"id": dashboard.id, "name": dashboard.name, "builtIn": dashboard.built_in, "widgets": widgets}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::query::fakes::{CurrencyStore, MainCurrencyOnly};
+
+    #[derive(Debug)]
+    struct Usd;
+
+    #[async_trait]
+    impl MainCurrencyOnly for Usd {
+        async fn main_currency(&self, _: &str) -> Result<Option<String>, StoreError> {
+            Ok(Some("USD".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn breakdowns_of_one_metric_over_one_query_run_together_and_the_rest_alone() {
+        use Endpoint::*;
+        let widgets = vec![
+            w(
+                "Countries",
+                Metrics,
+                &[("metric", "sessions"), ("breakdown", "country")],
+            ),
+            w("Revenue", Metrics, &[("metric", "revenue")]),
+            w(
+                "Devices",
+                Metrics,
+                &[
+                    ("metric", "sessions"),
+                    ("breakdown", "device"),
+                    ("limit", "3"),
+                ],
+            ),
+            w(
+                "Sources",
+                Metrics,
+                &[("metric", "revenue"), ("breakdown", "source")],
+            ),
+            w(
+                "US browsers",
+                Metrics,
+                &[
+                    ("metric", "sessions"),
+                    ("breakdown", "browser"),
+                    ("country", "US"),
+                ],
+            ),
+            w(
+                "Browsers",
+                Metrics,
+                &[("metric", "sessions"), ("breakdown", "browser")],
+            ),
+            w(
+                "Funnel",
+                Funnel,
+                &[("steps", "page.viewed,order.completed")],
+            ),
+            w("Referrers", Metrics, &[("metric", "referrers")]),
+        ];
+        let period: BTreeMap<String, String> = [("period", "30d"), ("currency", "USD")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let queries: Vec<Result<String>> =
+            widgets.iter().map(|w| widget_query(w, &period)).collect();
+        let store = CurrencyStore(Arc::new(Usd));
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let together = breakdowns_of_one_metric(&store, "shop", &widgets, &queries, now).await;
+        let groups: Vec<Vec<(usize, &str)>> = together
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|(i, m)| (*i, m.breakdown.map_or("", |b| b.dimension.name())))
+                    .collect()
+            })
+            .collect();
+        // Sessions by country, device (its own limit) and browser; not the US browsers (another
+        // query), nor revenue by source (alone of its metric), nor what has no breakdown.
+        assert_eq!(
+            groups,
+            [vec![(0, "country"), (2, "device"), (5, "browser")]]
+        );
+        assert_eq!(together[0][1].1.breakdown.map(|b| b.limit), Some(3));
+    }
 }

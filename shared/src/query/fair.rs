@@ -113,6 +113,16 @@ impl ReadStore for FairReads {
             .await
     }
 
+    async fn metric_groups_at_once(
+        &self,
+        q: &MetricQuery,
+        by: &[super::breakdown::Dimension],
+    ) -> Result<Option<Vec<Vec<super::breakdown::GroupFacts>>>, StoreError> {
+        let turn = self.turn(&q.store_id).await?;
+        RANK.scope(turn.rank, self.inner.metric_groups_at_once(q, by))
+            .await
+    }
+
     async fn money_by_currency(
         &self,
         q: &MetricQuery,

@@ -665,12 +665,36 @@ pub async fn run(store: &dyn ReadStore, q: &MetricQuery) -> Result<MetricRespons
             breakdown: None,
             ..q.clone()
         };
-        let (mut whole, groups) = super::breakdown::run(store, &plain, by).await?;
-        whole.breakdown = Some(by.dimension.name());
-        whole.groups = Some(groups);
-        return Ok(whole);
+        let (whole, groups) = super::breakdown::run(store, &plain, by).await?;
+        return Ok(broken_down(whole, by, groups));
     }
     run_plain(store, q).await
+}
+
+/// [`run`] for each of `bys`, the breakdowns of one metric `q` (without a breakdown of its own; see
+/// [`super::breakdown::run_each`]), in their order.
+pub async fn run_each(
+    store: &dyn ReadStore,
+    q: &MetricQuery,
+    bys: &[super::breakdown::Breakdown],
+) -> Result<Vec<MetricResponse>> {
+    let answers = super::breakdown::run_each(store, q, bys).await?;
+    Ok(answers
+        .into_iter()
+        .zip(bys)
+        .map(|((whole, groups), by)| broken_down(whole, *by, groups))
+        .collect())
+}
+
+/// The metric's answer with its groups by `by`.
+fn broken_down(
+    mut whole: MetricResponse,
+    by: super::breakdown::Breakdown,
+    groups: Vec<super::breakdown::Group>,
+) -> MetricResponse {
+    whole.breakdown = Some(by.dimension.name());
+    whole.groups = Some(groups);
+    whole
 }
 
 /// [`run`] without a breakdown.

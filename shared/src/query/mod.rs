@@ -54,6 +54,17 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
         by: breakdown::Dimension,
         groups: breakdown::Groups<'_>,
     ) -> Result<Vec<breakdown::GroupFacts>, StoreError>;
+    /// Every group of a metric for each of `by`, in their order, as [`Self::metric_groups`] reads them
+    /// with [`breakdown::Groups::All`], in one read (a dashboard's breakdowns of one metric by several
+    /// dimensions); `None` when the adapter cannot read these at once, and the caller reads them one by
+    /// one. By default `None`.
+    async fn metric_groups_at_once(
+        &self,
+        _q: &MetricQuery,
+        _by: &[breakdown::Dimension],
+    ) -> Result<Option<Vec<Vec<breakdown::GroupFacts>>>, StoreError> {
+        Ok(None)
+    }
     /// A money metric's amounts per bucket, currency and UTC day, in every currency (for `convert`; see
     /// [`convert::CurrencyDayFacts`]); `q.currency` is the reporting currency and filters nothing.
     async fn money_by_currency(

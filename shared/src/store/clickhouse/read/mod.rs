@@ -516,6 +516,14 @@ impl ReadStore for ClickHouseStore {
         metrics::fetch_groups(self, q, by, groups).await
     }
 
+    async fn metric_groups_at_once(
+        &self,
+        q: &MetricQuery,
+        by: &[crate::query::breakdown::Dimension],
+    ) -> Result<Option<Vec<Vec<crate::query::breakdown::GroupFacts>>>, StoreError> {
+        metrics::fetch_groups_at_once(self, q, by).await
+    }
+
     async fn money_by_currency(
         &self,
         q: &MetricQuery,
@@ -713,6 +721,46 @@ mod tests {
             let sql = super::metrics::group_sql(&metric(m, "30d", "UTC"), by, groups);
             insta::assert_snapshot!(format!("breakdown_{name}"), layout(&sql));
         }
+    }
+
+    #[test]
+    fn sessions_by_country_device_and_browser_read_in_one_pass_and_other_breakdowns_do_not() {
+        use crate::query::breakdown::Dimension::{Browser, Country, Device, Source};
+        let by = [Country, Device, Browser];
+        let sql = super::metrics::group_each_sql(&metric(Metric::Sessions, "30d", "UTC"), &by)
+            .expect("sessions by rollup columns");
+        insta::assert_snapshot!(
+            "breakdown_sessions_by_country_device_and_browser",
+            layout(&sql)
+        );
+        for (m, by, why) in [
+            (
+                Metric::Sessions,
+                &[Country, Source][..],
+                "a source is no rollup column",
+            ),
+            (
+                Metric::Revenue,
+                &[Country, Device][..],
+                "orders are not sessions",
+            ),
+            (
+                Metric::Sessions,
+                &[Device][..],
+                "one dimension is one read anyway",
+            ),
+        ] {
+            assert!(
+                super::metrics::group_each_sql(&metric(m, "30d", "UTC"), by).is_none(),
+                "{why}"
+            );
+        }
+        let mut bots = metric(Metric::Sessions, "30d", "UTC");
+        bots.include_bots = true;
+        assert!(
+            super::metrics::group_each_sql(&bots, &by).is_none(),
+            "bots read the raw events"
+        );
     }
 
     #[test]
