@@ -1255,13 +1255,15 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
         );
     }
     // A country filter reaches every widget, in place of a widget's own; a funnel says it has none. The
-    // sessions by country, device and browser are one read (`metric_groups_at_once`), in UTC with the
-    // filter and in a half-hour zone (the rollup's whole hours and the edges' events), and each widget
-    // equals its own endpoint's answer.
+    // sessions by country, device and browser are one read (`metric_groups_at_once`), and so are the
+    // landing pages and referrers (`ranked_at_once`), in UTC with the filter, in a half-hour zone (the
+    // rollup's whole hours and the edges' events) and compared (the earlier range read at once too);
+    // each widget equals its own endpoint's answer (a breakdown's uncompared).
     let mut audience = Value::Null;
     for period in [
         "period=30d&currency=USD&country=US",
         "period=30d&currency=USD&timezone=Asia/Kolkata",
+        "period=30d&currency=USD&compare=previous_period",
     ] {
         let (status, body) = send(
             &f.api,
@@ -1278,7 +1280,11 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
                 .collect();
-            query.push(period.into());
+            query.push(if w["params"].get("breakdown").is_some() {
+                period.replace("&compare=previous_period", "")
+            } else {
+                period.into()
+            });
             let direct = get_ok(&f.api, &format!("/analytics/metrics?{}", query.join("&"))).await;
             assert_eq!(w["data"], direct, "{period}: {}", w["title"]);
         }

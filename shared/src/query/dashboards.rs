@@ -351,39 +351,72 @@ fn to_value(v: impl Serialize) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// The breakdowns among `queries` (the widgets' queries, [`widget_query`]) that are one metric over one
-/// query but for the dimension (and its limit), by that query: each group of two or more runs as one
-/// ([`metrics::run_each`]), the store reading them in one pass when it can. The Audience dashboard's
-/// sessions by country, by device and by browser group the range's sessions once instead of three times.
-async fn breakdowns_of_one_metric(
+/// Widgets that run as one ([`together`]).
+#[derive(Debug)]
+enum Together {
+    /// Breakdowns of one metric over one query but for the dimension and its limit
+    /// ([`metrics::run_each`]).
+    Breakdowns(Vec<(usize, MetricQuery)>),
+    /// Ranked metrics over one query but for the metric and its limit ([`ranked::run_each`]).
+    Ranked(Vec<(usize, ranked::RankedQuery)>),
+}
+
+impl Together {
+    fn widgets(&self) -> Vec<usize> {
+        match self {
+            Self::Breakdowns(g) => g.iter().map(|(i, _)| *i).collect(),
+            Self::Ranked(g) => g.iter().map(|(i, _)| *i).collect(),
+        }
+    }
+}
+
+/// `q` without the parameters named in `except`.
+fn query_without(q: &str, except: &[&str]) -> String {
+    let rest: BTreeMap<String, String> = url::form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| !except.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    query_string(&rest, &BTreeMap::new())
+}
+
+/// The widgets among `queries` (the widgets' queries, [`widget_query`]) that run as one, in groups of
+/// two or more: breakdowns of one metric over one query but for the dimension (and its limit), and
+/// ranked metrics over one query but for the metric (and its limit). The store reads each group in one
+/// pass when it can: the Audience dashboard's sessions by country, by device and by browser group the
+/// range's sessions once instead of three times, and its landing pages and referrers once instead of
+/// twice.
+async fn together(
     store: &dyn ReadStore,
     store_id: &str,
     widgets: &[Widget],
     queries: &[Result<String>],
     now: jiff::Timestamp,
-) -> Vec<Vec<(usize, MetricQuery)>> {
-    let mut by_query: BTreeMap<String, Vec<(usize, MetricQuery)>> = BTreeMap::new();
+) -> Vec<Together> {
+    let mut breakdowns: BTreeMap<String, Vec<(usize, MetricQuery)>> = BTreeMap::new();
+    let mut ranked: BTreeMap<String, Vec<(usize, ranked::RankedQuery)>> = BTreeMap::new();
     for (i, (w, q)) in widgets.iter().zip(queries).enumerate() {
         let Ok(q) = q else { continue };
-        if w.endpoint != Endpoint::Metrics || !w.params.contains_key("breakdown") {
+        if w.endpoint != Endpoint::Metrics {
             continue;
         }
-        let Ok(metrics::Request::Series(m)) = metrics::parse(store, store_id, q, now).await else {
-            continue;
-        };
-        if m.breakdown.is_none() {
-            continue;
+        match metrics::parse(store, store_id, q, now).await {
+            Ok(metrics::Request::Series(m)) if m.breakdown.is_some() => breakdowns
+                .entry(query_without(q, &["breakdown", "limit"]))
+                .or_default()
+                .push((i, m)),
+            Ok(metrics::Request::Ranked(r)) => ranked
+                .entry(query_without(q, &["metric", "limit"]))
+                .or_default()
+                .push((i, r)),
+            _ => {}
         }
-        let rest: BTreeMap<String, String> = url::form_urlencoded::parse(q.as_bytes())
-            .filter(|(k, _)| k != "breakdown" && k != "limit")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        by_query
-            .entry(query_string(&rest, &BTreeMap::new()))
-            .or_default()
-            .push((i, m));
     }
-    by_query.into_values().filter(|g| g.len() > 1).collect()
+    let breakdowns = breakdowns.into_values().map(Together::Breakdowns);
+    let ranked = ranked.into_values().map(Together::Ranked);
+    breakdowns
+        .chain(ranked)
+        .filter(|t| t.widgets().len() > 1)
+        .collect()
 }
 
 /// A dashboard name or widget title: 1 to 100 characters once trimmed, no control characters (a NUL or
@@ -551,35 +584,47 @@ async fn render_widgets(
         .zip(&periods)
         .map(|(w, p)| widget_query(w, p))
         .collect();
-    let together =
-        breakdowns_of_one_metric(store, store_id, &dashboard.widgets, &queries, now).await;
+    let together = together(store, store_id, &dashboard.widgets, &queries, now).await;
     // Each widget's data, or its error as shown (code and message).
     type Shown = std::result::Result<Value, (&'static str, String)>;
     let shown = |r: Result<Value>| r.map_err(|e| (e.code(), e.public_message()));
     let mut runs: Vec<futures_util::future::BoxFuture<'_, Vec<(usize, Shown)>>> = Vec::new();
     for group in &together {
         runs.push(Box::pin(async move {
-            let plain = MetricQuery {
-                breakdown: None,
-                ..group[0].1.clone()
+            let answers: Result<Vec<Value>> = match group {
+                Together::Breakdowns(g) => {
+                    let plain = MetricQuery {
+                        breakdown: None,
+                        ..g[0].1.clone()
+                    };
+                    let bys: Vec<Breakdown> = g.iter().filter_map(|(_, m)| m.breakdown).collect();
+                    match metrics::run_each(store, &plain, &bys).await {
+                        Ok(answers) => answers.into_iter().map(to_value).collect(),
+                        Err(e) => Err(e),
+                    }
+                }
+                Together::Ranked(g) => {
+                    let qs: Vec<ranked::RankedQuery> = g.iter().map(|(_, q)| q.clone()).collect();
+                    ranked::run_each(store, &qs).await
+                }
             };
-            let bys: Vec<Breakdown> = group.iter().filter_map(|(_, m)| m.breakdown).collect();
-            match metrics::run_each(store, &plain, &bys).await {
-                Ok(answers) => group
-                    .iter()
+            let widgets = group.widgets();
+            match answers {
+                Ok(answers) => widgets
+                    .into_iter()
                     .zip(answers)
-                    .map(|((i, _), a)| (*i, shown(to_value(a))))
+                    .map(|(i, a)| (i, Ok(a)))
                     .collect(),
                 // Every widget of the group shows the one read's error.
-                Err(e) => group
-                    .iter()
-                    .map(|(i, _)| (*i, Err((e.code(), e.public_message()))))
+                Err(e) => widgets
+                    .into_iter()
+                    .map(|i| (i, Err((e.code(), e.public_message()))))
                     .collect(),
             }
         }));
     }
     let grouped: std::collections::HashSet<usize> =
-        together.iter().flatten().map(|(i, _)| *i).collect();
+        together.iter().flat_map(Together::widgets).collect();
     for (i, (widget, q)) in dashboard.widgets.iter().zip(queries).enumerate() {
         if grouped.contains(&i) {
             continue;
@@ -636,7 +681,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn breakdowns_of_one_metric_over_one_query_run_together_and_the_rest_alone() {
+    async fn breakdowns_of_one_metric_and_ranked_metrics_over_one_query_run_together() {
         use Endpoint::*;
         let widgets = vec![
             w(
@@ -679,6 +724,16 @@ mod tests {
                 &[("steps", "page.viewed,order.completed")],
             ),
             w("Referrers", Metrics, &[("metric", "referrers")]),
+            w(
+                "Landing pages",
+                Metrics,
+                &[("metric", "landing_pages"), ("limit", "5")],
+            ),
+            w(
+                "US landing pages",
+                Metrics,
+                &[("metric", "landing_pages"), ("country", "US")],
+            ),
         ];
         let period: BTreeMap<String, String> = [("period", "30d"), ("currency", "USD")]
             .into_iter()
@@ -688,21 +743,41 @@ mod tests {
             widgets.iter().map(|w| widget_query(w, &period)).collect();
         let store = CurrencyStore(Arc::new(Usd));
         let now = jiff::Timestamp::UNIX_EPOCH;
-        let together = breakdowns_of_one_metric(&store, "shop", &widgets, &queries, now).await;
-        let groups: Vec<Vec<(usize, &str)>> = together
+        let groups: Vec<Vec<(usize, String)>> = together(&store, "shop", &widgets, &queries, now)
+            .await
             .iter()
-            .map(|g| {
-                g.iter()
-                    .map(|(i, m)| (*i, m.breakdown.map_or("", |b| b.dimension.name())))
-                    .collect()
+            .map(|t| match t {
+                Together::Breakdowns(g) => g
+                    .iter()
+                    .map(|(i, m)| {
+                        let by = m.breakdown.expect("a breakdown");
+                        (
+                            *i,
+                            format!("{} by {}", m.metric.name(), by.dimension.name()),
+                        )
+                    })
+                    .collect(),
+                Together::Ranked(g) => g
+                    .iter()
+                    .map(|(i, r)| (*i, format!("{} top {}", r.metric.name(), r.limit)))
+                    .collect(),
             })
             .collect();
-        // Sessions by country, device (its own limit) and browser; not the US browsers (another
-        // query), nor revenue by source (alone of its metric), nor what has no breakdown.
-        assert_eq!(
-            groups,
-            [vec![(0, "country"), (2, "device"), (5, "browser")]]
-        );
-        assert_eq!(together[0][1].1.breakdown.map(|b| b.limit), Some(3));
+        // Sessions by country, device and browser; referrers and landing pages (each its own limit).
+        // Not the US browsers nor the US landing pages (another query), nor revenue by source (alone of
+        // its metric), nor what has no breakdown and is not ranked.
+        let want: [&[(usize, &str)]; 2] = [
+            &[
+                (0, "sessions by country"),
+                (2, "sessions by device"),
+                (5, "sessions by browser"),
+            ],
+            &[(7, "referrers top 10"), (8, "landing_pages top 5")],
+        ];
+        let want: Vec<Vec<(usize, String)>> = want
+            .iter()
+            .map(|g| g.iter().map(|(i, s)| (*i, (*s).to_owned())).collect())
+            .collect();
+        assert_eq!(groups, want);
     }
 }

@@ -159,6 +159,17 @@ impl ReadStore for FairReads {
         RANK.scope(turn.rank, self.inner.ranked(q)).await
     }
 
+    async fn ranked_at_once(
+        &self,
+        qs: &[RankedQuery],
+    ) -> Result<Option<Vec<Vec<RankedRow>>>, StoreError> {
+        let Some(first) = qs.first() else {
+            return Ok(Some(Vec::new()));
+        };
+        let turn = self.turn(&first.store_id).await?;
+        RANK.scope(turn.rank, self.inner.ranked_at_once(qs)).await
+    }
+
     async fn attribution(
         &self,
         q: &super::attribution::AttributionQuery,

@@ -88,6 +88,15 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<String>, StoreError>;
     /// Rows of a ranked metric (see [`ranked::RankedRow`]), ordered and limited.
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<Vec<ranked::RankedRow>, StoreError>;
+    /// The rows of each of `qs`, in their order, as [`Self::ranked`] reads them, in one read (a
+    /// dashboard's ranked metrics over one query); `None` when the adapter cannot read these at once, and
+    /// the caller reads them one by one. By default `None`.
+    async fn ranked_at_once(
+        &self,
+        _qs: &[ranked::RankedQuery],
+    ) -> Result<Option<Vec<Vec<ranked::RankedRow>>>, StoreError> {
+        Ok(None)
+    }
     /// The latest name of each of the query's products in its window (see [`names`]); products without
     /// one are absent.
     async fn product_names(

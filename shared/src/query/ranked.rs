@@ -303,7 +303,55 @@ pub fn parse_limit(v: Option<&str>) -> Result<u32> {
 /// report) and `change` (per numeric column), and the answer gains `comparison` (the range). The
 /// comparison query has no row limit, so a key outside the earlier top rows still finds its values.
 pub async fn run(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value> {
-    let mut body = compared(store, q).await?;
+    let body = compared(store, q).await?;
+    named(store, q, body).await
+}
+
+/// [`run`] for each of `qs` (a dashboard's ranked metrics over one query), in their order: the store
+/// reads their rows at once when it can ([`super::ReadStore::ranked_at_once`]), and the rows they are
+/// compared with at once too; else each runs as [`run`].
+pub async fn run_each(store: &dyn super::ReadStore, qs: &[RankedQuery]) -> Result<Vec<Value>> {
+    let one_by_one = || futures_util::future::try_join_all(qs.iter().map(|q| run(store, q)));
+    let compare = qs.first().and_then(|q| q.compare);
+    if qs.iter().any(|q| q.compare != compare) {
+        return one_by_one().await;
+    }
+    let comparisons = match compare {
+        None => Vec::new(),
+        Some(c) => qs
+            .iter()
+            .map(|q| Comparison::of(&q.range, c))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let previous: Vec<RankedQuery> = qs
+        .iter()
+        .zip(&comparisons)
+        .map(|(q, c)| previous_of(q, c))
+        .collect();
+    let (current, earlier) = futures_util::future::try_join(store.ranked_at_once(qs), async {
+        if previous.is_empty() {
+            Ok(Some(Vec::new()))
+        } else {
+            store.ranked_at_once(&previous).await
+        }
+    })
+    .await?;
+    let (Some(current), Some(earlier)) = (current, earlier) else {
+        return one_by_one().await;
+    };
+    let mut out = Vec::with_capacity(qs.len());
+    for (i, (q, rows)) in qs.iter().zip(&current).enumerate() {
+        let body = match (comparisons.get(i), earlier.get(i)) {
+            (Some(c), Some(previous)) => with_previous(q, rows, previous, c),
+            _ => response(q, rows),
+        };
+        out.push(named(store, q, body).await?);
+    }
+    Ok(out)
+}
+
+/// `body` with its products' names, for the metrics keyed by product.
+async fn named(store: &dyn super::ReadStore, q: &RankedQuery, mut body: Value) -> Result<Value> {
     if q.metric.keyed_by_product()
         && let Some(rows) = body["rows"].as_array_mut()
     {
@@ -312,23 +360,38 @@ pub async fn run(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value>
     Ok(body)
 }
 
+/// The query of the rows `q` is compared with: every row of the earlier range.
+fn previous_of(q: &RankedQuery, comparison: &Comparison) -> RankedQuery {
+    RankedQuery {
+        range: comparison.range.clone(),
+        limit: u32::MAX,
+        compare: None,
+        ..q.clone()
+    }
+}
+
 /// The rows, with `previous` and `change` when the query compares.
 async fn compared(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value> {
     let Some(compare) = q.compare else {
         return Ok(response(q, &store.ranked(q).await?));
     };
     let comparison = Comparison::of(&q.range, compare)?;
-    let previous_query = RankedQuery {
-        range: comparison.range.clone(),
-        limit: u32::MAX,
-        compare: None,
-        ..q.clone()
-    };
+    let previous_query = previous_of(q, &comparison);
     let (rows, previous) =
         futures_util::future::try_join(store.ranked(q), store.ranked(&previous_query)).await?;
+    Ok(with_previous(q, &rows, &previous, &comparison))
+}
+
+/// The answer of `rows` compared with the earlier range's `previous` rows.
+fn with_previous(
+    q: &RankedQuery,
+    rows: &[RankedRow],
+    previous: &[RankedRow],
+    comparison: &Comparison,
+) -> Value {
     let previous: std::collections::HashMap<&str, &RankedRow> =
         previous.iter().map(|r| (r.key(), r)).collect();
-    let mut body = response(q, &rows);
+    let mut body = response(q, rows);
     if let Some(out) = body["rows"].as_array_mut() {
         let key = rows
             .first()
@@ -341,7 +404,7 @@ async fn compared(store: &dyn super::ReadStore, q: &RankedQuery) -> Result<Value
         });
     }
     body["comparison"] = comparison.range_json();
-    Ok(body)
+    body
 }
 
 pub fn response(q: &RankedQuery, rows: &[RankedRow]) -> Value {

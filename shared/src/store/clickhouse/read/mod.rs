@@ -555,6 +555,13 @@ impl ReadStore for ClickHouseStore {
         ranked::fetch(self, q).await
     }
 
+    async fn ranked_at_once(
+        &self,
+        qs: &[RankedQuery],
+    ) -> Result<Option<Vec<Vec<RankedRow>>>, StoreError> {
+        ranked::fetch_at_once(self, qs).await
+    }
+
     async fn product_names(
         &self,
         q: &crate::query::names::NamesQuery,
@@ -721,6 +728,55 @@ mod tests {
             let sql = super::metrics::group_sql(&metric(m, "30d", "UTC"), by, groups);
             insta::assert_snapshot!(format!("breakdown_{name}"), layout(&sql));
         }
+    }
+
+    #[test]
+    fn landing_pages_and_referrers_read_in_one_pass_and_other_ranked_metrics_do_not() {
+        let q = |metric: Ranked| RankedQuery {
+            store_id: "shop-a".into(),
+            metric,
+            range: range("period=30d"),
+            currency: Some("USD".into()),
+            filters: Filters::default(),
+            limit: 10,
+            include_bots: false,
+            compare: None,
+        };
+        let sql =
+            super::ranked::pages_at_once_sql(&[q(Ranked::LandingPages), q(Ranked::Referrers)])
+                .expect("landing pages and referrers");
+        insta::assert_snapshot!("ranked_landing_pages_and_referrers", layout(&sql));
+        for (qs, why) in [
+            (
+                vec![q(Ranked::LandingPages), q(Ranked::TrafficSources)],
+                "traffic sources are named apart",
+            ),
+            (
+                vec![q(Ranked::LandingPages), q(Ranked::LandingPages)],
+                "one metric twice",
+            ),
+            (vec![q(Ranked::Referrers)], "one metric is one read anyway"),
+        ] {
+            assert!(super::ranked::pages_at_once_sql(&qs).is_none(), "{why}");
+        }
+        let year = |metric: Ranked| RankedQuery {
+            range: range("period=12m"),
+            ..q(metric)
+        };
+        assert!(
+            super::ranked::pages_at_once_sql(&[
+                year(Ranked::LandingPages),
+                year(Ranked::Referrers)
+            ])
+            .is_none(),
+            "a year's sessions holding both values would pass 1 GiB"
+        );
+        let mut us = q(Ranked::Referrers);
+        us.filters.country = Some("US".into());
+        assert!(
+            super::ranked::pages_at_once_sql(&[q(Ranked::LandingPages), us]).is_none(),
+            "another filter is another read"
+        );
     }
 
     #[test]
