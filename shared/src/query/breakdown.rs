@@ -273,8 +273,9 @@ pub async fn run_each(
 ) -> Result<Vec<(MetricResponse, Vec<Group>)>> {
     if partitions(q.metric) && bys.len() > 1 {
         let dims: Vec<Dimension> = bys.iter().map(|b| b.dimension).collect();
-        if let Some(each) = store.metric_groups_at_once(q, &dims).await? {
-            return each
+        if let Some(read) = store.metric_groups_at_once(q, &dims) {
+            return read
+                .await?
                 .into_iter()
                 .zip(bys)
                 .map(|(all, by)| answer_all(q, all, *by))

@@ -113,14 +113,16 @@ impl ReadStore for FairReads {
             .await
     }
 
-    async fn metric_groups_at_once(
-        &self,
-        q: &MetricQuery,
-        by: &[super::breakdown::Dimension],
-    ) -> Result<Option<Vec<Vec<super::breakdown::GroupFacts>>>, StoreError> {
-        let turn = self.turn(&q.store_id).await?;
-        RANK.scope(turn.rank, self.inner.metric_groups_at_once(q, by))
-            .await
+    fn metric_groups_at_once<'a>(
+        &'a self,
+        q: &'a MetricQuery,
+        by: &'a [super::breakdown::Dimension],
+    ) -> Option<super::AtOnce<'a, Vec<Vec<super::breakdown::GroupFacts>>>> {
+        let read = self.inner.metric_groups_at_once(q, by)?;
+        Some(Box::pin(async move {
+            let turn = self.turn(&q.store_id).await?;
+            RANK.scope(turn.rank, read).await
+        }))
     }
 
     async fn money_by_currency(
@@ -159,15 +161,16 @@ impl ReadStore for FairReads {
         RANK.scope(turn.rank, self.inner.ranked(q)).await
     }
 
-    async fn ranked_at_once(
-        &self,
-        qs: &[RankedQuery],
-    ) -> Result<Option<Vec<Vec<RankedRow>>>, StoreError> {
-        let Some(first) = qs.first() else {
-            return Ok(Some(Vec::new()));
-        };
-        let turn = self.turn(&first.store_id).await?;
-        RANK.scope(turn.rank, self.inner.ranked_at_once(qs)).await
+    fn ranked_at_once<'a>(
+        &'a self,
+        qs: &'a [RankedQuery],
+    ) -> Option<super::AtOnce<'a, Vec<Vec<RankedRow>>>> {
+        let store_id = &qs.first()?.store_id;
+        let read = self.inner.ranked_at_once(qs)?;
+        Some(Box::pin(async move {
+            let turn = self.turn(store_id).await?;
+            RANK.scope(turn.rank, read).await
+        }))
     }
 
     async fn attribution(

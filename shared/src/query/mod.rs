@@ -35,6 +35,9 @@ use crate::error::StoreError;
 pub use funnel::{FunnelCounts, FunnelQuery};
 pub use metrics::{MetricFacts, MetricQuery};
 
+/// A read standing for several ([`ReadStore::metric_groups_at_once`], [`ReadStore::ranked_at_once`]).
+pub type AtOnce<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
+
 /// The read port: what the read endpoints (metrics, ranked metrics, funnels, cohorts, live) need from
 /// storage. Each method takes a validated, typed query and returns typed facts (counts, amounts, rows
 /// with named fields); the meaning of every number and all derived values (rates, averages, labels,
@@ -56,14 +59,15 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<breakdown::GroupFacts>, StoreError>;
     /// Every group of a metric for each of `by`, in their order, as [`Self::metric_groups`] reads them
     /// with [`breakdown::Groups::All`], in one read (a dashboard's breakdowns of one metric by several
-    /// dimensions); `None` when the adapter cannot read these at once, and the caller reads them one by
-    /// one. By default `None`.
-    async fn metric_groups_at_once(
-        &self,
-        _q: &MetricQuery,
-        _by: &[breakdown::Dimension],
-    ) -> Result<Option<Vec<Vec<breakdown::GroupFacts>>>, StoreError> {
-        Ok(None)
+    /// dimensions): the read, when the adapter can make it, else `None` and the caller reads them one by
+    /// one. Decided without reading anything, so a decorator ([`fair::FairReads`]) takes a turn only for
+    /// a read that happens. By default `None`.
+    fn metric_groups_at_once<'a>(
+        &'a self,
+        _q: &'a MetricQuery,
+        _by: &'a [breakdown::Dimension],
+    ) -> Option<AtOnce<'a, Vec<Vec<breakdown::GroupFacts>>>> {
+        None
     }
     /// A money metric's amounts per bucket, currency and UTC day, in every currency (for `convert`; see
     /// [`convert::CurrencyDayFacts`]); `q.currency` is the reporting currency and filters nothing.
@@ -89,13 +93,14 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     /// Rows of a ranked metric (see [`ranked::RankedRow`]), ordered and limited.
     async fn ranked(&self, q: &ranked::RankedQuery) -> Result<Vec<ranked::RankedRow>, StoreError>;
     /// The rows of each of `qs`, in their order, as [`Self::ranked`] reads them, in one read (a
-    /// dashboard's ranked metrics over one query); `None` when the adapter cannot read these at once, and
-    /// the caller reads them one by one. By default `None`.
-    async fn ranked_at_once(
-        &self,
-        _qs: &[ranked::RankedQuery],
-    ) -> Result<Option<Vec<Vec<ranked::RankedRow>>>, StoreError> {
-        Ok(None)
+    /// dashboard's ranked metrics over one query): the read, when the adapter can make it, else `None`
+    /// and the caller reads them one by one (decided as [`Self::metric_groups_at_once`] is). By
+    /// default `None`.
+    fn ranked_at_once<'a>(
+        &'a self,
+        _qs: &'a [ranked::RankedQuery],
+    ) -> Option<AtOnce<'a, Vec<Vec<ranked::RankedRow>>>> {
+        None
     }
     /// The latest name of each of the query's products in its window (see [`names`]); products without
     /// one are absent.

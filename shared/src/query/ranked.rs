@@ -328,16 +328,16 @@ pub async fn run_each(store: &dyn super::ReadStore, qs: &[RankedQuery]) -> Resul
         .zip(&comparisons)
         .map(|(q, c)| previous_of(q, c))
         .collect();
-    let (current, earlier) = futures_util::future::try_join(store.ranked_at_once(qs), async {
-        if previous.is_empty() {
-            Ok(Some(Vec::new()))
-        } else {
-            store.ranked_at_once(&previous).await
-        }
-    })
-    .await?;
-    let (Some(current), Some(earlier)) = (current, earlier) else {
+    let Some(current) = store.ranked_at_once(qs) else {
         return one_by_one().await;
+    };
+    let (current, earlier) = if previous.is_empty() {
+        (current.await?, Vec::new())
+    } else {
+        let Some(earlier) = store.ranked_at_once(&previous) else {
+            return one_by_one().await;
+        };
+        futures_util::future::try_join(current, earlier).await?
     };
     let mut out = Vec::with_capacity(qs.len());
     for (i, (q, rows)) in qs.iter().zip(&current).enumerate() {

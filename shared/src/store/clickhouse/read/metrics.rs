@@ -676,15 +676,13 @@ struct EachRow {
     y: i64,
 }
 
-/// Every group of each of `by`, in their order, in one read when [`group_each_sql`] can.
+/// Every group of each of `by`, in their order, read by `sql` ([`group_each_sql`]).
 pub(super) async fn fetch_groups_at_once(
     store: &ClickHouseStore,
     q: &MetricQuery,
     by: &[Dimension],
-) -> Result<Option<Vec<Vec<GroupFacts>>>, StoreError> {
-    let Some(sql) = group_each_sql(q, by) else {
-        return Ok(None);
-    };
+    sql: Sql,
+) -> Result<Vec<Vec<GroupFacts>>, StoreError> {
     let family = q.metric.family();
     let rows = sql.fetch_all::<EachRow>(store, q.metric.name()).await?;
     let mut out: Vec<Vec<GroupFacts>> = vec![Vec::new(); by.len()];
@@ -707,7 +705,7 @@ pub(super) async fn fetch_groups_at_once(
             });
         }
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// A visitor: `customerId`, else `anonymousId`, else `sessionId`.

@@ -516,12 +516,13 @@ impl ReadStore for ClickHouseStore {
         metrics::fetch_groups(self, q, by, groups).await
     }
 
-    async fn metric_groups_at_once(
-        &self,
-        q: &MetricQuery,
-        by: &[crate::query::breakdown::Dimension],
-    ) -> Result<Option<Vec<Vec<crate::query::breakdown::GroupFacts>>>, StoreError> {
-        metrics::fetch_groups_at_once(self, q, by).await
+    fn metric_groups_at_once<'a>(
+        &'a self,
+        q: &'a MetricQuery,
+        by: &'a [crate::query::breakdown::Dimension],
+    ) -> Option<crate::query::AtOnce<'a, Vec<Vec<crate::query::breakdown::GroupFacts>>>> {
+        let sql = metrics::group_each_sql(q, by)?;
+        Some(Box::pin(metrics::fetch_groups_at_once(self, q, by, sql)))
     }
 
     async fn money_by_currency(
@@ -555,11 +556,12 @@ impl ReadStore for ClickHouseStore {
         ranked::fetch(self, q).await
     }
 
-    async fn ranked_at_once(
-        &self,
-        qs: &[RankedQuery],
-    ) -> Result<Option<Vec<Vec<RankedRow>>>, StoreError> {
-        ranked::fetch_at_once(self, qs).await
+    fn ranked_at_once<'a>(
+        &'a self,
+        qs: &'a [RankedQuery],
+    ) -> Option<crate::query::AtOnce<'a, Vec<Vec<RankedRow>>>> {
+        let sql = ranked::pages_at_once_sql(qs)?;
+        Some(Box::pin(ranked::fetch_at_once(self, qs, sql)))
     }
 
     async fn product_names(

@@ -252,14 +252,12 @@ struct EachRow {
     d: i64,
 }
 
-/// The rows of each of `qs`, in one read when [`pages_at_once_sql`] can.
+/// The rows of each of `qs`, read by `sql` ([`pages_at_once_sql`]).
 pub(super) async fn fetch_at_once(
     store: &ClickHouseStore,
     qs: &[RankedQuery],
-) -> Result<Option<Vec<Vec<RankedRow>>>, StoreError> {
-    let Some(sql) = pages_at_once_sql(qs) else {
-        return Ok(None);
-    };
+    sql: Sql,
+) -> Result<Vec<Vec<RankedRow>>, StoreError> {
     let rows = sql
         .fetch_all::<EachRow>(store, "landing pages and referrers")
         .await?;
@@ -270,7 +268,7 @@ pub(super) async fn fetch_at_once(
             out[i].push(RankedRow::from_measures(q.metric, key, a, b, c, d));
         }
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 pub(super) fn sql(q: &RankedQuery) -> Sql {
