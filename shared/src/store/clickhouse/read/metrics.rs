@@ -636,17 +636,7 @@ pub(super) fn group_each_sql(q: &MetricQuery, by: &[Dimension]) -> Option<Sql> {
         measures,
         rollup_hours,
     } = session_rollup_source(q, by).filter(|_| by.len() > 1)?;
-    // `multiIf(c0, v0, c1, v1, …, v_last)`: the row's dimension is the one whose column it is grouped
-    // by, and its key that column.
-    let pick = |cond: &dyn Fn(usize) -> String, value: &dyn Fn(usize) -> String| {
-        let last = by.len() - 1;
-        let arms: Vec<String> = (0..last)
-            .map(|i| format!("{}, {}", cond(i), value(i)))
-            .collect();
-        format!("multiIf({}, {})", arms.join(", "), value(last))
-    };
-    let d = pick(&|i| format!("grouping(g{i}) = 0"), &|i| i.to_string());
-    let k = pick(&|i| format!("d = {i}"), &|i| format!("g{i}"));
+    let (d, k) = super::grouped_by("g", by.len(), "d");
     let sets: Vec<String> = (0..by.len())
         .map(|i| format!("(g{i}, b), (g{i})"))
         .collect();

@@ -608,6 +608,24 @@ impl ReadStore for ClickHouseStore {
 /// Snapshot tests of the generated SQL (`insta`; snapshots in `snapshots/`), one per metric, ranked metric,
 /// cohort interval, funnel shape and live query, so that a change to a shared fragment shows its effect on
 /// every read. Laid out one clause per line for review; the text sent is the same SQL on fewer lines.
+/// For a `GROUPING SETS` query over the columns `{prefix}0` … `{prefix}{n-1}` (`n` ≥ 2), each set
+/// grouped by one of them: which one a row is grouped by (its position; alias it `index`) and that
+/// column's value (read through `index`), as `multiIf(c0, v0, c1, v1, …, v_last)`.
+fn grouped_by(prefix: &str, n: usize, index: &str) -> (String, String) {
+    let pick = |cond: &dyn Fn(usize) -> String, value: &dyn Fn(usize) -> String| {
+        let arms: Vec<String> = (0..n - 1)
+            .map(|i| format!("{}, {}", cond(i), value(i)))
+            .collect();
+        format!("multiIf({}, {})", arms.join(", "), value(n - 1))
+    };
+    (
+        pick(&|i| format!("grouping({prefix}{i}) = 0"), &|i| {
+            i.to_string()
+        }),
+        pick(&|i| format!("{index} = {i}"), &|i| format!("{prefix}{i}")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use crate::query::cohorts::CohortQuery;

@@ -205,15 +205,7 @@ pub(super) fn pages_at_once_sql(qs: &[RankedQuery]) -> Option<Sql> {
         rollup.is_some(),
         false,
     );
-    let last = qs.len() - 1;
-    let pick = |cond: &dyn Fn(usize) -> String, value: &dyn Fn(usize) -> String| {
-        let arms: Vec<String> = (0..last)
-            .map(|i| format!("{}, {}", cond(i), value(i)))
-            .collect();
-        format!("multiIf({}, {})", arms.join(", "), value(last))
-    };
-    let w = pick(&|i| format!("grouping(f{i}) = 0"), &|i| i.to_string());
-    let k = pick(&|i| format!("w = {i}"), &|i| format!("f{i}"));
+    let (w, k) = super::grouped_by("f", qs.len(), "w");
     let sets: Vec<String> = (0..qs.len()).map(|i| format!("(f{i})")).collect();
     let limit = qs.iter().map(|q| q.limit).max().unwrap_or(0);
     Some(Sql {
