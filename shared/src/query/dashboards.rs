@@ -323,27 +323,42 @@ fn widget_query(widget: &Widget, period: &BTreeMap<String, String>) -> Result<St
     Ok(query_string(&own, &period))
 }
 
-/// Runs one widget on its query ([`widget_query`]); its endpoint's response, or the error.
-async fn run_widget(
+/// A widget's request, parsed by its endpoint's own parser.
+#[derive(Debug)]
+enum Parsed {
+    Metrics(metrics::Request),
+    Funnel(funnel::FunnelQuery),
+    Cohorts(cohorts::CohortQuery),
+}
+
+/// Parses one widget's query ([`widget_query`]) as its endpoint does.
+async fn parse_widget(
     store: &dyn ReadStore,
     store_id: &str,
     widget: &Widget,
-    q: &str,
+    q: Result<String>,
     now: jiff::Timestamp,
-) -> Result<Value> {
-    match widget.endpoint {
-        Endpoint::Metrics => match metrics::parse(store, store_id, q, now).await? {
+) -> Result<Parsed> {
+    let q = q?;
+    Ok(match widget.endpoint {
+        Endpoint::Metrics => Parsed::Metrics(metrics::parse(store, store_id, &q, now).await?),
+        Endpoint::Funnel => Parsed::Funnel(funnel::parse(store_id, &q, now)?),
+        Endpoint::Cohorts => Parsed::Cohorts(cohorts::parse(store, store_id, &q, now).await?),
+    })
+}
+
+/// Runs one parsed widget; its endpoint's response, or the error.
+async fn run_widget(store: &dyn ReadStore, parsed: Parsed) -> Result<Value> {
+    match parsed {
+        Parsed::Metrics(request) => match request {
             metrics::Request::Series(m) => to_value(metrics::run(store, &m).await?),
             metrics::Request::Ranked(r) => ranked::run(store, &r).await,
             metrics::Request::Products(r) => super::products::run(store, &r).await,
             metrics::Request::Sales(r) => super::sales::run(store, &r).await,
             metrics::Request::Attribution(r) => super::attribution::run(store, &r).await,
         },
-        Endpoint::Funnel => to_value(funnel::run(store, &funnel::parse(store_id, q, now)?).await?),
-        Endpoint::Cohorts => {
-            let c = cohorts::parse(store, store_id, q, now).await?;
-            to_value(cohorts::run(store, &c).await?)
-        }
+        Parsed::Funnel(f) => to_value(funnel::run(store, &f).await?),
+        Parsed::Cohorts(c) => to_value(cohorts::run(store, &c).await?),
     }
 }
 
@@ -379,35 +394,28 @@ fn query_without(q: &str, except: &[&str]) -> String {
     query_string(&rest, &BTreeMap::new())
 }
 
-/// The widgets among `queries` (the widgets' queries, [`widget_query`]) that run as one, in groups of
-/// two or more: breakdowns of one metric over one query but for the dimension (and its limit), and
+/// The widgets that run as one, in groups of two or more, from their queries ([`widget_query`]) and
+/// parsed requests: breakdowns of one metric over one query but for the dimension (and its limit), and
 /// ranked metrics over one query but for the metric (and its limit). The store reads each group in one
 /// pass when it can: the Audience dashboard's sessions by country, by device and by browser group the
 /// range's sessions once instead of three times, and its landing pages and referrers once instead of
 /// twice.
-async fn together(
-    store: &dyn ReadStore,
-    store_id: &str,
-    widgets: &[Widget],
-    queries: &[Result<String>],
-    now: jiff::Timestamp,
-) -> Vec<Together> {
+fn together(queries: &[Option<String>], parsed: &[Result<Parsed>]) -> Vec<Together> {
     let mut breakdowns: BTreeMap<String, Vec<(usize, MetricQuery)>> = BTreeMap::new();
     let mut ranked: BTreeMap<String, Vec<(usize, ranked::RankedQuery)>> = BTreeMap::new();
-    for (i, (w, q)) in widgets.iter().zip(queries).enumerate() {
-        let Ok(q) = q else { continue };
-        if w.endpoint != Endpoint::Metrics {
+    for (i, (q, p)) in queries.iter().zip(parsed).enumerate() {
+        let (Some(q), Ok(Parsed::Metrics(request))) = (q, p) else {
             continue;
-        }
-        match metrics::parse(store, store_id, q, now).await {
-            Ok(metrics::Request::Series(m)) if m.breakdown.is_some() => breakdowns
+        };
+        match request {
+            metrics::Request::Series(m) if m.breakdown.is_some() => breakdowns
                 .entry(query_without(q, &["breakdown", "limit"]))
                 .or_default()
-                .push((i, m)),
-            Ok(metrics::Request::Ranked(r)) => ranked
+                .push((i, m.clone())),
+            metrics::Request::Ranked(r) => ranked
                 .entry(query_without(q, &["metric", "limit"]))
                 .or_default()
-                .push((i, r)),
+                .push((i, r.clone())),
             _ => {}
         }
     }
@@ -584,7 +592,17 @@ async fn render_widgets(
         .zip(&periods)
         .map(|(w, p)| widget_query(w, p))
         .collect();
-    let together = together(store, store_id, &dashboard.widgets, &queries, now).await;
+    // Every widget parsed once: what runs together is told from the parsed requests.
+    let texts: Vec<Option<String>> = queries.iter().map(|q| q.as_ref().ok().cloned()).collect();
+    let parsed: Vec<Result<Parsed>> = futures_util::future::join_all(
+        dashboard
+            .widgets
+            .iter()
+            .zip(queries)
+            .map(|(w, q)| parse_widget(store, store_id, w, q, now)),
+    )
+    .await;
+    let together = together(&texts, &parsed);
     // Each widget's data, or its error as shown (code and message).
     type Shown = std::result::Result<Value, (&'static str, String)>;
     let shown = |r: Result<Value>| r.map_err(|e| (e.code(), e.public_message()));
@@ -625,13 +643,13 @@ async fn render_widgets(
     }
     let grouped: std::collections::HashSet<usize> =
         together.iter().flat_map(Together::widgets).collect();
-    for (i, (widget, q)) in dashboard.widgets.iter().zip(queries).enumerate() {
+    for (i, p) in parsed.into_iter().enumerate() {
         if grouped.contains(&i) {
             continue;
         }
         runs.push(Box::pin(async move {
-            let r = match q {
-                Ok(q) => run_widget(store, store_id, widget, &q, now).await,
+            let r = match p {
+                Ok(p) => run_widget(store, p).await,
                 Err(e) => Err(e),
             };
             vec![(i, shown(r))]
@@ -739,12 +757,16 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let queries: Vec<Result<String>> =
-            widgets.iter().map(|w| widget_query(w, &period)).collect();
         let store = CurrencyStore(Arc::new(Usd));
         let now = jiff::Timestamp::UNIX_EPOCH;
-        let groups: Vec<Vec<(usize, String)>> = together(&store, "shop", &widgets, &queries, now)
-            .await
+        let mut texts = Vec::new();
+        let mut parsed = Vec::new();
+        for w in &widgets {
+            let q = widget_query(w, &period);
+            texts.push(q.as_ref().ok().cloned());
+            parsed.push(parse_widget(&store, "shop", w, q, now).await);
+        }
+        let groups: Vec<Vec<(usize, String)>> = together(&texts, &parsed)
             .iter()
             .map(|t| match t {
                 Together::Breakdowns(g) => g
