@@ -917,6 +917,26 @@ mod tests {
         }
     }
 
+    /// Bots included: the sessions' sources from the raw events, with the same `(kind, pv)` pair the
+    /// rollup's rows give.
+    #[test]
+    fn traffic_sources_from_the_raw_events_have_their_sql_snapshot() {
+        let q = RankedQuery {
+            store_id: "shop-a".into(),
+            metric: Ranked::TrafficSources,
+            range: range("period=30d"),
+            currency: Some("USD".to_owned()),
+            filters: Filters::default(),
+            limit: 10,
+            include_bots: true,
+            compare: None,
+        };
+        insta::assert_snapshot!(
+            "ranked_traffic_sources_from_raw_events",
+            layout(&super::ranked::sql(&q))
+        );
+    }
+
     #[test]
     fn product_performance_has_its_sql_snapshots() {
         for (name, country, source) in [

@@ -41,7 +41,10 @@ pub(super) struct PerSession<'a> {
     /// `key` reads each of `firsts` only when those before it are empty (a session's source: its first
     /// `utm_source`, else its first referrer's site). From the rollup, each session then keeps one pair,
     /// the earliest value of the first kind it holds ([`precedence_pairs`]), instead of one per kind:
-    /// `f{i}` is that value for its kind and `''` for the others, which is all such a `key` reads.
+    /// `f{i}` is that value for its kind and `''` for the others, which is all such a `key` reads. The
+    /// rows (from either source) also carry that kind's position in `firsts` as `kind` (`firsts.len()`
+    /// when the session holds none) and its value as `pv` (`''` then), so that `key` can be the pair
+    /// `(kind, pv)`: no string is built per session (see [`super::ranked`]'s traffic sources).
     pub precedence: bool,
     /// A subquery whose `sh` column names the only sessions to read: the rows and events of the
     /// others are not grouped at all. For a read that joins the values to the rows of a few sessions
@@ -131,8 +134,13 @@ pub(super) fn per_session(
         } else {
             String::new()
         };
+        let kind = if what.precedence {
+            precedence_of_firsts(what.firsts.len())
+        } else {
+            String::new()
+        };
         return format!(
-            "SELECT cityHash64(session_id) AS sh, {firsts}{key} AS key{pages} \
+            "SELECT cityHash64(session_id) AS sh, {firsts}{kind}{key} AS key{pages} \
              FROM commerce_events WHERE {} AND session_id != ''{events_kept} GROUP BY sh{having}",
             base_filter(filters)
         );
@@ -269,16 +277,31 @@ pub(super) fn precedence_pairs(firsts: &[SessionFirst]) -> FirstPairs {
         },
     );
     let values: Vec<String> = (0..firsts.len())
-        .map(|i| format!("if(intDiv(po, {KIND}) = {i}, pv, '') AS f{i}"))
+        .map(|i| format!("if(kind = {i}, pv, '') AS f{i}"))
         .collect();
     FirstPairs {
         rollup,
         events,
         firsts: format!(
-            "argMin(pv_, po_) AS pv, min(po_) AS po, {}",
+            "argMin(pv_, po_) AS pv, intDiv(min(po_), {KIND}) AS kind, {}",
             values.join(", ")
         ),
     }
+}
+
+/// `kind` and `pv` (see [`PerSession::precedence`]) over `f0` … `f{n-1}` computed apart, as select
+/// items ending in `, `: the first non-empty one's position and value, else `n` and `''`.
+fn precedence_of_firsts(n: usize) -> String {
+    let arms = |value: &dyn Fn(usize) -> String| {
+        (0..n)
+            .map(|i| format!("f{i} != '', {}, ", value(i)))
+            .collect::<String>()
+    };
+    format!(
+        "multiIf({}{n}) AS kind, multiIf({}'') AS pv, ",
+        arms(&|i| i.to_string()),
+        arms(&|i| format!("f{i}"))
+    )
 }
 
 #[cfg(test)]
