@@ -560,8 +560,14 @@ impl ReadStore for ClickHouseStore {
         &'a self,
         qs: &'a [RankedQuery],
     ) -> Option<crate::query::AtOnce<'a, Vec<Vec<RankedRow>>>> {
-        let sql = ranked::pages_at_once_sql(qs)?;
-        Some(Box::pin(ranked::fetch_at_once(self, qs, sql)))
+        let (sql, what) = match ranked::pages_at_once_sql(qs) {
+            Some(sql) => (sql, "landing pages and referrers"),
+            None => (
+                ranked::sources_at_once_sql(qs)?,
+                "traffic sources and campaigns",
+            ),
+        };
+        Some(Box::pin(ranked::fetch_at_once(self, qs, sql, what)))
     }
 
     async fn product_names(
@@ -769,7 +775,7 @@ mod tests {
         for (qs, why) in [
             (
                 vec![q(Ranked::LandingPages), q(Ranked::TrafficSources)],
-                "traffic sources are named apart",
+                "traffic sources are read with campaigns",
             ),
             (
                 vec![q(Ranked::LandingPages), q(Ranked::LandingPages)],
@@ -797,6 +803,63 @@ mod tests {
             super::ranked::pages_at_once_sql(&[q(Ranked::LandingPages), us]).is_none(),
             "another filter is another read"
         );
+    }
+
+    #[test]
+    fn traffic_sources_and_campaigns_read_in_one_pass_and_other_ranked_metrics_do_not() {
+        let q = |metric: Ranked| RankedQuery {
+            store_id: "shop-a".into(),
+            metric,
+            range: range("period=30d"),
+            currency: Some("USD".into()),
+            filters: Filters::default(),
+            limit: 10,
+            include_bots: false,
+            compare: None,
+        };
+        let sql = super::ranked::sources_at_once_sql(&[
+            q(Ranked::CampaignPerformance),
+            q(Ranked::TrafficSources),
+        ])
+        .expect("campaigns and traffic sources");
+        insta::assert_snapshot!("ranked_campaigns_and_traffic_sources", layout(&sql));
+        let year = |metric: Ranked| RankedQuery {
+            range: range("period=12m"),
+            ..q(metric)
+        };
+        let mut us = q(Ranked::CampaignPerformance);
+        us.filters.country = Some("US".into());
+        for (qs, why) in [
+            (
+                vec![q(Ranked::TrafficSources), q(Ranked::LandingPages)],
+                "landing pages are read with referrers",
+            ),
+            (
+                vec![
+                    q(Ranked::TrafficSources),
+                    q(Ranked::CampaignPerformance),
+                    q(Ranked::Referrers),
+                ],
+                "a third metric",
+            ),
+            (
+                vec![q(Ranked::TrafficSources), q(Ranked::TrafficSources)],
+                "one metric twice",
+            ),
+            (
+                vec![
+                    year(Ranked::TrafficSources),
+                    year(Ranked::CampaignPerformance),
+                ],
+                "campaigns alone read only the rows holding one: faster over a year",
+            ),
+            (
+                vec![q(Ranked::TrafficSources), us],
+                "another filter is another read",
+            ),
+        ] {
+            assert!(super::ranked::sources_at_once_sql(&qs).is_none(), "{why}");
+        }
     }
 
     #[test]

@@ -38,14 +38,15 @@ pub(super) struct PerSession<'a> {
     pub key: &'a str,
     pub pages: bool,
     pub holders_only: bool,
-    /// `key` reads each of `firsts` only when those before it are empty (a session's source: its first
-    /// `utm_source`, else its first referrer's site). From the rollup, each session then keeps one pair,
-    /// the earliest value of the first kind it holds ([`precedence_pairs`]), instead of one per kind:
-    /// `f{i}` is that value for its kind and `''` for the others, which is all such a `key` reads. The
-    /// rows (from either source) also carry that kind's position in `firsts` as `kind` (`firsts.len()`
-    /// when the session holds none) and its value as `pv` (`''` then), so that `key` can be the pair
-    /// `(kind, pv)`: no string is built per session (see [`super::ranked`]'s traffic sources).
-    pub precedence: bool,
+    /// How many of `firsts`, from the first, `key` reads in precedence: each only when those before it
+    /// are empty (a session's source: its first `utm_source`, else its first referrer's site); 0 for
+    /// none. From the rollup, each session then keeps one pair for them, the earliest value of the first
+    /// kind it holds ([`precedence_pairs`]), instead of one per kind: `f{i}` is that value for its kind
+    /// and `''` for the others, which is all such a `key` reads. The rows (from either source) also
+    /// carry that kind's position as `kind` (`precedence` when the session holds none) and its value as
+    /// `pv` (`''` then), so that `key` can be the pair `(kind, pv)`: no string is built per session (see
+    /// [`super::ranked`]'s traffic sources). The firsts after them are read each on its own, as `f{i}`.
+    pub precedence: usize,
     /// A subquery whose `sh` column names the only sessions to read: the rows and events of the
     /// others are not grouped at all. For a read that joins the values to the rows of a few sessions
     /// (a breakdown of orders): the grouping and the join's table then hold those sessions alone.
@@ -134,8 +135,8 @@ pub(super) fn per_session(
         } else {
             String::new()
         };
-        let kind = if what.precedence {
-            precedence_of_firsts(what.firsts.len())
+        let kind = if what.precedence > 0 {
+            precedence_of_firsts(what.precedence)
         } else {
             String::new()
         };
@@ -149,8 +150,9 @@ pub(super) fn per_session(
         rollup: mut from_rollup,
         events: mut from_edges,
         firsts,
-    } = if what.precedence {
-        precedence_pairs(what.firsts)
+    } = if what.precedence > 0 {
+        let (ordered, apart) = what.firsts.split_at(what.precedence);
+        precedence_pairs(ordered).and(first_pairs_from(apart, what.precedence))
     } else {
         first_pairs(what.firsts)
     };
@@ -202,14 +204,35 @@ pub(super) struct FirstPairs {
     pub firsts: String,
 }
 
+impl FirstPairs {
+    /// These columns and then `more`'s (numbered after these).
+    fn and(self, more: FirstPairs) -> FirstPairs {
+        let firsts = match (self.firsts.is_empty(), more.firsts.is_empty()) {
+            (_, true) => self.firsts,
+            (true, false) => more.firsts,
+            (false, false) => format!("{}, {}", self.firsts, more.firsts),
+        };
+        FirstPairs {
+            rollup: self.rollup + &more.rollup,
+            events: self.events + &more.events,
+            firsts,
+        }
+    }
+}
+
 /// [`FirstPairs`] for `firsts`, numbered in their order.
 pub(super) fn first_pairs(firsts: &[SessionFirst]) -> FirstPairs {
+    first_pairs_from(firsts, 0)
+}
+
+/// [`FirstPairs`] for `firsts`, numbered in their order from `start`.
+fn first_pairs_from(firsts: &[SessionFirst], start: usize) -> FirstPairs {
     let mut pairs = FirstPairs {
         rollup: String::new(),
         events: String::new(),
         firsts: String::new(),
     };
-    for (i, f) in firsts.iter().enumerate() {
+    for (i, f) in (start..).zip(firsts) {
         pairs
             .rollup
             .push_str(&format!(", {0}.at AS t{i}, {0}.value AS v{i}", f.column));
@@ -218,7 +241,7 @@ pub(super) fn first_pairs(firsts: &[SessionFirst]) -> FirstPairs {
             p = f.present,
             raw = f.raw
         ));
-        if i > 0 {
+        if i > start {
             pairs.firsts.push_str(", ");
         }
         pairs
