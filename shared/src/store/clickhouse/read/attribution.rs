@@ -26,7 +26,7 @@
 
 use serde::Deserialize;
 
-use super::sessions::{FirstPairs, first_pairs, whole_hours_of};
+use super::sessions::{Edges, FirstPairs, first_pairs, whole_hours_of};
 use super::{Binds, IN_CURRENCY, STORE_AND_BOTS, Sql, base_filter, ranked};
 use crate::error::StoreError;
 use crate::query::attribution::{
@@ -174,6 +174,7 @@ pub(super) fn sessions_from_rollup_sql(q: &AttributionQuery, hours: (i64, i64)) 
         events: raw_pairs,
         firsts,
     } = first_pairs(&FIRSTS);
+    let edges = Edges::of(q.touches_from_ms(), q.range.to_ms()).condition();
     Sql {
         text: format!(
             "SELECT session_id, start, {} AS source, '' AS medium, f2 AS campaign, f1 AS ref_domain, \
@@ -188,9 +189,7 @@ pub(super) fn sessions_from_rollup_sql(q: &AttributionQuery, hours: (i64, i64)) 
                    AND hour < fromUnixTimestamp64Milli({{rto:Int64}}) \
                  UNION ALL \
                  SELECT cityHash64(session_id) AS sh, timestamp AS at{raw_pairs} FROM commerce_events \
-                 WHERE {STORE_AND_BOTS} AND {IN_TOUCHES} AND session_id != '' \
-                   AND (timestamp < fromUnixTimestamp64Milli({{rfrom:Int64}}) \
-                     OR timestamp >= fromUnixTimestamp64Milli({{rto:Int64}}))) AS r \
+                 WHERE {STORE_AND_BOTS} AND {IN_TOUCHES} AND session_id != '' AND {edges}) AS r \
                INNER JOIN ( \
                  SELECT cityHash64(session_id) AS sh, session_id, {}, {} \
                  FROM commerce_events WHERE {} GROUP BY session_id) AS p USING sh \

@@ -388,12 +388,12 @@ fn column_filters(f: &Filters) -> String {
 }
 
 /// The raw events with a session that [`session_rollup_rows`] leaves out: those of the range's partial
-/// hours at either end, with the read's filters.
-fn session_rollup_edges(f: &Filters) -> String {
+/// hours at either end (`edges`), with the read's filters.
+fn session_rollup_edges(f: &Filters, edges: sessions::Edges) -> String {
     format!(
-        "{} AND session_id != '' AND (timestamp < fromUnixTimestamp64Milli({{rfrom:Int64}}) \
-         OR timestamp >= fromUnixTimestamp64Milli({{rto:Int64}}))",
-        base_filter(f)
+        "{} AND session_id != '' AND {}",
+        base_filter(f),
+        edges.condition()
     )
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::sessions::{PerSession, first_raw, per_session, rollup_hours};
+use super::sessions::{Edges, PerSession, first_raw, per_session, rollup_hours};
 use super::{
     Binds, IN_CURRENCY, ITEM_QTY, STORE_AND_BOTS, Sql, base_filter, customer_orders, each_order,
     with_first_orders,
@@ -233,7 +233,7 @@ pub(super) fn pages_at_once_sql(qs: &[RankedQuery]) -> Option<Sql> {
             only: None,
         },
         &first.filters,
-        rollup.is_some(),
+        rollup.map(|_| Edges::of_range(&first.range)),
         false,
     );
     let (w, k) = super::grouped_by("f", qs.len(), "w");
@@ -284,7 +284,7 @@ pub(super) fn sources_at_once_sql(qs: &[RankedQuery]) -> Option<Sql> {
             only: None,
         },
         &first.filters,
-        rollup.is_some(),
+        rollup.map(|_| Edges::of_range(&first.range)),
         false,
     );
     let limit = qs.iter().map(|q| q.limit).max().unwrap_or(0);
@@ -364,7 +364,12 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
     // `direct`); landing pages and referrers every one of their rows, as their bounces need every page.
     let sessions = |read: PerSession<'_>| {
         let pages = read.pages;
-        let per_session = per_session(read, &q.filters, rollup.is_some(), true);
+        let per_session = per_session(
+            read,
+            &q.filters,
+            rollup.map(|_| Edges::of_range(&q.range)),
+            true,
+        );
         let d = if pages {
             "toInt64(countIf(single_page))"
         } else {
@@ -399,7 +404,7 @@ pub(super) fn sql(q: &RankedQuery) -> Sql {
                     only: None,
                 },
                 &q.filters,
-                rollup.is_some(),
+                rollup.map(|_| Edges::of_range(&q.range)),
                 false,
             );
             format!(

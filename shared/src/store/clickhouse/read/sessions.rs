@@ -72,6 +72,49 @@ pub(super) fn whole_hours(range: &Range) -> (i64, i64) {
     whole_hours_of(range.from_ms(), range.to_ms())
 }
 
+/// Which of the partial hours at either end of a range hold time: the raw events read beside an hourly
+/// rollup's rows of the whole hours (`{rfrom}`, `{rto}`: [`whole_hours_of`] the same range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Edges {
+    /// The range starts within an hour: `[from, rfrom)` holds time.
+    pub first: bool,
+    /// The range ends within an hour: `[rto, to)` holds time.
+    pub last: bool,
+}
+
+impl Edges {
+    /// The edges of `[from, to)` (Unix milliseconds).
+    pub(super) fn of(from: i64, to: i64) -> Self {
+        let (whole_from, whole_to) = whole_hours_of(from, to);
+        Self {
+            first: from < whole_from,
+            last: whole_to < to,
+        }
+    }
+
+    pub(super) fn of_range(range: &Range) -> Self {
+        Self::of(range.from_ms(), range.to_ms())
+    }
+
+    /// The condition on `timestamp` that keeps the events of the edges that hold time (`0` when
+    /// neither does), for a read already bounded by its range. An edge without time is left out of
+    /// the text, not only empty: the sort key knows the day of a `timestamp`, not its hour, so
+    /// `timestamp < {rfrom}` at a range starting at midnight read that whole first day's events to
+    /// keep none (at 100M events, 442,000 rows and 11 ms of a read over 30 days; 0 rows and 3 ms
+    /// without it).
+    pub(super) fn condition(self) -> &'static str {
+        match (self.first, self.last) {
+            (true, true) => {
+                "(timestamp < fromUnixTimestamp64Milli({rfrom:Int64}) \
+                 OR timestamp >= fromUnixTimestamp64Milli({rto:Int64}))"
+            }
+            (true, false) => "timestamp < fromUnixTimestamp64Milli({rfrom:Int64})",
+            (false, true) => "timestamp >= fromUnixTimestamp64Milli({rto:Int64})",
+            (false, false) => "0",
+        }
+    }
+}
+
 /// `[from, to)` (Unix milliseconds) shrunk to whole UTC hours.
 pub(super) fn whole_hours_of(from: i64, to: i64) -> (i64, i64) {
     const HOUR: i64 = 3_600_000;
@@ -88,12 +131,13 @@ pub(super) fn first_raw(first: SessionFirst) -> String {
 }
 
 /// The rows (`sh`, `f0`…, `key`, and the pages' columns), sessions whose `key` is `''` left out when
-/// `skip_empty`. From the rollup when `rollup` (the read binds `{rfrom}`/`{rto}` to [`rollup_hours`]),
-/// else from the raw events; `filters` as [`base_filter`] reads them.
+/// `skip_empty`. From the rollup when `rollup` gives the range's [`Edges`] (the read binds
+/// `{rfrom}`/`{rto}` to [`rollup_hours`]), else from the raw events; `filters` as [`base_filter`]
+/// reads them.
 pub(super) fn per_session(
     what: PerSession<'_>,
     filters: &Filters,
-    rollup: bool,
+    rollup: Option<Edges>,
     skip_empty: bool,
 ) -> String {
     let key = what.key;
@@ -120,7 +164,7 @@ pub(super) fn per_session(
         rows_kept.push_str(&rows);
         events_kept.push_str(&events);
     }
-    if !rollup {
+    let Some(edges) = rollup else {
         let firsts: String = what
             .firsts
             .iter()
@@ -145,7 +189,7 @@ pub(super) fn per_session(
              FROM commerce_events WHERE {} AND session_id != ''{events_kept} GROUP BY sh{having}",
             base_filter(filters)
         );
-    }
+    };
     let FirstPairs {
         rollup: mut from_rollup,
         events: mut from_edges,
@@ -177,7 +221,7 @@ pub(super) fn per_session(
            SELECT cityHash64(session_id) AS sh{from_edges} FROM commerce_events WHERE {}{events_kept}) \
          GROUP BY sh{having}",
         session_rollup_rows(filters),
-        session_rollup_edges(filters)
+        session_rollup_edges(filters, edges)
     )
 }
 
@@ -329,7 +373,40 @@ fn precedence_of_firsts(n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Edges;
     use crate::store::clickhouse::migrations::{NO_FIRST, SESSION_FIRSTS, SESSIONS_ROLLUP};
+
+    #[test]
+    fn only_the_edges_that_hold_time_are_read_from_the_raw_events() {
+        const H: i64 = 3_600_000;
+        let day = 20_000 * 24 * H;
+        for (from, to, first, last, condition) in [
+            (
+                day,
+                day + 30 * 24 * H + 1_234,
+                false,
+                true,
+                "timestamp >= fromUnixTimestamp64Milli({rto:Int64})",
+            ),
+            (
+                day - H / 2,
+                day + 24 * H,
+                true,
+                false,
+                "timestamp < fromUnixTimestamp64Milli({rfrom:Int64})",
+            ),
+            (day + 1, day + 5 * H + 1, true, true, "OR"),
+            (day, day + 24 * H, false, false, "0"),
+        ] {
+            let edges = Edges::of(from, to);
+            assert_eq!((edges.first, edges.last), (first, last), "{from}..{to}");
+            assert!(
+                edges.condition().contains(condition),
+                "{from}..{to}: {}",
+                edges.condition()
+            );
+        }
+    }
 
     #[test]
     fn every_first_value_is_written_by_the_rollup_as_the_raw_reads_compute_it() {
