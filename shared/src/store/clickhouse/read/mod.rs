@@ -758,16 +758,7 @@ mod tests {
 
     #[test]
     fn landing_pages_and_referrers_read_in_one_pass_and_other_ranked_metrics_do_not() {
-        let q = |metric: Ranked| RankedQuery {
-            store_id: "shop-a".into(),
-            metric,
-            range: range("period=30d"),
-            currency: Some("USD".into()),
-            filters: Filters::default(),
-            limit: 10,
-            include_bots: false,
-            compare: None,
-        };
+        let q = |metric: Ranked| ranked(metric, "period=30d");
         let sql =
             super::ranked::pages_at_once_sql(&[q(Ranked::LandingPages), q(Ranked::Referrers)])
                 .expect("landing pages and referrers");
@@ -785,10 +776,7 @@ mod tests {
         ] {
             assert!(super::ranked::pages_at_once_sql(&qs).is_none(), "{why}");
         }
-        let year = |metric: Ranked| RankedQuery {
-            range: range("period=12m"),
-            ..q(metric)
-        };
+        let year = |metric: Ranked| ranked(metric, "period=12m");
         assert!(
             super::ranked::pages_at_once_sql(&[
                 year(Ranked::LandingPages),
@@ -807,26 +795,14 @@ mod tests {
 
     #[test]
     fn traffic_sources_and_campaigns_read_in_one_pass_and_other_ranked_metrics_do_not() {
-        let q = |metric: Ranked| RankedQuery {
-            store_id: "shop-a".into(),
-            metric,
-            range: range("period=30d"),
-            currency: Some("USD".into()),
-            filters: Filters::default(),
-            limit: 10,
-            include_bots: false,
-            compare: None,
-        };
+        let q = |metric: Ranked| ranked(metric, "period=30d");
         let sql = super::ranked::sources_at_once_sql(&[
             q(Ranked::CampaignPerformance),
             q(Ranked::TrafficSources),
         ])
         .expect("campaigns and traffic sources");
         insta::assert_snapshot!("ranked_campaigns_and_traffic_sources", layout(&sql));
-        let year = |metric: Ranked| RankedQuery {
-            range: range("period=12m"),
-            ..q(metric)
-        };
+        let year = |metric: Ranked| ranked(metric, "period=12m");
         let mut us = q(Ranked::CampaignPerformance);
         us.filters.country = Some("US".into());
         for (qs, why) in [
@@ -960,22 +936,26 @@ mod tests {
         }
     }
 
+    /// A ranked read of shop-a's humans over `period`, top 10, in USD when the metric reads money.
+    fn ranked(metric: Ranked, period: &str) -> RankedQuery {
+        RankedQuery {
+            store_id: "shop-a".into(),
+            metric,
+            range: range(period),
+            currency: metric.uses_currency().then(|| "USD".to_owned()),
+            filters: Filters::default(),
+            limit: 10,
+            include_bots: false,
+            compare: None,
+        }
+    }
+
     #[test]
     fn every_ranked_metric_has_its_sql_snapshot() {
         for m in Ranked::ALL {
-            let q = RankedQuery {
-                store_id: "shop-a".into(),
-                metric: m,
-                range: range("period=30d"),
-                currency: m.uses_currency().then(|| "USD".to_owned()),
-                filters: Filters::default(),
-                limit: 10,
-                include_bots: false,
-                compare: None,
-            };
             insta::assert_snapshot!(
                 format!("ranked_{}", m.name()),
-                layout(&super::ranked::sql(&q))
+                layout(&super::ranked::sql(&ranked(m, "period=30d")))
             );
         }
     }
@@ -985,14 +965,8 @@ mod tests {
     #[test]
     fn traffic_sources_from_the_raw_events_have_their_sql_snapshot() {
         let q = RankedQuery {
-            store_id: "shop-a".into(),
-            metric: Ranked::TrafficSources,
-            range: range("period=30d"),
-            currency: Some("USD".to_owned()),
-            filters: Filters::default(),
-            limit: 10,
             include_bots: true,
-            compare: None,
+            ..ranked(Ranked::TrafficSources, "period=30d")
         };
         insta::assert_snapshot!(
             "ranked_traffic_sources_from_raw_events",
