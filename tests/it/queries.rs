@@ -2566,6 +2566,23 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
         by_device.len() >= 3,
         "the demo has several devices: {by_device:?}"
     );
+    // sessions by what they entered with (the session rollup's first-value pairs).
+    let (mut sessions_by_source, mut sessions_by_campaign): (
+        HashMap<String, i64>,
+        HashMap<String, i64>,
+    ) = Default::default();
+    for id in sessions.keys() {
+        *sessions_by_source
+            .entry(value_of(id, "source"))
+            .or_default() += 1;
+        *sessions_by_campaign
+            .entry(value_of(id, "campaign"))
+            .or_default() += 1;
+    }
+    assert!(
+        sessions_by_source.len() >= 4 && sessions_by_campaign.len() >= 4,
+        "{sessions_by_source:?} {sessions_by_campaign:?}"
+    );
     // revenue (USD) by the order's session's source; each order once, at its first completion.
     let mut orders: HashMap<&str, &Ev> = HashMap::new();
     for e in in_range
@@ -2611,6 +2628,12 @@ async fn breakdowns_equal_an_independent_computation_and_sum_to_the_metric() {
 
     for (query, want, limit) in [
         ("metric=sessions&breakdown=device", &by_device, 10),
+        ("metric=sessions&breakdown=source", &sessions_by_source, 10),
+        (
+            "metric=sessions&breakdown=campaign&limit=4",
+            &sessions_by_campaign,
+            4,
+        ),
         (
             "metric=revenue&currency=USD&breakdown=campaign&limit=4",
             &by_campaign,

@@ -738,6 +738,13 @@ mod tests {
                 Dimension::Browser,
                 Groups::AllTotals,
             ),
+            // What a session entered with, from the session rollup's first-value pairs.
+            (
+                "sessions_by_source_all",
+                Metric::Sessions,
+                Dimension::Source,
+                Groups::All,
+            ),
             (
                 "sessions_by_device_top",
                 Metric::Sessions,
