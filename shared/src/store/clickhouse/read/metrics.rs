@@ -542,8 +542,9 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
 /// Broken down by one of what a session entered with (source, campaign, landing page, referrer site:
 /// [`session_firsts`]), `g` is computed from the rollup's first-value pairs and the edges' events as
 /// [`super::sessions::per_session`] computes it for the ranked reads (the earliest pair of each kind),
-/// which is what the raw source computes over the session's events in the range. At 100M events over
-/// 30 days, sessions by source 0.24× the time of the raw events' read (see the README).
+/// which is what the raw source computes over the session's events in the range. At 100M events,
+/// through the API: sessions by source 173 against 460 ms over 30 days, 1.7 against 11.9 s over 12
+/// months, against the raw events' read (see the README).
 fn session_rollup_source(q: &MetricQuery, by: &[Dimension]) -> Option<MetricSource> {
     let firsts = match by {
         [one] => session_firsts(*one),
