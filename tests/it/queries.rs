@@ -1258,14 +1258,16 @@ async fn dashboards_render_every_widget_and_custom_ones_are_kept_per_store() {
     // sessions by country, device and browser are one read (`metric_groups_at_once`), and so are the
     // landing pages and referrers, and the traffic sources and campaigns (`ranked_at_once`), in UTC with
     // the filter, in a half-hour zone (the rollup's whole hours and the edges' events) and compared (the
-    // earlier range read at once too); each metrics widget equals its own endpoint's answer (a
-    // breakdown's uncompared).
+    // earlier range read at once too), and with bots (from the raw events); each metrics widget equals
+    // its own endpoint's answer (a breakdown's uncompared).
     let mut audience = Value::Null;
     for (dashboard, period) in ["audience", "marketing"].into_iter().flat_map(|d| {
         [
             "period=30d&currency=USD&country=US",
             "period=30d&currency=USD&timezone=Asia/Kolkata",
             "period=30d&currency=USD&compare=previous_period",
+            // Bots included: the sessions from the raw events, not the rollup.
+            "period=30d&currency=USD&includeBots=true",
         ]
         .map(|p| (d, p))
     }) {
