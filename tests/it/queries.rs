@@ -674,6 +674,185 @@ async fn a_session_entering_before_the_period_ends_converts_after_it_within_the_
     db.drop_database().await;
 }
 
+/// The store's funnel (`windowFunnel` over each key's events gathered into one array) answers exactly what
+/// `windowFunnel` and `minIf` grouped over the rows answer, on events made to be hard: many in one
+/// second (where `windowFunnel` orders by step), steps that repeat a type (one event meets two
+/// conditions), sessions that outlast a short window, entries after the period's end, both modes, by
+/// session and by customer.
+#[tokio::test]
+async fn the_funnel_answers_what_window_funnel_over_the_rows_answers() {
+    use commerce_analytics::query::ReadStore;
+    use commerce_analytics::query::funnel::{FunnelKey, FunnelQuery};
+    use commerce_analytics::query::params::Params;
+
+    let db = TestDb::new("funnel_rows").await;
+    let kinds = [
+        "page.viewed",
+        "product.viewed",
+        "cart.item_added",
+        "checkout.started",
+        "order.completed",
+    ];
+    // A fixed xorshift sequence: the same events on every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let day = jiff::Timestamp::from_second(1_773_100_800).expect("2026-03-10");
+    let mut batch = Vec::new();
+    for s in 0..400 {
+        // Sessions start through the period's day and up to an hour after it; their events fall in
+        // the next 40 seconds, or (one session in four) spread over two hours.
+        let start = day.as_millisecond() + (next(25 * 3_600) * 1000) as i64;
+        let spread = if s % 4 == 0 { 7_200_000 } else { 40_000 };
+        for e in 0..1 + next(12) {
+            let kind = kinds[next(kinds.len() as u64) as usize];
+            let at = jiff::Timestamp::from_millisecond(start + next(spread) as i64).expect("time");
+            let mut props = serde_json::json!({"productId": format!("p{}", next(3))});
+            if kind == "order.completed" {
+                props = serde_json::json!({"orderId": format!("o-{s}-{e}"), "total": 1000, "currency": "USD"});
+            }
+            let mut event = serde_json::json!({"id": format!("ev-{s}-{e}"), "type": kind,
+                "timestamp": at.to_string(), "sessionId": format!("s-{s}"), "properties": props});
+            if s % 3 == 0 {
+                event["customerId"] = serde_json::json!(format!("c-{}", s % 40));
+            }
+            batch.push(event);
+        }
+    }
+    let now = time::macros::datetime!(2026-03-20 00:00 UTC);
+    let validator = Validator::from_config(&db.config);
+    let stored: Vec<commerce_analytics::event::Event> = batch
+        .into_iter()
+        .map(|v| {
+            validator
+                .validate(v, "shop-a", &Default::default(), now)
+                .expect("valid")
+        })
+        .collect();
+    commerce_analytics::store::EventStore::insert(&db.store, &stored, "funnel_rows")
+        .await
+        .expect("insert");
+
+    #[derive(Debug, clickhouse::Row, serde::Deserialize)]
+    struct Answer {
+        reached: Vec<u64>,
+        medians: Vec<f64>,
+    }
+    let shapes = [
+        (
+            "page.viewed,product.viewed,cart.item_added,order.completed",
+            86_400,
+        ),
+        (
+            "product.viewed,cart.item_added,checkout.started,order.completed",
+            20,
+        ),
+        ("page.viewed,page.viewed,order.completed", 3_600),
+        ("cart.item_added,product.viewed,cart.item_added", 600),
+    ];
+    let range = Params::parse(
+        "from=2026-03-10&to=2026-03-10&timezone=UTC",
+        &["from", "to", "timezone"],
+    )
+    .and_then(|p| p.range(jiff::Timestamp::from_second(now.unix_timestamp()).expect("now")))
+    .expect("range");
+    let mut answers = HashMap::new();
+    for (steps, window_secs) in shapes {
+        for by in [FunnelKey::Session, FunnelKey::Customer] {
+            for strict in [false, true] {
+                let q = FunnelQuery {
+                    store_id: "shop-a".into(),
+                    steps: steps.split(',').map(str::to_owned).collect(),
+                    range: range.clone(),
+                    window_secs,
+                    by,
+                    strict,
+                    include_bots: false,
+                    compare: None,
+                };
+                let got = db.store.funnel(&q).await.expect("funnel");
+                let key = match by {
+                    FunnelKey::Session => "session_id",
+                    FunnelKey::Customer => "customer_id",
+                };
+                let to = format!("fromUnixTimestamp64Milli({})", q.range.to_ms());
+                let condition = |i: usize| {
+                    let kind = &q.steps[i];
+                    if i == 0 {
+                        format!("type = '{kind}' AND timestamp < {to}")
+                    } else {
+                        format!("type = '{kind}'")
+                    }
+                };
+                let n = q.steps.len();
+                let join = |f: &dyn Fn(usize) -> String, r: std::ops::Range<usize>| {
+                    r.map(f).collect::<Vec<_>>().join(", ")
+                };
+                let types = join(&|i| format!("'{}'", q.steps[i]), 0..n);
+                let later = join(&|i| format!("'{}'", q.steps[i]), 1..n);
+                let oracle = format!(
+                    "SELECT [{reached}] AS reached, [nan, {medians}] AS medians FROM ( \
+                       SELECT {key}, windowFunnel({window_secs}{mode})(toDateTime(timestamp), {conditions}) AS level, {firsts} \
+                       FROM commerce_events WHERE store_id = 'shop-a' AND type IN ({types}) \
+                         AND timestamp >= fromUnixTimestamp64Milli({from}) AND timestamp < fromUnixTimestamp64Milli({until}) \
+                         AND (timestamp < {to} OR type IN ({later})) AND {key} != '' GROUP BY {key})",
+                    reached = join(&|k| format!("countIf(level >= {k})"), 1..n + 1),
+                    medians = join(
+                        &|i| format!(
+                            "quantileExactIf(0.5)(toFloat64(dateDiff('millisecond', t{}, t{i})) / 1000, level >= {})",
+                            i - 1,
+                            i + 1
+                        ),
+                        1..n
+                    ),
+                    mode = if strict { ", 'strict_order'" } else { "" },
+                    conditions = join(&condition, 0..n),
+                    firsts = join(
+                        &|i| format!("minIf(timestamp, {}) AS t{i}", condition(i)),
+                        0..n
+                    ),
+                    from = q.range.from_ms(),
+                    until = q.entries_until_ms(),
+                );
+                let want = db.scalar::<Answer>(&oracle).await;
+                let what = format!("{steps} within {window_secs} s, {by:?}, strict {strict}");
+                assert!(
+                    want.reached[0] > 0 && (strict || want.reached[1] > 0),
+                    "{what}: keys enter (and convert, in order): {want:?}"
+                );
+                assert_eq!(got.reached, want.reached, "{what}");
+                for (i, (g, w)) in got
+                    .median_secs
+                    .iter()
+                    .zip(&want.medians)
+                    .enumerate()
+                    .skip(1)
+                {
+                    match g {
+                        Some(g) => assert_eq!(*g, *w, "{what}: median at step {}", i + 1),
+                        None => assert!(w.is_nan(), "{what}: no median at step {} but {w}", i + 1),
+                    }
+                }
+                answers.insert((steps, by == FunnelKey::Session, strict), want.reached);
+            }
+        }
+    }
+    assert_eq!(answers.len(), 16);
+    assert!(
+        answers
+            .iter()
+            .any(|((steps, by_session, strict), reached)| *strict
+                && reached[1] > 0
+                && answers[&(*steps, *by_session, false)] != *reached),
+        "strict order converts some keys and changes some answer: {answers:?}"
+    );
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn read_endpoints_check_keys_and_parameters() {
     let f = fixture().await;
