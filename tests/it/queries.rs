@@ -604,6 +604,23 @@ async fn check_funnel(f: &Fixture, period: &str, from: jiff::Timestamp, to: jiff
     assert_eq!(body["overallConversionRate"].as_f64(), Some(overall));
 }
 
+/// Validates `batch` as the API would on `now` (every event must be valid) and stores it in `shop-a` as one
+/// insert deduplicated by `token`.
+async fn store_valid(db: &TestDb, batch: Vec<Value>, now: time::OffsetDateTime, token: &str) {
+    let validator = Validator::from_config(&db.config);
+    let stored: Vec<commerce_analytics::event::Event> = batch
+        .into_iter()
+        .map(|v| {
+            validator
+                .validate(v, "shop-a", &Default::default(), now)
+                .expect("valid")
+        })
+        .collect();
+    commerce_analytics::store::EventStore::insert(&db.store, &stored, token)
+        .await
+        .expect("insert");
+}
+
 #[tokio::test]
 async fn a_session_entering_before_the_period_ends_converts_after_it_within_the_window() {
     let db = TestDb::new("funnel_edge").await;
@@ -635,18 +652,7 @@ async fn a_session_entering_before_the_period_ends_converts_after_it_within_the_
         })
         .collect();
     let now = time::macros::datetime!(2026-03-20 00:00 UTC);
-    let validator = Validator::from_config(&db.config);
-    let stored: Vec<commerce_analytics::event::Event> = batch
-        .into_iter()
-        .map(|v| {
-            validator
-                .validate(v, "shop-a", &Default::default(), now)
-                .expect("valid")
-        })
-        .collect();
-    commerce_analytics::store::EventStore::insert(&db.store, &stored, "edge")
-        .await
-        .expect("insert");
+    store_valid(&db, batch, now, "edge").await;
     let api = db.api(now);
     for mode in ["ordered", "strict"] {
         let (status, body) = get(
@@ -724,18 +730,7 @@ async fn the_funnel_answers_what_window_funnel_over_the_rows_answers() {
         }
     }
     let now = time::macros::datetime!(2026-03-20 00:00 UTC);
-    let validator = Validator::from_config(&db.config);
-    let stored: Vec<commerce_analytics::event::Event> = batch
-        .into_iter()
-        .map(|v| {
-            validator
-                .validate(v, "shop-a", &Default::default(), now)
-                .expect("valid")
-        })
-        .collect();
-    commerce_analytics::store::EventStore::insert(&db.store, &stored, "funnel_rows")
-        .await
-        .expect("insert");
+    store_valid(&db, batch, now, "funnel_rows").await;
 
     #[derive(Debug, clickhouse::Row, serde::Deserialize)]
     struct Answer {
