@@ -394,6 +394,70 @@ async fn metrics_equal_an_independent_computation_in_utc_and_across_a_dst_change
     f.db.drop_database().await;
 }
 
+/// The label of the bucket an event's time falls in.
+type BucketOf<'a> = dyn Fn(jiff::Timestamp) -> String + 'a;
+
+/// Over more than a month, visitors are grouped once each with the buckets they were seen in as bits
+/// (`BucketBits` in the ClickHouse adapter): per week and per month, in UTC, across New York's DST
+/// change (rollup) and in Kolkata (raw events), every bucket and the total equal the visitors counted
+/// here; 90 days by day (91 buckets, more than a number's bits) keeps the per-bucket sets.
+#[tokio::test]
+async fn visitors_over_months_equal_each_bucket_s_distinct_visitors_in_every_zone() {
+    let f = fixture().await;
+    for tz_name in ["UTC", "America/New_York", "Asia/Kolkata"] {
+        let tz = TimeZone::get(tz_name).expect("tz");
+        let week = |t: jiff::Timestamp| {
+            let d = t.to_zoned_datetime(tz.clone()).date();
+            let back = i64::from(d.weekday().to_monday_zero_offset());
+            d.checked_sub(back.days()).expect("monday").to_string()
+        };
+        let month = |t: jiff::Timestamp| {
+            let d = t.to_zoned_datetime(tz.clone()).date();
+            d.first_of_month().to_string()
+        };
+        let by_day = |t: jiff::Timestamp| day(t, &tz);
+        let shapes: [(&str, &str, &BucketOf); 3] = [
+            ("90d", "week", &week),
+            ("12m", "month", &month),
+            ("90d", "day", &by_day),
+        ];
+        for (period, granularity, bucket) in shapes {
+            // Every event of the fixture (40 days up to a minute ago) is inside these periods.
+            let mut per_bucket: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+            for e in f
+                .events
+                .iter()
+                .filter(|e| !e.visitor.is_empty() && e.t < f.now)
+            {
+                per_bucket
+                    .entry(bucket(e.t))
+                    .or_default()
+                    .insert(e.visitor.as_str());
+            }
+            let all: HashSet<&str> = per_bucket.values().flatten().copied().collect();
+            let path = format!(
+                "/analytics/metrics?metric=visitors&period={period}&granularity={granularity}&timezone={tz_name}"
+            );
+            let (status, body) = get(&f.api, &path, READ_KEY).await;
+            assert_eq!(status, 200, "{body}");
+            let what = format!("{period} by {granularity} in {tz_name}");
+            assert_eq!(body["total"].as_u64(), Some(all.len() as u64), "{what}");
+            let got = series(&body);
+            assert!(got.len() > 1, "{what}: several buckets");
+            for (d, v) in &got {
+                let want = per_bucket.get(d).map_or(0, |s| s.len() as i64);
+                assert_eq!(*v, want, "visitors in the {granularity} of {d} ({what})");
+            }
+            assert!(
+                per_bucket.keys().all(|d| got.contains_key(d)),
+                "{what}: every bucket with visitors answered: {:?}",
+                per_bucket.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    f.db.drop_database().await;
+}
+
 /// A `24h` period starts mid-hour and ends "now": the rollups answer the whole hours, the raw events the
 /// partial hours at both ends; per hour and in total the counts (visitors, product views, sessions) and
 /// conversion equal the computation here.

@@ -78,6 +78,9 @@ struct MetricSource {
     measures: Measures,
     /// Set when the source reads the hourly rollup: the whole UTC hours it covers.
     rollup_hours: Option<(i64, i64)>,
+    /// Set when the metric is the number of distinct values of this expression of the source's rows
+    /// (`visitors`), which [`sql`] may then count by grouping each value once ([`BucketBits`]).
+    distinct: Option<&'static str>,
 }
 
 /// A metric's query, with its binds: one row per bucket and one for the whole range (`t` = 1), from one
@@ -89,6 +92,7 @@ pub(super) fn sql(q: &MetricQuery) -> (Sql, Measures) {
         source,
         measures,
         rollup_hours,
+        distinct,
     } = rollup_source(q)
         .or_else(|| session_rollup_source(q, &[]))
         .unwrap_or_else(|| raw_source(q, None));
@@ -99,15 +103,80 @@ pub(super) fn sql(q: &MetricQuery) -> (Sql, Measures) {
         rollup_hours,
         ..Binds::of_read(&q.store_id, &q.range, q.include_bots, &q.filters)
     };
-    let sql = Sql {
-        text: format!(
+    let text = match (distinct, BucketBits::of(&q.range)) {
+        (Some(key), Some(bits)) => bits.sql(&source, key),
+        _ => format!(
             "SELECT {} AS b, toUInt8(grouping(b)) AS t, {columns} FROM ({source}) \
              GROUP BY GROUPING SETS ((b), ()) ORDER BY t, b",
             bucket_expr(q.range.granularity)
         ),
-        binds,
     };
-    (sql, measures)
+    (Sql { text, binds }, measures)
+}
+
+/// A range's buckets as the bits of one number, for a distinct count over more than a month: each
+/// value (a visitor) is grouped once with the buckets it was seen in as bits (`groupBitOr`), and each
+/// bucket counts the values with its bit, the range the values. Counting distinct values per bucket and
+/// over the range (`uniqExact` in `GROUPING SETS`) inserts every row into two hash sets, the range's
+/// one as large as the values: on the 100M-event store over 12 months by month (10.4M visitor rows, 7.5M
+/// visitors) the query took 0.45-0.54x its time at 0.46x its memory, by week 0.61x; over 30 days by day
+/// (most visitors seen on one day) it was 0.92x at 100M but 1.33x at 10M, so ranges of a month or less
+/// keep the sets.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct BucketBits {
+    /// ClickHouse's number of the bucket a time is in, counted from a fixed day in the past, in the
+    /// range's zone (`toRelativeDayNum` and so on): a row's bit is its bucket's number less the first's.
+    pub(super) number: &'static str,
+    /// The buckets' starts, Unix seconds, the first holding the range's start.
+    pub(super) starts: Vec<i64>,
+}
+
+impl BucketBits {
+    /// Longest range whose distinct counts keep their hash sets.
+    const SETS_UP_TO_DAYS: i64 = 31;
+
+    /// `None` for a range of a month or less, hourly buckets (an hour's number in a zone with DST is
+    /// not its bucket's) or more buckets than the bits of a `UInt64`.
+    pub(super) fn of(range: &crate::query::params::Range) -> Option<Self> {
+        if range.to_ms() - range.from_ms() <= Self::SETS_UP_TO_DAYS * 86_400_000 {
+            return None;
+        }
+        let number = match range.granularity {
+            Granularity::Hour => return None,
+            Granularity::Day => "toRelativeDayNum",
+            Granularity::Week => "toRelativeWeekNum",
+            Granularity::Month => "toRelativeMonthNum",
+        };
+        let starts: Vec<i64> = range
+            .buckets()
+            .ok()?
+            .iter()
+            .map(|z| z.timestamp().as_second())
+            .collect();
+        (starts.len() <= 64).then_some(Self { number, starts })
+    }
+
+    /// The metric's rows (`b`, `t`, `x`, `y` as [`sql`] answers them) counting the distinct `key`s of
+    /// `source`'s rows: bit 255 stands for the range.
+    fn sql(&self, source: &str, key: &str) -> String {
+        let number = self.number;
+        let starts = self
+            .starts
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT if(pos = 255, toInt64(0), [{starts}][pos + 1]) AS b, toUInt8(pos = 255) AS t, \
+               toInt64(count()) AS x, toInt64(0) AS y \
+             FROM ( \
+               SELECT {key} AS dk, groupBitOr(bitShiftLeft(toUInt64(1), \
+                 {number}(ts, {{tz:String}}) - {number}(fromUnixTimestamp64Milli({{from:Int64}}), {{tz:String}}))) AS m \
+               FROM ({source}) GROUP BY dk) \
+             ARRAY JOIN arrayPushBack(bitPositionsToArray(m), 255) AS pos \
+             GROUP BY pos ORDER BY t, b"
+        )
+    }
 }
 
 pub(super) async fn fetch(
@@ -195,6 +264,7 @@ pub(super) fn group_sql(q: &MetricQuery, by: Dimension, groups: Groups<'_>) -> S
         source,
         measures,
         rollup_hours,
+        ..
     } = session_rollup_source(q, &[by]).unwrap_or_else(|| raw_source(q, Some(by)));
     // The sessions' values from the session rollup when it keeps them and can answer, else from the
     // raw events.
@@ -512,10 +582,12 @@ fn raw_source(q: &MetricQuery, by: Option<Dimension>) -> MetricSource {
             Measures::Count { count: "sum(n)" },
         ),
     };
+    let distinct = (q.metric == Metric::Visitors && by.is_none()).then_some("cityHash64(visitor)");
     MetricSource {
         source,
         measures,
         rollup_hours: None,
+        distinct,
     }
 }
 
@@ -638,6 +710,7 @@ fn session_rollup_source(q: &MetricQuery, by: &[Dimension]) -> Option<MetricSour
         source,
         measures,
         rollup_hours: Some((inner_from, inner_to)),
+        distinct: None,
     })
 }
 
@@ -656,6 +729,7 @@ pub(super) fn group_each_sql(q: &MetricQuery, by: &[Dimension]) -> Option<Sql> {
         source,
         measures,
         rollup_hours,
+        ..
     } = session_rollup_source(q, by).filter(|_| by.len() > 1)?;
     let (d, k) = super::grouped_by("g", by.len(), "d");
     let sets: Vec<String> = (0..by.len())
@@ -783,5 +857,6 @@ fn rollup_source(q: &MetricQuery) -> Option<MetricSource> {
         source,
         measures: Measures::Count { count },
         rollup_hours: Some((inner_from, inner_to)),
+        distinct: (q.metric == Metric::Visitors).then_some("vh"),
     })
 }

@@ -931,6 +931,14 @@ mod tests {
                 "product_views_from_the_rollup",
                 metric(Metric::ProductViews, "24h", "UTC"),
             ),
+            // More than a month: each visitor grouped once with its buckets as bits.
+            (
+                "visitors_over_12_months_by_month_as_bucket_bits",
+                MetricQuery {
+                    range: range("period=12m&timezone=America/New_York&granularity=month"),
+                    ..metric(Metric::Visitors, "30d", "UTC")
+                },
+            ),
             // The session rollup answers any zone; a 30-minute offset needs each session's start to
             // the millisecond, whole-hour zones (the `sessions` snapshot above) its first hour only.
             (
@@ -940,6 +948,46 @@ mod tests {
         ] {
             let (sql, _) = super::metrics::sql(&q);
             insta::assert_snapshot!(format!("metric_{name}"), layout(&sql));
+        }
+    }
+
+    #[test]
+    fn distinct_counts_use_bucket_bits_over_more_than_a_month_of_at_most_64_day_week_or_month_buckets()
+     {
+        for (query, bits) in [
+            ("period=30d&granularity=day", None),
+            ("period=30d&granularity=week", None),
+            ("period=90d&granularity=day", None),
+            (
+                "period=90d&granularity=week",
+                Some(("toRelativeWeekNum", 13)),
+            ),
+            (
+                "period=12m&granularity=month",
+                Some(("toRelativeMonthNum", 12)),
+            ),
+            (
+                "period=12m&granularity=week",
+                Some(("toRelativeWeekNum", 50)),
+            ),
+            ("period=12m&granularity=day", None),
+        ] {
+            let r = range(&format!("{query}&timezone=Europe/Berlin"));
+            let got = super::metrics::BucketBits::of(&r);
+            assert_eq!(
+                got.as_ref().map(|b| (b.number, b.starts.len())),
+                bits,
+                "{query}"
+            );
+            if let Some(b) = got {
+                let firsts: Vec<i64> = r
+                    .buckets()
+                    .expect("buckets")
+                    .iter()
+                    .map(|z| z.timestamp().as_second())
+                    .collect();
+                assert_eq!(b.starts, firsts, "{query}: the range's buckets, in order");
+            }
         }
     }
 
