@@ -122,6 +122,11 @@ pub(super) fn sql(q: &MetricQuery) -> (Sql, Measures) {
 /// visitors) the query took 0.45-0.54x its time at 0.46x its memory, by week 0.61x; over 30 days by day
 /// (most visitors seen on one day) it was 0.92x at 100M but 1.33x at 10M, so ranges of a month or less
 /// keep the sets.
+///
+/// The values are then counted per set of bits before the bits are: most visitors share one of a few
+/// thousand sets (seen in one month, in two consecutive ones, …), so the per-bucket counts expand those
+/// sets instead of every visitor (at 100M events, through the API against expanding each visitor's bits:
+/// 12 months by month 290 against 330 ms, 90 days by week 112 against 122, 12 months by week the same).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct BucketBits {
     /// ClickHouse's number of the bucket a time is in, counted from a fixed day in the past, in the
@@ -168,11 +173,13 @@ impl BucketBits {
             .join(", ");
         format!(
             "SELECT if(pos = 255, toInt64(0), [{starts}][pos + 1]) AS b, toUInt8(pos = 255) AS t, \
-               toInt64(count()) AS x, toInt64(0) AS y \
+               toInt64(sum(n)) AS x, toInt64(0) AS y \
              FROM ( \
-               SELECT {key} AS dk, groupBitOr(bitShiftLeft(toUInt64(1), \
-                 {number}(ts, {{tz:String}}) - {number}(fromUnixTimestamp64Milli({{from:Int64}}), {{tz:String}}))) AS m \
-               FROM ({source}) GROUP BY dk) \
+               SELECT m, count() AS n FROM ( \
+                 SELECT {key} AS dk, groupBitOr(bitShiftLeft(toUInt64(1), \
+                   {number}(ts, {{tz:String}}) - {number}(fromUnixTimestamp64Milli({{from:Int64}}), {{tz:String}}))) AS m \
+                 FROM ({source}) GROUP BY dk) \
+               GROUP BY m) \
              ARRAY JOIN arrayPushBack(bitPositionsToArray(m), 255) AS pos \
              GROUP BY pos ORDER BY t, b"
         )
