@@ -12,6 +12,9 @@ How it works: `_chdb.query()` runs a full clickhouse-local in this process. clic
 `SYSTEM START LISTEN HTTP`, which opens the HTTP handler configured by ./config.xml (read from the current
 directory when the engine starts). A never-ending, near-idle query keeps the engine (and the listener) alive.
 
+Like a ClickHouse server it keeps `system.query_log` (three days): the read benchmarks take each read's
+server CPU time from it.
+
 As a shard of a local cluster (`--tcp-port`): the node also listens on the native TCP port, and its
 config names the cluster (`<remote_servers>`: one shard per peer TCP port, one replica each) and its
 `{shard}`/`{replica}` macros, so `Distributed` tables over the cluster work. This engine has no Keeper:
@@ -67,6 +70,11 @@ def main() -> int:
             "<listen_host>127.0.0.1</listen_host>"
             f"<http_port>{args.port}</http_port>"
             f"{cluster}"
+            # The query log, as a ClickHouse server keeps it by default (this engine keeps none unless
+            # told): the read benchmarks take each read's server CPU time from it. Kept three days.
+            "<query_log><database>system</database><table>query_log</table>"
+            "<engine>ENGINE = MergeTree PARTITION BY event_date ORDER BY event_time "
+            "TTL event_date + INTERVAL 3 DAY</engine></query_log>"
             "</clickhouse>\n"
         )
     os.chdir(run_dir)

@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 pub mod cluster;
+pub mod cpu;
 pub mod firehose;
 pub mod neighbour;
 pub mod peak;

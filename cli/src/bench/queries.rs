@@ -8,7 +8,9 @@
 //! `compare=previous_period`, side by side, as a ratio to the plain read (target: at most 2×); a few
 //! metrics also with a `breakdown`, as a ratio to the same metric without; the metrics a rollup serves
 //! also against the same read over the raw events. A read that fails (a large store's 12-month read past
-//! the server's memory limit) is a figure too: its line says so and the bench goes on.
+//! the server's memory limit) is a figure too: its line says so and the bench goes on. Each metric and
+//! dashboard line also says the server's CPU time per call and its multiple of the call's time (about
+//! the cores the read kept busy; see [`super::cpu`]), when the server keeps a query log.
 
 use std::time::Instant;
 
@@ -17,6 +19,7 @@ use commerce_analytics::demo::DemoConfig;
 use commerce_analytics::event::Validator;
 use commerce_analytics::store::ClickHouseStore;
 
+use super::cpu::ServerCpu;
 use super::{BenchResult, p50};
 
 /// Runs the benchmark over a store of `events` demo events, every read over `period` (`30d` or `12m`:
@@ -79,7 +82,16 @@ pub async fn run(url: &str, events: usize, period: &str, calls: usize) -> BenchR
         let (client, base) = (&client, &base);
         async move { super::get_ok(client, base, &path, READ).await }
     };
-    println!("read latency over {rows} events (p50 of {calls} calls through the local API)");
+    let cpu = ServerCpu::probe(store.client(), db).await;
+    println!(
+        "read latency over {rows} events (p50 of {calls} calls through the local API; CPU: the server's \
+         per call, {})",
+        if cpu.is_some() {
+            "from its query log"
+        } else {
+            "n/a, the server keeps no query log"
+        }
+    );
     for m in [
         "revenue",
         "net_revenue",
@@ -101,16 +113,17 @@ pub async fn run(url: &str, events: usize, period: &str, calls: usize) -> BenchR
         let path = format!("/analytics/metrics?metric={m}&period={period}");
         let Some(r) = reported(
             &format!("metric {m}"),
-            with_comparison(&get, &path, calls).await,
+            with_comparison(&get, &path, calls, cpu.as_ref()).await,
         ) else {
             continue;
         };
         println!(
-            "  metric {m:<22} {period:<4} {:>8.1} ms   peak {:>6.1} MiB   compared {:>8.1} ms ({:.2}×)",
+            "  metric {m:<22} {period:<4} {:>8.1} ms   peak {:>6.1} MiB   compared {:>8.1} ms ({:.2}×)   {}",
             r.plain.as_secs_f64() * 1e3,
             r.plain_peak_mib,
             r.with.as_secs_f64() * 1e3,
-            r.with.as_secs_f64() / r.plain.as_secs_f64()
+            r.with.as_secs_f64() / r.plain.as_secs_f64(),
+            r.cpu_column()
         );
     }
     // The metrics a rollup serves, against the same read over the raw events: `includeBots=true` makes
@@ -129,7 +142,7 @@ pub async fn run(url: &str, events: usize, period: &str, calls: usize) -> BenchR
         let path = format!("/analytics/metrics?metric={m}&period={period}");
         let Some(r) = reported(
             &format!("metric {m} from raw"),
-            side_by_side(&get, &path, "&includeBots=true", calls).await,
+            side_by_side(&get, &path, "&includeBots=true", calls, None).await,
         ) else {
             continue;
         };
@@ -150,7 +163,7 @@ pub async fn run(url: &str, events: usize, period: &str, calls: usize) -> BenchR
         let path = format!("/analytics/metrics?metric={m}&period={period}");
         let Some(r) = reported(
             &format!("metric {m} by {by}"),
-            side_by_side(&get, &path, &format!("&breakdown={by}"), calls).await,
+            side_by_side(&get, &path, &format!("&breakdown={by}"), calls, None).await,
         ) else {
             continue;
         };
@@ -166,16 +179,17 @@ pub async fn run(url: &str, events: usize, period: &str, calls: usize) -> BenchR
         let path = format!("/analytics/dashboards/{id}?period={period}");
         let Some(r) = reported(
             &format!("dashboard {id}"),
-            with_comparison(&get, &path, calls).await,
+            with_comparison(&get, &path, calls, cpu.as_ref()).await,
         ) else {
             continue;
         };
         println!(
-            "  dashboard {id:<19} {period:<4} {:>8.1} ms   peak {:>6.1} MiB   compared {:>8.1} ms ({:.2}×)",
+            "  dashboard {id:<19} {period:<4} {:>8.1} ms   peak {:>6.1} MiB   compared {:>8.1} ms ({:.2}×)   {}",
             r.plain.as_secs_f64() * 1e3,
             r.plain_peak_mib,
             r.with.as_secs_f64() * 1e3,
-            r.with.as_secs_f64() / r.plain.as_secs_f64()
+            r.with.as_secs_f64() / r.plain.as_secs_f64(),
+            r.cpu_column()
         );
     }
     let steps = "page.viewed,product.viewed,cart.item_added,order.completed";
@@ -222,6 +236,7 @@ pub async fn run(url: &str, events: usize, period: &str, calls: usize) -> BenchR
             &get,
             &format!("/analytics/funnel?steps={steps}&period={funnel_period}"),
             calls,
+            None,
         )
         .await,
     ) {
@@ -287,6 +302,23 @@ struct Pair {
     plain: std::time::Duration,
     with: std::time::Duration,
     plain_peak_mib: f64,
+    /// The server's CPU time per plain call, when it keeps a query log ([`ServerCpu`]).
+    plain_cpu: Option<std::time::Duration>,
+}
+
+impl Pair {
+    /// The plain read's server CPU time per call, and as a multiple of its p50 (about the cores it kept
+    /// busy), for the benches' lines; `n/a` without a query log.
+    fn cpu_column(&self) -> String {
+        match self.plain_cpu {
+            Some(cpu) => format!(
+                "CPU {:>8.1} ms ({:.1}× its time)",
+                cpu.as_secs_f64() * 1e3,
+                cpu.as_secs_f64() / self.plain.as_secs_f64()
+            ),
+            None => "CPU n/a".to_owned(),
+        }
+    }
 }
 
 /// The figure of a line, or `None` after printing why the line has none (the read failed).
@@ -305,20 +337,24 @@ async fn with_comparison<F, Fut>(
     get: &F,
     path: &str,
     calls: usize,
+    cpu: Option<&ServerCpu>,
 ) -> Result<Pair, Box<dyn std::error::Error>>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
 {
-    side_by_side(get, path, "&compare=previous_period", calls).await
+    side_by_side(get, path, "&compare=previous_period", calls, cpu).await
 }
 
-/// p50 of `path` plain and with `extra` parameters, the two measured alternately (`calls` each).
+/// p50 of `path` plain and with `extra` parameters, the two measured alternately (`calls` each); with
+/// `cpu`, also the server's CPU time per plain call (each bracketed by the server's clock, outside its
+/// timing).
 async fn side_by_side<F, Fut>(
     get: &F,
     path: &str,
     extra: &str,
     calls: usize,
+    cpu: Option<&ServerCpu>,
 ) -> Result<Pair, Box<dyn std::error::Error>>
 where
     F: Fn(String) -> Fut,
@@ -329,12 +365,22 @@ where
     get(path.to_owned()).await?;
     let mut plain_peak = super::peak::take();
     get(compared.clone()).await?;
-    let (mut plain, mut with) = (Vec::new(), Vec::new());
+    let (mut plain, mut with, mut brackets) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..calls {
-        let t = Instant::now();
         super::peak::take();
-        get(path.to_owned()).await?;
-        plain.push(t.elapsed());
+        let timed = || async {
+            let t = Instant::now();
+            get(path.to_owned()).await?;
+            Ok(t.elapsed())
+        };
+        match cpu {
+            Some(cpu) => {
+                let (took, bracket) = cpu.bracket(timed).await?;
+                plain.push(took);
+                brackets.push(bracket);
+            }
+            None => plain.push(timed().await?),
+        }
         plain_peak = plain_peak.max(super::peak::take());
         let t = Instant::now();
         get(compared.clone()).await?;
@@ -342,9 +388,14 @@ where
     }
     plain.sort();
     with.sort();
+    let plain_cpu = match cpu {
+        Some(cpu) => Some(cpu.per_call(&brackets).await?),
+        None => None,
+    };
     Ok(Pair {
         plain: plain[plain.len() / 2],
         with: with[with.len() / 2],
         plain_peak_mib: plain_peak as f64 / (1024.0 * 1024.0),
+        plain_cpu,
     })
 }
