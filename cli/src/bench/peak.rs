@@ -1,7 +1,7 @@
 //! The highest peak memory of any ClickHouse read since the last [`take`], for the read benchmarks'
 //! "peak" column: a `tracing` layer that keeps the largest `peak_memory_bytes` of the adapter's
 //! [`READ_COST`] events (each read's own peak on the server, from its `X-ClickHouse-Summary`; what
-//! `system.query_log.memory_usage` records on a server that keeps that log, which this engine's does not).
+//! `system.query_log.memory_usage` records, read without waiting for the log to be flushed).
 //!
 //! [`init`] replaces [`commerce_analytics::telemetry::init`] in the bench binary: the usual log lines
 //! (`RUST_LOG`, default `info`) plus this layer, which sees the read-cost events whatever `RUST_LOG` says.
