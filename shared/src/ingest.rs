@@ -10,7 +10,7 @@
 //! - 200 once every good record is in ClickHouse, as **one insert per delivery**: Firehose already made
 //!   the batch (its buffer size and interval are what `batch_size` / `flush_interval_seconds` describe for
 //!   the local buffer), so splitting it again would only multiply inserts and parts; the already-stored
-//!   check runs in groups of ids beside it;
+//!   check before it is one query, its ids sent as external data (`store/clickhouse/external.rs`);
 //! - records that can never be inserted (not base64, not JSON, not a valid event, older than retention) go
 //!   to `commerce_events_rejects` with the reason and the raw payload, and do not block the others; the
 //!   others get exactly track's rules (see [`crate::event::Validator::revalidate`]);

@@ -4,8 +4,9 @@
 //! events go as one Native block ([`row::EventsBlock`], checked by the server against the table's
 //! columns), other rows as RowBinary (schema validated against the table). Exactly-once storage of events rests on three layers:
 //! 1. within a batch, repeated `(store_id, id)` pairs are dropped (first one kept);
-//! 2. before each insert, the ids of its rows already stored are looked up and dropped (`id` bloom-filter
-//!    index, timestamps bounded to [`DEDUP_HORIZON`] around the rows), so a resent event never adds a
+//! 2. before each insert, the ids of its rows already stored are looked up and dropped (one query with
+//!    the pairs sent as external data, see [`external`]; `id` bloom-filter index, timestamps bounded to
+//!    [`DEDUP_HORIZON`] around the rows), so a resent event never adds a
 //!    second row (raw counts stay exact before merges, and no rollup row is written twice);
 //! 3. each insert carries `insert_deduplication_token` and the table keeps a
 //!    `non_replicated_deduplication_window`, so a batch retried after an ambiguous failure (timeout after
@@ -16,6 +17,7 @@
 
 mod alerts;
 mod bulk;
+mod external;
 pub(crate) mod fx;
 mod keys;
 pub mod layout;
@@ -45,9 +47,6 @@ pub use row::{EventRow, RejectRow};
 /// merge).
 pub const DEDUP_HORIZON: time::Duration = time::Duration::days(1);
 
-/// Events per already-stored lookup query: ids are at most 128 bytes, so 1,500 of them stay inside 256 KiB.
-const LOOKUP_GROUP: usize = 1_500;
-
 /// Chunks of one `insert_batches` call in flight at the same time (each: lookup, then insert).
 const CHUNK_CONCURRENCY: usize = 4;
 
@@ -69,6 +68,8 @@ pub struct ClickHouseStore {
     cluster: Option<layout::Cluster>,
     /// `max_execution_time` (in milliseconds here) and `max_memory_usage` (bytes) of every read query.
     read_limits: (u64, u64),
+    /// Queries that send rows with them: the already-stored lookup ([`external`]).
+    external: external::ExternalQueries,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -131,6 +132,7 @@ impl ClickHouseStore {
             url: cfg.url.clone(),
             cluster,
             read_limits: (cfg.query_timeout_ms, cfg.query_max_memory_bytes),
+            external: external::ExternalQueries::new(cfg),
         }
     }
 
@@ -289,16 +291,7 @@ impl ClickHouseStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut stored: Vec<(String, String)> = Vec::new();
-        // Groups keep each lookup far below ClickHouse's `max_query_size` (256 KiB): a 50,000-event batch
-        // inlined as one IN list would not parse.
-        let groups: Vec<&[&Event]> = events.chunks(LOOKUP_GROUP).collect();
-        for wave in groups.chunks(CHUNK_CONCURRENCY) {
-            let lookups = wave.iter().map(|group| self.stored_ids_in(group));
-            for found in futures_util::future::join_all(lookups).await {
-                stored.extend(found?);
-            }
-        }
+        let stored = self.stored_ids_in(events).await?;
         let stored: HashSet<(&str, &str)> = stored
             .iter()
             .map(|(s, id)| (s.as_str(), id.as_str()))
@@ -372,29 +365,36 @@ impl ClickHouseStore {
         insert.end().await.map_err(classify)
     }
 
+    /// The `(store_id, id)` pairs of `events` stored already, within [`DEDUP_HORIZON`] of their times: one
+    /// query, the pairs sent along as the external table `batch` ([`external`]).
     async fn stored_ids_in(&self, events: &[&Event]) -> Result<Vec<(String, String)>, StoreError> {
-        let stores: HashSet<&str> = events.iter().map(|e| e.store_id.as_str()).collect();
-        let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let mut batch = external::Table::new("batch", "store_id String, id String");
         let (mut from, mut to) = (events[0].timestamp, events[0].timestamp);
         for e in events {
+            batch.push_row(&[&e.store_id, &e.id]);
             from = from.min(e.timestamp);
             to = to.max(e.timestamp);
         }
         let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
-        self.client
-            .query(
-                "SELECT store_id, id FROM commerce_events \
-                 WHERE store_id IN ? AND id IN ? \
-                 AND timestamp >= fromUnixTimestamp64Milli(?) AND timestamp <= fromUnixTimestamp64Milli(?)",
+        self.external
+            .fetch(
+                &stored_ids_sql(ms(from - DEDUP_HORIZON), ms(to + DEDUP_HORIZON)),
+                &batch,
             )
-            .bind(stores.into_iter().collect::<Vec<_>>())
-            .bind(ids.into_iter().collect::<Vec<_>>())
-            .bind(ms(from - DEDUP_HORIZON))
-            .bind(ms(to + DEDUP_HORIZON))
-            .fetch_all::<(String, String)>()
             .await
-            .map_err(classify)
     }
+}
+
+/// The already-stored lookup between two times (epoch milliseconds): the stored rows whose `(store_id,
+/// id)` is one of the `batch` table's. The pair against the table itself rather than each column
+/// against its own subquery: on the 100M-event bench store (the query alone, p50 of 15) 10.9 against
+/// 16.6 ms for 7,400 pairs, 4.7 against 5.1 for 500; on a 40,000-event table 4.9 against 4.2 and 2.8
+/// against 2.8.
+fn stored_ids_sql(from_ms: i64, to_ms: i64) -> String {
+    format!(
+        "SELECT store_id, id FROM {EVENTS_TABLE} WHERE (store_id, id) IN batch \
+         AND timestamp >= fromUnixTimestamp64Milli({from_ms}) AND timestamp <= fromUnixTimestamp64Milli({to_ms})"
+    )
 }
 
 /// The first occurrence of each `(store_id, id)`, in order.
@@ -579,13 +579,21 @@ pub fn classify(e: clickhouse::error::Error) -> StoreError {
     use clickhouse::error::Error as E;
     match &e {
         E::Network(_) | E::TimedOut => StoreError::Unavailable(e.to_string()),
-        E::BadResponse(text) => match server_code(text) {
-            Some(code) if RETRYABLE_CODES.contains(&code) => StoreError::Unavailable(e.to_string()),
-            Some(_) => StoreError::Rejected(e.to_string()),
-            // No ClickHouse error code: a proxy or load balancer answered (502/503...). Retry.
-            None => StoreError::Unavailable(e.to_string()),
+        E::BadResponse(text) => match classify_response(text) {
+            StoreError::Unavailable(_) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Rejected(e.to_string()),
         },
         _ => StoreError::Rejected(e.to_string()),
+    }
+}
+
+/// [`classify`] for the text of a ClickHouse error answer.
+fn classify_response(text: &str) -> StoreError {
+    match server_code(text) {
+        Some(code) if RETRYABLE_CODES.contains(&code) => StoreError::Unavailable(text.to_owned()),
+        Some(_) => StoreError::Rejected(text.to_owned()),
+        // No ClickHouse error code: a proxy or load balancer answered (502/503...). Retry.
+        None => StoreError::Unavailable(text.to_owned()),
     }
 }
 
@@ -626,6 +634,11 @@ fn server_code(text: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_already_stored_lookup_reads_the_pairs_sent_with_it_between_two_times() {
+        insta::assert_snapshot!(stored_ids_sql(1_796_083_200_000, 1_796_256_000_000));
+    }
 
     #[test]
     fn server_error_codes_decide_retryability() {
