@@ -115,6 +115,10 @@ impl ExternalQueries {
             .query(&[
                 ("database", self.database.as_str()),
                 ("session_timezone", "UTC"),
+                // The whole answer is kept until the query ends, so an error met while it runs comes back
+                // as an error status with its code, never as a 200 whose body stops in an exception (the
+                // answers here are a few rows).
+                ("wait_end_of_query", "1"),
                 (structure.as_str(), table.structure),
             ])
             .header(
