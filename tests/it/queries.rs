@@ -1882,6 +1882,64 @@ async fn a_store_keeps_at_most_max_dashboards_custom_dashboards() {
     db.drop_database().await;
 }
 
+/// A funnel holds every session's step events of its period, the largest aggregation a long read has:
+/// it spills to disk past 0.425 of the read memory limit, every other read past three quarters (what
+/// the server itself recorded for each query it ran).
+#[tokio::test]
+async fn a_funnel_spills_to_disk_earlier_than_every_other_read() {
+    let db = TestDb::new("funnel_spill").await;
+    let api = db.api(time::OffsetDateTime::now_utc());
+    for path in [
+        "/analytics/funnel?steps=page.viewed,order.completed&period=7d",
+        "/analytics/metrics?metric=sessions&period=7d",
+    ] {
+        let (status, body) = get(&api, path, READ_KEY).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    db.store
+        .client()
+        .query("SYSTEM FLUSH LOGS")
+        .execute()
+        .await
+        .expect("flush the query log");
+    /// The spill points (`max_bytes_before_external_group_by`) of the funnel's queries or the others'.
+    #[derive(Debug, PartialEq, clickhouse::Row, serde::Deserialize)]
+    struct Spills {
+        funnel: u8,
+        at: Vec<String>,
+    }
+    let spills: Vec<Spills> = db
+        .store
+        .client()
+        .query(
+            "SELECT toUInt8(position(query, 'windowFunnel') > 0) AS funnel, \
+               arraySort(groupUniqArray(Settings['max_bytes_before_external_group_by'])) AS at \
+             FROM system.query_log \
+             WHERE current_database = ? AND type = 'QueryFinish' AND Settings['max_memory_usage'] != '' \
+             GROUP BY funnel ORDER BY funnel",
+        )
+        .bind(&db.name)
+        .fetch_all()
+        .await
+        .expect("the query log");
+    let two_gib = 2u64 << 30;
+    assert_eq!(
+        spills,
+        vec![
+            Spills {
+                funnel: 0,
+                at: vec![(two_gib * 3 / 4).to_string()]
+            },
+            Spills {
+                funnel: 1,
+                at: vec![((two_gib as f64 * 0.425) as u64).to_string()]
+            },
+        ],
+        "each read's spill point as the server ran it (0: the other reads, 1: the funnel)"
+    );
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn every_read_runs_within_the_configured_time_and_memory() {
     let url = integration_tests::clickhouse_url();

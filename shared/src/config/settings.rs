@@ -117,7 +117,7 @@ settings! {
     shown "`25`", env "CLICKHOUSE_QUERY_TIMEOUT_SECONDS", parse from_str;
 
     /// most memory a read query may use on ClickHouse, bytes (`max_memory_usage`); past three quarters of it
-    /// the read's aggregation and sorting spill to disk, past all of it the read answers 422 `read_too_large`
+    /// (a funnel's: 0.425) the read's aggregation and sorting spill to disk, past all of it the read answers 422 `read_too_large`
     clickhouse_query_max_memory_bytes: u64 = 2 * 1024 * 1024 * 1024;
     shown "`2147483648` (2 GiB)", env "CLICKHOUSE_QUERY_MAX_MEMORY_BYTES", parse from_str;
 

@@ -19,7 +19,7 @@
 
 use serde::Deserialize;
 
-use super::{Binds, STORE_AND_BOTS, Sql};
+use super::{Binds, STORE_AND_BOTS, Spill, Sql};
 use crate::error::StoreError;
 use crate::query::funnel::{FunnelCounts, FunnelKey, FunnelQuery};
 use crate::store::clickhouse::ClickHouseStore;
@@ -136,7 +136,10 @@ pub(super) async fn fetch(
     store: &ClickHouseStore,
     q: &FunnelQuery,
 ) -> Result<FunnelCounts, StoreError> {
-    let row = sql(q).fetch_one::<FunnelRow>(store, "funnel").await?;
+    // A funnel holds every session's step events of its period: it spills early (see `Spill::Early`).
+    let row = sql(q)
+        .fetch_one::<FunnelRow>(store, "funnel", Spill::Early)
+        .await?;
     Ok(FunnelCounts {
         reached: row.reached,
         median_secs: row

@@ -126,13 +126,14 @@ impl Sql {
     fn query(
         &self,
         store: &ClickHouseStore,
+        spill: Spill,
     ) -> Result<(clickhouse::query::Query, Duration), StoreError> {
         let b = &self.binds;
         let (own, memory) = store.read_limits;
         let limit = crate::query::deadline::read_limit(Duration::from_millis(own))?;
         let timeout = u64::try_from(limit.as_millis()).unwrap_or(own);
         let mut q = store.client().query(&self.text);
-        for (name, value) in limit_settings(timeout, memory) {
+        for (name, value) in limit_settings(timeout, memory, spill) {
             q = q.with_setting(name, value);
         }
         let mut q = q
@@ -214,7 +215,20 @@ impl Sql {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        let (query, limit) = self.query(store)?;
+        self.fetch_spilling(store, what, Spill::Late).await
+    }
+
+    /// [`Self::fetch_all`] with the read's aggregation spilling to disk at `spill`.
+    pub(super) async fn fetch_spilling<T>(
+        &self,
+        store: &ClickHouseStore,
+        what: &'static str,
+        spill: Spill,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        let (query, limit) = self.query(store, spill)?;
         let read = async {
             let mut cursor = query
                 .with_setting("wait_end_of_query", "1")
@@ -241,16 +255,17 @@ impl Sql {
             })
     }
 
-    /// [`Self::fetch_all`] of a read that answers exactly one row.
+    /// [`Self::fetch_spilling`] of a read that answers exactly one row.
     pub(super) async fn fetch_one<T>(
         &self,
         store: &ClickHouseStore,
         what: &'static str,
+        spill: Spill,
     ) -> Result<T, StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        self.fetch_all(store, what)
+        self.fetch_spilling(store, what, spill)
             .await?
             .into_iter()
             .next()
@@ -263,7 +278,7 @@ impl Sql {
 /// a server that keeps that log), `rows_read`, `bytes_read` and `elapsed_ms` (server side). Turn it on
 /// with `RUST_LOG=info,analytics::reads=debug`; a read that used more than half the read memory limit
 /// (`clickhouse_query_max_memory_bytes`) is also logged at `warn`: it is near the point where its
-/// aggregation spills to disk ([`SPILL_AT`]).
+/// aggregation spills to disk ([`Spill`]).
 pub const READ_COST: &str = "analytics::reads";
 
 /// How long after its limit a read's answer is still waited for: the server stops the query itself
@@ -271,10 +286,10 @@ pub const READ_COST: &str = "analytics::reads";
 const CLIENT_GRACE: Duration = Duration::from_millis(500);
 
 /// The settings that bound every read: one store's heavy dashboard cannot take the server from the
-/// others. Past [`SPILL_AT`] of the memory bound a read's GROUP BY and ORDER BY continue on disk instead
-/// of failing: a 12-month read of a busy store answers, slower, where it used to hit the bound.
-fn limit_settings(timeout_ms: u64, memory_bytes: u64) -> [(&'static str, String); 4] {
-    let spill = (memory_bytes as f64 * SPILL_AT) as u64;
+/// others. Past `spill`'s share of the memory bound a read's GROUP BY and ORDER BY continue on disk
+/// instead of failing: a 12-month read of a busy store answers, slower, where it used to hit the bound.
+fn limit_settings(timeout_ms: u64, memory_bytes: u64, spill: Spill) -> [(&'static str, String); 4] {
+    let spill = (memory_bytes as f64 * spill.share()) as u64;
     [
         // Seconds, fractions allowed: 25000 ms is "25", 500 ms "0.5".
         (
@@ -291,13 +306,33 @@ fn limit_settings(timeout_ms: u64, memory_bytes: u64) -> [(&'static str, String)
 /// (`max_bytes_before_external_group_by`, `max_bytes_before_external_sort`). What is not an aggregation
 /// or a sort (a join's table, one huge distinct set) cannot spill and still fails at the limit, as
 /// [`StoreError::ReadLimit`].
-///
-/// Three quarters, not the half ClickHouse's documentation suggests (merging what spilled needs memory
-/// too): on the 100M-event store, spilling at half (1 GiB) made the reads that peak between 1 and 1.5 GiB
-/// two to three times slower (a 4-step funnel over 90 days 3.1 s -> 9.4 s, add-to-cart rate over 12
-/// months 2.2 -> 5.3 s), while at three quarters they do not spill and traffic sources over 12 months,
-/// which failed at 2 GiB, answers in 22.6 s peaking at 1.6 GiB.
-const SPILL_AT: f64 = 0.75;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Spill {
+    /// Three quarters, not the half ClickHouse's documentation suggests (merging what spilled needs
+    /// memory too): on the 100M-event store, spilling at half (1 GiB) made the reads that peak between 1
+    /// and 1.5 GiB two to three times slower (a 4-step funnel over 90 days 3.1 s -> 9.4 s, add-to-cart
+    /// rate over 12 months 2.2 -> 5.3 s), while at three quarters they do not spill and traffic sources
+    /// over 12 months, which failed at 2 GiB, answers in 22.6 s peaking at 1.6 GiB. On 2026-12-08 the
+    /// product performance read over 12 months (878 MiB) still took 2.47 s spilling at 870 MiB against
+    /// 2.0 s unspilled (the query in the Products dashboard, 3 calls each).
+    Late,
+    /// 0.425, 870 MiB of the default 2 GiB, for funnels: a funnel holds every session's step events of
+    /// its period, the largest aggregation of any read over a long period, and spills cheaply, so it
+    /// keeps near the scale issue's 1 GiB per query. On the 100M-event store (2026-12-08, the query
+    /// alone): the 5-step funnel over 12 months spills and peaks at 960 MiB in 8.4 s, where spilling at
+    /// three quarters it peaked at 1.58 GiB in 8.7 s; the 4-step funnel over 90 days, the largest that
+    /// does not spill (957 MiB, 1.47 s), would at 768 MiB, and take 2.8 s instead of 1.6.
+    Early,
+}
+
+impl Spill {
+    fn share(self) -> f64 {
+        match self {
+            Self::Late => 0.75,
+            Self::Early => 0.425,
+        }
+    }
+}
 
 fn log_cost(what: &'static str, summary: &clickhouse::QuerySummary, memory_limit: u64) {
     let peak_memory_bytes = summary.memory_usage().unwrap_or(0);
@@ -641,17 +676,34 @@ mod tests {
     use crate::query::params::{Filters, Params, Range};
     use crate::query::ranked::{Ranked, RankedQuery};
 
-    use super::{Sql, limit_settings};
+    use super::{Spill, Sql, limit_settings};
 
     #[test]
-    fn every_read_is_bounded_in_time_and_memory_and_spills_at_three_quarters_of_its_memory() {
+    fn every_read_is_bounded_in_time_and_memory_and_spills_at_three_quarters_of_it_a_funnel_earlier()
+     {
         let cases = [
-            (25_000, 2u64 << 30, "25", "2147483648", "1610612736"),
-            (500, 1000, "0.5", "1000", "750"),
-            (1, 1000, "0.001", "1000", "750"),
+            (
+                25_000,
+                2u64 << 30,
+                Spill::Late,
+                "25",
+                "2147483648",
+                "1610612736",
+            ),
+            (
+                25_000,
+                2u64 << 30,
+                Spill::Early,
+                "25",
+                "2147483648",
+                "912680550",
+            ),
+            (500, 1000, Spill::Late, "0.5", "1000", "750"),
+            (1, 1000, Spill::Late, "0.001", "1000", "750"),
+            (1, 1000, Spill::Early, "0.001", "1000", "425"),
         ];
-        for (timeout, memory, secs, max, spill) in cases {
-            let settings = limit_settings(timeout, memory);
+        for (timeout, memory, share, secs, max, spill) in cases {
+            let settings = limit_settings(timeout, memory, share);
             let value = |name: &str| {
                 settings
                     .iter()
