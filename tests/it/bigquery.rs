@@ -1277,13 +1277,16 @@ async fn nothing_accepted_is_lost_or_counted_twice_across_a_bigquery_outage() {
         PrivateBigQuery, WRITE_KEY, eventually, local_server_with, stop_local_server_with,
     };
     use serde_json::json;
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port()
+    let (rest, grpc) = loop {
+        let (a, b) = (
+            integration_tests::free_port(),
+            integration_tests::free_port(),
+        );
+        if a != b {
+            break (a, b);
+        }
     };
-    let emulator = PrivateBigQuery::new(free(), free());
+    let emulator = PrivateBigQuery::new(rest, grpc);
     emulator.start();
     let mut config = integration_tests::bigquery_config(
         "bq_outage",

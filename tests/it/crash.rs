@@ -19,10 +19,7 @@ struct Serve {
 
 impl Serve {
     fn start(db: &TestDb, dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = integration_tests::free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(debug_binary("analytics", &["cli/src"]));
         cmd.arg("--config")

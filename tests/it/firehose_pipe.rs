@@ -238,13 +238,7 @@ async fn send(srv: &LocalServer, req: reqwest::RequestBuilder) -> (u16, serde_js
 
 #[tokio::test]
 async fn a_delivery_during_a_clickhouse_outage_is_retried_and_counted_exactly_once() {
-    let ch = PrivateClickHouse::new(
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port(),
-    );
+    let ch = PrivateClickHouse::new(integration_tests::free_port());
     ch.start();
     let key = "it_firehose_access_key_0123456789";
     let db = TestDb::on(

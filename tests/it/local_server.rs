@@ -9,13 +9,7 @@ use integration_tests::{
 };
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use integration_tests::free_port;
 
 fn spill_dir(name: &str) -> std::path::PathBuf {
     let dir = repo_root()

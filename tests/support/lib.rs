@@ -454,26 +454,51 @@ pub struct PrivateCluster {
     data_dir: PathBuf,
 }
 
-/// Two consecutive free loopback ports.
-fn free_port_pair() -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`; 32768 when it cannot be read).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// `n` consecutive loopback ports free now, for a server another process starts (a ClickHouse node, the
+/// local server, the BigQuery emulator). Picked below the kernel's ephemeral range: a port from that range
+/// (what binding port 0 gives) can be handed to any outgoing connection, and the suite's own clients open
+/// many, between this check and the server's bind, which failed a node's start with "Address already in
+/// use". Below it only another listener can take the port, and ports are drawn at random.
+pub fn free_ports(n: u16) -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    const LOWEST: u16 = 10_000;
+    let span = u64::from(ephemeral_low().saturating_sub(LOWEST + n).max(1_000));
+    let random = RandomState::new();
+    for attempt in 0u64.. {
+        let first = LOWEST + (random.hash_one(attempt) % span) as u16;
+        if (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return first;
         }
     }
+    unreachable!("the loop only ends by returning")
+}
+
+/// One such port ([`free_ports`]).
+pub fn free_port() -> u16 {
+    free_ports(1)
 }
 
 impl PrivateCluster {
     /// Picks free ports and starts both nodes.
     pub fn launch() -> Self {
-        let port = free_port_pair();
+        let port = free_ports(2);
+        let tcp_port = loop {
+            let p = free_ports(2);
+            if p.abs_diff(port) > 1 {
+                break p;
+            }
+        };
         let cluster = Self {
             port,
-            tcp_port: free_port_pair(),
+            tcp_port,
             data_dir: repo_root().join("var").join(format!("it-cluster-{port}")),
         };
         let _ = std::fs::remove_dir_all(&cluster.data_dir);
