@@ -679,8 +679,7 @@ mod tests {
     use super::{Spill, Sql, limit_settings};
 
     #[test]
-    fn every_read_is_bounded_in_time_and_memory_and_spills_at_three_quarters_of_it_a_funnel_earlier()
-     {
+    fn every_read_is_bounded_in_time_and_memory_and_spills_past_its_share_of_the_memory() {
         let cases = [
             (
                 25_000,
