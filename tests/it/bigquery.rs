@@ -1277,16 +1277,8 @@ async fn nothing_accepted_is_lost_or_counted_twice_across_a_bigquery_outage() {
         PrivateBigQuery, WRITE_KEY, eventually, local_server_with, stop_local_server_with,
     };
     use serde_json::json;
-    let (rest, grpc) = loop {
-        let (a, b) = (
-            integration_tests::free_port(),
-            integration_tests::free_port(),
-        );
-        if a != b {
-            break (a, b);
-        }
-    };
-    let emulator = PrivateBigQuery::new(rest, grpc);
+    let rest = integration_tests::free_ports(2);
+    let emulator = PrivateBigQuery::new(rest, rest + 1);
     emulator.start();
     let mut config = integration_tests::bigquery_config(
         "bq_outage",

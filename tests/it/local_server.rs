@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use analytics_cli::server::{self, LocalServer, ServerOptions};
 use integration_tests::{
-    PrivateClickHouse, TestDb, WRITE_KEY, await_events, eventually, repo_root,
+    PrivateClickHouse, TestDb, WRITE_KEY, await_events, eventually, free_port, repo_root,
 };
 use serde_json::{Value, json};
-
-use integration_tests::free_port;
 
 fn spill_dir(name: &str) -> std::path::PathBuf {
     let dir = repo_root()
